@@ -1,0 +1,75 @@
+import type { Envelope } from './dsse.js';
+import type { Manifest, ManifestFacts } from './manifest.js';
+import type { PatchId } from './patch-id.js';
+
+/**
+ * The seams between modules. They live in core so that higher layers (orchestration, agent,
+ * CLI) can name a component by contract while lower layers implement it — imports stay
+ * downward only.
+ */
+
+/** Where patches come from (DESIGN.md "Repository layout"). All reads are bounded. */
+export interface PatchRepository {
+  /** The raw DSSE envelope bytes of `<id>.json`. */
+  fetchEnvelope(id: PatchId, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * The payload `<id>.bin` as chunks, never more than `maxBytes` in all: the verifier asks
+   * for `payload_size + 1` so that a longer file is detected without reading it whole.
+   */
+  openPayload(id: PatchId, maxBytes: number, signal?: AbortSignal): AsyncIterable<Uint8Array>;
+  /** Ids of the patches the repository holds. */
+  list(signal?: AbortSignal): Promise<PatchId[]>;
+}
+
+export interface VerificationContext {
+  /** Reference time in epoch ms, taken once; defaults to `Date.now()` at the start. */
+  now?: number;
+  /** Highest version ever recorded for the manifest's target (anti-downgrade). */
+  highestVersion?: string;
+}
+
+/** A manifest whose envelope passed every signature, trust and freshness check. */
+export interface VerifiedManifest {
+  manifest: Manifest;
+  facts: ManifestFacts;
+  envelope: Envelope;
+  /** Key ids whose signatures counted toward the threshold (one per distinct key). */
+  signers: string[];
+  /** The threshold that applied to this target. */
+  threshold: number;
+}
+
+export interface PatchVerifier {
+  verifyEnvelope(envelopeBytes: Uint8Array, context?: VerificationContext): VerifiedManifest;
+  /** Consumes the payload stream, checking size and hash as it goes. */
+  verifyPayload(verified: VerifiedManifest, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+}
+
+export interface SecurityContext {
+  /** `${process.platform}-${process.arch}` of the host the patch would run on. */
+  platform?: string;
+  /** Node.js version of that host, without the leading "v". */
+  nodeVersion?: string;
+}
+
+export interface SecurityPolicy {
+  /** Throws POLICY_DENIED / REQUIREMENT_UNSATISFIED / PLATFORM_MISMATCH / TOO_LARGE. */
+  check(verified: VerifiedManifest, context?: SecurityContext): void;
+}
+
+export interface ApprovalRequest {
+  patchId: string;
+  target: string;
+  version: string;
+  payloadHash: string;
+}
+
+export interface Approver {
+  /** Resolves when approved; rejects with APPROVAL_MISSING otherwise. */
+  approve(request: ApprovalRequest, signal?: AbortSignal): Promise<void>;
+}
+
+/** Stages and activates verified payloads (the live-runtime module implements it). */
+export interface PatchInstaller {
+  readonly kind: string;
+}

@@ -1,0 +1,38 @@
+import { HotPatchError } from './errors.js';
+
+export const EVENT_TYPES = [
+  'Planned', 'Fetched', 'Verified', 'Approved', 'Staged', 'CanaryStarted', 'CanaryStep',
+  'Promoted', 'Activated', 'Aborted', 'RolledBack', 'Failed',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** DESIGN.md "Events": one shape for the bus, logs, metrics and the audit log. */
+export interface HotPatchEvent {
+  type: EventType;
+  /** The patch id the event is about. */
+  id: string;
+  target: string;
+  version: string;
+  reason: string;
+  /** RFC 3339 UTC timestamp. */
+  ts: string;
+  detail?: Record<string, unknown>;
+}
+
+export type EventInit = Omit<HotPatchEvent, 'ts' | 'reason'> & { ts?: string; reason?: string };
+
+export function createEvent(init: EventInit): HotPatchEvent {
+  if (!(EVENT_TYPES as readonly string[]).includes(init.type)) {
+    throw new HotPatchError('INVALID', `unknown event type ${JSON.stringify(init.type)}`);
+  }
+  const event: HotPatchEvent = {
+    type: init.type,
+    id: init.id,
+    target: init.target,
+    version: init.version,
+    reason: init.reason ?? '',
+    ts: init.ts ?? new Date().toISOString(),
+  };
+  if (init.detail !== undefined) event.detail = init.detail;
+  return event;
+}
