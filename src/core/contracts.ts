@@ -24,8 +24,11 @@ export interface PatchRepository {
 export interface VerificationContext {
   /** Reference time in epoch ms, taken once; defaults to `Date.now()` at the start. */
   now?: number;
-  /** Highest version ever recorded for the manifest's target (anti-downgrade). */
-  highestVersion?: string;
+  /**
+   * Highest version ever recorded for the manifest's target (anti-downgrade), or a lookup
+   * by target name when the caller does not know the target before parsing.
+   */
+  highestVersion?: string | ((target: string) => string | undefined);
 }
 
 /** A manifest whose envelope passed every signature, trust and freshness check. */

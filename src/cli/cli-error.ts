@@ -1,0 +1,26 @@
+import { HotPatchError, type ErrorCode } from '../core/index.js';
+
+/** DESIGN.md "Command line": exit status contract. */
+export const EXIT_OK = 0;
+export const EXIT_REJECTED = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_OPERATIONAL = 3;
+
+/** Bad flags or arguments: exit 2, nothing touched. */
+export class UsageError extends Error {
+  readonly code: ErrorCode;
+  constructor(message: string, code: ErrorCode = 'INVALID', options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UsageError';
+    this.code = code;
+  }
+}
+
+/** Codes that mean "the system could not do its job" rather than "the patch was refused". */
+const OPERATIONAL_CODES: ReadonlySet<ErrorCode> = new Set(['IO', 'NOT_FOUND']);
+
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof UsageError) return EXIT_USAGE;
+  if (error instanceof HotPatchError) return OPERATIONAL_CODES.has(error.code) ? EXIT_OPERATIONAL : EXIT_REJECTED;
+  return EXIT_OPERATIONAL;
+}

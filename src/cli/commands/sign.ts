@@ -1,0 +1,87 @@
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import {
+  HotPatchError,
+  MANIFEST_PAYLOAD_TYPE,
+  decodeEnvelope,
+  encodeEnvelope,
+  isPatchId,
+  pae,
+  parseManifest,
+  type PatchId,
+} from '../../core/index.js';
+import { importPrivateKey, sign } from '../../crypto-agile/index.js';
+import { FileSystemRepository, readFileBounded } from '../../repo/index.js';
+import { checkPayloadStream } from '../../verification/index.js';
+import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { EXIT_OK, UsageError } from '../cli-error.js';
+import { printHelp, type Command } from '../command.js';
+
+const MAX_KEY_FILE = 64 * 1024;
+const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
+export const signCommand: Command = {
+  name: 'sign',
+  summary: 'add a signature to a packed patch',
+  usage: `hotpatch sign --repo DIR --id ID --key DIR/KEYID.key [--keyid KEYID] [--json]
+
+Checks that DIR/ID.bin still matches the manifest's size and hash, then signs the
+DSSE PAE of the manifest with the key and adds (or replaces) the signature for
+KEYID (default: the key file's name without .key).`,
+  async run(argv, out) {
+    const { values, help } = parseCommandArgs(argv, {
+      repo: { type: 'string' },
+      id: { type: 'string' },
+      key: { type: 'string' },
+      keyid: { type: 'string' },
+    });
+    if (help) return printHelp(out, this.usage);
+    const repoDir = requireString(values, 'repo');
+    const id = requireString(values, 'id');
+    if (!isPatchId(id)) throw new UsageError(`--id ${JSON.stringify(id)} is not a valid patch id`);
+    const keyPath = requireString(values, 'key');
+    const keyid = optionalString(values, 'keyid') ?? basename(keyPath).replace(/\.key$/, '');
+    if (!KEYID.test(keyid)) throw new UsageError(`key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid`);
+
+    const keyText = new TextDecoder().decode(await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false }));
+    const keyMode = (await stat(keyPath)).mode & 0o077;
+    if (keyMode !== 0) out.warn(`${keyPath} is readable by group or others (mode ${(0o600 | keyMode).toString(8)}); keep private keys 0600`);
+    let privateKey;
+    try {
+      privateKey = importPrivateKey(keyText);
+    } catch (error) {
+      if (error instanceof HotPatchError) throw new UsageError(`--key ${keyPath}: ${error.message}`);
+      throw error;
+    }
+
+    const repo = new FileSystemRepository(repoDir);
+    const patchId = id as PatchId;
+    const envelope = decodeEnvelope(await repo.fetchEnvelope(patchId));
+    if (envelope.payloadType !== MANIFEST_PAYLOAD_TYPE) {
+      throw new HotPatchError('INVALID', `envelope payloadType is ${JSON.stringify(envelope.payloadType)}, not a hot-patch manifest`);
+    }
+    const { manifest, facts } = parseManifest(envelope.payload);
+    if (manifest.id !== patchId) throw new HotPatchError('INVALID', `manifest id ${manifest.id} does not match --id ${patchId}`);
+    // A signature vouches for the payload too: never sign a manifest whose payload drifted.
+    await checkPayloadStream(manifest, facts, repo.openPayload(patchId, manifest.payload_size + 1));
+    if (manifest.signers.length > 0 && !manifest.signers.includes(keyid)) {
+      out.warn(`${keyid} is not among the manifest's signers (${manifest.signers.join(', ')}); its signature will not count`);
+    }
+
+    const sig = sign(privateKey, pae(envelope.payloadType, envelope.payload));
+    const signatures = envelope.signatures.filter((s) => s.keyid !== keyid);
+    const replaced = signatures.length !== envelope.signatures.length;
+    signatures.push({ keyid, sig });
+    await repo.writeEnvelope(patchId, encodeEnvelope({ ...envelope, signatures }));
+
+    out.line(`${replaced ? 're-signed' : 'signed'} ${patchId} as ${keyid} (${privateKey.alg}); ${signatures.length} signature(s) now`);
+    out.success(`signed ${patchId} with ${keyid}`, {
+      id: patchId,
+      keyid,
+      alg: privateKey.alg,
+      signatures: signatures.map((s) => s.keyid),
+      replaced,
+    });
+    return EXIT_OK;
+  },
+};

@@ -1,0 +1,63 @@
+import { isPatchId } from '../../core/index.js';
+import { DefaultVerifier, verifyPatch } from '../../verification/index.js';
+import { FileSystemRepository } from '../../repo/index.js';
+import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { EXIT_OK, UsageError } from '../cli-error.js';
+import { printHelp, type Command } from '../command.js';
+import { loadHighestVersions, loadSecurityPolicy, loadTrustStore } from '../config-files.js';
+
+export const verifyCommand: Command = {
+  name: 'verify',
+  summary: 'check a patch: signatures, threshold, expiry, payload hash, policy',
+  usage: `hotpatch verify --repo DIR --id ID --trust FILE [--policy FILE] [--state DIR] [--json]
+
+Runs the full trust pipeline on DIR/ID.json and DIR/ID.bin against the trust store
+FILE: envelope type, manifest, signatures, threshold over distinct keys, target
+authorisation, manifest signers, expiry, anti-downgrade (against the highest
+versions recorded in DIR/state.json with --state), payload size and hash, then the
+security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
+  async run(argv, out) {
+    const { values, help } = parseCommandArgs(argv, {
+      repo: { type: 'string' },
+      id: { type: 'string' },
+      trust: { type: 'string' },
+      policy: { type: 'string' },
+      state: { type: 'string' },
+    });
+    if (help) return printHelp(out, this.usage);
+    const repoDir = requireString(values, 'repo');
+    const id = requireString(values, 'id');
+    if (!isPatchId(id)) throw new UsageError(`--id ${JSON.stringify(id)} is not a valid patch id`);
+    const trust = await loadTrustStore(requireString(values, 'trust'));
+    const policyPath = optionalString(values, 'policy');
+    const gate = policyPath === undefined ? undefined : await loadSecurityPolicy(policyPath);
+    const statePath = optionalString(values, 'state');
+    const highest = statePath === undefined ? undefined : await loadHighestVersions(statePath);
+
+    const verifier = new DefaultVerifier(trust);
+    const verified = await verifyPatch(new FileSystemRepository(repoDir), verifier, id, {
+      now: Date.now(),
+      ...(highest === undefined ? {} : { highestVersion: (target: string) => highest.get(target) }),
+    });
+    gate?.check(verified);
+
+    const { manifest } = verified;
+    out.line(`patch:     ${manifest.id}`);
+    out.line(`target:    ${manifest.target} ${manifest.version} (${manifest.payload_type})`);
+    out.line(`signed by: ${verified.signers.join(', ')} (${verified.signers.length} of ${verified.threshold} required)`);
+    out.line(`payload:   ${manifest.payload_hash} (${manifest.payload_size} bytes) matches`);
+    out.line(`expires:   ${manifest.expires ?? 'never'}`);
+    if (gate !== undefined) out.line('policy:    allowed');
+    out.success(`OK: ${manifest.id} verified`, {
+      id: manifest.id,
+      target: manifest.target,
+      version: manifest.version,
+      signers: verified.signers,
+      threshold: verified.threshold,
+      payload_hash: manifest.payload_hash,
+      payload_size: manifest.payload_size,
+      expires: manifest.expires,
+    });
+    return EXIT_OK;
+  },
+};

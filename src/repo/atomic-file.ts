@@ -1,0 +1,578 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { HotPatchError, describe } from '../core/index.js';
+
+/**
+ * Crash-safe and bounded file primitives shared by the repository, the installer, the state
+ * files and the CLI (DESIGN.md "State directory": write temp, fsync, rename, fsync the
+ * directory).
+ *
+ * Error mapping, the same everywhere:
+ * - `ENOENT` on a read → `NOT_FOUND`;
+ * - a symbolic link where none is followed (`ELOOP` under `O_NOFOLLOW`), or anything that is
+ *   not a regular file (directory, FIFO, socket, device) → `INVALID`;
+ * - more bytes than allowed → `TOO_LARGE`;
+ * - an aborted signal → `ABORTED`;
+ * - any other file-system failure → `IO`, with the original error as `cause`.
+ */
+
+/** Default read granularity: one chunk of a payload stream, one read(2) of a manifest. */
+export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+
+/** Largest chunk size accepted; beyond this a single allocation would be unreasonable. */
+const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+
+/** What `writeFileAtomic` accepts: bytes, UTF-8 text, or a (possibly async) stream of chunks. */
+export type AtomicWriteData = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+export interface WriteFileAtomicOptions {
+  /**
+   * Permission bits of the new file, applied exactly (not masked by the umask). Without it an
+   * existing file keeps its mode and a new one gets `0o666` minus the umask.
+   */
+  mode?: number;
+  /** Checked before every chunk and once more just before the rename commits the file. */
+  signal?: AbortSignal;
+}
+
+export interface ReadFileOptions {
+  /** Refuse a symbolic link in the last path component instead of following it (default `true`). */
+  noFollow?: boolean;
+  signal?: AbortSignal;
+  /** Bytes per read (default 64 KiB). */
+  chunkSize?: number;
+  /** How the file is named in error messages (default `"file"`), e.g. `"manifest"`. */
+  what?: string;
+}
+
+export interface CopyFileAtomicOptions extends WriteFileAtomicOptions {
+  /** Largest source accepted; a longer source fails with `TOO_LARGE` and nothing is written. */
+  maxBytes?: number;
+  /** Refuse a source that is a symbolic link (default `true`). */
+  noFollow?: boolean;
+  chunkSize?: number;
+}
+
+/** Size and SHA-256 (lowercase hex) of bytes, as computed while they were copied. */
+export interface FileDigest {
+  size: number;
+  sha256: string;
+}
+
+// --- argument checks (every public input checked, the argument named) ---
+
+function checkPath(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new HotPatchError('INVALID', `${name} must be a non-empty string, got ${describe(value)}`);
+  }
+  if (value.includes('\0')) {
+    throw new HotPatchError('INVALID', `${name} must not contain a NUL character`);
+  }
+  return value;
+}
+
+/** A byte count: a non-negative safe integer. */
+export function checkByteLimit(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new HotPatchError('INVALID', `${name} must be a non-negative safe integer, got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkChunkSize(value: unknown, name = 'chunkSize'): number {
+  if (value === undefined) return DEFAULT_CHUNK_SIZE;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_CHUNK_SIZE) {
+    throw new HotPatchError('INVALID', `${name} must be an integer from 1 to ${MAX_CHUNK_SIZE}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function checkMode(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0o7777) {
+    throw new HotPatchError('INVALID', `mode must be an integer from 0 to 0o7777, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function isIterableData(value: unknown): value is Iterable<Uint8Array> | AsyncIterable<Uint8Array> {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as { [Symbol.iterator]?: unknown; [Symbol.asyncIterator]?: unknown };
+  return typeof v[Symbol.asyncIterator] === 'function' || typeof v[Symbol.iterator] === 'function';
+}
+
+// --- error helpers ---
+
+function errnoOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Throws `ABORTED` when the signal has fired; the signal's reason becomes the cause. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted === true) {
+    throw new HotPatchError('ABORTED', `${what} was aborted`, { cause: signal.reason });
+  }
+}
+
+/** Maps a failed open/read/stat of `file` onto the repository error codes. */
+export function fileError(error: unknown, action: string, file: string, what = 'file', noFollow = true): HotPatchError {
+  if (error instanceof HotPatchError) return error;
+  const errno = errnoOf(error);
+  if (errno === 'ENOENT') {
+    return new HotPatchError('NOT_FOUND', `${what} ${file} does not exist`, { cause: error });
+  }
+  // Linux reports ELOOP for O_NOFOLLOW on a link; FreeBSD reports EMLINK.
+  if (noFollow && (errno === 'ELOOP' || errno === 'EMLINK')) {
+    return new HotPatchError('INVALID', `${what} ${file} is a symbolic link, which is never followed`, { cause: error });
+  }
+  return new HotPatchError('IO', `cannot ${action} ${what} ${file}: ${messageOf(error)}`, {
+    cause: error,
+    ...(errno === undefined ? {} : { detail: { errno } }),
+  });
+}
+
+/**
+ * A cleanup step (close, unlink) failed after a primary error: keep the primary's code and
+ * message in front, and carry both errors in an AggregateError cause, so neither is lost.
+ */
+export function withCleanupFailure(primary: unknown, cleanup: unknown, step: string): HotPatchError {
+  const cause = new AggregateError([primary, cleanup], `${messageOf(primary)}; then ${step} failed: ${messageOf(cleanup)}`);
+  const suffix = ` (then ${step} also failed: ${messageOf(cleanup)})`;
+  if (primary instanceof HotPatchError) {
+    return new HotPatchError(primary.code, `${primary.message}${suffix}`, {
+      cause,
+      ...(primary.detail === undefined ? {} : { detail: primary.detail }),
+    });
+  }
+  return new HotPatchError('IO', `${messageOf(primary)}${suffix}`, { cause });
+}
+
+async function closeHandle(fh: FileHandle, file: string, what: string, primary: { error: unknown } | undefined): Promise<void> {
+  try {
+    await fh.close();
+  } catch (closeError) {
+    if (primary !== undefined) throw withCleanupFailure(primary.error, closeError, `closing ${file}`);
+    throw new HotPatchError('IO', `cannot close ${what} ${file}: ${messageOf(closeError)}`, { cause: closeError });
+  }
+}
+
+// --- reading ---
+
+/**
+ * Opens `file` read-only and makes sure it is a regular file. `O_NONBLOCK` keeps a FIFO from
+ * hanging the open (it is then refused by the fstat check); `O_NOFOLLOW` refuses a link in
+ * the last component. Returns the handle and its size at open time.
+ */
+export async function openRegularFile(
+  file: string,
+  options: { noFollow?: boolean; what?: string } = {},
+): Promise<{ handle: FileHandle; size: number }> {
+  const noFollow = options.noFollow ?? true;
+  const what = options.what ?? 'file';
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (noFollow ? constants.O_NOFOLLOW : 0);
+  let handle: FileHandle;
+  try {
+    handle = await fsp.open(file, flags);
+  } catch (error) {
+    throw fileError(error, 'open', file, what, noFollow);
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) {
+      throw new HotPatchError('INVALID', `${what} ${file} is not a regular file`);
+    }
+    return { handle, size: st.size };
+  } catch (error) {
+    const primary = fileError(error, 'stat', file, what, noFollow);
+    await closeHandle(handle, file, what, { error: primary });
+    throw primary;
+  }
+}
+
+/**
+ * The bytes of a regular file, as chunks, never more than `maxBytes` in all: reading stops
+ * there even when the file is longer (the caller asks for `limit + 1` to detect that). The
+ * file is opened on the first `next()`; it is closed when the data ends, on error, on abort
+ * and when the consumer stops early (`break` / `return()`).
+ */
+export async function* readFileChunks(
+  file: string,
+  maxBytes: number,
+  options: ReadFileOptions = {},
+): AsyncGenerator<Uint8Array, void, undefined> {
+  checkPath(file, 'path');
+  checkByteLimit(maxBytes, 'maxBytes');
+  const chunkSize = checkChunkSize(options.chunkSize);
+  const what = options.what ?? 'file';
+  const { signal } = options;
+  throwIfAborted(signal, `reading ${what} ${file}`);
+  const { handle } = await openRegularFile(file, { noFollow: options.noFollow ?? true, what });
+  let failure: { error: unknown } | undefined;
+  try {
+    let remaining = maxBytes;
+    while (remaining > 0) {
+      throwIfAborted(signal, `reading ${what} ${file}`);
+      const want = Math.min(chunkSize, remaining);
+      // A fresh, unpooled buffer per chunk: consumers may keep chunks, and a view into a
+      // shared pool would expose unrelated bytes through `.buffer`.
+      const buffer = new Uint8Array(want);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, 0, want, null));
+      } catch (error) {
+        throw fileError(error, 'read', file, what);
+      }
+      if (bytesRead === 0) break;
+      remaining -= bytesRead;
+      yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
+    }
+  } catch (error) {
+    failure = { error };
+    throw error;
+  } finally {
+    await closeHandle(handle, file, what, failure);
+  }
+}
+
+/**
+ * The whole content of a regular file of at most `maxBytes` bytes. A larger file fails with
+ * `TOO_LARGE` without being read whole: its size is checked at open, and reading stops at
+ * `maxBytes + 1` bytes in case it grew (or, like /proc files, reports no size).
+ */
+export async function readFileBounded(file: string, maxBytes: number, options: ReadFileOptions = {}): Promise<Uint8Array> {
+  checkPath(file, 'path');
+  checkByteLimit(maxBytes, 'maxBytes');
+  if (maxBytes >= Number.MAX_SAFE_INTEGER) {
+    throw new HotPatchError('INVALID', `maxBytes must be below ${Number.MAX_SAFE_INTEGER}, got ${maxBytes}`);
+  }
+  const chunkSize = checkChunkSize(options.chunkSize);
+  const what = options.what ?? 'file';
+  const noFollow = options.noFollow ?? true;
+  const tooLarge = (size?: number): HotPatchError =>
+    new HotPatchError(
+      'TOO_LARGE',
+      `${what} ${file} is larger than the limit of ${maxBytes} bytes` + (size === undefined ? '' : ` (it has ${size} bytes)`),
+      { detail: size === undefined ? { limit: maxBytes } : { limit: maxBytes, size } },
+    );
+  throwIfAborted(options.signal, `reading ${what} ${file}`);
+  const { handle, size } = await openRegularFile(file, { noFollow, what });
+  let failure: { error: unknown } | undefined;
+  try {
+    if (size > maxBytes) throw tooLarge(size);
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const limit = maxBytes + 1;
+    while (total < limit) {
+      throwIfAborted(options.signal, `reading ${what} ${file}`);
+      const want = Math.min(chunkSize, limit - total);
+      const buffer = new Uint8Array(want);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, 0, want, null));
+      } catch (error) {
+        throw fileError(error, 'read', file, what);
+      }
+      if (bytesRead === 0) break;
+      chunks.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    if (total > maxBytes) throw tooLarge();
+    return concatBytes(chunks, total);
+  } catch (error) {
+    failure = { error };
+    throw error;
+  } finally {
+    await closeHandle(handle, file, what, failure);
+  }
+}
+
+export function concatBytes(chunks: readonly Uint8Array[], total?: number): Uint8Array {
+  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
+  const out = new Uint8Array(total ?? chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+// --- writing ---
+
+/**
+ * Refuses a destination that exists as a symbolic link or as anything but a regular file
+ * (`INVALID`); returns the permission bits of an existing regular file, else `undefined`.
+ */
+export async function checkWritableTarget(file: string, what = 'file'): Promise<number | undefined> {
+  let st;
+  try {
+    st = await fsp.lstat(file);
+  } catch (error) {
+    if (errnoOf(error) === 'ENOENT') return undefined;
+    throw fileError(error, 'stat', file, what, false);
+  }
+  if (st.isSymbolicLink()) {
+    throw new HotPatchError('INVALID', `${what} ${file} is a symbolic link; refusing to write through it`);
+  }
+  if (!st.isFile()) {
+    throw new HotPatchError('INVALID', `${what} ${file} exists and is not a regular file`);
+  }
+  return st.mode & 0o7777;
+}
+
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, null);
+    if (bytesWritten <= 0) throw new Error(`write made no progress at byte ${offset} of ${bytes.length}`);
+    offset += bytesWritten;
+  }
+}
+
+async function writeData(handle: FileHandle, data: AtomicWriteData, signal: AbortSignal | undefined, target: string): Promise<void> {
+  if (typeof data === 'string') {
+    await writeAll(handle, Buffer.from(data, 'utf8'));
+    return;
+  }
+  if (data instanceof Uint8Array) {
+    await writeAll(handle, data);
+    return;
+  }
+  let index = 0;
+  for await (const chunk of data) {
+    throwIfAborted(signal, `writing ${target}`);
+    if (!(chunk instanceof Uint8Array)) {
+      throw new HotPatchError('INVALID', `data chunk ${index} must be a Uint8Array, got ${describe(chunk)}`);
+    }
+    await writeAll(handle, chunk);
+    index += 1;
+  }
+}
+
+/** fsync a directory so that a rename inside it survives a crash. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (error) {
+    throw new HotPatchError('IO', `cannot open directory ${dir} to sync it: ${messageOf(error)}`, { cause: error });
+  }
+  let failure: { error: unknown } | undefined;
+  try {
+    await handle.sync();
+  } catch (error) {
+    failure = { error: new HotPatchError('IO', `cannot sync directory ${dir}: ${messageOf(error)}`, { cause: error }) };
+    throw failure.error;
+  } finally {
+    await closeHandle(handle, dir, 'directory', failure);
+  }
+}
+
+/**
+ * Replaces `file` with `data` so that a crash leaves either the old or the new content, never
+ * a mix: step 1 refuse a link or non-regular destination; step 2 create a uniquely named temp
+ * file beside it (`O_CREAT|O_EXCL|O_WRONLY`); step 3 write everything and fsync; step 4 rename
+ * over the destination; step 5 fsync the directory. On failure before the rename the temp file
+ * is removed and the old content stays. Errors: `INVALID` (bad arguments, link or non-regular
+ * destination), `ABORTED`, the code of a `HotPatchError` thrown by a chunk source, else `IO`.
+ *
+ * The link check and the rename are not one atomic step, but rename(2) replaces a link that
+ * appears in between rather than writing through it, so no file outside is ever modified.
+ */
+export async function writeFileAtomic(file: string, data: AtomicWriteData, options: WriteFileAtomicOptions = {}): Promise<void> {
+  const target = checkWriteArguments(file, data, options);
+  // step 1
+  const existingMode = await checkWritableTarget(target);
+  await writeThroughTemp(target, data, options.mode ?? existingMode, options.signal, async (temp) => {
+    // step 4
+    await fsp.rename(temp, target);
+  });
+}
+
+/**
+ * Creates `file` with `data`, never replacing anything: if the name exists (even as a dangling
+ * link) this fails with `INVALID` (`detail.exists`). The content is written to a temp file and
+ * fsynced first, then hard-linked into place with link(2), which refuses an existing name
+ * atomically; so a crash never leaves a half-written file under the final name (keys, say).
+ */
+export async function writeFileExclusive(file: string, data: AtomicWriteData, options: WriteFileAtomicOptions = {}): Promise<void> {
+  const target = checkWriteArguments(file, data, options);
+  const exists = (): HotPatchError =>
+    new HotPatchError('INVALID', `${target} already exists; refusing to overwrite it`, { detail: { exists: true } });
+  try {
+    await fsp.lstat(target);
+    throw exists();
+  } catch (error) {
+    if (error instanceof HotPatchError) throw error;
+    if (errnoOf(error) !== 'ENOENT') throw fileError(error, 'stat', target, 'file', false);
+  }
+  await writeThroughTemp(target, data, options.mode, options.signal, async (temp) => {
+    try {
+      await fsp.link(temp, target);
+    } catch (error) {
+      if (errnoOf(error) === 'EEXIST') throw exists();
+      throw error;
+    }
+    try {
+      await fsp.unlink(temp);
+    } catch (error) {
+      // The target is complete; only a stray temp name is left. Still an error, not dropped.
+      throw new HotPatchError('IO', `created ${target} but cannot remove its temporary file ${temp}: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
+  });
+}
+
+function checkWriteArguments(file: unknown, data: unknown, options: WriteFileAtomicOptions): string {
+  checkPath(file, 'path');
+  if (typeof data !== 'string' && !(data instanceof Uint8Array) && !isIterableData(data)) {
+    throw new HotPatchError(
+      'INVALID',
+      `data must be a Uint8Array, a string or an iterable of Uint8Array chunks, got ${describe(data)}`,
+    );
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new HotPatchError('INVALID', `options must be an object, got ${describe(options)}`);
+  }
+  checkMode(options.mode);
+  const target = path.resolve(file as string);
+  throwIfAborted(options.signal, `writing ${target}`);
+  return target;
+}
+
+/**
+ * Steps 2, 3 and 5 shared by the writers: temp file beside `target`, write all, fsync, close,
+ * `commit(temp)`, fsync the directory. Before a successful commit, any failure removes the
+ * temp file; a cleanup failure is attached to the primary error, never dropped.
+ */
+async function writeThroughTemp(
+  target: string,
+  data: AtomicWriteData,
+  mode: number | undefined,
+  signal: AbortSignal | undefined,
+  commit: (temp: string) => Promise<void>,
+): Promise<void> {
+  const dir = path.dirname(target);
+  // step 2
+  const temp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fsp.open(temp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, mode ?? 0o666);
+  } catch (error) {
+    throw new HotPatchError('IO', `cannot create a temporary file in ${dir} for ${target}: ${messageOf(error)}`, { cause: error });
+  }
+  let committed = false;
+  try {
+    // open(2) masks the mode with the umask; an explicit or inherited mode is applied exactly.
+    if (mode !== undefined) await handle.chmod(mode);
+    // step 3
+    await writeData(handle, data, signal, target);
+    await handle.sync();
+    const h = handle;
+    handle = undefined;
+    await h.close();
+    throwIfAborted(signal, `writing ${target}`);
+    await commit(temp);
+    committed = true;
+  } catch (error) {
+    const primary =
+      error instanceof HotPatchError
+        ? error
+        : new HotPatchError('IO', `cannot write ${target}: ${messageOf(error)}`, { cause: error });
+    let combined: HotPatchError = primary;
+    if (handle !== undefined) {
+      try {
+        await handle.close();
+      } catch (closeError) {
+        combined = withCleanupFailure(combined, closeError, `closing ${temp}`);
+      }
+    }
+    if (!committed) {
+      try {
+        await fsp.unlink(temp);
+      } catch (unlinkError) {
+        if (errnoOf(unlinkError) !== 'ENOENT') combined = withCleanupFailure(combined, unlinkError, `removing ${temp}`);
+      }
+    }
+    throw combined;
+  }
+  // step 5
+  await fsyncDirectory(dir);
+}
+
+/**
+ * Streams `source` into `destination` atomically (see `writeFileAtomic`), computing size and
+ * SHA-256 on the way; never holds the whole file in memory. A source longer than `maxBytes`
+ * fails with `TOO_LARGE` and leaves the destination as it was.
+ */
+export async function copyFileAtomic(source: string, destination: string, options: CopyFileAtomicOptions = {}): Promise<FileDigest> {
+  checkPath(source, 'source');
+  checkPath(destination, 'destination');
+  const maxBytes = options.maxBytes === undefined ? Number.MAX_SAFE_INTEGER - 1 : checkByteLimit(options.maxBytes, 'maxBytes');
+  if (maxBytes >= Number.MAX_SAFE_INTEGER) {
+    throw new HotPatchError('INVALID', `maxBytes must be below ${Number.MAX_SAFE_INTEGER}, got ${maxBytes}`);
+  }
+  const digest = digestingStream(
+    readFileChunks(source, maxBytes + 1, {
+      noFollow: options.noFollow ?? true,
+      what: 'source',
+      ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    }),
+    { maxBytes, what: `source ${source}` },
+  );
+  await writeFileAtomic(destination, digest.chunks, {
+    ...(options.mode === undefined ? {} : { mode: options.mode }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+  });
+  return digest.result();
+}
+
+export interface DigestingStream {
+  chunks: AsyncIterable<Uint8Array>;
+  /** Size and SHA-256 of everything that went through; valid once `chunks` has ended. */
+  result(): FileDigest;
+}
+
+/**
+ * Passes chunks through while hashing and counting them. More than `maxBytes` in all throws
+ * `TOO_LARGE`; `onEnd` runs after the last chunk (still inside the stream, so a writer that
+ * consumes it fails before committing anything).
+ */
+export function digestingStream(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: { maxBytes: number; what: string; onEnd?: (digest: FileDigest) => void },
+): DigestingStream {
+  const hash = createHash('sha256');
+  let size = 0;
+  let done: FileDigest | undefined;
+  async function* pass(): AsyncGenerator<Uint8Array, void, undefined> {
+    for await (const chunk of source) {
+      size += chunk.length;
+      if (size > options.maxBytes) {
+        throw new HotPatchError('TOO_LARGE', `${options.what} is larger than the limit of ${options.maxBytes} bytes`, {
+          detail: { limit: options.maxBytes },
+        });
+      }
+      hash.update(chunk);
+      yield chunk;
+    }
+    done = { size, sha256: hash.digest('hex') };
+    options.onEnd?.(done);
+  }
+  return {
+    chunks: pass(),
+    result(): FileDigest {
+      if (done === undefined) throw new Error('digestingStream: result() read before the stream ended');
+      return done;
+    },
+  };
+}

@@ -1,0 +1,25 @@
+export {
+  DEFAULT_CHUNK_SIZE,
+  copyFileAtomic,
+  digestingStream,
+  fsyncDirectory,
+  openRegularFile,
+  readFileBounded,
+  readFileChunks,
+  writeFileAtomic,
+  writeFileExclusive,
+} from './atomic-file.js';
+export type {
+  AtomicWriteData,
+  CopyFileAtomicOptions,
+  DigestingStream,
+  FileDigest,
+  ReadFileOptions,
+  WriteFileAtomicOptions,
+} from './atomic-file.js';
+export { DEFAULT_MAX_MANIFEST_BYTES, FileSystemRepository } from './filesystem-repository.js';
+export type {
+  FileSystemRepositoryOptions,
+  PayloadSource,
+  WritePayloadOptions,
+} from './filesystem-repository.js';

@@ -1,0 +1,196 @@
+import {
+  HotPatchError,
+  decodeJson,
+  describe,
+  matchesAnyTargetPattern,
+  matchesTargetPattern,
+  parseTargetPattern,
+} from '../core/index.js';
+import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto-agile/index.js';
+
+/**
+ * DESIGN.md "Trust store", plus two optional fields for rotation (TUF-style root chaining):
+ * `version` (integer, default 1; a rotation must increase it) and `root` (which keys may
+ * sign the next trust store, and how many must; default: every key, the store's threshold).
+ */
+export interface TrustStoreDocument {
+  version?: number;
+  keys: Record<string, { alg: string; public_key: string; targets?: string[] }>;
+  threshold: number;
+  rules?: { targets: string[]; threshold: number; keys: string[] }[];
+  root?: { keys: string[]; threshold: number };
+}
+
+export interface TrustedKey {
+  keyid: string;
+  key: PublicKey;
+  /** Target patterns this key may sign for; undefined = every target. */
+  targets: string[] | undefined;
+}
+
+export interface TrustRule {
+  targets: string[];
+  threshold: number;
+  keys: string[];
+}
+
+export interface TrustStore {
+  version: number;
+  keys: ReadonlyMap<string, TrustedKey>;
+  threshold: number;
+  rules: readonly TrustRule[];
+  root: { keys: string[]; threshold: number };
+  /** The document it was loaded from, for re-serialisation. */
+  document: TrustStoreDocument;
+}
+
+/** What applies to one target: the threshold and which key ids may count toward it. */
+export interface TargetTrust {
+  target: string;
+  threshold: number;
+  /** Key ids authorised for the target (rule keys and key patterns both applied). */
+  authorized: Set<string>;
+  /** The rule that matched, if any (its index in `rules`). */
+  ruleIndex: number | undefined;
+}
+
+const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root']);
+const KEY_FIELDS = new Set(['alg', 'public_key', 'targets']);
+const RULE_FIELDS = new Set(['targets', 'threshold', 'keys']);
+const ROOT_FIELDS = new Set(['keys', 'threshold']);
+const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+const MAX_KEYS = 256;
+
+/** Trust store JSON (bytes, text or value) → checked trust store. Pure. */
+export function parseTrustStore(input: Uint8Array | string | unknown): TrustStore {
+  const value = input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, 'trust store') : input;
+  const obj = object(value, 'trust store');
+  onlyFields(obj, STORE_FIELDS, 'trust store');
+
+  const version = obj.version === undefined ? 1 : obj.version;
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
+    throw new HotPatchError('INVALID', `trust store version must be an integer >= 1, got ${describe(version)}`);
+  }
+
+  const keysObj = object(obj.keys, 'trust store keys');
+  const entries = Object.entries(keysObj);
+  if (entries.length === 0) throw new HotPatchError('INVALID', 'trust store has no keys');
+  if (entries.length > MAX_KEYS) throw new HotPatchError('INVALID', `trust store has more than ${MAX_KEYS} keys`);
+  const keys = new Map<string, TrustedKey>();
+  for (const [keyid, raw] of entries) {
+    if (!KEYID.test(keyid)) throw new HotPatchError('INVALID', `trust store key id ${JSON.stringify(keyid)} is not a valid key id`);
+    const k = object(raw, `trust store keys.${keyid}`);
+    onlyFields(k, KEY_FIELDS, `trust store keys.${keyid}`);
+    if (!isSignatureAlgorithm(k.alg)) {
+      throw new HotPatchError('ALGORITHM_DISALLOWED', `trust store keys.${keyid}.alg ${describe(k.alg)} is not a supported signature algorithm`);
+    }
+    if (typeof k.public_key !== 'string') {
+      throw new HotPatchError('INVALID', `trust store keys.${keyid}.public_key must be a PEM or base64 SPKI string`);
+    }
+    let key: PublicKey;
+    try {
+      key = importPublicKey(k.alg, k.public_key);
+    } catch (cause) {
+      throw new HotPatchError('INVALID', `trust store keys.${keyid}.public_key: ${(cause as Error).message}`, { cause });
+    }
+    const targets = k.targets === undefined ? undefined : patterns(k.targets, `trust store keys.${keyid}.targets`);
+    keys.set(keyid, { keyid, key, targets });
+  }
+  const distinctKeys = new Set([...keys.values()].map((k) => k.key.fingerprint)).size;
+
+  const threshold = thresholdOf(obj.threshold, 'trust store threshold', distinctKeys);
+
+  const rules: TrustRule[] = [];
+  if (obj.rules !== undefined) {
+    if (!Array.isArray(obj.rules)) throw new HotPatchError('INVALID', 'trust store rules must be an array');
+    obj.rules.forEach((raw, i) => {
+      const field = `trust store rules[${i}]`;
+      const r = object(raw, field);
+      onlyFields(r, RULE_FIELDS, field);
+      const ruleKeys = keyIds(r.keys, `${field}.keys`, keys);
+      const ruleDistinct = new Set(ruleKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
+      rules.push({
+        targets: patterns(r.targets, `${field}.targets`),
+        threshold: thresholdOf(r.threshold, `${field}.threshold`, ruleDistinct),
+        keys: ruleKeys,
+      });
+    });
+  }
+
+  let root = { keys: [...keys.keys()], threshold };
+  if (obj.root !== undefined) {
+    const r = object(obj.root, 'trust store root');
+    onlyFields(r, ROOT_FIELDS, 'trust store root');
+    const rootKeys = keyIds(r.keys, 'trust store root.keys', keys);
+    const rootDistinct = new Set(rootKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
+    root = { keys: rootKeys, threshold: thresholdOf(r.threshold, 'trust store root.threshold', rootDistinct) };
+  }
+
+  return { version, keys, threshold, rules, root, document: value as TrustStoreDocument };
+}
+
+/**
+ * Which keys may vouch for `target`, and how many must: the first rule whose patterns
+ * match decides (as TUF's ordered delegations), else the store-wide threshold over all
+ * keys; a key's own `targets` patterns always apply on top.
+ */
+export function trustForTarget(store: TrustStore, target: string): TargetTrust {
+  const ruleIndex = store.rules.findIndex((r) => matchesAnyTargetPattern(r.targets, target));
+  const rule = ruleIndex === -1 ? undefined : store.rules[ruleIndex];
+  const candidates = rule === undefined ? [...store.keys.keys()] : rule.keys;
+  const authorized = new Set(
+    candidates.filter((id) => {
+      const k = store.keys.get(id);
+      return k !== undefined && (k.targets === undefined || k.targets.some((p) => matchesTargetPattern(p, target)));
+    }),
+  );
+  return {
+    target,
+    threshold: rule === undefined ? store.threshold : rule.threshold,
+    authorized,
+    ruleIndex: rule === undefined ? undefined : ruleIndex,
+  };
+}
+
+function thresholdOf(value: unknown, field: string, distinctKeys: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+    throw new HotPatchError('INVALID', `${field} must be an integer, got ${describe(value)}`);
+  }
+  if (value < 1) throw new HotPatchError('INVALID', `${field} is ${value}: a threshold below 1 would accept unsigned patches`);
+  if (value > distinctKeys) {
+    throw new HotPatchError('INVALID', `${field} is ${value} but only ${distinctKeys} distinct keys could sign: it can never be met`);
+  }
+  return value;
+}
+
+function keyIds(value: unknown, field: string, keys: ReadonlyMap<string, TrustedKey>): string[] {
+  if (!Array.isArray(value) || value.length === 0) throw new HotPatchError('INVALID', `${field} must be a non-empty array of key ids`);
+  const ids = value.map((id, i) => {
+    if (typeof id !== 'string' || !keys.has(id)) {
+      throw new HotPatchError('INVALID', `${field}[${i}] ${describe(id)} is not a key of this trust store`);
+    }
+    return id;
+  });
+  if (new Set(ids).size !== ids.length) throw new HotPatchError('INVALID', `${field} lists a key id twice`);
+  return ids;
+}
+
+function patterns(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 256) {
+    throw new HotPatchError('INVALID', `${field} must be a non-empty array of target patterns`);
+  }
+  return value.map((p, i) => parseTargetPattern(p, `${field}[${i}]`));
+}
+
+function object(value: unknown, field: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function onlyFields(obj: Record<string, unknown>, known: Set<string>, field: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
+  }
+}
