@@ -27,6 +27,7 @@ export function decodeKeyText(text: string, name: string): DecodedKeyText {
     const m = PEM_BLOCK.exec(trimmed);
     if (m === null) throw new HotPatchError('INVALID', `${name} is not a single well-formed PEM block`);
     const [, begin, body, end] = m;
+    if (body!.includes('-----')) throw new HotPatchError('INVALID', `${name} holds more than one PEM block`);
     if (begin !== end) {
       throw new HotPatchError('INVALID', `${name} PEM block begins as "${begin}" but ends as "${end}"`);
     }

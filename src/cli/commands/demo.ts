@@ -70,8 +70,8 @@ signature (THRESHOLD_NOT_MET) being refused. --keep leaves the directory in plac
       await step('sign 2', signCommand, ['--repo', repo, '--id', 'hotfix-sha256', '--key', join(keys, 'pq-officer.key')]);
       await step('verify', verifyCommand, ['--repo', repo, '--id', 'hotfix-sha256', '--trust', trustPath]);
 
-      out.line('\nattack 1: someone swaps the payload after signing');
-      await writeFile(join(repo, 'hotfix-sha256.bin'), (await readFile(payload, 'utf8')).replace('sha256', 'md5 '));
+      out.line('\nattack 1: someone swaps the payload after signing (same size, sha512 instead of sha256)');
+      await writeFile(join(repo, 'hotfix-sha256.bin'), (await readFile(payload, 'utf8')).replace('sha256', 'sha512'));
       await step('verify tampered', verifyCommand, ['--repo', repo, '--id', 'hotfix-sha256', '--trust', trustPath], 'HASH_MISMATCH');
 
       out.line('\nattack 2: a patch signed by one key only');

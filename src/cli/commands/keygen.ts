@@ -38,8 +38,14 @@ public key and its trust-store entry are.`,
     }
     const keyPath = join(dir, `${keyid}.key`);
     const pubPath = join(dir, `${keyid}.pub`);
-    await writeFileExclusive(keyPath, privateKey.toPem(), { mode: 0o600 });
-    await writeFileExclusive(pubPath, publicKey.toPem(), { mode: 0o644 });
+    try {
+      await writeFileExclusive(keyPath, privateKey.toPem(), { mode: 0o600 });
+      await writeFileExclusive(pubPath, publicKey.toPem(), { mode: 0o644 });
+    } catch (error) {
+      // An existing key is never replaced: the operator named a taken name (exit 2).
+      if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(error.message, 'INVALID', { cause: error });
+      throw error;
+    }
     out.line(`private key: ${keyPath} (mode 0600)`);
     out.line(`public key:  ${pubPath}`);
     out.line(`fingerprint: sha256:${publicKey.fingerprint}`);
