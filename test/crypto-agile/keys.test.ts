@@ -14,10 +14,6 @@ import { concat, hex, keyPair, pem, throwsCode, tlv, toBase64, toHex, utf8 } fro
 
 const ML_DSA_65_ALG_ID = hex('300b0609608648016503040312');
 
-function spkiDer(publicKey: PublicKey): Uint8Array {
-  return publicKey.spki;
-}
-
 test('a public key imports from SPKI PEM', () => {
   for (const alg of SIGNATURE_ALGORITHMS) {
     const { publicKey } = keyPair(alg);
@@ -29,7 +25,7 @@ test('a public key imports from SPKI PEM', () => {
 
 test('a public key imports from bare base64 of the SPKI DER, line breaks and spaces allowed', () => {
   for (const alg of SIGNATURE_ALGORITHMS) {
-    const b64 = toBase64(spkiDer(keyPair(alg).publicKey));
+    const b64 = toBase64(keyPair(alg).publicKey.spki);
     const wrapped = ` ${b64.replace(/(.{60})/g, '$1\n  ')}\n`;
     assert.equal(importPublicKey(alg, wrapped).alg, alg);
   }

@@ -12,7 +12,7 @@ import {
   writeFileAtomic,
   writeFileExclusive,
 } from '../../src/repo/index.js';
-import { HAS_PROC_FD, collect, mkfifo, openFdCount, rejectsWith, tempFilesIn, withTempDir } from './helpers.js';
+import { collect, mkfifo, openFdCount, rejectsWith, tempFilesIn, withTempDir } from './helpers.js';
 
 test('writeFileAtomic creates and then replaces a file, leaving no temp file', async () => {
   await withTempDir(async (dir) => {
@@ -158,7 +158,7 @@ test('readFileBounded refuses a file one byte over the limit with TOO_LARGE nami
   });
 });
 
-test('readFileBounded stops reading at limit plus one when the file reports no size', { skip: !HAS_PROC_FD }, async () => {
+test('readFileBounded stops reading at limit plus one when the file reports no size', async () => {
   // /proc files are regular files of st_size 0 whose content is produced on read.
   await rejectsWith(readFileBounded('/proc/self/maps', 16), 'TOO_LARGE', /limit of 16 bytes/);
 });
@@ -195,7 +195,7 @@ test('readFileBounded maps a path through a regular file to IO', async () => {
   });
 });
 
-test('readFileChunks closes its file when the consumer stops early', { skip: !HAS_PROC_FD }, async () => {
+test('readFileChunks closes its file when the consumer stops early', async () => {
   await withTempDir(async (dir) => {
     const file = join(dir, 'f');
     await writeFile(file, Buffer.alloc(10_000));

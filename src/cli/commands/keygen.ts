@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError } from '../../core/index.js';
 import { SIGNATURE_ALGORITHMS, generateKeyPair, isSignatureAlgorithm } from '../../crypto-agile/index.js';
@@ -40,7 +40,13 @@ public key and its trust-store entry are.`,
     const pubPath = join(dir, `${keyid}.pub`);
     try {
       await writeFileExclusive(keyPath, privateKey.toPem(), { mode: 0o600 });
-      await writeFileExclusive(pubPath, publicKey.toPem(), { mode: 0o644 });
+      try {
+        await writeFileExclusive(pubPath, publicKey.toPem(), { mode: 0o644 });
+      } catch (error) {
+        // Never leave half a key pair behind: the private key we just wrote goes too.
+        await rm(keyPath, { force: true });
+        throw error;
+      }
     } catch (error) {
       // An existing key is never replaced: the operator named a taken name (exit 2).
       if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(error.message, 'INVALID', { cause: error });
