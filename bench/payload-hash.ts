@@ -123,7 +123,10 @@ export async function run(): Promise<Row[]> {
       row('verifyDefault', `verifyPayload(openPayload) ${defaultLabel}`, {
         goal: GOAL,
         status: judge(ratioDefault, GOAL),
-        note: `goal judged on this row (default FileSystemRepository, chunkSize ${repoDefault.chunkSize} = DEFAULT_CHUNK_SIZE ${DEFAULT_CHUNK_SIZE})`,
+        note:
+          `goal judged on this row (default FileSystemRepository, chunkSize ${repoDefault.chunkSize} = DEFAULT_CHUNK_SIZE ${DEFAULT_CHUNK_SIZE}); ` +
+          `${((100 * t.nodeReference.medianMs) / t.verifyDefault.medianMs).toFixed(0)}% of the node createReadStream+createHash reference, ` +
+          `${((100 * t.verifyLarge.medianMs) / t.verifyDefault.medianMs).toFixed(0)}% of the same path with ${kib(LARGE_CHUNK)} chunks`,
       }),
       row('rawDefault', `hashProvider over openPayload, ${defaultLabel}`),
       row('verifyLarge', `verifyPayload(openPayload) ${largeLabel}`),

@@ -1,0 +1,16 @@
+/*
+ * Public surface of the installer: content-addressed staging and the loaders per payload type.
+ */
+export { DEFAULT_MAX_LIVE_VERSIONS_PER_TARGET, DynamicInstaller, NATIVE_REFUSAL } from './dynamic-installer.js';
+export { STAGED_EXTENSIONS, STAGED_MODE } from './staging.js';
+export type {
+  DynamicInstallerOptions,
+  LoadedModule,
+  LoadOptions,
+  StagedPayload,
+  WasmAdapter,
+  WasmExports,
+  WasmImports,
+  WasmInstance,
+  WasmModule,
+} from './types.js';

@@ -1,0 +1,227 @@
+import { isDeepStrictEqual } from 'node:util';
+import { CallStats } from './call-stats.js';
+import type { RuntimeVersion } from './runtime-version.js';
+
+export interface CanaryRouteOptions {
+  /** Salt of sticky routing: the same key buckets differently for each patch (as CodePush). */
+  patchId: string;
+  deterministic: boolean;
+  differentialSampleRate: number;
+  retryOnBaseline: boolean;
+  routingKey: ((args: readonly unknown[]) => string) | undefined;
+  random: () => number;
+}
+
+const TWO_32 = 2 ** 32;
+
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** FNV-1a, 32 bits: cheap and well spread for bucketing routing keys. */
+export function fnv1a32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * Routing while a candidate is canaried: each call picks a side at entry and runs wholly on
+ * it. The ratio split uses a xorshift generator (no Math.random per call); sticky routing
+ * hashes the routing key with the patch id. Health figures go to the current step's stats.
+ */
+export class CanaryRoute {
+  readonly baseline: RuntimeVersion;
+  readonly candidate: RuntimeVersion;
+  ratio = 0;
+  candidateStats = new CallStats();
+  baselineStats = new CallStats();
+  /** Baseline latency of all steps so far: the last step (ratio 1) has no baseline calls of its own. */
+  readonly baselineHistory = new CallStats();
+  readonly #options: CanaryRouteOptions;
+  #threshold = 0;
+  #differentialThreshold: number;
+  #state: number;
+
+  constructor(baseline: RuntimeVersion, candidate: RuntimeVersion, options: CanaryRouteOptions) {
+    this.baseline = baseline;
+    this.candidate = candidate;
+    this.#options = options;
+    this.#differentialThreshold = options.deterministic ? Math.min(TWO_32, Math.floor(options.differentialSampleRate * TWO_32)) : 0;
+    this.#state = (Math.floor(options.random() * 0xffffffff) | 1) >>> 0;
+  }
+
+  setRatio(ratio: number): void {
+    this.ratio = ratio;
+    this.#threshold = ratio >= 1 ? TWO_32 : Math.floor(ratio * TWO_32);
+  }
+
+  /** Starts a new step's figures; the finished step's baseline joins the history. */
+  newStep(): void {
+    this.baselineHistory.merge(this.baselineStats);
+    this.candidateStats = new CallStats();
+    this.baselineStats = new CallStats();
+  }
+
+  /** Baseline figures to judge against: this step's, plus earlier steps' latency. */
+  baselineForAnalysis(): CallStats {
+    const merged = new CallStats();
+    merged.merge(this.baselineHistory);
+    merged.merge(this.baselineStats);
+    return merged;
+  }
+
+  #next(): number {
+    let x = this.#state;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#state = x >>> 0;
+    return this.#state;
+  }
+
+  #pickCandidate(args: readonly unknown[]): boolean {
+    const key = this.#options.routingKey;
+    if (key !== undefined) return fnv1a32(`${key(args)}\u0000${this.#options.patchId}`) < this.#threshold;
+    return this.#next() < this.#threshold;
+  }
+
+  call(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const toCandidate = this.#pickCandidate(args);
+    if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
+      return this.#callDifferential(index, api, thisArg, args);
+    }
+    const version = toCandidate ? this.candidate : this.baseline;
+    const stats = toCandidate ? this.candidateStats : this.baselineStats;
+    const timed = stats.shouldTime();
+    const started = timed ? performance.now() : 0;
+    version.inflight += 1;
+    let result: unknown;
+    try {
+      result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
+    } catch (error) {
+      version.leave();
+      stats.calls += 1;
+      stats.errors += 1;
+      if (toCandidate && this.#options.retryOnBaseline) return this.#onBaseline(index, api, thisArg, args);
+      throw error;
+    }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        (value) => {
+          version.leave();
+          stats.calls += 1;
+          if (timed) stats.addLatency(performance.now() - started, this.#options.random);
+          return value;
+        },
+        (error: unknown) => {
+          version.leave();
+          stats.calls += 1;
+          stats.errors += 1;
+          if (toCandidate && this.#options.retryOnBaseline) return this.#onBaseline(index, api, thisArg, args);
+          throw error;
+        },
+      );
+    }
+    version.leave();
+    stats.calls += 1;
+    if (timed) stats.addLatency(performance.now() - started, this.#options.random);
+    return result;
+  }
+
+  /** A retry of a failed candidate call: the caller gets the baseline's answer (idempotent targets only). */
+  #onBaseline(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const v = this.baseline;
+    const stats = this.baselineStats;
+    v.inflight += 1;
+    let result: unknown;
+    try {
+      result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
+    } catch (error) {
+      v.leave();
+      stats.calls += 1;
+      stats.errors += 1;
+      throw error;
+    }
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(
+        (value) => {
+          v.leave();
+          stats.calls += 1;
+          return value;
+        },
+        (error: unknown) => {
+          v.leave();
+          stats.calls += 1;
+          stats.errors += 1;
+          throw error;
+        },
+      );
+    }
+    v.leave();
+    stats.calls += 1;
+    return result;
+  }
+
+  /**
+   * Runs the call on both sides and compares the outcomes; the caller always gets the
+   * baseline's. So for a deterministic target, wrong bytes from the candidate are caught
+   * and never handed out. Only the candidate's own call is timed.
+   */
+  #callDifferential(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const b = this.baseline;
+    const c = this.candidate;
+    const cs = this.candidateStats;
+    const bs = this.baselineStats;
+    b.inflight += 1;
+    c.inflight += 1;
+    let baseValue: unknown;
+    let baseError: unknown;
+    let baseThrew = false;
+    try {
+      baseValue = b.functions[index]!.apply(thisArg === api ? b.impl : thisArg, args);
+    } catch (error) {
+      baseThrew = true;
+      baseError = error;
+    }
+    const timed = cs.shouldTime();
+    const started = performance.now();
+    let candValue: unknown;
+    let candThrew = false;
+    try {
+      candValue = c.functions[index]!.apply(thisArg === api ? c.impl : thisArg, args);
+    } catch {
+      // The candidate's exception is counted (below) and never reaches the caller: the
+      // baseline's outcome is what this call returns.
+      candThrew = true;
+    }
+    const settle = (bThrew: boolean, bValue: unknown, bError: unknown, cThrew: boolean, cValue: unknown, cMs: number): unknown => {
+      b.leave();
+      c.leave();
+      bs.calls += 1;
+      if (bThrew) bs.errors += 1;
+      cs.calls += 1;
+      if (cThrew) cs.errors += 1;
+      if (timed) cs.addLatency(cMs, this.#options.random);
+      cs.differentialSamples += 1;
+      if (bThrew !== cThrew || (!bThrew && !isDeepStrictEqual(bValue, cValue))) cs.differentialMismatches += 1;
+      if (bThrew) throw bError;
+      return bValue;
+    };
+    if ((!baseThrew && isThenable(baseValue)) || (!candThrew && isThenable(candValue))) {
+      const candDone = Promise.resolve(candThrew ? Promise.reject(new Error('candidate threw')) : candValue).then(
+        (value) => ({ threw: false, value, ms: performance.now() - started }),
+        () => ({ threw: true, value: undefined, ms: performance.now() - started }),
+      );
+      const baseDone = Promise.resolve(baseThrew ? Promise.reject(baseError) : baseValue).then(
+        (value) => ({ threw: false, value, error: undefined as unknown }),
+        (error: unknown) => ({ threw: true, value: undefined as unknown, error }),
+      );
+      return Promise.all([baseDone, candDone]).then(([bb, cc]) => settle(bb.threw, bb.value, bb.error, cc.threw, cc.value, cc.ms));
+    }
+    return settle(baseThrew, baseValue, baseError, candThrew, candValue, performance.now() - started);
+  }
+}

@@ -1,0 +1,87 @@
+import type { PayloadType } from '../core/index.js';
+import type { VersionRecord } from '../rollback/index.js';
+
+/** Lifecycle hooks a version may have (an esm payload's exports, or the host's declaration). */
+export interface VersionHooks {
+  selfTest?: () => unknown;
+  dispose?: () => unknown;
+  exportState?: () => unknown;
+  importState?: (state: unknown) => unknown;
+}
+
+export interface RuntimeVersionInit {
+  version: string;
+  patchId: string | null;
+  sha256?: string;
+  type?: PayloadType;
+  /** The object whose methods implement the interface (`this` for calls made through target.api). */
+  impl: object;
+  /** Functions in the target's interface order. */
+  functions: readonly ((...args: unknown[]) => unknown)[];
+  hooks: VersionHooks;
+}
+
+/**
+ * One loaded implementation of a target. Counts its async calls in flight so it is disposed
+ * only once drained; sync calls cannot be in flight while a swap runs on the same thread.
+ */
+export class RuntimeVersion {
+  readonly version: string;
+  readonly patchId: string | null;
+  readonly sha256: string | undefined;
+  readonly type: PayloadType | undefined;
+  readonly impl: object;
+  readonly functions: readonly ((...args: unknown[]) => unknown)[];
+  readonly hooks: VersionHooks;
+  inflight = 0;
+  disposed = false;
+  #drainWaiters: (() => void)[] = [];
+
+  constructor(init: RuntimeVersionInit) {
+    this.version = init.version;
+    this.patchId = init.patchId;
+    this.sha256 = init.sha256;
+    this.type = init.type;
+    this.impl = init.impl;
+    this.functions = init.functions;
+    this.hooks = init.hooks;
+  }
+
+  get label(): string {
+    return this.patchId === null ? `${this.version} (built-in)` : `${this.version} (${this.patchId})`;
+  }
+
+  leave(): void {
+    this.inflight -= 1;
+    if (this.inflight === 0 && this.#drainWaiters.length > 0) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves true once no call is in flight, false if `timeoutMs` passes first. */
+  waitDrained(timeoutMs: number): Promise<boolean> {
+    if (this.inflight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#drainWaiters = this.#drainWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref?.();
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.#drainWaiters.push(done);
+    });
+  }
+
+  /** What state.json records of this version. */
+  record(extra: Partial<VersionRecord> = {}): VersionRecord {
+    const r: VersionRecord = { id: this.patchId, version: this.version };
+    if (this.sha256 !== undefined) r.sha256 = this.sha256;
+    if (this.type !== undefined) r.type = this.type;
+    return { ...r, ...extra };
+  }
+}

@@ -1,0 +1,363 @@
+import { HotPatchError, defaultEventBus, type EventBus, type EventType } from '../core/index.js';
+import type { DynamicInstaller, LoadedModule } from '../installer/index.js';
+import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
+import semver from 'semver';
+import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
+import { Target, type TargetDeclaration } from './target.js';
+
+export interface RuntimeOptions {
+  /** Where state.json, staging/ and manifests/ live; without it nothing is persisted. */
+  stateDir?: string;
+  bus?: EventBus;
+  /** Used by `restore()` to reload staged payloads after a restart. */
+  installer?: DynamicInstaller;
+}
+
+export interface VersionStatus {
+  version: string;
+  patchId: string | null;
+  inflight: number;
+}
+
+export interface TargetStatus {
+  target: string;
+  active: VersionStatus;
+  previous: VersionStatus | undefined;
+  frozen: string | undefined;
+  canary:
+    | { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number; candidate: VersionStatus }
+    | undefined;
+}
+
+export interface RestoreReport {
+  target: string;
+  /** The version now active. */
+  version: string;
+  patchId: string | null;
+  /** The persisted active version that was not restored, and why. */
+  dropped?: { patchId: string | null; version: string; reason: string };
+}
+
+export interface DrainReport {
+  version: string;
+  drained: boolean;
+  inflight: number;
+}
+
+/**
+ * The targets of one process and what is persisted about them. `twoPhaseApply` drives the
+ * swaps; the runtime keeps the state file, the events and the disposal of drained versions.
+ */
+export class HotPatchRuntime {
+  readonly bus: EventBus;
+  readonly stateDir: string | undefined;
+  readonly store: StateStore | undefined;
+  readonly rollbackIndex: RollbackIndex | undefined;
+  readonly installer: DynamicInstaller | undefined;
+  readonly #targets = new Map<string, Target<object>>();
+  readonly #probation = new Map<string, NodeJS.Timeout>();
+  /** Extra figures of versions that state.json records (promotion time, probation, good). */
+  readonly #meta = new WeakMap<RuntimeVersion, Partial<VersionRecord>>();
+
+  constructor(options: RuntimeOptions = {}) {
+    this.bus = options.bus ?? defaultEventBus;
+    this.stateDir = options.stateDir;
+    this.store = options.stateDir === undefined ? undefined : new StateStore(options.stateDir);
+    this.rollbackIndex = this.store === undefined ? undefined : new RollbackIndex(this.store);
+    this.installer = options.installer;
+  }
+
+  /** Declares a target; its built-in implementation is active until a patch is applied or restored. */
+  target<T extends object>(name: string, declaration: TargetDeclaration<T>): Target<T> {
+    if (this.#targets.has(name)) throw new HotPatchError('INVALID', `target ${name} is already declared`);
+    const target = new Target(name, declaration);
+    this.#targets.set(target.name, target as unknown as Target<object>);
+    return target;
+  }
+
+  get(name: string): Target<object> {
+    const t = this.#targets.get(name);
+    if (t === undefined) {
+      throw new HotPatchError('NOT_FOUND', `no target named ${name} is declared (declared: ${[...this.#targets.keys()].join(', ') || 'none'})`);
+    }
+    return t;
+  }
+
+  list(): Target<object>[] {
+    return [...this.#targets.values()];
+  }
+
+  status(): TargetStatus[] {
+    return this.list().map((t) => {
+      const canary = t.canary;
+      return {
+        target: t.name,
+        active: versionStatus(t.active),
+        previous: t.previous === undefined ? undefined : versionStatus(t.previous),
+        frozen: t.frozen,
+        canary:
+          canary === null || t.applying === undefined
+            ? undefined
+            : {
+                patchId: t.applying.patchId,
+                version: t.applying.version,
+                ratio: canary.ratio,
+                candidateCalls: canary.candidateStats.calls,
+                candidateErrors: canary.candidateStats.errors,
+                baselineCalls: canary.baselineStats.calls,
+                candidate: versionStatus(canary.candidate),
+              },
+      };
+    });
+  }
+
+  /** Publishes one event on the runtime's bus. */
+  emit(type: EventType, target: string, version: string, id: string, reason: string, detail?: Record<string, unknown>): void {
+    this.bus.publish({ type, id, target, version, reason, ...(detail === undefined ? {} : { detail }) });
+  }
+
+  /** Highest version ever recorded for a target (anti-downgrade input of the verifier). */
+  async highestVersion(target: string): Promise<string | undefined> {
+    if (this.store === undefined) return undefined;
+    return (await this.store.read()).targets[target]?.highest_version;
+  }
+
+  /** @internal persisted after a promotion: active, previous, last good, highest version. */
+  async recordPromotion(target: Target<object>, candidate: RuntimeVersion, old: RuntimeVersion, probationMs: number): Promise<void> {
+    const promotedAt = new Date().toISOString();
+    this.#meta.set(candidate, { promoted_at: promotedAt, probation_ms: probationMs, good: false });
+    const oldGood = old.patchId === null || this.#meta.get(old)?.good === true;
+    if (this.store !== undefined) {
+      await this.store.update((s) => {
+        const t = (s.targets[target.name] ??= emptyTargetState());
+        t.active = this.recordOf(candidate);
+        t.previous = this.recordOf(old);
+        if (oldGood || t.last_good === null) t.last_good = this.recordOf(old);
+        if (t.highest_version === undefined || semver.gt(candidate.version, t.highest_version)) t.highest_version = candidate.version;
+      });
+    }
+    this.#startProbation(target, candidate, probationMs);
+  }
+
+  /** @internal persisted after a rollback: `restored` is active again, `bad` is marked failed. */
+  async recordRollback(target: Target<object>, restored: RuntimeVersion, bad: RuntimeVersion | undefined): Promise<void> {
+    this.#clearProbation(target.name);
+    if (this.store === undefined) return;
+    await this.store.update((s) => {
+      const t = (s.targets[target.name] ??= emptyTargetState());
+      t.active = this.recordOf(restored);
+      t.previous = target.previous === undefined ? null : this.recordOf(target.previous);
+      if (bad?.patchId != null && !t.failed.includes(bad.patchId)) t.failed.push(bad.patchId);
+    });
+  }
+
+  /** @internal a patch that never became active (self-test, canary, load) is recorded as failed. */
+  async recordFailure(target: string, patchId: string): Promise<void> {
+    if (this.store === undefined) return;
+    await this.store.update((s) => {
+      const t = (s.targets[target] ??= emptyTargetState());
+      if (!t.failed.includes(patchId)) t.failed.push(patchId);
+    });
+  }
+
+  /** @internal the record state.json keeps of a version. */
+  recordOf(version: RuntimeVersion): VersionRecord {
+    return version.record(this.#meta.get(version) ?? {});
+  }
+
+  /**
+   * Operator rollback: a routing flip to the warm previous version (no reload). During a
+   * canary it aborts the canary instead (the baseline never stopped serving).
+   */
+  async rollback(name: string, reason = 'rollback requested'): Promise<RuntimeVersion> {
+    const target = this.get(name);
+    if (target.applying !== undefined) {
+      target.abort(reason);
+      return target.active;
+    }
+    if (target.paused !== undefined) {
+      await target.paused.rollback(reason);
+      return target.active;
+    }
+    const previous = target.previous;
+    if (previous === undefined) throw new HotPatchError('NOT_FOUND', `target ${name} has no previous version to roll back to`);
+    const bad = target.routeTo(previous, undefined);
+    await this.recordRollback(target, previous, bad);
+    this.emit('RolledBack', name, previous.version, bad.patchId ?? 'builtin', reason, { from: bad.version, to: previous.version });
+    void this.disposeWhenDrained(target, bad, 30_000);
+    return previous;
+  }
+
+  /**
+   * Disposes a version once its in-flight calls are done. A drain timeout is reported (a
+   * process warning and the returned report), never forced: disposal then waits on.
+   */
+  async disposeWhenDrained(target: Target<object>, version: RuntimeVersion, timeoutMs: number): Promise<DrainReport> {
+    if (version === target.active || version === target.previous || version.disposed) {
+      return { version: version.version, drained: true, inflight: version.inflight };
+    }
+    let drained = await version.waitDrained(timeoutMs);
+    if (!drained) {
+      process.emitWarning(`${target.name} ${version.label}: ${version.inflight} calls still in flight after ${timeoutMs} ms; dispose postponed until they finish`, {
+        code: 'HOTPATCH_DRAIN_TIMEOUT',
+      });
+      const report = { version: version.version, drained: false, inflight: version.inflight };
+      void version.waitDrained(2 ** 31 - 1).then(() => this.#dispose(target, version));
+      return report;
+    }
+    await this.#dispose(target, version);
+    drained = true;
+    return { version: version.version, drained, inflight: 0 };
+  }
+
+  async #dispose(target: Target<object>, version: RuntimeVersion): Promise<void> {
+    // A version that became active or previous again (re-promoted) must stay alive.
+    if (version.disposed || version === target.active || version === target.previous) return;
+    version.disposed = true;
+    if (version.patchId !== null && version.sha256 !== undefined) this.installer?.release(target.name, version.sha256);
+    try {
+      await version.hooks.dispose?.();
+    } catch (error) {
+      process.emitWarning(error instanceof Error ? error : new Error(String(error)), {
+        code: 'HOTPATCH_DISPOSE_FAILED',
+        detail: `dispose() of ${target.name} ${version.label} threw`,
+      });
+    }
+  }
+
+  #startProbation(target: Target<object>, version: RuntimeVersion, probationMs: number): void {
+    this.#clearProbation(target.name);
+    const timer = setTimeout(() => {
+      this.#probation.delete(target.name);
+      if (target.active !== version) return;
+      this.#meta.set(version, { ...this.#meta.get(version), good: true });
+      void this.store
+        ?.update((s) => {
+          const t = (s.targets[target.name] ??= emptyTargetState());
+          t.active = this.recordOf(version);
+          t.last_good = this.recordOf(version);
+        })
+        .catch((error: unknown) => {
+          process.emitWarning(error instanceof Error ? error : new Error(String(error)), { code: 'HOTPATCH_STATE_WRITE_FAILED' });
+        });
+    }, probationMs);
+    timer.unref();
+    this.#probation.set(target.name, timer);
+  }
+
+  #clearProbation(name: string): void {
+    const t = this.#probation.get(name);
+    if (t !== undefined) clearTimeout(t);
+    this.#probation.delete(name);
+  }
+
+  /** Stops probation timers (the process keeps its routing). */
+  close(): void {
+    for (const name of [...this.#probation.keys()]) this.#clearProbation(name);
+  }
+
+  /** @internal a loaded payload as a version of `target`. */
+  versionOfModule(target: Target<object>, mod: LoadedModule, init: { version: string; patchId: string; sha256: string; type: RuntimeVersion['type'] }): RuntimeVersion {
+    const hooks: VersionHooks = {};
+    if (mod.selfTest !== undefined) hooks.selfTest = mod.selfTest;
+    if (mod.dispose !== undefined) hooks.dispose = mod.dispose;
+    if (mod.exportState !== undefined) hooks.exportState = mod.exportState;
+    if (mod.importState !== undefined) hooks.importState = mod.importState;
+    return target.versionFrom(mod.api, { ...init, hooks });
+  }
+
+  /**
+   * After a restart: re-activates what state.json says was active, re-checking the staged
+   * file's hash and the self-tests. A version still in probation when the process died is not
+   * restored: the last good one is, and the patch is marked failed.
+   */
+  async restore(now = Date.now()): Promise<RestoreReport[]> {
+    if (this.store === undefined || this.installer === undefined) {
+      throw new HotPatchError('INVALID', 'restore() needs a runtime created with stateDir and installer');
+    }
+    const state = await this.store.load();
+    const reports: RestoreReport[] = [];
+    for (const target of this.list()) {
+      const saved = state.targets[target.name];
+      if (saved === undefined || saved.active === null || saved.active.id === null) continue;
+      const active = saved.active;
+      const activeId = saved.active.id;
+      let dropReason: string | undefined;
+      let chosen: VersionRecord | null = active;
+      const promotedMs = active.promoted_at === undefined ? undefined : Date.parse(active.promoted_at);
+      if (active.good !== true && promotedMs !== undefined && active.probation_ms !== undefined && promotedMs + active.probation_ms > now) {
+        dropReason = `promoted ${Math.round((now - promotedMs) / 1000)}s before the restart, inside its ${Math.round(active.probation_ms / 1000)}s probation`;
+        chosen = saved.last_good;
+      }
+      let version: RuntimeVersion = target.builtin;
+      if (chosen !== null && chosen.id !== null) {
+        try {
+          version = await this.#loadRecord(target, chosen);
+        } catch (error) {
+          const why = `${chosen.version} (${chosen.id}) could not be restored: ${(error as Error).message}`;
+          dropReason = dropReason === undefined ? why : `${dropReason}; ${why}`;
+          if (saved.last_good !== null && saved.last_good !== chosen && saved.last_good.id !== null) {
+            try {
+              version = await this.#loadRecord(target, saved.last_good);
+            } catch (again) {
+              dropReason += `; last good ${saved.last_good.version} failed too: ${(again as Error).message}`;
+            }
+          }
+        }
+      }
+      if (version !== target.builtin) this.#meta.set(version, restoredMeta(version.patchId === active.id ? active : (saved.last_good ?? {})));
+      target.routeTo(version, undefined);
+      const report: RestoreReport = { target: target.name, version: version.version, patchId: version.patchId };
+      if (dropReason !== undefined) {
+        report.dropped = { patchId: activeId, version: active.version, reason: dropReason };
+        await this.recordRollback(target, version, undefined);
+        await this.recordFailure(target.name, activeId);
+        this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
+      } else if (active.good !== true && promotedMs !== undefined && active.probation_ms !== undefined) {
+        this.#startProbation(target, version, Math.max(0, promotedMs + active.probation_ms - now));
+      }
+      this.emit('Activated', target.name, version.version, version.patchId ?? 'builtin', 'restored after restart');
+      reports.push(report);
+    }
+    return reports;
+  }
+
+  async #loadRecord(target: Target<object>, record: VersionRecord): Promise<RuntimeVersion> {
+    const installer = this.installer!;
+    if (record.id === null || record.sha256 === undefined || record.type === undefined) return target.builtin;
+    const staged = await installer.verifyStaged(record.sha256, record.type);
+    const mod = await installer.load(staged, {
+      target: target.name,
+      version: record.version,
+      patchId: record.id,
+      requiredFunctions: target.keys,
+      ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
+      initContext: { target: target.name, version: record.version, patchId: record.id, restored: true },
+    });
+    const version = this.versionOfModule(target, mod, { version: record.version, patchId: record.id, sha256: record.sha256, type: record.type });
+    await runSelfTests(target, version);
+    return version;
+  }
+}
+
+function restoredMeta(record: Partial<VersionRecord>): Partial<VersionRecord> {
+  const meta: Partial<VersionRecord> = {};
+  if (record.promoted_at !== undefined) meta.promoted_at = record.promoted_at;
+  if (record.probation_ms !== undefined) meta.probation_ms = record.probation_ms;
+  if (record.good !== undefined) meta.good = record.good;
+  return meta;
+}
+
+function versionStatus(v: RuntimeVersion): VersionStatus {
+  return { version: v.version, patchId: v.patchId, inflight: v.inflight };
+}
+
+/** The payload's own selfTest(), then the host's known-answer tests against the candidate alone. */
+export async function runSelfTests(target: Target<object>, version: RuntimeVersion): Promise<void> {
+  try {
+    await version.hooks.selfTest?.();
+    await target.declaration.selfTest?.(target.apiOf(version));
+  } catch (cause) {
+    throw new HotPatchError('SELF_TEST_FAILED', `self-test of ${target.name} ${version.label} failed: ${(cause as Error).message}`, { cause });
+  }
+}

@@ -1,0 +1,14 @@
+/**
+ * Length of canary interval `n` (0-based, counting inconclusive extensions too): the first is
+ * `canaryInterval`, each next one `backoffFactor` times longer, each jittered by ±`jitterRatio`
+ * so a fleet that started together does not step together.
+ */
+export function canaryIntervalMs(
+  n: number,
+  options: { canaryInterval: number; backoffFactor: number; jitterRatio: number },
+  random: () => number,
+): number {
+  const base = options.canaryInterval * options.backoffFactor ** n;
+  const jitter = (random() * 2 - 1) * options.jitterRatio;
+  return Math.max(0, base * (1 + jitter));
+}

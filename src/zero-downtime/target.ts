@@ -1,0 +1,223 @@
+import semver from 'semver';
+import { HotPatchError, parseTargetName } from '../core/index.js';
+import type { WasmAdapter } from '../installer/index.js';
+import { CanaryRoute, isThenable } from './canary-route.js';
+import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+/** What a host declares for one hot-swappable target. */
+export interface TargetDeclaration<T extends object> {
+  /** Semver version of the implementation in the host's own code. */
+  version: string;
+  /** The implementation: its methods (own and inherited) are the target's interface. */
+  impl: T;
+  /** Known-answer tests run against every candidate's api before it takes any live call. */
+  selfTest?: (api: T) => unknown;
+  /** How a wasm payload's exports become this interface. */
+  adapter?: WasmAdapter;
+  /** Same input → same output: the canary compares candidate and baseline outputs. */
+  deterministic?: boolean;
+  /** Safe to run twice: `retryOnBaseline` may re-run a failed candidate call on the baseline. */
+  idempotent?: boolean;
+  /** Methods that return promises without being `async` functions (so in-flight calls are counted). */
+  asyncMethods?: readonly (keyof T & string)[];
+  /** State handover for the built-in version (a patch exports its own). */
+  exportState?: () => unknown;
+  importState?: (state: unknown) => unknown;
+  dispose?: () => unknown;
+}
+
+/** Steady route and optional canary: the two fields every routed call reads. */
+class Router {
+  steady: RuntimeVersion;
+  canary: CanaryRoute | null = null;
+  constructor(steady: RuntimeVersion) {
+    this.steady = steady;
+  }
+}
+
+/** Manual decisions an operator can take while a canary runs. */
+export interface CanaryControl {
+  promoteRequested: boolean;
+  abortReason: string | undefined;
+  wake: () => void;
+}
+
+export function interfaceKeys(impl: object): string[] {
+  const keys = new Set<string>();
+  for (let o: object | null = impl; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const k of Object.getOwnPropertyNames(o)) {
+      if (k === 'constructor' || keys.has(k)) continue;
+      const d = Object.getOwnPropertyDescriptor(o, k);
+      if (d !== undefined && typeof d.value === 'function') keys.add(k);
+    }
+  }
+  return [...keys];
+}
+
+/**
+ * A hot-swappable slot. `api` has the implementation's interface; each call picks a version
+ * at entry (one field read when no canary runs) and runs wholly on it. Calls made as
+ * `target.api.m()` run with the chosen version's own object as `this`, so nested
+ * `this.other()` calls stay on that version; any other `this` is passed through untouched.
+ */
+export class Target<T extends object> {
+  readonly name: string;
+  readonly api: T;
+  readonly keys: readonly string[];
+  readonly declaration: TargetDeclaration<T>;
+  readonly builtin: RuntimeVersion;
+  previous: RuntimeVersion | undefined;
+  /** Set while a patch is being applied to this target. */
+  applying: { patchId: string; version: string; control: CanaryControl } | undefined;
+  /** Set when an aborted canary was paused (rollbackOnCancel false) awaiting a decision. */
+  paused:
+    | { patchId: string; version: string; promote: () => Promise<void>; rollback: (reason: string) => Promise<void> }
+    | undefined;
+  frozen: string | undefined;
+  readonly #router: Router;
+
+  constructor(name: string, declaration: TargetDeclaration<T>) {
+    this.name = parseTargetName(name, 'target name');
+    if (typeof declaration !== 'object' || declaration === null) throw new HotPatchError('INVALID', `target ${name}: declaration must be an object`);
+    if (typeof declaration.version !== 'string' || semver.valid(declaration.version) === null) {
+      throw new HotPatchError('INVALID', `target ${name}: version must be a semver version, got ${String(declaration.version)}`);
+    }
+    if (typeof declaration.impl !== 'object' || declaration.impl === null) throw new HotPatchError('INVALID', `target ${name}: impl must be an object`);
+    this.declaration = declaration;
+    this.keys = interfaceKeys(declaration.impl);
+    if (this.keys.length === 0) throw new HotPatchError('INVALID', `target ${name}: impl has no methods to route`);
+    const asyncKeys = new Set<string>(declaration.asyncMethods ?? []);
+    for (const k of asyncKeys) {
+      if (!this.keys.includes(k)) throw new HotPatchError('INVALID', `target ${name}: asyncMethods names ${k}, which impl does not have`);
+    }
+    const hooks: VersionHooks = {};
+    if (declaration.exportState !== undefined) hooks.exportState = declaration.exportState;
+    if (declaration.importState !== undefined) hooks.importState = declaration.importState;
+    if (declaration.dispose !== undefined) hooks.dispose = declaration.dispose;
+    this.builtin = this.versionFrom(declaration.impl, { version: declaration.version, patchId: null, hooks });
+    this.#router = new Router(this.builtin);
+
+    const api: Record<string, AnyFunction> = {};
+    const router = this.#router;
+    this.keys.forEach((key, index) => {
+      const original = (declaration.impl as Record<string, AnyFunction>)[key]!;
+      const isAsync = asyncKeys.has(key) || original.constructor?.name === 'AsyncFunction';
+      api[key] = isAsync ? asyncMethod(router, api, index) : syncMethod(router, api, index);
+      Object.defineProperty(api[key], 'name', { value: key });
+    });
+    this.api = Object.freeze(api) as unknown as T;
+  }
+
+  get active(): RuntimeVersion {
+    return this.#router.steady;
+  }
+
+  get canary(): CanaryRoute | null {
+    return this.#router.canary;
+  }
+
+  /** Wraps an implementation object (built-in or a loaded payload's api) as a version of this target. */
+  versionFrom(
+    impl: object,
+    init: { version: string; patchId: string | null; sha256?: string; type?: RuntimeVersion['type']; hooks: VersionHooks },
+  ): RuntimeVersion {
+    const functions = this.keys.map((k) => {
+      const fn = (impl as Record<string, unknown>)[k];
+      if (typeof fn !== 'function') throw new HotPatchError('LOAD_FAILED', `version ${init.version} of ${this.name} has no function ${k}`);
+      return fn as AnyFunction;
+    });
+    return new RuntimeVersion({ ...init, impl, functions });
+  }
+
+  /** An api object bound to one version only (for its self-test). */
+  apiOf(version: RuntimeVersion): T {
+    const out: Record<string, AnyFunction> = {};
+    this.keys.forEach((k, i) => {
+      out[k] = (...args: unknown[]) => version.functions[i]!.apply(version.impl, args);
+    });
+    return out as unknown as T;
+  }
+
+  /** @internal routing changes, used by twoPhaseApply and the runtime. */
+  setCanary(route: CanaryRoute | null): void {
+    this.#router.canary = route;
+  }
+
+  /** @internal makes `version` the steady route; the old steady version becomes `previous`. */
+  promoteTo(version: RuntimeVersion): RuntimeVersion {
+    const old = this.#router.steady;
+    this.#router.steady = version;
+    this.#router.canary = null;
+    this.previous = old;
+    return old;
+  }
+
+  /** @internal routes to `version` without keeping the current one as previous (rollback). */
+  routeTo(version: RuntimeVersion, previous: RuntimeVersion | undefined): RuntimeVersion {
+    const old = this.#router.steady;
+    this.#router.steady = version;
+    this.#router.canary = null;
+    this.previous = previous;
+    return old;
+  }
+
+  /** Operator: finish the running (or paused) canary now and promote the candidate. */
+  async promote(): Promise<void> {
+    if (this.paused !== undefined) return this.paused.promote();
+    if (this.applying === undefined || this.#router.canary === null) {
+      throw new HotPatchError('INVALID', `target ${this.name} has no canary running to promote`);
+    }
+    this.applying.control.promoteRequested = true;
+    this.applying.control.wake();
+  }
+
+  /** Operator: stop the running apply; the canary is rolled back (or paused, per rollbackOnCancel). */
+  abort(reason = 'aborted by operator'): void {
+    if (this.applying === undefined) throw new HotPatchError('INVALID', `target ${this.name} has no apply running to abort`);
+    this.applying.control.abortReason = reason;
+    this.applying.control.wake();
+  }
+}
+
+function syncMethod(router: Router, api: object, index: number): AnyFunction {
+  return function routed(this: unknown, ...args: unknown[]): unknown {
+    const canary = router.canary;
+    if (canary === null) {
+      const v = router.steady;
+      return v.functions[index]!.apply(this === api ? v.impl : this, args);
+    }
+    return canary.call(index, api, this, args);
+  };
+}
+
+function asyncMethod(router: Router, api: object, index: number): AnyFunction {
+  return function routed(this: unknown, ...args: unknown[]): unknown {
+    const canary = router.canary;
+    if (canary !== null) return canary.call(index, api, this, args);
+    const v = router.steady;
+    v.inflight += 1;
+    let result: unknown;
+    try {
+      result = v.functions[index]!.apply(this === api ? v.impl : this, args);
+    } catch (error) {
+      v.leave();
+      throw error;
+    }
+    if (!isThenable(result)) {
+      v.leave();
+      return result;
+    }
+    return Promise.resolve(result).then(
+      (value) => {
+        v.leave();
+        return value;
+      },
+      (error: unknown) => {
+        v.leave();
+        throw error;
+      },
+    );
+  };
+}

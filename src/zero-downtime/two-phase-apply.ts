@@ -1,0 +1,298 @@
+import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { HotPatchError, encodeEnvelope, type ErrorCode, type VerifiedManifest } from '../core/index.js';
+import type { DynamicInstaller } from '../installer/index.js';
+import { writeFileAtomic } from '../repo/index.js';
+import { analyzeStep, type StepFigures, type StepVerdict } from './canary-analysis.js';
+import { CanaryRoute } from './canary-route.js';
+import { resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
+import { HotPatchRuntime, runSelfTests, type DrainReport } from './runtime.js';
+import type { RuntimeVersion } from './runtime-version.js';
+import { canaryIntervalMs } from './schedule.js';
+import type { CanaryControl, Target } from './target.js';
+
+export type ApplyOutcome = 'promoted' | 'rolled-back' | 'paused' | 'already-active';
+
+export interface StepReport {
+  step: number;
+  ratio: number;
+  verdict: StepVerdict;
+  reason: string;
+  figures: StepFigures;
+  /** Intervals waited in this step (more than one when Inconclusive extended it). */
+  intervals: number;
+}
+
+export interface ApplyResult {
+  outcome: ApplyOutcome;
+  target: string;
+  patchId: string;
+  version: string;
+  reason: string;
+  steps: StepReport[];
+  /** Disposal of the version the promotion retired (the one before the new previous). */
+  drain?: Promise<DrainReport>;
+}
+
+export interface ApplyOptions extends ZdtOptions {
+  /** The runtime holding the target (default: `defaultRuntime`). */
+  runtime?: HotPatchRuntime;
+}
+
+/** The runtime used when `twoPhaseApply` is not given one (no state directory: nothing persisted). */
+export const defaultRuntime = new HotPatchRuntime();
+
+type Wake = 'elapsed' | 'promote' | 'abort';
+
+/**
+ * Applies a verified patch to its target with no dropped call (seed: twoPhaseApply).
+ * Phases: stage → load/init → selfTest → canary steps → promote (state handover) → activate.
+ * Any failure before promotion leaves the running version serving, untouched; a failed
+ * canary step routes every call back to the baseline at once (a field write, no reload).
+ */
+export async function twoPhaseApply(
+  installer: DynamicInstaller,
+  pkg: VerifiedManifest,
+  payload: Uint8Array | AsyncIterable<Uint8Array>,
+  options: ApplyOptions = {},
+): Promise<ApplyResult> {
+  const opts = resolveZdtOptions(options);
+  const runtime = options.runtime ?? defaultRuntime;
+  const { manifest, facts } = pkg;
+  const target = runtime.get(manifest.target);
+  const base = { target: target.name, patchId: manifest.id, version: manifest.version };
+
+  if (target.frozen !== undefined) {
+    throw new HotPatchError('POLICY_DENIED', `target ${target.name} is frozen (${target.frozen}); unfreeze it before applying ${manifest.id}`);
+  }
+  if (target.applying !== undefined || target.paused !== undefined) {
+    const busy = target.applying ?? target.paused!;
+    throw new HotPatchError('ABORTED', `target ${target.name} is busy with patch ${busy.patchId} (${busy.version}); ${manifest.id} was not applied`, {
+      detail: { busyWith: busy.patchId },
+    });
+  }
+  if (opts.retryOnBaseline && target.declaration.idempotent !== true) {
+    throw new HotPatchError('INVALID', `retryOnBaseline re-runs calls: target ${target.name} must be declared idempotent`);
+  }
+  if (target.active.patchId === manifest.id && target.active.version === manifest.version) {
+    return { ...base, outcome: 'already-active', reason: `${manifest.id} is already active`, steps: [] };
+  }
+
+  const control: CanaryControl = { promoteRequested: false, abortReason: undefined, wake: () => {} };
+  target.applying = { patchId: manifest.id, version: manifest.version, control };
+  const emit = (type: Parameters<HotPatchRuntime['emit']>[0], reason: string, detail?: Record<string, unknown>): void =>
+    runtime.emit(type, target.name, manifest.version, manifest.id, reason, detail);
+  const steps: StepReport[] = [];
+  /** Errors already turned into events and state by `fail`, rethrown as they are. */
+  const handled = new WeakSet<object>();
+  let candidate: RuntimeVersion | undefined;
+  let route: CanaryRoute | undefined;
+
+  const abortReason = (): string | undefined =>
+    control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
+
+  /** Every failure path: back to the baseline, candidate disposed once drained, recorded. */
+  const fail = async (code: ErrorCode, reason: string, cause?: unknown): Promise<ApplyResult> => {
+    const rolledBack = route !== undefined && target.canary === route;
+    if (rolledBack) target.setCanary(null);
+    if (code === 'ABORTED') emit('Aborted', reason, { code });
+    if (rolledBack) emit('RolledBack', reason, { code, to: target.active.version });
+    else if (code !== 'ABORTED') emit('Failed', reason, { code });
+    await runtime.recordFailure(target.name, manifest.id);
+    if (candidate !== undefined) void runtime.disposeWhenDrained(target as Target<object>, candidate, opts.drainTimeoutMs);
+    if (code === 'CANARY_FAILED' && !opts.returnErrorOnCanaryFail) return { ...base, outcome: 'rolled-back', reason, steps };
+    const error = new HotPatchError(code, reason, { cause, detail: { target: target.name, patchId: manifest.id, steps } });
+    handled.add(error);
+    throw error;
+  };
+
+  try {
+    // phase 1: stage (content-addressed, hash checked while copying, fsynced, read-only).
+    const stagingAbort = abortReason();
+    if (stagingAbort !== undefined) return await fail('ABORTED', stagingAbort);
+    const staged = await installer.stage(manifest, facts, payload, opts.signal);
+    if (runtime.stateDir !== undefined) {
+      // The signed manifest is kept beside the state, so a restart or an audit can re-check it.
+      const dir = join(runtime.stateDir, 'manifests');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFileAtomic(join(dir, `${manifest.id}.json`), encodeEnvelope(pkg.envelope), { mode: 0o600 });
+    }
+    emit('Staged', `staged as ${staged.path}`, { sha256: staged.sha256, size: staged.size, type: staged.type });
+
+    // phase 2: load and init; a throw here leaves the running version untouched.
+    const mod = await installer.load(staged, {
+      target: target.name,
+      version: manifest.version,
+      patchId: manifest.id,
+      requiredFunctions: target.keys,
+      ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
+      initContext: { target: target.name, version: manifest.version, patchId: manifest.id },
+    });
+    candidate = runtime.versionOfModule(target as Target<object>, mod, {
+      version: manifest.version,
+      patchId: manifest.id,
+      sha256: staged.sha256,
+      type: staged.type,
+    });
+
+    // phase 3: known-answer tests before any live call reaches the candidate.
+    await runSelfTests(target as Target<object>, candidate);
+    const loadAbort = abortReason();
+    if (loadAbort !== undefined) return await fail('ABORTED', loadAbort);
+
+    // phase 4: canary steps.
+    const baseline = target.active;
+    route = new CanaryRoute(baseline, candidate, {
+      patchId: manifest.id,
+      deterministic: target.declaration.deterministic === true,
+      differentialSampleRate: opts.differentialSampleRate,
+      retryOnBaseline: opts.retryOnBaseline,
+      routingKey: opts.routingKey,
+      random: opts.random,
+    });
+    route.setRatio(opts.steps[0]!);
+    target.setCanary(route);
+    emit('CanaryStarted', `canary of ${manifest.version} against ${baseline.version} at ${pct(opts.steps[0]!)}`, {
+      steps: opts.steps,
+      baseline: baseline.version,
+    });
+
+    let interval = 0;
+    let manual = false;
+    steps: for (let i = 0; i < opts.steps.length; i++) {
+      const ratio = opts.steps[i]!;
+      // Do not widen exposure once an abort is pending: pause or roll back where we stand.
+      const pending = abortReason();
+      if (pending !== undefined) return await onAbort(pending);
+      if (i > 0) {
+        route.newStep();
+        route.setRatio(ratio);
+      }
+      for (let extensions = 0; ; extensions++) {
+        const woke = await waitInterval(canaryIntervalMs(interval++, opts, opts.random), opts, control);
+        if (woke === 'abort') return await onAbort(abortReason() ?? 'aborted');
+        if (woke === 'promote') {
+          manual = true;
+          break steps;
+        }
+        const analysis = analyzeStep(ratio, route.candidateStats, route.baselineForAnalysis(), opts);
+        let { verdict, reason } = analysis;
+        if (verdict === 'Inconclusive' && extensions >= opts.maxInconclusiveExtensions) {
+          verdict = 'Failed';
+          reason = `no verdict after ${extensions + 1} intervals: ${reason} (never promoted without data)`;
+        }
+        const report: StepReport = { step: i + 1, ratio, verdict, reason, figures: analysis.figures, intervals: extensions + 1 };
+        if (verdict !== 'Inconclusive' || extensions === 0) steps.push(report);
+        else steps[steps.length - 1] = report;
+        emit('CanaryStep', `step ${i + 1}/${opts.steps.length} at ${pct(ratio)}: ${verdict}: ${reason}`, {
+          step: i + 1,
+          of: opts.steps.length,
+          verdict,
+          intervals: extensions + 1,
+          ...analysis.figures,
+        });
+        if (verdict === 'Failed') return await fail('CANARY_FAILED', `canary of ${manifest.id} failed at step ${i + 1} (${pct(ratio)}): ${reason}`);
+        if (verdict === 'Successful') break;
+      }
+    }
+
+    // phase 5: promote, handing the old version's state to the new one (Erlang's code_change).
+    const promoted = await promoteCandidate(runtime, target as Target<object>, candidate, opts, emit, manual ? 'promoted by operator' : 'every canary step passed');
+    if (!promoted.ok) return await fail('ABORTED', promoted.reason, promoted.cause);
+    return { ...base, outcome: 'promoted', reason: promoted.reason, steps, drain: promoted.drain };
+  } catch (error) {
+    if (typeof error === 'object' && error !== null && handled.has(error)) throw error;
+    const code: ErrorCode = error instanceof HotPatchError ? error.code : 'LOAD_FAILED';
+    return await fail(code, `${manifest.id} not applied: ${(error as Error).message}`, error);
+  } finally {
+    target.applying = undefined;
+  }
+
+  /** Abort: back to the baseline (rollbackOnCancel), or pause the canary where it stands. */
+  async function onAbort(reason: string): Promise<ApplyResult> {
+    if (opts.rollbackOnCancel || route === undefined || candidate === undefined) return fail('ABORTED', reason);
+    const pausedRoute = route;
+    const pausedCandidate = candidate;
+    target.paused = {
+      patchId: manifest.id,
+      version: manifest.version,
+      promote: async () => {
+        target.paused = undefined;
+        const r = await promoteCandidate(runtime, target as Target<object>, pausedCandidate, opts, emit, 'paused canary promoted by operator');
+        if (!r.ok) {
+          target.setCanary(null);
+          emit('RolledBack', r.reason, { code: 'ABORTED' });
+          await runtime.recordFailure(target.name, manifest.id);
+          void runtime.disposeWhenDrained(target as Target<object>, pausedCandidate, opts.drainTimeoutMs);
+          throw new HotPatchError('ABORTED', r.reason, { cause: r.cause });
+        }
+      },
+      rollback: async (why: string) => {
+        target.paused = undefined;
+        if (target.canary === pausedRoute) target.setCanary(null);
+        emit('RolledBack', why, { code: 'ABORTED', to: target.active.version });
+        await runtime.recordFailure(target.name, manifest.id);
+        void runtime.disposeWhenDrained(target as Target<object>, pausedCandidate, opts.drainTimeoutMs);
+      },
+    };
+    emit('Aborted', `${reason}; canary paused at ${pct(pausedRoute.ratio)} (promote or roll back to finish)`, { code: 'ABORTED', paused: true, ratio: pausedRoute.ratio });
+    const error = new HotPatchError('ABORTED', `${reason}; canary of ${manifest.id} paused at ${pct(pausedRoute.ratio)}`, {
+      detail: { target: target.name, patchId: manifest.id, paused: true, steps },
+    });
+    handled.add(error);
+    throw error;
+  }
+}
+
+async function promoteCandidate(
+  runtime: HotPatchRuntime,
+  target: Target<object>,
+  candidate: RuntimeVersion,
+  opts: ResolvedZdtOptions,
+  emit: (type: 'Promoted' | 'Activated', reason: string, detail?: Record<string, unknown>) => void,
+  why: string,
+): Promise<{ ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; reason: string; cause: unknown }> {
+  const old = target.active;
+  if (old.hooks.exportState !== undefined && candidate.hooks.importState !== undefined) {
+    try {
+      const state = await old.hooks.exportState();
+      await candidate.hooks.importState(state);
+    } catch (cause) {
+      return { ok: false, reason: `state handover from ${old.version} to ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`, cause };
+    }
+  }
+  const retired = target.previous;
+  target.promoteTo(candidate);
+  emit('Promoted', why, { from: old.version });
+  await runtime.recordPromotion(target, candidate, old, opts.probationMs);
+  emit('Activated', `${candidate.version} active, ${old.version} kept warm for rollback`, { previous: old.version, probationMs: opts.probationMs });
+  const drain = retired === undefined ? undefined : runtime.disposeWhenDrained(target, retired, opts.drainTimeoutMs);
+  return { ok: true, reason: why, drain };
+}
+
+function waitInterval(ms: number, opts: ResolvedZdtOptions, control: CanaryControl): Promise<Wake> {
+  if (control.abortReason !== undefined || opts.signal?.aborted === true) return Promise.resolve('abort');
+  if (control.promoteRequested) return Promise.resolve('promote');
+  return new Promise((resolve) => {
+    const finish = (why: Wake): void => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      control.wake = () => {};
+      resolve(why);
+    };
+    const onAbort = (): void => finish('abort');
+    const timer = setTimeout(() => finish('elapsed'), ms);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    control.wake = () => finish(control.abortReason !== undefined ? 'abort' : 'promote');
+  });
+}
+
+function reasonOf(reason: unknown): string {
+  if (reason instanceof Error) return reason.message;
+  if (typeof reason === 'string') return reason;
+  return 'aborted by signal';
+}
+
+function pct(ratio: number): string {
+  return `${Math.round(ratio * 1000) / 10}%`;
+}

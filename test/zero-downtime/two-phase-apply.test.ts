@@ -1,0 +1,312 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { HotPatchError } from '../../src/core/index.js';
+import { twoPhaseApply } from '../../src/zero-downtime/index.js';
+import { FAST, drive, signedPatch, types, world } from './fixtures.js';
+
+const T = 'xps.crypto.hash.sha256';
+const builtin = { digest: (s: string) => createHash('sha256').update(s).digest('hex') };
+const GOOD = `import { createHash } from 'node:crypto';
+export const api = { digest: (s) => createHash('sha256').update(s).digest('hex') };
+export function selfTest() { if (api.digest('abc') !== 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad') throw new Error('KAT'); }`;
+
+function isCode(code: string) {
+  return (e: unknown) => e instanceof HotPatchError && e.code === code;
+}
+
+test('a good patch is promoted step by step while every call succeeds', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, deterministic: true });
+    const { verified, payload } = signedPatch('good-1', T, '1.0.1', GOOD);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    const load = await drive((i) => target.api.digest(`m${i}`), apply);
+    const result = await apply;
+    assert.equal(result.outcome, 'promoted');
+    assert.deepEqual(result.steps.map((s) => s.verdict), ['Successful', 'Successful', 'Successful', 'Successful']);
+    assert.deepEqual(result.steps.map((s) => s.ratio), [0.05, 0.25, 0.5, 1]);
+    assert.equal(load.errors.length, 0);
+    assert.ok(load.ok > 100);
+    assert.equal(target.active.version, '1.0.1');
+    assert.equal(target.previous?.version, '1.0.0');
+    assert.deepEqual(types(w.events), ['Staged', 'CanaryStarted', 'CanaryStep', 'CanaryStep', 'CanaryStep', 'CanaryStep', 'Promoted', 'Activated']);
+    const state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    assert.equal(state.targets[T].active.id, 'good-1');
+    assert.equal(state.targets[T].previous.version, '1.0.0');
+    assert.equal(state.targets[T].highest_version, '1.0.1');
+  } finally {
+    await w.close();
+  }
+});
+
+test('a patch that throws on 10% of calls is rolled back with CANARY_FAILED and the baseline keeps serving', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const src = `let n = 0; export const api = { digest: (s) => { if (++n % 10 === 0) throw new Error('flaky'); return 'x' + s; } };`;
+    const { verified, payload } = signedPatch('flaky-1', T, '1.0.1', src);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /error rate/.test((e as Error).message));
+    assert.equal(target.active.version, '1.0.0');
+    assert.equal(target.canary, null);
+    assert.equal(target.api.digest('abc'), builtin.digest('abc'));
+    assert.ok(types(w.events).includes('RolledBack'));
+    const step = w.events.find((e) => e.type === 'CanaryStep' && e.detail?.verdict === 'Failed');
+    assert.ok(typeof step?.detail?.errorRate === 'number' && (step.detail.errorRate as number) > 0.01);
+    const state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    assert.deepEqual(state.targets[T].failed, ['flaky-1']);
+  } finally {
+    await w.close();
+  }
+});
+
+test('a patch three times slower fails the latency ratio', async () => {
+  const w = await world();
+  try {
+    const spin = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    const target = w.runtime.target(T, { version: '1.0.0', impl: { digest: (s: string) => (spin(0.2), s) } });
+    const src = `export const api = { digest: (s) => { const end = performance.now() + 0.6; while (performance.now() < end); return s; } };`;
+    const { verified, payload } = signedPatch('slow-1', T, '1.0.1', src);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, maxLatencyRatio: 2 });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /p99/.test((e as Error).message));
+    assert.equal(target.active.version, '1.0.0');
+  } finally {
+    await w.close();
+  }
+});
+
+test('a deterministic target catches a patch that returns wrong bytes for 1% of inputs, and callers never see them', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, deterministic: true });
+    const src = `import { createHash } from 'node:crypto';
+export const api = { digest: (s) => { const h = createHash('sha256').update(s).digest('hex'); return Number(s.slice(1)) % 100 === 37 ? h.replace(/^./, 'f') : h; } };`;
+    const { verified, payload } = signedPatch('wrong-1', T, '1.0.1', src);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    const load = await drive((i) => {
+      const input = `m${i}`;
+      const out = target.api.digest(input);
+      if (out !== builtin.digest(input)) throw new Error(`wrong output for ${input}`);
+      return out;
+    }, apply);
+    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /differed from the baseline/.test((e as Error).message));
+    assert.equal(load.errors.length, 0);
+    assert.equal(target.active.version, '1.0.0');
+  } finally {
+    await w.close();
+  }
+});
+
+test('a patch failing its self-test never takes a call (SELF_TEST_FAILED, Failed event)', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, {
+      version: '1.0.0',
+      impl: builtin,
+      selfTest: (api) => {
+        if (api.digest('abc') !== builtin.digest('abc')) throw new Error('known answer mismatch for "abc"');
+      },
+    });
+    const { verified, payload } = signedPatch('kat-1', T, '1.0.1', `export const api = { digest: (s) => 'nope' };`);
+    await assert.rejects(twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime }), isCode('SELF_TEST_FAILED'));
+    assert.deepEqual(types(w.events), ['Staged', 'Failed']);
+    assert.equal(target.api.digest('abc'), builtin.digest('abc'));
+  } finally {
+    await w.close();
+  }
+});
+
+test('a patch that throws at import is LOAD_FAILED and the current version is untouched', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('boom-1', T, '1.0.1', `throw new Error('top-level boom'); export const api = {};`);
+    await assert.rejects(twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime }), isCode('LOAD_FAILED'));
+    assert.equal(target.active.version, '1.0.0');
+    assert.equal(w.events.at(-1)?.type, 'Failed');
+  } finally {
+    await w.close();
+  }
+});
+
+test('a throwing importState aborts the promotion and keeps the old version', async () => {
+  const w = await world();
+  try {
+    let sessions = 3;
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, exportState: () => ({ sessions }) });
+    const src = `export const api = { digest: (s) => s }; export function importState(state) { throw new Error('cannot read sessions ' + state.sessions); }`;
+    const { verified, payload } = signedPatch('state-1', T, '1.0.1', src);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, (e: unknown) => isCode('ABORTED')(e) && /state handover/.test((e as Error).message));
+    assert.equal(target.active.version, '1.0.0');
+    assert.ok(types(w.events).includes('Aborted'));
+    sessions += 1;
+  } finally {
+    await w.close();
+  }
+});
+
+test('state is handed over from the old version to the new one at promotion', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, exportState: () => ({ counter: 41 }) });
+    const src = `let counter = 0; export const api = { digest: (s) => String(counter) }; export function importState(state) { counter = state.counter + 1; }`;
+    const { verified, payload } = signedPatch('state-2', T, '1.0.1', src);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await apply;
+    assert.equal(target.api.digest('x'), '42');
+  } finally {
+    await w.close();
+  }
+});
+
+test('an AbortSignal mid-canary rolls back when rollbackOnCancel is true', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('abort-1', T, '1.0.1', GOOD);
+    const controller = new AbortController();
+    w.bus.subscribe(() => controller.abort(new Error('operator pressed stop')), { types: ['CanaryStep'] });
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, signal: controller.signal });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, (e: unknown) => isCode('ABORTED')(e) && /operator pressed stop/.test((e as Error).message));
+    assert.equal(target.active.version, '1.0.0');
+    assert.equal(target.canary, null);
+    assert.deepEqual(types(w.events).slice(-2), ['Aborted', 'RolledBack']);
+  } finally {
+    await w.close();
+  }
+});
+
+test('with rollbackOnCancel false an abort pauses the canary until an operator promotes it', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('pause-1', T, '1.0.1', GOOD);
+    const controller = new AbortController();
+    w.bus.subscribe(() => controller.abort(), { types: ['CanaryStep'] });
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, signal: controller.signal, rollbackOnCancel: false });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, (e: unknown) => isCode('ABORTED')(e) && (e as HotPatchError).detail?.paused === true);
+    assert.notEqual(target.canary, null);
+    assert.equal(target.canary?.ratio, 0.05);
+    await target.promote();
+    assert.equal(target.active.version, '1.0.1');
+    assert.equal(target.canary, null);
+  } finally {
+    await w.close();
+  }
+});
+
+test('a paused canary can also be rolled back by the operator', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('pause-2', T, '1.0.1', GOOD);
+    const controller = new AbortController();
+    w.bus.subscribe(() => controller.abort(), { types: ['CanaryStep'] });
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, signal: controller.signal, rollbackOnCancel: false });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, isCode('ABORTED'));
+    await w.runtime.rollback(T, 'not today');
+    assert.equal(target.canary, null);
+    assert.equal(target.active.version, '1.0.0');
+    assert.equal(w.events.at(-1)?.type, 'RolledBack');
+  } finally {
+    await w.close();
+  }
+});
+
+test('retryOnBaseline hides candidate errors from callers while the canary still fails', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, idempotent: true });
+    const { verified, payload } = signedPatch('retry-1', T, '1.0.1', `export const api = { digest: () => { throw new Error('always'); } };`);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, retryOnBaseline: true });
+    const load = await drive((i) => target.api.digest(`m${i}`), apply);
+    await assert.rejects(apply, isCode('CANARY_FAILED'));
+    assert.equal(load.errors.length, 0);
+  } finally {
+    await w.close();
+  }
+});
+
+test('a canary without traffic is never promoted: Inconclusive, then CANARY_FAILED', async () => {
+  const w = await world();
+  try {
+    w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('idle-1', T, '1.0.1', GOOD);
+    await assert.rejects(
+      twoPhaseApply(w.installer, verified, payload, { ...FAST, canaryInterval: 5, runtime: w.runtime, maxInconclusiveExtensions: 3 }),
+      (e: unknown) => isCode('CANARY_FAILED')(e) && /never promoted without data/.test((e as Error).message),
+    );
+    const steps = w.events.filter((e) => e.type === 'CanaryStep');
+    assert.equal(steps.length, 4);
+    assert.deepEqual(steps.map((e) => e.detail?.verdict), ['Inconclusive', 'Inconclusive', 'Inconclusive', 'Failed']);
+  } finally {
+    await w.close();
+  }
+});
+
+test('a second apply to a busy target is refused clearly, and a frozen target refuses every apply', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const one = signedPatch('one', T, '1.0.1', GOOD);
+    const two = signedPatch('two', T, '1.0.2', GOOD);
+    const first = twoPhaseApply(w.installer, one.verified, one.payload, { ...FAST, runtime: w.runtime });
+    await new Promise((r) => setTimeout(r, 5));
+    await assert.rejects(twoPhaseApply(w.installer, two.verified, two.payload, { ...FAST, runtime: w.runtime }), (e: unknown) => isCode('ABORTED')(e) && /busy with patch one/.test((e as Error).message));
+    await drive((i) => target.api.digest(`m${i}`), first);
+    await first;
+    target.frozen = 'incident INC-7';
+    await assert.rejects(twoPhaseApply(w.installer, two.verified, two.payload, { ...FAST, runtime: w.runtime }), isCode('POLICY_DENIED'));
+  } finally {
+    await w.close();
+  }
+});
+
+test('rollback() flips to the warm previous version and records the failed patch', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('good-2', T, '1.0.1', GOOD);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    await apply;
+    const previous = target.previous;
+    await w.runtime.rollback(T, 'customer reports');
+    assert.equal(target.active, previous);
+    assert.equal(target.active.version, '1.0.0');
+    const state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    assert.equal(state.targets[T].active.version, '1.0.0');
+    assert.deepEqual(state.targets[T].failed, ['good-2']);
+    assert.equal(await w.runtime.rollbackIndex?.getLastGood(T).then((r) => r?.version), '1.0.0');
+    await assert.rejects(w.runtime.rollback(T), isCode('NOT_FOUND'));
+  } finally {
+    await w.close();
+  }
+});
+
+test('bad options are INVALID before anything happens', async () => {
+  const w = await world();
+  try {
+    w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const { verified, payload } = signedPatch('opt-1', T, '1.0.1', GOOD);
+    await assert.rejects(twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, steps: [0.5, 0.25] }), isCode('INVALID'));
+    await assert.rejects(twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, retryOnBaseline: true }), isCode('INVALID'));
+    assert.equal(w.events.length, 0);
+  } finally {
+    await w.close();
+  }
+});
