@@ -7,4 +7,7 @@ export * from './crypto-agile/index.js';
 export * from './verification/index.js';
 export * from './security/index.js';
 export * from './repo/index.js';
+export * from './rollback/index.js';
+export * from './installer/index.js';
+export * from './zero-downtime/index.js';
 export { runCli } from './cli/main.js';

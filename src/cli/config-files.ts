@@ -1,6 +1,8 @@
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, decodeJson } from '../core/index.js';
 import { readFileBounded } from '../repo/index.js';
+import { parseStateFile } from '../rollback/index.js';
 import { SecurityGate } from '../security/index.js';
 import { parseTrustStore, type TrustStore } from '../verification/index.js';
 import { UsageError } from './cli-error.js';
@@ -39,25 +41,38 @@ export function loadSecurityPolicy(path: string): Promise<SecurityGate> {
 }
 
 /**
- * Highest versions recorded per target in a state directory's state.json (anti-downgrade).
- * A missing state.json means nothing was ever recorded.
+ * Highest versions recorded per target in a state directory's state.json (anti-downgrade),
+ * parsed as strictly as the runtime parses it: a broken state file must never switch the
+ * downgrade check off. The directory must exist; a missing state.json means nothing was
+ * ever recorded there.
  */
 export async function loadHighestVersions(stateDir: string): Promise<Map<string, string>> {
+  try {
+    const info = await stat(stateDir);
+    if (!info.isDirectory()) throw new UsageError(`--state ${stateDir} is not a directory`);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`--state ${stateDir}: ${(error as Error).message}`, 'NOT_FOUND', { cause: error });
+  }
   const path = join(stateDir, 'state.json');
   let bytes: Uint8Array;
   try {
-    bytes = await readFileBounded(path, 16 * MAX_CONFIG_BYTES, { noFollow: true });
+    bytes = await readFileBounded(path, 16 * MAX_CONFIG_BYTES, { noFollow: true, what: 'state file' });
   } catch (error) {
     if (error instanceof HotPatchError && error.code === 'NOT_FOUND') return new Map();
+    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--state ${path}: ${error.message}`, error.code, { cause: error });
     throw error;
   }
-  const state = decodeJson(bytes, path) as { targets?: Record<string, { highest_version?: unknown }> } | null;
-  const out = new Map<string, string>();
-  if (typeof state !== 'object' || state === null || typeof state.targets !== 'object' || state.targets === null) {
-    throw new HotPatchError('PARSE', `${path} has no "targets" object`);
+  let state;
+  try {
+    state = parseStateFile(bytes, path);
+  } catch (error) {
+    if (error instanceof HotPatchError) throw new UsageError(`--state ${path}: ${error.message}`, error.code, { cause: error });
+    throw error;
   }
+  const out = new Map<string, string>();
   for (const [target, entry] of Object.entries(state.targets)) {
-    if (typeof entry?.highest_version === 'string') out.set(target, entry.highest_version);
+    if (entry.highest_version !== undefined) out.set(target, entry.highest_version);
   }
   return out;
 }

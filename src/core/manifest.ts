@@ -102,8 +102,8 @@ function validateManifest(value: unknown): ParsedManifest {
   const id = parsePatchId(required(obj, 'id'), 'manifest id');
   const target = parseTargetName(required(obj, 'target'), 'manifest target');
   const version = required(obj, 'version');
-  if (typeof version !== 'string' || semver.valid(version) === null || version.length > 256) {
-    throw new HotPatchError('INVALID', `manifest version must be a semver version, got ${describe(version)}`);
+  if (typeof version !== 'string' || version.length > 256 || semver.valid(version) !== version) {
+    throw new HotPatchError('INVALID', `manifest version must be a canonical semver version (no "v", no blanks), got ${describe(version)}`);
   }
   const createdAt = required(obj, 'created_at') as string;
   const createdAtMs = parseRfc3339(createdAt, 'manifest created_at');

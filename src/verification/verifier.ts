@@ -123,6 +123,10 @@ export class DefaultVerifier implements PatchVerifier {
 
     // step 8: anti-downgrade against the highest version ever recorded for the target.
     const highest = typeof context.highestVersion === 'function' ? context.highestVersion(target) : context.highestVersion;
+    if (highest !== undefined && (typeof highest !== 'string' || semver.valid(highest) !== highest)) {
+      // A broken floor must not switch anti-downgrade off, nor crash as a TypeError.
+      throw new HotPatchError('INVALID', `the highest recorded version of ${target} (${String(highest)}) is not a semver version`);
+    }
     if (highest !== undefined && semver.lt(manifest.version, highest)) {
       throw new HotPatchError(
         'DOWNGRADE',

@@ -753,7 +753,7 @@ const CASES: HostileCase[] = [
     name: 'a downgrade below the version recorded in --state',
     setup: async (env) => {
       await validPatch(env);
-      return { id: 'p', state: { targets: { [TARGET]: { highest_version: '2.0.0' } } } };
+      return { id: 'p', state: { format: 1, targets: { [TARGET]: { highest_version: '2.0.0' } } } };
     },
     expectCode: 'DOWNGRADE',
     cliExit: 1,
@@ -978,7 +978,7 @@ const CASES: HostileCase[] = [
     name: 'manifest signers naming the signing keys, with a permissive policy and --state below the version',
     setup: async (env) => {
       await writePatch(env.repo, 'p', { signers: TWO_OF_THREE, manifest: { signers: ['k1', 'k2'] } });
-      return { id: 'p', policy: { components: { allow: ['xps.crypto.*'] } }, state: { targets: { [TARGET]: { highest_version: '1.2.3' } } } };
+      return { id: 'p', policy: { components: { allow: ['xps.crypto.*'] } }, state: { format: 1, targets: { [TARGET]: { highest_version: '1.2.3' } } } };
     },
     expectCode: 'OK',
     cliExit: 0,
@@ -1267,17 +1267,14 @@ test('sign with a good key does change the envelope (the control for the sign ca
   assert.deepEqual(envelope.signatures.map((s) => s.keyid), ['k1']);
 });
 
-// --- known defects: the correct behaviour, kept as TODO until src/ is fixed ----------------
-
-const SIGN_KEY_FILE_BUG =
-  'src/cli/commands/sign.ts reads --key with readFileBounded outside the UsageError wrapping, so a bad key file exits 1 ("patch rejected")';
+// --- defects found by this corpus, each fixed in src/ and kept here as a regression test ------
 
 for (const [name, make] of [
   ['a FIFO as the key file', async (dir: string) => (mkfifo(join(dir, 'k.key')), join(dir, 'k.key'))],
   ['a directory as the key file', async (dir: string) => (await mkdir(join(dir, 'k.key')), join(dir, 'k.key'))],
   ['a key file over 64 KiB', keyFile('huge.key', ' '.repeat(70_000))],
 ] as const) {
-  test(`sign with ${name} exits 2 (operator input), not 1`, { todo: SIGN_KEY_FILE_BUG }, async () => {
+  test(`sign with ${name} exits 2 (operator input), not 1`, async () => {
     const { dir, repo } = await signFixture(`sign-bug-${slug(name)}`);
     const keyPath = await make(dir);
     const before = await snapshotTree(dir);
@@ -1290,7 +1287,6 @@ for (const [name, make] of [
 
 test(
   'SecurityGate.fromFile refuses a FIFO promptly instead of blocking in open()',
-  { todo: 'src/security/policy-file.ts opens with flags "r" (no O_NONBLOCK), so open(2) blocks until a writer appears' },
   async () => {
     const fifo = join(root, 'policy-bug.fifo');
     mkfifo(fifo);
@@ -1314,7 +1310,6 @@ test(
 
 test(
   'a state.json whose highest_version is not a string does not silently switch anti-downgrade off',
-  { todo: 'src/cli/config-files.ts loadHighestVersions skips entries whose highest_version is not a string (fails open)' },
   async () => {
     const dir = join(root, 'state-bug');
     const repo = join(dir, 'repo');
@@ -1322,7 +1317,7 @@ test(
     await mkdir(repo, { recursive: true });
     await mkdir(state);
     await validPatch({ dir, repo, outside: dir });
-    await writeFile(join(state, 'state.json'), JSON.stringify({ targets: { [TARGET]: { highest_version: 2 } } }));
+    await writeFile(join(state, 'state.json'), JSON.stringify({ format: 1, targets: { [TARGET]: { highest_version: 2 } } }));
     const trustPath = join(dir, 'trust.json');
     await writeFile(trustPath, textOf(baseTrust()));
     const cli = await runHotpatch(['verify', '--json', '--repo', repo, '--id', 'p', '--trust', trustPath, '--state', state]);
@@ -1332,7 +1327,6 @@ test(
 
 test(
   'a highestVersion that is not semver is refused with a HotPatchError, not a TypeError',
-  { todo: 'src/verification/verifier.ts step 8 calls semver.lt on an unchecked highestVersion and leaks TypeError' },
   async () => {
     const dir = join(root, 'highest-bug');
     await mkdir(dir, { recursive: true });
@@ -1347,7 +1341,6 @@ test(
 
 test(
   'a manifest version that is not a canonical SemVer string ("v1.2.3", " 1.2.3 ") is refused with INVALID',
-  { todo: 'src/core/manifest.ts:105 accepts anything semver.valid() can coerce (a leading "v", surrounding blanks) and stores it raw' },
   async () => {
     const dir = join(root, 'version-bug');
     const repo = join(dir, 'repo');

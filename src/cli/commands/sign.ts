@@ -43,7 +43,15 @@ KEYID (default: the key file's name without .key).`,
     const keyid = optionalString(values, 'keyid') ?? basename(keyPath).replace(/\.key$/, '');
     if (!KEYID.test(keyid)) throw new UsageError(`key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid`);
 
-    const keyText = new TextDecoder().decode(await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false }));
+    let keyBytes: Uint8Array;
+    try {
+      keyBytes = await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false, what: 'key file' });
+    } catch (error) {
+      // The key file is the operator's own input: a wrong one is a usage error (exit 2).
+      if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
+      throw error;
+    }
+    const keyText = new TextDecoder().decode(keyBytes);
     const keyMode = (await stat(keyPath)).mode & 0o077;
     if (keyMode !== 0) out.warn(`${keyPath} is readable by group or others (mode ${(0o600 | keyMode).toString(8)}); keep private keys 0600`);
     let privateKey;

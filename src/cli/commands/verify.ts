@@ -1,6 +1,7 @@
 import { isPatchId } from '../../core/index.js';
 import { DefaultVerifier, verifyPatch } from '../../verification/index.js';
 import { FileSystemRepository } from '../../repo/index.js';
+import { SecurityGate } from '../../security/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
@@ -30,7 +31,9 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     if (!isPatchId(id)) throw new UsageError(`--id ${JSON.stringify(id)} is not a valid patch id`);
     const trust = await loadTrustStore(requireString(values, 'trust'));
     const policyPath = optionalString(values, 'policy');
-    const gate = policyPath === undefined ? undefined : await loadSecurityPolicy(policyPath);
+    // Without --policy the default gate still applies the manifest's own platform constraints
+    // and the default payload size limit: a patch is never accepted for a host it excludes.
+    const gate = policyPath === undefined ? new SecurityGate() : await loadSecurityPolicy(policyPath);
     const statePath = optionalString(values, 'state');
     const highest = statePath === undefined ? undefined : await loadHighestVersions(statePath);
 
@@ -39,7 +42,7 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
       now: Date.now(),
       ...(highest === undefined ? {} : { highestVersion: (target: string) => highest.get(target) }),
     });
-    gate?.check(verified);
+    gate.check(verified);
 
     const { manifest } = verified;
     out.line(`patch:     ${manifest.id}`);
@@ -47,7 +50,7 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     out.line(`signed by: ${verified.signers.join(', ')} (${verified.signers.length} of ${verified.threshold} required)`);
     out.line(`payload:   ${manifest.payload_hash} (${manifest.payload_size} bytes) matches`);
     out.line(`expires:   ${manifest.expires ?? 'never'}`);
-    if (gate !== undefined) out.line('policy:    allowed');
+    out.line(`policy:    allowed${policyPath === undefined ? ' (default policy: platform constraints, 64 MiB limit)' : ''}`);
     out.success(`OK: ${manifest.id} verified`, {
       id: manifest.id,
       target: manifest.target,
