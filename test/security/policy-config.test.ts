@@ -118,7 +118,7 @@ describe('fromFile', () => {
   test('a file over 1 MiB is TOO_LARGE', async () => {
     const path = join(dir, 'large.json');
     await writeFile(path, `{"signers":{"allow":[]}}${' '.repeat(1024 * 1024)}`);
-    await rejectsCode(SecurityGate.fromFile(path), 'TOO_LARGE', /larger than 1048576 bytes/);
+    await rejectsCode(SecurityGate.fromFile(path), 'TOO_LARGE', /larger than the limit of 1048576 bytes/);
   });
 
   test('a file of exactly 1 MiB is read', async () => {
@@ -128,9 +128,16 @@ describe('fromFile', () => {
     await SecurityGate.fromFile(path);
   });
 
-  test('a directory in place of the file is IO', async () => {
+  test('a directory in place of the file is INVALID (only regular files are read)', async () => {
     const path = join(dir, 'a-directory');
     await mkdir(path);
-    await rejectsCode(SecurityGate.fromFile(path), 'IO');
+    await rejectsCode(SecurityGate.fromFile(path), 'INVALID', /not a regular file/);
+  });
+
+  test('a file that cannot be read at all is IO', async () => {
+    // A path through a regular file (ENOTDIR) fails in open(2) as plain I/O, even as root.
+    const file = join(dir, 'plain-file');
+    await writeFile(file, '{}');
+    await rejectsCode(SecurityGate.fromFile(join(file, 'policy.json')), 'IO');
   });
 });
