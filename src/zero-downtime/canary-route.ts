@@ -99,11 +99,13 @@ export class CanaryRoute {
     const timed = stats.shouldTime();
     const started = timed ? performance.now() : 0;
     version.inflight += 1;
+    version.calls += 1;
     let result: unknown;
     try {
       result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
     } catch (error) {
       version.leave();
+      version.errors += 1;
       stats.calls += 1;
       stats.errors += 1;
       if (toCandidate && this.#options.retryOnBaseline) return this.#onBaseline(index, api, thisArg, args);
@@ -114,11 +116,16 @@ export class CanaryRoute {
         (value) => {
           version.leave();
           stats.calls += 1;
-          if (timed) stats.addLatency(performance.now() - started, this.#options.random);
+          if (timed) {
+            const ms = performance.now() - started;
+            stats.addLatency(ms, this.#options.random);
+            version.addLatency(ms / 1000);
+          }
           return value;
         },
         (error: unknown) => {
           version.leave();
+          version.errors += 1;
           stats.calls += 1;
           stats.errors += 1;
           if (toCandidate && this.#options.retryOnBaseline) return this.#onBaseline(index, api, thisArg, args);
@@ -128,7 +135,11 @@ export class CanaryRoute {
     }
     version.leave();
     stats.calls += 1;
-    if (timed) stats.addLatency(performance.now() - started, this.#options.random);
+    if (timed) {
+      const ms = performance.now() - started;
+      stats.addLatency(ms, this.#options.random);
+      version.addLatency(ms / 1000);
+    }
     return result;
   }
 
@@ -137,11 +148,13 @@ export class CanaryRoute {
     const v = this.baseline;
     const stats = this.baselineStats;
     v.inflight += 1;
+    v.calls += 1;
     let result: unknown;
     try {
       result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
       v.leave();
+      v.errors += 1;
       stats.calls += 1;
       stats.errors += 1;
       throw error;
@@ -155,6 +168,7 @@ export class CanaryRoute {
         },
         (error: unknown) => {
           v.leave();
+          v.errors += 1;
           stats.calls += 1;
           stats.errors += 1;
           throw error;
@@ -201,10 +215,18 @@ export class CanaryRoute {
     const settle = (bThrew: boolean, bValue: unknown, bError: unknown, cThrew: boolean, cValue: unknown, cMs: number): unknown => {
       b.leave();
       c.leave();
+      b.calls += 1;
+      c.calls += 1;
       bs.calls += 1;
-      if (bThrew) bs.errors += 1;
       cs.calls += 1;
-      if (cThrew) cs.errors += 1;
+      if (bThrew) {
+        b.errors += 1;
+        bs.errors += 1;
+      }
+      if (cThrew) {
+        c.errors += 1;
+        cs.errors += 1;
+      }
       if (timed) cs.addLatency(cMs, this.#options.random);
       cs.differentialSamples += 1;
       if (bThrew !== cThrew || (!bThrew && !isDeepStrictEqual(bValue, cValue))) cs.differentialMismatches += 1;

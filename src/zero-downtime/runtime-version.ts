@@ -21,6 +21,8 @@ export interface RuntimeVersionInit {
   hooks: VersionHooks;
 }
 
+const LATENCY_RING = 1024;
+
 /**
  * One loaded implementation of a target. Counts its async calls in flight so it is disposed
  * only once drained; sync calls cannot be in flight while a swap runs on the same thread.
@@ -35,6 +37,12 @@ export class RuntimeVersion {
   readonly hooks: VersionHooks;
   inflight = 0;
   disposed = false;
+  /** Calls and thrown errors since load, for metrics (plain increments: the hot path stays cheap). */
+  calls = 0;
+  errors = 0;
+  /** Durations (seconds) of sampled calls not yet collected by metrics; a bounded ring. */
+  readonly #latency = new Float64Array(LATENCY_RING);
+  #latencyCount = 0;
   #drainWaiters: (() => void)[] = [];
 
   constructor(init: RuntimeVersionInit) {
@@ -45,6 +53,19 @@ export class RuntimeVersion {
     this.impl = init.impl;
     this.functions = init.functions;
     this.hooks = init.hooks;
+  }
+
+  /** Records the duration of a sampled call (seconds). */
+  addLatency(seconds: number): void {
+    this.#latency[this.#latencyCount % LATENCY_RING] = seconds;
+    this.#latencyCount += 1;
+  }
+
+  /** Hands the sampled durations gathered since the last drain to `sink` (at most the ring's size). */
+  drainLatency(sink: (seconds: number) => void): void {
+    const n = Math.min(this.#latencyCount, LATENCY_RING);
+    for (let i = 0; i < n; i++) sink(this.#latency[i]!);
+    this.#latencyCount = 0;
   }
 
   get label(): string {

@@ -125,18 +125,22 @@ export class HotPatchRuntime {
   /** @internal persisted after a promotion: active, previous, last good, highest version. */
   async recordPromotion(target: Target<object>, candidate: RuntimeVersion, old: RuntimeVersion, probationMs: number): Promise<void> {
     const promotedAt = new Date().toISOString();
-    this.#meta.set(candidate, { promoted_at: promotedAt, probation_ms: probationMs, good: false });
+    // With no probation the version is good at once; otherwise only surviving the probation
+    // in a running process makes it good (see restore()).
+    const goodNow = probationMs === 0;
+    this.#meta.set(candidate, { promoted_at: promotedAt, probation_ms: probationMs, good: goodNow });
     const oldGood = old.patchId === null || this.#meta.get(old)?.good === true;
     if (this.store !== undefined) {
       await this.store.update((s) => {
         const t = (s.targets[target.name] ??= emptyTargetState());
         t.active = this.recordOf(candidate);
         t.previous = this.recordOf(old);
-        if (oldGood || t.last_good === null) t.last_good = this.recordOf(old);
+        if (goodNow) t.last_good = this.recordOf(candidate);
+        else if (oldGood || t.last_good === null) t.last_good = this.recordOf(old);
         if (t.highest_version === undefined || semver.gt(candidate.version, t.highest_version)) t.highest_version = candidate.version;
       });
     }
-    this.#startProbation(target, candidate, probationMs);
+    if (!goodNow) this.#startProbation(target, candidate, probationMs);
   }
 
   /** @internal persisted after a rollback: `restored` is active again, `bad` is marked failed. */
@@ -271,7 +275,7 @@ export class HotPatchRuntime {
    * file's hash and the self-tests. A version still in probation when the process died is not
    * restored: the last good one is, and the patch is marked failed.
    */
-  async restore(now = Date.now()): Promise<RestoreReport[]> {
+  async restore(): Promise<RestoreReport[]> {
     if (this.store === undefined || this.installer === undefined) {
       throw new HotPatchError('INVALID', 'restore() needs a runtime created with stateDir and installer');
     }
@@ -284,9 +288,11 @@ export class HotPatchRuntime {
       const activeId = saved.active.id;
       let dropReason: string | undefined;
       let chosen: VersionRecord | null = active;
-      const promotedMs = active.promoted_at === undefined ? undefined : Date.parse(active.promoted_at);
-      if (active.good !== true && promotedMs !== undefined && active.probation_ms !== undefined && promotedMs + active.probation_ms > now) {
-        dropReason = `promoted ${Math.round((now - promotedMs) / 1000)}s before the restart, inside its ${Math.round(active.probation_ms / 1000)}s probation`;
+      // Only a running process can mark a version good, by surviving its probation; one that
+      // is not marked good died inside its probation, however long ago that was.
+      if (active.good !== true) {
+        const probation = active.probation_ms === undefined ? 'its probation' : `its ${Math.round(active.probation_ms / 1000)}s probation`;
+        dropReason = `the process stopped inside ${probation} (promoted ${active.promoted_at ?? 'at an unknown time'}), so it was never confirmed good`;
         chosen = saved.last_good;
       }
       let version: RuntimeVersion = target.builtin;
@@ -313,8 +319,6 @@ export class HotPatchRuntime {
         await this.recordRollback(target, version, undefined);
         await this.recordFailure(target.name, activeId);
         this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
-      } else if (active.good !== true && promotedMs !== undefined && active.probation_ms !== undefined) {
-        this.#startProbation(target, version, Math.max(0, promotedMs + active.probation_ms - now));
       }
       this.emit('Activated', target.name, version.version, version.patchId ?? 'builtin', 'restored after restart');
       reports.push(report);

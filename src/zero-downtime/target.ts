@@ -181,14 +181,32 @@ export class Target<T extends object> {
   }
 }
 
+/** One steady call in this many is timed for the duration histogram (a power of two). */
+const STEADY_SAMPLE_MASK = 255;
+
 function syncMethod(router: Router, api: object, index: number): AnyFunction {
   return function routed(this: unknown, ...args: unknown[]): unknown {
     const canary = router.canary;
-    if (canary === null) {
-      const v = router.steady;
-      return v.functions[index]!.apply(this === api ? v.impl : this, args);
+    if (canary !== null) return canary.call(index, api, this, args);
+    const v = router.steady;
+    const self = this === api ? v.impl : this;
+    if ((++v.calls & STEADY_SAMPLE_MASK) !== 0) {
+      try {
+        return v.functions[index]!.apply(self, args);
+      } catch (error) {
+        v.errors += 1;
+        throw error;
+      }
     }
-    return canary.call(index, api, this, args);
+    const started = performance.now();
+    try {
+      return v.functions[index]!.apply(self, args);
+    } catch (error) {
+      v.errors += 1;
+      throw error;
+    } finally {
+      v.addLatency((performance.now() - started) / 1000);
+    }
   };
 }
 
@@ -197,25 +215,31 @@ function asyncMethod(router: Router, api: object, index: number): AnyFunction {
     const canary = router.canary;
     if (canary !== null) return canary.call(index, api, this, args);
     const v = router.steady;
+    const timed = (++v.calls & STEADY_SAMPLE_MASK) === 0;
+    const started = timed ? performance.now() : 0;
     v.inflight += 1;
     let result: unknown;
     try {
       result = v.functions[index]!.apply(this === api ? v.impl : this, args);
     } catch (error) {
       v.leave();
+      v.errors += 1;
       throw error;
     }
     if (!isThenable(result)) {
       v.leave();
+      if (timed) v.addLatency((performance.now() - started) / 1000);
       return result;
     }
     return Promise.resolve(result).then(
       (value) => {
         v.leave();
+        if (timed) v.addLatency((performance.now() - started) / 1000);
         return value;
       },
       (error: unknown) => {
         v.leave();
+        v.errors += 1;
         throw error;
       },
     );
