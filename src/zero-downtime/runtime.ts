@@ -296,28 +296,37 @@ export class HotPatchRuntime {
         chosen = saved.last_good;
       }
       let version: RuntimeVersion = target.builtin;
+      // The record actually loaded: its promotion data (and `good`) is what gets restored.
+      let loaded: VersionRecord | undefined;
       if (chosen !== null && chosen.id !== null) {
         try {
           version = await this.#loadRecord(target, chosen);
+          loaded = chosen;
         } catch (error) {
           const why = `${chosen.version} (${chosen.id}) could not be restored: ${(error as Error).message}`;
           dropReason = dropReason === undefined ? why : `${dropReason}; ${why}`;
           if (saved.last_good !== null && saved.last_good !== chosen && saved.last_good.id !== null) {
             try {
               version = await this.#loadRecord(target, saved.last_good);
+              loaded = saved.last_good;
             } catch (again) {
               dropReason += `; last good ${saved.last_good.version} failed too: ${(again as Error).message}`;
             }
           }
         }
       }
-      if (version !== target.builtin) this.#meta.set(version, restoredMeta(version.patchId === active.id ? active : (saved.last_good ?? {})));
+      if (loaded !== undefined) this.#meta.set(version, restoredMeta(loaded));
       target.routeTo(version, undefined);
       const report: RestoreReport = { target: target.name, version: version.version, patchId: version.patchId };
       if (dropReason !== undefined) {
         report.dropped = { patchId: activeId, version: active.version, reason: dropReason };
-        await this.recordRollback(target, version, undefined);
-        await this.recordFailure(target.name, activeId);
+        // One write: the new active version and the failure mark land together or not at all.
+        await this.store.update((s) => {
+          const t = (s.targets[target.name] ??= emptyTargetState());
+          t.active = this.recordOf(version);
+          t.previous = null;
+          if (!t.failed.includes(activeId)) t.failed.push(activeId);
+        });
         this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
       }
       this.emit('Activated', target.name, version.version, version.patchId ?? 'builtin', 'restored after restart');

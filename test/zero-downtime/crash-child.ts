@@ -45,14 +45,17 @@ const never = (): Promise<never> => new Promise<never>(() => undefined);
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
 
-// --- fault injection: SIGKILL at the n-th write of state.json ---
-if (config.killAtStateWrite !== undefined) {
-  const { n, how } = config.killAtStateWrite;
+// --- fault injection: writes of state.json are counted; SIGKILL at the n-th one if asked ---
+let stateWrites = 0;
+{
+  const kill = config.killAtStateWrite;
   const statePath = resolve(config.stateDir, 'state.json');
   const rename = fsp.rename.bind(fsp);
-  let writes = 0;
   fsp.rename = (async (from: string, to: string): Promise<void> => {
-    if (resolve(String(to)) !== statePath || ++writes !== n) return rename(from, to);
+    if (resolve(String(to)) !== statePath) return rename(from, to);
+    const n = ++stateWrites;
+    if (kill === undefined || n !== kill.n) return rename(from, to);
+    const { how } = kill;
     if (how === 'mid') {
       // A write cut short: half the temp file on disk, never renamed.
       const { size } = await fsp.stat(from);
@@ -196,7 +199,7 @@ async function main(): Promise<void> {
   }
   // No macrotask turn between the last action and the exit: a probation timer armed by the
   // last promotion has not fired, so state.json is exactly what that promotion wrote.
-  out({ event: 'done', version: target.active.version, patchId: target.active.patchId });
+  out({ event: 'done', version: target.active.version, patchId: target.active.patchId, stateWrites });
   process.exit(0);
 }
 

@@ -176,9 +176,10 @@ interface DiskReport {
 /**
  * The invariants that hold whatever the moment of the kill: state.json parses; a staged file
  * under its final name hashes to that name; everything else in staging/ and manifests/ is a
- * temp file; a manifest under its final name is a complete JSON envelope.
+ * temp file; a manifest under its final name is a complete JSON envelope. `tampered`: staged
+ * files the test itself changed.
  */
-async function checkDisk(dir: string): Promise<DiskReport> {
+async function checkDisk(dir: string, tampered: readonly string[] = []): Promise<DiskReport> {
   let state: StateFile | undefined;
   let bytes: Buffer | undefined;
   try {
@@ -200,6 +201,10 @@ async function checkDisk(dir: string): Promise<DiskReport> {
       continue;
     }
     const content = await readFile(join(dir, 'staging', name));
+    if (tampered.includes(m[1]!)) {
+      assert.notEqual(sha256Hex(content), m[1], `staging/${name} was changed by the test`);
+      continue;
+    }
     assert.equal(sha256Hex(content), m[1], `staging/${name} does not hash to its name`);
     staged.push(m[1]!);
   }
@@ -248,7 +253,7 @@ interface Restart {
  * answers as that version, that a drop was reported and recorded as failed, and that the state
  * it leaves says the same.
  */
-async function restartAndCheck(dir: string, expected: Expected, label: string): Promise<Restart> {
+async function restartAndCheck(dir: string, expected: Expected, label: string, tampered: readonly string[] = []): Promise<Restart> {
   const { child } = await runToEnd({ stateDir: dir, actions: [], probe: PROBE });
   const restored = await child.waitFor((l) => l.event === 'restored', 'restored');
   const where = `${label}: expected ${JSON.stringify(expected)}\n${child.describe()}`;
@@ -264,7 +269,7 @@ async function restartAndCheck(dir: string, expected: Expected, label: string): 
     assert.equal(dropped?.patchId, expected.drop, where);
     assert.ok(child.events('Failed').some((e) => e.id === expected.drop), `a Failed event for ${expected.drop}: ${where}`);
   }
-  const disk = await checkDisk(dir);
+  const disk = await checkDisk(dir, tampered);
   assert.deepEqual(disk.stateTemps, [], `restore removes the temp files of a crashed state write: ${where}`);
   const t = disk.state?.targets[TARGET];
   if (t?.active != null) {
@@ -278,9 +283,9 @@ async function restartAndCheck(dir: string, expected: Expected, label: string): 
 }
 
 /** restartAndCheck twice: the second restart must bring up the same version and drop nothing. */
-async function restartTwice(dir: string, expected: Expected, label: string): Promise<Restart> {
-  const first = await restartAndCheck(dir, expected, `${label} (restart 1)`);
-  await restartAndCheck(dir, { version: expected.version, patchId: expected.patchId }, `${label} (restart 2)`);
+async function restartTwice(dir: string, expected: Expected, label: string, tampered: readonly string[] = []): Promise<Restart> {
+  const first = await restartAndCheck(dir, expected, `${label} (restart 1)`, tampered);
+  await restartAndCheck(dir, { version: expected.version, patchId: expected.patchId }, `${label} (restart 2)`, tampered);
   return first;
 }
 
@@ -409,10 +414,11 @@ test('SIGKILL right after promotion with probation 0: the restart restores the p
   }
 });
 
-test('probation is judged at the death: a patch that died inside its probation is not restored by a restart that comes later', async (t) => {
+test('probation is judged at the death: a patch that died inside its probation is not restored by a restart that comes later', async () => {
   const dir = await stateDir();
   const A = PATCHES.A;
-  const probationMs = 1500;
+  // Long enough that the kill always lands inside it (a kill takes milliseconds).
+  const probationMs = 4000;
   const child = new Child({ stateDir: dir, actions: [apply('A', probationMs)] });
   try {
     await child.waitFor(isBus('Activated', A.id), 'Activated');
@@ -421,10 +427,7 @@ test('probation is judged at the death: a patch that died inside its probation i
     const active = disk.state?.targets[TARGET]?.active;
     assert.equal(active?.id, A.id);
     const probationEnds = Date.parse(active!.promoted_at!) + probationMs;
-    if (probationEnds <= exit.at) {
-      t.skip('this machine took longer than the probation to kill the child; nothing to judge');
-      return;
-    }
+    assert.ok(exit.at < probationEnds, 'the kill must land inside the probation for this scenario');
     // The process certainly died inside the probation. The restart comes after it would have
     // ended (a crash-looping service restarted with a back-off, a host reboot): the version
     // never ran healthy through its probation, so it must not come back.
@@ -436,11 +439,44 @@ test('probation is judged at the death: a patch that died inside its probation i
   }
 });
 
+test('SIGKILL inside the probation of a patch that is also the last good version: the restart brings back the good record, once', async () => {
+  // B runs through its probation (last good = B), A is promoted over it, then B is promoted
+  // again (over A, still in probation, so last good stays B) and the process dies inside this
+  // new probation. The restart reverts to last good, which is B as it was when it proved good.
+  const dir = await stateDir();
+  const B = PATCHES.B;
+  const child = new Child({
+    stateDir: dir,
+    actions: [apply('B', 0), { op: 'waitGood' }, apply('A', LONG_PROBATION), apply('B', LONG_PROBATION)],
+  });
+  try {
+    await child.waitFor((l) => l.event === 'applied' && l.id === B.id && l.outcome === 'promoted' && child.lines.filter((x) => x.event === 'applied').length === 3, 'B promoted again');
+    const exit = await child.kill();
+    assertNoLoadErrors(child);
+    const disk = await checkDisk(dir);
+    const t = disk.state?.targets[TARGET];
+    assert.equal(t?.active?.id, B.id);
+    assert.notEqual(t?.active?.good, true);
+    assert.equal(t?.last_good?.id, B.id);
+    assert.equal(t?.last_good?.good, true);
+    const expected = expectedFrom(disk.state, exit.at);
+    assert.deepEqual(expected, { version: B.version, patchId: B.id, drop: B.id });
+    const { disk: after } = await restartAndCheck(dir, expected, 'restart 1');
+    // What is active now is the last good record, not the one that died in probation.
+    assert.equal(after.state?.targets[TARGET]?.active?.good, true, `the restored version is the good one: ${JSON.stringify(after.state?.targets[TARGET])}`);
+    await restartAndCheck(dir, { version: B.version, patchId: B.id }, 'restart 2 (nothing left to drop)');
+  } finally {
+    child.proc.kill('SIGKILL');
+    await removeDir(dir);
+  }
+});
+
 test('SIGKILL at random moments of endless promote/rollback cycles: state.json always parses and restarts are consistent', async (t) => {
   const dir = await stateDir();
   const random = seeded(20251027);
   const rounds = 15;
   let killedWithTemp = 0;
+  const outcomes = new Map<string, number>();
   let previous: Expected | undefined;
   try {
     for (let round = 0; round < rounds; round++) {
@@ -459,6 +495,8 @@ test('SIGKILL at random moments of endless promote/rollback cycles: state.json a
         const disk = await checkDisk(dir);
         if (disk.stateTemps.length > 0) killedWithTemp += 1;
         const expected = expectedFrom(disk.state, exit.at);
+        const key = `${expected.version}${expected.drop === undefined ? '' : ` (dropped ${expected.drop})`}`;
+        outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
         await restartAndCheck(dir, expected, `round ${round}`);
         previous = { version: expected.version, patchId: expected.patchId };
       } finally {
@@ -466,27 +504,53 @@ test('SIGKILL at random moments of endless promote/rollback cycles: state.json a
       }
     }
     t.diagnostic(`${killedWithTemp} of ${rounds} kills left a state.json temp file behind`);
+    t.diagnostic(`restarts came up on: ${[...outcomes].map(([k, n]) => `${k} x${n}`).join(', ')}`);
   } finally {
     await removeDir(dir);
   }
 });
 
 test('SIGKILL at each write of state.json (cut mid-write, or right after the rename), including the writes of restore()', async (t) => {
-  // Plan: A promoted with probation 0 (write 1), A marked good (write 2), B promoted with a
-  // long probation (write 3), then the process ends. The restart drops B: active back to A
-  // (write 4), B marked failed (write 5). A kill at any one of these writes, followed by
-  // restarts, must end on the version the state before the restart called for, with B
-  // marked failed whenever B had died inside its probation.
+  // Plan: A promoted with probation 0 and confirmed good, then B promoted with a long
+  // probation, then the process ends; the restart drops B (back to A, B marked failed). The
+  // writes of state.json along the way are counted by an uninterrupted run, then a kill is
+  // injected at each of them in turn. Whatever write is cut, the restarts must end on the
+  // version the state before the restart called for, and with B marked failed whenever B
+  // had died inside its probation.
   const A = PATCHES.A;
   const B = PATCHES.B;
   const plan: ChildAction[] = [apply('A', 0), { op: 'waitGood' }, apply('B', LONG_PROBATION)];
+  const writesOf = (child: Child): number => {
+    const done = child.lines.find((l) => l.event === 'done');
+    assert.equal(typeof done?.stateWrites, 'number', child.describe());
+    return done!.stateWrites as number;
+  };
+
+  let planWrites = 0;
+  let restoreWrites = 0;
+  {
+    const dir = await stateDir();
+    try {
+      const { child, exit } = await runToEnd({ stateDir: dir, actions: plan });
+      planWrites = writesOf(child);
+      const expected = expectedFrom((await checkDisk(dir)).state, exit.at);
+      assert.deepEqual(expected, { version: A.version, patchId: A.id, drop: B.id });
+      const { child: restart } = await restartAndCheck(dir, expected, 'uninterrupted');
+      restoreWrites = writesOf(restart);
+    } finally {
+      await removeDir(dir);
+    }
+  }
+  assert.ok(planWrites >= 2 && restoreWrites >= 1, `writes: ${planWrites} by the plan, ${restoreWrites} by the restore`);
+  t.diagnostic(`state.json writes: ${planWrites} by the plan, ${restoreWrites} by the restore that drops B`);
+
   for (const how of ['mid', 'after'] as const) {
-    for (let n = 1; n <= 5; n++) {
-      await t.test(`kill at write ${n} (${how})`, async () => {
+    for (let n = 1; n <= planWrites + restoreWrites; n++) {
+      const label = n <= planWrites ? `kill at write ${n} of the plan (${how})` : `kill at write ${n - planWrites} of the restore (${how})`;
+      await t.test(label, async () => {
         const dir = await stateDir();
         try {
-          let expected: Expected;
-          if (n <= 3) {
+          if (n <= planWrites) {
             const child = new Child({ stateDir: dir, actions: plan, killAtStateWrite: { n, how } });
             const exit = await child.closed;
             assert.equal(exit.signal, 'SIGKILL', child.describe());
@@ -494,32 +558,31 @@ test('SIGKILL at each write of state.json (cut mid-write, or right after the ren
             assertNoLoadErrors(child);
             const disk = await checkDisk(dir);
             if (how === 'mid') assert.equal(disk.stateTemps.length, 1, 'the cut temp file is there');
-            expected = expectedFrom(disk.state, exit.at);
-            await restartTwice(dir, expected, `kill at write ${n} (${how})`);
-          } else {
-            const { exit } = await runToEnd({ stateDir: dir, actions: plan });
-            const disk = await checkDisk(dir);
-            expected = expectedFrom(disk.state, exit.at);
-            assert.deepEqual(expected, { version: A.version, patchId: A.id, drop: B.id });
-            const restart = new Child({ stateDir: dir, actions: [], killAtStateWrite: { n: n - 3, how } });
-            const rexit = await restart.closed;
-            assert.equal(rexit.signal, 'SIGKILL', restart.describe());
-            await checkDisk(dir);
-            // The restore that was killed never finished: the next one must still end on A with
-            // B marked failed, and report the drop unless the failure mark already reached disk.
-            const { child: next } = await runToEnd({ stateDir: dir, actions: [], probe: PROBE });
-            const restored = await next.waitFor((l) => l.event === 'restored', 'restored');
-            assert.equal(restored.version, A.version, next.describe());
-            assert.equal(restored.output, expectedDigest(A.version, PROBE));
-            const after = await checkDisk(dir);
-            assert.deepEqual(after.stateTemps, []);
-            assert.equal(after.state?.targets[TARGET]?.active?.id, A.id);
-            assert.ok(
-              after.state?.targets[TARGET]?.failed.includes(B.id),
-              `B died inside its probation and was dropped, yet it is not marked failed: ${JSON.stringify(after.state?.targets[TARGET])}\n${next.describe()}`,
-            );
-            await restartAndCheck(dir, { version: A.version, patchId: A.id }, 'stable');
+            await restartTwice(dir, expectedFrom(disk.state, exit.at), label);
+            return;
           }
+          const { exit } = await runToEnd({ stateDir: dir, actions: plan });
+          const expected = expectedFrom((await checkDisk(dir)).state, exit.at);
+          assert.deepEqual(expected, { version: A.version, patchId: A.id, drop: B.id });
+          const restart = new Child({ stateDir: dir, actions: [], killAtStateWrite: { n: n - planWrites, how } });
+          const rexit = await restart.closed;
+          assert.equal(rexit.signal, 'SIGKILL', restart.describe());
+          await checkDisk(dir);
+          // The restore that was killed never finished: the next one must still end on A with
+          // B marked failed.
+          const { child: next } = await runToEnd({ stateDir: dir, actions: [], probe: PROBE });
+          const restored = await next.waitFor((l) => l.event === 'restored', 'restored');
+          assert.equal(restored.version, A.version, next.describe());
+          assert.equal(restored.output, expectedDigest(A.version, PROBE));
+          const after = await checkDisk(dir);
+          assert.deepEqual(after.stateTemps, []);
+          assert.equal(after.state?.targets[TARGET]?.active?.id, A.id);
+          assert.ok(
+            after.state?.targets[TARGET]?.failed.includes(B.id),
+            `B died inside its probation and was dropped, yet after a restore killed at its write ${n - planWrites} ` +
+              `and another restart it is not marked failed: ${JSON.stringify(after.state?.targets[TARGET])}\n${next.describe()}`,
+          );
+          await restartAndCheck(dir, { version: A.version, patchId: A.id }, 'stable');
         } finally {
           await removeDir(dir);
         }
@@ -545,25 +608,32 @@ test('a staged file changed on disk between runs is not restored: the hash check
   try {
     await runToEnd({ stateDir: one, actions: [apply('A', 0), { op: 'waitGood' }] });
     await tamper(one, patchSha256(A));
-    const { restored } = await restartTwice(one, { version: BUILTIN_VERSION, patchId: null, drop: A.id }, 'active patch tampered with');
+    const { restored } = await restartTwice(one, { version: BUILTIN_VERSION, patchId: null, drop: A.id }, 'active patch tampered with', [patchSha256(A)]);
     const reason = (restored.reports as { dropped?: { reason: string } }[])[0]?.dropped?.reason ?? '';
     assert.match(reason, /hash/i);
     assert.match(reason, new RegExp(patchSha256(A)));
+    // Applying the patch again replaces the changed bytes under its content address.
+    const { child } = await runToEnd({ stateDir: one, actions: [apply('A', 0), { op: 'waitGood' }] });
+    assert.ok(child.lines.some((l) => l.event === 'applied' && l.id === A.id && l.outcome === 'promoted'), child.describe());
+    assert.ok((await checkDisk(one)).staged.includes(patchSha256(A)));
+    await restartAndCheck(one, { version: A.version, patchId: A.id }, 're-applied after tampering');
   } finally {
     await removeDir(one);
   }
 
-  // B (past its probation of 0, not yet marked good) is tampered with: the last good A comes back.
+  // B died inside its probation, so the last good A is due back, but A was changed on disk:
+  // neither comes back, the built-in version does, and the reason says both.
   const two = await stateDir();
   try {
-    const { child } = await runToEnd({ stateDir: two, actions: [apply('A', 0), { op: 'waitGood' }, apply('B', 0)] });
-    assert.ok(child.lines.some((l) => l.event === 'applied' && l.id === B.id && l.outcome === 'promoted'), child.describe());
+    await runToEnd({ stateDir: two, actions: [apply('A', 0), { op: 'waitGood' }, apply('B', LONG_PROBATION)] });
     const t = (await checkDisk(two)).state?.targets[TARGET];
     assert.equal(t?.active?.id, B.id);
     assert.equal(t?.last_good?.id, A.id);
-    await tamper(two, patchSha256(B));
-    const { restored } = await restartTwice(two, { version: A.version, patchId: A.id, drop: B.id }, 'last promoted patch tampered with');
-    assert.match((restored.reports as { dropped?: { reason: string } }[])[0]?.dropped?.reason ?? '', /hash/i);
+    await tamper(two, patchSha256(A));
+    const { restored } = await restartTwice(two, { version: BUILTIN_VERSION, patchId: null, drop: B.id }, 'last good patch tampered with', [patchSha256(A)]);
+    const reason = (restored.reports as { dropped?: { reason: string } }[])[0]?.dropped?.reason ?? '';
+    assert.match(reason, /probation/);
+    assert.match(reason, /hash/i);
   } finally {
     await removeDir(two);
   }
