@@ -10,4 +10,7 @@ export * from './repo/index.js';
 export * from './rollback/index.js';
 export * from './installer/index.js';
 export * from './zero-downtime/index.js';
+export * from './observability/index.js';
+export * from './orchestration/index.js';
+export * from './agent/index.js';
 export { runCli } from './cli/main.js';

@@ -3,14 +3,35 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { EXIT_OK, UsageError, exitCodeFor } from './cli-error.js';
 import type { Command } from './command.js';
-import { demoCommand } from './commands/demo.js';
+import { demoCommand } from './demo/demo.js';
 import { keygenCommand } from './commands/keygen.js';
 import { packCommand } from './commands/pack.js';
 import { signCommand } from './commands/sign.js';
 import { verifyCommand } from './commands/verify.js';
+import { statusCommand } from './commands/status.js';
+import { applyCommand } from './commands/apply.js';
+import { abortCommand, freezeCommand, promoteCommand, rollbackCommand } from './commands/target-actions.js';
+import { eventsCommand } from './commands/events.js';
+import { auditCommand } from './commands/audit.js';
+import { reportCommand } from './commands/report.js';
 import { Output, type OutputStreams } from './output.js';
 
-const COMMANDS: readonly Command[] = [keygenCommand, packCommand, signCommand, verifyCommand, demoCommand];
+const COMMANDS: readonly Command[] = [
+  keygenCommand,
+  packCommand,
+  signCommand,
+  verifyCommand,
+  statusCommand,
+  applyCommand,
+  promoteCommand,
+  abortCommand,
+  rollbackCommand,
+  freezeCommand,
+  eventsCommand,
+  auditCommand,
+  reportCommand,
+  demoCommand,
+];
 
 export function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -28,9 +28,9 @@ export class EventBus {
     this.#onListenerError =
       options.onListenerError ??
       ((error, event) => {
-        process.emitWarning(error instanceof Error ? error : new Error(String(error)), {
+        // A message string, not the Error: Node ignores `code` for Error warnings.
+        process.emitWarning(`event listener threw while handling ${event.type} for ${event.target}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, {
           code: 'HOTPATCH_LISTENER_FAILED',
-          detail: `while handling ${event.type} for ${event.target}`,
         });
       });
   }

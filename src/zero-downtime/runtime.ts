@@ -218,13 +218,16 @@ export class HotPatchRuntime {
     // A version that became active or previous again (re-promoted) must stay alive.
     if (version.disposed || version === target.active || version === target.previous) return;
     version.disposed = true;
+    // ES modules are cached per file: a re-applied payload (A → B → A) gives a new version
+    // over the same module. Its dispose() must wait until no live version uses the module.
+    const live = [target.active, target.previous, target.canary?.candidate, target.canary?.baseline];
+    if (version.sha256 !== undefined && live.some((v) => v !== undefined && v !== version && v.sha256 === version.sha256)) return;
     if (version.patchId !== null && version.sha256 !== undefined) this.installer?.release(target.name, version.sha256);
     try {
       await version.hooks.dispose?.();
     } catch (error) {
-      process.emitWarning(error instanceof Error ? error : new Error(String(error)), {
+      process.emitWarning(`dispose() of ${target.name} ${version.label} threw: ${error instanceof Error ? error.message : String(error)}`, {
         code: 'HOTPATCH_DISPOSE_FAILED',
-        detail: `dispose() of ${target.name} ${version.label} threw`,
       });
     }
   }
@@ -242,7 +245,9 @@ export class HotPatchRuntime {
           t.last_good = this.recordOf(version);
         })
         .catch((error: unknown) => {
-          process.emitWarning(error instanceof Error ? error : new Error(String(error)), { code: 'HOTPATCH_STATE_WRITE_FAILED' });
+          process.emitWarning(`${target.name}: recording ${version.label} as good failed: ${error instanceof Error ? error.message : String(error)}`, {
+            code: 'HOTPATCH_STATE_WRITE_FAILED',
+          });
         });
     }, probationMs);
     timer.unref();

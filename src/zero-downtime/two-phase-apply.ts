@@ -92,13 +92,17 @@ export async function twoPhaseApply(
     control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
 
   /** Every failure path: back to the baseline, candidate disposed once drained, recorded. */
-  const fail = async (code: ErrorCode, reason: string, cause?: unknown): Promise<ApplyResult> => {
+  /**
+   * `patchAtFault`: the patch itself failed (recorded in state.json's `failed`, never retried
+   * by a plan). An abort by signal or operator is not the patch's fault: it may run again.
+   */
+  const fail = async (code: ErrorCode, reason: string, cause?: unknown, patchAtFault = code !== 'ABORTED'): Promise<ApplyResult> => {
     const rolledBack = route !== undefined && target.canary === route;
     if (rolledBack) target.setCanary(null);
     if (code === 'ABORTED') emit('Aborted', reason, { code });
     if (rolledBack) emit('RolledBack', reason, { code, to: target.active.version });
     else if (code !== 'ABORTED') emit('Failed', reason, { code });
-    await runtime.recordFailure(target.name, manifest.id);
+    if (patchAtFault) await runtime.recordFailure(target.name, manifest.id);
     if (candidate !== undefined) void runtime.disposeWhenDrained(target as Target<object>, candidate, opts.drainTimeoutMs);
     if (code === 'CANARY_FAILED' && !opts.returnErrorOnCanaryFail) return { ...base, outcome: 'rolled-back', reason, steps };
     const error = new HotPatchError(code, reason, { cause, detail: { target: target.name, patchId: manifest.id, steps } });
@@ -198,7 +202,7 @@ export async function twoPhaseApply(
 
     // phase 5: promote, handing the old version's state to the new one (Erlang's code_change).
     const promoted = await promoteCandidate(runtime, target as Target<object>, candidate, opts, emit, manual ? 'promoted by operator' : 'every canary step passed');
-    if (!promoted.ok) return await fail('ABORTED', promoted.reason, promoted.cause);
+    if (!promoted.ok) return await fail('ABORTED', promoted.reason, promoted.cause, true);
     return { ...base, outcome: 'promoted', reason: promoted.reason, steps, drain: promoted.drain };
   } catch (error) {
     if (typeof error === 'object' && error !== null && handled.has(error)) throw error;

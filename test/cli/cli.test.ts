@@ -95,8 +95,12 @@ test('a rejected patch exits 1, a missing repository exits 3', async () => {
   assert.equal(missing.json?.code, 'NOT_FOUND');
 });
 
-test('the demo walkthrough runs and exits 0', () => {
+test('the demo patches a live service under load with zero failed requests and exits 0', () => {
   const r = hotpatch(['demo', '--json']);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.json?.ok, true);
+  assert.equal(r.json?.failed, 0);
+  assert.ok(Number(r.json?.served) > 0);
+  assert.equal(r.json?.activeVersion, '1.0.1');
+  assert.equal((r.json?.audit as { ok: boolean }).ok, true);
 });

@@ -579,7 +579,7 @@ test('declaration errors are INVALID, an unknown target name is NOT_FOUND, and n
  * module. Disposal is decided per RuntimeVersion object, so retiring the old object calls the
  * shared module's dispose() while the new object of the same module is active.
  */
-test('re-applying a payload that is still warm (A → B → A) must not dispose the module the active version runs on', { todo: 'src bug: dispose is per RuntimeVersion, the esm module is shared' }, async () => {
+test('re-applying a payload that is still warm (A → B → A) must not dispose the module the active version runs on', async () => {
   const w = await world();
   try {
     const name = 'xps.test.shared-module';

@@ -1,0 +1,37 @@
+import { HotPatchError, errorCategory, type ErrorCode } from '../core/index.js';
+
+/** HTTP status for an error code: the body always carries the code itself. */
+export function httpStatusFor(code: ErrorCode): number {
+  switch (code) {
+    case 'INVALID':
+    case 'PARSE':
+      return 400;
+    case 'NOT_FOUND':
+      return 404;
+    case 'TOO_LARGE':
+      return 413;
+    case 'ABORTED':
+      return 409;
+    case 'IO':
+      return 500;
+    default:
+      // verification, policy and rollout refusals: the request was understood and refused
+      return errorCategory(code) === 'repository' ? 400 : 422;
+  }
+}
+
+export interface ErrorBody {
+  ok: false;
+  code: ErrorCode | 'INTERNAL';
+  message: string;
+  detail?: Record<string, unknown>;
+}
+
+export function errorBody(error: unknown): { status: number; body: ErrorBody } {
+  if (error instanceof HotPatchError) {
+    const body: ErrorBody = { ok: false, code: error.code, message: error.message };
+    if (error.detail !== undefined) body.detail = error.detail;
+    return { status: httpStatusFor(error.code), body };
+  }
+  return { status: 500, body: { ok: false, code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) } };
+}

@@ -1,0 +1,139 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HotPatchError, parseTargetName, type EventBus, type HotPatchEvent } from '../core/index.js';
+import type { HotPatchMetrics } from '../observability/index.js';
+import type { PatchPlan, Planner } from '../orchestration/index.js';
+import type { HotPatchRuntime } from '../zero-downtime/index.js';
+import { errorBody } from './http-errors.js';
+import { onlyFields, readJsonBody, stringField } from './request-body.js';
+
+export interface AgentContext {
+  runtime: HotPatchRuntime;
+  planner: Planner;
+  bus: EventBus;
+  metrics: HotPatchMetrics;
+  /** Open event streams, closed when the agent stops. */
+  streams: Set<ServerResponse>;
+}
+
+type Handler = (ctx: AgentContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
+
+const PLAN_FIELDS = ['id', 'target', 'patch', 'repo', 'verifier', 'security', 'installer', 'approver', 'window', 'dependsOn', 'zdt'];
+
+/** The admin API. Every response is JSON except /metrics and the event stream. */
+export const ROUTES: Record<string, Handler> = {
+  'GET /v1/status': async (ctx, _req, res) => {
+    send(res, 200, { ok: true, targets: ctx.runtime.status(), plans: ctx.planner.plans().map(planSummary) });
+  },
+  'GET /v1/plans': async (ctx, _req, res) => {
+    send(res, 200, { ok: true, plans: ctx.planner.plans().map(planSummary) });
+  },
+  /**
+   * Adds a plan (or names an existing one) and runs it to its end; progress is on the event
+   * stream. Concurrent applies to one target: the first runs, the others get ABORTED (busy).
+   */
+  'POST /v1/apply': async (ctx, req, res) => {
+    const body = await readJsonBody(req);
+    onlyFields(body, ['plan', 'planId'], 'apply');
+    let planId: string;
+    if (body.plan !== undefined) {
+      if (typeof body.plan !== 'object' || body.plan === null || Array.isArray(body.plan)) throw new HotPatchError('INVALID', 'apply: plan must be an object');
+      onlyFields(body.plan as Record<string, unknown>, PLAN_FIELDS, 'apply plan');
+      planId = ctx.planner.addPlan(body.plan as PatchPlan).plan.id;
+    } else {
+      planId = stringField(body, 'planId', 'apply')!;
+    }
+    const result = await ctx.planner.runOnce(planId);
+    const { apply, ...rest } = result;
+    const ok = result.status === 'activated';
+    // 200 when activated; otherwise 422 with the plan's outcome (rolled back, failed, waiting).
+    send(res, ok ? 200 : 422, { ok, message: result.reason, ...rest, ...(ok ? {} : { code: result.code ?? 'ABORTED' }), steps: apply?.steps });
+  },
+  'POST /v1/promote': async (ctx, req, res) => {
+    const { target } = await targetBody(req, 'promote', []);
+    await ctx.runtime.get(target).promote();
+    send(res, 200, { ok: true, target, message: `promotion of ${target} requested` });
+  },
+  'POST /v1/abort': async (ctx, req, res) => {
+    const { target, body } = await targetBody(req, 'abort', ['reason']);
+    const reason = stringField(body, 'reason', 'abort', { optional: true }) ?? 'aborted by operator';
+    ctx.runtime.get(target).abort(reason);
+    send(res, 200, { ok: true, target, message: `abort of ${target} requested: ${reason}` });
+  },
+  'POST /v1/rollback': async (ctx, req, res) => {
+    const { target, body } = await targetBody(req, 'rollback', ['reason']);
+    const reason = stringField(body, 'reason', 'rollback', { optional: true }) ?? 'rollback requested by operator';
+    const now = await ctx.runtime.rollback(target, reason);
+    send(res, 200, { ok: true, target, version: now.version, message: `${target} rolled back to ${now.version}` });
+  },
+  'POST /v1/freeze': async (ctx, req, res) => {
+    const { target, body } = await targetBody(req, 'freeze', ['reason']);
+    const reason = stringField(body, 'reason', 'freeze')!;
+    ctx.runtime.get(target).frozen = reason;
+    send(res, 200, { ok: true, target, frozen: reason, message: `${target} frozen: ${reason}` });
+  },
+  'POST /v1/unfreeze': async (ctx, req, res) => {
+    const { target } = await targetBody(req, 'unfreeze', []);
+    ctx.runtime.get(target).frozen = undefined;
+    send(res, 200, { ok: true, target, message: `${target} unfrozen` });
+  },
+  'GET /v1/events': async (ctx, _req, res, url) => {
+    const only = url.searchParams.get('target') ?? undefined;
+    if (only !== undefined) parseTargetName(only, 'target');
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    res.write('retry: 1000\n\n');
+    let seq = 0;
+    const off = ctx.bus.subscribe((event: HotPatchEvent) => {
+      seq += 1;
+      res.write(`id: ${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    }, only === undefined ? {} : { target: only });
+    // A comment line now and then keeps proxies and idle timeouts from closing the stream.
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    heartbeat.unref();
+    ctx.streams.add(res);
+    res.on('close', () => {
+      off();
+      clearInterval(heartbeat);
+      ctx.streams.delete(res);
+    });
+  },
+  'GET /metrics': async (ctx, _req, res) => {
+    const text = await ctx.metrics.metrics();
+    res.writeHead(200, { 'content-type': ctx.metrics.contentType });
+    res.end(text);
+  },
+};
+
+async function targetBody(req: IncomingMessage, what: string, extra: string[]): Promise<{ target: string; body: Record<string, unknown> }> {
+  const body = await readJsonBody(req);
+  onlyFields(body, ['target', ...extra], what);
+  return { target: parseTargetName(stringField(body, 'target', what), 'target'), body };
+}
+
+function planSummary(state: ReturnType<Planner['plans']>[number]): Record<string, unknown> {
+  return {
+    id: state.plan.id,
+    target: state.plan.target,
+    patch: state.patchId ?? state.plan.patch,
+    version: state.version,
+    status: state.status,
+    phase: state.phase,
+    reason: state.reason,
+    attempts: state.attempts,
+    updatedAt: state.updatedAt,
+  };
+}
+
+export function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, error: unknown): void {
+  const { status, body } = errorBody(error);
+  if (res.headersSent) {
+    res.destroy(error instanceof Error ? error : undefined);
+    return;
+  }
+  send(res, status, body);
+}

@@ -1,0 +1,96 @@
+import { request, type IncomingMessage, type RequestOptions } from 'node:http';
+import { HotPatchError, isErrorCode, type HotPatchEvent } from '../core/index.js';
+import { readTokenFile } from '../agent/index.js';
+import { UsageError } from './cli-error.js';
+
+export interface AgentAddress {
+  socketPath?: string;
+  url?: URL;
+  token?: string;
+}
+
+/** `--agent unix:/path`, `--agent /path/agent.sock` or `--agent http://127.0.0.1:PORT` (+ token file). */
+export async function resolveAgent(agent: string, tokenFile: string | undefined): Promise<AgentAddress> {
+  if (agent.startsWith('http://') || agent.startsWith('https://')) {
+    let url: URL;
+    try {
+      url = new URL(agent);
+    } catch {
+      throw new UsageError(`--agent ${agent} is not a valid URL`);
+    }
+    const file = tokenFile ?? process.env.HOTPATCH_TOKEN_FILE;
+    if (file === undefined) throw new UsageError('an HTTP agent needs --token-file FILE (or HOTPATCH_TOKEN_FILE)');
+    return { url, token: await readTokenFile(file) };
+  }
+  return { socketPath: agent.startsWith('unix:') ? agent.slice(5) : agent };
+}
+
+function options(agent: AgentAddress, method: string, path: string, headers: Record<string, string>): RequestOptions {
+  const h: Record<string, string> = { ...headers };
+  if (agent.token !== undefined) h.authorization = `Bearer ${agent.token}`;
+  if (agent.socketPath !== undefined) return { socketPath: agent.socketPath, path, method, headers: h };
+  return { host: agent.url!.hostname, port: agent.url!.port, path, method, headers: h };
+}
+
+function unreachable(agent: AgentAddress, cause: unknown): HotPatchError {
+  const where = agent.socketPath ?? agent.url?.href;
+  return new HotPatchError('IO', `cannot reach the agent at ${where}: ${(cause as Error).message}`, { cause });
+}
+
+/** One JSON request. A refusal by the agent is thrown as the HotPatchError it describes. */
+export async function callAgent(agent: AgentAddress, method: 'GET' | 'POST', path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request(
+      options(agent, method, path, payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
+      resolve,
+    );
+    req.on('error', (e) => reject(unreachable(agent, e)));
+    req.end(payload);
+  });
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch (cause) {
+    throw new HotPatchError('IO', `the agent answered ${res.statusCode} with a body that is not JSON`, { cause });
+  }
+  if ((res.statusCode ?? 500) >= 400 && json.ok === false) {
+    const code = isErrorCode(json.code) ? json.code : 'IO';
+    // The whole answer travels in `detail` (a refused apply carries its plan outcome there).
+    const { ok: _ok, code: _code, message, ...rest } = json;
+    throw new HotPatchError(code, String(message ?? `agent error ${res.statusCode}`), { detail: { httpStatus: res.statusCode, ...rest } });
+  }
+  return json;
+}
+
+/** Follows the agent's event stream (Server-Sent Events) until the signal aborts. */
+export async function followEvents(agent: AgentAddress, target: string | undefined, onEvent: (e: HotPatchEvent) => void, signal: AbortSignal): Promise<void> {
+  const path = target === undefined ? '/v1/events' : `/v1/events?target=${encodeURIComponent(target)}`;
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request({ ...options(agent, 'GET', path, { accept: 'text/event-stream' }), signal }, resolve);
+    req.on('error', (e) => reject(signal.aborted ? e : unreachable(agent, e)));
+    req.end();
+  });
+  if (res.statusCode !== 200) {
+    res.resume();
+    throw new HotPatchError(res.statusCode === 401 ? 'POLICY_DENIED' : 'IO', `the agent refused the event stream (${res.statusCode})`);
+  }
+  let buffer = '';
+  try {
+    for await (const chunk of res) {
+      buffer += (chunk as Buffer).toString('utf8');
+      let at: number;
+      while ((at = buffer.indexOf('\n\n')) !== -1) {
+        const block = buffer.slice(0, at);
+        buffer = buffer.slice(at + 2);
+        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        if (data.length > 0) onEvent(JSON.parse(data) as HotPatchEvent);
+      }
+    }
+  } catch (error) {
+    if (!signal.aborted) throw error;
+  }
+}

@@ -1,0 +1,137 @@
+import { readFile } from 'node:fs/promises';
+import { HotPatchError, decodeJson, type HotPatchEvent } from '../../core/index.js';
+import { optionalString, parseCommandArgs } from '../args.js';
+import { callAgent, followEvents } from '../agent-client.js';
+import { EXIT_OK, UsageError } from '../cli-error.js';
+import { printHelp, type Command } from '../command.js';
+import type { Output } from '../output.js';
+import { AGENT_FLAGS, AGENT_USAGE, agentOf } from './agent-flags.js';
+
+export const applyCommand: Command = {
+  name: 'apply',
+  summary: 'apply a patch through a running agent, showing the canary live',
+  usage: `hotpatch apply ${AGENT_USAGE} (--plan FILE | --plan-id ID | --target T --patch ID)
+               [--repo NAME] [--verifier NAME] [--security NAME] [--installer NAME] [--approver NAME]
+               [--steps 0.05,0.25,0.5,1] [--canary-interval MS] [--json]
+
+Runs a plan on the agent: fetch, verify, policy, approval, stage, canary, promote or
+roll back. --plan FILE is a PatchPlan JSON; --target/--patch build one whose components
+default to the agent's "default" repository, verifier, security gate and installer.
+Progress (canary step, ratio, calls judged, verdict) is shown as it happens: one live
+line on a terminal, plain lines otherwise. Exit 0 activated, 1 rejected or rolled back.`,
+  async run(argv, out) {
+    const { values, help } = parseCommandArgs(argv, {
+      ...AGENT_FLAGS,
+      plan: { type: 'string' },
+      'plan-id': { type: 'string' },
+      target: { type: 'string' },
+      patch: { type: 'string' },
+      repo: { type: 'string' },
+      verifier: { type: 'string' },
+      security: { type: 'string' },
+      installer: { type: 'string' },
+      approver: { type: 'string' },
+      steps: { type: 'string' },
+      'canary-interval': { type: 'string' },
+    });
+    if (help) return printHelp(out, this.usage);
+    const agent = await agentOf(values);
+    const body = await requestBody(values);
+    const target = typeof body.plan === 'object' ? String((body.plan as { target?: unknown }).target) : undefined;
+
+    const progress = new Progress(out);
+    const controller = new AbortController();
+    const stream = followEvents(agent, target, (e) => progress.show(e), controller.signal).catch((error: unknown) => {
+      if (!controller.signal.aborted) out.warn(`event stream: ${(error as Error).message}`);
+    });
+    let result: Record<string, unknown>;
+    try {
+      result = await callAgent(agent, 'POST', '/v1/apply', body);
+    } finally {
+      // Give the stream a moment to deliver the last events before closing it.
+      await new Promise((r) => setTimeout(r, 50));
+      controller.abort();
+      await stream;
+      progress.end();
+    }
+    out.success(`plan ${String(result.planId)}: ${String(result.status)} — ${String(result.reason)}`, result);
+    return EXIT_OK;
+  },
+};
+
+async function requestBody(values: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const planFile = optionalString(values, 'plan');
+  const planId = optionalString(values, 'plan-id');
+  const target = optionalString(values, 'target');
+  const patch = optionalString(values, 'patch');
+  const chosen = [planFile, planId, target ?? patch].filter((x) => x !== undefined).length;
+  if (chosen !== 1) throw new UsageError('give exactly one of --plan FILE, --plan-id ID, or --target T --patch ID');
+  if (planId !== undefined) return { planId };
+  if (planFile !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(planFile, 'utf8');
+    } catch (cause) {
+      throw new UsageError(`--plan ${planFile}: ${(cause as Error).message}`, 'NOT_FOUND', { cause });
+    }
+    try {
+      return { plan: decodeJson(text, `plan file ${planFile}`) };
+    } catch (error) {
+      if (error instanceof HotPatchError) throw new UsageError(error.message, error.code, { cause: error });
+      throw error;
+    }
+  }
+  if (target === undefined || patch === undefined) throw new UsageError('--target and --patch go together');
+  const zdt: Record<string, unknown> = {};
+  const steps = optionalString(values, 'steps');
+  if (steps !== undefined) zdt.steps = steps.split(',').map((s) => Number(s));
+  const interval = optionalString(values, 'canary-interval');
+  if (interval !== undefined) zdt.canaryInterval = Number(interval);
+  const plan: Record<string, unknown> = {
+    id: `apply-${patch}`.slice(0, 128),
+    target,
+    patch,
+    repo: optionalString(values, 'repo') ?? 'default',
+    verifier: optionalString(values, 'verifier') ?? 'default',
+    security: optionalString(values, 'security') ?? 'default',
+    installer: optionalString(values, 'installer') ?? 'default',
+  };
+  const approver = optionalString(values, 'approver');
+  if (approver !== undefined) plan.approver = approver;
+  if (Object.keys(zdt).length > 0) plan.zdt = zdt;
+  return { plan };
+}
+
+/** On a terminal one line is rewritten as the canary moves; elsewhere each event is a line. */
+class Progress {
+  readonly #out: Output;
+  readonly #tty: boolean;
+  #live = false;
+
+  constructor(out: Output) {
+    this.#out = out;
+    this.#tty = process.stdout.isTTY === true && !out.json;
+  }
+
+  show(e: HotPatchEvent): void {
+    if (this.#out.json) return;
+    const d = e.detail ?? {};
+    if (e.type === 'CanaryStep') {
+      const text = `canary step ${String(d.step)}/${String(d.of)} at ${(Number(d.ratio) * 100).toFixed(1)}%: ${String(d.candidateCalls)} calls judged, ${String(d.candidateErrors)} errors — ${String(d.verdict)}`;
+      if (this.#tty) {
+        process.stdout.write(`\r\x1b[K${text}`);
+        this.#live = true;
+        return;
+      }
+      this.#out.line(text);
+      return;
+    }
+    this.end();
+    this.#out.line(`${e.type.padEnd(13)} ${e.id} ${e.version}${e.reason === '' ? '' : `: ${e.reason}`}`);
+  }
+
+  end(): void {
+    if (this.#live) process.stdout.write('\n');
+    this.#live = false;
+  }
+}

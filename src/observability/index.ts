@@ -1,0 +1,21 @@
+export { AuditLog, verifyAuditLog, type AuditLogOptions, type AuditReconciliation } from './audit-log.js';
+export {
+  MAX_LINE_BYTES,
+  ZERO_HASH,
+  formatHead,
+  parseHead,
+  type AuditEntry,
+  type AuditHead,
+  type AuditVerification,
+} from './audit-chain.js';
+export { CALL_DURATION_BUCKETS, HotPatchMetrics, type HotPatchMetricsOptions } from './metrics.js';
+export { createLogger, logEvents, type CreateLoggerOptions, type Logger } from './logger.js';
+export {
+  buildReport,
+  formatReport,
+  type ComplianceReport,
+  type PatchOutcome,
+  type PatchReport,
+  type ReportApproval,
+  type ReportTimelineEntry,
+} from './report.js';

@@ -1,0 +1,190 @@
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HotPatchError, decodeJson, describe, isErrorCode, parsePatchId, parseRfc3339 } from '../core/index.js';
+import { readFileBounded, writeFileAtomic } from '../repo/index.js';
+import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, type PlanStatus } from './plan.js';
+
+/**
+ * The planner's journal, `<stateDir>/journal.json`: every plan and where it stands, so a
+ * process that dies mid-run can, once restarted, finish or undo that run instead of
+ * forgetting it. Format 1:
+ *
+ * ```json
+ * {
+ *   "format": 1,
+ *   "updated_at": "2030-01-01T09:00:00.000Z",
+ *   "plans": [
+ *     {
+ *       "plan": { "id": "p1", "target": "xps.crypto.hash.sha256", "patch": "hotfix-1",
+ *                 "repo": "fs", "verifier": "default", "security": "gate", "installer": "dynamic",
+ *                 "window": { "weekly": [{ "days": ["Tue", "Wed", "Thu"], "start": "09:00", "end": "16:00" }] },
+ *                 "dependsOn": ["p0"], "zdt": { "steps": [0.05, 1] } },
+ *       "status": "running",
+ *       "phase": "apply",
+ *       "patchId": "hotfix-1",
+ *       "version": "1.2.4",
+ *       "reason": "applying hotfix-1 1.2.4",
+ *       "code": "APPROVAL_MISSING",
+ *       "attempts": 1,
+ *       "updatedAt": "2030-01-01T09:00:00.000Z"
+ *     }
+ *   ]
+ * }
+ * ```
+ *
+ * - `plans` is in the order the plans were added, which is a dependency order: a plan may
+ *   only depend on plans listed before it (so there is never a cycle).
+ * - `plan` is a plan as `checkPlan` normalises it (the same strict rules as `addPlan`).
+ * - `status` is one of pending, waiting, running, activated, failed, rolled-back; `phase`
+ *   (fetch, verify, gate, approve, apply) is written *before* the phase starts, so a
+ *   `running` entry names the phase a crash interrupted.
+ * - `patchId` / `version` / `reason` / `code` are optional; `attempts` is a non-negative
+ *   integer; `updatedAt` and `updated_at` are RFC 3339.
+ *
+ * Parsing is strict (unknown fields, wrong types, duplicate ids, unknown or later
+ * dependencies → INVALID; bad JSON → PARSE): a journal that does not parse stops the
+ * planner from opening, it is never silently reset. Each write replaces the whole file
+ * crash-safely (temp, fsync, rename, fsync the directory) and writes are serialised.
+ */
+export interface JournalFile {
+  format: 1;
+  updated_at?: string;
+  plans: PlanState[];
+}
+
+export const JOURNAL_FILE = 'journal.json';
+const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
+const FILE_FIELDS = new Set(['format', 'updated_at', 'plans']);
+const ENTRY_FIELDS = new Set(['plan', 'status', 'phase', 'patchId', 'version', 'reason', 'code', 'attempts', 'updatedAt']);
+const MAX_REASON = 4096;
+
+function object(value: unknown, field: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function only(obj: Record<string, unknown>, known: Set<string>, field: string): void {
+  for (const key of Object.keys(obj)) if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
+}
+
+function entry(value: unknown, field: string): PlanState {
+  const obj = object(value, field);
+  only(obj, ENTRY_FIELDS, field);
+  const plan = checkPlan(obj.plan, `${field}.plan`);
+  if (!(PLAN_STATUSES as readonly unknown[]).includes(obj.status)) {
+    throw new HotPatchError('INVALID', `${field}.status must be one of ${PLAN_STATUSES.join(', ')}, got ${describe(obj.status)}`);
+  }
+  if (typeof obj.attempts !== 'number' || !Number.isSafeInteger(obj.attempts) || obj.attempts < 0) {
+    throw new HotPatchError('INVALID', `${field}.attempts must be a non-negative integer, got ${describe(obj.attempts)}`);
+  }
+  parseRfc3339(obj.updatedAt, `${field}.updatedAt`);
+  const state: PlanState = { plan, status: obj.status as PlanStatus, attempts: obj.attempts, updatedAt: obj.updatedAt as string };
+  if (obj.phase !== undefined) {
+    if (!(PLAN_PHASES as readonly unknown[]).includes(obj.phase)) {
+      throw new HotPatchError('INVALID', `${field}.phase must be one of ${PLAN_PHASES.join(', ')}, got ${describe(obj.phase)}`);
+    }
+    state.phase = obj.phase as PlanPhase;
+  }
+  if (obj.patchId !== undefined) state.patchId = parsePatchId(obj.patchId, `${field}.patchId`);
+  if (obj.version !== undefined) {
+    if (typeof obj.version !== 'string' || obj.version.length === 0 || obj.version.length > 256) throw new HotPatchError('INVALID', `${field}.version must be a version string`);
+    state.version = obj.version;
+  }
+  if (obj.reason !== undefined) {
+    if (typeof obj.reason !== 'string' || obj.reason.length > MAX_REASON) throw new HotPatchError('INVALID', `${field}.reason must be a string of at most ${MAX_REASON} characters`);
+    state.reason = obj.reason;
+  }
+  if (obj.code !== undefined) {
+    if (!isErrorCode(obj.code)) throw new HotPatchError('INVALID', `${field}.code must be an error code, got ${describe(obj.code)}`);
+    state.code = obj.code;
+  }
+  return state;
+}
+
+/** Strict parse of journal.json (see the format above). */
+export function parseJournal(bytes: Uint8Array, where: string): JournalFile {
+  const obj = object(decodeJson(bytes, where), where);
+  only(obj, FILE_FIELDS, where);
+  if (obj.format !== 1) throw new HotPatchError('INVALID', `${where}: format must be 1, got ${describe(obj.format)}`);
+  if (obj.updated_at !== undefined) parseRfc3339(obj.updated_at, `${where}: updated_at`);
+  if (!Array.isArray(obj.plans)) throw new HotPatchError('INVALID', `${where}: plans must be an array, got ${describe(obj.plans)}`);
+  const seen = new Set<string>();
+  const plans = obj.plans.map((raw, i) => {
+    const state = entry(raw, `${where}: plans[${i}]`);
+    const id = state.plan.id;
+    if (seen.has(id)) throw new HotPatchError('INVALID', `${where}: plan ${id} is listed twice`);
+    for (const dep of state.plan.dependsOn ?? []) {
+      if (!seen.has(dep)) throw new HotPatchError('INVALID', `${where}: plan ${id} depends on ${dep}, which is not listed before it`);
+    }
+    seen.add(id);
+    return state;
+  });
+  const out: JournalFile = { format: 1, plans };
+  if (obj.updated_at !== undefined) out.updated_at = obj.updated_at as string;
+  return out;
+}
+
+/** Serialised whole-file writer of one journal. */
+export class Journal {
+  readonly dir: string;
+  readonly path: string;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(stateDir: string) {
+    this.dir = stateDir;
+    this.path = join(stateDir, JOURNAL_FILE);
+  }
+
+  /** Reads the journal (missing = no plans yet); removes temp files a crashed write left behind. */
+  async load(): Promise<JournalFile> {
+    try {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    } catch (cause) {
+      throw new HotPatchError('IO', `cannot create state directory ${this.dir}: ${(cause as Error).message}`, { cause });
+    }
+    await this.#removeStaleTemps();
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFileBounded(this.path, MAX_JOURNAL_BYTES, { what: 'plan journal' });
+    } catch (error) {
+      if (error instanceof HotPatchError && error.code === 'NOT_FOUND') return { format: 1, plans: [] };
+      throw error;
+    }
+    return parseJournal(bytes, this.path);
+  }
+
+  /**
+   * Writes `snapshot()` as it is when the write's turn comes: writes queued back to back each
+   * record the latest state, and the file is always one complete journal, old or new.
+   */
+  write(snapshot: () => PlanState[]): Promise<void> {
+    const run = async (): Promise<void> => {
+      const file: JournalFile = { format: 1, updated_at: new Date().toISOString(), plans: snapshot() };
+      await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => undefined); // the caller sees the failure; the queue goes on
+    return result;
+  }
+
+  async #removeStaleTemps(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (cause) {
+      throw new HotPatchError('IO', `cannot list state directory ${this.dir}: ${(cause as Error).message}`, { cause });
+    }
+    for (const name of names) {
+      if (!name.startsWith(`.${JOURNAL_FILE}.`) || !name.endsWith('.tmp')) continue;
+      try {
+        await unlink(join(this.dir, name));
+      } catch (cause) {
+        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') {
+          throw new HotPatchError('IO', `cannot remove stale temp file ${name}: ${(cause as Error).message}`, { cause });
+        }
+      }
+    }
+  }
+}
