@@ -1,7 +1,7 @@
-import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, decodeJson, describe, isErrorCode, parsePatchId, parseRfc3339 } from '../core/index.js';
-import { readFileBounded, writeFileAtomic } from '../repo/index.js';
+import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from '../repo/index.js';
 import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, type PlanStatus } from './plan.js';
 
 /**
@@ -144,7 +144,7 @@ export class Journal {
     } catch (cause) {
       throw new HotPatchError('IO', `cannot create state directory ${this.dir}: ${(cause as Error).message}`, { cause });
     }
-    await this.#removeStaleTemps();
+    await removeStaleTempFiles(this.dir, JOURNAL_FILE);
     let bytes: Uint8Array;
     try {
       bytes = await readFileBounded(this.path, MAX_JOURNAL_BYTES, { what: 'plan journal' });
@@ -169,22 +169,4 @@ export class Journal {
     return result;
   }
 
-  async #removeStaleTemps(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (cause) {
-      throw new HotPatchError('IO', `cannot list state directory ${this.dir}: ${(cause as Error).message}`, { cause });
-    }
-    for (const name of names) {
-      if (!name.startsWith(`.${JOURNAL_FILE}.`) || !name.endsWith('.tmp')) continue;
-      try {
-        await unlink(join(this.dir, name));
-      } catch (cause) {
-        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw new HotPatchError('IO', `cannot remove stale temp file ${name}: ${(cause as Error).message}`, { cause });
-        }
-      }
-    }
-  }
 }

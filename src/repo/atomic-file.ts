@@ -576,3 +576,27 @@ export function digestingStream(
     },
   };
 }
+
+/**
+ * Removes the temp files `writeFileAtomic` left beside `dir/baseName` when a process died
+ * mid-write (`.<baseName>.<pid>.<random>.tmp`). Only call it while no writer of that file
+ * runs (at open): a live writer's temp file would go too.
+ */
+export async function removeStaleTempFiles(dir: string, baseName: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (cause) {
+    throw new HotPatchError('IO', `cannot list directory ${dir}: ${(cause as Error).message}`, { cause });
+  }
+  for (const name of names) {
+    if (!name.startsWith(`.${baseName}.`) || !name.endsWith('.tmp')) continue;
+    try {
+      await fsp.unlink(path.join(dir, name));
+    } catch (cause) {
+      if (errnoOf(cause) !== 'ENOENT') {
+        throw new HotPatchError('IO', `cannot remove stale temp file ${name}: ${(cause as Error).message}`, { cause });
+      }
+    }
+  }
+}

@@ -6,6 +6,7 @@ export {
   openRegularFile,
   readFileBounded,
   readFileChunks,
+  removeStaleTempFiles,
   writeFileAtomic,
   writeFileExclusive,
 } from './atomic-file.js';

@@ -1,7 +1,7 @@
-import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError } from '../core/index.js';
-import { readFileBounded, writeFileAtomic } from '../repo/index.js';
+import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from '../repo/index.js';
 import { emptyState, parseStateFile, type StateFile } from './state-file.js';
 
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
@@ -30,7 +30,7 @@ export class StateStore {
     } catch (cause) {
       throw new HotPatchError('IO', `cannot create state directory ${this.dir}: ${(cause as Error).message}`, { cause });
     }
-    await this.#removeStaleTemps();
+    await removeStaleTempFiles(this.dir, 'state.json');
     let bytes: Uint8Array | undefined;
     try {
       bytes = await readFileBounded(this.path, MAX_STATE_BYTES, { what: 'state file' });
@@ -66,22 +66,4 @@ export class StateStore {
     return result;
   }
 
-  async #removeStaleTemps(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (cause) {
-      throw new HotPatchError('IO', `cannot list state directory ${this.dir}: ${(cause as Error).message}`, { cause });
-    }
-    for (const name of names) {
-      if (!name.startsWith('.state.json.') || !name.endsWith('.tmp')) continue;
-      try {
-        await unlink(join(this.dir, name));
-      } catch (cause) {
-        if ((cause as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw new HotPatchError('IO', `cannot remove stale temp file ${name}: ${(cause as Error).message}`, { cause });
-        }
-      }
-    }
-  }
 }
