@@ -94,8 +94,25 @@ export class CanaryRoute {
     if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
       return this.#callDifferential(index, api, thisArg, args);
     }
-    const version = toCandidate ? this.candidate : this.baseline;
-    const stats = toCandidate ? this.candidateStats : this.baselineStats;
+    return toCandidate
+      ? this.#runOn(this.candidate, this.candidateStats, index, api, thisArg, args, this.#options.retryOnBaseline)
+      : this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+  }
+
+  /**
+   * One call on one side, counted in that side's step figures and the version's counters.
+   * `retryOnBaseline`: a throw is re-run on the baseline (idempotent targets only), so the
+   * caller gets the baseline's answer while the candidate's failure still counts.
+   */
+  #runOn(
+    version: RuntimeVersion,
+    stats: CallStats,
+    index: number,
+    api: object,
+    thisArg: unknown,
+    args: unknown[],
+    retryOnBaseline: boolean,
+  ): unknown {
     const timed = stats.shouldTime();
     const started = timed ? performance.now() : 0;
     version.inflight += 1;
@@ -104,35 +121,19 @@ export class CanaryRoute {
     try {
       result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
     } catch (error) {
-      version.leave();
-      version.errors += 1;
-      stats.calls += 1;
-      stats.errors += 1;
-      if (toCandidate && this.#options.retryOnBaseline) return this.#onBaseline(index, api, thisArg, args);
-      throw error;
+      return this.#failed(version, stats, error, retryOnBaseline, index, api, thisArg, args);
     }
     if (isThenable(result)) {
       return Promise.resolve(result).then(
-        (value) => {
-          version.leave();
-          stats.calls += 1;
-          if (timed) {
-            const ms = performance.now() - started;
-            stats.addLatency(ms, this.#options.random);
-            version.addLatency(ms / 1000);
-          }
-          return value;
-        },
-        (error: unknown) => {
-          version.leave();
-          version.errors += 1;
-          stats.calls += 1;
-          stats.errors += 1;
-          if (toCandidate && this.#options.retryOnBaseline) return this.#onBaseline(index, api, thisArg, args);
-          throw error;
-        },
+        (value) => this.#succeeded(version, stats, timed, started, value),
+        (error: unknown) => this.#failed(version, stats, error, retryOnBaseline, index, api, thisArg, args),
       );
     }
+    return this.#succeeded(version, stats, timed, started, result);
+  }
+
+  // Methods, not per-call closures: the synchronous canary path allocates nothing.
+  #succeeded(version: RuntimeVersion, stats: CallStats, timed: boolean, started: number, value: unknown): unknown {
     version.leave();
     stats.calls += 1;
     if (timed) {
@@ -140,44 +141,25 @@ export class CanaryRoute {
       stats.addLatency(ms, this.#options.random);
       version.addLatency(ms / 1000);
     }
-    return result;
+    return value;
   }
 
-  /** A retry of a failed candidate call: the caller gets the baseline's answer (idempotent targets only). */
-  #onBaseline(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
-    const v = this.baseline;
-    const stats = this.baselineStats;
-    v.inflight += 1;
-    v.calls += 1;
-    let result: unknown;
-    try {
-      result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
-    } catch (error) {
-      v.leave();
-      v.errors += 1;
-      stats.calls += 1;
-      stats.errors += 1;
-      throw error;
-    }
-    if (isThenable(result)) {
-      return Promise.resolve(result).then(
-        (value) => {
-          v.leave();
-          stats.calls += 1;
-          return value;
-        },
-        (error: unknown) => {
-          v.leave();
-          v.errors += 1;
-          stats.calls += 1;
-          stats.errors += 1;
-          throw error;
-        },
-      );
-    }
-    v.leave();
+  #failed(
+    version: RuntimeVersion,
+    stats: CallStats,
+    error: unknown,
+    retryOnBaseline: boolean,
+    index: number,
+    api: object,
+    thisArg: unknown,
+    args: unknown[],
+  ): unknown {
+    version.leave();
+    version.errors += 1;
     stats.calls += 1;
-    return result;
+    stats.errors += 1;
+    if (retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+    throw error;
   }
 
   /**
