@@ -11,6 +11,7 @@ import { SecurityGate } from '../security/index.js';
 import { DefaultVerifier, parseTrustStore } from '../verification/index.js';
 import { HotPatchRuntime } from '../zero-downtime/index.js';
 import { ROUTES, sendError, type AgentContext } from './routes.js';
+import { lockStateDir } from './state-lock.js';
 import { bearerMatches, readTokenFile } from './token.js';
 
 export interface AgentOptions {
@@ -50,80 +51,138 @@ export interface Agent {
  */
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const stateDir = options.stateDir;
+  const host = options.http?.host ?? '127.0.0.1';
+  if (options.http !== undefined && !LOOPBACK_HOSTS.includes(host)) {
+    throw new HotPatchError('INVALID', `the agent's HTTP endpoint serves loopback only (${LOOPBACK_HOSTS.join(', ')}), not ${String(host)}`);
+  }
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const runtime = options.runtime ?? new HotPatchRuntime({ stateDir, installer: new DynamicInstaller(stateDir) });
   if (runtime.stateDir === undefined || runtime.installer === undefined) {
     throw new HotPatchError('INVALID', 'the agent needs a runtime created with stateDir and installer');
   }
-  const bus = runtime.bus;
-  const registries = options.registries ?? new Registries();
-  if (!registries.installers.has('default')) registries.installers.register('default', runtime.installer);
-  await registerDefaults(registries, options.defaults);
 
-  // Audit first, so restore and recovery events are recorded too.
-  const audit = new AuditLog(stateDir, runtime.store === undefined ? {} : { store: runtime.store });
-  await audit.open();
-  const detachAudit = audit.attach(bus);
-  const logger = options.log === false ? undefined : createLogger({ ...(options.log ?? {}) });
-  const detachLog = logger === undefined ? () => {} : logEvents(bus, logger);
-  const metrics = new HotPatchMetrics({ runtime, bus });
-
-  await runtime.restore();
-  const planner = await Planner.open({ runtime, registries, stateDir });
-  await planner.recover();
-
-  const ctx: AgentContext = { runtime, planner, bus, metrics, streams: new Set() };
-  const token = options.http === undefined ? undefined : await readTokenFile(options.http.tokenFile);
-  const server = createServer((req, res) => void handle(ctx, token, req, res));
-  let address: string;
-  let socketPath: string | undefined;
-  if (options.http !== undefined) {
-    const host = options.http.host ?? '127.0.0.1';
-    await listen(server, { port: options.http.port ?? 0, host });
-    const info = server.address();
-    if (info === null || typeof info === 'string') throw new HotPatchError('IO', 'the agent HTTP server has no address');
-    address = `http://${host.includes(':') ? `[${host}]` : host}:${info.port}`;
-  } else {
-    socketPath = options.socketPath ?? join(stateDir, 'agent.sock');
-    await removeStaleSocket(socketPath);
-    await listen(server, { path: socketPath });
-    // The state directory is 0700 already; the socket itself is narrowed to its owner too.
-    await chmod(socketPath, 0o600);
-    address = `unix:${socketPath}`;
-  }
-
-  let closed = false;
-  return {
-    runtime,
-    planner,
-    bus,
-    metrics,
-    audit,
-    address,
-    async close() {
-      if (closed) return;
-      closed = true;
-      for (const res of ctx.streams) res.end();
-      await new Promise<void>((resolve, reject) => server.close((e) => (e === undefined ? resolve() : reject(e))));
-      server.closeAllConnections?.();
-      if (socketPath !== undefined) await unlink(socketPath).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
+  // Everything opened so far, undone in reverse if the start fails halfway.
+  const undo: (() => Promise<void> | void)[] = [];
+  try {
+    // Claim first — token, the state directory, the listening address — and only then touch
+    // any state: a refused second start must not restore, journal or audit anything.
+    const token = options.http === undefined ? undefined : await readTokenFile(options.http.tokenFile);
+    const lock = await lockStateDir(stateDir);
+    undo.push(() => lock.release());
+    let ctx: AgentContext | undefined;
+    const server = createServer((req, res) => void handle(ctx, token, req, res));
+    let address: string;
+    if (options.http !== undefined) {
+      await listen(server, { port: options.http.port ?? 0, host });
+      undo.push(() => closeServer(server));
+      const info = server.address();
+      if (info === null || typeof info === 'string') throw new HotPatchError('IO', 'the agent HTTP server has no address');
+      address = `http://${host.includes(':') ? `[${host}]` : host}:${info.port}`;
+    } else {
+      const path = options.socketPath ?? join(stateDir, 'agent.sock');
+      await removeStaleSocket(path);
+      await listen(server, { path });
+      undo.push(async () => {
+        await closeServer(server);
+        await unlinkIfPresent(path);
       });
-      metrics.close();
-      detachLog();
+      // The state directory is 0700 already; the socket itself is narrowed to its owner too.
+      await chmod(path, 0o600);
+      address = `unix:${path}`;
+    }
+
+    const bus = runtime.bus;
+    const registries = options.registries ?? new Registries();
+    if (!registries.installers.has('default')) registries.installers.register('default', runtime.installer);
+    await registerDefaults(registries, options.defaults);
+
+    // Audit before restore and recovery, so their events are recorded too.
+    const audit = new AuditLog(stateDir, runtime.store === undefined ? {} : { store: runtime.store });
+    await audit.open();
+    const detachAudit = audit.attach(bus);
+    undo.push(async () => {
       detachAudit();
       await audit.close();
-      runtime.close();
-    },
-  };
+    });
+    const logger = options.log === false ? undefined : createLogger({ ...(options.log ?? {}) });
+    const detachLog = logger === undefined ? () => {} : logEvents(bus, logger);
+    undo.push(detachLog);
+    const metrics = new HotPatchMetrics({ runtime, bus });
+    undo.push(() => metrics.close());
+    undo.push(() => runtime.close());
+
+    await runtime.restore();
+    const planner = await Planner.open({ runtime, registries, stateDir });
+    await planner.recover();
+    ctx = { runtime, planner, bus, metrics, streams: new Set() };
+    const streams = ctx.streams;
+
+    let closed = false;
+    return {
+      runtime,
+      planner,
+      bus,
+      metrics,
+      audit,
+      address,
+      async close() {
+        if (closed) return;
+        closed = true;
+        for (const res of streams) res.end();
+        await undoAll(undo);
+      },
+    };
+  } catch (error) {
+    await undoAll(undo, error);
+    throw error;
+  }
 }
 
-async function handle(ctx: AgentContext, token: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
+const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost'];
+
+/** Runs the undo steps in reverse; a step that fails is reported, and the others still run. */
+async function undoAll(undo: (() => Promise<void> | void)[], primary?: unknown): Promise<void> {
+  const failures: unknown[] = [];
+  for (const step of undo.splice(0).reverse()) {
+    try {
+      await step();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length === 0) return;
+  if (primary !== undefined) {
+    // The start already failed: its own error is what the caller must see.
+    process.emitWarning(`agent cleanup after a failed start: ${failures.map((f) => (f as Error).message).join('; ')}`, { code: 'HOTPATCH_AGENT_CLEANUP' });
+    return;
+  }
+  throw new HotPatchError('IO', `closing the agent failed: ${failures.map((f) => (f as Error).message).join('; ')}`, { cause: failures[0] });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.close((e) => (e === undefined ? resolve() : reject(e)));
+    server.closeAllConnections();
+  });
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+}
+
+async function handle(ctx: AgentContext | undefined, token: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
     if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
       res.setHeader('www-authenticate', 'Bearer');
       res.writeHead(401, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ ok: false, code: 'POLICY_DENIED', message: 'missing or wrong bearer token' }));
+      return;
+    }
+    if (ctx === undefined) {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }));
       return;
     }
     const url = new URL(req.url ?? '/', 'http://agent');

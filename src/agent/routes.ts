@@ -3,7 +3,7 @@ import { HotPatchError, parseTargetName, type EventBus, type HotPatchEvent } fro
 import type { HotPatchMetrics } from '../observability/index.js';
 import type { PatchPlan, Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
-import { errorBody } from './http-errors.js';
+import { errorBody, httpStatusFor } from './http-errors.js';
 import { onlyFields, readJsonBody, stringField } from './request-body.js';
 
 export interface AgentContext {
@@ -45,8 +45,10 @@ export const ROUTES: Record<string, Handler> = {
     const result = await ctx.planner.runOnce(planId);
     const { apply, ...rest } = result;
     const ok = result.status === 'activated';
-    // 200 when activated; otherwise 422 with the plan's outcome (rolled back, failed, waiting).
-    send(res, ok ? 200 : 422, { ok, message: result.reason, ...rest, ...(ok ? {} : { code: result.code ?? 'ABORTED' }), steps: apply?.steps });
+    // 200 when activated; otherwise the status of the outcome's code (409 busy, 422 refused
+    // or rolled back) with the plan's outcome in the body.
+    const code = result.code ?? (result.status === 'rolled-back' ? 'CANARY_FAILED' : 'ABORTED');
+    send(res, ok ? 200 : httpStatusFor(code), { ok, message: result.reason, ...rest, ...(ok ? {} : { code }), steps: apply?.steps });
   },
   'POST /v1/promote': async (ctx, req, res) => {
     const { target } = await targetBody(req, 'promote', []);

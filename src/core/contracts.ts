@@ -68,8 +68,11 @@ export interface ApprovalRequest {
 }
 
 export interface Approver {
-  /** Resolves when approved; rejects with APPROVAL_MISSING otherwise. */
-  approve(request: ApprovalRequest, signal?: AbortSignal): Promise<void>;
+  /**
+   * Resolves when approved — optionally with who approved, which the Planner records in the
+   * `Approved` event's detail; rejects with APPROVAL_MISSING otherwise.
+   */
+  approve(request: ApprovalRequest, signal?: AbortSignal): Promise<Record<string, unknown> | void>;
 }
 
 /** Stages and activates verified payloads (the live-runtime module implements it). */

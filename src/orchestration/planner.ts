@@ -256,10 +256,27 @@ export class Planner {
     this.#ready();
     await this.flush();
     const results: PlanRunResult[] = [];
+    const saved = this.runtime.store === undefined ? undefined : await this.runtime.store.read();
     for (const state of this.#states.values()) {
-      if (state.status !== 'running' || this.#running.has(state.plan.id)) continue;
-      await this.#recoverOne(state);
-      results.push(resultOf(state));
+      if (this.#running.has(state.plan.id)) continue;
+      if (state.status === 'running') {
+        await this.#recoverOne(state);
+        results.push(resultOf(state));
+        continue;
+      }
+      // An activated plan whose patch the restart reverted (it died inside its probation)
+      // must not keep claiming it runs.
+      const patchId = state.patchId;
+      if (state.status === 'activated' && patchId !== undefined && saved?.targets[state.plan.target]?.failed.includes(patchId) === true) {
+        const active = this.runtime.list().find((t) => t.name === state.plan.target)?.active;
+        if (active?.patchId !== patchId) {
+          await this.#settle(state, {
+            status: 'rolled-back',
+            reason: `${patchId} was reverted after a restart (the runtime recorded it as failed); now on ${active?.version ?? 'another version'}`,
+          });
+          results.push(resultOf(state));
+        }
+      }
     }
     return results;
   }
@@ -481,7 +498,9 @@ export class Planner {
       // The approval may have taken long: the window, a freeze or another apply may stand in the way now.
       const window = this.#windowCheck(state);
       if (window !== undefined) return await this.#settle(state, window);
-      if (target.frozen !== undefined) return await this.#settle(state, { status: 'waiting', reason: `target ${plan.target} is frozen: ${target.frozen}` });
+      if (target.frozen !== undefined) {
+        return await this.#settle(state, { status: 'waiting', reason: `target ${plan.target} is frozen: ${target.frozen}`, code: 'POLICY_DENIED' });
+      }
       const busy = target.applying ?? target.paused;
       if (busy !== undefined) return await this.#settle(state, { status: 'waiting', reason: `target ${plan.target} is busy with patch ${busy.patchId} (${busy.version})` });
 

@@ -21,8 +21,8 @@ prints per patch: target, version, payload hash, signers, approvals, timeline, o
     const report = await buildReport(requireString(values, 'state'), since === undefined ? {} : { since });
     if (out.json) out.success('report', { report });
     else {
-      process.stdout.write(formatReport(report, format));
-      if (!format.endsWith('\n')) process.stdout.write('\n');
+      const text = formatReport(report, format);
+      process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     }
     return EXIT_OK;
   },
