@@ -58,6 +58,8 @@ export class HotPatchRuntime {
   readonly #probation = new Map<string, NodeJS.Timeout>();
   /** Extra figures of versions that state.json records (promotion time, probation, good). */
   readonly #meta = new WeakMap<RuntimeVersion, Partial<VersionRecord>>();
+  /** Versions over loaded payloads not yet disposed (any target: a module may serve several). */
+  readonly #modules = new Set<RuntimeVersion>();
 
   constructor(options: RuntimeOptions = {}) {
     this.bus = options.bus ?? defaultEventBus;
@@ -218,10 +220,11 @@ export class HotPatchRuntime {
     // A version that became active or previous again (re-promoted) must stay alive.
     if (version.disposed || version === target.active || version === target.previous) return;
     version.disposed = true;
+    this.#modules.delete(version);
     // ES modules are cached per file: a re-applied payload (A → B → A) gives a new version
-    // over the same module. Its dispose() must wait until no live version uses the module.
-    const live = [target.active, target.previous, target.canary?.candidate, target.canary?.baseline];
-    if (version.sha256 !== undefined && live.some((v) => v !== undefined && v !== version && v.sha256 === version.sha256)) return;
+    // over the same module — maybe still loading or self-testing. The module's dispose()
+    // runs only when the last version over it goes.
+    if (version.sha256 !== undefined && [...this.#modules].some((v) => v.sha256 === version.sha256)) return;
     if (version.patchId !== null && version.sha256 !== undefined) this.installer?.release(target.name, version.sha256);
     try {
       await version.hooks.dispose?.();
@@ -272,7 +275,9 @@ export class HotPatchRuntime {
     if (mod.dispose !== undefined) hooks.dispose = mod.dispose;
     if (mod.exportState !== undefined) hooks.exportState = mod.exportState;
     if (mod.importState !== undefined) hooks.importState = mod.importState;
-    return target.versionFrom(mod.api, { ...init, hooks });
+    const version = target.versionFrom(mod.api, { ...init, hooks });
+    this.#modules.add(version);
+    return version;
   }
 
   /**

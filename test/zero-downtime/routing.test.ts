@@ -574,10 +574,9 @@ test('declaration errors are INVALID, an unknown target name is NOT_FOUND, and n
 });
 
 /*
- * Known bug (reported, see src/zero-downtime/runtime.ts #dispose): an esm payload is imported
- * once per process and cached, so two RuntimeVersion objects of the same payload share one
- * module. Disposal is decided per RuntimeVersion object, so retiring the old object calls the
- * shared module's dispose() while the new object of the same module is active.
+ * An esm payload is imported once per process and cached, so two RuntimeVersion objects of the
+ * same payload share one module: retiring the old object must not call the shared module's
+ * dispose() while another version of the same module is live.
  */
 test('re-applying a payload that is still warm (A → B → A) must not dispose the module the active version runs on', async () => {
   const w = await world();
@@ -594,6 +593,64 @@ export const api = { get() { if (!open) throw new Error('${label}: its module wa
     if (back.drain !== undefined) await held(back.drain);
     assert.equal(target.api.get(), 'A');
   } finally {
+    await w.close();
+  }
+});
+
+/*
+ * Known bug (reported): runtime.ts #dispose only looks at the routing slots (active, previous,
+ * canary) for another version of the same module. A candidate that is loaded (init has run) but
+ * still in its self-tests is in none of them, so an old version of the same payload that
+ * drains at that moment disposes the module under the candidate, whose canary then fails.
+ */
+test('a payload re-applied while its previous version still drains keeps its module through load, self-test and canary', async () => {
+  const w = await world();
+  const keepAlive = setInterval(() => {}, 1000);
+  try {
+    const name = 'xps.test.shared-module-drain';
+    let selfTestGate: Promise<void> | undefined;
+    let inSelfTest = false;
+    const target = w.runtime.target(name, {
+      version: '1.0.0',
+      impl: {
+        get: () => 'builtin',
+        async slow(g: Promise<void>) {
+          await g;
+          return 'builtin';
+        },
+      },
+      selfTest: async () => {
+        inSelfTest = true;
+        await selfTestGate;
+      },
+    });
+    const source = `let open = false;
+export function init() { open = true; }
+export function dispose() { open = false; }
+export const api = { get() { if (!open) throw new Error('A: its module was disposed'); return 'A'; }, async slow(gate) { await gate; return 'A'; } };`;
+    await promote(w, name, 'drain-share-a', '1.1.0', source, () => target.api.get());
+    const call = gate();
+    const onOld = target.api.slow(call.promise);
+    await w.runtime.rollback(name, 'test');
+    // Re-apply the same payload; hold it in the host's self-test (after load and init).
+    const selfTest = gate();
+    selfTestGate = selfTest.promise;
+    inSelfTest = false;
+    const { verified, payload } = signedPatch('drain-share-a', name, '1.1.0', source);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FASTEST, runtime: w.runtime });
+    apply.catch(() => undefined);
+    await until(() => inSelfTest, 'the candidate to reach its self-test');
+    call.open();
+    assert.equal(await onOld, 'A');
+    await sleep(20); // the old version drains and is disposed meanwhile
+    selfTest.open();
+    const load = await drive(() => target.api.get(), apply);
+    const result = await apply;
+    assert.equal(result.outcome, 'promoted', result.reason);
+    assert.equal(load.errors.length, 0, String(load.errors[0]));
+    assert.equal(target.api.get(), 'A');
+  } finally {
+    clearInterval(keepAlive);
     await w.close();
   }
 });
