@@ -12,14 +12,20 @@
  */
 import { cpus } from 'node:os';
 import { run as cliVerify } from './cli-verify.js';
+import { run as fleetRollout } from './fleet-rollout.js';
 import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
 import { run as manifestVerify } from './manifest-verify.js';
 import { run as payloadHash } from './payload-hash.js';
+import { run as runtimeCalls } from './runtime-calls.js';
+import { run as runtimeSwaps } from './runtime-swaps.js';
 
 const BENCHMARKS: readonly { name: string; run: () => Promise<Row[]> }[] = [
   { name: 'payload-hash', run: payloadHash },
   { name: 'manifest-verify', run: manifestVerify },
   { name: 'cli-verify', run: cliVerify },
+  { name: 'runtime-calls', run: runtimeCalls },
+  { name: 'runtime-swaps', run: runtimeSwaps },
+  { name: 'fleet-rollout', run: fleetRollout },
 ];
 
 async function main(): Promise<number> {

@@ -30,7 +30,7 @@ interface Shared {
   init: Record<string, number>;
   dispose: Record<string, number>;
   open: Record<string, boolean>;
-  /** Calls that began or ended while their module was disposed (see the todo test in routing.test.ts). */
+  /** Calls that began or ended while their module was disposed: a shared module is disposed only once no version uses it. */
   ranDisposed: number;
 }
 
@@ -173,6 +173,7 @@ test(`${IN_FLIGHT} async calls in flight during ${CYCLES} promote/rollback cycle
         `up to ${maxInflight} in flight on a version at promotion; calls on a disposed module: ${shared.ranDisposed}`,
     );
     assert.deepEqual(unexpected.slice(0, 5), [], `${unexpected.length} calls failed for a reason other than their own contract`);
+    assert.equal(shared.ranDisposed, 0, 'no call ran on a module after its dispose()');
     assert.equal(completed + deliberate, next, 'every call started was accounted for');
     for (const label of ['builtin', 'A', 'B', 'C']) assert.ok((perVersion.get(label) ?? 0) > 0, `version ${label} served calls`);
     assert.ok(deliberate > 0, 'the deliberate rejections happened (and were told apart)');

@@ -1,0 +1,192 @@
+/*
+ * Benchmark 6 — fleet rollout coordination on etcd: convergence time and etcd requests per
+ * agent for 50, 100 and 200 in-process agents.
+ *
+ * A real 3-member etcd cluster on loopback (test/distributed/etcd-cluster.ts). Each agent is
+ * a FleetMember with its own EtcdStore client (its own gRPC channel), default settings
+ * (10 s lease, report poll 1 s), in 3 rings of 10 % / 30 % / 60 % of the agents. One
+ * FleetController (default lease, poll 1 s; it reacts to watch events). The apply callback is
+ * trivial (it switches a version string at once): the benchmark measures coordination, not
+ * patching. Soak 0 ms, so a ring passes as soon as its last agent reports.
+ *
+ * Per size: start the agents (registration requests counted apart), then ROLLOUTS rollouts
+ * one after another, each of a new version. Measured per rollout: convergence = from
+ * `createRollout` returning to the controller's compare-and-swap to `completed`; requests
+ * per agent = the growth of every agent store's `requestCount` during the rollout, divided
+ * by the agent count (unary RPCs, watch/keep-alive streams and keep-alive messages, retries
+ * included); controller requests = its store's growth. Median over the rollouts.
+ *
+ * Ratios are against 50 agents. Goals: requests per agent stay flat (<= 1.5× at 4× the
+ * agents: the per-agent cost is O(1), whatever the fleet size); convergence grows no worse
+ * than linearly (<= 4× at 4× the agents).
+ */
+import {
+  FleetController,
+  FleetMember,
+  createRollout,
+  EtcdStore,
+  type MemberReport,
+  type RolloutOrder,
+  type TargetReport,
+} from '../src/distributed/index.js';
+import { startEtcdCluster, type EtcdCluster } from '../test/distributed/etcd-cluster.js';
+import { judge, median, type Row } from './harness.js';
+
+const NAME = 'fleet-rollout';
+const SIZES = [50, 100, 200] as const;
+const ROLLOUTS = 5;
+const TARGET = 'bench.fleet.target';
+const TIMEOUT_MS = 60_000;
+const REQUESTS_GOAL = '<= 1.5';
+const CONVERGENCE_GOAL = '<= 4';
+
+interface Figures {
+  convergenceMs: number[];
+  requestsPerAgent: number[];
+  controllerRequests: number[];
+  registrationPerAgent: number;
+}
+
+class BenchAgent {
+  version = '1.0.0';
+  patchId: string | undefined;
+  readonly member: FleetMember;
+  constructor(readonly store: EtcdStore, id: string, ring: number, prefix: string, errors: unknown[]) {
+    this.member = new FleetMember({
+      store,
+      agentId: id,
+      ring,
+      prefix,
+      apply: async (order: RolloutOrder): Promise<MemberReport> => {
+        this.version = order.version;
+        this.patchId = order.patchId;
+        return { phase: 'promoted', version: order.version, patchId: order.patchId, health: 'healthy' };
+      },
+      rollback: async (): Promise<MemberReport> => ({ phase: 'rolled-back', version: this.version }),
+      report: (): TargetReport[] => [{ target: TARGET, version: this.version, patchId: this.patchId ?? null, health: 'healthy' }],
+      onError: (error) => errors.push(error),
+    });
+  }
+}
+
+function ringOf(i: number, n: number): number {
+  const f = i / n;
+  return f < 0.1 ? 0 : f < 0.4 ? 1 : 2;
+}
+
+async function measure(cluster: EtcdCluster, n: number): Promise<Figures> {
+  const prefix = `/bench/fleet/n${n}-${process.pid}`;
+  const agents: BenchAgent[] = [];
+  const errors: unknown[] = [];
+  const controllerStore = new EtcdStore({ endpoints: cluster.endpoints });
+  const operator = new EtcdStore({ endpoints: cluster.endpoints });
+  let completed: ((id: string) => void) | undefined;
+  const controller = new FleetController({
+    store: controllerStore,
+    controllerId: 'bench-controller',
+    prefix,
+    onError: (error) => errors.push(error),
+    onTransition: (t) => {
+      if (t.to.status === 'completed') completed?.(t.rollout);
+      else if (t.to.status !== 'running') errors.push(new Error(`rollout ${t.rollout} became ${t.to.status}: ${t.to.reason}`));
+    },
+  });
+  try {
+    for (let i = 0; i < n; i++) agents.push(new BenchAgent(new EtcdStore({ endpoints: cluster.endpoints }), `agent-${String(i).padStart(3, '0')}`, ringOf(i, n), prefix, errors));
+    await Promise.all(agents.map((a) => a.member.start()));
+    const registration = agents.reduce((sum, a) => sum + a.store.requestCount, 0) / n;
+    controller.start();
+    await controller.whenLeading();
+
+    const figures: Figures = { convergenceMs: [], requestsPerAgent: [], controllerRequests: [], registrationPerAgent: registration };
+    for (let k = 1; k <= ROLLOUTS; k++) {
+      const agentRequests = agents.reduce((sum, a) => sum + a.store.requestCount, 0);
+      const controllerRequests = controllerStore.requestCount;
+      const version = `1.0.${k}`;
+      const done = new Promise<string>((resolve, reject) => {
+        completed = resolve;
+        setTimeout(() => reject(new Error(`rollout ${version} over ${n} agents did not complete within ${TIMEOUT_MS} ms`)), TIMEOUT_MS).unref();
+      });
+      const t0 = performance.now();
+      const r = await createRollout(operator, {
+        id: `bench-${n}-${k}`,
+        target: TARGET,
+        patchId: `bench-patch-${k}`,
+        version,
+        payloadHash: `sha256:${k.toString(16).padStart(64, '0')}`,
+        rings: 3,
+        soakMs: 0,
+      }, { prefix });
+      const id = await done;
+      const elapsed = performance.now() - t0;
+      if (id !== r.id) throw new Error(`completed ${id}, expected ${r.id}`);
+      // Every agent runs the version (the controller saw them all promoted).
+      const behind = agents.filter((a) => a.version !== version).length;
+      if (behind > 0) throw new Error(`${behind} agent(s) of ${n} do not run ${version} after completion`);
+      // Let the agents' last report writes land before counting.
+      await Promise.all(agents.map((a) => a.member.idle()));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (errors.length > 0) throw new Error(`${errors.length} agent/controller error(s), first: ${String(errors[0])}`);
+      figures.convergenceMs.push(elapsed);
+      figures.requestsPerAgent.push((agents.reduce((sum, a) => sum + a.store.requestCount, 0) - agentRequests) / n);
+      figures.controllerRequests.push(controllerStore.requestCount - controllerRequests);
+    }
+    return figures;
+  } finally {
+    await controller.stop().catch(() => {});
+    await Promise.all(agents.map(async (a) => {
+      await a.member.stop().catch(() => {});
+      await a.store.close().catch(() => {});
+    }));
+    await controllerStore.close().catch(() => {});
+    await operator.close().catch(() => {});
+  }
+}
+
+export async function run(): Promise<Row[]> {
+  const cluster = await startEtcdCluster();
+  const results = new Map<number, Figures>();
+  try {
+    for (const n of SIZES) results.set(n, await measure(cluster, n));
+  } finally {
+    await cluster.stop();
+  }
+  const base = results.get(SIZES[0])!;
+  const baseConv = median(base.convergenceMs);
+  const baseReq = median(base.requestsPerAgent);
+  const rows: Row[] = [];
+  for (const n of SIZES) {
+    const f = results.get(n)!;
+    const conv = median(f.convergenceMs);
+    const req = median(f.requestsPerAgent);
+    const isBase = n === SIZES[0];
+    const convRow: Row = {
+      benchmark: NAME,
+      case: `${n} agents: rollout convergence (3 rings)`,
+      unit: 'ms',
+      median: conv,
+      best: Math.min(...f.convergenceMs),
+      rounds: f.convergenceMs.length,
+      status: isBase ? 'baseline' : 'info',
+    };
+    const reqRow: Row = {
+      benchmark: NAME,
+      case: `${n} agents: etcd requests per agent per rollout`,
+      unit: 'req/agent',
+      median: req,
+      best: Math.min(...f.requestsPerAgent),
+      rounds: f.requestsPerAgent.length,
+      status: isBase ? 'baseline' : 'info',
+      note: `registration ${f.registrationPerAgent.toFixed(1)} req/agent; controller ${median(f.controllerRequests).toFixed(0)} req per rollout`,
+    };
+    if (!isBase) {
+      const convRatio = conv / baseConv;
+      const reqRatio = req / baseReq;
+      const last = n === SIZES[SIZES.length - 1];
+      Object.assign(convRow, { ratio: convRatio, baseline: `${SIZES[0]} agents`, ...(last ? { goal: CONVERGENCE_GOAL, status: judge(convRatio, CONVERGENCE_GOAL) } : {}) });
+      Object.assign(reqRow, { ratio: reqRatio, baseline: `${SIZES[0]} agents`, ...(last ? { goal: REQUESTS_GOAL, status: judge(reqRatio, REQUESTS_GOAL) } : {}) });
+    }
+    rows.push(convRow, reqRow);
+  }
+  return rows;
+}
