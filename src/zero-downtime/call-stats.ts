@@ -1,12 +1,12 @@
 /** Latency samples kept per side and step; beyond this, reservoir sampling keeps it bounded. */
 const MAX_SAMPLES = 8192;
-/** Every call is timed until this many samples exist, then one call in 16. */
+/** Every call is timed until this many samples exist, then one call in 32. */
 const DENSE_SAMPLES = 256;
 
 /**
  * Health figures of one version during one canary step. Timing every call would cost more
  * than the call itself for small functions, so latency is sampled: densely at first, then
- * one call in sixteen.
+ * one call in thirty-two.
  */
 export class CallStats {
   calls = 0;
@@ -18,7 +18,7 @@ export class CallStats {
   #seen = 0;
 
   shouldTime(): boolean {
-    return this.latenciesMs.length < DENSE_SAMPLES || (++this.#tick & 15) === 0;
+    return (++this.#tick & 31) === 0 || this.latenciesMs.length < DENSE_SAMPLES;
   }
 
   addLatency(ms: number, random: () => number): void {

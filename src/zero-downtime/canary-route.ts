@@ -89,7 +89,8 @@ export class CanaryRoute {
     return this.#next() < this.#threshold;
   }
 
-  call(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+  /** An async (or promise-returning) method: in-flight calls are counted for draining. */
+  callAsync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
     const toCandidate = this.#pickCandidate(args);
     if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
       return this.#callDifferential(index, api, thisArg, args);
@@ -97,6 +98,30 @@ export class CanaryRoute {
     return toCandidate
       ? this.#runOn(this.candidate, this.candidateStats, index, api, thisArg, args, this.#options.retryOnBaseline)
       : this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+  }
+
+  /**
+   * A synchronous method: nothing can be in flight across a swap, so the common case is a
+   * pick, two counters and the call; only sampled calls are timed.
+   */
+  callSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const toCandidate = this.#pickCandidate(args);
+    if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
+      return this.#callDifferential(index, api, thisArg, args);
+    }
+    const version = toCandidate ? this.candidate : this.baseline;
+    const stats = toCandidate ? this.candidateStats : this.baselineStats;
+    if (stats.shouldTime()) return this.#runOn(version, stats, index, api, thisArg, args, toCandidate && this.#options.retryOnBaseline);
+    version.calls += 1;
+    stats.calls += 1;
+    try {
+      return version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
+    } catch (error) {
+      version.errors += 1;
+      stats.errors += 1;
+      if (toCandidate && this.#options.retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+      throw error;
+    }
   }
 
   /**

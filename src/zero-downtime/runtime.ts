@@ -11,6 +11,8 @@ export interface RuntimeOptions {
   bus?: EventBus;
   /** Used by `restore()` to reload staged payloads after a restart. */
   installer?: DynamicInstaller;
+  /** How often one steady call per target is timed for the duration histogram (default 100 ms; 0: never). */
+  durationProbeMs?: number;
 }
 
 export interface VersionStatus {
@@ -44,6 +46,9 @@ export interface DrainReport {
   inflight: number;
 }
 
+/** How often a steady call is timed for the duration histogram, per target. */
+const DURATION_PROBE_MS = 100;
+
 /**
  * The targets of one process and what is persisted about them. `twoPhaseApply` drives the
  * swaps; the runtime keeps the state file, the events and the disposal of drained versions.
@@ -58,6 +63,8 @@ export class HotPatchRuntime {
   readonly #probation = new Map<string, NodeJS.Timeout>();
   /** Extra figures of versions that state.json records (promotion time, probation, good). */
   readonly #meta = new WeakMap<RuntimeVersion, Partial<VersionRecord>>();
+  readonly #probes: NodeJS.Timeout[] = [];
+  readonly #probeMs: number;
   /** Versions over loaded payloads not yet disposed (any target: a module may serve several). */
   readonly #modules = new Set<RuntimeVersion>();
 
@@ -67,6 +74,9 @@ export class HotPatchRuntime {
     this.store = options.stateDir === undefined ? undefined : new StateStore(options.stateDir);
     this.rollbackIndex = this.store === undefined ? undefined : new RollbackIndex(this.store);
     this.installer = options.installer;
+    const probeMs = options.durationProbeMs ?? DURATION_PROBE_MS;
+    if (!Number.isFinite(probeMs) || probeMs < 0) throw new HotPatchError('INVALID', `durationProbeMs must be >= 0, got ${probeMs}`);
+    this.#probeMs = probeMs;
   }
 
   /** Declares a target; its built-in implementation is active until a patch is applied or restored. */
@@ -74,6 +84,12 @@ export class HotPatchRuntime {
     if (this.#targets.has(name)) throw new HotPatchError('INVALID', `target ${name} is already declared`);
     const target = new Target(name, declaration);
     this.#targets.set(target.name, target as unknown as Target<object>);
+    // A few timed steady calls a second feed the duration histogram; unsampled calls pay nothing.
+    if (this.#probeMs > 0) {
+      const probe = setInterval(() => target.armProbe(), this.#probeMs);
+      probe.unref();
+      this.#probes.push(probe);
+    }
     return target;
   }
 
@@ -263,9 +279,10 @@ export class HotPatchRuntime {
     this.#probation.delete(name);
   }
 
-  /** Stops probation timers (the process keeps its routing). */
+  /** Stops probation and sampling timers (the process keeps its routing). */
   close(): void {
     for (const name of [...this.#probation.keys()]) this.#clearProbation(name);
+    for (const probe of this.#probes.splice(0)) clearInterval(probe);
   }
 
   /** @internal a loaded payload as a version of `target`. */

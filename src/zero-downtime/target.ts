@@ -1,7 +1,8 @@
 import semver from 'semver';
 import { HotPatchError, parseTargetName } from '../core/index.js';
 import type { WasmAdapter } from '../installer/index.js';
-import { CanaryRoute, isThenable } from './canary-route.js';
+import type { CanaryRoute } from './canary-route.js';
+import { Router, asyncMethod, syncMethod } from './router.js';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
@@ -26,15 +27,6 @@ export interface TargetDeclaration<T extends object> {
   exportState?: () => unknown;
   importState?: (state: unknown) => unknown;
   dispose?: () => unknown;
-}
-
-/** Steady route and optional canary: the two fields every routed call reads. */
-class Router {
-  steady: RuntimeVersion;
-  canary: CanaryRoute | null = null;
-  constructor(steady: RuntimeVersion) {
-    this.steady = steady;
-  }
 }
 
 /** Manual decisions an operator can take while a canary runs. */
@@ -142,14 +134,19 @@ export class Target<T extends object> {
 
   /** @internal routing changes, used by twoPhaseApply and the runtime. */
   setCanary(route: CanaryRoute | null): void {
-    this.#router.canary = route;
+    this.#router.setCanary(route);
+  }
+
+  /** @internal times the next steady call for the duration histogram (see Router.armProbe). */
+  armProbe(): void {
+    this.#router.armProbe();
   }
 
   /** @internal makes `version` the steady route; the old steady version becomes `previous`. */
   promoteTo(version: RuntimeVersion): RuntimeVersion {
     const old = this.#router.steady;
     this.#router.steady = version;
-    this.#router.canary = null;
+    this.#router.setCanary(null);
     this.previous = old;
     return old;
   }
@@ -158,7 +155,7 @@ export class Target<T extends object> {
   routeTo(version: RuntimeVersion, previous: RuntimeVersion | undefined): RuntimeVersion {
     const old = this.#router.steady;
     this.#router.steady = version;
-    this.#router.canary = null;
+    this.#router.setCanary(null);
     this.previous = previous;
     return old;
   }
@@ -179,69 +176,4 @@ export class Target<T extends object> {
     this.applying.control.abortReason = reason;
     this.applying.control.wake();
   }
-}
-
-/** One steady call in this many is timed for the duration histogram (a power of two). */
-const STEADY_SAMPLE_MASK = 255;
-
-function syncMethod(router: Router, api: object, index: number): AnyFunction {
-  return function routed(this: unknown, ...args: unknown[]): unknown {
-    const canary = router.canary;
-    if (canary !== null) return canary.call(index, api, this, args);
-    const v = router.steady;
-    const self = this === api ? v.impl : this;
-    if ((++v.calls & STEADY_SAMPLE_MASK) !== 0) {
-      try {
-        return v.functions[index]!.apply(self, args);
-      } catch (error) {
-        v.errors += 1;
-        throw error;
-      }
-    }
-    const started = performance.now();
-    try {
-      return v.functions[index]!.apply(self, args);
-    } catch (error) {
-      v.errors += 1;
-      throw error;
-    } finally {
-      v.addLatency((performance.now() - started) / 1000);
-    }
-  };
-}
-
-function asyncMethod(router: Router, api: object, index: number): AnyFunction {
-  return function routed(this: unknown, ...args: unknown[]): unknown {
-    const canary = router.canary;
-    if (canary !== null) return canary.call(index, api, this, args);
-    const v = router.steady;
-    const timed = (++v.calls & STEADY_SAMPLE_MASK) === 0;
-    const started = timed ? performance.now() : 0;
-    v.inflight += 1;
-    let result: unknown;
-    try {
-      result = v.functions[index]!.apply(this === api ? v.impl : this, args);
-    } catch (error) {
-      v.leave();
-      v.errors += 1;
-      throw error;
-    }
-    if (!isThenable(result)) {
-      v.leave();
-      if (timed) v.addLatency((performance.now() - started) / 1000);
-      return result;
-    }
-    return Promise.resolve(result).then(
-      (value) => {
-        v.leave();
-        if (timed) v.addLatency((performance.now() - started) / 1000);
-        return value;
-      },
-      (error: unknown) => {
-        v.leave();
-        v.errors += 1;
-        throw error;
-      },
-    );
-  };
 }

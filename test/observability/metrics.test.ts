@@ -50,7 +50,8 @@ function calc(offset: number): Calc {
 
 function setup(): { bus: EventBus; runtime: HotPatchRuntime; target: Target<Calc>; metrics: HotPatchMetrics } {
   const bus = new EventBus();
-  const runtime = new HotPatchRuntime({ bus });
+  // No timed probe: the test arms it by hand, so the sample count is exact.
+  const runtime = new HotPatchRuntime({ bus, durationProbeMs: 0 });
   const target = runtime.target(TARGET, { version: '1.0.0', impl: calc(0) });
   const metrics = new HotPatchMetrics({ runtime, bus });
   return { bus, runtime, target, metrics };
@@ -67,14 +68,19 @@ function version(target: Target<Calc>, v: string, offset: number): ReturnType<Ta
 
 test('calls, errors, durations, the active version and a zero canary ratio are exported for a steady target', async () => {
   const { target, metrics } = setup();
-  call(target, 600, 5);
+  call(target, 598, 5);
+  // Durations are sampled by time: the runtime arms a probe a few times a second, and the
+  // next call after each arming is timed. Arm it twice by hand.
+  target.armProbe();
+  call(target, 1, 0);
+  target.armProbe();
+  call(target, 1, 0);
   const s = parse(await metrics.metrics());
   assert.equal(value(s, 'hotpatch_calls_total', { target: TARGET, version: '1.0.0', outcome: 'ok' }), 600);
   assert.equal(value(s, 'hotpatch_calls_total', { target: TARGET, version: '1.0.0', outcome: 'error' }), 5);
   assert.equal(value(s, 'hotpatch_active_version_info', { target: TARGET, version: '1.0.0' }), 1);
   assert.equal(value(s, 'hotpatch_canary_ratio', { target: TARGET }), 0);
   assert.equal(value(s, 'hotpatch_rollbacks_total', { target: TARGET }), 0);
-  // Sampled: one steady call in 256 is timed.
   const count = value(s, 'hotpatch_call_duration_seconds_count', { target: TARGET, version: '1.0.0' });
   assert.equal(count, 2);
   assert.equal(value(s, 'hotpatch_call_duration_seconds_bucket', { target: TARGET, version: '1.0.0', le: '+Inf' }), 2);
