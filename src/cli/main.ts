@@ -14,6 +14,10 @@ import { abortCommand, freezeCommand, promoteCommand, rollbackCommand } from './
 import { eventsCommand } from './commands/events.js';
 import { auditCommand } from './commands/audit.js';
 import { reportCommand } from './commands/report.js';
+import { proposeCommand } from './commands/propose.js';
+import { approveCommand } from './commands/approve.js';
+import { proposalsCommand } from './commands/proposals.js';
+import { fleetCommand } from './commands/fleet.js';
 import { Output, type OutputStreams } from './output.js';
 
 const COMMANDS: readonly Command[] = [
@@ -30,6 +34,10 @@ const COMMANDS: readonly Command[] = [
   eventsCommand,
   auditCommand,
   reportCommand,
+  fleetCommand,
+  proposeCommand,
+  approveCommand,
+  proposalsCommand,
   demoCommand,
 ];
 

@@ -598,10 +598,9 @@ export const api = { get() { if (!open) throw new Error('${label}: its module wa
 });
 
 /*
- * Known bug (reported): runtime.ts #dispose only looks at the routing slots (active, previous,
- * canary) for another version of the same module. A candidate that is loaded (init has run) but
- * still in its self-tests is in none of them, so an old version of the same payload that
- * drains at that moment disposes the module under the candidate, whose canary then fails.
+ * The same shared module, seen from the other side: a candidate that is loaded (init has run)
+ * but still in its self-tests is in no routing slot yet, and an old version of the same
+ * payload that drains at that moment must not dispose the module under it.
  */
 test('a payload re-applied while its previous version still drains keeps its module through load, self-test and canary', async () => {
   const w = await world();

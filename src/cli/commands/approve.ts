@@ -1,0 +1,99 @@
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { HotPatchError } from '../../core/index.js';
+import { importPrivateKey, type PrivateKey } from '../../crypto-agile/index.js';
+import {
+  APPROVER_KEYID,
+  PROPOSAL_ID,
+  countVotes,
+  parseApprovers,
+  proposalExpiresMs,
+  signVote,
+} from '../../distributed/index.js';
+import { readFileBounded } from '../../repo/index.js';
+import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { EXIT_OK, EXIT_REJECTED, UsageError } from '../cli-error.js';
+import { printHelp, type Command } from '../command.js';
+import { STORE_FLAGS, STORE_USAGE, withConsensus } from './propose.js';
+
+const MAX_KEY_FILE = 64 * 1024;
+
+export const approveCommand: Command = {
+  name: 'approve',
+  summary: 'sign and cast an approving vote on a proposal',
+  usage: `hotpatch approve ${STORE_USAGE} --proposal ID --key DIR/KEYID.key [--keyid KEYID] [--json]
+
+Signs a vote approving proposal ID with the private key (its algorithm comes from
+the key file) and stores it under KEYID (default: the key file's name without .key).
+The vote names the proposal's patch, target, version, payload hash and expiry, so it
+counts for that activation only. Voting twice changes nothing. Refuses an unknown or
+expired proposal (exit 1). Whether the vote counts is decided by each agent against
+its approvers list.`,
+  async run(argv, out) {
+    const { values, help } = parseCommandArgs(argv, { ...STORE_FLAGS, proposal: { type: 'string' }, key: { type: 'string' }, keyid: { type: 'string' } });
+    if (help) return printHelp(out, this.usage);
+    const id = requireString(values, 'proposal');
+    if (!PROPOSAL_ID.test(id)) throw new UsageError(`--proposal ${JSON.stringify(id)} is not a proposal id (p- and 32 hex digits, as printed by hotpatch propose)`);
+    const keyPath = requireString(values, 'key');
+    const keyid = optionalString(values, 'keyid') ?? basename(keyPath).replace(/\.key$/, '');
+    if (!APPROVER_KEYID.test(keyid)) throw new UsageError(`key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid`);
+    const privateKey = await loadPrivateKey(keyPath, out.warn.bind(out));
+
+    return withConsensus(values, async (consensus) => {
+      const proposal = await consensus.proposal(id);
+      // Refusals are verdicts on the request (exit 1), whatever their code.
+      if (proposal === undefined) return refuse(out, new HotPatchError('NOT_FOUND', `no proposal ${id} in the store (hotpatch proposals lists them)`));
+      const now = Date.now();
+      if (proposalExpiresMs(proposal) <= now) {
+        return refuse(out, new HotPatchError('EXPIRED', `proposal ${id} (${proposal.patchId} ${proposal.version}) expired at ${proposal.expiresAt}; not voting`, { detail: { expiresAt: proposal.expiresAt } }));
+      }
+      const vote = signVote(proposal, privateKey, keyid, { now });
+      let outcome: 'cast' | 'already' | 'replaced' = 'cast';
+      if (!(await consensus.vote(vote))) {
+        // Our key id already has a vote here. If it is our own valid vote for this very
+        // proposal, nothing changes; otherwise (a vote for an earlier instance of the
+        // proposal, or something else stored under our id) it is replaced atomically.
+        const existing = (await consensus.votes(id)).find((v) => v.keyid === keyid);
+        const self = parseApprovers({ keys: { [keyid]: { alg: privateKey.alg, public_key: privateKey.publicKey().toPem() } }, quorum: { threshold: 1 } });
+        if (existing !== undefined && countVotes(proposal, [existing], self, { now, voterCount: 0 }).approved) {
+          outcome = 'already';
+        } else if (existing !== undefined && (await consensus.vote(vote, { replacing: existing }))) {
+          outcome = 'replaced';
+        } else if (existing === undefined && (await consensus.vote(vote))) {
+          outcome = 'cast';
+        } else {
+          throw new HotPatchError('IO', `the vote of ${keyid} on ${id} changed while voting; run the command again`);
+        }
+      }
+      const verb = { cast: 'voted', already: 'already voted', replaced: 'voted (replacing a stale vote)' }[outcome];
+      out.line(`${verb}: approve ${proposal.patchId} ${proposal.target} ${proposal.version} as ${keyid} (${privateKey.alg})`);
+      out.line(`  proposal ${id}, open until ${proposal.expiresAt}`);
+      if (out.json) out.success(`${verb} on ${id} as ${keyid}`, { proposal: id, keyid, alg: privateKey.alg, outcome });
+      return EXIT_OK;
+    });
+  },
+};
+
+function refuse(out: { failure(error: unknown): void }, error: HotPatchError): number {
+  out.failure(error);
+  return EXIT_REJECTED;
+}
+
+async function loadPrivateKey(keyPath: string, warn: (text: string) => void): Promise<PrivateKey> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false, what: 'key file' });
+  } catch (error) {
+    // The key file is the operator's own input: a wrong one is a usage error (exit 2).
+    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+  const mode = (await stat(keyPath)).mode & 0o077;
+  if (mode !== 0) warn(`${keyPath} is readable by group or others (mode ${(0o600 | mode).toString(8)}); keep private keys 0600`);
+  try {
+    return importPrivateKey(new TextDecoder().decode(bytes));
+  } catch (error) {
+    if (error instanceof HotPatchError) throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+}

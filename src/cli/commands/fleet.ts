@@ -1,0 +1,185 @@
+import { HotPatchError } from '../../core/index.js';
+import {
+  abortRollout,
+  createRollout,
+  fleetKeys,
+  fleetStatus,
+  openStore,
+  pauseRollout,
+  resumeRollout,
+  type FleetStatus,
+  type KvStore,
+  type RolloutDocument,
+} from '../../distributed/index.js';
+import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { EXIT_OK, UsageError } from '../cli-error.js';
+import { printHelp, type Command } from '../command.js';
+import type { Output } from '../output.js';
+
+const USAGE = `hotpatch fleet status   --store SPEC [--prefix P] [--json]
+hotpatch fleet rollout  --store SPEC --target T --patch ID --version V --payload-hash H
+                        --rings N --soak MS [--id ROLLOUT] [--skip-empty-rings] [--prefix P] [--json]
+hotpatch fleet pause    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
+hotpatch fleet resume   --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
+hotpatch fleet abort    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
+
+--store names the shared store: etcd://HOST:PORT[,HOST:PORT…] for a fleet, or the embedded
+store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet. status lists the alive agents by ring (per target: version, phase,
+health) and the rollouts (ring, status, reason). rollout creates a rollout at ring 0 (the
+canary hosts); the active controller opens the next ring once every alive agent of the
+current one has promoted the version and stayed healthy for --soak ms, halts and rolls every
+ring back on any failure. A ring with no alive agent waits, unless --skip-empty-rings.
+pause stops opening rings and starting applies; resume continues (the soak starts over);
+abort makes every agent that applied the patch roll it back.`;
+
+const FLAGS = {
+  store: { type: 'string' },
+  prefix: { type: 'string' },
+  target: { type: 'string' },
+  patch: { type: 'string' },
+  version: { type: 'string' },
+  'payload-hash': { type: 'string' },
+  rings: { type: 'string' },
+  soak: { type: 'string' },
+  id: { type: 'string' },
+  'skip-empty-rings': { type: 'boolean' },
+  rollout: { type: 'string' },
+  reason: { type: 'string' },
+} as const;
+
+const SUBCOMMANDS = ['status', 'rollout', 'pause', 'resume', 'abort'] as const;
+type Sub = (typeof SUBCOMMANDS)[number];
+
+/** Flags each subcommand accepts (besides --store, --prefix, --json, --help). */
+const ALLOWED: Record<Sub, readonly string[]> = {
+  status: [],
+  rollout: ['target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings'],
+  pause: ['rollout', 'reason'],
+  resume: ['rollout', 'reason'],
+  abort: ['rollout', 'reason'],
+};
+
+function integerFlag(values: Record<string, unknown>, name: string, min: number): number {
+  const text = requireString(values, name);
+  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, got ${text}`);
+  return n;
+}
+
+export const fleetCommand: Command = {
+  name: 'fleet',
+  summary: 'fleet rollout by rings: status, rollout, pause, resume, abort',
+  usage: USAGE,
+  async run(argv, out) {
+    const [sub, ...rest] = argv;
+    if (sub === undefined || sub === '--help' || sub === '-h') {
+      if (sub === undefined) throw new UsageError(`fleet needs a subcommand (${SUBCOMMANDS.join(', ')})`);
+      return printHelp(out, this.usage);
+    }
+    if (sub === '--json' && rest.length === 0) throw new UsageError(`fleet needs a subcommand (${SUBCOMMANDS.join(', ')})`);
+    if (!(SUBCOMMANDS as readonly string[]).includes(sub)) {
+      throw new UsageError(`unknown fleet subcommand ${JSON.stringify(sub)} (${SUBCOMMANDS.join(', ')})`);
+    }
+    const { values, help } = parseCommandArgs(rest, FLAGS);
+    if (help) return printHelp(out, this.usage);
+    const action = sub as Sub;
+    for (const [flag, value] of Object.entries(values)) {
+      if (value === undefined || ['store', 'prefix', 'json', 'help'].includes(flag)) continue;
+      if (!ALLOWED[action].includes(flag)) throw new UsageError(`fleet ${action} does not take --${flag}`);
+    }
+    const spec = requireString(values, 'store');
+    const prefix = optionalString(values, 'prefix');
+    const options = prefix === undefined ? {} : { prefix };
+    try {
+      fleetKeys(prefix);
+    } catch (error) {
+      throw new UsageError(`--prefix: ${(error as Error).message}`, 'INVALID', { cause: error });
+    }
+    // Every flag is checked before the store is opened.
+    const run = prepare(action, values, options);
+    let store: KvStore;
+    try {
+      store = await openStore(spec);
+    } catch (error) {
+      if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(`--store ${spec}: ${error.message}`, error.code, { cause: error });
+      throw error;
+    }
+    try {
+      await run(store, out);
+    } finally {
+      await store.close().catch(() => undefined); // the command's own outcome matters more than a failed close
+    }
+    return EXIT_OK;
+  },
+};
+
+type Runner = (store: KvStore, out: Output) => Promise<void>;
+
+function prepare(action: Sub, values: Record<string, unknown>, options: { prefix?: string }): Runner {
+  switch (action) {
+    case 'status':
+      return async (store, out) => printStatus(out, await fleetStatus(store, options));
+    case 'rollout': {
+      const id = optionalString(values, 'id');
+      const spec = {
+        ...(id === undefined ? {} : { id }),
+        target: requireString(values, 'target'),
+        patchId: requireString(values, 'patch'),
+        version: requireString(values, 'version'),
+        payloadHash: requireString(values, 'payload-hash'),
+        rings: integerFlag(values, 'rings', 1),
+        soakMs: integerFlag(values, 'soak', 0),
+        emptyRings: values['skip-empty-rings'] === true ? ('skip' as const) : ('wait' as const),
+      };
+      return async (store, out) => {
+        const doc = await createRollout(store, spec, options);
+        out.success(`rollout ${doc.id} created: ${doc.patchId} (${doc.version}) on ${doc.target} over ${doc.rings} ring(s), soak ${doc.soakMs} ms`, { rollout: doc });
+      };
+    }
+    case 'pause':
+    case 'resume':
+    case 'abort': {
+      const id = requireString(values, 'rollout');
+      const reason = optionalString(values, 'reason');
+      const fn = action === 'pause' ? pauseRollout : action === 'resume' ? resumeRollout : abortRollout;
+      return async (store, out) => {
+        const doc = await fn(store, id, reason ?? `${action}d by operator`, options);
+        out.success(`rollout ${doc.id} ${doc.state.status} at ring ${doc.state.ring}/${doc.rings}`, { rollout: doc });
+      };
+    }
+  }
+}
+
+function describeRollout(r: RolloutDocument): string {
+  const ring = r.state.status === 'completed' ? `${r.rings}/${r.rings}` : `${r.state.ring}/${r.rings}`;
+  return `${r.id}  ${r.target} → ${r.version} (${r.patchId})  ${r.state.status}  ring ${ring}${r.state.reason === undefined ? '' : `  — ${r.state.reason}`}`;
+}
+
+function printStatus(out: Output, status: FleetStatus): void {
+  out.line(`controller: ${status.controller ?? 'none leading'}`);
+  const rings = [...new Set(status.agents.map((a) => a.ring))].sort((a, b) => a - b);
+  if (rings.length === 0) out.line('agents: none alive');
+  for (const ring of rings) {
+    const agents = status.agents.filter((a) => a.ring === ring);
+    out.line(`ring ${ring}: ${agents.length} agent(s)`);
+    for (const a of agents) {
+      const targets = Object.entries(a.targets);
+      if (targets.length === 0) out.line(`  ${a.agentId}  (no target reported)`);
+      for (const [name, t] of targets) {
+        out.line(`  ${a.agentId}  ${name}  ${t.version}${t.patchId === undefined ? ' (built-in)' : ` (${t.patchId})`}  ${t.phase}  ${t.health}${t.reason === undefined ? '' : `  — ${t.reason}`}`);
+      }
+    }
+  }
+  out.line(status.rollouts.length === 0 ? 'rollouts: none' : 'rollouts:');
+  for (const r of status.rollouts) out.line(`  ${describeRollout(r)}`);
+  for (const p of status.problems) out.warn(`ignored ${p.key}: ${p.error}`);
+  const agents = status.agents.map(({ key: _key, ...a }) => a);
+  const rollouts = status.rollouts.map(({ key: _key, raw: _raw, ...r }) => r);
+  out.success(`${status.agents.length} agent(s) in ${rings.length} ring(s), ${status.rollouts.length} rollout(s)`, {
+    controller: status.controller ?? null,
+    agents,
+    rollouts,
+    problems: status.problems,
+  });
+}

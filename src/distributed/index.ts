@@ -1,0 +1,15 @@
+export * from './kv-store.js';
+export * from './approvers.js';
+export * from './vote.js';
+export * from './consensus.js';
+export * from './distributed-approval.js';
+export * from './fleet-rollout.js';
+export * from './fleet-member.js';
+export * from './fleet-runtime.js';
+export * from './fleet-controller.js';
+export { EmbeddedStore, STORE_FILE, LOCK_FILE, STORE_FORMAT, EVENT_LOG_SIZE, MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_TTL_MS } from './embedded-store.js';
+export type { EmbeddedStoreOptions } from './embedded-store.js';
+export { EtcdStore } from './etcd-store.js';
+export type { EtcdStoreOptions } from './etcd-store.js';
+export { openStore } from './open-store.js';
+export type { OpenStoreOptions } from './open-store.js';

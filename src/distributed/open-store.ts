@@ -1,0 +1,57 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HotPatchError, describe } from '../core/index.js';
+import { EmbeddedStore, type EmbeddedStoreOptions } from './embedded-store.js';
+import { EtcdStore, type EtcdStoreOptions } from './etcd-store.js';
+import type { KvStore } from './kv-store.js';
+
+export interface OpenStoreOptions {
+  embedded?: EmbeddedStoreOptions;
+  etcd?: Omit<EtcdStoreOptions, 'endpoints'>;
+}
+
+/** `host:port`: a DNS name or IPv4 address, or a bracketed IPv6 address; port 1-65535. */
+const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})$/;
+
+/**
+ * Opens the store a `--store` option names:
+ * - `etcd://host:port[,host:port…]` → `EtcdStore` on `http://host:port` for each member;
+ * - `file:/path/dir`, `file:///path/dir`, or a plain path → `EmbeddedStore` in that directory;
+ * - anything else (another scheme, an empty spec, a bad host list) → `INVALID`.
+ * An etcd store connects lazily (its first operation reports an unreachable cluster as `IO`);
+ * an embedded store creates its directory and checks an existing `store.json` now.
+ */
+export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<KvStore> {
+  if (typeof spec !== 'string' || spec.trim().length === 0) {
+    throw new HotPatchError('INVALID', `store must be etcd://host:port[,…] or a directory, got ${describe(spec)}`);
+  }
+  if (spec.includes('\0')) throw new HotPatchError('INVALID', 'store must not contain a NUL character');
+  if (spec.startsWith('etcd://')) {
+    const hosts = spec.slice('etcd://'.length).split(',');
+    const endpoints = hosts.map((host, i) => {
+      const m = HOST_PORT.exec(host);
+      const port = m === null ? 0 : Number(m[1]);
+      if (port < 1 || port > 65535) {
+        throw new HotPatchError('INVALID', `store etcd host ${i + 1} must be host:port (port 1-65535), got ${describe(host)}`);
+      }
+      return `http://${host}`;
+    });
+    return new EtcdStore({ ...options.etcd, endpoints });
+  }
+  let dir: string;
+  if (spec.startsWith('file://')) {
+    try {
+      dir = fileURLToPath(spec);
+    } catch (cause) {
+      throw new HotPatchError('INVALID', `store ${describe(spec)} is not a valid file URL`, { cause });
+    }
+  } else if (spec.startsWith('file:')) {
+    dir = spec.slice('file:'.length);
+  } else if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(spec)) {
+    throw new HotPatchError('INVALID', `store scheme of ${describe(spec)} is not supported: use etcd://host:port[,…] or a directory (file:/path)`);
+  } else {
+    dir = spec;
+  }
+  if (dir.length === 0) throw new HotPatchError('INVALID', `store ${describe(spec)} names no directory`);
+  return EmbeddedStore.open(path.resolve(dir), options.embedded);
+}
