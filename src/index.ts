@@ -12,5 +12,6 @@ export * from './installer/index.js';
 export * from './zero-downtime/index.js';
 export * from './observability/index.js';
 export * from './orchestration/index.js';
+export * from './distributed/index.js';
 export * from './agent/index.js';
 export { runCli } from './cli/main.js';
