@@ -93,7 +93,7 @@ export class CanaryRoute {
   callAsync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
     const toCandidate = this.#pickCandidate(args);
     if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
-      return this.#callDifferential(index, api, thisArg, args);
+      return this.#callDifferential(index, api, thisArg, args, false);
     }
     return toCandidate
       ? this.#runOn(this.candidate, this.candidateStats, index, api, thisArg, args, this.#options.retryOnBaseline)
@@ -107,21 +107,37 @@ export class CanaryRoute {
   callSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
     const toCandidate = this.#pickCandidate(args);
     if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
-      return this.#callDifferential(index, api, thisArg, args);
+      return this.#callDifferential(index, api, thisArg, args, true);
     }
     const version = toCandidate ? this.candidate : this.baseline;
     const stats = toCandidate ? this.candidateStats : this.baselineStats;
-    if (stats.shouldTime()) return this.#runOn(version, stats, index, api, thisArg, args, toCandidate && this.#options.retryOnBaseline);
+    const timed = stats.shouldTime();
+    const started = timed ? performance.now() : 0;
     version.calls += 1;
     stats.calls += 1;
+    let result: unknown;
     try {
-      return version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
+      result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
     } catch (error) {
       version.errors += 1;
       stats.errors += 1;
       if (toCandidate && this.#options.retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
       throw error;
     }
+    if (toCandidate && isThenable(result)) {
+      // The interface is synchronous: a candidate returning a promise is broken, and the
+      // caller must not be handed one.
+      version.errors += 1;
+      stats.errors += 1;
+      if (this.#options.retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+      throw new TypeError(`version ${version.version} returned a promise from a synchronous method`);
+    }
+    if (timed) {
+      const ms = performance.now() - started;
+      stats.addLatency(ms, this.#options.random);
+      version.addLatency(ms / 1000);
+    }
+    return result;
   }
 
   /**
@@ -192,7 +208,7 @@ export class CanaryRoute {
    * baseline's. So for a deterministic target, wrong bytes from the candidate are caught
    * and never handed out. Only the candidate's own call is timed.
    */
-  #callDifferential(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+  #callDifferential(index: number, api: object, thisArg: unknown, args: unknown[], sync: boolean): unknown {
     const b = this.baseline;
     const c = this.candidate;
     const cs = this.candidateStats;
@@ -219,38 +235,56 @@ export class CanaryRoute {
       // baseline's outcome is what this call returns.
       candThrew = true;
     }
-    const settle = (bThrew: boolean, bValue: unknown, bError: unknown, cThrew: boolean, cValue: unknown, cMs: number): unknown => {
+    const recordBaseline = (threw: boolean): void => {
       b.leave();
-      c.leave();
       b.calls += 1;
-      c.calls += 1;
       bs.calls += 1;
-      cs.calls += 1;
-      if (bThrew) {
+      if (threw) {
         b.errors += 1;
         bs.errors += 1;
       }
-      if (cThrew) {
+    };
+    const recordCandidate = (threw: boolean, mismatch: boolean, ms: number): void => {
+      c.leave();
+      c.calls += 1;
+      cs.calls += 1;
+      if (threw) {
         c.errors += 1;
         cs.errors += 1;
       }
-      if (timed) cs.addLatency(cMs, this.#options.random);
+      if (timed) cs.addLatency(ms, this.#options.random);
       cs.differentialSamples += 1;
-      if (bThrew !== cThrew || (!bThrew && !isDeepStrictEqual(bValue, cValue))) cs.differentialMismatches += 1;
-      if (bThrew) throw bError;
-      return bValue;
+      if (mismatch) cs.differentialMismatches += 1;
     };
-    if ((!baseThrew && isThenable(baseValue)) || (!candThrew && isThenable(candValue))) {
-      const candDone = Promise.resolve(candThrew ? Promise.reject(new Error('candidate threw')) : candValue).then(
-        (value) => ({ threw: false, value, ms: performance.now() - started }),
-        () => ({ threw: true, value: undefined, ms: performance.now() - started }),
-      );
-      const baseDone = Promise.resolve(baseThrew ? Promise.reject(baseError) : baseValue).then(
-        (value) => ({ threw: false, value, error: undefined as unknown }),
-        (error: unknown) => ({ threw: true, value: undefined as unknown, error }),
-      );
-      return Promise.all([baseDone, candDone]).then(([bb, cc]) => settle(bb.threw, bb.value, bb.error, cc.threw, cc.value, cc.ms));
+    const differs = (bThrew: boolean, bValue: unknown, cThrew: boolean, cValue: unknown): boolean =>
+      bThrew !== cThrew || (!bThrew && !isDeepStrictEqual(bValue, cValue));
+
+    if (sync) {
+      // A synchronous method compares raw values: a candidate that returns a promise where
+      // the interface returns a value is a mismatch (and an error), never awaited into a match.
+      const candBroke = !candThrew && isThenable(candValue);
+      recordBaseline(baseThrew);
+      recordCandidate(candThrew || candBroke, candBroke || differs(baseThrew, baseValue, candThrew, candValue), performance.now() - started);
+      if (baseThrew) throw baseError;
+      return baseValue;
     }
-    return settle(baseThrew, baseValue, baseError, candThrew, candValue, performance.now() - started);
+    // Asynchronous: the caller gets the baseline's answer as soon as it is ready; the
+    // candidate is judged whenever it settles (one that never does leaves the step without
+    // data, which is never promoted).
+    const baseDone = Promise.resolve(baseThrew ? Promise.reject(baseError) : baseValue).then(
+      (value) => ({ threw: false, value, error: undefined as unknown }),
+      (error: unknown) => ({ threw: true, value: undefined as unknown, error }),
+    );
+    const candDone = Promise.resolve(candThrew ? Promise.reject(new Error('candidate threw')) : candValue).then(
+      (value) => ({ threw: false, value, ms: performance.now() - started }),
+      () => ({ threw: true, value: undefined as unknown, ms: performance.now() - started }),
+    );
+    void Promise.all([baseDone, candDone]).then(([bb, cc]) => recordCandidate(cc.threw, differs(bb.threw, bb.value, cc.threw, cc.value), cc.ms));
+    return baseDone.then((bb) => {
+      recordBaseline(bb.threw);
+      if (bb.threw) throw bb.error;
+      return bb.value;
+    });
   }
+
 }

@@ -161,16 +161,24 @@ export class HotPatchRuntime {
     if (!goodNow) this.#startProbation(target, candidate, probationMs);
   }
 
-  /** @internal persisted after a rollback: `restored` is active again, `bad` is marked failed. */
+  /**
+   * @internal persisted before a rollback's flip: `restored` becomes active (with no previous),
+   * `bad` is marked failed. A restored version still inside its probation resumes it.
+   */
   async recordRollback(target: Target<object>, restored: RuntimeVersion, bad: RuntimeVersion | undefined): Promise<void> {
     this.#clearProbation(target.name);
-    if (this.store === undefined) return;
-    await this.store.update((s) => {
-      const t = (s.targets[target.name] ??= emptyTargetState());
-      t.active = this.recordOf(restored);
-      t.previous = target.previous === undefined ? null : this.recordOf(target.previous);
-      if (bad?.patchId != null && !t.failed.includes(bad.patchId)) t.failed.push(bad.patchId);
-    });
+    if (this.store !== undefined) {
+      await this.store.update((s) => {
+        const t = (s.targets[target.name] ??= emptyTargetState());
+        t.active = this.recordOf(restored);
+        t.previous = null;
+        if (bad?.patchId != null && !t.failed.includes(bad.patchId)) t.failed.push(bad.patchId);
+      });
+    }
+    const meta = this.#meta.get(restored);
+    if (restored.patchId === null || meta === undefined || meta.good === true) return;
+    const promotedMs = meta.promoted_at === undefined ? Date.now() : Date.parse(meta.promoted_at);
+    this.#startProbation(target, restored, Math.max(0, promotedMs + (meta.probation_ms ?? 0) - Date.now()));
   }
 
   /** @internal a patch that never became active (self-test, canary, load) is recorded as failed. */
@@ -191,7 +199,7 @@ export class HotPatchRuntime {
    * Operator rollback: a routing flip to the warm previous version (no reload). During a
    * canary it aborts the canary instead (the baseline never stopped serving).
    */
-  async rollback(name: string, reason = 'rollback requested'): Promise<RuntimeVersion> {
+  async rollback(name: string, reason = 'rollback requested', options: { drainTimeoutMs?: number } = {}): Promise<RuntimeVersion> {
     const target = this.get(name);
     if (target.applying !== undefined) {
       target.abort(reason);
@@ -203,10 +211,12 @@ export class HotPatchRuntime {
     }
     const previous = target.previous;
     if (previous === undefined) throw new HotPatchError('NOT_FOUND', `target ${name} has no previous version to roll back to`);
-    const bad = target.routeTo(previous, undefined);
+    const bad = target.active;
+    // Persist, then flip: if the write fails, nothing changed and the caller is told so.
     await this.recordRollback(target, previous, bad);
+    target.routeTo(previous, undefined);
     this.emit('RolledBack', name, previous.version, bad.patchId ?? 'builtin', reason, { from: bad.version, to: previous.version });
-    void this.disposeWhenDrained(target, bad, 30_000);
+    void this.disposeWhenDrained(target, bad, options.drainTimeoutMs ?? 30_000);
     return previous;
   }
 
@@ -318,7 +328,7 @@ export class HotPatchRuntime {
       // Only a running process can mark a version good, by surviving its probation; one that
       // is not marked good died inside its probation, however long ago that was.
       if (active.good !== true) {
-        const probation = active.probation_ms === undefined ? 'its probation' : `its ${Math.round(active.probation_ms / 1000)}s probation`;
+        const probation = active.probation_ms === undefined ? 'its probation' : `its ${active.probation_ms} ms probation`;
         dropReason = `the process stopped inside ${probation} (promoted ${active.promoted_at ?? 'at an unknown time'}), so it was never confirmed good`;
         chosen = saved.last_good;
       }

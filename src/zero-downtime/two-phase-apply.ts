@@ -102,8 +102,17 @@ export async function twoPhaseApply(
     if (code === 'ABORTED') emit('Aborted', reason, { code });
     if (rolledBack) emit('RolledBack', reason, { code, to: target.active.version });
     else if (code !== 'ABORTED') emit('Failed', reason, { code });
-    if (patchAtFault) await runtime.recordFailure(target.name, manifest.id);
     if (candidate !== undefined) void runtime.disposeWhenDrained(target as Target<object>, candidate, opts.drainTimeoutMs);
+    if (patchAtFault) {
+      try {
+        await runtime.recordFailure(target.name, manifest.id);
+      } catch (writeError) {
+        // The apply's own failure is what the caller must see; the lost mark is reported.
+        process.emitWarning(`recording ${manifest.id} as failed did not reach state.json: ${(writeError as Error).message}`, {
+          code: 'HOTPATCH_STATE_WRITE_FAILED',
+        });
+      }
+    }
     if (code === 'CANARY_FAILED' && !opts.returnErrorOnCanaryFail) return { ...base, outcome: 'rolled-back', reason, steps };
     const error = new HotPatchError(code, reason, { cause, detail: { target: target.name, patchId: manifest.id, steps } });
     handled.add(error);
@@ -201,12 +210,13 @@ export async function twoPhaseApply(
     }
 
     // phase 5: promote, handing the old version's state to the new one (Erlang's code_change).
-    const promoted = await promoteCandidate(runtime, target as Target<object>, candidate, opts, emit, manual ? 'promoted by operator' : 'every canary step passed');
-    if (!promoted.ok) return await fail('ABORTED', promoted.reason, promoted.cause, true);
+    const promoted = await promoteCandidate(runtime, target as Target<object>, candidate, opts, emit, manual ? 'promoted by operator' : 'every canary step passed', abortReason);
+    if (!promoted.ok) return await fail(promoted.code, promoted.reason, promoted.cause, promoted.patchAtFault);
     return { ...base, outcome: 'promoted', reason: promoted.reason, steps, drain: promoted.drain };
   } catch (error) {
     if (typeof error === 'object' && error !== null && handled.has(error)) throw error;
-    const code: ErrorCode = error instanceof HotPatchError ? error.code : 'LOAD_FAILED';
+    // A non-HotPatchError before the candidate exists came out of loading it; later, it is I/O.
+    const code: ErrorCode = error instanceof HotPatchError ? error.code : candidate === undefined ? 'LOAD_FAILED' : 'IO';
     return await fail(code, `${manifest.id} not applied: ${(error as Error).message}`, error);
   } finally {
     target.applying = undefined;
@@ -225,10 +235,10 @@ export async function twoPhaseApply(
         const r = await promoteCandidate(runtime, target as Target<object>, pausedCandidate, opts, emit, 'paused canary promoted by operator');
         if (!r.ok) {
           target.setCanary(null);
-          emit('RolledBack', r.reason, { code: 'ABORTED' });
-          await runtime.recordFailure(target.name, manifest.id);
+          emit('RolledBack', r.reason, { code: r.code });
+          if (r.patchAtFault) await runtime.recordFailure(target.name, manifest.id);
           void runtime.disposeWhenDrained(target as Target<object>, pausedCandidate, opts.drainTimeoutMs);
-          throw new HotPatchError('ABORTED', r.reason, { cause: r.cause });
+          throw new HotPatchError(r.code, r.reason, { cause: r.cause });
         }
       },
       rollback: async (why: string) => {
@@ -255,20 +265,36 @@ async function promoteCandidate(
   opts: ResolvedZdtOptions,
   emit: (type: 'Promoted' | 'Activated', reason: string, detail?: Record<string, unknown>) => void,
   why: string,
-): Promise<{ ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; reason: string; cause: unknown }> {
+  pendingAbort: () => string | undefined = () => undefined,
+): Promise<{ ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; code: ErrorCode; reason: string; cause: unknown; patchAtFault: boolean }> {
   const old = target.active;
   if (old.hooks.exportState !== undefined && candidate.hooks.importState !== undefined) {
     try {
       const state = await old.hooks.exportState();
       await candidate.hooks.importState(state);
     } catch (cause) {
-      return { ok: false, reason: `state handover from ${old.version} to ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`, cause };
+      return {
+        ok: false,
+        code: 'ABORTED',
+        reason: `state handover from ${old.version} to ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`,
+        cause,
+        patchAtFault: true,
+      };
     }
+  }
+  // An abort or rollback that arrived during the handover is honoured, not acknowledged and lost.
+  const aborted = pendingAbort();
+  if (aborted !== undefined) return { ok: false, code: 'ABORTED', reason: aborted, cause: undefined, patchAtFault: false };
+  // Persist first, then flip: a failed write leaves the old version serving and the state
+  // file telling the truth, never a new version the next restart would silently undo.
+  try {
+    await runtime.recordPromotion(target, candidate, old, opts.probationMs);
+  } catch (cause) {
+    return { ok: false, code: 'IO', reason: `recording the promotion of ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`, cause, patchAtFault: false };
   }
   const retired = target.previous;
   target.promoteTo(candidate);
   emit('Promoted', why, { from: old.version });
-  await runtime.recordPromotion(target, candidate, old, opts.probationMs);
   emit('Activated', `${candidate.version} active, ${old.version} kept warm for rollback`, { previous: old.version, probationMs: opts.probationMs });
   const drain = retired === undefined ? undefined : runtime.disposeWhenDrained(target, retired, opts.drainTimeoutMs);
   return { ok: true, reason: why, drain };
