@@ -111,7 +111,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     undo.push(() => metrics.close());
     undo.push(() => runtime.close());
 
-    await runtime.restore();
+    // Restored versions go through the trust pipeline again when a verifier is registered.
+    await runtime.restore(registries.verifiers.has('default') ? { verifier: registries.verifiers.get('default') } : {});
     const planner = await Planner.open({ runtime, registries, stateDir });
     await planner.recover();
     ctx = { runtime, planner, bus, metrics, streams: new Set() };

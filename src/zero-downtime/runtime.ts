@@ -1,4 +1,6 @@
-import { HotPatchError, defaultEventBus, type EventBus, type EventType } from '../core/index.js';
+import { join } from 'node:path';
+import { HotPatchError, defaultEventBus, parsePatchId, type EventBus, type EventType, type PatchVerifier } from '../core/index.js';
+import { readFileBounded, readFileChunks } from '../repo/index.js';
 import type { DynamicInstaller, LoadedModule } from '../installer/index.js';
 import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
 import semver from 'semver';
@@ -11,6 +13,12 @@ export interface RuntimeOptions {
   bus?: EventBus;
   /** Used by `restore()` to reload staged payloads after a restart. */
   installer?: DynamicInstaller;
+  /**
+   * Used by `restore()` to re-verify a version's kept signed manifest before reloading it.
+   * Without one, restore re-checks only the staged file's SHA-256 (the state directory must
+   * then be trusted as much as the code).
+   */
+  verifier?: PatchVerifier;
   /** How often one steady call per target is timed for the duration histogram (default 100 ms; 0: never). */
   durationProbeMs?: number;
 }
@@ -48,6 +56,7 @@ export interface DrainReport {
 
 /** How often a steady call is timed for the duration histogram, per target. */
 const DURATION_PROBE_MS = 100;
+const MAX_KEPT_MANIFEST_BYTES = 1024 * 1024;
 
 /**
  * The targets of one process and what is persisted about them. `twoPhaseApply` drives the
@@ -59,6 +68,7 @@ export class HotPatchRuntime {
   readonly store: StateStore | undefined;
   readonly rollbackIndex: RollbackIndex | undefined;
   readonly installer: DynamicInstaller | undefined;
+  readonly verifier: PatchVerifier | undefined;
   readonly #targets = new Map<string, Target<object>>();
   readonly #probation = new Map<string, NodeJS.Timeout>();
   /** Extra figures of versions that state.json records (promotion time, probation, good). */
@@ -74,6 +84,7 @@ export class HotPatchRuntime {
     this.store = options.stateDir === undefined ? undefined : new StateStore(options.stateDir);
     this.rollbackIndex = this.store === undefined ? undefined : new RollbackIndex(this.store);
     this.installer = options.installer;
+    this.verifier = options.verifier;
     const probeMs = options.durationProbeMs ?? DURATION_PROBE_MS;
     if (!Number.isFinite(probeMs) || probeMs < 0) throw new HotPatchError('INVALID', `durationProbeMs must be >= 0, got ${probeMs}`);
     this.#probeMs = probeMs;
@@ -312,7 +323,8 @@ export class HotPatchRuntime {
    * file's hash and the self-tests. A version still in probation when the process died is not
    * restored: the last good one is, and the patch is marked failed.
    */
-  async restore(): Promise<RestoreReport[]> {
+  async restore(options: { verifier?: PatchVerifier } = {}): Promise<RestoreReport[]> {
+    const verifier = options.verifier ?? this.verifier;
     if (this.store === undefined || this.installer === undefined) {
       throw new HotPatchError('INVALID', 'restore() needs a runtime created with stateDir and installer');
     }
@@ -337,14 +349,14 @@ export class HotPatchRuntime {
       let loaded: VersionRecord | undefined;
       if (chosen !== null && chosen.id !== null) {
         try {
-          version = await this.#loadRecord(target, chosen);
+          version = await this.#loadRecord(target, chosen, verifier);
           loaded = chosen;
         } catch (error) {
           const why = `${chosen.version} (${chosen.id}) could not be restored: ${(error as Error).message}`;
           dropReason = dropReason === undefined ? why : `${dropReason}; ${why}`;
           if (saved.last_good !== null && saved.last_good !== chosen && saved.last_good.id !== null) {
             try {
-              version = await this.#loadRecord(target, saved.last_good);
+              version = await this.#loadRecord(target, saved.last_good, verifier);
               loaded = saved.last_good;
             } catch (again) {
               dropReason += `; last good ${saved.last_good.version} failed too: ${(again as Error).message}`;
@@ -372,10 +384,29 @@ export class HotPatchRuntime {
     return reports;
   }
 
-  async #loadRecord(target: Target<object>, record: VersionRecord): Promise<RuntimeVersion> {
+  /**
+   * The whole trust pipeline again for a version about to be restored: the signed manifest
+   * kept in manifests/<id>.json must still verify now (signatures, threshold, expiry, under
+   * the current trust store), name this target, version and type, and the staged file must
+   * match its own hash and size — so write access to the state directory alone never gets
+   * code run, and a revoked or expired patch does not come back.
+   */
+  async #reverify(target: Target<object>, record: VersionRecord, stagedPath: string, verifier: PatchVerifier): Promise<void> {
+    const id = parsePatchId(record.id);
+    const bytes = await readFileBounded(join(this.stateDir!, 'manifests', `${id}.json`), MAX_KEPT_MANIFEST_BYTES, { noFollow: true, what: 'kept manifest' });
+    const verified = verifier.verifyEnvelope(bytes, { now: Date.now() });
+    const m = verified.manifest;
+    if (m.id !== id || m.target !== target.name || m.version !== record.version || m.payload_type !== record.type) {
+      throw new HotPatchError('INVALID', `the kept manifest of ${id} names ${m.id} ${m.target} ${m.version} (${m.payload_type}), not what state.json records`);
+    }
+    await verifier.verifyPayload(verified, readFileChunks(stagedPath, m.payload_size + 1, { noFollow: true, what: 'staged payload' }));
+  }
+
+  async #loadRecord(target: Target<object>, record: VersionRecord, verifier: PatchVerifier | undefined): Promise<RuntimeVersion> {
     const installer = this.installer!;
     if (record.id === null || record.sha256 === undefined || record.type === undefined) return target.builtin;
     const staged = await installer.verifyStaged(record.sha256, record.type);
+    if (verifier !== undefined) await this.#reverify(target, record, staged.path, verifier);
     const mod = await installer.load(staged, {
       target: target.name,
       version: record.version,

@@ -9,7 +9,7 @@ import { DefaultVerifier, parseTrustStore } from '../../src/verification/index.j
 import { HotPatchRuntime } from '../../src/zero-downtime/index.js';
 
 const key = generateKeyPair('ed25519');
-const verifier = new DefaultVerifier(parseTrustStore({ keys: { ci: { alg: 'ed25519', public_key: key.publicKey.toPem() } }, threshold: 1 }));
+export const verifier = new DefaultVerifier(parseTrustStore({ keys: { ci: { alg: 'ed25519', public_key: key.publicKey.toPem() } }, threshold: 1 }));
 
 /** A really signed and verified patch for `target` whose payload is the given ES module source. */
 export function signedPatch(id: string, target: string, version: string, source: string): { verified: VerifiedManifest; payload: Uint8Array } {
