@@ -16,6 +16,9 @@ import {
   type RolloutOrder,
 } from './fleet-rollout.js';
 
+/** How far in the future a rollout's creation time may lie (clock skew between hosts). */
+const FUTURE_SKEW_MS = 60_000;
+
 /** What the host says about one target: the active version and its health. */
 export interface TargetReport {
   target: string;
@@ -363,9 +366,13 @@ export class FleetMember {
     void this.#flush();
   }
 
-  /** The rollout this agent follows for `target`: the newest one. */
+  /**
+   * The rollout this agent follows for `target`: the newest one — but never one dated in
+   * the future, which a store writer could use to shadow every real rollout (and abort).
+   */
   #current(target: string): RolloutDocument | undefined {
-    return [...this.#rollouts.values()].filter((r) => r.target === target).sort(newestFirst)[0];
+    const latest = Date.now() + FUTURE_SKEW_MS;
+    return [...this.#rollouts.values()].filter((r) => r.target === target && Date.parse(r.createdAt) <= latest).sort(newestFirst)[0];
   }
 
   #evaluate(target: string): void {

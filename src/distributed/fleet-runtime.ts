@@ -1,4 +1,4 @@
-import { HotPatchError, describe, type VerifiedManifest } from '../core/index.js';
+import { HotPatchError, describe, type Approver, type VerifiedManifest } from '../core/index.js';
 import type { DynamicInstaller } from '../installer/index.js';
 import { HotPatchRuntime, twoPhaseApply, type Target, type ZdtOptions } from '../zero-downtime/index.js';
 import type { FleetHealth, RolloutOrder } from './fleet-rollout.js';
@@ -30,6 +30,12 @@ export interface RuntimeFleetHooksOptions {
   minCalls?: number;
   /** Replaces the default health rule. */
   health?: (target: Target<object>) => FleetHealth | { health: FleetHealth; reason?: string };
+  /**
+   * Asked before every apply (e.g. a `DistributedApproval`): rollout documents are not
+   * signed, so an approval quorum is what keeps a store writer from rolling out a signed
+   * but unapproved patch.
+   */
+  approver?: Approver;
 }
 
 export interface RuntimeFleetHooks {
@@ -111,6 +117,7 @@ export function runtimeFleetHooks(
       if (mismatch.length > 0) {
         throw new HotPatchError(mismatch.length === 1 && mismatch[0]!.startsWith('payload hash') ? 'HASH_MISMATCH' : 'INVALID', `the signed manifest differs from rollout ${order.id}: ${mismatch.join(', ')}`);
       }
+      await options.approver?.approve({ patchId: m.id, target: m.target, version: m.version, payloadHash: m.payload_hash }, signal);
       const result = await twoPhaseApply(installer, resolved.verified, resolved.payload, { ...options.applyOptions, runtime, signal });
       const now = state(order.target);
       if (result.outcome === 'promoted' || result.outcome === 'already-active') {

@@ -153,6 +153,11 @@ export function parseProposal(input: Uint8Array | string | unknown): Proposal {
   const createdMs = parseRfc3339(obj.createdAt, 'proposal createdAt');
   const expiresMs = parseRfc3339(obj.expiresAt, 'proposal expiresAt');
   if (expiresMs <= createdMs) throw new HotPatchError('INVALID', `proposal expiresAt (${String(obj.expiresAt)}) is not after createdAt (${String(obj.createdAt)})`);
+  // A stored proposal is bounded like a new one: otherwise a store writer could pre-create
+  // the (deterministic) proposal with a century-long life and have votes count for years.
+  if (expiresMs - createdMs > MAX_PROPOSAL_TTL_MS) {
+    throw new HotPatchError('INVALID', `proposal lives ${Math.round((expiresMs - createdMs) / 86_400_000)} days, more than the ${MAX_PROPOSAL_TTL_MS / 86_400_000}-day maximum`);
+  }
   if (typeof obj.proposer !== 'string') throw new HotPatchError('INVALID', `proposal proposer must be a string, got ${describe(obj.proposer)}`);
   const id = proposalIdOf(request);
   if (obj.id !== id) throw new HotPatchError('INVALID', `proposal id ${describe(obj.id)} is not the id of its fields (${id})`);

@@ -495,7 +495,12 @@ export class Planner {
         if (approved !== undefined) return await this.#settle(state, approved);
       }
 
-      // The approval may have taken long: the window, a freeze or another apply may stand in the way now.
+      // The approval may have taken long: the manifest may have expired meanwhile (a freeze
+      // attack must not succeed by waiting), and the window, a freeze or another apply may
+      // stand in the way now.
+      if (verified.facts.expiresMs !== undefined && verified.facts.expiresMs <= Date.now()) {
+        throw new HotPatchError('EXPIRED', `manifest of ${m.id} expired (${m.expires}) while the plan waited for its approval`);
+      }
       const window = this.#windowCheck(state);
       if (window !== undefined) return await this.#settle(state, window);
       if (target.frozen !== undefined) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { generateKeyPair } from '../../src/crypto-agile/index.js';
+import { HotPatchError } from '../../src/core/index.js';
 import {
   countVotes,
   newProposal,
@@ -221,4 +222,17 @@ test('a key pair generated elsewhere (base64 SPKI in the list) verifies its vote
   const l = parseApprovers({ keys: { ext: { alg: 'ed25519', public_key: b64 } }, quorum: { threshold: 1 } });
   const vote = voteBy({ keyid: 'ext', privateKey, publicPem: '', alg: 'ed25519' }, proposal);
   assert.equal(countVotes(proposal, [vote], l, at).approved, true);
+});
+
+test('a stored proposal that lives longer than the 30-day maximum is refused, so old votes cannot be replayed for years', () => {
+  const created = new Date('2026-01-01T00:00:00Z');
+  const request = { patchId: 'fix-1', target: 'xps.crypto.hash.sha256', version: '1.0.1', payloadHash: `sha256:${'ab'.repeat(32)}` };
+  const stored = {
+    id: proposalIdOf(request),
+    ...request,
+    createdAt: created.toISOString(),
+    expiresAt: new Date(created.getTime() + 100 * 365 * 86_400_000).toISOString(),
+    proposer: 'mallory',
+  };
+  assert.throws(() => parseProposal(JSON.stringify(stored)), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /maximum/.test((e as Error).message));
 });
