@@ -3,52 +3,42 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { EXIT_OK, UsageError, exitCodeFor } from './cli-error.js';
 import type { Command } from './command.js';
-import { demoCommand } from './demo/demo.js';
-import { keygenCommand } from './commands/keygen.js';
-import { packCommand } from './commands/pack.js';
-import { signCommand } from './commands/sign.js';
-import { verifyCommand } from './commands/verify.js';
-import { statusCommand } from './commands/status.js';
-import { applyCommand } from './commands/apply.js';
-import { abortCommand, freezeCommand, promoteCommand, rollbackCommand } from './commands/target-actions.js';
-import { eventsCommand } from './commands/events.js';
-import { auditCommand } from './commands/audit.js';
-import { reportCommand } from './commands/report.js';
-import { proposeCommand } from './commands/propose.js';
-import { approveCommand } from './commands/approve.js';
-import { proposalsCommand } from './commands/proposals.js';
-import { fleetCommand } from './commands/fleet.js';
 import { Output, type OutputStreams } from './output.js';
 
-const COMMANDS: readonly Command[] = [
-  keygenCommand,
-  packCommand,
-  signCommand,
-  verifyCommand,
-  statusCommand,
-  applyCommand,
-  promoteCommand,
-  abortCommand,
-  rollbackCommand,
-  freezeCommand,
-  eventsCommand,
-  auditCommand,
-  reportCommand,
-  fleetCommand,
-  proposeCommand,
-  approveCommand,
-  proposalsCommand,
-  demoCommand,
+/**
+ * Commands load on demand: `hotpatch verify` must not pay for the agent, etcd and metrics
+ * modules at start-up (they cost about 120 ms of imports).
+ */
+const COMMANDS: readonly { name: string; load: () => Promise<Command> }[] = [
+  { name: 'keygen', load: async () => (await import('./commands/keygen.js')).keygenCommand },
+  { name: 'pack', load: async () => (await import('./commands/pack.js')).packCommand },
+  { name: 'sign', load: async () => (await import('./commands/sign.js')).signCommand },
+  { name: 'verify', load: async () => (await import('./commands/verify.js')).verifyCommand },
+  { name: 'status', load: async () => (await import('./commands/status.js')).statusCommand },
+  { name: 'apply', load: async () => (await import('./commands/apply.js')).applyCommand },
+  { name: 'promote', load: async () => (await import('./commands/target-actions.js')).promoteCommand },
+  { name: 'abort', load: async () => (await import('./commands/target-actions.js')).abortCommand },
+  { name: 'rollback', load: async () => (await import('./commands/target-actions.js')).rollbackCommand },
+  { name: 'freeze', load: async () => (await import('./commands/target-actions.js')).freezeCommand },
+  { name: 'events', load: async () => (await import('./commands/events.js')).eventsCommand },
+  { name: 'audit', load: async () => (await import('./commands/audit.js')).auditCommand },
+  { name: 'report', load: async () => (await import('./commands/report.js')).reportCommand },
+  { name: 'fleet', load: async () => (await import('./commands/fleet.js')).fleetCommand },
+  { name: 'propose', load: async () => (await import('./commands/propose.js')).proposeCommand },
+  { name: 'approve', load: async () => (await import('./commands/approve.js')).approveCommand },
+  { name: 'proposals', load: async () => (await import('./commands/proposals.js')).proposalsCommand },
+  { name: 'demo', load: async () => (await import('./demo/demo.js')).demoCommand },
 ];
 
-export function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+export async function usage(): Promise<string> {
+  const commands = await Promise.all(COMMANDS.map((c) => c.load()));
+  const width = Math.max(...commands.map((c) => c.name.length));
   return `hotpatch — signed, zero-downtime hot patches for Node.js services
 
 Usage: hotpatch <command> [options]   (hotpatch <command> --help for details)
 
 Commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
 Every command takes --json: the last line of standard output is then one JSON object
 {"ok": true|false, "code": "...", "message": "...", ...}.
@@ -62,17 +52,18 @@ export async function runCli(argv: string[], streams?: OutputStreams): Promise<n
   try {
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       if (name === undefined) throw new UsageError('no command given');
-      out.line(usage());
-      if (out.json) out.success('usage', { usage: usage() });
+      const text = await usage();
+      out.line(text);
+      if (out.json) out.success('usage', { usage: text });
       return EXIT_OK;
     }
     if (name === '--json' && rest.length === 0) throw new UsageError('no command given');
-    const command = COMMANDS.find((c) => c.name === name);
-    if (command === undefined) throw new UsageError(`unknown command ${JSON.stringify(name)} (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
-    return await command.run(rest, out);
+    const entry = COMMANDS.find((c) => c.name === name);
+    if (entry === undefined) throw new UsageError(`unknown command ${JSON.stringify(name)} (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+    return await (await entry.load()).run(rest, out);
   } catch (error) {
     out.failure(error);
-    if (error instanceof UsageError && name === undefined) process.stderr.write(`\n${usage()}\n`);
+    if (error instanceof UsageError && name === undefined) process.stderr.write(`\n${await usage()}\n`);
     return exitCodeFor(error);
   }
 }
