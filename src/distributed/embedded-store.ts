@@ -4,6 +4,7 @@ import path from 'node:path';
 import { HotPatchError, decodeJson, describe } from '../core/index.js';
 import { readFileBounded, writeFileAtomic } from '../repo/atomic-file.js';
 import type { KeyValue, KvStore, Lease, Leadership, WatchEvent } from './kv-store.js';
+import { signal } from './one-shot-signal.js';
 
 /**
  * `EmbeddedStore`: the single-host `KvStore`, a directory holding one JSON document
@@ -191,32 +192,6 @@ function errnoOf(error: unknown): string | undefined {
 function asHotPatchError(error: unknown, what: string): HotPatchError {
   if (error instanceof HotPatchError) return error;
   return new HotPatchError('IO', `${what}: ${messageOf(error)}`, { cause: error });
-}
-
-/** A promise that can be settled from outside, once. */
-interface Signal {
-  readonly promise: Promise<void>;
-  readonly done: boolean;
-  fire(): void;
-}
-
-function signal(): Signal {
-  let resolve!: () => void;
-  let done = false;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return {
-    promise,
-    get done() {
-      return done;
-    },
-    fire() {
-      if (done) return;
-      done = true;
-      resolve();
-    },
-  };
 }
 
 // --- the document ---

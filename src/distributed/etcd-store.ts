@@ -21,6 +21,7 @@ import {
   checkValue,
 } from './embedded-store.js';
 import type { KeyValue, KvStore, Lease, Leadership, WatchEvent } from './kv-store.js';
+import { signal } from './one-shot-signal.js';
 
 /**
  * `EtcdStore`: the fleet `KvStore`, over a real etcd cluster (Raft) through the `etcd3`
@@ -211,31 +212,6 @@ function checkEndpoint(value: unknown, index: number): string {
     throw new HotPatchError('INVALID', `endpoints[${index}] must be http(s)://host:port with nothing else, got ${describe(value)}`);
   }
   return `${url.protocol}//${url.host}`;
-}
-
-interface Signal {
-  readonly promise: Promise<void>;
-  readonly done: boolean;
-  fire(): void;
-}
-
-function signal(): Signal {
-  let resolve!: () => void;
-  let done = false;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return {
-    promise,
-    get done() {
-      return done;
-    },
-    fire() {
-      if (done) return;
-      done = true;
-      resolve();
-    },
-  };
 }
 
 class EtcdLease implements Lease {
