@@ -44,6 +44,8 @@ export class CanaryRoute {
   readonly #options: CanaryRouteOptions;
   #threshold = 0;
   #differentialThreshold: number;
+  /** No differential check, sticky routing or retry: the short path applies. */
+  readonly #plain: boolean;
   #state: number;
 
   constructor(baseline: RuntimeVersion, candidate: RuntimeVersion, options: CanaryRouteOptions) {
@@ -51,6 +53,7 @@ export class CanaryRoute {
     this.candidate = candidate;
     this.#options = options;
     this.#differentialThreshold = options.deterministic ? Math.min(TWO_32, Math.floor(options.differentialSampleRate * TWO_32)) : 0;
+    this.#plain = this.#differentialThreshold === 0 && options.routingKey === undefined && !options.retryOnBaseline;
     this.#state = (Math.floor(options.random() * 0xffffffff) | 1) >>> 0;
   }
 
@@ -105,13 +108,50 @@ export class CanaryRoute {
    * pick, two counters and the call; only sampled calls are timed.
    */
   callSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    // Kept small enough for V8 to inline into the routed wrapper (so the argument array
+    // need not be built): anything unusual takes #callSyncFull.
+    if (this.#plain) {
+      const toCandidate = this.#next() < this.#threshold;
+      const stats = toCandidate ? this.candidateStats : this.baselineStats;
+      if (!stats.shouldTime()) {
+        const version = toCandidate ? this.candidate : this.baseline;
+        version.calls += 1;
+        stats.calls += 1;
+        let result: unknown;
+        try {
+          result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
+        } catch (error) {
+          version.errors += 1;
+          stats.errors += 1;
+          throw error;
+        }
+        if (toCandidate && isThenable(result)) return this.#brokenSync(version, stats);
+        return result;
+      }
+      return this.#callSyncOn(toCandidate, index, api, thisArg, args, true);
+    }
+    return this.#callSyncFull(index, api, thisArg, args);
+  }
+
+  /** The interface is synchronous: a candidate returning a promise is broken, and no caller gets one. */
+  #brokenSync(version: RuntimeVersion, stats: CallStats): never {
+    version.errors += 1;
+    stats.errors += 1;
+    throw new TypeError(`version ${version.version} returned a promise from a synchronous method`);
+  }
+
+  #callSyncFull(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
     const toCandidate = this.#pickCandidate(args);
     if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
       return this.#callDifferential(index, api, thisArg, args, true);
     }
+    return this.#callSyncOn(toCandidate, index, api, thisArg, args, undefined);
+  }
+
+  #callSyncOn(toCandidate: boolean, index: number, api: object, thisArg: unknown, args: unknown[], timedAlready: boolean | undefined): unknown {
     const version = toCandidate ? this.candidate : this.baseline;
     const stats = toCandidate ? this.candidateStats : this.baselineStats;
-    const timed = stats.shouldTime();
+    const timed = timedAlready ?? stats.shouldTime();
     const started = timed ? performance.now() : 0;
     version.calls += 1;
     stats.calls += 1;
@@ -125,12 +165,12 @@ export class CanaryRoute {
       throw error;
     }
     if (toCandidate && isThenable(result)) {
-      // The interface is synchronous: a candidate returning a promise is broken, and the
-      // caller must not be handed one.
-      version.errors += 1;
-      stats.errors += 1;
-      if (this.#options.retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
-      throw new TypeError(`version ${version.version} returned a promise from a synchronous method`);
+      if (this.#options.retryOnBaseline) {
+        version.errors += 1;
+        stats.errors += 1;
+        return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+      }
+      return this.#brokenSync(version, stats);
     }
     if (timed) {
       const ms = performance.now() - started;
@@ -139,6 +179,7 @@ export class CanaryRoute {
     }
     return result;
   }
+
 
   /**
    * One call on one side, counted in that side's step figures and the version's counters.
