@@ -1,5 +1,6 @@
 import { HotPatchError } from './errors.js';
-import { decodeJson, describe } from './manifest.js';
+import { describe } from './json-shape.js';
+import { decodeJson } from './manifest.js';
 
 /** The payloadType every hot-patch manifest envelope carries (DESIGN.md). */
 export const MANIFEST_PAYLOAD_TYPE = 'application/vnd.xps.hotpatch.manifest+json';

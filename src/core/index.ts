@@ -8,3 +8,4 @@ export * from './event-bus.js';
 export * from './contracts.js';
 export * from './registry.js';
 export * from './target-pattern.js';
+export * from './json-shape.js';

@@ -2,6 +2,7 @@ import semver from 'semver';
 import { HotPatchError } from './errors.js';
 import { parsePatchId, type PatchId } from './patch-id.js';
 import { parseRfc3339 } from './rfc3339.js';
+import { asObject, describe, rejectUnknownFields } from './json-shape.js';
 
 export const PAYLOAD_TYPES = ['esm', 'wasm', 'native'] as const;
 export type PayloadType = (typeof PAYLOAD_TYPES)[number];
@@ -97,7 +98,7 @@ export function decodeJson(input: Uint8Array | string, what: string): unknown {
 
 function validateManifest(value: unknown): ParsedManifest {
   const obj = asObject(value, 'manifest');
-  rejectUnknown(obj, MANIFEST_FIELDS, 'manifest');
+  rejectUnknownFields(obj, MANIFEST_FIELDS, 'manifest');
 
   const id = parsePatchId(required(obj, 'id'), 'manifest id');
   const target = parseTargetName(required(obj, 'target'), 'manifest target');
@@ -156,7 +157,7 @@ function validateManifest(value: unknown): ParsedManifest {
 
 function parseConstraints(value: unknown): ManifestConstraints {
   const obj = asObject(value, 'manifest constraints');
-  rejectUnknown(obj, CONSTRAINT_FIELDS, 'manifest constraints');
+  rejectUnknownFields(obj, CONSTRAINT_FIELDS, 'manifest constraints');
   const out: ManifestConstraints = {};
   if (obj.platforms !== undefined) out.platforms = stringArray(obj.platforms, 'constraints.platforms', 64);
   if (obj.node !== undefined) out.node = semverRange(obj.node, 'constraints.node');
@@ -177,19 +178,6 @@ function semverRange(value: unknown, field: string): string {
     throw new HotPatchError('INVALID', `${field} must be a semver range, got ${describe(value)}`);
   }
   return s;
-}
-
-function asObject(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function rejectUnknown(obj: Record<string, unknown>, known: Set<string>, field: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-  }
 }
 
 function required(obj: Record<string, unknown>, key: string): unknown {
@@ -225,12 +213,4 @@ function stringRecord(value: unknown, field: string): Record<string, string> {
     out[k] = v;
   }
   return out;
-}
-
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
-  if (typeof value === 'object') return 'an object';
-  return `${typeof value} ${String(value)}`;
 }

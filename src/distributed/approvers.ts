@@ -1,4 +1,4 @@
-import { HotPatchError, decodeJson, describe } from '../core/index.js';
+import { HotPatchError, asObject, decodeJson, describe, rejectUnknownFields } from '../core/index.js';
 import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto-agile/index.js';
 
 /**
@@ -48,10 +48,10 @@ const MAX_KEYS = 256;
 /** Approvers list JSON (bytes, text or value) → checked list. Pure. */
 export function parseApprovers(input: Uint8Array | string | unknown): ApproversList {
   const value = input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, 'approvers list') : input;
-  const obj = object(value, 'approvers list');
-  onlyFields(obj, LIST_FIELDS, 'approvers list');
+  const obj = asObject(value, 'approvers list');
+  rejectUnknownFields(obj, LIST_FIELDS, 'approvers list');
 
-  const keysObj = object(obj.keys, 'approvers list keys');
+  const keysObj = asObject(obj.keys, 'approvers list keys');
   const entries = Object.entries(keysObj);
   if (entries.length === 0) throw new HotPatchError('INVALID', 'approvers list has no keys');
   if (entries.length > MAX_KEYS) throw new HotPatchError('INVALID', `approvers list has more than ${MAX_KEYS} keys`);
@@ -61,8 +61,8 @@ export function parseApprovers(input: Uint8Array | string | unknown): ApproversL
       throw new HotPatchError('INVALID', `approvers list key id ${JSON.stringify(keyid)} is not a valid key id (1-128 of [A-Za-z0-9._:@-])`);
     }
     const field = `approvers list keys.${keyid}`;
-    const k = object(raw, field);
-    onlyFields(k, KEY_FIELDS, field);
+    const k = asObject(raw, field);
+    rejectUnknownFields(k, KEY_FIELDS, field);
     // As in the trust store: an algorithm that is not ours is a policy refusal.
     if (!isSignatureAlgorithm(k.alg)) {
       throw new HotPatchError('ALGORITHM_DISALLOWED', `${field}.alg ${describe(k.alg)} is not a supported signature algorithm`);
@@ -97,13 +97,13 @@ export function describeQuorum(quorum: Quorum): string {
 }
 
 function parseQuorum(value: unknown, distinctKeys: number): Quorum {
-  const q = object(value, 'approvers list quorum');
+  const q = asObject(value, 'approvers list quorum');
   if ('threshold' in q) {
-    onlyFields(q, THRESHOLD_FIELDS, 'approvers list quorum');
+    rejectUnknownFields(q, THRESHOLD_FIELDS, 'approvers list quorum');
     return { kind: 'threshold', threshold: count(q.threshold, 'approvers list quorum.threshold', distinctKeys) };
   }
   if ('ratio' in q) {
-    onlyFields(q, RATIO_FIELDS, 'approvers list quorum');
+    rejectUnknownFields(q, RATIO_FIELDS, 'approvers list quorum');
     const ratio = q.ratio;
     if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio <= 0 || ratio > 1) {
       throw new HotPatchError('INVALID', `approvers list quorum.ratio must be a number in (0, 1], got ${describe(ratio)}`);
@@ -125,15 +125,3 @@ function count(value: unknown, field: string, distinctKeys: number): number {
   return value;
 }
 
-function object(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function onlyFields(obj: Record<string, unknown>, known: Set<string>, field: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-  }
-}

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, decodeJson, describe, isErrorCode, parsePatchId, parseRfc3339 } from '../core/index.js';
+import { HotPatchError, asObject, decodeJson, describe, isErrorCode, parsePatchId, parseRfc3339, rejectUnknownFields } from '../core/index.js';
 import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from '../repo/index.js';
 import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, type PlanStatus } from './plan.js';
 
@@ -58,20 +58,9 @@ const FILE_FIELDS = new Set(['format', 'updated_at', 'plans']);
 const ENTRY_FIELDS = new Set(['plan', 'status', 'phase', 'patchId', 'version', 'reason', 'code', 'attempts', 'updatedAt']);
 const MAX_REASON = 4096;
 
-function object(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function only(obj: Record<string, unknown>, known: Set<string>, field: string): void {
-  for (const key of Object.keys(obj)) if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-}
-
 function entry(value: unknown, field: string): PlanState {
-  const obj = object(value, field);
-  only(obj, ENTRY_FIELDS, field);
+  const obj = asObject(value, field);
+  rejectUnknownFields(obj, ENTRY_FIELDS, field);
   const plan = checkPlan(obj.plan, `${field}.plan`);
   if (!(PLAN_STATUSES as readonly unknown[]).includes(obj.status)) {
     throw new HotPatchError('INVALID', `${field}.status must be one of ${PLAN_STATUSES.join(', ')}, got ${describe(obj.status)}`);
@@ -105,8 +94,8 @@ function entry(value: unknown, field: string): PlanState {
 
 /** Strict parse of journal.json (see the format above). */
 export function parseJournal(bytes: Uint8Array, where: string): JournalFile {
-  const obj = object(decodeJson(bytes, where), where);
-  only(obj, FILE_FIELDS, where);
+  const obj = asObject(decodeJson(bytes, where), where);
+  rejectUnknownFields(obj, FILE_FIELDS, where);
   if (obj.format !== 1) throw new HotPatchError('INVALID', `${where}: format must be 1, got ${describe(obj.format)}`);
   if (obj.updated_at !== undefined) parseRfc3339(obj.updated_at, `${where}: updated_at`);
   if (!Array.isArray(obj.plans)) throw new HotPatchError('INVALID', `${where}: plans must be an array, got ${describe(obj.plans)}`);

@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { HotPatchError, PAYLOAD_TYPES, decodeJson, describe, type PayloadType } from '../core/index.js';
+import { HotPatchError, PAYLOAD_TYPES, asObject, decodeJson, describe, rejectUnknownFields, type PayloadType } from '../core/index.js';
 
 /**
  * `state.json` (DESIGN.md "State directory"): per target, which version is active, which is
@@ -53,10 +53,10 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Strict parse: a state file that does not parse is reported, never silently replaced. */
 export function parseStateFile(bytes: Uint8Array, where: string): StateFile {
   const value = decodeJson(bytes, where);
-  const obj = object(value, where);
-  only(obj, STATE_FIELDS, where);
+  const obj = asObject(value, where);
+  rejectUnknownFields(obj, STATE_FIELDS, where);
   if (obj.format !== 1) throw new HotPatchError('INVALID', `${where}: format must be 1, got ${describe(obj.format)}`);
-  const targets = object(obj.targets, `${where} targets`);
+  const targets = asObject(obj.targets, `${where} targets`);
   const out: StateFile = { format: 1, targets: {} };
   if (typeof obj.updated_at === 'string') out.updated_at = obj.updated_at;
   if (obj.audit_head !== undefined) {
@@ -65,8 +65,8 @@ export function parseStateFile(bytes: Uint8Array, where: string): StateFile {
   }
   for (const [name, raw] of Object.entries(targets)) {
     const field = `${where} targets[${JSON.stringify(name)}]`;
-    const t = object(raw, field);
-    only(t, TARGET_FIELDS, field);
+    const t = asObject(raw, field);
+    rejectUnknownFields(t, TARGET_FIELDS, field);
     const state: TargetState = {
       active: record(t.active, `${field}.active`),
       previous: record(t.previous, `${field}.previous`),
@@ -86,8 +86,8 @@ export function parseStateFile(bytes: Uint8Array, where: string): StateFile {
 
 function record(value: unknown, field: string): VersionRecord | null {
   if (value === null || value === undefined) return null;
-  const r = object(value, field);
-  only(r, RECORD_FIELDS, field);
+  const r = asObject(value, field);
+  rejectUnknownFields(r, RECORD_FIELDS, field);
   if (r.id !== null && typeof r.id !== 'string') throw new HotPatchError('INVALID', `${field}.id must be a string or null`);
   if (typeof r.version !== 'string') throw new HotPatchError('INVALID', `${field}.version must be a string`);
   const out: VersionRecord = { id: r.id as string | null, version: r.version };
@@ -112,17 +112,6 @@ function record(value: unknown, field: string): VersionRecord | null {
     throw new HotPatchError('INVALID', `${field}: a patch version needs sha256 and type`);
   }
   return out;
-}
-
-function object(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function only(obj: Record<string, unknown>, known: Set<string>, field: string): void {
-  for (const key of Object.keys(obj)) if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
 }
 
 function strings(value: unknown, field: string): string[] {

@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { HotPatchError, describe, parseTargetName, parseTargetPattern } from '../core/index.js';
+import { HotPatchError, asObject, describe, parseTargetName, parseTargetPattern } from '../core/index.js';
 
 /**
  * The security policy file (`hotpatch verify --policy FILE`), one JSON object. Every field is
@@ -159,9 +159,3 @@ function entries(value: unknown, field: string): [string, unknown][] {
   return list;
 }
 
-function asObject(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
-}

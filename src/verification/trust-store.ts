@@ -1,11 +1,4 @@
-import {
-  HotPatchError,
-  decodeJson,
-  describe,
-  matchesAnyTargetPattern,
-  matchesTargetPattern,
-  parseTargetPattern,
-} from '../core/index.js';
+import { HotPatchError, asObject, decodeJson, describe, matchesAnyTargetPattern, matchesTargetPattern, parseTargetPattern, rejectUnknownFields } from '../core/index.js';
 import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto-agile/index.js';
 
 /**
@@ -64,23 +57,23 @@ const MAX_KEYS = 256;
 /** Trust store JSON (bytes, text or value) → checked trust store. Pure. */
 export function parseTrustStore(input: Uint8Array | string | unknown): TrustStore {
   const value = input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, 'trust store') : input;
-  const obj = object(value, 'trust store');
-  onlyFields(obj, STORE_FIELDS, 'trust store');
+  const obj = asObject(value, 'trust store');
+  rejectUnknownFields(obj, STORE_FIELDS, 'trust store');
 
   const version = obj.version === undefined ? 1 : obj.version;
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
     throw new HotPatchError('INVALID', `trust store version must be an integer >= 1, got ${describe(version)}`);
   }
 
-  const keysObj = object(obj.keys, 'trust store keys');
+  const keysObj = asObject(obj.keys, 'trust store keys');
   const entries = Object.entries(keysObj);
   if (entries.length === 0) throw new HotPatchError('INVALID', 'trust store has no keys');
   if (entries.length > MAX_KEYS) throw new HotPatchError('INVALID', `trust store has more than ${MAX_KEYS} keys`);
   const keys = new Map<string, TrustedKey>();
   for (const [keyid, raw] of entries) {
     if (!KEYID.test(keyid)) throw new HotPatchError('INVALID', `trust store key id ${JSON.stringify(keyid)} is not a valid key id`);
-    const k = object(raw, `trust store keys.${keyid}`);
-    onlyFields(k, KEY_FIELDS, `trust store keys.${keyid}`);
+    const k = asObject(raw, `trust store keys.${keyid}`);
+    rejectUnknownFields(k, KEY_FIELDS, `trust store keys.${keyid}`);
     if (!isSignatureAlgorithm(k.alg)) {
       throw new HotPatchError('ALGORITHM_DISALLOWED', `trust store keys.${keyid}.alg ${describe(k.alg)} is not a supported signature algorithm`);
     }
@@ -105,8 +98,8 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
     if (!Array.isArray(obj.rules)) throw new HotPatchError('INVALID', 'trust store rules must be an array');
     obj.rules.forEach((raw, i) => {
       const field = `trust store rules[${i}]`;
-      const r = object(raw, field);
-      onlyFields(r, RULE_FIELDS, field);
+      const r = asObject(raw, field);
+      rejectUnknownFields(r, RULE_FIELDS, field);
       const ruleKeys = keyIds(r.keys, `${field}.keys`, keys);
       const ruleDistinct = new Set(ruleKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
       rules.push({
@@ -119,8 +112,8 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
 
   let root = { keys: [...keys.keys()], threshold };
   if (obj.root !== undefined) {
-    const r = object(obj.root, 'trust store root');
-    onlyFields(r, ROOT_FIELDS, 'trust store root');
+    const r = asObject(obj.root, 'trust store root');
+    rejectUnknownFields(r, ROOT_FIELDS, 'trust store root');
     const rootKeys = keyIds(r.keys, 'trust store root.keys', keys);
     const rootDistinct = new Set(rootKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
     root = { keys: rootKeys, threshold: thresholdOf(r.threshold, 'trust store root.threshold', rootDistinct) };
@@ -182,15 +175,3 @@ function patterns(value: unknown, field: string): string[] {
   return value.map((p, i) => parseTargetPattern(p, `${field}[${i}]`));
 }
 
-function object(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function onlyFields(obj: Record<string, unknown>, known: Set<string>, field: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!known.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-  }
-}
