@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 // Imports flow downward only (README "Project layout"). A module may import modules listed
 // before it, never after; the folder order is the contract.
-const LAYERS = ['core', 'crypto-agile', 'repo', 'verification', 'security', 'rollback', 'installer', 'zero-downtime', 'observability', 'orchestration', 'distributed', 'agent', 'cli'];
+const LAYERS = ['core', 'stats', 'crypto-agile', 'repo', 'verification', 'security', 'rollback', 'installer', 'zero-downtime', 'observability', 'orchestration', 'distributed', 'agent', 'cli'];
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
