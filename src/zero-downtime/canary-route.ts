@@ -1,6 +1,13 @@
-import { isDeepStrictEqual } from 'node:util';
-import { CallStats } from './call-stats.js';
+import { HotPatchError } from '../core/index.js';
+import { CallDeadlines, type DeadlineHandle } from './call-deadlines.js';
+import { CanaryEvidence, type SideCounts } from './canary-evidence.js';
+import { overwhelmingErrors } from './canary-judge.js';
+import { runDifferential } from './differential-call.js';
 import type { RuntimeVersion } from './runtime-version.js';
+import { isThenable } from './thenable.js';
+
+/** Checks a candidate's output for a target whose outputs cannot be compared (see TargetDeclaration.validate). */
+export type OutputValidator = (output: unknown, args: readonly unknown[], method: string) => boolean | void;
 
 export interface CanaryRouteOptions {
   /** Salt of sticky routing: the same key buckets differently for each patch (as CodePush). */
@@ -10,13 +17,19 @@ export interface CanaryRouteOptions {
   retryOnBaseline: boolean;
   routingKey: ((args: readonly unknown[]) => string) | undefined;
   random: () => number;
+  /** Candidate calls not timed at the start (V8 has not optimised the candidate yet). */
+  warmupCalls: number;
+  confidence: number;
+  /** Deadline of async candidate calls (ms); updated as the baseline's latency is measured. */
+  deadlineMs: number;
+  validate: OutputValidator | undefined;
+  methodNames: readonly string[];
 }
 
 const TWO_32 = 2 ** 32;
+/** Baseline timings owed to timed candidate calls, at most (so both sides are sampled at the same moments). */
+const MAX_ARMED = 8;
 
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
-}
 
 /** FNV-1a, 32 bits: cheap and well spread for bucketing routing keys. */
 export function fnv1a32(text: string): number {
@@ -31,50 +44,68 @@ export function fnv1a32(text: string): number {
 /**
  * Routing while a candidate is canaried: each call picks a side at entry and runs wholly on
  * it. The ratio split uses a xorshift generator (no Math.random per call); sticky routing
- * hashes the routing key with the patch id. Health figures go to the current step's stats.
+ * hashes the routing key with the patch id. Every call feeds the canary's evidence; a run of
+ * candidate errors no healthy version could produce trips the route at once (every call back
+ * on the baseline, mid-interval) and wakes the judge.
  */
 export class CanaryRoute {
   readonly baseline: RuntimeVersion;
   readonly candidate: RuntimeVersion;
   ratio = 0;
-  candidateStats = new CallStats();
-  baselineStats = new CallStats();
-  /** Baseline latency of all steps so far: the last step (ratio 1) has no baseline calls of its own. */
-  readonly baselineHistory = new CallStats();
+  readonly evidence: CanaryEvidence;
+  readonly deadlines: CallDeadlines;
+  /** Why the route tripped (every call on the baseline since), if it did. */
+  tripped: string | undefined;
+  /** Called once when the route trips. */
+  onTrip: (reason: string) => void = () => {};
   readonly #options: CanaryRouteOptions;
   #threshold = 0;
-  #differentialThreshold: number;
-  /** No differential check, sticky routing or retry: the short path applies. */
+  readonly #differentialThreshold: number;
+  /** No differential check, sticky routing, retry or validation: the short path applies. */
   readonly #plain: boolean;
   #state: number;
+  #armed = 0;
+  #timingTick = 0;
+  #nextTripCheck = 3;
 
-  constructor(baseline: RuntimeVersion, candidate: RuntimeVersion, options: CanaryRouteOptions) {
+  constructor(baseline: RuntimeVersion, candidate: RuntimeVersion, options: CanaryRouteOptions, firstRatio: number) {
     this.baseline = baseline;
     this.candidate = candidate;
     this.#options = options;
     this.#differentialThreshold = options.deterministic ? Math.min(TWO_32, Math.floor(options.differentialSampleRate * TWO_32)) : 0;
-    this.#plain = this.#differentialThreshold === 0 && options.routingKey === undefined && !options.retryOnBaseline;
+    this.#plain = this.#differentialThreshold === 0 && options.routingKey === undefined && !options.retryOnBaseline && options.validate === undefined;
     this.#state = (Math.floor(options.random() * 0xffffffff) | 1) >>> 0;
+    this.evidence = new CanaryEvidence(firstRatio, { calls: baseline.calls, errors: baseline.errors });
+    this.deadlines = new CallDeadlines(options.deadlineMs);
+    this.#setThreshold(firstRatio);
   }
 
-  setRatio(ratio: number): void {
+  /** Canary-wide counts of each side (kept for status and tests). */
+  get candidateStats(): SideCounts {
+    return this.evidence.candidate;
+  }
+  get baselineStats(): SideCounts {
+    return this.evidence.baseline;
+  }
+
+  /** Moves to the next step: a new ratio and a new stratum of counts (evidence accumulates). */
+  nextStep(ratio: number): void {
+    if (this.tripped !== undefined) return;
+    this.evidence.newStep(ratio);
+    this.#setThreshold(ratio);
+  }
+
+  #setThreshold(ratio: number): void {
     this.ratio = ratio;
     this.#threshold = ratio >= 1 ? TWO_32 : Math.floor(ratio * TWO_32);
   }
 
-  /** Starts a new step's figures; the finished step's baseline joins the history. */
-  newStep(): void {
-    this.baselineHistory.merge(this.baselineStats);
-    this.candidateStats = new CallStats();
-    this.baselineStats = new CallStats();
-  }
-
-  /** Baseline figures to judge against: this step's, plus earlier steps' latency. */
-  baselineForAnalysis(): CallStats {
-    const merged = new CallStats();
-    merged.merge(this.baselineHistory);
-    merged.merge(this.baselineStats);
-    return merged;
+  /** Every call back on the baseline now; the judge is woken to record the failure. */
+  trip(reason: string): void {
+    if (this.tripped !== undefined) return;
+    this.tripped = reason;
+    this.#threshold = 0;
+    this.onTrip(reason);
   }
 
   #next(): number {
@@ -92,238 +123,269 @@ export class CanaryRoute {
     return this.#next() < this.#threshold;
   }
 
+  /** Whether to time this candidate call: never during warm-up, densely at first, then one in 16. */
+  #timeCandidate(): boolean {
+    const ev = this.evidence;
+    if (ev.candidate.calls <= this.#options.warmupCalls) {
+      ev.warmupExcluded += 1;
+      return false;
+    }
+    return ev.candidateLatency.length < 1024 || (++this.#timingTick & 15) === 0;
+  }
+
+  /** A timed candidate call's duration; the baseline is owed a timing at the same moment. */
+  #candidateLatency(started: number): void {
+    const ms = performance.now() - started;
+    this.evidence.candidateLatency.add(ms, this.#options.random);
+    this.candidate.addLatency(ms / 1000);
+    if (this.#armed < MAX_ARMED) this.#armed += 1;
+  }
+
+  #candidateFailed(): void {
+    this.candidate.errors += 1;
+    const ev = this.evidence;
+    ev.candidateError();
+    // Only on the error path, and at geometrically spaced counts: healthy calls pay nothing.
+    if (ev.current.candidateErrors >= this.#nextTripCheck && this.tripped === undefined) {
+      this.#nextTripCheck = Math.ceil(this.#nextTripCheck * 1.4) + 1;
+      const overwhelming = overwhelmingErrors(ev, this.#options.confidence);
+      if (overwhelming !== undefined) this.trip(overwhelming.reason);
+    }
+  }
+
+  /** A synchronous method: the common case is a pick, two counters and the call. */
+  callSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    if (this.#plain) {
+      if (this.#next() < this.#threshold) return this.#candidateSync(index, api, thisArg, args);
+      if (this.#armed === 0) {
+        const v = this.baseline;
+        v.calls += 1;
+        this.evidence.baselineCall();
+        try {
+          return v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
+        } catch (error) {
+          v.errors += 1;
+          this.evidence.baselineError();
+          throw error;
+        }
+      }
+      return this.#baselineSync(index, api, thisArg, args);
+    }
+    const toCandidate = this.#pickCandidate(args);
+    if (!toCandidate) return this.#baselineSync(index, api, thisArg, args);
+    if (this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) return this.#differential(index, api, thisArg, args, true);
+    return this.#candidateSync(index, api, thisArg, args);
+  }
+
   /** An async (or promise-returning) method: in-flight calls are counted for draining. */
   callAsync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
     const toCandidate = this.#pickCandidate(args);
-    if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
-      return this.#callDifferential(index, api, thisArg, args, false);
-    }
-    return toCandidate
-      ? this.#runOn(this.candidate, this.candidateStats, index, api, thisArg, args, this.#options.retryOnBaseline)
-      : this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+    if (!toCandidate) return this.#baselineAsync(index, api, thisArg, args);
+    if (this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) return this.#differential(index, api, thisArg, args, false);
+    return this.#candidateAsync(index, api, thisArg, args);
   }
 
-  /**
-   * A synchronous method: nothing can be in flight across a swap, so the common case is a
-   * pick, two counters and the call; only sampled calls are timed.
-   */
-  callSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
-    // Kept small enough for V8 to inline into the routed wrapper (so the argument array
-    // need not be built): anything unusual takes #callSyncFull.
-    if (this.#plain) {
-      const toCandidate = this.#next() < this.#threshold;
-      const stats = toCandidate ? this.candidateStats : this.baselineStats;
-      if (!stats.shouldTime()) {
-        const version = toCandidate ? this.candidate : this.baseline;
-        version.calls += 1;
-        stats.calls += 1;
-        let result: unknown;
-        try {
-          result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
-        } catch (error) {
-          version.errors += 1;
-          stats.errors += 1;
-          throw error;
-        }
-        if (toCandidate && isThenable(result)) return this.#brokenSync(version, stats);
-        return result;
-      }
-      return this.#callSyncOn(toCandidate, index, api, thisArg, args, true);
-    }
-    return this.#callSyncFull(index, api, thisArg, args);
-  }
-
-  /** The interface is synchronous: a candidate returning a promise is broken, and no caller gets one. */
-  #brokenSync(version: RuntimeVersion, stats: CallStats): never {
-    version.errors += 1;
-    stats.errors += 1;
-    throw new TypeError(`version ${version.version} returned a promise from a synchronous method`);
-  }
-
-  #callSyncFull(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
-    const toCandidate = this.#pickCandidate(args);
-    if (toCandidate && this.#differentialThreshold > 0 && this.#next() < this.#differentialThreshold) {
-      return this.#callDifferential(index, api, thisArg, args, true);
-    }
-    return this.#callSyncOn(toCandidate, index, api, thisArg, args, undefined);
-  }
-
-  #callSyncOn(toCandidate: boolean, index: number, api: object, thisArg: unknown, args: unknown[], timedAlready: boolean | undefined): unknown {
-    const version = toCandidate ? this.candidate : this.baseline;
-    const stats = toCandidate ? this.candidateStats : this.baselineStats;
-    const timed = timedAlready ?? stats.shouldTime();
+  #baselineSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const v = this.baseline;
+    const timed = this.#armed > 0;
+    if (timed) this.#armed -= 1;
     const started = timed ? performance.now() : 0;
-    version.calls += 1;
-    stats.calls += 1;
+    v.calls += 1;
+    this.evidence.baselineCall();
     let result: unknown;
     try {
-      result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
+      result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
-      version.errors += 1;
-      stats.errors += 1;
-      if (toCandidate && this.#options.retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
+      v.errors += 1;
+      this.evidence.baselineError();
       throw error;
     }
-    if (toCandidate && isThenable(result)) {
-      if (this.#options.retryOnBaseline) {
-        version.errors += 1;
-        stats.errors += 1;
-        return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
-      }
-      return this.#brokenSync(version, stats);
-    }
-    if (timed) this.#recordLatency(version, stats, started);
+    if (timed) this.#baselineLatency(started);
     return result;
   }
 
-  /**
-   * One call on one side, counted in that side's step figures and the version's counters.
-   * `retryOnBaseline`: a throw is re-run on the baseline (idempotent targets only), so the
-   * caller gets the baseline's answer while the candidate's failure still counts.
-   */
-  #runOn(
-    version: RuntimeVersion,
-    stats: CallStats,
-    index: number,
-    api: object,
-    thisArg: unknown,
-    args: unknown[],
-    retryOnBaseline: boolean,
-  ): unknown {
-    const timed = stats.shouldTime();
+  #baselineLatency(started: number): void {
+    const ms = performance.now() - started;
+    this.evidence.baselineLatency.add(ms, this.#options.random);
+    this.baseline.addLatency(ms / 1000);
+  }
+
+  #candidateSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const v = this.candidate;
+    const timed = this.#timeCandidate();
     const started = timed ? performance.now() : 0;
-    version.inflight += 1;
-    version.calls += 1;
+    v.calls += 1;
+    this.evidence.candidateCall();
     let result: unknown;
     try {
-      result = version.functions[index]!.apply(thisArg === api ? version.impl : thisArg, args);
+      result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
-      return this.#failed(version, stats, error, retryOnBaseline, index, api, thisArg, args);
+      this.#candidateFailed();
+      if (this.#options.retryOnBaseline) return this.#baselineSync(index, api, thisArg, args);
+      throw error;
     }
     if (isThenable(result)) {
-      return Promise.resolve(result).then(
-        (value) => this.#succeeded(version, stats, timed, started, value),
-        (error: unknown) => this.#failed(version, stats, error, retryOnBaseline, index, api, thisArg, args),
-      );
+      // The interface is synchronous: a candidate returning a promise is broken, and no caller gets one.
+      this.#candidateFailed();
+      if (this.#options.retryOnBaseline) return this.#baselineSync(index, api, thisArg, args);
+      throw new TypeError(`version ${v.version} returned a promise from a synchronous method`);
     }
-    return this.#succeeded(version, stats, timed, started, result);
+    if (timed) this.#candidateLatency(started);
+    if (this.#options.validate !== undefined && !this.#valid(index, result, args)) {
+      return this.#invalidOutput(() => this.#baselineSync(index, api, thisArg, args), index);
+    }
+    return result;
   }
 
-  /** A timed call's duration goes to the step's figures and to the version's histogram samples. */
-  #recordLatency(version: RuntimeVersion, stats: CallStats, started: number): void {
-    const ms = performance.now() - started;
-    stats.addLatency(ms, this.#options.random);
-    version.addLatency(ms / 1000);
+  #valid(index: number, output: unknown, args: readonly unknown[]): boolean {
+    try {
+      return this.#options.validate!(output, args, this.#options.methodNames[index]!) !== false;
+    } catch {
+      // A validator that throws refuses the output; the refusal is what is recorded.
+      return false;
+    }
   }
 
-  // Methods, not per-call closures: a settled async call allocates nothing more.
-  #succeeded(version: RuntimeVersion, stats: CallStats, timed: boolean, started: number, value: unknown): unknown {
-    version.leave();
-    stats.calls += 1;
-    if (timed) this.#recordLatency(version, stats, started);
+  #invalidOutput<R>(onBaseline: () => R, index: number): R {
+    this.evidence.candidate.invalid += 1;
+    this.#candidateFailed();
+    if (this.#options.retryOnBaseline) return onBaseline();
+    throw new HotPatchError('CANARY_FAILED', `candidate ${this.candidate.version} returned an output the target's validate hook refused (${this.#options.methodNames[index]})`);
+  }
+
+  #baselineAsync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const v = this.baseline;
+    const timed = this.#armed > 0;
+    if (timed) this.#armed -= 1;
+    const started = timed ? performance.now() : 0;
+    v.inflight += 1;
+    v.calls += 1;
+    this.evidence.baselineCall();
+    let result: unknown;
+    try {
+      result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
+    } catch (error) {
+      v.leave();
+      v.errors += 1;
+      this.evidence.baselineError();
+      throw error;
+    }
+    if (!isThenable(result)) {
+      v.leave();
+      if (timed) this.#baselineLatency(started);
+      return result;
+    }
+    return Promise.resolve(result).then(
+      (value) => {
+        v.leave();
+        if (timed) this.#baselineLatency(started);
+        return value;
+      },
+      (error: unknown) => {
+        v.leave();
+        v.errors += 1;
+        this.evidence.baselineError();
+        throw error;
+      },
+    );
+  }
+
+  #candidateAsync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+    const v = this.candidate;
+    const timed = this.#timeCandidate();
+    const started = timed ? performance.now() : 0;
+    v.inflight += 1;
+    v.calls += 1;
+    this.evidence.candidateCall();
+    const onBaseline = (): unknown => this.#baselineAsync(index, api, thisArg, args);
+    let result: unknown;
+    try {
+      result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
+    } catch (error) {
+      v.leave();
+      this.#candidateFailed();
+      if (this.#options.retryOnBaseline) return onBaseline();
+      throw error;
+    }
+    if (!isThenable(result)) {
+      v.leave();
+      return this.#candidateValue(result, index, args, timed, started, onBaseline);
+    }
+    return new Promise((resolve, reject) => {
+      const handle: DeadlineHandle = this.deadlines.watch(() => {
+        // Past its deadline: an error for the judge; the caller is answered now.
+        this.evidence.candidate.timeouts += 1;
+        this.#candidateFailed();
+        if (this.#options.retryOnBaseline) {
+          resolve(onBaseline());
+          return;
+        }
+        reject(new HotPatchError('CANARY_FAILED', `candidate ${v.version} did not answer within its ${Math.round(this.deadlines.deadlineMs)} ms canary deadline`));
+      });
+      Promise.resolve(result).then(
+        (value) => {
+          v.leave();
+          if (!this.deadlines.settle(handle)) return;
+          try {
+            resolve(this.#candidateValue(value, index, args, timed, started, onBaseline));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        (error: unknown) => {
+          v.leave();
+          if (!this.deadlines.settle(handle)) return;
+          this.#candidateFailed();
+          if (this.#options.retryOnBaseline) resolve(onBaseline());
+          else reject(error);
+        },
+      );
+    });
+  }
+
+  #candidateValue(value: unknown, index: number, args: readonly unknown[], timed: boolean, started: number, onBaseline: () => unknown): unknown {
+    if (timed) this.#candidateLatency(started);
+    if (this.#options.validate !== undefined && !this.#valid(index, value, args)) return this.#invalidOutput(onBaseline, index);
     return value;
-  }
-
-  #failed(
-    version: RuntimeVersion,
-    stats: CallStats,
-    error: unknown,
-    retryOnBaseline: boolean,
-    index: number,
-    api: object,
-    thisArg: unknown,
-    args: unknown[],
-  ): unknown {
-    version.leave();
-    version.errors += 1;
-    stats.calls += 1;
-    stats.errors += 1;
-    if (retryOnBaseline) return this.#runOn(this.baseline, this.baselineStats, index, api, thisArg, args, false);
-    throw error;
   }
 
   /**
    * Runs the call on both sides and compares the outcomes; the caller always gets the
    * baseline's. So for a deterministic target, wrong bytes from the candidate are caught
-   * and never handed out. Only the candidate's own call is timed.
+   * and never handed out, and the two timings form a pair taken at the same moment.
    */
-  #callDifferential(index: number, api: object, thisArg: unknown, args: unknown[], sync: boolean): unknown {
-    const b = this.baseline;
-    const c = this.candidate;
-    const cs = this.candidateStats;
-    const bs = this.baselineStats;
-    b.inflight += 1;
-    c.inflight += 1;
-    let baseValue: unknown;
-    let baseError: unknown;
-    let baseThrew = false;
-    try {
-      baseValue = b.functions[index]!.apply(thisArg === api ? b.impl : thisArg, args);
-    } catch (error) {
-      baseThrew = true;
-      baseError = error;
-    }
-    const timed = cs.shouldTime();
-    const started = performance.now();
-    let candValue: unknown;
-    let candThrew = false;
-    try {
-      candValue = c.functions[index]!.apply(thisArg === api ? c.impl : thisArg, args);
-    } catch {
-      // The candidate's exception is counted (below) and never reaches the caller: the
-      // baseline's outcome is what this call returns.
-      candThrew = true;
-    }
-    const recordBaseline = (threw: boolean): void => {
-      b.leave();
-      b.calls += 1;
-      bs.calls += 1;
-      if (threw) {
-        b.errors += 1;
-        bs.errors += 1;
-      }
-    };
-    const recordCandidate = (threw: boolean, mismatch: boolean, ms: number): void => {
-      c.leave();
-      c.calls += 1;
-      cs.calls += 1;
-      if (threw) {
-        c.errors += 1;
-        cs.errors += 1;
-      }
-      if (timed) cs.addLatency(ms, this.#options.random);
-      cs.differentialSamples += 1;
-      if (mismatch) cs.differentialMismatches += 1;
-    };
-    const differs = (bThrew: boolean, bValue: unknown, cThrew: boolean, cValue: unknown): boolean =>
-      bThrew !== cThrew || (!bThrew && !isDeepStrictEqual(bValue, cValue));
-
-    if (sync) {
-      // A synchronous method compares raw values: a candidate that returns a promise where
-      // the interface returns a value is a mismatch (and an error), never awaited into a match.
-      const candBroke = !candThrew && isThenable(candValue);
-      recordBaseline(baseThrew);
-      recordCandidate(candThrew || candBroke, candBroke || differs(baseThrew, baseValue, candThrew, candValue), performance.now() - started);
-      if (baseThrew) throw baseError;
-      return baseValue;
-    }
-    // Asynchronous: the caller gets the baseline's answer as soon as it is ready; the
-    // candidate is judged whenever it settles (one that never does leaves the step without
-    // data, which is never promoted).
-    const baseDone = Promise.resolve(baseThrew ? Promise.reject(baseError) : baseValue).then(
-      (value) => ({ threw: false, value, error: undefined as unknown }),
-      (error: unknown) => ({ threw: true, value: undefined as unknown, error }),
+  #differential(index: number, api: object, thisArg: unknown, args: unknown[], sync: boolean): unknown {
+    const timed = this.#timeCandidate();
+    return runDifferential(
+      {
+        baseline: this.baseline,
+        candidate: this.candidate,
+        index,
+        api,
+        thisArg,
+        args,
+        sync,
+        // Alternate which side runs first, so cache warmth favours neither in the pairs.
+        candidateFirst: (this.#next() & 1) === 1,
+        deadlines: this.deadlines,
+      },
+      {
+        baseline: (threw) => {
+          this.evidence.baselineCall();
+          if (threw) this.evidence.baselineError();
+        },
+        candidate: (outcome) => {
+          this.evidence.candidateCall();
+          this.evidence.differentialSamples += 1;
+          if (outcome.timedOut) this.evidence.candidate.timeouts += 1;
+          if (outcome.failed) this.#candidateFailed();
+          if (outcome.mismatch) this.evidence.differentialMismatches += 1;
+          if (timed && outcome.candidateMs !== undefined && outcome.baselineMs !== undefined) {
+            this.evidence.pairs.add(outcome.baselineMs, outcome.candidateMs, this.#options.random);
+            this.candidate.addLatency(outcome.candidateMs / 1000);
+          }
+        },
+      },
     );
-    const candDone = Promise.resolve(candThrew ? Promise.reject(new Error('candidate threw')) : candValue).then(
-      (value) => ({ threw: false, value, ms: performance.now() - started }),
-      () => ({ threw: true, value: undefined as unknown, ms: performance.now() - started }),
-    );
-    void Promise.all([baseDone, candDone]).then(([bb, cc]) => recordCandidate(cc.threw, differs(bb.threw, bb.value, cc.threw, cc.value), cc.ms));
-    return baseDone.then((bb) => {
-      recordBaseline(bb.threw);
-      if (bb.threw) throw bb.error;
-      return bb.value;
-    });
   }
-
 }

@@ -1,8 +1,9 @@
 export * from './options.js';
 export * from './schedule.js';
-export * from './call-stats.js';
-export * from './canary-analysis.js';
+export { judge, lookAlpha, tripAlpha, type JudgeFigures, type JudgeOptions, type JudgeRule, type JudgeVerdict, type StepVerdict } from './canary-judge.js';
+export { CanaryEvidence, LatencyReservoir, PairReservoir, SideCounts, type StepCounts } from './canary-evidence.js';
 export * from './canary-route.js';
+export { isThenable } from './thenable.js';
 export * from './runtime-version.js';
 export * from './target.js';
 export * from './runtime.js';

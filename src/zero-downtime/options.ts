@@ -2,31 +2,47 @@ import { HotPatchError } from '../core/index.js';
 
 /** Options of `twoPhaseApply` (seed: ZdtOptions). Every field has a safe default. */
 export interface ZdtOptions {
-  /** Share of calls sent to the candidate in the first step (default 0.05). */
+  /** Share of calls sent to the candidate in the first step (default 0.005: exposure stays under 0.5 %). */
   canaryRatio?: number;
-  /** Length of the first step in ms (default 150); later steps grow by `backoffFactor`. */
+  /** Length of the first interval in ms (default 150); later intervals grow by `backoffFactor`. */
   canaryInterval?: number;
-  /** Each step lasts `backoffFactor` times the previous one (default 1.5). */
+  /** Each interval lasts `backoffFactor` times the previous one (default 1.5). */
   backoffFactor?: number;
   /** Each interval is jittered by ±`jitterRatio` of itself (default 0.10). */
   jitterRatio?: number;
-  /** Ratios of the canary steps (default `[canaryRatio, 0.25, 0.5, 1]`); increasing, in (0, 1]. */
+  /**
+   * Ratios of the canary steps (default `[canaryRatio, 0.05, 0.25, 0.5]`, then promotion);
+   * increasing, in (0, 1]. A step of 1 has no same-moment baseline of its own (see README).
+   */
   steps?: number[];
-  /** A step with fewer candidate calls is Inconclusive: it waits longer, never promotes (default 20). */
+  /** One-sided confidence of every Failed verdict (default 0.99): the false-alarm rate is at most 1 − confidence per canary. */
+  confidence?: number;
+  /** Tolerated candidate error rate above the baseline's, as a fraction of calls (default 0: none beyond noise). */
+  maxErrorExcess?: number;
+  /** Tolerated slowdown: the candidate fails only if its latency is significantly above (1 + shift) × the baseline's (default 0.3). */
+  maxLatencyShift?: number;
+  /** A step with fewer candidate calls is Inconclusive: it waits longer, never advances (default 50). */
   minCallsPerStep?: number;
+  /** Candidate calls the whole canary must have seen before promotion (default 1000). */
+  minCalls?: number;
   /** Inconclusive extensions allowed per step before the canary fails for lack of data (default 20). */
   maxInconclusiveExtensions?: number;
-  /** Largest candidate error rate that still passes a step (default 0.01). */
+  /** Absolute ceiling: a candidate error rate significantly above it fails whatever the baseline does (default 1: off). */
   maxErrorRate?: number;
-  /** Largest candidate p99 / baseline p99 that still passes a step (default 2). */
+  /** @deprecated Use `maxLatencyShift` (`maxLatencyRatio` r means shift r − 1). */
   maxLatencyRatio?: number;
-  /** Latency samples needed on each side before the latency ratio is judged (default 20). */
+  /** Latency samples needed on each side (or pairs, for shadowed targets) before latency is judged (default 50). */
   minLatencySamples?: number;
-  /**
-   * Added to both p99s before dividing (default 0.05 ms), so timer and GC jitter on
-   * microsecond calls is not read as a slowdown; a slowdown far above it still is.
-   */
+  /** Absolute slack added to the tolerated latency (ms, default 0), for timer-resolution-sized calls. */
   latencyNoiseFloorMs?: number;
+  /** The candidate's first calls, excluded from latency while V8 optimises it (default 200). */
+  warmupCalls?: number;
+  /**
+   * Deadline of one async candidate call during the canary, in ms: past it the call counts
+   * as an error (and, with `retryOnBaseline`, the caller is answered by the baseline).
+   * Default: derived from the baseline's latency (20 × its p99, at least 250 ms; 5 s until measured).
+   */
+  canaryCallTimeoutMs?: number;
   /**
    * For deterministic targets: share of candidate calls also run on the baseline, outputs
    * compared; the caller gets the baseline's answer on those calls (default 1: every
@@ -37,50 +53,75 @@ export interface ZdtOptions {
   rollbackOnCancel?: boolean;
   /** A failed canary rejects with CANARY_FAILED (default true); false resolves with outcome "rolled-back". */
   returnErrorOnCanaryFail?: boolean;
-  /** For idempotent targets: a candidate call that throws is re-run on the baseline (default false). */
+  /** For idempotent targets: a candidate call that throws (or misses its deadline) is re-run on the baseline (default false). */
   retryOnBaseline?: boolean;
   /** Sticky routing: the same key always lands on the same side (hash of key + patch id). */
   routingKey?: (args: readonly unknown[]) => string;
   /** Cancels the apply (ABORTED). */
   signal?: AbortSignal;
-  /** A promoted version is "good" only after running this long; a restart before that reverts (default 60 s). */
+  /**
+   * A promoted version is "good" only after running this long (default 60 s). During it the
+   * promoted version is still compared with the previous one (`probationWatch`), and a restart
+   * before it ends reverts.
+   */
   probationMs?: number;
+  /** Keep judging after promotion: a clear regression during probation routes back to the warm previous version (default true). */
+  probationWatch?: boolean;
   /** How long to wait for in-flight calls before disposing an old version (default 30 s; reported, never forced). */
   drainTimeoutMs?: number;
   /** Random source in [0, 1) for jitter and routing (tests make it deterministic). */
   random?: () => number;
 }
 
-export type ResolvedZdtOptions = Required<Omit<ZdtOptions, 'routingKey' | 'signal'>> & Pick<ZdtOptions, 'routingKey' | 'signal'>;
+export type ResolvedZdtOptions = Required<Omit<ZdtOptions, 'routingKey' | 'signal' | 'maxLatencyRatio' | 'canaryCallTimeoutMs'>> &
+  Pick<ZdtOptions, 'routingKey' | 'signal' | 'canaryCallTimeoutMs'>;
+
+/** Longest delay a Node timer keeps (2^31 − 1 ms); a longer one would fire after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions {
-  const canaryRatio = ratio(options.canaryRatio ?? 0.05, 'canaryRatio');
-  const steps = options.steps ?? [canaryRatio, 0.25, 0.5, 1].filter((r, i) => i === 0 || r > canaryRatio);
+  const canaryRatio = ratio(options.canaryRatio ?? 0.005, 'canaryRatio');
+  const steps = options.steps ?? [canaryRatio, 0.05, 0.25, 0.5].filter((r, i) => i === 0 || r > canaryRatio);
   if (!Array.isArray(steps) || steps.length === 0) throw new HotPatchError('INVALID', 'steps must be a non-empty array of ratios');
   steps.forEach((s, i) => {
     ratio(s, `steps[${i}]`);
     if (i > 0 && s <= steps[i - 1]!) throw new HotPatchError('INVALID', `steps must increase: steps[${i}] = ${s} after ${steps[i - 1]}`);
   });
+  if (options.maxLatencyShift !== undefined && options.maxLatencyRatio !== undefined) {
+    throw new HotPatchError('INVALID', 'give maxLatencyShift or the older maxLatencyRatio, not both');
+  }
+  const shift =
+    options.maxLatencyRatio !== undefined ? atLeast(options.maxLatencyRatio, 1, 'maxLatencyRatio') - 1 : nonNegative(options.maxLatencyShift ?? 0.3, 'maxLatencyShift');
   const resolved: ResolvedZdtOptions = {
     canaryRatio,
-    canaryInterval: nonNegative(options.canaryInterval ?? 150, 'canaryInterval'),
+    canaryInterval: timerMs(options.canaryInterval ?? 150, 'canaryInterval'),
     backoffFactor: atLeast(options.backoffFactor ?? 1.5, 1, 'backoffFactor'),
     jitterRatio: between(options.jitterRatio ?? 0.1, 0, 0.9, 'jitterRatio'),
     steps: [...steps],
-    minCallsPerStep: integer(options.minCallsPerStep ?? 20, 1, 'minCallsPerStep'),
+    confidence: openUnit(options.confidence ?? 0.99, 'confidence'),
+    maxErrorExcess: between(options.maxErrorExcess ?? 0, 0, 1, 'maxErrorExcess'),
+    maxLatencyShift: shift,
+    minCallsPerStep: integer(options.minCallsPerStep ?? 50, 1, 'minCallsPerStep'),
+    minCalls: integer(options.minCalls ?? 1000, 0, 'minCalls'),
     maxInconclusiveExtensions: integer(options.maxInconclusiveExtensions ?? 20, 0, 'maxInconclusiveExtensions'),
-    maxErrorRate: between(options.maxErrorRate ?? 0.01, 0, 1, 'maxErrorRate'),
-    maxLatencyRatio: atLeast(options.maxLatencyRatio ?? 2, 1, 'maxLatencyRatio'),
-    minLatencySamples: integer(options.minLatencySamples ?? 20, 1, 'minLatencySamples'),
-    latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0.05, 'latencyNoiseFloorMs'),
+    maxErrorRate: between(options.maxErrorRate ?? 1, 0, 1, 'maxErrorRate'),
+    minLatencySamples: integer(options.minLatencySamples ?? 50, 1, 'minLatencySamples'),
+    latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0, 'latencyNoiseFloorMs'),
+    warmupCalls: integer(options.warmupCalls ?? 200, 0, 'warmupCalls'),
     differentialSampleRate: between(options.differentialSampleRate ?? 1, 0, 1, 'differentialSampleRate'),
-    rollbackOnCancel: options.rollbackOnCancel ?? true,
-    returnErrorOnCanaryFail: options.returnErrorOnCanaryFail ?? true,
-    retryOnBaseline: options.retryOnBaseline ?? false,
-    probationMs: nonNegative(options.probationMs ?? 60_000, 'probationMs'),
-    drainTimeoutMs: nonNegative(options.drainTimeoutMs ?? 30_000, 'drainTimeoutMs'),
+    rollbackOnCancel: bool(options.rollbackOnCancel ?? true, 'rollbackOnCancel'),
+    returnErrorOnCanaryFail: bool(options.returnErrorOnCanaryFail ?? true, 'returnErrorOnCanaryFail'),
+    retryOnBaseline: bool(options.retryOnBaseline ?? false, 'retryOnBaseline'),
+    probationMs: timerMs(options.probationMs ?? 60_000, 'probationMs'),
+    probationWatch: bool(options.probationWatch ?? true, 'probationWatch'),
+    drainTimeoutMs: timerMs(options.drainTimeoutMs ?? 30_000, 'drainTimeoutMs'),
     random: options.random ?? Math.random,
   };
+  if (options.canaryCallTimeoutMs !== undefined) {
+    const t = timerMs(options.canaryCallTimeoutMs, 'canaryCallTimeoutMs');
+    if (t <= 0) throw new HotPatchError('INVALID', `canaryCallTimeoutMs must be > 0, got ${t}`);
+    resolved.canaryCallTimeoutMs = t;
+  }
   if (options.routingKey !== undefined) {
     if (typeof options.routingKey !== 'function') throw new HotPatchError('INVALID', 'routingKey must be a function');
     resolved.routingKey = options.routingKey;
@@ -108,4 +149,18 @@ function between(value: unknown, min: number, max: number, name: string): number
 function integer(value: unknown, min: number, name: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw new HotPatchError('INVALID', `${name} must be an integer >= ${min}, got ${String(value)}`);
   return value;
+}
+function openUnit(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !(value > 0 && value < 1)) throw new HotPatchError('INVALID', `${name} must be a number in (0, 1), got ${String(value)}`);
+  return value;
+}
+function bool(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw new HotPatchError('INVALID', `${name} must be a boolean, got ${String(value)}`);
+  return value;
+}
+/** A delay handed to a Node timer: finite, >= 0 and at most 2^31 − 1 ms (longer ones would fire at once). */
+function timerMs(value: unknown, name: string): number {
+  const ms = nonNegative(value, name);
+  if (ms > MAX_TIMER_MS) throw new HotPatchError('INVALID', `${name} must be at most ${MAX_TIMER_MS} ms (about 24.8 days), got ${ms}`);
+  return ms;
 }

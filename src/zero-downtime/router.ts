@@ -1,5 +1,5 @@
 import type { CanaryRoute } from './canary-route.js';
-import { isThenable } from './canary-route.js';
+import { isThenable } from './thenable.js';
 import type { RuntimeVersion } from './runtime-version.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
@@ -64,6 +64,7 @@ class DurationProbe implements Detour {
       return (v.functions[index] as AnyFunction).apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
       v.errors += 1;
+      if (v.onError !== null) v.onError();
       throw error;
     } finally {
       v.addLatency((performance.now() - started) / 1000);
@@ -82,6 +83,7 @@ class DurationProbe implements Detour {
     } catch (error) {
       v.leave();
       v.errors += 1;
+      if (v.onError !== null) v.onError();
       throw error;
     }
     if (!isThenable(result)) {
@@ -98,6 +100,7 @@ class DurationProbe implements Detour {
       (error: unknown) => {
         v.leave();
         v.errors += 1;
+        if (v.onError !== null) v.onError();
         throw error;
       },
     );
@@ -115,6 +118,7 @@ export function syncMethod(router: Router, api: object, index: number): AnyFunct
       return (v.functions[index] as AnyFunction).apply(this === api ? v.impl : this, args);
     } catch (error) {
       v.errors += 1;
+      if (v.onError !== null) v.onError();
       throw error;
     }
   };
@@ -134,6 +138,7 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
     } catch (error) {
       v.leave();
       v.errors += 1;
+      if (v.onError !== null) v.onError();
       throw error;
     }
     if (!isThenable(result)) {
@@ -148,6 +153,7 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
       (error: unknown) => {
         v.leave();
         v.errors += 1;
+        if (v.onError !== null) v.onError();
         throw error;
       },
     );

@@ -40,6 +40,10 @@ export class RuntimeVersion {
   /** Calls and thrown errors since load, for metrics (plain increments: the hot path stays cheap). */
   calls = 0;
   errors = 0;
+  /** Told of every error of a steady call while a probation watch runs (only the error path pays). */
+  onError: (() => void) | null = null;
+  /** Told of every sampled duration (seconds) while a probation watch runs. */
+  latencyTap: ((seconds: number) => void) | null = null;
   /** Durations (seconds) of sampled calls not yet collected by metrics; a bounded ring. */
   readonly #latency = new Float64Array(LATENCY_RING);
   #latencyCount = 0;
@@ -57,6 +61,7 @@ export class RuntimeVersion {
 
   /** Records the duration of a sampled call (seconds). */
   addLatency(seconds: number): void {
+    if (this.latencyTap !== null) this.latencyTap(seconds);
     this.#latency[this.#latencyCount % LATENCY_RING] = seconds;
     this.#latencyCount += 1;
   }

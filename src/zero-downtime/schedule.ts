@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from './options.js';
+
 /**
  * Length of canary interval `n` (0-based, counting inconclusive extensions too): the first is
  * `canaryInterval`, each next one `backoffFactor` times longer, each jittered by ±`jitterRatio`
@@ -10,5 +12,6 @@ export function canaryIntervalMs(
 ): number {
   const base = options.canaryInterval * options.backoffFactor ** n;
   const jitter = (random() * 2 - 1) * options.jitterRatio;
-  return Math.max(0, base * (1 + jitter));
+  // Capped at the longest delay a Node timer keeps: a longer one would fire after 1 ms.
+  return Math.min(MAX_TIMER_MS, Math.max(0, base * (1 + jitter)));
 }

@@ -19,6 +19,13 @@ export interface TargetDeclaration<T extends object> {
   adapter?: WasmAdapter;
   /** Same input → same output: the canary compares candidate and baseline outputs. */
   deterministic?: boolean;
+  /**
+   * For targets whose outputs cannot be compared (not deterministic): checks a candidate's
+   * output during the canary (a signature verifies, a token parses). Returning false or
+   * throwing counts the call as failed; with `retryOnBaseline` the caller gets the baseline's
+   * answer, otherwise a `CANARY_FAILED` error instead of the refused output.
+   */
+  validate?: (output: unknown, args: readonly unknown[], method: keyof T & string) => boolean | void;
   /** Safe to run twice: `retryOnBaseline` may re-run a failed candidate call on the baseline. */
   idempotent?: boolean;
   /** Methods that return promises without being `async` functions (so in-flight calls are counted). */
@@ -77,6 +84,9 @@ export class Target<T extends object> {
       throw new HotPatchError('INVALID', `target ${name}: version must be a semver version, got ${String(declaration.version)}`);
     }
     if (typeof declaration.impl !== 'object' || declaration.impl === null) throw new HotPatchError('INVALID', `target ${name}: impl must be an object`);
+    if (declaration.validate !== undefined && typeof declaration.validate !== 'function') {
+      throw new HotPatchError('INVALID', `target ${name}: validate must be a function`);
+    }
     this.declaration = declaration;
     this.keys = interfaceKeys(declaration.impl);
     if (this.keys.length === 0) throw new HotPatchError('INVALID', `target ${name}: impl has no methods to route`);

@@ -3,12 +3,14 @@ import { mkdir } from 'node:fs/promises';
 import { HotPatchError, encodeEnvelope, type ErrorCode, type VerifiedManifest } from '../core/index.js';
 import type { DynamicInstaller } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
-import { analyzeStep, type StepFigures, type StepVerdict } from './canary-analysis.js';
-import { CanaryRoute } from './canary-route.js';
+import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
+import { CanaryRoute, type OutputValidator } from './canary-route.js';
 import { resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
 import { HotPatchRuntime, runSelfTests, type DrainReport } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
+import { watchProbation } from './probation-watch.js';
 import { canaryIntervalMs } from './schedule.js';
+import { quantile } from '../stats/index.js';
 import type { CanaryControl, Target } from './target.js';
 
 export type ApplyOutcome = 'promoted' | 'rolled-back' | 'paused' | 'already-active';
@@ -18,7 +20,7 @@ export interface StepReport {
   ratio: number;
   verdict: StepVerdict;
   reason: string;
-  figures: StepFigures;
+  figures: JudgeFigures;
   /** Intervals waited in this step (more than one when Inconclusive extended it). */
   intervals: number;
 }
@@ -42,7 +44,7 @@ export interface ApplyOptions extends ZdtOptions {
 /** The runtime used when `twoPhaseApply` is not given one (no state directory: nothing persisted). */
 export const defaultRuntime = new HotPatchRuntime();
 
-type Wake = 'elapsed' | 'promote' | 'abort';
+type Wake = 'elapsed' | 'promote' | 'abort' | 'tripped';
 
 /**
  * Applies a verified patch to its target with no dropped call (seed: twoPhaseApply).
@@ -155,54 +157,77 @@ export async function twoPhaseApply(
 
     // phase 4: canary steps.
     const baseline = target.active;
-    route = new CanaryRoute(baseline, candidate, {
-      patchId: manifest.id,
-      deterministic: target.declaration.deterministic === true,
-      differentialSampleRate: opts.differentialSampleRate,
-      retryOnBaseline: opts.retryOnBaseline,
-      routingKey: opts.routingKey,
-      random: opts.random,
-    });
-    route.setRatio(opts.steps[0]!);
-    target.setCanary(route);
+    const canaryRoute = new CanaryRoute(
+      baseline,
+      candidate,
+      {
+        patchId: manifest.id,
+        deterministic: target.declaration.deterministic === true,
+        differentialSampleRate: opts.differentialSampleRate,
+        retryOnBaseline: opts.retryOnBaseline,
+        routingKey: opts.routingKey,
+        random: opts.random,
+        warmupCalls: opts.warmupCalls,
+        confidence: opts.confidence,
+        deadlineMs: opts.canaryCallTimeoutMs ?? DEFAULT_DEADLINE_MS,
+        validate: target.declaration.validate as OutputValidator | undefined,
+        methodNames: target.keys,
+      },
+      opts.steps[0]!,
+    );
+    route = canaryRoute;
+    canaryRoute.onTrip = () => control.wake();
+    target.setCanary(canaryRoute);
     emit('CanaryStarted', `canary of ${manifest.version} against ${baseline.version} at ${pct(opts.steps[0]!)}`, {
       steps: opts.steps,
       baseline: baseline.version,
+      confidence: opts.confidence,
+      maxErrorExcess: opts.maxErrorExcess,
+      maxLatencyShift: opts.maxLatencyShift,
     });
 
     let interval = 0;
+    let look = 0;
     let manual = false;
+    let last: JudgeFigures | undefined;
     steps: for (let i = 0; i < opts.steps.length; i++) {
       const ratio = opts.steps[i]!;
       // Do not widen exposure once an abort is pending: pause or roll back where we stand.
       const pending = abortReason();
       if (pending !== undefined) return await onAbort(pending);
-      if (i > 0) {
-        route.newStep();
-        route.setRatio(ratio);
-      }
+      if (i > 0) canaryRoute.nextStep(ratio);
       for (let extensions = 0; ; extensions++) {
-        const woke = await waitInterval(canaryIntervalMs(interval++, opts, opts.random), opts, control);
+        const woke = await waitInterval(canaryIntervalMs(interval++, opts, opts.random), opts, control, () => canaryRoute.tripped !== undefined);
         if (woke === 'abort') return await onAbort(abortReason() ?? 'aborted');
         if (woke === 'promote') {
           manual = true;
           break steps;
         }
-        const analysis = analyzeStep(ratio, route.candidateStats, route.baselineForAnalysis(), opts);
+        look += 1;
+        const analysis = judge(canaryRoute.evidence, look, i === opts.steps.length - 1, opts);
         let { verdict, reason } = analysis;
+        let figures = analysis.figures;
+        if (canaryRoute.tripped !== undefined && verdict !== 'Failed') {
+          verdict = 'Failed';
+          reason = canaryRoute.tripped;
+          figures = { ...figures, rule: 'overwhelming-errors' };
+        }
         if (verdict === 'Inconclusive' && extensions >= opts.maxInconclusiveExtensions) {
           verdict = 'Failed';
           reason = `no verdict after ${extensions + 1} intervals: ${reason} (never promoted without data)`;
         }
-        const report: StepReport = { step: i + 1, ratio, verdict, reason, figures: analysis.figures, intervals: extensions + 1 };
-        if (verdict !== 'Inconclusive' || extensions === 0) steps.push(report);
+        last = figures;
+        if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute);
+        const report: StepReport = { step: i + 1, ratio, verdict, reason, figures, intervals: extensions + 1 };
+        // One report per step: its latest look (an Inconclusive look is replaced by the next).
+        if (extensions === 0) steps.push(report);
         else steps[steps.length - 1] = report;
         emit('CanaryStep', `step ${i + 1}/${opts.steps.length} at ${pct(ratio)}: ${verdict}: ${reason}`, {
           step: i + 1,
           of: opts.steps.length,
           verdict,
           intervals: extensions + 1,
-          ...analysis.figures,
+          ...figures,
         });
         if (verdict === 'Failed') return await fail('CANARY_FAILED', `canary of ${manifest.id} failed at step ${i + 1} (${pct(ratio)}): ${reason}`);
         if (verdict === 'Successful') break;
@@ -210,7 +235,10 @@ export async function twoPhaseApply(
     }
 
     // phase 5: promote, handing the old version's state to the new one (Erlang's code_change).
-    const promoted = await promoteCandidate(runtime, target as Target<object>, candidate, opts, emit, manual ? 'promoted by operator' : 'every canary step passed', abortReason);
+    const why = manual
+      ? 'promoted by operator'
+      : `every canary step passed (${opts.steps.length} steps, ${look} looks at confidence ${opts.confidence}): ${last === undefined ? 'no figures' : summarySentence(last)}`;
+    const promoted = await promoteCandidate(runtime, target as Target<object>, candidate, opts, emit, why, abortReason, last, canaryRoute);
     if (!promoted.ok) return await fail(promoted.code, promoted.reason, promoted.cause, promoted.patchAtFault);
     return { ...base, outcome: 'promoted', reason: promoted.reason, steps, drain: promoted.drain };
   } catch (error) {
@@ -232,7 +260,7 @@ export async function twoPhaseApply(
       version: manifest.version,
       promote: async () => {
         target.paused = undefined;
-        const r = await promoteCandidate(runtime, target as Target<object>, pausedCandidate, opts, emit, 'paused canary promoted by operator');
+        const r = await promoteCandidate(runtime, target as Target<object>, pausedCandidate, opts, emit, 'paused canary promoted by operator', undefined, undefined, pausedRoute);
         if (!r.ok) {
           target.setCanary(null);
           emit('RolledBack', r.reason, { code: r.code });
@@ -266,6 +294,8 @@ async function promoteCandidate(
   emit: (type: 'Promoted' | 'Activated', reason: string, detail?: Record<string, unknown>) => void,
   why: string,
   pendingAbort: () => string | undefined = () => undefined,
+  figures?: JudgeFigures,
+  reference?: CanaryRoute,
 ): Promise<{ ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; code: ErrorCode; reason: string; cause: unknown; patchAtFault: boolean }> {
   const old = target.active;
   if (old.hooks.exportState !== undefined && candidate.hooks.importState !== undefined) {
@@ -294,13 +324,16 @@ async function promoteCandidate(
   }
   const retired = target.previous;
   target.promoteTo(candidate);
-  emit('Promoted', why, { from: old.version });
+  emit('Promoted', why, { from: old.version, ...(figures === undefined ? {} : { figures }) });
   emit('Activated', `${candidate.version} active, ${old.version} kept warm for rollback`, { previous: old.version, probationMs: opts.probationMs });
+  // Keep judging after promotion: the promoted version against what the previous one showed.
+  if (opts.probationWatch && opts.probationMs > 0 && reference !== undefined) watchProbation(runtime, target, candidate, old, reference.evidence, opts);
   const drain = retired === undefined ? undefined : runtime.disposeWhenDrained(target, retired, opts.drainTimeoutMs);
   return { ok: true, reason: why, drain };
 }
 
-function waitInterval(ms: number, opts: ResolvedZdtOptions, control: CanaryControl): Promise<Wake> {
+function waitInterval(ms: number, opts: ResolvedZdtOptions, control: CanaryControl, tripped: () => boolean): Promise<Wake> {
+  if (tripped()) return Promise.resolve('tripped');
   if (control.abortReason !== undefined || opts.signal?.aborted === true) return Promise.resolve('abort');
   if (control.promoteRequested) return Promise.resolve('promote');
   return new Promise((resolve) => {
@@ -313,8 +346,22 @@ function waitInterval(ms: number, opts: ResolvedZdtOptions, control: CanaryContr
     const onAbort = (): void => finish('abort');
     const timer = setTimeout(() => finish('elapsed'), ms);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    control.wake = () => finish(control.abortReason !== undefined ? 'abort' : 'promote');
+    control.wake = () => finish(tripped() ? 'tripped' : control.abortReason !== undefined ? 'abort' : control.promoteRequested ? 'promote' : 'elapsed');
   });
+}
+
+/** Until the baseline's latency is measured, an async candidate call gets this long (ms). */
+const DEFAULT_DEADLINE_MS = 5000;
+
+/**
+ * The deadline of async candidate calls, derived from the baseline measured at the same
+ * moment: 20 × its p99, never under 250 ms (a healthy call is never near it; one that never
+ * settles is counted within a second or so).
+ */
+function derivedDeadlineMs(route: CanaryRoute): number {
+  const b = route.evidence.baselineLatency;
+  if (b.length < 50) return DEFAULT_DEADLINE_MS;
+  return Math.min(DEFAULT_DEADLINE_MS, Math.max(250, 20 * quantile(b.view(), 0.99)));
 }
 
 function reasonOf(reason: unknown): string {

@@ -114,8 +114,12 @@ test('a canary shows its ratio and both versions\' calls; after promotion only t
     retryOnBaseline: false,
     routingKey: undefined,
     random: () => 0.5,
-  });
-  route.setRatio(0.25);
+    warmupCalls: 0,
+    confidence: 0.99,
+    deadlineMs: 5000,
+    validate: undefined,
+    methodNames: target.keys,
+  }, 0.25);
   target.setCanary(route);
   call(target, 400, 0);
   let s = parse(await metrics.metrics());

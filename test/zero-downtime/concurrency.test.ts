@@ -127,6 +127,7 @@ test(`${IN_FLIGHT} async calls in flight during ${CYCLES} promote/rollback cycle
         steps: cycle % 2 === 0 ? [1] : [0.5, 1],
         canaryInterval: 1,
         minCallsPerStep: 1,
+        minCalls: 0,
         jitterRatio: 0,
         // The payloads reject ~1.6 % of inputs by contract, and 0-1 ms random pauses are no
         // latency signal: this test is about routing, not about the canary's judgement.

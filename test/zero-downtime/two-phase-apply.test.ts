@@ -27,12 +27,17 @@ test('a good patch is promoted step by step while every call succeeds', async ()
     const result = await apply;
     assert.equal(result.outcome, 'promoted');
     assert.deepEqual(result.steps.map((s) => s.verdict), ['Successful', 'Successful', 'Successful', 'Successful']);
-    assert.deepEqual(result.steps.map((s) => s.ratio), [0.05, 0.25, 0.5, 1]);
+    assert.deepEqual(result.steps.map((s) => s.ratio), [0.005, 0.05, 0.25, 0.5]);
+    assert.ok(result.steps.every((s) => s.figures.rule === 'no-regression' && s.figures.candidateErrors === 0));
     assert.equal(load.errors.length, 0);
     assert.ok(load.ok > 100);
     assert.equal(target.active.version, '1.0.1');
     assert.equal(target.previous?.version, '1.0.0');
-    assert.deepEqual(types(w.events), ['Staged', 'CanaryStarted', 'CanaryStep', 'CanaryStep', 'CanaryStep', 'CanaryStep', 'Promoted', 'Activated']);
+    // Each look is a CanaryStep event (an Inconclusive look waits for more calls).
+    assert.deepEqual(types(w.events).filter((t) => t !== 'CanaryStep'), ['Staged', 'CanaryStarted', 'Promoted', 'Activated']);
+    assert.ok(types(w.events).filter((t) => t === 'CanaryStep').length >= 4);
+    const promoted = w.events.find((e) => e.type === 'Promoted')!;
+    assert.match(promoted.reason, /candidate calls, 0 errors .* \(Fisher exact p=1\); latency ×[\d.]+ \(Wilcoxon signed-rank \(paired\)/);
     const state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
     assert.equal(state.targets[T].active.id, 'good-1');
     assert.equal(state.targets[T].previous.version, '1.0.0');
@@ -50,13 +55,15 @@ test('a patch that throws on 10% of calls is rolled back with CANARY_FAILED and 
     const { verified, payload } = signedPatch('flaky-1', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
     await drive((i) => target.api.digest(`m${i}`), apply);
-    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /error rate/.test((e as Error).message));
+    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /against the baseline's 0 of [\d,]+ .*Fisher exact one-sided p=/.test((e as Error).message));
     assert.equal(target.active.version, '1.0.0');
     assert.equal(target.canary, null);
     assert.equal(target.api.digest('abc'), builtin.digest('abc'));
     assert.ok(types(w.events).includes('RolledBack'));
     const step = w.events.find((e) => e.type === 'CanaryStep' && e.detail?.verdict === 'Failed');
     assert.ok(typeof step?.detail?.errorRate === 'number' && (step.detail.errorRate as number) > 0.01);
+    assert.ok(step.detail.rule === 'error-excess' || step.detail.rule === 'overwhelming-errors', String(step.detail.rule));
+    assert.ok((step.detail.errorP as number) < (step.detail.alpha as number) || step.detail.rule === 'overwhelming-errors');
     const state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
     assert.deepEqual(state.targets[T].failed, ['flaky-1']);
   } finally {
@@ -64,7 +71,7 @@ test('a patch that throws on 10% of calls is rolled back with CANARY_FAILED and 
   }
 });
 
-test('a patch three times slower fails the latency ratio', async () => {
+test('a patch three times slower fails the latency test beyond the tolerated shift', async () => {
   const w = await world();
   try {
     const spin = (ms: number): void => {
@@ -76,7 +83,7 @@ test('a patch three times slower fails the latency ratio', async () => {
     const { verified, payload } = signedPatch('slow-1', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, maxLatencyRatio: 2 });
     await drive((i) => target.api.digest(`m${i}`), apply);
-    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /p99/.test((e as Error).message));
+    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /candidate latency ×[\d.]+ the baseline's \(tolerated ×2\.00\): Mann–Whitney U one-sided p=/.test((e as Error).message));
     assert.equal(target.active.version, '1.0.0');
   } finally {
     await w.close();
@@ -199,7 +206,7 @@ test('with rollbackOnCancel false an abort pauses the canary until an operator p
     await drive((i) => target.api.digest(`m${i}`), apply);
     await assert.rejects(apply, (e: unknown) => isCode('ABORTED')(e) && (e as HotPatchError).detail?.paused === true);
     assert.notEqual(target.canary, null);
-    assert.equal(target.canary?.ratio, 0.05);
+    assert.equal(target.canary?.ratio, 0.005);
     await target.promote();
     assert.equal(target.active.version, '1.0.1');
     assert.equal(target.canary, null);

@@ -1,0 +1,121 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { CallDeadlines } from './call-deadlines.js';
+import type { RuntimeVersion } from './runtime-version.js';
+import { isThenable } from './thenable.js';
+
+/** One shadowed call: the same arguments on both versions, at the same moment. */
+export interface DifferentialCall {
+  baseline: RuntimeVersion;
+  candidate: RuntimeVersion;
+  index: number;
+  api: object;
+  thisArg: unknown;
+  args: unknown[];
+  /** A synchronous method compares raw values: a promise from the candidate is a mismatch and an error. */
+  sync: boolean;
+  /** Which side runs first (alternated by the caller, so neither always finds the caches warm). */
+  candidateFirst: boolean;
+  /** Async candidate calls get the canary's deadline; missing it is an error, never a hang. */
+  deadlines: CallDeadlines;
+}
+
+export interface CandidateOutcome {
+  /** Threw, rejected, returned a promise from a sync method, or missed its deadline. */
+  failed: boolean;
+  timedOut: boolean;
+  /** Outcome differs from the baseline's (a different value, or one side threw). */
+  mismatch: boolean;
+  candidateMs: number | undefined;
+  baselineMs: number | undefined;
+}
+
+export interface DifferentialRecorder {
+  baseline(threw: boolean): void;
+  candidate(outcome: CandidateOutcome): void;
+}
+
+interface Settled {
+  threw: boolean;
+  value: unknown;
+  error: unknown;
+  ms: number;
+}
+
+function differs(b: Settled, c: Settled): boolean {
+  return b.threw !== c.threw || (!b.threw && !isDeepStrictEqual(b.value, c.value));
+}
+
+function invoke(version: RuntimeVersion, call: DifferentialCall): { threw: boolean; value: unknown; error: unknown; started: number; ms: number } {
+  const started = performance.now();
+  try {
+    const value = version.functions[call.index]!.apply(call.thisArg === call.api ? version.impl : call.thisArg, call.args);
+    return { threw: false, value, error: undefined, started, ms: performance.now() - started };
+  } catch (error) {
+    return { threw: true, value: undefined, error, started, ms: performance.now() - started };
+  }
+}
+
+/**
+ * Runs a shadowed call on both versions and returns (or throws) the baseline's outcome; the
+ * candidate's outcome, its comparison and both timings go to `record`. The candidate's
+ * exception never reaches the caller.
+ */
+export function runDifferential(call: DifferentialCall, record: DifferentialRecorder): unknown {
+  const b = call.baseline;
+  const c = call.candidate;
+  b.calls += 1;
+  c.calls += 1;
+  let base: ReturnType<typeof invoke>;
+  let cand: ReturnType<typeof invoke>;
+  if (call.candidateFirst) {
+    cand = invoke(c, call);
+    base = invoke(b, call);
+  } else {
+    base = invoke(b, call);
+    cand = invoke(c, call);
+  }
+
+  if (call.sync) {
+    const broke = !cand.threw && isThenable(cand.value);
+    if (base.threw) b.errors += 1;
+    record.baseline(base.threw);
+    const failed = cand.threw || broke;
+    record.candidate({ failed, timedOut: false, mismatch: broke || differs(base, cand), candidateMs: cand.ms, baselineMs: base.ms });
+    if (base.threw) throw base.error;
+    return base.value;
+  }
+
+  // Asynchronous: the caller gets the baseline's answer as soon as it is ready; the candidate
+  // is judged when it settles, or counted as failed at its deadline.
+  b.inflight += 1;
+  c.inflight += 1;
+  const baseDone = settle(base).then((s) => {
+    b.leave();
+    if (s.threw) b.errors += 1;
+    record.baseline(s.threw);
+    return s;
+  });
+  let finished = false;
+  const handle = call.deadlines.watch(() => {
+    finished = true;
+    record.candidate({ failed: true, timedOut: true, mismatch: false, candidateMs: undefined, baselineMs: undefined });
+  });
+  void Promise.all([baseDone, settle(cand)]).then(([bs, cs]) => {
+    c.leave();
+    if (finished || !call.deadlines.settle(handle)) return;
+    record.candidate({ failed: cs.threw, timedOut: false, mismatch: differs(bs, cs), candidateMs: cs.ms, baselineMs: bs.ms });
+  });
+  return baseDone.then((s) => {
+    if (s.threw) throw s.error;
+    return s.value;
+  });
+}
+
+function settle(r: ReturnType<typeof invoke>): Promise<Settled> {
+  if (r.threw) return Promise.resolve({ threw: true, value: undefined, error: r.error, ms: r.ms });
+  if (!isThenable(r.value)) return Promise.resolve({ threw: false, value: r.value, error: undefined, ms: r.ms });
+  return Promise.resolve(r.value).then(
+    (value) => ({ threw: false, value, error: undefined, ms: performance.now() - r.started }),
+    (error: unknown) => ({ threw: true, value: undefined, error, ms: performance.now() - r.started }),
+  );
+}

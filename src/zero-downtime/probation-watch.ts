@@ -1,0 +1,141 @@
+import { fisherExactGreater, mannWhitneyGreater, median } from '../stats/index.js';
+import type { CanaryEvidence } from './canary-evidence.js';
+import { count, lookAlpha, p3, pct, tripAlpha } from './canary-judge.js';
+import type { ResolvedZdtOptions } from './options.js';
+import type { HotPatchRuntime } from './runtime.js';
+import type { RuntimeVersion } from './runtime-version.js';
+import type { Target } from './target.js';
+
+/** Latency samples kept of the promoted version during its probation. */
+const MAX_SAMPLES = 2048;
+/**
+ * After promotion there is no baseline at the same moment, only what the previous version
+ * showed during the canary; so latency must be this many times further off than the canary's
+ * tolerance before the watch acts (a busier machine must not read as a regression).
+ */
+const LATENCY_MARGIN = 2;
+
+/**
+ * Keeps judging a promoted version through its probation: its errors and latency against
+ * what the previous version showed during the canary. A clear regression routes every call
+ * back to the warm previous version at once (a field write), then records the rollback and
+ * marks the patch failed. Errors are checked on the error path itself (a version failing
+ * every call is caught within a few calls); latency and errors again at each look.
+ */
+export function watchProbation(
+  runtime: HotPatchRuntime,
+  target: Target<object>,
+  promoted: RuntimeVersion,
+  previous: RuntimeVersion,
+  reference: CanaryEvidence,
+  opts: ResolvedZdtOptions,
+): void {
+  const refCalls = reference.baseline.calls + reference.baselineBefore.calls;
+  const refErrors = reference.baseline.errors + reference.baselineBefore.errors;
+  const refLatency = reference.pairs.length >= reference.baselineLatency.length ? reference.pairs.baseline.view().slice() : reference.baselineLatency.view().slice();
+  const calls0 = promoted.calls;
+  const errors0 = promoted.errors;
+  const samples = new Float64Array(MAX_SAMPLES);
+  let sampleCount = 0;
+  let nextErrorCheck = 3;
+  let look = 0;
+  let stopped = false;
+  const endsAt = performance.now() + opts.probationMs;
+
+  const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
+    clearInterval(timer);
+    if (promoted.onError === onError) promoted.onError = null;
+    if (promoted.latencyTap === onLatency) promoted.latencyTap = null;
+  };
+  const stillWatched = (): boolean => {
+    if (stopped) return false;
+    if (target.active !== promoted || target.previous !== previous || performance.now() > endsAt) {
+      stop();
+      return false;
+    }
+    return true;
+  };
+
+  const errorFigures = (): { calls: number; errors: number } => ({ calls: promoted.calls - calls0, errors: promoted.errors - errors0 });
+  const errorReason = (f: { calls: number; errors: number }, p: number, alpha: number): string =>
+    `after promotion ${promoted.version} failed ${count(f.errors)} of ${count(f.calls)} calls (${pct(f.calls === 0 ? 0 : f.errors / f.calls)}) ` +
+    `against ${previous.version}'s ${count(refErrors)} of ${count(refCalls)}: Fisher exact p=${p3(p)} < α=${p3(alpha)}`;
+
+  const onError = (): void => {
+    if (!stillWatched()) return;
+    const f = errorFigures();
+    if (f.errors < nextErrorCheck) return;
+    nextErrorCheck = Math.ceil(nextErrorCheck * 1.4) + 1;
+    const p = fisherExactGreater(f.errors, Math.max(f.calls, f.errors), refErrors, refCalls);
+    const alpha = tripAlpha(opts.confidence);
+    if (p < alpha) regress(errorReason(f, p, alpha), { rule: 'overwhelming-errors', ...f, errorP: p, alpha });
+  };
+  const onLatency = (seconds: number): void => {
+    if (sampleCount < MAX_SAMPLES) samples[sampleCount++] = seconds * 1000;
+    else samples[Math.floor(opts.random() * MAX_SAMPLES)] = seconds * 1000;
+  };
+
+  const lookNow = (): void => {
+    if (!stillWatched()) return;
+    look += 1;
+    const alpha = lookAlpha(opts.confidence, look);
+    const f = errorFigures();
+    if (f.errors > 0) {
+      const p = fisherExactGreater(f.errors, Math.max(f.calls, f.errors), refErrors, refCalls);
+      if (p < alpha) return regress(errorReason(f, p, alpha), { rule: 'error-excess', ...f, errorP: p, alpha, look });
+    }
+    if (sampleCount >= opts.minLatencySamples && refLatency.length >= opts.minLatencySamples) {
+      const factor = LATENCY_MARGIN * (1 + opts.maxLatencyShift);
+      const c = samples.subarray(0, sampleCount);
+      const scaled = refLatency.map((x) => factor * x + opts.latencyNoiseFloorMs);
+      const ratio = median(c) / Math.max(median(refLatency), 1e-6);
+      const { p } = mannWhitneyGreater(c, scaled);
+      if (p < alpha && ratio > factor) {
+        return regress(
+          `after promotion ${promoted.version}'s latency is ×${ratio.toFixed(2)} what ${previous.version} showed during the canary (acted on beyond ×${factor.toFixed(2)}): ` +
+            `Mann–Whitney U p=${p3(p)} < α=${p3(alpha)} over ${count(c.length)} samples`,
+          { rule: 'latency-shift', latencyRatio: ratio, latencyP: p, latencySamples: c.length, alpha, look },
+        );
+      }
+    }
+  };
+
+  const regress = (reason: string, figures: Record<string, unknown>): void => {
+    stop();
+    void rollBackRegression(runtime, target, promoted, previous, reason, figures, opts.drainTimeoutMs);
+  };
+
+  promoted.onError = onError;
+  promoted.latencyTap = onLatency;
+  const timer = setInterval(lookNow, Math.max(250, Math.min(5000, opts.probationMs / 20)));
+  timer.unref();
+}
+
+/**
+ * The regression's rollback: flip first (every next call on the previous version: a field
+ * write), then record it. A crash between the two is safe: the promoted version is still in
+ * probation in state.json, so a restart reverts it anyway.
+ */
+async function rollBackRegression(
+  runtime: HotPatchRuntime,
+  target: Target<object>,
+  bad: RuntimeVersion,
+  previous: RuntimeVersion,
+  reason: string,
+  figures: Record<string, unknown>,
+  drainTimeoutMs: number,
+): Promise<void> {
+  if (target.active !== bad || target.previous !== previous || target.applying !== undefined) return;
+  target.routeTo(previous, undefined);
+  runtime.emit('RolledBack', target.name, previous.version, bad.patchId ?? 'builtin', reason, { code: 'CANARY_FAILED', from: bad.version, to: previous.version, phase: 'probation', ...figures });
+  try {
+    await runtime.recordRollback(target, previous, bad);
+  } catch (error) {
+    process.emitWarning(`${target.name}: recording the rollback of ${bad.label} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      code: 'HOTPATCH_STATE_WRITE_FAILED',
+    });
+  }
+  void runtime.disposeWhenDrained(target, bad, drainTimeoutMs);
+}
