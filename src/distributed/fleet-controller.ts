@@ -335,6 +335,7 @@ export class FleetController {
       rings: r.rings,
       soakMs: r.soakMs,
       emptyRings: r.emptyRings,
+      ...(r.zdt === undefined ? {} : { zdt: r.zdt }),
       createdAt: r.createdAt,
       state,
     };

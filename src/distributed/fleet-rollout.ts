@@ -14,9 +14,12 @@
  * Whoever can write to the store can start or stop a rollout, but never make an agent run an
  * unsigned patch: an order names a patch id, version and payload hash, and each agent fetches
  * and verifies the signed patch itself, refusing one whose manifest differs from the order.
+ * A rollout's `zdt` (canary options) is likewise only what a store writer may choose: it can
+ * make the canary more or less strict, never change which signed code runs.
  */
 import semver from 'semver';
 import { HotPatchError, describe, parsePatchId, parseTargetName } from '../core/index.js';
+import { checkPersistableZdt, type PersistableZdtOptions } from '../orchestration/index.js';
 import type { KeyValue, KvStore } from './kv-store.js';
 
 export const DEFAULT_FLEET_PREFIX = '/xps/hotpatch/fleet';
@@ -65,6 +68,11 @@ export interface RolloutDocument {
   /** How long a ring's agents must all stay promoted and healthy before the next ring opens. */
   soakMs: number;
   emptyRings: EmptyRingPolicy;
+  /**
+   * Canary options every agent applies the patch with (over its own `applyOptions`): the
+   * storable ones, checked like a plan's `zdt` (`checkPersistableZdt`). Absent: each agent's own.
+   */
+  zdt?: PersistableZdtOptions;
   createdAt: string;
   state: RolloutState;
 }
@@ -169,7 +177,7 @@ function parseVersion(value: unknown, what: string): string {
 export function parseRolloutDocument(input: string | unknown): RolloutDocument {
   const what = 'rollout';
   const o = object(typeof input === 'string' ? decode(input, what) : input, what);
-  onlyFields(o, ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'createdAt', 'state'], what);
+  onlyFields(o, ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt', 'state'], what);
   const rings = o.rings;
   if (typeof rings !== 'number' || !Number.isSafeInteger(rings) || rings < 1 || rings > 100) {
     throw new HotPatchError('INVALID', `rollout.rings must be an integer from 1 to 100, got ${describe(rings)}`);
@@ -206,6 +214,7 @@ export function parseRolloutDocument(input: string | unknown): RolloutDocument {
     rings,
     soakMs,
     emptyRings: o.emptyRings === undefined ? 'wait' : oneOf(o, 'emptyRings', ['wait', 'skip'] as const, what),
+    ...(o.zdt === undefined ? {} : { zdt: checkPersistableZdt(o.zdt, 'rollout.zdt') }),
     createdAt: time(o, 'createdAt', what),
     state,
   };
@@ -253,6 +262,8 @@ export interface RolloutSpec {
   soakMs: number;
   /** Default `wait`: a ring with no alive agent holds the rollout (never widen without evidence). */
   emptyRings?: EmptyRingPolicy;
+  /** Canary options of every agent's apply (see `RolloutDocument.zdt`); absent: each agent's own. */
+  zdt?: PersistableZdtOptions;
 }
 
 export interface FleetStoreOptions {
@@ -283,6 +294,7 @@ export async function createRollout(store: KvStore, spec: RolloutSpec, options: 
     rings: input.rings,
     soakMs: input.soakMs,
     emptyRings: input.emptyRings ?? 'wait',
+    ...(input.zdt === undefined ? {} : { zdt: input.zdt }),
     createdAt: iso(now),
     state: { status: 'running', ring: 0, ringStartedAt: iso(now), by: 'operator', updatedAt: iso(now) },
   });

@@ -1,5 +1,6 @@
 import { HotPatchError, describe, type Approver, type VerifiedManifest } from '../core/index.js';
 import type { DynamicInstaller } from '../installer/index.js';
+import { overlayZdtOptions } from '../orchestration/index.js';
 import { HotPatchRuntime, twoPhaseApply, type Target, type ZdtOptions } from '../zero-downtime/index.js';
 import type { FleetHealth, RolloutOrder } from './fleet-rollout.js';
 import type { MemberReport, TargetReport } from './fleet-member.js';
@@ -18,13 +19,18 @@ export interface ResolvedPatch {
 export type PatchResolver = (order: RolloutOrder, signal: AbortSignal) => Promise<ResolvedPatch> | ResolvedPatch;
 
 export interface RuntimeFleetHooksOptions {
-  /** Options of each `twoPhaseApply` (canary steps, thresholds…); the runtime and signal are set here. */
+  /**
+   * Options of each `twoPhaseApply` (canary steps, thresholds…); a rollout's own `zdt`
+   * options override them field by field. The runtime and signal are set here.
+   */
   applyOptions?: Omit<ZdtOptions, 'signal'>;
   /** Only these targets are reported (default: every target of the runtime). */
   targets?: readonly string[];
   /**
-   * Error rate above which a target's active version is unhealthy (default: the canary's
-   * `maxErrorRate`, else 0.01), judged over windows of at least `minCalls` calls (default 20).
+   * Error rate above which a target's active version is unhealthy (default 0.01), judged over
+   * windows of at least `minCalls` calls (default 20). Only this option sets it: the canary's
+   * `maxErrorRate` (in `applyOptions`) is an absolute ceiling that is off by default (1), so
+   * it no longer stands in for the fleet's health rule.
    */
   maxErrorRate?: number;
   minCalls?: number;
@@ -73,7 +79,8 @@ export function runtimeFleetHooks(
   if (!(runtime instanceof HotPatchRuntime)) throw new HotPatchError('INVALID', `runtime must be a HotPatchRuntime, got ${describe(runtime)}`);
   if (typeof installer !== 'object' || installer === null) throw new HotPatchError('INVALID', `installer must be a DynamicInstaller, got ${describe(installer)}`);
   if (typeof resolvePatch !== 'function') throw new HotPatchError('INVALID', `resolvePatch must be a function, got ${describe(resolvePatch)}`);
-  const maxErrorRate = options.maxErrorRate ?? options.applyOptions?.maxErrorRate ?? 0.01;
+  // The health rule's own default: not `applyOptions.maxErrorRate`, whose default of 1 means "off".
+  const maxErrorRate = options.maxErrorRate ?? 0.01;
   const minCalls = options.minCalls ?? 20;
   if (!(maxErrorRate >= 0 && maxErrorRate <= 1)) throw new HotPatchError('INVALID', `maxErrorRate must be in [0, 1], got ${describe(maxErrorRate)}`);
   if (!Number.isSafeInteger(minCalls) || minCalls < 1) throw new HotPatchError('INVALID', `minCalls must be a positive integer, got ${describe(minCalls)}`);
@@ -118,7 +125,8 @@ export function runtimeFleetHooks(
         throw new HotPatchError(mismatch.length === 1 && mismatch[0]!.startsWith('payload hash') ? 'HASH_MISMATCH' : 'INVALID', `the signed manifest differs from rollout ${order.id}: ${mismatch.join(', ')}`);
       }
       await options.approver?.approve({ patchId: m.id, target: m.target, version: m.version, payloadHash: m.payload_hash }, signal);
-      const result = await twoPhaseApply(installer, resolved.verified, resolved.payload, { ...options.applyOptions, runtime, signal });
+      // The rollout's canary options (checked when its document was parsed) win over the host's defaults.
+      const result = await twoPhaseApply(installer, resolved.verified, resolved.payload, { ...overlayZdtOptions(options.applyOptions, order.zdt), runtime, signal });
       const now = state(order.target);
       if (result.outcome === 'promoted' || result.outcome === 'already-active') {
         return { phase: 'promoted', ...now, reason: result.reason };

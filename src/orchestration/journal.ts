@@ -18,7 +18,7 @@ import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, 
  *       "plan": { "id": "p1", "target": "xps.crypto.hash.sha256", "patch": "hotfix-1",
  *                 "repo": "fs", "verifier": "default", "security": "gate", "installer": "dynamic",
  *                 "window": { "weekly": [{ "days": ["Tue", "Wed", "Thu"], "start": "09:00", "end": "16:00" }] },
- *                 "dependsOn": ["p0"], "zdt": { "steps": [0.05, 1] } },
+ *                 "dependsOn": ["p0"], "zdt": { "confidence": 0.995, "minCalls": 500, "steps": [0.05, 1] } },
  *       "status": "running",
  *       "phase": "apply",
  *       "patchId": "hotfix-1",
@@ -34,7 +34,10 @@ import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, 
  *
  * - `plans` is in the order the plans were added, which is a dependency order: a plan may
  *   only depend on plans listed before it (so there is never a cycle).
- * - `plan` is a plan as `checkPlan` normalises it (the same strict rules as `addPlan`).
+ * - `plan` is a plan as `checkPlan` normalises it (the same strict rules as `addPlan`);
+ *   its `zdt` holds the storable canary options (`checkPersistableZdt`: numbers such as
+ *   `confidence`, `maxErrorExcess`, `maxLatencyShift`, `minCalls`, `warmupCalls`,
+ *   `canaryCallTimeoutMs`, booleans such as `probationWatch`, and `steps`), keys sorted.
  * - `status` is one of pending, waiting, running, activated, failed, rolled-back; `phase`
  *   (fetch, verify, gate, approve, apply) is written *before* the phase starts, so a
  *   `running` entry names the phase a crash interrupted.

@@ -1,14 +1,15 @@
 import { HotPatchError, describe, parsePatchId, parseTargetName, type ErrorCode } from '../core/index.js';
-import type { ApplyResult, ZdtOptions } from '../zero-downtime/index.js';
-import { resolveZdtOptions } from '../zero-downtime/index.js';
+import type { ApplyResult } from '../zero-downtime/index.js';
+import { checkPersistableZdt, type PersistableZdtOptions } from './persistable-zdt.js';
 import { checkTimeWindow, type TimeWindow } from './window.js';
 
 /**
  * Canary options a plan may carry. Only the plain-data ones: a plan is persisted in the
  * journal and must come back identical after a restart, so functions (`routingKey`,
- * `random`) and the per-run `signal` / `runtime` are not part of it.
+ * `random`) and the per-run `signal` / `runtime` are not part of it
+ * (see `checkPersistableZdt`, shared with fleet rollout documents).
  */
-export type PlanZdtOptions = Omit<ZdtOptions, 'signal' | 'routingKey' | 'random'>;
+export type PlanZdtOptions = PersistableZdtOptions;
 
 export interface PatchPlan {
   /** Plan id (PatchId grammar). */
@@ -71,13 +72,6 @@ export interface PlanRunResult {
 
 const PLAN_FIELDS = ['id', 'target', 'patch', 'repo', 'verifier', 'security', 'installer', 'approver', 'window', 'dependsOn', 'zdt'] as const;
 const PLAN_FIELD_SET = new Set<string>(PLAN_FIELDS);
-const ZDT_NUMBERS = [
-  'canaryRatio', 'canaryInterval', 'backoffFactor', 'jitterRatio', 'minCallsPerStep', 'maxInconclusiveExtensions',
-  'maxErrorRate', 'maxLatencyRatio', 'minLatencySamples', 'latencyNoiseFloorMs', 'differentialSampleRate', 'probationMs',
-  'drainTimeoutMs',
-] as const;
-const ZDT_BOOLEANS = ['rollbackOnCancel', 'returnErrorOnCanaryFail', 'retryOnBaseline'] as const;
-const ZDT_FIELDS = new Set<string>([...ZDT_NUMBERS, ...ZDT_BOOLEANS, 'steps']);
 /** The registries' own name grammar (core/registry.ts). */
 const COMPONENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const MAX_DEPENDENCIES = 64;
@@ -87,42 +81,6 @@ function componentName(value: unknown, field: string): string {
     throw new HotPatchError('INVALID', `${field} must be a registered component name matching ${COMPONENT_NAME.source}, got ${describe(value)}`);
   }
   return value;
-}
-
-function checkZdt(value: unknown, field: string): PlanZdtOptions {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be an object of canary options, got ${describe(value)}`);
-  }
-  const obj = value as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(obj).sort()) {
-    if (!ZDT_FIELDS.has(key)) {
-      throw new HotPatchError('INVALID', `${field} has unknown or non-persistable field ${JSON.stringify(key)} (allowed: ${[...ZDT_FIELDS].join(', ')})`);
-    }
-    const v = obj[key];
-    if (v === undefined) continue;
-    if ((ZDT_BOOLEANS as readonly string[]).includes(key) && typeof v !== 'boolean') {
-      throw new HotPatchError('INVALID', `${field}.${key} must be a boolean, got ${describe(v)}`);
-    }
-    if ((ZDT_NUMBERS as readonly string[]).includes(key) && (typeof v !== 'number' || !Number.isFinite(v))) {
-      throw new HotPatchError('INVALID', `${field}.${key} must be a finite number, got ${describe(v)}`);
-    }
-    if (key === 'steps') {
-      if (!Array.isArray(v) || v.length === 0 || v.length > 100 || v.some((s) => typeof s !== 'number')) {
-        throw new HotPatchError('INVALID', `${field}.steps must be a non-empty array of ratios, got ${describe(v)}`);
-      }
-      out[key] = [...(v as number[])];
-      continue;
-    }
-    out[key] = v;
-  }
-  try {
-    resolveZdtOptions(out as ZdtOptions);
-  } catch (error) {
-    if (error instanceof HotPatchError) throw new HotPatchError(error.code, `${field}: ${error.message}`, { cause: error });
-    throw error;
-  }
-  return out as PlanZdtOptions;
 }
 
 /**
@@ -163,7 +121,7 @@ export function checkPlan(value: unknown, field = 'plan'): PatchPlan {
     }
     if (deps.length > 0) plan.dependsOn = deps;
   }
-  if (obj.zdt !== undefined) plan.zdt = checkZdt(obj.zdt, `${where}: zdt`);
+  if (obj.zdt !== undefined) plan.zdt = checkPersistableZdt(obj.zdt, `${where}: zdt`);
   return plan;
 }
 

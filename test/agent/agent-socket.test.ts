@@ -88,6 +88,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
   before(async () => {
     fx = await makeFixture();
     await fx.publish('good-1', '1.1.0');
+    await fx.publish('good-zdt', '1.1.1');
     await fx.publish('good-sse', '1.2.0');
     await fx.publish('race-a', '2.0.0');
     await fx.publish('race-b', '2.0.1');
@@ -197,6 +198,39 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     const again = await call(ep, 'POST', '/v1/apply', { planId: 'plan-good-1' });
     assert.equal(again.status, 200);
     assert.equal(again.json.status, 'activated');
+  });
+
+  test('POST /v1/apply takes a plan whose zdt carries the judge\'s options; a bad value is refused with 400 INVALID and nothing runs', async () => {
+    const { maxLatencyRatio: _ratio, ...fast } = FAST_ZDT;
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ ...fast, confidence: 1.5 }, /confidence must be a number in \(0, 1\)/],
+      [{ ...FAST_ZDT, maxLatencyShift: 0.3 }, /maxLatencyShift or the older maxLatencyRatio, not both/],
+      [{ ...fast, probationMs: 2 ** 31 }, /probationMs must be at most 2147483647 ms/],
+      [{ ...fast, canaryCallTimeoutMs: 0 }, /canaryCallTimeoutMs must be > 0/],
+      [{ ...fast, minCalls: -1 }, /minCalls must be an integer >= 0/],
+      [{ ...fast, probationWatch: 'no' }, /probationWatch must be a boolean/],
+    ];
+    for (const [i, [zdt, message]] of refused.entries()) {
+      const r = await call(ep, 'POST', '/v1/apply', { plan: planOf(`plan-bad-zdt-${i}`, 'good-zdt', zdt) });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.code, 'INVALID', r.text);
+      assert.match(String(r.json.message), message);
+    }
+    assert.deepEqual(agent.planner.plans().map((p) => p.plan.id).filter((id) => id.startsWith('plan-bad-zdt')), [], 'no refused plan was added');
+    assert.equal((await status()).active.patchId, 'good-1', 'nothing was applied');
+
+    const zdt = { ...fast, maxLatencyShift: 999, confidence: 0.995, maxErrorExcess: 0.001, minCalls: 20, warmupCalls: 0, canaryCallTimeoutMs: 1000, probationWatch: false };
+    const { result, failures } = await apply(planOf('plan-good-zdt', 'good-zdt', zdt));
+    assert.equal(result.status, 200, result.text);
+    assert.equal(result.json.status, 'activated');
+    assert.equal(result.json.version, '1.1.1');
+    assert.equal(failures, 0);
+    // Stored (journal) as given, keys sorted.
+    assert.deepEqual(agent.planner.plan('plan-good-zdt').plan.zdt, Object.fromEntries(Object.entries(zdt).sort(([a], [b]) => (a < b ? -1 : 1))));
+    await agent.planner.flush();
+    const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as { plans: { plan: { id: string; zdt?: Record<string, unknown> } }[] };
+    assert.equal(journal.plans.find((p) => p.plan.id === 'plan-good-zdt')?.plan.zdt?.confidence, 0.995);
+    assert.equal((await status()).active.patchId, 'good-zdt');
   });
 
   test('GET /v1/events streams the events of an apply as Server-Sent Events', async () => {
@@ -374,8 +408,8 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.match(r.text, /^# TYPE hotpatch_events_total counter$/m);
     const m = new RegExp(`^hotpatch_events_total\\{type="Activated",target="${T.replace(/\./g, '\\.')}"\\} (\\d+)$`, 'm').exec(r.text);
     assert.ok(m !== null, r.text);
-    // good-1, good-sse, the race winner, promote-me, frozen-out.
-    assert.equal(Number(m[1]), 5);
+    // good-1, good-zdt, good-sse, the race winner, promote-me, frozen-out.
+    assert.equal(Number(m[1]), 6);
     assert.match(r.text, new RegExp(`^hotpatch_active_version_info\\{target="${T.replace(/\./g, '\\.')}",version="4\\.0\\.0"\\} 1$`, 'm'));
   });
 

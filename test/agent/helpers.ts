@@ -52,6 +52,7 @@ export const FAST_ZDT = {
   backoffFactor: 1,
   jitterRatio: 0,
   minCallsPerStep: 5,
+  minCalls: 0,
   minLatencySamples: 5,
   maxLatencyRatio: 1000,
 };

@@ -53,6 +53,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
     await fx.publish('cli-good-3', '1.4.0');
     await fx.publish('cli-good-4', '1.5.0');
     await fx.publish('cli-good-5', '1.6.0');
+    await fx.publish('cli-good-6', '1.7.0');
     sock = join(fx.dir, 'agent.sock');
     host = await startHost({ stateDir: fx.stateDir, socketPath: sock, repoDir: fx.repoDir, trustFile: fx.trustFile });
   });
@@ -79,14 +80,16 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.match(human.stdout, /^ {2}active: {3}1\.0\.0 \(built-in\) in flight \d+$/m);
   });
 
-  test('apply without --json prints plain progress lines (not a TTY): canary step, ratio, calls judged, verdict', async () => {
-    const r = await hotpatch(['apply', '--agent', sock, '--target', T, '--patch', 'cli-good-1', '--steps', '0.5,1', '--canary-interval', '20']);
+  test('apply without --json prints plain progress lines (not a TTY): canary step, ratio, verdict, calls judged', async () => {
+    const r = await hotpatch(['apply', '--agent', sock, '--target', T, '--patch', 'cli-good-1', '--steps', '0.5,1', '--canary-interval', '20', '--min-calls', '0']);
     assert.equal(r.status, 0, showFailure(r));
-    assert.match(r.stdout, /^canary step 1\/2 at 50\.0%: \d+ calls judged, 0 errors — Successful$/m);
-    assert.match(r.stdout, /^canary step 2\/2 at 100\.0%: \d+ calls judged, 0 errors — Successful$/m);
-    const judged = [...r.stdout.matchAll(/^canary step \d\/2 at [\d.]+%: (\d+) calls judged, 0 errors — Successful$/gm)].map((m) => Number(m[1]));
+    assert.match(r.stdout, /^canary step 1\/2 at 50\.0%: Successful( \([^)]*\))? — [\d,]+ calls?, 0 errors\b/m);
+    assert.match(r.stdout, /^canary step 2\/2 at 100\.0%: Successful( \([^)]*\))? — [\d,]+ calls?, 0 errors\b/m);
+    const judged = [...r.stdout.matchAll(/^canary step \d\/2 at [\d.]+%: Successful( \([^)]*\))? — ([\d,]+) calls?, 0 errors\b/gm)].map((m) => Number(m[2]!.replaceAll(',', '')));
+    assert.equal(judged.length, 2, r.stdout);
     assert.ok(judged.every((n) => n > 0), `calls were judged: ${judged.join(', ')}`);
-    assert.match(r.stdout, /^Promoted +cli-good-1 1\.1\.0: every canary step passed$/m);
+    assert.doesNotMatch(r.stdout, /undefined|NaN/, 'no missing figure is printed');
+    assert.match(r.stdout, /^Promoted +cli-good-1 1\.1\.0: every canary step passed\b/m);
     assert.match(r.stdout, /^Activated +cli-good-1 1\.1\.0: /m);
     assert.match(r.stdout, /^plan apply-cli-good-1: activated — /m);
     assert.doesNotMatch(r.stdout, /[\r\x1b]/, 'no terminal control characters when stdout is not a TTY');
@@ -103,7 +106,10 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.equal(r.json?.status, 'activated');
     assert.equal(r.json?.patchId, 'cli-good-2');
     assert.equal(r.json?.version, '1.2.0');
-    assert.deepEqual((r.json?.steps as { verdict: string }[]).map((x) => x.verdict), ['Successful', 'Successful']);
+    // A step may first be Inconclusive (too few calls at its first look); each step ends Successful.
+    const steps = r.json?.steps as { step: number; verdict: string }[];
+    assert.deepEqual([1, 2].map((n) => steps.filter((x) => x.step === n).at(-1)?.verdict), ['Successful', 'Successful'], JSON.stringify(steps));
+    assert.ok(steps.every((x) => x.verdict !== 'Failed'));
     assert.equal((await agentStatus()).active.version, '1.2.0');
   });
 
@@ -192,6 +198,48 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.equal(r.json?.code, 'ABORTED');
     assert.match(String(r.json?.message), /pager went off/);
     assert.equal((await agentStatus()).active.version, '1.5.0');
+  });
+
+  test('apply with a bad canary flag: exit 2 with INVALID naming the flag, and the agent never sees a plan', async () => {
+    const plansBefore = (await call({ socketPath: sock }, 'GET', '/v1/plans')).json.plans;
+    for (const bad of [['--min-calls', 'abc'], ['--confidence', '1'], ['--warmup-calls=-1'], ['--call-timeout', '1e999'], ['--probation', String(2 ** 31)]]) {
+      const r = await hotpatch(['apply', '--agent', sock, '--target', T, '--patch', 'cli-good-6', ...bad, '--json']);
+      assert.equal(r.status, 2, showFailure(r));
+      assert.equal(r.json?.code, 'INVALID');
+      assert.match(String(r.json?.message), new RegExp(`^${bad[0]!.split('=')[0]!}\\b`), showFailure(r));
+    }
+    assert.deepEqual((await call({ socketPath: sock }, 'GET', '/v1/plans')).json.plans, plansBefore, 'no plan was added');
+    assert.equal((await agentStatus()).active.version, '1.5.0', 'nothing was applied');
+  });
+
+  test('apply with the canary flags: the stored plan carries them, and each progress line shows the judge\'s figures', async () => {
+    const r = await hotpatch([
+      'apply', '--agent', sock, '--target', T, '--patch', 'cli-good-6',
+      '--steps', '0.5,1', '--canary-interval', '20', '--confidence', '0.995', '--max-error-excess', '0.001', '--max-latency-shift', '999',
+      '--min-calls', '50', '--min-calls-per-step', '20', '--warmup-calls', '0', '--call-timeout', '1000', '--probation', '0',
+      '--no-probation-watch',
+    ]);
+    assert.equal(r.status, 0, showFailure(r));
+    const step1 = /^canary step 1\/2 at 50\.0%: Successful.*$/m.exec(r.stdout)?.[0];
+    assert.ok(step1 !== undefined, r.stdout);
+    assert.match(step1, / — [\d,]+ calls, 0 errors \(baseline [\d.]+% of [\d,]+\)/, 'the calls judged against the baseline\'s');
+    assert.doesNotMatch(r.stdout, /undefined|NaN/);
+    assert.match(r.stdout, /^plan apply-cli-good-6: activated — /m);
+    const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as { plans: { plan: { id: string; zdt?: Record<string, unknown> } }[] };
+    assert.deepEqual(journal.plans.find((p) => p.plan.id === 'apply-cli-good-6')?.plan.zdt, {
+      canaryCallTimeoutMs: 1000,
+      canaryInterval: 20,
+      confidence: 0.995,
+      maxErrorExcess: 0.001,
+      maxLatencyShift: 999,
+      minCalls: 50,
+      minCallsPerStep: 20,
+      probationMs: 0,
+      probationWatch: false,
+      steps: [0.5, 1],
+      warmupCalls: 0,
+    });
+    assert.equal((await agentStatus()).active.version, '1.7.0');
   });
 
   test('events --count N --json prints N events, then the summary line', async () => {

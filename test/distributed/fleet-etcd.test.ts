@@ -110,6 +110,25 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     assert.ok(['ctl-a', 'ctl-b'].includes(shown.json.controller as string));
   });
 
+  test('a rollout\'s canary options round-trip through etcd: the CLI writes them, every reader parses them back, operator actions keep them', async () => {
+    const elsewhere = testPrefix('etcd-zdt'); // no agent or controller there: the document is only stored and read
+    const spec = `etcd://${cluster.endpoints.map((e) => e.replace('http://', '')).join(',')}`;
+    const created = await cli([
+      'fleet', 'rollout', '--store', spec, '--prefix', elsewhere, '--id', 'etcd-zdt-1', '--target', T, '--patch', GOOD.id, '--version', GOOD.version,
+      '--payload-hash', GOOD.payloadHash, '--rings', '3', '--soak', '0', '--confidence', '0.995', '--min-calls', '300', '--max-latency-shift', '0.5', '--no-probation-watch',
+    ]);
+    assert.equal(created.status, 0, created.stderr);
+    const zdt = { confidence: 0.995, maxLatencyShift: 0.5, minCalls: 300, probationWatch: false };
+    assert.deepEqual((created.json.rollout as { zdt: unknown }).zdt, zdt);
+    assert.deepEqual((await getRollout(operator, 'etcd-zdt-1', { prefix: elsewhere })).zdt, zdt);
+    const status = await fleetStatus(operator, { prefix: elsewhere });
+    assert.deepEqual(status.problems, []);
+    assert.deepEqual(status.rollouts[0]?.zdt, zdt);
+    const aborted = await cli(['fleet', 'abort', '--store', spec, '--prefix', elsewhere, '--rollout', 'etcd-zdt-1']);
+    assert.equal(aborted.status, 0, aborted.stderr);
+    assert.deepEqual((await getRollout(operator, 'etcd-zdt-1', { prefix: elsewhere })).zdt, zdt);
+  });
+
   test('a patch that fails its self-test in ring 0 never reaches ring 1 and is rolled back', async () => {
     const before = new Map(fleet.agents.map((x) => [x.id, x.target.active.version]));
     const r = await rollout(operator, prefix, BAD_KAT, 200);

@@ -56,6 +56,7 @@ export const CANARY: Omit<ZdtOptions, 'signal'> = {
   backoffFactor: 1,
   jitterRatio: 0,
   minCallsPerStep: 5,
+  minCalls: 0,
   maxInconclusiveExtensions: 60,
   probationMs: 0,
   drainTimeoutMs: 1000,

@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { HotPatchError, decodeJson, type HotPatchEvent } from '../../core/index.js';
 import { optionalString, parseCommandArgs } from '../args.js';
 import { callAgent, followEvents } from '../agent-client.js';
+import { CANARY_FLAGS, CANARY_HELP, CANARY_USAGE, canaryOptionsFromFlags, withCanaryFlags } from '../canary-flags.js';
+import { formatCanaryStep } from '../canary-line.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import type { Output } from '../output.js';
@@ -12,13 +14,20 @@ export const applyCommand: Command = {
   summary: 'apply a patch through a running agent, showing the canary live',
   usage: `hotpatch apply ${AGENT_USAGE} (--plan FILE | --plan-id ID | --target T --patch ID)
                [--repo NAME] [--verifier NAME] [--security NAME] [--installer NAME] [--approver NAME]
-               [--steps 0.05,0.25,0.5,1] [--canary-interval MS] [--json]
+${CANARY_USAGE.replace(/^/gm, '               ')} [--json]
 
 Runs a plan on the agent: fetch, verify, policy, approval, stage, canary, promote or
 roll back. --plan FILE is a PatchPlan JSON; --target/--patch build one whose components
-default to the agent's "default" repository, verifier, security gate and installer.
-Progress (canary step, ratio, calls judged, verdict) is shown as it happens: one live
-line on a terminal, plain lines otherwise. Exit 0 activated, 1 rejected or rolled back.`,
+default to the agent's "default" repository, verifier, security gate and installer. The
+canary flags set the plan's zdt options; with --plan FILE they override the file's zdt
+fields (--max-latency-shift also replaces its older maxLatencyRatio); they do not go with
+--plan-id (that plan is stored already). A bad value is a usage error (exit 2): nothing runs.
+Progress is shown as it happens: one live line on a terminal, plain lines otherwise, each
+canary step with its verdict, the rule that decided it and the judge's figures, e.g.
+  canary step 2/4 at 5.0%: Successful (no-regression) — 812 calls, 0 errors (baseline 0.00% of 15,400), p=1; latency ×1.04 p=0.62 (mann-whitney, 600 samples)
+Exit 0 activated, 1 rejected or rolled back.
+
+${CANARY_HELP}`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       ...AGENT_FLAGS,
@@ -31,12 +40,12 @@ line on a terminal, plain lines otherwise. Exit 0 activated, 1 rejected or rolle
       security: { type: 'string' },
       installer: { type: 'string' },
       approver: { type: 'string' },
-      steps: { type: 'string' },
-      'canary-interval': { type: 'string' },
+      ...CANARY_FLAGS,
     });
     if (help) return printHelp(out, this.usage);
-    const agent = await agentOf(values);
+    // The flags and the plan are checked before the agent is reached: a usage error changes nothing.
     const body = await requestBody(values);
+    const agent = await agentOf(values);
     const target = typeof body.plan === 'object' ? String((body.plan as { target?: unknown }).target) : undefined;
 
     const progress = new Progress(out);
@@ -66,7 +75,13 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
   const patch = optionalString(values, 'patch');
   const chosen = [planFile, planId, target ?? patch].filter((x) => x !== undefined).length;
   if (chosen !== 1) throw new UsageError('give exactly one of --plan FILE, --plan-id ID, or --target T --patch ID');
-  if (planId !== undefined) return { planId };
+  // Every flag is checked before anything is read or sent.
+  const canary = canaryOptionsFromFlags(values);
+  const withCanary = Object.keys(canary).length > 0;
+  if (planId !== undefined) {
+    if (withCanary) throw new UsageError('canary flags go with --plan FILE or --target/--patch, not --plan-id (that plan is stored already)');
+    return { planId };
+  }
   if (planFile !== undefined) {
     let text: string;
     try {
@@ -74,19 +89,19 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
     } catch (cause) {
       throw new UsageError(`--plan ${planFile}: ${(cause as Error).message}`, 'NOT_FOUND', { cause });
     }
+    let plan: unknown;
     try {
-      return { plan: decodeJson(text, `plan file ${planFile}`) };
+      plan = decodeJson(text, `plan file ${planFile}`);
     } catch (error) {
       if (error instanceof HotPatchError) throw new UsageError(error.message, error.code, { cause: error });
       throw error;
     }
+    if (!withCanary) return { plan };
+    if (typeof plan !== 'object' || plan === null || Array.isArray(plan)) throw new UsageError(`plan file ${planFile} must hold a plan object to take canary flags`);
+    const fromFile = plan as Record<string, unknown>;
+    return { plan: { ...fromFile, zdt: withCanaryFlags(fromFile.zdt, canary, `plan file ${planFile}: zdt with the canary flags`) } };
   }
   if (target === undefined || patch === undefined) throw new UsageError('--target and --patch go together');
-  const zdt: Record<string, unknown> = {};
-  const steps = optionalString(values, 'steps');
-  if (steps !== undefined) zdt.steps = steps.split(',').map((s) => Number(s));
-  const interval = optionalString(values, 'canary-interval');
-  if (interval !== undefined) zdt.canaryInterval = Number(interval);
   const plan: Record<string, unknown> = {
     id: `apply-${patch}`.slice(0, 128),
     target,
@@ -98,7 +113,7 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
   };
   const approver = optionalString(values, 'approver');
   if (approver !== undefined) plan.approver = approver;
-  if (Object.keys(zdt).length > 0) plan.zdt = zdt;
+  if (withCanary) plan.zdt = canary;
   return { plan };
 }
 
@@ -117,9 +132,11 @@ class Progress {
     if (this.#out.json) return;
     const d = e.detail ?? {};
     if (e.type === 'CanaryStep') {
-      const text = `canary step ${String(d.step)}/${String(d.of)} at ${(Number(d.ratio) * 100).toFixed(1)}%: ${String(d.candidateCalls)} calls judged, ${String(d.candidateErrors)} errors — ${String(d.verdict)}`;
+      const text = formatCanaryStep(d);
       if (this.#tty) {
-        process.stdout.write(`\r\x1b[K${text}`);
+        // One terminal row, so the carriage return rewrites all of it.
+        const width = process.stdout.columns ?? 0;
+        process.stdout.write(`\r\x1b[K${width > 1 && text.length >= width ? `${text.slice(0, width - 2)}…` : text}`);
         this.#live = true;
         return;
       }

@@ -12,6 +12,7 @@ import {
   type RolloutDocument,
 } from '../../distributed/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { CANARY_FLAGS, CANARY_FLAG_NAMES, CANARY_HELP, CANARY_USAGE, canaryOptionsFromFlags } from '../canary-flags.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import type { Output } from '../output.js';
@@ -19,6 +20,7 @@ import type { Output } from '../output.js';
 const USAGE = `hotpatch fleet status   --store SPEC [--prefix P] [--json]
 hotpatch fleet rollout  --store SPEC --target T --patch ID --version V --payload-hash H
                         --rings N --soak MS [--id ROLLOUT] [--skip-empty-rings] [--prefix P] [--json]
+${CANARY_USAGE.replace(/^/gm, '                        ')}
 hotpatch fleet pause    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
 hotpatch fleet resume   --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
 hotpatch fleet abort    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
@@ -30,7 +32,12 @@ canary hosts); the active controller opens the next ring once every alive agent 
 current one has promoted the version and stayed healthy for --soak ms, halts and rolls every
 ring back on any failure. A ring with no alive agent waits, unless --skip-empty-rings.
 pause stops opening rings and starting applies; resume continues (the soak starts over);
-abort makes every agent that applied the patch roll it back.`;
+abort makes every agent that applied the patch roll it back.
+The canary flags of rollout are stored in the rollout (its zdt options): every agent applies
+the patch with them, over its own defaults. A bad value is a usage error (exit 2), nothing
+is written.
+
+${CANARY_HELP}`;
 
 const FLAGS = {
   store: { type: 'string' },
@@ -45,6 +52,7 @@ const FLAGS = {
   'skip-empty-rings': { type: 'boolean' },
   rollout: { type: 'string' },
   reason: { type: 'string' },
+  ...CANARY_FLAGS,
 } as const;
 
 const SUBCOMMANDS = ['status', 'rollout', 'pause', 'resume', 'abort'] as const;
@@ -53,7 +61,7 @@ type Sub = (typeof SUBCOMMANDS)[number];
 /** Flags each subcommand accepts (besides --store, --prefix, --json, --help). */
 const ALLOWED: Record<Sub, readonly string[]> = {
   status: [],
-  rollout: ['target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings'],
+  rollout: ['target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings', ...CANARY_FLAG_NAMES],
   pause: ['rollout', 'reason'],
   resume: ['rollout', 'reason'],
   abort: ['rollout', 'reason'],
@@ -122,6 +130,7 @@ function prepare(action: Sub, values: Record<string, unknown>, options: { prefix
       return async (store, out) => printStatus(out, await fleetStatus(store, options));
     case 'rollout': {
       const id = optionalString(values, 'id');
+      const zdt = canaryOptionsFromFlags(values);
       const spec = {
         ...(id === undefined ? {} : { id }),
         target: requireString(values, 'target'),
@@ -131,10 +140,11 @@ function prepare(action: Sub, values: Record<string, unknown>, options: { prefix
         rings: integerFlag(values, 'rings', 1),
         soakMs: integerFlag(values, 'soak', 0),
         emptyRings: values['skip-empty-rings'] === true ? ('skip' as const) : ('wait' as const),
+        ...(Object.keys(zdt).length === 0 ? {} : { zdt }),
       };
       return async (store, out) => {
         const doc = await createRollout(store, spec, options);
-        out.success(`rollout ${doc.id} created: ${doc.patchId} (${doc.version}) on ${doc.target} over ${doc.rings} ring(s), soak ${doc.soakMs} ms`, { rollout: doc });
+        out.success(`rollout ${doc.id} created: ${doc.patchId} (${doc.version}) on ${doc.target} over ${doc.rings} ring(s), soak ${doc.soakMs} ms${canaryText(doc)}`, { rollout: doc });
       };
     }
     case 'pause':
@@ -151,9 +161,16 @@ function prepare(action: Sub, values: Record<string, unknown>, options: { prefix
   }
 }
 
+/** `, canary confidence=0.995 minCalls=500` for a rollout that carries canary options. */
+function canaryText(r: RolloutDocument): string {
+  if (r.zdt === undefined) return '';
+  const fields = Object.entries(r.zdt).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`);
+  return fields.length === 0 ? '' : `, canary ${fields.join(' ')}`;
+}
+
 function describeRollout(r: RolloutDocument): string {
   const ring = r.state.status === 'completed' ? `${r.rings}/${r.rings}` : `${r.state.ring}/${r.rings}`;
-  return `${r.id}  ${r.target} → ${r.version} (${r.patchId})  ${r.state.status}  ring ${ring}${r.state.reason === undefined ? '' : `  — ${r.state.reason}`}`;
+  return `${r.id}  ${r.target} → ${r.version} (${r.patchId})  ${r.state.status}  ring ${ring}${canaryText(r)}${r.state.reason === undefined ? '' : `  — ${r.state.reason}`}`;
 }
 
 function printStatus(out: Output, status: FleetStatus): void {
