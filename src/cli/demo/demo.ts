@@ -9,6 +9,7 @@ import { verifyAuditLog } from '../../observability/index.js';
 import { HotPatchRuntime } from '../../zero-downtime/index.js';
 import { parseCommandArgs } from '../args.js';
 import { callAgent, resolveAgent } from '../agent-client.js';
+import { formatCanaryStep } from '../canary-line.js';
 import { EXIT_OK, EXIT_REJECTED } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { keygenCommand } from '../commands/keygen.js';
@@ -100,7 +101,7 @@ Everything runs in a temporary directory, removed at the end unless --keep.`,
       bus.subscribe((e: HotPatchEvent) => {
         const d = e.detail ?? {};
         if (e.type === 'CanaryStep') {
-          say(`CanaryStep    ${e.version}: step ${String(d.step)}/${String(d.of)} at ${(Number(d.ratio) * 100).toFixed(0)}% — ${String(d.verdict)} (${String(d.candidateCalls)} calls judged, ${String(d.candidateErrors)} errors, ${String(d.differentialSamples)} outputs compared, ${String(d.differentialMismatches)} mismatched) | served ${load.stats.served}, failed ${load.stats.failed}`);
+          say(`CanaryStep    ${e.version}: ${formatCanaryStep(d)} | served ${load.stats.served}, failed ${load.stats.failed}`);
           return;
         }
         say(`${e.type.padEnd(13)} ${e.id} ${e.version}${e.reason === '' ? '' : `: ${e.reason}`}`);
@@ -114,7 +115,8 @@ Everything runs in a temporary directory, removed at the end unless --keep.`,
 
       // 3. Both patches through the Planner, over the agent's socket.
       const client = await resolveAgent(agent.address, undefined);
-      const zdt = { canaryInterval: 300, backoffFactor: 1.3, minCallsPerStep: 50, steps: [0.05, 0.25, 0.5, 1] };
+      // The judge's defaults, untuned: they must be right for a service under noisy load.
+      const zdt = {};
       const results: Record<string, unknown>[] = [];
       for (const patch of ['sha256-fix-1.0.1', 'sha256-fast-1.0.2']) {
         say(`apply ${patch} through the agent`);
