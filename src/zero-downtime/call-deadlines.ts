@@ -45,8 +45,9 @@ export class CallDeadlines {
   #ensureTimer(): void {
     if (this.#timer !== undefined) return;
     const tick = Math.min(250, Math.max(10, this.deadlineMs / 4));
+    // Not unref'd: a caller awaiting a candidate call is owed an answer at its deadline, and
+    // the sweeper stops by itself once nothing is pending.
     this.#timer = setInterval(() => this.#sweep(), tick);
-    this.#timer.unref();
   }
 
   #sweep(): void {

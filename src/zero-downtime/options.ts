@@ -21,7 +21,7 @@ export interface ZdtOptions {
   maxErrorExcess?: number;
   /** Tolerated slowdown: the candidate fails only if its latency is significantly above (1 + shift) × the baseline's (default 0.3). */
   maxLatencyShift?: number;
-  /** A step with fewer candidate calls is Inconclusive: it waits longer, never advances (default 50). */
+  /** A step with fewer candidate calls is Inconclusive: it waits longer, never advances (default 200). */
   minCallsPerStep?: number;
   /** Candidate calls the whole canary must have seen before promotion (default 1000). */
   minCalls?: number;
@@ -35,12 +35,12 @@ export interface ZdtOptions {
   minLatencySamples?: number;
   /** Absolute slack added to the tolerated latency (ms, default 0), for timer-resolution-sized calls. */
   latencyNoiseFloorMs?: number;
-  /** The candidate's first calls, excluded from latency while V8 optimises it (default 200). */
+  /** The candidate's first calls, excluded from latency while V8 optimises it (default 1000). */
   warmupCalls?: number;
   /**
    * Deadline of one async candidate call during the canary, in ms: past it the call counts
    * as an error (and, with `retryOnBaseline`, the caller is answered by the baseline).
-   * Default: derived from the baseline's latency (20 × its p99, at least 250 ms; 5 s until measured).
+   * Default: derived from the baseline's latency before and during the canary (20 × its p99, at least 250 ms, at most 5 s; 5 s until measured).
    */
   canaryCallTimeoutMs?: number;
   /**
@@ -101,13 +101,13 @@ export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions 
     confidence: openUnit(options.confidence ?? 0.99, 'confidence'),
     maxErrorExcess: between(options.maxErrorExcess ?? 0, 0, 1, 'maxErrorExcess'),
     maxLatencyShift: shift,
-    minCallsPerStep: integer(options.minCallsPerStep ?? 50, 1, 'minCallsPerStep'),
+    minCallsPerStep: integer(options.minCallsPerStep ?? 200, 1, 'minCallsPerStep'),
     minCalls: integer(options.minCalls ?? 1000, 0, 'minCalls'),
     maxInconclusiveExtensions: integer(options.maxInconclusiveExtensions ?? 20, 0, 'maxInconclusiveExtensions'),
     maxErrorRate: between(options.maxErrorRate ?? 1, 0, 1, 'maxErrorRate'),
     minLatencySamples: integer(options.minLatencySamples ?? 50, 1, 'minLatencySamples'),
     latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0, 'latencyNoiseFloorMs'),
-    warmupCalls: integer(options.warmupCalls ?? 200, 0, 'warmupCalls'),
+    warmupCalls: integer(options.warmupCalls ?? 1000, 0, 'warmupCalls'),
     differentialSampleRate: between(options.differentialSampleRate ?? 1, 0, 1, 'differentialSampleRate'),
     rollbackOnCancel: bool(options.rollbackOnCancel ?? true, 'rollbackOnCancel'),
     returnErrorOnCanaryFail: bool(options.returnErrorOnCanaryFail ?? true, 'returnErrorOnCanaryFail'),

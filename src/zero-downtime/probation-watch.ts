@@ -20,7 +20,8 @@ const LATENCY_MARGIN = 2;
  * what the previous version showed during the canary. A clear regression routes every call
  * back to the warm previous version at once (a field write), then records the rollback and
  * marks the patch failed. Errors are checked on the error path itself (a version failing
- * every call is caught within a few calls); latency and errors again at each look.
+ * every call is caught within a few calls); latency and errors again at each look. With
+ * `retryOnBaseline`, a failed call is re-run on the previous version, so callers see none.
  */
 export function watchProbation(
   runtime: HotPatchRuntime,
@@ -42,12 +43,14 @@ export function watchProbation(
   let stopped = false;
   const endsAt = performance.now() + opts.probationMs;
 
-  const stop = (): void => {
+  /** `regressed`: the fallback stays, so calls still in flight on the bad version are answered too. */
+  const stop = (regressed = false): void => {
     if (stopped) return;
     stopped = true;
     clearInterval(timer);
     if (promoted.onError === onError) promoted.onError = null;
     if (promoted.latencyTap === onLatency) promoted.latencyTap = null;
+    if (!regressed && promoted.fallback === previous) promoted.fallback = null;
   };
   const stillWatched = (): boolean => {
     if (stopped) return false;
@@ -103,12 +106,14 @@ export function watchProbation(
   };
 
   const regress = (reason: string, figures: Record<string, unknown>): void => {
-    stop();
+    stop(true);
     void rollBackRegression(runtime, target, promoted, previous, reason, figures, opts.drainTimeoutMs);
   };
 
   promoted.onError = onError;
   promoted.latencyTap = onLatency;
+  // An idempotent target keeps its callers answered: a failed call is re-run on the previous version.
+  if (opts.retryOnBaseline) promoted.fallback = previous;
   const timer = setInterval(lookNow, Math.max(250, Math.min(5000, opts.probationMs / 20)));
   timer.unref();
 }

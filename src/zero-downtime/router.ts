@@ -65,6 +65,7 @@ class DurationProbe implements Detour {
     } catch (error) {
       v.errors += 1;
       if (v.onError !== null) v.onError();
+      if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
       throw error;
     } finally {
       v.addLatency((performance.now() - started) / 1000);
@@ -84,6 +85,7 @@ class DurationProbe implements Detour {
       v.leave();
       v.errors += 1;
       if (v.onError !== null) v.onError();
+      if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
       throw error;
     }
     if (!isThenable(result)) {
@@ -101,6 +103,7 @@ class DurationProbe implements Detour {
         v.leave();
         v.errors += 1;
         if (v.onError !== null) v.onError();
+        if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
         throw error;
       },
     );
@@ -119,6 +122,7 @@ export function syncMethod(router: Router, api: object, index: number): AnyFunct
     } catch (error) {
       v.errors += 1;
       if (v.onError !== null) v.onError();
+      if (v.fallback !== null) return retryOn(v.fallback, index, api, this, args);
       throw error;
     }
   };
@@ -130,6 +134,7 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
     const detour = router.detour;
     if (detour !== null) return detour.callAsync(index, api, this, args);
     const v = router.steady;
+    const self = this;
     v.calls += 1;
     v.inflight += 1;
     let result: unknown;
@@ -139,6 +144,7 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
       v.leave();
       v.errors += 1;
       if (v.onError !== null) v.onError();
+      if (v.fallback !== null) return retryOn(v.fallback, index, api, self, args);
       throw error;
     }
     if (!isThenable(result)) {
@@ -154,8 +160,42 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
         v.leave();
         v.errors += 1;
         if (v.onError !== null) v.onError();
+        if (v.fallback !== null) return retryOn(v.fallback, index, api, self, args);
         throw error;
       },
     );
   };
+}
+
+/**
+ * A failed call of a version in its watched probation, for an idempotent target with
+ * `retryOnBaseline`: re-run on the warm previous version, so the caller gets its answer
+ * while the failure still counts against the promoted version. Only the error path pays.
+ */
+function retryOn(v: RuntimeVersion, index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+  v.calls += 1;
+  v.inflight += 1;
+  let result: unknown;
+  try {
+    result = (v.functions[index] as AnyFunction).apply(thisArg === api ? v.impl : thisArg, args);
+  } catch (error) {
+    v.leave();
+    v.errors += 1;
+    throw error;
+  }
+  if (!isThenable(result)) {
+    v.leave();
+    return result;
+  }
+  return Promise.resolve(result).then(
+    (value) => {
+      v.leave();
+      return value;
+    },
+    (error: unknown) => {
+      v.leave();
+      v.errors += 1;
+      throw error;
+    },
+  );
 }

@@ -22,6 +22,8 @@ export interface RuntimeVersionInit {
 }
 
 const LATENCY_RING = 1024;
+/** Sampled durations kept for the canary's deadline (the baseline's recent latency), apart from the metrics ring. */
+const RECENT_RING = 256;
 
 /**
  * One loaded implementation of a target. Counts its async calls in flight so it is disposed
@@ -42,11 +44,15 @@ export class RuntimeVersion {
   errors = 0;
   /** Told of every error of a steady call while a probation watch runs (only the error path pays). */
   onError: (() => void) | null = null;
+  /** While a watched probation runs with `retryOnBaseline`: a failed call is re-run on this (warm previous) version. */
+  fallback: RuntimeVersion | null = null;
   /** Told of every sampled duration (seconds) while a probation watch runs. */
   latencyTap: ((seconds: number) => void) | null = null;
   /** Durations (seconds) of sampled calls not yet collected by metrics; a bounded ring. */
   readonly #latency = new Float64Array(LATENCY_RING);
   #latencyCount = 0;
+  readonly #recent = new Float64Array(RECENT_RING);
+  #recentCount = 0;
   #drainWaiters: (() => void)[] = [];
 
   constructor(init: RuntimeVersionInit) {
@@ -62,8 +68,15 @@ export class RuntimeVersion {
   /** Records the duration of a sampled call (seconds). */
   addLatency(seconds: number): void {
     if (this.latencyTap !== null) this.latencyTap(seconds);
+    this.#recent[this.#recentCount % RECENT_RING] = seconds * 1000;
+    this.#recentCount += 1;
     this.#latency[this.#latencyCount % LATENCY_RING] = seconds;
     this.#latencyCount += 1;
+  }
+
+  /** The last sampled durations (ms, at most 256), whatever metrics has collected. */
+  recentLatencyMs(): Float64Array {
+    return this.#recent.slice(0, Math.min(this.#recentCount, RECENT_RING));
   }
 
   /** Hands the sampled durations gathered since the last drain to `sink` (at most the ring's size). */

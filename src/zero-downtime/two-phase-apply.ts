@@ -169,7 +169,7 @@ export async function twoPhaseApply(
         random: opts.random,
         warmupCalls: opts.warmupCalls,
         confidence: opts.confidence,
-        deadlineMs: opts.canaryCallTimeoutMs ?? DEFAULT_DEADLINE_MS,
+        deadlineMs: opts.canaryCallTimeoutMs ?? derivedDeadlineMs(baseline.recentLatencyMs()),
         validate: target.declaration.validate as OutputValidator | undefined,
         methodNames: target.keys,
       },
@@ -217,7 +217,7 @@ export async function twoPhaseApply(
           reason = `no verdict after ${extensions + 1} intervals: ${reason} (never promoted without data)`;
         }
         last = figures;
-        if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute);
+        if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute.evidence.baselineLatency.view(), baseline.recentLatencyMs());
         const report: StepReport = { step: i + 1, ratio, verdict, reason, figures, intervals: extensions + 1 };
         // One report per step: its latest look (an Inconclusive look is replaced by the next).
         if (extensions === 0) steps.push(report);
@@ -354,14 +354,15 @@ function waitInterval(ms: number, opts: ResolvedZdtOptions, control: CanaryContr
 const DEFAULT_DEADLINE_MS = 5000;
 
 /**
- * The deadline of async candidate calls, derived from the baseline measured at the same
- * moment: 20 × its p99, never under 250 ms (a healthy call is never near it; one that never
- * settles is counted within a second or so).
+ * The deadline of async candidate calls, derived from the baseline's latency (its calls
+ * during the canary, and its sampled calls before it): 20 × the p99, never under 250 ms, so a
+ * healthy call is never near it while one that never settles is counted within a second or so.
  */
-function derivedDeadlineMs(route: CanaryRoute): number {
-  const b = route.evidence.baselineLatency;
-  if (b.length < 50) return DEFAULT_DEADLINE_MS;
-  return Math.min(DEFAULT_DEADLINE_MS, Math.max(250, 20 * quantile(b.view(), 0.99)));
+function derivedDeadlineMs(...samples: Float64Array[]): number {
+  const enough = samples.filter((s) => s.length >= 20);
+  if (enough.length === 0) return DEFAULT_DEADLINE_MS;
+  const p99 = Math.max(...enough.map((s) => quantile(s, 0.99)));
+  return Math.min(DEFAULT_DEADLINE_MS, Math.max(250, 20 * p99));
 }
 
 function reasonOf(reason: unknown): string {
