@@ -5,13 +5,20 @@
  *
  *   npm run bench                       # everything
  *   node dist/bench/run.js manifest     # only benchmarks whose name contains "manifest"
+ *   node dist/bench/run.js canary-judge --quick --seed 42
+ *
+ * Flags, anywhere in the arguments: --quick (a short run, for CI and for trying things out;
+ * each benchmark decides what it shortens, some ignore it) and --seed N (benchmarks that make
+ * random choices take them from a PRNG seeded with N and print the seed they used).
  *
  * Missed goals are reported ("goal missed"), never turned into a failing exit status; the
- * status is non-zero only when a benchmark could not run at all (1) or the filter matched
- * nothing (2).
+ * status is non-zero only when a benchmark could not run at all (1), or the arguments were
+ * wrong or the filter matched nothing (2).
  */
 import { cpus } from 'node:os';
+import { run as canaryJudge } from './canary-judge.js';
 import { run as cliVerify } from './cli-verify.js';
+import { run as demoNoisy } from './demo-noisy.js';
 import { run as fleetRollout } from './fleet-rollout.js';
 import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
 import { run as manifestVerify } from './manifest-verify.js';
@@ -19,17 +26,51 @@ import { run as payloadHash } from './payload-hash.js';
 import { run as runtimeCalls } from './runtime-calls.js';
 import { run as runtimeSwaps } from './runtime-swaps.js';
 
-const BENCHMARKS: readonly { name: string; run: () => Promise<Row[]> }[] = [
+/** What every benchmark's run() is given (older benchmarks take no argument and ignore it). */
+interface BenchOptions {
+  /** A short run (--quick). */
+  quick: boolean;
+  /** Seed for the benchmark's random choices (--seed N); undefined: the benchmark picks and prints one. */
+  seed: number | undefined;
+}
+
+const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promise<Row[]> }[] = [
   { name: 'payload-hash', run: payloadHash },
   { name: 'manifest-verify', run: manifestVerify },
   { name: 'cli-verify', run: cliVerify },
   { name: 'runtime-calls', run: runtimeCalls },
   { name: 'runtime-swaps', run: runtimeSwaps },
   { name: 'fleet-rollout', run: fleetRollout },
+  { name: 'canary-judge', run: canaryJudge },
+  { name: 'demo-noisy', run: demoNoisy },
 ];
 
+/** The filter (first argument that is not a flag) and the flags, wherever they stand. */
+function parseArgs(argv: readonly string[]): { filter: string | undefined; options: BenchOptions } | { error: string } {
+  const options: BenchOptions = { quick: false, seed: undefined };
+  let filter: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') options.quick = true;
+    else if (a === '--seed' || a.startsWith('--seed=')) {
+      const value = a === '--seed' ? argv[++i] : a.slice('--seed='.length);
+      const seed = Number(value);
+      if (value === undefined || value === '' || !Number.isSafeInteger(seed) || seed < 0) return { error: `--seed needs a non-negative integer, got ${JSON.stringify(value)}` };
+      options.seed = seed;
+    } else if (a.startsWith('--')) return { error: `unknown flag ${a} (flags: --quick, --seed N)` };
+    else if (filter === undefined) filter = a;
+    else return { error: `one filter only, got ${JSON.stringify(filter)} and ${JSON.stringify(a)}` };
+  }
+  return { filter, options };
+}
+
 async function main(): Promise<number> {
-  const filter = process.argv[2];
+  const args = parseArgs(process.argv.slice(2));
+  if ('error' in args) {
+    console.error(args.error);
+    return 2;
+  }
+  const { filter, options } = args;
   const selected = BENCHMARKS.filter((b) => filter === undefined || b.name.includes(filter));
   if (selected.length === 0) {
     console.error(`no benchmark matches ${JSON.stringify(filter)} (benchmarks: ${BENCHMARKS.map((b) => b.name).join(', ')})`);
@@ -38,7 +79,7 @@ async function main(): Promise<number> {
   const cpuList = cpus();
   console.log(
     `xps-hotpatch benchmarks — node ${process.version}, ${process.platform}-${process.arch}, ` +
-      `${cpuList.length} × ${cpuList[0]?.model.trim() ?? 'unknown CPU'}`,
+      `${cpuList.length} × ${cpuList[0]?.model.trim() ?? 'unknown CPU'}${options.quick ? ' (quick)' : ''}`,
   );
 
   const rows: Row[] = [];
@@ -48,7 +89,7 @@ async function main(): Promise<number> {
     console.log(`\n== ${b.name} ==`);
     const t0 = process.hrtime.bigint();
     try {
-      const result = await b.run();
+      const result = await b.run(options);
       rows.push(...result);
       console.log(formatTable(result));
       console.log(`(${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s)`);
@@ -77,6 +118,8 @@ async function main(): Promise<number> {
       cpu: cpuList[0]?.model.trim(),
       date: new Date().toISOString(),
       totalSeconds: roundFigure(totalS),
+      quick: options.quick,
+      ...(options.seed === undefined ? {} : { seed: options.seed }),
       results: rows.map((r) => ({
         ...r,
         median: roundFigure(r.median),
