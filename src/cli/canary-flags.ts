@@ -61,8 +61,8 @@ export const CANARY_HELP = `Canary flags (each sets one canary option; unset one
   --max-error-excess X    tolerated error rate above the baseline's, in [0, 1]   (0)
   --max-latency-shift S   tolerated slowdown: fails past (1 + S) × baseline      (0.3)
   --min-calls N           candidate calls the canary must see before promotion   (1000)
-  --min-calls-per-step N  candidate calls a step needs before it is judged       (50)
-  --warmup-calls N        first candidate calls left out of the latency test     (200)
+  --min-calls-per-step N  candidate calls a step needs before it is judged       (200)
+  --warmup-calls N        first candidate calls left out of the latency test     (1000)
   --call-timeout MS       deadline of one async candidate call                   (from baseline p99)
   --probation MS          how long a promoted version is watched                 (60000)
   --no-probation-watch    do not keep judging during probation

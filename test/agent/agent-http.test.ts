@@ -264,10 +264,21 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
     assert.equal((started as Error & { code?: string }).code, 'INVALID');
   });
 
-  test('the audit log recorded the apply and none of the refused requests', async () => {
+  test('the audit log recorded the apply, each canary verdict with its figures, and none of the refused requests', async () => {
     await agent.audit.flush();
     const log = await readFile(join(fx.stateDir, 'audit.log'), 'utf8');
     assert.doesNotMatch(log, /sneaky/);
     assert.match(log, /http-good/);
+    const steps = log
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { event: { type: string; detail?: Record<string, unknown> } }).event)
+      .filter((e) => e.type === 'CanaryStep');
+    assert.ok(steps.length > 0);
+    for (const e of steps) {
+      for (const field of ['verdict', 'rule', 'candidateCalls', 'candidateErrors', 'baselineCalls', 'baselineErrors', 'errorTest', 'errorP', 'latencyTest', 'alpha', 'confidence', 'warmupExcluded']) {
+        assert.ok(e.detail !== undefined && field in e.detail, `CanaryStep audit line lacks ${field}: ${JSON.stringify(e.detail)}`);
+      }
+    }
   });
 });
