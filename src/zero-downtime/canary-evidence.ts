@@ -99,6 +99,8 @@ export class CanaryEvidence {
   readonly steps: StepCounts[] = [];
   readonly candidateLatency = new LatencyReservoir();
   readonly baselineLatency = new LatencyReservoir();
+  /** Baseline timings taken while the candidate warms up: not compared with it, only used for deadlines. */
+  readonly baselineDuringWarmup = new LatencyReservoir(256);
   readonly pairs = new PairReservoir();
   /** Candidate calls not timed because V8 had not yet optimised the candidate. */
   warmupExcluded = 0;

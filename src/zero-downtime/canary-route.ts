@@ -128,6 +128,8 @@ export class CanaryRoute {
     const ev = this.evidence;
     if (ev.candidate.calls <= this.#options.warmupCalls) {
       ev.warmupExcluded += 1;
+      // The baseline is still timed meanwhile (kept apart): async deadlines need its latency early.
+      if (this.#armed < MAX_ARMED) this.#armed += 1;
       return false;
     }
     return ev.candidateLatency.length < 1024 || (++this.#timingTick & 15) === 0;
@@ -206,7 +208,8 @@ export class CanaryRoute {
 
   #baselineLatency(started: number): void {
     const ms = performance.now() - started;
-    this.evidence.baselineLatency.add(ms, this.#options.random);
+    const ev = this.evidence;
+    (ev.candidate.calls <= this.#options.warmupCalls ? ev.baselineDuringWarmup : ev.baselineLatency).add(ms, this.#options.random);
     this.baseline.addLatency(ms / 1000);
   }
 

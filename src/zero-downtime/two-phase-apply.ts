@@ -217,7 +217,7 @@ export async function twoPhaseApply(
           reason = `no verdict after ${extensions + 1} intervals: ${reason} (never promoted without data)`;
         }
         last = figures;
-        if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute.evidence.baselineLatency.view(), baseline.recentLatencyMs());
+        if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute.evidence.baselineLatency.view(), canaryRoute.evidence.baselineDuringWarmup.view(), baseline.recentLatencyMs());
         const report: StepReport = { step: i + 1, ratio, verdict, reason, figures, intervals: extensions + 1 };
         // One report per step: its latest look (an Inconclusive look is replaced by the next).
         if (extensions === 0) steps.push(report);

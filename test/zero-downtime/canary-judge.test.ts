@@ -139,7 +139,7 @@ test('unpaired latency: Mann–Whitney on time-interleaved samples fails 3× and
 test('a step with too few calls is Inconclusive; promotion also needs minCalls and a latency verdict', () => {
   const step = judge(counts(0.005, { calls: 10, errors: 0 }, { calls: 2000, errors: 0 }), 1, false, DEFAULTS);
   assert.equal(step.verdict, 'Inconclusive');
-  assert.match(step.reason, /only 10 of 50 candidate calls needed in this step/);
+  assert.match(step.reason, /only 10 of 200 candidate calls needed in this step/);
   const total = judge(counts(0.5, { calls: 600, errors: 0 }, { calls: 600, errors: 0 }), 1, true, DEFAULTS);
   assert.equal(total.verdict, 'Inconclusive');
   assert.match(total.reason, /only 600 of 1,000 candidate calls needed before promotion/);
