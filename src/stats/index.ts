@@ -8,4 +8,4 @@ export { mannWhitneyGreater, wilcoxonSignedRankGreater } from './rank-tests.js';
 export type { RankTestResult, SignedRankResult } from './rank-tests.js';
 export { median, quantile, hodgesLehmannShift } from './estimators.js';
 export { normalSf, logGamma } from './special.js';
-export { stratifiedFisherGreater, type Stratum } from './stratified-fisher.js';
+export { cochranMantelHaenszelGreater, stratifiedFisherGreater, type Stratum } from './stratified-fisher.js';

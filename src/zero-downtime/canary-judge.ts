@@ -94,18 +94,18 @@ export function tripAlpha(confidence: number): number {
 }
 
 /** The error test: candidate vs baseline, stratified by step (the ratio changes between steps). */
-export function errorTest(evidence: CanaryEvidence, maxErrorExcess: number, confidence: number): { test: JudgeFigures['errorTest']; p: number } {
+export function errorTest(evidence: CanaryEvidence, maxErrorExcess: number, alpha: number): { test: JudgeFigures['errorTest']; p: number } {
   const c = evidence.candidate;
   const b = evidence.baseline;
   if (c.errors === 0) return { test: maxErrorExcess > 0 ? 'binomial-vs-baseline-bound' : 'fisher-exact', p: 1 };
   if (maxErrorExcess > 0) {
-    // H0: p_c <= p_b + δ. The baseline's rate is bounded above at confidence 1 − α/2, then the
-    // candidate's count is tested against that bound plus δ; a union bound keeps the level.
-    const half = (1 - confidence) / 2;
-    const bound = Math.min(1, clopperPearsonUpper(b.errors, b.calls, 1 - half) + maxErrorExcess);
+    // H0: p_c <= p_b + δ. The baseline's rate is bounded above at confidence 1 − α/2 (this
+    // look's level), then the candidate's count is tested against that bound plus δ at α/2:
+    // a union bound keeps the level (the reported p is doubled to compare with α).
+    const bound = Math.min(1, clopperPearsonUpper(b.errors, b.calls, 1 - alpha / 2) + maxErrorExcess);
     return { test: 'binomial-vs-baseline-bound', p: Math.min(1, 2 * binomialUpperTail(c.errors, c.calls, bound)) };
   }
-  if (evidence.steps.some((s) => s.candidateCalls > 0 && s.baselineCalls === 0)) {
+  if (evidence.steps.some((s) => s.ratio >= 1 && s.candidateCalls > 0)) {
     // A step with no baseline calls of its own (ratio 1): the baseline's record before the
     // canary joins the reference — not the same moment, which the figures say.
     const h = evidence.baselineBefore;
@@ -133,23 +133,25 @@ export function errorTest(evidence: CanaryEvidence, maxErrorExcess: number, conf
 export function latencyTest(
   evidence: CanaryEvidence,
   options: Pick<JudgeOptions, 'maxLatencyShift' | 'latencyNoiseFloorMs' | 'minLatencySamples'>,
-): { test: JudgeFigures['latencyTest']; p: number | undefined; ratio: number | undefined; samples: number } {
+): { test: JudgeFigures['latencyTest']; p: number | undefined; ratio: number | undefined; samples: number; beyond: boolean } {
   const factor = 1 + options.maxLatencyShift;
   const floor = options.latencyNoiseFloorMs;
   if (evidence.pairs.length >= options.minLatencySamples) {
-    const result = wilcoxonSignedRankGreater(evidence.pairs.excess(factor, floor));
-    return { test: 'wilcoxon-paired', p: result.p, ratio: median(evidence.pairs.ratios()), samples: evidence.pairs.length };
+    const excess = evidence.pairs.excess(factor, floor);
+    const result = wilcoxonSignedRankGreater(excess);
+    return { test: 'wilcoxon-paired', p: result.p, ratio: median(evidence.pairs.ratios()), samples: evidence.pairs.length, beyond: median(excess) > 0 };
   }
   const c = evidence.candidateLatency.view();
   const b = evidence.baselineLatency.view();
   if (c.length < options.minLatencySamples || b.length < options.minLatencySamples) {
-    return { test: 'none', p: undefined, ratio: undefined, samples: Math.min(c.length, b.length) };
+    return { test: 'none', p: undefined, ratio: undefined, samples: Math.min(c.length, b.length), beyond: false };
   }
   const scaled = new Float64Array(b.length);
   for (let i = 0; i < b.length; i++) scaled[i] = factor * b[i]! + floor;
   const result = mannWhitneyGreater(c, scaled);
   const bm = median(b);
-  return { test: 'mann-whitney', p: result.p, ratio: median(c) / Math.max(bm, 1e-6), samples: Math.min(c.length, b.length) };
+  const cm = median(c);
+  return { test: 'mann-whitney', p: result.p, ratio: cm / Math.max(bm, 1e-6), samples: Math.min(c.length, b.length), beyond: cm > factor * bm + floor };
 }
 
 /**
@@ -164,7 +166,7 @@ export function judge(evidence: CanaryEvidence, look: number, isLastStep: boolea
   const c = evidence.candidate;
   const b = evidence.baseline;
   const step = evidence.current;
-  const errors = errorTest(evidence, o.maxErrorExcess, o.confidence);
+  const errors = errorTest(evidence, o.maxErrorExcess, alpha);
   const latency = latencyTest(evidence, o);
   const figures: JudgeFigures = {
     ratio: step.ratio,
@@ -203,7 +205,8 @@ export function judge(evidence: CanaryEvidence, look: number, isLastStep: boolea
       return decide('Failed', 'error-ceiling', `candidate failed ${count(c.errors)} of ${count(c.calls)} calls (${pct(figures.errorRate)}): above the ${pct(o.maxErrorRate)} ceiling, exact binomial p=${p3(p)} < α=${p3(alpha)}`);
     }
   }
-  if (latency.p !== undefined && latency.ratio !== undefined && latency.p < alpha && latency.ratio > 1 + o.maxLatencyShift) {
+  // Significant AND the effect beyond the tolerance (the median past (1 + shift) × baseline + floor).
+  if (latency.p !== undefined && latency.ratio !== undefined && latency.p < alpha && latency.beyond) {
     return decide('Failed', 'latency-shift', latencySentence(figures, o, alpha));
   }
   if (step.candidateCalls < o.minCallsPerStep) {
@@ -212,9 +215,9 @@ export function judge(evidence: CanaryEvidence, look: number, isLastStep: boolea
   if (isLastStep && c.calls < o.minCalls) {
     return decide('Inconclusive', 'insufficient-data', `only ${count(c.calls)} of ${count(o.minCalls)} candidate calls needed before promotion`);
   }
-  // Latency must be judged before promotion whenever the baseline served calls to compare with
-  // (a canary made of one step at 100 % has none: its figures say latency was not judged).
-  if (isLastStep && latency.test === 'none' && o.minCalls > 0 && b.calls > 0) {
+  // Latency must be judged before promotion whenever the last step has baseline calls at the
+  // same moment to compare with (a last step of 100 % has none: its figures say so).
+  if (isLastStep && latency.test === 'none' && o.minCalls > 0 && step.ratio < 1) {
     return decide('Inconclusive', 'insufficient-data', `only ${latency.samples} of ${o.minLatencySamples} latency samples needed on each side before promotion`);
   }
   return decide('Successful', 'no-regression', summarySentence(figures));
@@ -223,15 +226,17 @@ export function judge(evidence: CanaryEvidence, look: number, isLastStep: boolea
 /** The mid-interval check on the current step's counts alone (one ratio: no confounding). */
 export function overwhelmingErrors(evidence: CanaryEvidence, confidence: number): { p: number; reason: string } | undefined {
   const s = evidence.current;
-  const h = s.baselineCalls === 0 ? evidence.baselineBefore : { calls: 0, errors: 0 };
+  const h = s.ratio >= 1 ? evidence.baselineBefore : { calls: 0, errors: 0 };
   const p = fisherExactGreater(s.candidateErrors, s.candidateCalls, s.baselineErrors + h.errors, s.baselineCalls + h.calls);
   const alpha = tripAlpha(confidence);
   if (!(p < alpha)) return undefined;
+  const timeouts = evidence.candidate.timeouts;
   return {
     p,
     reason:
-      `candidate failed ${count(s.candidateErrors)} of ${count(s.candidateCalls)} calls in this step against the baseline's ` +
-      `${count(s.baselineErrors)} of ${count(s.baselineCalls)}: Fisher exact p=${p3(p)} < α=${p3(alpha)}, judged at once`,
+      `candidate failed ${count(s.candidateErrors)} of ${count(s.candidateCalls)} calls in this step${timeouts > 0 ? ` (${count(timeouts)} past their deadline)` : ''} ` +
+      `against the baseline's ${count(s.baselineErrors + h.errors)} of ${count(s.baselineCalls + h.calls)}${h.calls > 0 ? ' (its record before the canary)' : ''}: ` +
+      `Fisher exact one-sided p=${p3(p)} < α=${p3(alpha)}, judged at once`,
   };
 }
 

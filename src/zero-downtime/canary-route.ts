@@ -41,6 +41,15 @@ export function fnv1a32(text: string): number {
   return h >>> 0;
 }
 
+/** Settles a caller's promise with `produce()`'s outcome, a synchronous throw included. */
+function answer(resolve: (value: unknown) => void, reject: (error: unknown) => void, produce: () => unknown): void {
+  try {
+    resolve(produce());
+  } catch (error) {
+    reject(error);
+  }
+}
+
 /**
  * Routing while a candidate is canaried: each call picks a side at entry and runs wholly on
  * it. The ratio split uses a xorshift generator (no Math.random per call); sticky routing
@@ -92,6 +101,7 @@ export class CanaryRoute {
   nextStep(ratio: number): void {
     if (this.tripped !== undefined) return;
     this.evidence.newStep(ratio);
+    this.#nextTripCheck = 3;
     this.#setThreshold(ratio);
   }
 
@@ -126,7 +136,8 @@ export class CanaryRoute {
   /** Whether to time this candidate call: never during warm-up, densely at first, then one in 16. */
   #timeCandidate(): boolean {
     const ev = this.evidence;
-    if (ev.candidate.calls <= this.#options.warmupCalls) {
+    // Checked before this call is counted: calls 1 … warmupCalls are the warm-up.
+    if (ev.candidate.calls < this.#options.warmupCalls) {
       ev.warmupExcluded += 1;
       // The baseline is still timed meanwhile (kept apart): async deadlines need its latency early.
       if (this.#armed < MAX_ARMED) this.#armed += 1;
@@ -187,19 +198,23 @@ export class CanaryRoute {
     return this.#candidateAsync(index, api, thisArg, args);
   }
 
-  #baselineSync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+  /**
+   * A call on the baseline. `retry`: it re-answers a failed candidate call, so it is not
+   * evidence (it would be a baseline sample drawn only from the inputs the candidate failed on).
+   */
+  #baselineSync(index: number, api: object, thisArg: unknown, args: unknown[], retry = false): unknown {
     const v = this.baseline;
-    const timed = this.#armed > 0;
+    const timed = !retry && this.#armed > 0;
     if (timed) this.#armed -= 1;
     const started = timed ? performance.now() : 0;
     v.calls += 1;
-    this.evidence.baselineCall();
+    if (!retry) this.evidence.baselineCall();
     let result: unknown;
     try {
       result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
       v.errors += 1;
-      this.evidence.baselineError();
+      if (!retry) this.evidence.baselineError();
       throw error;
     }
     if (timed) this.#baselineLatency(started);
@@ -224,18 +239,18 @@ export class CanaryRoute {
       result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
       this.#candidateFailed();
-      if (this.#options.retryOnBaseline) return this.#baselineSync(index, api, thisArg, args);
+      if (this.#options.retryOnBaseline) return this.#baselineSync(index, api, thisArg, args, true);
       throw error;
     }
     if (isThenable(result)) {
       // The interface is synchronous: a candidate returning a promise is broken, and no caller gets one.
       this.#candidateFailed();
-      if (this.#options.retryOnBaseline) return this.#baselineSync(index, api, thisArg, args);
+      if (this.#options.retryOnBaseline) return this.#baselineSync(index, api, thisArg, args, true);
       throw new TypeError(`version ${v.version} returned a promise from a synchronous method`);
     }
     if (timed) this.#candidateLatency(started);
     if (this.#options.validate !== undefined && !this.#valid(index, result, args)) {
-      return this.#invalidOutput(() => this.#baselineSync(index, api, thisArg, args), index);
+      return this.#invalidOutput(() => this.#baselineSync(index, api, thisArg, args, true), index);
     }
     return result;
   }
@@ -256,21 +271,21 @@ export class CanaryRoute {
     throw new HotPatchError('CANARY_FAILED', `candidate ${this.candidate.version} returned an output the target's validate hook refused (${this.#options.methodNames[index]})`);
   }
 
-  #baselineAsync(index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+  #baselineAsync(index: number, api: object, thisArg: unknown, args: unknown[], retry = false): unknown {
     const v = this.baseline;
-    const timed = this.#armed > 0;
+    const timed = !retry && this.#armed > 0;
     if (timed) this.#armed -= 1;
     const started = timed ? performance.now() : 0;
     v.inflight += 1;
     v.calls += 1;
-    this.evidence.baselineCall();
+    if (!retry) this.evidence.baselineCall();
     let result: unknown;
     try {
       result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
       v.leave();
       v.errors += 1;
-      this.evidence.baselineError();
+      if (!retry) this.evidence.baselineError();
       throw error;
     }
     if (!isThenable(result)) {
@@ -287,7 +302,7 @@ export class CanaryRoute {
       (error: unknown) => {
         v.leave();
         v.errors += 1;
-        this.evidence.baselineError();
+        if (!retry) this.evidence.baselineError();
         throw error;
       },
     );
@@ -300,7 +315,7 @@ export class CanaryRoute {
     v.inflight += 1;
     v.calls += 1;
     this.evidence.candidateCall();
-    const onBaseline = (): unknown => this.#baselineAsync(index, api, thisArg, args);
+    const onBaseline = (): unknown => this.#baselineAsync(index, api, thisArg, args, true);
     let result: unknown;
     try {
       result = v.functions[index]!.apply(thisArg === api ? v.impl : thisArg, args);
@@ -320,7 +335,7 @@ export class CanaryRoute {
         this.evidence.candidate.timeouts += 1;
         this.#candidateFailed();
         if (this.#options.retryOnBaseline) {
-          resolve(onBaseline());
+          answer(resolve, reject, onBaseline);
           return;
         }
         reject(new HotPatchError('CANARY_FAILED', `candidate ${v.version} did not answer within its ${Math.round(this.deadlines.deadlineMs)} ms canary deadline`));
@@ -339,7 +354,7 @@ export class CanaryRoute {
           v.leave();
           if (!this.deadlines.settle(handle)) return;
           this.#candidateFailed();
-          if (this.#options.retryOnBaseline) resolve(onBaseline());
+          if (this.#options.retryOnBaseline) answer(resolve, reject, onBaseline);
           else reject(error);
         },
       );

@@ -95,14 +95,17 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
     record.baseline(s.threw);
     return s;
   });
-  let finished = false;
   const handle = call.deadlines.watch(() => {
-    finished = true;
     record.candidate({ failed: true, timedOut: true, mismatch: false, candidateMs: undefined, baselineMs: undefined });
   });
-  void Promise.all([baseDone, settle(cand)]).then(([bs, cs]) => {
+  // The deadline is the candidate's own: it is met when the candidate settles, however long
+  // the baseline takes; the comparison then waits for the baseline's answer.
+  const candDone = settle(cand).then((cs) => {
     c.leave();
-    if (finished || !call.deadlines.settle(handle)) return;
+    return { cs, inTime: call.deadlines.settle(handle) };
+  });
+  void Promise.all([baseDone, candDone]).then(([bs, { cs, inTime }]) => {
+    if (!inTime) return;
     record.candidate({ failed: cs.threw, timedOut: false, mismatch: differs(bs, cs), candidateMs: cs.ms, baselineMs: bs.ms });
   });
   return baseDone.then((s) => {

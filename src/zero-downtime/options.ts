@@ -33,7 +33,10 @@ export interface ZdtOptions {
   maxLatencyRatio?: number;
   /** Latency samples needed on each side (or pairs, for shadowed targets) before latency is judged (default 50). */
   minLatencySamples?: number;
-  /** Absolute slack added to the tolerated latency (ms, default 0), for timer-resolution-sized calls. */
+  /**
+   * Absolute slack added to the tolerated latency (ms, default 0.0001 = 100 ns): a method of a
+   * few tens of ns whose code is cold at a small canary share must not read as "2× slower".
+   */
   latencyNoiseFloorMs?: number;
   /** The candidate's first calls, excluded from latency while V8 optimises it (default 1000). */
   warmupCalls?: number;
@@ -106,7 +109,7 @@ export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions 
     maxInconclusiveExtensions: integer(options.maxInconclusiveExtensions ?? 20, 0, 'maxInconclusiveExtensions'),
     maxErrorRate: between(options.maxErrorRate ?? 1, 0, 1, 'maxErrorRate'),
     minLatencySamples: integer(options.minLatencySamples ?? 50, 1, 'minLatencySamples'),
-    latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0, 'latencyNoiseFloorMs'),
+    latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0.0001, 'latencyNoiseFloorMs'),
     warmupCalls: integer(options.warmupCalls ?? 1000, 0, 'warmupCalls'),
     differentialSampleRate: between(options.differentialSampleRate ?? 1, 0, 1, 'differentialSampleRate'),
     rollbackOnCancel: bool(options.rollbackOnCancel ?? true, 'rollbackOnCancel'),

@@ -1,4 +1,4 @@
-import { fisherExactGreater, mannWhitneyGreater, median } from '../stats/index.js';
+import { binomialUpperTail, clopperPearsonUpper, mannWhitneyGreater, median } from '../stats/index.js';
 import type { CanaryEvidence } from './canary-evidence.js';
 import { count, lookAlpha, p3, pct, tripAlpha } from './canary-judge.js';
 import type { ResolvedZdtOptions } from './options.js';
@@ -14,6 +14,13 @@ const MAX_SAMPLES = 2048;
  * tolerance before the watch acts (a busier machine must not read as a regression).
  */
 const LATENCY_MARGIN = 2;
+/**
+ * Likewise for errors: the promoted version fails only if its error rate is significantly
+ * above twice what the previous version showed (its upper confidence bound) plus 0.1 % of
+ * calls, so a downstream hiccup after promotion is not blamed on the patch.
+ */
+const ERROR_FACTOR = 2;
+const ERROR_SLACK = 0.001;
 
 /**
  * Keeps judging a promoted version through its probation: its errors and latency against
@@ -62,17 +69,22 @@ export function watchProbation(
   };
 
   const errorFigures = (): { calls: number; errors: number } => ({ calls: promoted.calls - calls0, errors: promoted.errors - errors0 });
+  /** The error rate the promoted version may show before it is blamed, at level α. */
+  const tolerated = (alpha: number): number =>
+    Math.min(1, ERROR_FACTOR * clopperPearsonUpper(refErrors, refCalls, 1 - alpha / 2) + ERROR_SLACK + opts.maxErrorExcess);
+  const errorP = (f: { calls: number; errors: number }, alpha: number): number =>
+    Math.min(1, 2 * binomialUpperTail(f.errors, Math.max(f.calls, f.errors), tolerated(alpha)));
   const errorReason = (f: { calls: number; errors: number }, p: number, alpha: number): string =>
     `after promotion ${promoted.version} failed ${count(f.errors)} of ${count(f.calls)} calls (${pct(f.calls === 0 ? 0 : f.errors / f.calls)}) ` +
-    `against ${previous.version}'s ${count(refErrors)} of ${count(refCalls)}: Fisher exact p=${p3(p)} < α=${p3(alpha)}`;
+    `against ${previous.version}'s ${count(refErrors)} of ${count(refCalls)} (tolerated up to ${pct(tolerated(alpha))}): exact binomial p=${p3(p)} < α=${p3(alpha)}`;
 
   const onError = (): void => {
     if (!stillWatched()) return;
     const f = errorFigures();
     if (f.errors < nextErrorCheck) return;
     nextErrorCheck = Math.ceil(nextErrorCheck * 1.4) + 1;
-    const p = fisherExactGreater(f.errors, Math.max(f.calls, f.errors), refErrors, refCalls);
     const alpha = tripAlpha(opts.confidence);
+    const p = errorP(f, alpha);
     if (p < alpha) regress(errorReason(f, p, alpha), { rule: 'overwhelming-errors', ...f, errorP: p, alpha });
   };
   const onLatency = (seconds: number): void => {
@@ -86,7 +98,7 @@ export function watchProbation(
     const alpha = lookAlpha(opts.confidence, look);
     const f = errorFigures();
     if (f.errors > 0) {
-      const p = fisherExactGreater(f.errors, Math.max(f.calls, f.errors), refErrors, refCalls);
+      const p = errorP(f, alpha);
       if (p < alpha) return regress(errorReason(f, p, alpha), { rule: 'error-excess', ...f, errorP: p, alpha, look });
     }
     if (sampleCount >= opts.minLatencySamples && refLatency.length >= opts.minLatencySamples) {
@@ -132,7 +144,17 @@ async function rollBackRegression(
   figures: Record<string, unknown>,
   drainTimeoutMs: number,
 ): Promise<void> {
-  if (target.active !== bad || target.previous !== previous || target.applying !== undefined) return;
+  if (target.applying !== undefined) {
+    // Another patch is being applied over the regressed version: stop it (its canary is
+    // judged against a broken baseline), then roll back once it has let go of the target.
+    target.abort(`${bad.label} regressed during its probation: ${reason}`);
+    await waitUntil(() => target.applying === undefined, drainTimeoutMs);
+  }
+  if (target.active !== bad || target.previous !== previous || target.applying !== undefined) {
+    // Something else moved the target meanwhile (an operator rollback, a promotion): nothing to undo.
+    if (bad.fallback === previous) bad.fallback = null;
+    return;
+  }
   target.routeTo(previous, undefined);
   runtime.emit('RolledBack', target.name, previous.version, bad.patchId ?? 'builtin', reason, { code: 'CANARY_FAILED', from: bad.version, to: previous.version, phase: 'probation', ...figures });
   try {
@@ -143,4 +165,10 @@ async function rollBackRegression(
     });
   }
   void runtime.disposeWhenDrained(target, bad, drainTimeoutMs);
+}
+
+/** Polls `done` every 20 ms until it holds or `timeoutMs` passes. */
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!done() && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
 }

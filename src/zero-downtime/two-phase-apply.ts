@@ -207,7 +207,8 @@ export async function twoPhaseApply(
         const analysis = judge(canaryRoute.evidence, look, i === opts.steps.length - 1, opts);
         let { verdict, reason } = analysis;
         let figures = analysis.figures;
-        if (canaryRoute.tripped !== undefined && verdict !== 'Failed') {
+        // A trip decided already (mid-interval, every call back on the baseline): it is the verdict.
+        if (canaryRoute.tripped !== undefined) {
           verdict = 'Failed';
           reason = canaryRoute.tripped;
           figures = { ...figures, rule: 'overwhelming-errors' };
@@ -312,9 +313,13 @@ async function promoteCandidate(
       };
     }
   }
-  // An abort or rollback that arrived during the handover is honoured, not acknowledged and lost.
+  // An abort or rollback that arrived during the handover is honoured, not acknowledged and lost;
+  // so is a trip (a run of candidate errors) after the last look.
   const aborted = pendingAbort();
   if (aborted !== undefined) return { ok: false, code: 'ABORTED', reason: aborted, cause: undefined, patchAtFault: false };
+  if (reference?.tripped !== undefined) {
+    return { ok: false, code: 'CANARY_FAILED', reason: `canary of ${candidate.version} failed before promotion: ${reference.tripped}`, cause: undefined, patchAtFault: true };
+  }
   // Persist first, then flip: a failed write leaves the old version serving and the state
   // file telling the truth, never a new version the next restart would silently undo.
   try {

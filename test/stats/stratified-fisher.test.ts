@@ -62,3 +62,21 @@ test('strata without events change nothing, and bad counts are INVALID', () => {
   assert.equal(stratifiedFisherGreater([]), 1);
   assert.throws(() => stratifiedFisherGreater([{ k1: 5, n1: 4, k2: 0, n2: 4 }]), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
 });
+
+test('past 20,000 events the Cochran–Mantel–Haenszel approximation answers, close to the exact test where both apply', async () => {
+  const { cochranMantelHaenszelGreater } = await import('../../src/stats/index.js');
+  // Moderate counts: both computable; the approximation tracks the exact p-value.
+  const strata = [
+    { k1: 60, n1: 5_000, k2: 900, n2: 95_000 },
+    { k1: 260, n1: 25_000, k2: 700, n2: 75_000 },
+  ];
+  const exact = stratifiedFisherGreater(strata);
+  const approx = cochranMantelHaenszelGreater(strata);
+  assert.ok(Math.abs(Math.log10(exact) - Math.log10(approx)) < 0.3, `exact ${exact} vs CMH ${approx}`);
+  // Large counts (1e8 calls a step, 1 % errors): answered in one pass, same-rate strata not significant.
+  const big = [0.005, 0.05, 0.25, 0.5].map((r) => ({ k1: Math.round(1e8 * r * 0.01), n1: Math.round(1e8 * r), k2: Math.round(1e8 * (1 - r) * 0.01), n2: Math.round(1e8 * (1 - r)) }));
+  const p = stratifiedFisherGreater(big);
+  assert.ok(p > 0.2 && p <= 1, String(p));
+  const worse = big.map((s) => ({ ...s, k1: Math.round(s.k1 * 1.05) }));
+  assert.ok(stratifiedFisherGreater(worse) < 1e-6);
+});

@@ -194,3 +194,20 @@ test('identical versions are failed no more often than the configured false-alar
   // Budget: 1 % per canary; allow three standard deviations of binomial noise above it.
   assert.ok(falseAlarms <= 0.01 * canaries + 3 * Math.sqrt(0.01 * canaries), `${falseAlarms} of ${canaries} identical canaries failed`);
 });
+
+test('the default 100 ns floor: a cold tens-of-ns method is not failed, a 1 µs method 1.5× slower still is', () => {
+  const random = seeded(23);
+  const sampled = (baselineMs: number, candidateMs: number): CanaryEvidence => {
+    const ev = counts(0.05, { calls: 2000, errors: 0 }, { calls: 40_000, errors: 0 });
+    for (let i = 0; i < 600; i++) {
+      ev.candidateLatency.add(lognormal(random, candidateMs, 0.2), random);
+      ev.baselineLatency.add(lognormal(random, baselineMs, 0.2), random);
+    }
+    return ev;
+  };
+  // 30 ns measured as 60 ns (cold code at a small share): not a slowdown anyone would roll back for.
+  assert.notEqual(judge(sampled(0.00003, 0.00006), 1, false, DEFAULTS).verdict, 'Failed');
+  const slow = judge(sampled(0.001, 0.0015), 1, false, DEFAULTS);
+  assert.equal(slow.verdict, 'Failed');
+  assert.equal(slow.figures.rule, 'latency-shift');
+});

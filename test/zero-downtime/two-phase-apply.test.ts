@@ -55,7 +55,7 @@ test('a patch that throws on 10% of calls is rolled back with CANARY_FAILED and 
     const { verified, payload } = signedPatch('flaky-1', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
     await drive((i) => target.api.digest(`m${i}`), apply);
-    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /against the baseline's 0 of [\d,]+ .*Fisher exact one-sided p=/.test((e as Error).message));
+    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /against the baseline's 0 of [\d,]+.*Fisher exact one-sided p=/.test((e as Error).message));
     assert.equal(target.active.version, '1.0.0');
     assert.equal(target.canary, null);
     assert.equal(target.api.digest('abc'), builtin.digest('abc'));
