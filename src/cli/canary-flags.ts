@@ -54,8 +54,8 @@ export const CANARY_USAGE = `[--steps R,R,…] [--canary-ratio R] [--canary-inte
 
 /** What each canary flag means (for a command's --help). */
 export const CANARY_HELP = `Canary flags (each sets one canary option; unset ones keep their defaults):
-  --steps R,R,…           candidate share of each step, increasing, in (0, 1]   (0.005,0.05,0.25,0.5)
-  --canary-ratio R        share of the first step when --steps is not given      (0.005)
+  --steps R,R,…           candidate share of each step, increasing, in (0, 1]   (0.004,0.05,0.25,0.5)
+  --canary-ratio R        share of the first step when --steps is not given      (0.004)
   --canary-interval MS    length of the first interval                           (150)
   --confidence C          one-sided confidence of a Failed verdict, in (0, 1)    (0.99)
   --max-error-excess X    tolerated error rate above the baseline's, in [0, 1]   (0)

@@ -1,6 +1,7 @@
 /** One async candidate call waiting for its answer or its deadline. */
 interface Pending {
-  deadline: number;
+  /** When the call started; its deadline is `started + deadlineMs` as the deadline stands now. */
+  started: number;
   settled: boolean;
   onTimeout: () => void;
 }
@@ -15,7 +16,10 @@ interface Pending {
 export class CallDeadlines {
   readonly #pending = new Set<Pending>();
   #timer: NodeJS.Timeout | undefined;
-  /** The deadline given to calls that start from now on (ms). */
+  /**
+   * The deadline of every watched call (ms), measured from its start. It may be lowered once
+   * the baseline's latency is measured: calls already pending are then held to the new one.
+   */
   deadlineMs: number;
 
   constructor(deadlineMs: number) {
@@ -24,7 +28,7 @@ export class CallDeadlines {
 
   /** Starts watching a call; returns the handle its settlement must mark with `settle`. */
   watch(onTimeout: () => void): Pending {
-    const entry: Pending = { deadline: performance.now() + this.deadlineMs, settled: false, onTimeout };
+    const entry: Pending = { started: performance.now(), settled: false, onTimeout };
     this.#pending.add(entry);
     this.#ensureTimer();
     return entry;
@@ -52,7 +56,7 @@ export class CallDeadlines {
 
   #sweep(): void {
     const now = performance.now();
-    for (const entry of this.#pending) if (entry.deadline <= now) this.#expire(entry);
+    for (const entry of this.#pending) if (now - entry.started >= this.deadlineMs) this.#expire(entry);
     if (this.#pending.size === 0 && this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;

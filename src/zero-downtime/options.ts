@@ -2,7 +2,7 @@ import { HotPatchError } from '../core/index.js';
 
 /** Options of `twoPhaseApply` (seed: ZdtOptions). Every field has a safe default. */
 export interface ZdtOptions {
-  /** Share of calls sent to the candidate in the first step (default 0.005: exposure stays under 0.5 %). */
+  /** Share of calls sent to the candidate in the first step (default 0.004: exposure stays under 0.5 %). */
   canaryRatio?: number;
   /** Length of the first interval in ms (default 150); later intervals grow by `backoffFactor`. */
   canaryInterval?: number;
@@ -83,7 +83,7 @@ export type ResolvedZdtOptions = Required<Omit<ZdtOptions, 'routingKey' | 'signa
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions {
-  const canaryRatio = ratio(options.canaryRatio ?? 0.005, 'canaryRatio');
+  const canaryRatio = ratio(options.canaryRatio ?? 0.004, 'canaryRatio');
   const steps = options.steps ?? [canaryRatio, 0.05, 0.25, 0.5].filter((r, i) => i === 0 || r > canaryRatio);
   if (!Array.isArray(steps) || steps.length === 0) throw new HotPatchError('INVALID', 'steps must be a non-empty array of ratios');
   steps.forEach((s, i) => {

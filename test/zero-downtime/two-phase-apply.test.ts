@@ -27,7 +27,7 @@ test('a good patch is promoted step by step while every call succeeds', async ()
     const result = await apply;
     assert.equal(result.outcome, 'promoted');
     assert.deepEqual(result.steps.map((s) => s.verdict), ['Successful', 'Successful', 'Successful', 'Successful']);
-    assert.deepEqual(result.steps.map((s) => s.ratio), [0.005, 0.05, 0.25, 0.5]);
+    assert.deepEqual(result.steps.map((s) => s.ratio), [0.004, 0.05, 0.25, 0.5]);
     assert.ok(result.steps.every((s) => s.figures.rule === 'no-regression' && s.figures.candidateErrors === 0));
     assert.equal(load.errors.length, 0);
     assert.ok(load.ok > 100);
@@ -206,7 +206,7 @@ test('with rollbackOnCancel false an abort pauses the canary until an operator p
     await drive((i) => target.api.digest(`m${i}`), apply);
     await assert.rejects(apply, (e: unknown) => isCode('ABORTED')(e) && (e as HotPatchError).detail?.paused === true);
     assert.notEqual(target.canary, null);
-    assert.equal(target.canary?.ratio, 0.005);
+    assert.equal(target.canary?.ratio, 0.004);
     await target.promote();
     assert.equal(target.active.version, '1.0.1');
     assert.equal(target.canary, null);
