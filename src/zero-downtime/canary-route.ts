@@ -143,7 +143,8 @@ export class CanaryRoute {
       if (this.#armed < MAX_ARMED) this.#armed += 1;
       return false;
     }
-    return ev.candidateLatency.length < 1024 || (++this.#timingTick & 15) === 0;
+    // Densely until 1,024 samples (or pairs, for shadow calls) are kept, then one call in 16.
+    return Math.max(ev.candidateLatency.length, ev.pairs.length) < 1024 || (++this.#timingTick & 15) === 0;
   }
 
   /** A timed candidate call's duration; the baseline is owed a timing at the same moment. */
@@ -386,6 +387,7 @@ export class CanaryRoute {
         // Alternate which side runs first, so cache warmth favours neither in the pairs.
         candidateFirst: (this.#next() & 1) === 1,
         deadlines: this.deadlines,
+        timed,
       },
       {
         baseline: (threw) => {
@@ -398,7 +400,7 @@ export class CanaryRoute {
           if (outcome.timedOut) this.evidence.candidate.timeouts += 1;
           if (outcome.failed) this.#candidateFailed();
           if (outcome.mismatch) this.evidence.differentialMismatches += 1;
-          if (timed && outcome.candidateMs !== undefined && outcome.baselineMs !== undefined) {
+          if (outcome.candidateMs !== undefined && outcome.baselineMs !== undefined) {
             this.evidence.pairs.add(outcome.baselineMs, outcome.candidateMs, this.#options.random);
             this.candidate.addLatency(outcome.candidateMs / 1000);
           }

@@ -17,6 +17,8 @@ export interface DifferentialCall {
   candidateFirst: boolean;
   /** Async candidate calls get the canary's deadline; missing it is an error, never a hang. */
   deadlines: CallDeadlines;
+  /** Time both sides (a sampled pair); untimed calls skip the clock reads. */
+  timed: boolean;
 }
 
 export interface CandidateOutcome {
@@ -46,12 +48,12 @@ function differs(b: Settled, c: Settled): boolean {
 }
 
 function invoke(version: RuntimeVersion, call: DifferentialCall): { threw: boolean; value: unknown; error: unknown; started: number; ms: number } {
-  const started = performance.now();
+  const started = call.timed ? performance.now() : 0;
   try {
     const value = version.functions[call.index]!.apply(call.thisArg === call.api ? version.impl : call.thisArg, call.args);
-    return { threw: false, value, error: undefined, started, ms: performance.now() - started };
+    return { threw: false, value, error: undefined, started, ms: call.timed ? performance.now() - started : 0 };
   } catch (error) {
-    return { threw: true, value: undefined, error, started, ms: performance.now() - started };
+    return { threw: true, value: undefined, error, started, ms: call.timed ? performance.now() - started : 0 };
   }
 }
 
@@ -80,7 +82,7 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
     if (base.threw) b.errors += 1;
     record.baseline(base.threw);
     const failed = cand.threw || broke;
-    record.candidate({ failed, timedOut: false, mismatch: broke || differs(base, cand), candidateMs: cand.ms, baselineMs: base.ms });
+    record.candidate({ failed, timedOut: false, mismatch: broke || differs(base, cand), candidateMs: call.timed ? cand.ms : undefined, baselineMs: call.timed ? base.ms : undefined });
     if (base.threw) throw base.error;
     return base.value;
   }
@@ -89,7 +91,7 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
   // is judged when it settles, or counted as failed at its deadline.
   b.inflight += 1;
   c.inflight += 1;
-  const baseDone = settle(base).then((s) => {
+  const baseDone = settle(base, call.timed).then((s) => {
     b.leave();
     if (s.threw) b.errors += 1;
     record.baseline(s.threw);
@@ -100,13 +102,13 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
   });
   // The deadline is the candidate's own: it is met when the candidate settles, however long
   // the baseline takes; the comparison then waits for the baseline's answer.
-  const candDone = settle(cand).then((cs) => {
+  const candDone = settle(cand, call.timed).then((cs) => {
     c.leave();
     return { cs, inTime: call.deadlines.settle(handle) };
   });
   void Promise.all([baseDone, candDone]).then(([bs, { cs, inTime }]) => {
     if (!inTime) return;
-    record.candidate({ failed: cs.threw, timedOut: false, mismatch: differs(bs, cs), candidateMs: cs.ms, baselineMs: bs.ms });
+    record.candidate({ failed: cs.threw, timedOut: false, mismatch: differs(bs, cs), candidateMs: call.timed ? cs.ms : undefined, baselineMs: call.timed ? bs.ms : undefined });
   });
   return baseDone.then((s) => {
     if (s.threw) throw s.error;
@@ -114,11 +116,11 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
   });
 }
 
-function settle(r: ReturnType<typeof invoke>): Promise<Settled> {
+function settle(r: ReturnType<typeof invoke>, timed: boolean): Promise<Settled> {
   if (r.threw) return Promise.resolve({ threw: true, value: undefined, error: r.error, ms: r.ms });
   if (!isThenable(r.value)) return Promise.resolve({ threw: false, value: r.value, error: undefined, ms: r.ms });
   return Promise.resolve(r.value).then(
-    (value) => ({ threw: false, value, error: undefined, ms: performance.now() - r.started }),
-    (error: unknown) => ({ threw: true, value: undefined, error, ms: performance.now() - r.started }),
+    (value) => ({ threw: false, value, error: undefined, ms: timed ? performance.now() - r.started : 0 }),
+    (error: unknown) => ({ threw: true, value: undefined, error, ms: timed ? performance.now() - r.started : 0 }),
   );
 }
