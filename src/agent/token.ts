@@ -25,9 +25,11 @@ export async function readTokenFile(path: string): Promise<string> {
 
 /** Constant-time comparison of an Authorization header against the expected bearer token. */
 export function bearerMatches(header: string | undefined, token: string): boolean {
-  if (header === undefined || !header.startsWith('Bearer ')) return false;
+  // The scheme is case-insensitive (RFC 9110 §11.1): "bearer", "BEARER" and "Bearer" alike.
+  const m = header === undefined ? null : /^bearer[ \t]+(.*)$/is.exec(header);
+  if (m === null) return false;
   // Hashing both sides gives equal lengths, so timingSafeEqual never leaks the token's length.
-  const given = createHash('sha256').update(header.slice(7).trim()).digest();
+  const given = createHash('sha256').update(m[1]!.trim()).digest();
   const want = createHash('sha256').update(token).digest();
   return timingSafeEqual(given, want);
 }

@@ -59,7 +59,7 @@ export class HotPatchError extends Error {
   readonly detail: Record<string, unknown> | undefined;
 
   constructor(code: ErrorCode, message: string, options: HotPatchErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(boundMessage(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'HotPatchError';
     this.code = code;
     this.detail = options.detail;
@@ -70,6 +70,19 @@ export class HotPatchError extends Error {
       ? { code: this.code, message: this.message }
       : { code: this.code, message: this.message, detail: this.detail };
   }
+}
+
+/** Longest error message kept (characters): messages built from untrusted input stay bounded. */
+export const MAX_ERROR_MESSAGE = 2048;
+
+/**
+ * Bounds a message in one place: a longer one keeps its beginning and says how much was cut,
+ * so no record built from an error (journal, audit log, API answer) can grow without bound.
+ */
+export function boundMessage(message: string, max = MAX_ERROR_MESSAGE): string {
+  if (message.length <= max) return message;
+  const suffix = ` … (${message.length - max} characters cut)`;
+  return message.slice(0, max - suffix.length) + suffix;
 }
 
 export function isHotPatchError(value: unknown, code?: ErrorCode): value is HotPatchError {

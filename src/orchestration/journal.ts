@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, asObject, decodeJson, describe, isErrorCode, parsePatchId, parseRfc3339, rejectUnknownFields } from '../core/index.js';
+import { HotPatchError, asObject, boundMessage, decodeJson, describe, isErrorCode, parsePatchId, parseRfc3339, rejectUnknownFields } from '../core/index.js';
 import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from '../repo/index.js';
 import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, type PlanStatus } from './plan.js';
 
@@ -85,8 +85,9 @@ function entry(value: unknown, field: string): PlanState {
     state.version = obj.version;
   }
   if (obj.reason !== undefined) {
-    if (typeof obj.reason !== 'string' || obj.reason.length > MAX_REASON) throw new HotPatchError('INVALID', `${field}.reason must be a string of at most ${MAX_REASON} characters`);
-    state.reason = obj.reason;
+    if (typeof obj.reason !== 'string') throw new HotPatchError('INVALID', `${field}.reason must be a string, got ${describe(obj.reason)}`);
+    // An over-long reason (written before writers bounded it) is cut, never a reason to refuse a restart.
+    state.reason = boundMessage(obj.reason, MAX_REASON);
   }
   if (obj.code !== undefined) {
     if (!isErrorCode(obj.code)) throw new HotPatchError('INVALID', `${field}.code must be an error code, got ${describe(obj.code)}`);
@@ -153,7 +154,9 @@ export class Journal {
    */
   write(snapshot: () => PlanState[]): Promise<void> {
     const run = async (): Promise<void> => {
-      const file: JournalFile = { format: 1, updated_at: new Date().toISOString(), plans: snapshot() };
+      // What this writer writes, the reader accepts: every reason is bounded here, in one place.
+      const plans = snapshot().map((p) => (p.reason === undefined || p.reason.length <= MAX_REASON ? p : { ...p, reason: boundMessage(p.reason, MAX_REASON) }));
+      const file: JournalFile = { format: 1, updated_at: new Date().toISOString(), plans };
       await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
     };
     const result = this.#queue.then(run, run);

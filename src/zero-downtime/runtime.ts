@@ -164,6 +164,8 @@ export class HotPatchRuntime {
         const t = (s.targets[target.name] ??= emptyTargetState());
         t.active = this.recordOf(candidate);
         t.previous = this.recordOf(old);
+        // A patch applied again after a rollback is active, so it is no longer failed: one record, not two contradicting.
+        if (candidate.patchId !== null) t.failed = t.failed.filter((id) => id !== candidate.patchId);
         if (goodNow) t.last_good = this.recordOf(candidate);
         else if (oldGood || t.last_good === null) t.last_good = this.recordOf(old);
         if (t.highest_version === undefined || semver.gt(candidate.version, t.highest_version)) t.highest_version = candidate.version;

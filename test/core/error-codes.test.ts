@@ -45,3 +45,11 @@ test('a HotPatchError carries its code, cause and detail and serialises them', (
   assert.equal(api.isHotPatchError(e, 'IO'), true);
   assert.equal(api.errorCategory('DOWNGRADE'), 'verification');
 });
+
+test('an error message built from untrusted input is bounded, saying how much was cut', async () => {
+  const { HotPatchError: E, MAX_ERROR_MESSAGE } = await import('../../src/core/index.js');
+  const e = new E('UNTRUSTED_KEY', `no trusted key among: ${'x'.repeat(20_000)}`);
+  assert.equal(e.message.length, MAX_ERROR_MESSAGE);
+  assert.match(e.message, /^no trusted key among: x+ … \(\d+ characters cut\)$/);
+  assert.equal(new E('IO', 'short').message, 'short');
+});

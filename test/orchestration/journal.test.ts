@@ -172,3 +172,27 @@ test('parseJournal accepts what the planner writes and documents the format', ()
   const parsed = parseJournal(new TextEncoder().encode(text), 'journal.json');
   assert.deepEqual(parsed.plans.map((p) => [p.plan.id, p.status]), [['p0', 'activated'], ['p1', 'waiting']]);
 });
+
+test('a 17,423-character reason is bounded by the writer, and a reader meeting an over-long one cuts it instead of refusing to start', async () => {
+  const { Journal } = await import('../../src/orchestration/journal.js');
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'hotpatch-journal-'));
+  try {
+    const long = `signed by 0 of 1 required keys; unknown key ids: ${'k'.repeat(17_374)}`;
+    assert.equal(long.length, 17_423);
+    const plan = { id: 'p0', target: 'xps.a', repo: 'fs', verifier: 'v', security: 's', installer: 'i' };
+    const journal = new Journal(dir);
+    await journal.write(() => [{ plan, status: 'failed', reason: long, attempts: 1, updatedAt: new Date().toISOString() }] as never);
+    const reread = await journal.load();
+    assert.ok(reread.plans[0]!.reason!.length <= 4096);
+    assert.match(reread.plans[0]!.reason!, /^signed by 0 of 1 required keys; .*characters cut\)$/);
+    // A journal written before writers bounded reasons still opens.
+    const old = { format: 1, plans: [{ plan, status: 'failed', reason: long, attempts: 1, updatedAt: '2030-01-01T00:00:00Z' }] };
+    const parsed = parseJournal(new TextEncoder().encode(JSON.stringify(old)), 'journal.json');
+    assert.ok(parsed.plans[0]!.reason!.length <= 4096);
+    assert.throws(() => parseJournal(new TextEncoder().encode(JSON.stringify({ format: 1, plans: [{ ...old.plans[0], reason: 42 }] })), 'journal.json'), isCode('INVALID'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

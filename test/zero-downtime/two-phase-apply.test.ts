@@ -317,3 +317,26 @@ test('bad options are INVALID before anything happens', async () => {
     await w.close();
   }
 });
+
+test('a patch applied again after a rollback is active and no longer listed as failed', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, deterministic: true });
+    const { verified, payload } = signedPatch('again-1', T, '1.0.1', GOOD);
+    const options = { ...FAST, runtime: w.runtime, steps: [1], minCalls: 0, probationMs: 0 };
+    const first = twoPhaseApply(w.installer, verified, payload, options);
+    await drive((i) => target.api.digest(`a${i}`), first);
+    assert.equal((await first).outcome, 'promoted');
+    await w.runtime.rollback(T, 'operator rollback');
+    let state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    assert.deepEqual(state.targets[T].failed, ['again-1']);
+    const second = twoPhaseApply(w.installer, verified, payload, options);
+    await drive((i) => target.api.digest(`b${i}`), second);
+    assert.equal((await second).outcome, 'promoted');
+    state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    assert.equal(state.targets[T].active.id, 'again-1');
+    assert.deepEqual(state.targets[T].failed, []);
+  } finally {
+    await w.close();
+  }
+});
