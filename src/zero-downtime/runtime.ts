@@ -349,21 +349,21 @@ export class HotPatchRuntime {
       let version: RuntimeVersion = target.builtin;
       // The record actually loaded: its promotion data (and `good`) is what gets restored.
       let loaded: VersionRecord | undefined;
-      if (chosen !== null && chosen.id !== null) {
+      // The newest intact good version wins: the chosen record, then last good, then the
+      // previous version if it was good — each tried once (a corrupt file is not tried twice).
+      const tried = new Set<string>();
+      for (const candidate of [chosen, saved.last_good, saved.previous?.good === true ? saved.previous : null]) {
+        if (candidate === null || candidate.id === null) continue;
+        const key = `${candidate.id}\u0000${candidate.sha256 ?? ''}`;
+        if (tried.has(key)) continue;
+        tried.add(key);
         try {
-          version = await this.#loadRecord(target, chosen, verifier);
-          loaded = chosen;
+          version = await this.#loadRecord(target, candidate, verifier);
+          loaded = candidate;
+          break;
         } catch (error) {
-          const why = `${chosen.version} (${chosen.id}) could not be restored: ${(error as Error).message}`;
+          const why = `${candidate.version} (${candidate.id}) could not be restored: ${(error as Error).message}`;
           dropReason = dropReason === undefined ? why : `${dropReason}; ${why}`;
-          if (saved.last_good !== null && saved.last_good !== chosen && saved.last_good.id !== null) {
-            try {
-              version = await this.#loadRecord(target, saved.last_good, verifier);
-              loaded = saved.last_good;
-            } catch (again) {
-              dropReason += `; last good ${saved.last_good.version} failed too: ${(again as Error).message}`;
-            }
-          }
         }
       }
       if (loaded !== undefined) this.#meta.set(version, restoredMeta(loaded));

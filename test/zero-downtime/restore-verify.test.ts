@@ -56,3 +56,35 @@ test('a module planted in staging/ with a forged state.json record is not run wh
     await w.close();
   }
 });
+
+test('a corrupted active payload falls back to the newest intact good version, not to the built-in', async () => {
+  const w = await world();
+  try {
+    const t = w.runtime.target(T, { version: '1.0.0', impl: { digest } });
+    const applyGood = async (id: string, version: string, tag: string): Promise<string> => {
+      const source = `export const api = { digest: (s) => '${tag}:' + s };`;
+      const { verified, payload } = signedPatch(id, T, version, source);
+      const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, steps: [1], minCalls: 0, probationMs: 0, runtime: w.runtime });
+      await drive((i) => t.api.digest(`m${i}`), apply);
+      assert.equal((await apply).outcome, 'promoted');
+      return createHash('sha256').update(source).digest('hex');
+    };
+    await applyGood('intact-110', '1.1.0', 'v110');
+    const sha120 = await applyGood('broken-120', '1.2.0', 'v120');
+    // One flipped byte in the active version's staged file.
+    const staged = join(w.dir, 'staging', `${sha120}.mjs`);
+    await chmod(staged, 0o644);
+    const { readFile } = await import('node:fs/promises');
+    const bytes = await readFile(staged);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
+    await writeFile(staged, bytes);
+    const { runtime, target } = restarted(w.dir);
+    const reports = await runtime.restore();
+    assert.equal(reports[0]?.version, '1.1.0', JSON.stringify(reports));
+    assert.equal(reports[0]?.dropped?.patchId, 'broken-120');
+    assert.equal(target.api.digest('a'), 'v110:a');
+    runtime.close();
+  } finally {
+    await w.close();
+  }
+});
