@@ -350,7 +350,9 @@ export class FleetController {
     this.#soakTimer = setTimeout(() => {
       this.#soakTimer = undefined;
       this.#schedule();
-    }, Math.max(1, ms + 1));
+      // Capped at the longest delay a Node timer keeps (a longer one would fire after 1 ms and
+      // spin): a long soak wakes early, finds the soak not over, and sleeps again (chained).
+    }, Math.min(2 ** 31 - 1, Math.max(1, ms + 1)));
     this.#soakTimer.unref();
   }
 }

@@ -6,6 +6,7 @@ import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from 
 import semver from 'semver';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
 import { Target, type TargetDeclaration } from './target.js';
+import { MAX_TIMER_MS } from './options.js';
 
 export interface RuntimeOptions {
   /** Where state.json, staging/ and manifests/ live; without it nothing is persisted. */
@@ -86,7 +87,9 @@ export class HotPatchRuntime {
     this.installer = options.installer;
     this.verifier = options.verifier;
     const probeMs = options.durationProbeMs ?? DURATION_PROBE_MS;
-    if (!Number.isFinite(probeMs) || probeMs < 0) throw new HotPatchError('INVALID', `durationProbeMs must be >= 0, got ${probeMs}`);
+    if (!Number.isFinite(probeMs) || probeMs < 0 || probeMs > MAX_TIMER_MS) {
+      throw new HotPatchError('INVALID', `durationProbeMs must be between 0 and ${MAX_TIMER_MS} ms, got ${probeMs}`);
+    }
     this.#probeMs = probeMs;
   }
 
@@ -222,6 +225,10 @@ export class HotPatchRuntime {
       await target.paused.rollback(reason);
       return target.active;
     }
+    const drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    if (!(drainTimeoutMs >= 0 && drainTimeoutMs <= MAX_TIMER_MS)) {
+      throw new HotPatchError('INVALID', `drainTimeoutMs must be between 0 and ${MAX_TIMER_MS} ms, got ${String(drainTimeoutMs)}`);
+    }
     const previous = target.previous;
     if (previous === undefined) throw new HotPatchError('NOT_FOUND', `target ${name} has no previous version to roll back to`);
     const bad = target.active;
@@ -229,7 +236,7 @@ export class HotPatchRuntime {
     await this.recordRollback(target, previous, bad);
     target.routeTo(previous, undefined);
     this.emit('RolledBack', name, previous.version, bad.patchId ?? 'builtin', reason, { from: bad.version, to: previous.version });
-    void this.disposeWhenDrained(target, bad, options.drainTimeoutMs ?? 30_000);
+    void this.disposeWhenDrained(target, bad, drainTimeoutMs);
     return previous;
   }
 
