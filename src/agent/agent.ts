@@ -31,6 +31,10 @@ export interface AgentOptions {
   defaults?: { repository?: string; trustStore?: string; policy?: string };
   /** Structured JSON logs of every event (default: to stderr at info; false: none). */
   log?: { destination?: NodeJS.WritableStream | number; level?: string } | false;
+  /** Event streams (`GET /v1/events`) open at once; one more is refused with 503 (default 64). */
+  maxEventStreams?: number;
+  /** A stream whose unsent events pass this many bytes (a client not reading) is closed (default 1 MiB). */
+  maxEventBacklogBytes?: number;
 }
 
 export interface Agent {
@@ -115,7 +119,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await runtime.restore(registries.verifiers.has('default') ? { verifier: registries.verifiers.get('default') } : {});
     const planner = await Planner.open({ runtime, registries, stateDir });
     await planner.recover();
-    ctx = { runtime, planner, bus, metrics, streams: new Set() };
+    ctx = {
+      runtime,
+      planner,
+      bus,
+      metrics,
+      streams: new Set(),
+      maxEventStreams: positiveInteger(options.maxEventStreams ?? 64, 'maxEventStreams'),
+      maxEventBacklogBytes: positiveInteger(options.maxEventBacklogBytes ?? 1024 * 1024, 'maxEventBacklogBytes'),
+    };
     const streams = ctx.streams;
 
     let closed = false;
@@ -241,4 +253,11 @@ async function removeStaleSocket(path: string): Promise<void> {
   });
   if (alive) throw new HotPatchError('INVALID', `another agent is listening on ${path}`);
   await unlink(path);
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
 }

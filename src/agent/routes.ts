@@ -13,6 +13,8 @@ export interface AgentContext {
   metrics: HotPatchMetrics;
   /** Open event streams, closed when the agent stops. */
   streams: Set<ServerResponse>;
+  maxEventStreams: number;
+  maxEventBacklogBytes: number;
 }
 
 type Handler = (ctx: AgentContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
@@ -81,10 +83,20 @@ export const ROUTES: Record<string, Handler> = {
   'GET /v1/events': async (ctx, _req, res, url) => {
     const only = url.searchParams.get('target') ?? undefined;
     if (only !== undefined) parseTargetName(only, 'target');
+    if (ctx.streams.size >= ctx.maxEventStreams) {
+      send(res, 503, { ok: false, code: 'TOO_LARGE', message: `too many event streams open (${ctx.maxEventStreams}); try again later` });
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     res.write('retry: 1000\n\n');
     let seq = 0;
     const off = ctx.bus.subscribe((event: HotPatchEvent) => {
+      // A client that does not read must not make the agent buffer without bound: past the
+      // backlog limit its stream is closed (it may reconnect and read on).
+      if (res.writableLength > ctx.maxEventBacklogBytes) {
+        res.destroy();
+        return;
+      }
       seq += 1;
       res.write(`id: ${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
     }, only === undefined ? {} : { target: only });
