@@ -187,9 +187,11 @@ export const api = { async lookup(key) { calls += 1; if (calls % 100 === 50) ret
       assert.equal(r.error?.code, 'CANARY_FAILED', r.result?.reason);
       const step = failedStep(w.events)!;
       assert.equal(step.rule, 'overwhelming-errors');
-      // Judged at once rather than at the end of a 60 s interval: a handful of failures, not thousands.
-      assert.ok((step.candidateErrors as number) <= 20, `${String(step.candidateErrors)} errors served before routing back`);
-      assert.ok(r.load.errors.length <= 20);
+      // Judged at once rather than at the end of a 60 s interval: a few dozen failures at most, not
+      // thousands. (Against a baseline record of 2,000 calls and 3,000 good candidate calls, Fisher
+      // at the trip level needs about 25 errors: (3000/5000)^k < 2.5e-6.)
+      assert.ok((step.candidateErrors as number) <= 50, `${String(step.candidateErrors)} errors served before routing back`);
+      assert.ok(r.load.errors.length <= 50);
     } finally {
       await w.close();
     }
