@@ -374,7 +374,8 @@ test('SIGKILL mid-canary: the last good patch comes back, the candidate never do
 test('SIGKILL right after promotion, inside the probation: the restart reverts to last good and marks the patch failed', async () => {
   const dir = await stateDir();
   const A = PATCHES.A;
-  const child = new Child({ stateDir: dir, actions: [apply('A', LONG_PROBATION)] });
+  // The child stays up after the apply (a sleep), so the kill never races its own exit.
+  const child = new Child({ stateDir: dir, actions: [apply('A', LONG_PROBATION), { op: 'sleep', ms: 600_000 }] });
   try {
     await child.waitFor(isBus('Activated', A.id), 'Activated');
     const exit = await child.kill();
@@ -399,7 +400,8 @@ test('SIGKILL right after promotion, inside the probation: the restart reverts t
 test('SIGKILL right after promotion with probation 0: the restart restores the patch and it answers', async () => {
   const dir = await stateDir();
   const A = PATCHES.A;
-  const child = new Child({ stateDir: dir, actions: [apply('A', 0)] });
+  // The child stays up after the apply (a sleep), so the kill never races its own exit.
+  const child = new Child({ stateDir: dir, actions: [apply('A', 0), { op: 'sleep', ms: 600_000 }] });
   try {
     await child.waitFor(isBus('Activated', A.id), 'Activated');
     const exit = await child.kill();
@@ -419,7 +421,8 @@ test('probation is judged at the death: a patch that died inside its probation i
   const A = PATCHES.A;
   // Long enough that the kill always lands inside it (a kill takes milliseconds).
   const probationMs = 4000;
-  const child = new Child({ stateDir: dir, actions: [apply('A', probationMs)] });
+  // The child stays up after the apply (a sleep), so the kill never races its own exit.
+  const child = new Child({ stateDir: dir, actions: [apply('A', probationMs), { op: 'sleep', ms: 600_000 }] });
   try {
     await child.waitFor(isBus('Activated', A.id), 'Activated');
     const exit = await child.kill();
