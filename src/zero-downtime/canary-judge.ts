@@ -93,17 +93,25 @@ export function tripAlpha(confidence: number): number {
   return (1 - confidence) / 4000;
 }
 
+/**
+ * Errors against a reference with a tolerance: H0 "rate ≤ factor × reference rate + slack".
+ * The reference rate is bounded above (Clopper–Pearson at 1 − α/2), then k of n is tested
+ * against factor × that bound + slack (exact binomial at α/2); a union bound keeps the level
+ * α, so the returned p (doubled) is compared with α.
+ */
+export function boundedExcessTest(k: number, n: number, refK: number, refN: number, alpha: number, factor: number, slack: number): { p: number; bound: number } {
+  const bound = Math.min(1, factor * clopperPearsonUpper(refK, refN, 1 - alpha / 2) + slack);
+  return { p: Math.min(1, 2 * binomialUpperTail(k, n, bound)), bound };
+}
+
 /** The error test: candidate vs baseline, stratified by step (the ratio changes between steps). */
 export function errorTest(evidence: CanaryEvidence, maxErrorExcess: number, alpha: number): { test: JudgeFigures['errorTest']; p: number } {
   const c = evidence.candidate;
   const b = evidence.baseline;
   if (c.errors === 0) return { test: maxErrorExcess > 0 ? 'binomial-vs-baseline-bound' : 'fisher-exact', p: 1 };
   if (maxErrorExcess > 0) {
-    // H0: p_c <= p_b + δ. The baseline's rate is bounded above at confidence 1 − α/2 (this
-    // look's level), then the candidate's count is tested against that bound plus δ at α/2:
-    // a union bound keeps the level (the reported p is doubled to compare with α).
-    const bound = Math.min(1, clopperPearsonUpper(b.errors, b.calls, 1 - alpha / 2) + maxErrorExcess);
-    return { test: 'binomial-vs-baseline-bound', p: Math.min(1, 2 * binomialUpperTail(c.errors, c.calls, bound)) };
+    // H0: p_c <= p_b + δ.
+    return { test: 'binomial-vs-baseline-bound', p: boundedExcessTest(c.errors, c.calls, b.errors, b.calls, alpha, 1, maxErrorExcess).p };
   }
   if (evidence.steps.some((s) => s.ratio >= 1 && s.candidateCalls > 0)) {
     // A step with no baseline calls of its own (ratio 1): the baseline's record before the

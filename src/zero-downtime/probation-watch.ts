@@ -1,6 +1,6 @@
-import { binomialUpperTail, clopperPearsonUpper, mannWhitneyGreater, median } from '../stats/index.js';
+import { mannWhitneyGreater, median } from '../stats/index.js';
 import type { CanaryEvidence } from './canary-evidence.js';
-import { count, lookAlpha, p3, pct, tripAlpha } from './canary-judge.js';
+import { boundedExcessTest, count, lookAlpha, p3, pct, tripAlpha } from './canary-judge.js';
 import type { ResolvedZdtOptions } from './options.js';
 import type { HotPatchRuntime } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
@@ -69,14 +69,12 @@ export function watchProbation(
   };
 
   const errorFigures = (): { calls: number; errors: number } => ({ calls: promoted.calls - calls0, errors: promoted.errors - errors0 });
-  /** The error rate the promoted version may show before it is blamed, at level α. */
-  const tolerated = (alpha: number): number =>
-    Math.min(1, ERROR_FACTOR * clopperPearsonUpper(refErrors, refCalls, 1 - alpha / 2) + ERROR_SLACK + opts.maxErrorExcess);
-  const errorP = (f: { calls: number; errors: number }, alpha: number): number =>
-    Math.min(1, 2 * binomialUpperTail(f.errors, Math.max(f.calls, f.errors), tolerated(alpha)));
-  const errorReason = (f: { calls: number; errors: number }, p: number, alpha: number): string =>
+  /** The promoted version's errors against what it may show before it is blamed, at level α. */
+  const errorTest = (f: { calls: number; errors: number }, alpha: number): { p: number; bound: number } =>
+    boundedExcessTest(f.errors, Math.max(f.calls, f.errors), refErrors, refCalls, alpha, ERROR_FACTOR, ERROR_SLACK + opts.maxErrorExcess);
+  const errorReason = (f: { calls: number; errors: number }, t: { p: number; bound: number }, alpha: number): string =>
     `after promotion ${promoted.version} failed ${count(f.errors)} of ${count(f.calls)} calls (${pct(f.calls === 0 ? 0 : f.errors / f.calls)}) ` +
-    `against ${previous.version}'s ${count(refErrors)} of ${count(refCalls)} (tolerated up to ${pct(tolerated(alpha))}): exact binomial p=${p3(p)} < α=${p3(alpha)}`;
+    `against ${previous.version}'s ${count(refErrors)} of ${count(refCalls)} (tolerated up to ${pct(t.bound)}): exact binomial p=${p3(t.p)} < α=${p3(alpha)}`;
 
   const onError = (): void => {
     if (!stillWatched()) return;
@@ -84,8 +82,8 @@ export function watchProbation(
     if (f.errors < nextErrorCheck) return;
     nextErrorCheck = Math.ceil(nextErrorCheck * 1.4) + 1;
     const alpha = tripAlpha(opts.confidence);
-    const p = errorP(f, alpha);
-    if (p < alpha) regress(errorReason(f, p, alpha), { rule: 'overwhelming-errors', ...f, errorP: p, alpha });
+    const t = errorTest(f, alpha);
+    if (t.p < alpha) regress(errorReason(f, t, alpha), { rule: 'overwhelming-errors', ...f, errorP: t.p, alpha });
   };
   const onLatency = (seconds: number): void => {
     if (sampleCount < MAX_SAMPLES) samples[sampleCount++] = seconds * 1000;
@@ -98,8 +96,8 @@ export function watchProbation(
     const alpha = lookAlpha(opts.confidence, look);
     const f = errorFigures();
     if (f.errors > 0) {
-      const p = errorP(f, alpha);
-      if (p < alpha) return regress(errorReason(f, p, alpha), { rule: 'error-excess', ...f, errorP: p, alpha, look });
+      const t = errorTest(f, alpha);
+      if (t.p < alpha) return regress(errorReason(f, t, alpha), { rule: 'error-excess', ...f, errorP: t.p, alpha, look });
     }
     if (sampleCount >= opts.minLatencySamples && refLatency.length >= opts.minLatencySamples) {
       const factor = LATENCY_MARGIN * (1 + opts.maxLatencyShift);

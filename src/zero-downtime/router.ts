@@ -63,10 +63,7 @@ class DurationProbe implements Detour {
     try {
       return (v.functions[index] as AnyFunction).apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
-      v.errors += 1;
-      if (v.onError !== null) v.onError();
-      if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
-      throw error;
+      return failedCall(v, error, index, api, thisArg, args);
     } finally {
       v.addLatency((performance.now() - started) / 1000);
     }
@@ -83,10 +80,7 @@ class DurationProbe implements Detour {
       result = (v.functions[index] as AnyFunction).apply(thisArg === api ? v.impl : thisArg, args);
     } catch (error) {
       v.leave();
-      v.errors += 1;
-      if (v.onError !== null) v.onError();
-      if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
-      throw error;
+      return failedCall(v, error, index, api, thisArg, args);
     }
     if (!isThenable(result)) {
       v.leave();
@@ -101,10 +95,7 @@ class DurationProbe implements Detour {
       },
       (error: unknown) => {
         v.leave();
-        v.errors += 1;
-        if (v.onError !== null) v.onError();
-        if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
-        throw error;
+        return failedCall(v, error, index, api, thisArg, args);
       },
     );
   }
@@ -120,10 +111,7 @@ export function syncMethod(router: Router, api: object, index: number): AnyFunct
     try {
       return (v.functions[index] as AnyFunction).apply(this === api ? v.impl : this, args);
     } catch (error) {
-      v.errors += 1;
-      if (v.onError !== null) v.onError();
-      if (v.fallback !== null) return retryOn(v.fallback, index, api, this, args);
-      throw error;
+      return failedCall(v, error, index, api, this, args);
     }
   };
 }
@@ -142,10 +130,7 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
       result = (v.functions[index] as AnyFunction).apply(this === api ? v.impl : this, args);
     } catch (error) {
       v.leave();
-      v.errors += 1;
-      if (v.onError !== null) v.onError();
-      if (v.fallback !== null) return retryOn(v.fallback, index, api, self, args);
-      throw error;
+      return failedCall(v, error, index, api, self, args);
     }
     if (!isThenable(result)) {
       v.leave();
@@ -158,13 +143,21 @@ export function asyncMethod(router: Router, api: object, index: number): AnyFunc
       },
       (error: unknown) => {
         v.leave();
-        v.errors += 1;
-        if (v.onError !== null) v.onError();
-        if (v.fallback !== null) return retryOn(v.fallback, index, api, self, args);
-        throw error;
+        return failedCall(v, error, index, api, self, args);
       },
     );
   };
+}
+
+/**
+ * The error path of every steady call: counted, told to a probation watch, then re-run on the
+ * fallback (a watched probation with `retryOnBaseline`) or rethrown. Healthy calls never get here.
+ */
+function failedCall(v: RuntimeVersion, error: unknown, index: number, api: object, thisArg: unknown, args: unknown[]): unknown {
+  v.errors += 1;
+  if (v.onError !== null) v.onError();
+  if (v.fallback !== null) return retryOn(v.fallback, index, api, thisArg, args);
+  throw error;
 }
 
 /**
