@@ -20,6 +20,7 @@ export const CANARY_FLAGS = {
   'min-calls-per-step': { type: 'string' },
   'warmup-calls': { type: 'string' },
   'call-timeout': { type: 'string' },
+  'load-timeout': { type: 'string' },
   probation: { type: 'string' },
   'no-probation-watch': { type: 'boolean' },
   'retry-on-baseline': { type: 'boolean' },
@@ -39,6 +40,7 @@ const OPTION_OF: Record<CanaryFlag, { option: keyof PersistableZdtOptions; kind:
   'min-calls-per-step': { option: 'minCallsPerStep', kind: 'number' },
   'warmup-calls': { option: 'warmupCalls', kind: 'number' },
   'call-timeout': { option: 'canaryCallTimeoutMs', kind: 'number' },
+  'load-timeout': { option: 'loadTimeoutMs', kind: 'number' },
   probation: { option: 'probationMs', kind: 'number' },
   'no-probation-watch': { option: 'probationWatch', kind: 'false' },
   'retry-on-baseline': { option: 'retryOnBaseline', kind: 'true' },
@@ -50,7 +52,7 @@ export const CANARY_FLAG_NAMES: readonly CanaryFlag[] = Object.keys(CANARY_FLAGS
 /** One usage line's worth of the canary flags. */
 export const CANARY_USAGE = `[--steps R,R,…] [--canary-ratio R] [--canary-interval MS] [--confidence C]
 [--max-error-excess X] [--max-latency-shift S] [--min-calls N] [--min-calls-per-step N]
-[--warmup-calls N] [--call-timeout MS] [--probation MS] [--no-probation-watch] [--retry-on-baseline]`;
+[--warmup-calls N] [--call-timeout MS] [--load-timeout MS] [--probation MS] [--no-probation-watch] [--retry-on-baseline]`;
 
 /** What each canary flag means (for a command's --help). */
 export const CANARY_HELP = `Canary flags (each sets one canary option; unset ones keep their defaults):
@@ -64,6 +66,7 @@ export const CANARY_HELP = `Canary flags (each sets one canary option; unset one
   --min-calls-per-step N  candidate calls a step needs before it is judged       (200)
   --warmup-calls N        first candidate calls left out of the latency test     (1000)
   --call-timeout MS       deadline of one async candidate call                   (from baseline p99)
+  --load-timeout MS       import + init() + selfTest() must settle within it     (30000)
   --probation MS          how long a promoted version is watched                 (60000)
   --no-probation-watch    do not keep judging during probation
   --retry-on-baseline     re-run a failed candidate call on the baseline (idempotent targets)`;

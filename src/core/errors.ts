@@ -23,6 +23,7 @@ export const ROLLOUT_ERROR_CODES = [
   'CANARY_FAILED',
   'ABORTED',
   'LOAD_FAILED',
+  'CRASHED',
 ] as const;
 
 export const ERROR_CODES = [

@@ -26,6 +26,7 @@ import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, 
  *       "reason": "applying hotfix-1 1.2.4",
  *       "code": "APPROVAL_MISSING",
  *       "attempts": 1,
+ *       "crashes": 1,
  *       "updatedAt": "2030-01-01T09:00:00.000Z"
  *     }
  *   ]
@@ -41,8 +42,8 @@ import { PLAN_PHASES, PLAN_STATUSES, checkPlan, type PlanPhase, type PlanState, 
  * - `status` is one of pending, waiting, running, activated, failed, rolled-back; `phase`
  *   (fetch, verify, gate, approve, apply) is written *before* the phase starts, so a
  *   `running` entry names the phase a crash interrupted.
- * - `patchId` / `version` / `reason` / `code` are optional; `attempts` is a non-negative
- *   integer; `updatedAt` and `updated_at` are RFC 3339.
+ * - `patchId` / `version` / `reason` / `code` / `crashes` are optional; `attempts` and
+ *   `crashes` (deaths of the process during this plan's apply phase) are non-negative integers; `updatedAt` and `updated_at` are RFC 3339.
  *
  * Parsing is strict (unknown fields, wrong types, duplicate ids, unknown or later
  * dependencies → INVALID; bad JSON → PARSE): a journal that does not parse stops the
@@ -58,7 +59,7 @@ export interface JournalFile {
 export const JOURNAL_FILE = 'journal.json';
 const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
 const FILE_FIELDS = new Set(['format', 'updated_at', 'plans']);
-const ENTRY_FIELDS = new Set(['plan', 'status', 'phase', 'patchId', 'version', 'reason', 'code', 'attempts', 'updatedAt']);
+const ENTRY_FIELDS = new Set(['plan', 'status', 'phase', 'patchId', 'version', 'reason', 'code', 'attempts', 'crashes', 'updatedAt']);
 const MAX_REASON = 4096;
 
 function entry(value: unknown, field: string): PlanState {
@@ -68,11 +69,10 @@ function entry(value: unknown, field: string): PlanState {
   if (!(PLAN_STATUSES as readonly unknown[]).includes(obj.status)) {
     throw new HotPatchError('INVALID', `${field}.status must be one of ${PLAN_STATUSES.join(', ')}, got ${describe(obj.status)}`);
   }
-  if (typeof obj.attempts !== 'number' || !Number.isSafeInteger(obj.attempts) || obj.attempts < 0) {
-    throw new HotPatchError('INVALID', `${field}.attempts must be a non-negative integer, got ${describe(obj.attempts)}`);
-  }
+  const attempts = count(obj.attempts, `${field}.attempts`);
   parseRfc3339(obj.updatedAt, `${field}.updatedAt`);
-  const state: PlanState = { plan, status: obj.status as PlanStatus, attempts: obj.attempts, updatedAt: obj.updatedAt as string };
+  const state: PlanState = { plan, status: obj.status as PlanStatus, attempts, updatedAt: obj.updatedAt as string };
+  if (obj.crashes !== undefined) state.crashes = count(obj.crashes, `${field}.crashes`);
   if (obj.phase !== undefined) {
     if (!(PLAN_PHASES as readonly unknown[]).includes(obj.phase)) {
       throw new HotPatchError('INVALID', `${field}.phase must be one of ${PLAN_PHASES.join(', ')}, got ${describe(obj.phase)}`);
@@ -94,6 +94,13 @@ function entry(value: unknown, field: string): PlanState {
     state.code = obj.code;
   }
   return state;
+}
+
+function count(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new HotPatchError('INVALID', `${field} must be a non-negative integer, got ${describe(value)}`);
+  }
+  return value;
 }
 
 /** Strict parse of journal.json (see the format above). */

@@ -15,6 +15,7 @@ export const PERSISTABLE_ZDT_NUMBERS = [
   'canaryRatio', 'canaryInterval', 'backoffFactor', 'jitterRatio', 'confidence', 'maxErrorExcess', 'maxLatencyShift',
   'minCallsPerStep', 'minCalls', 'maxInconclusiveExtensions', 'maxErrorRate', 'maxLatencyRatio', 'minLatencySamples',
   'latencyNoiseFloorMs', 'warmupCalls', 'canaryCallTimeoutMs', 'differentialSampleRate', 'probationMs', 'drainTimeoutMs',
+  'loadTimeoutMs',
 ] as const satisfies readonly (keyof PersistableZdtOptions)[];
 /** Persistable canary options held as booleans. */
 export const PERSISTABLE_ZDT_BOOLEANS = ['rollbackOnCancel', 'returnErrorOnCanaryFail', 'retryOnBaseline', 'probationWatch'] as const satisfies readonly (keyof PersistableZdtOptions)[];

@@ -54,6 +54,12 @@ export interface PlanState {
   code?: ErrorCode;
   /** Runs that got past the dependency and window checks. */
   attempts: number;
+  /**
+   * Times the process died while this plan was in its apply phase (the patch's code loading,
+   * self-testing or in canary), counted at restart; at the planner's `maxApplyCrashes` the
+   * patch is blamed and the plan fails with CRASHED.
+   */
+  crashes?: number;
   /** RFC 3339. */
   updatedAt: string;
 }

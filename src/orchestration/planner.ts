@@ -42,6 +42,13 @@ export interface PlannerOptions {
   stateDir?: string | null;
   /** Clock of the time windows (epoch ms; default `Date.now`). Signatures and expiry always use the real clock. */
   now?: () => number;
+  /**
+   * Deaths of the process during one plan's apply phase (its patch loading, self-testing or
+   * in canary) before the patch is blamed (default 2: one death may be unrelated — a deploy,
+   * the OOM killer elsewhere — a second in a row is the patch). At the limit the plan fails
+   * with CRASHED, the patch is recorded as failed in state.json, and nothing runs it again.
+   */
+  maxApplyCrashes?: number;
 }
 
 /** The components a plan names, looked up in the registries. */
@@ -80,6 +87,7 @@ export class Planner {
   readonly journalPath: string | undefined;
   readonly #journal: Journal | undefined;
   readonly #now: () => number;
+  readonly #maxApplyCrashes: number;
   /** Plans in the order they were added (a dependency order). */
   readonly #states = new Map<string, PlanState>();
   /** Plans being run by this process. */
@@ -113,6 +121,11 @@ export class Planner {
     this.runtime = options.runtime;
     this.registries = options.registries ?? defaultRegistries;
     this.#now = options.now ?? Date.now;
+    const maxCrashes = options.maxApplyCrashes ?? 2;
+    if (typeof maxCrashes !== 'number' || !Number.isSafeInteger(maxCrashes) || maxCrashes < 1) {
+      throw new HotPatchError('INVALID', `options.maxApplyCrashes must be a positive integer, got ${describe(maxCrashes)}`);
+    }
+    this.#maxApplyCrashes = maxCrashes;
     const dir = options.stateDir === null ? undefined : (options.stateDir ?? options.runtime.stateDir);
     this.#journal = dir === undefined ? undefined : new Journal(dir);
     this.journalPath = this.#journal?.path;
@@ -657,6 +670,25 @@ export class Planner {
         });
         return;
       }
+    }
+    if (phase === 'apply' && patchId !== undefined) {
+      // The process died while the patch's code was loading or serving canary calls: count it,
+      // and past the limit blame the patch rather than run it into the ground again (a patch
+      // calling process.exit() in init(), looping at import, exhausting memory).
+      const crashes = (state.crashes ?? 0) + 1;
+      state.crashes = crashes;
+      if (crashes >= this.#maxApplyCrashes) {
+        const reason = `the process died ${crashes === 1 ? 'once' : `${crashes} times`} while applying ${patchId} (loading, self-testing or in canary): the patch is blamed, recorded as failed and not run again (maxApplyCrashes ${this.#maxApplyCrashes})`;
+        await this.runtime.recordFailure(plan.target, patchId);
+        await this.#settle(state, { status: 'failed', reason, code: 'CRASHED', announce: true });
+        process.emitWarning(`plan ${plan.id}: ${reason}`, { code: 'HOTPATCH_CRASH_LOOP' });
+        return;
+      }
+      await this.#settle(state, {
+        status: 'pending',
+        reason: `interrupted during apply: the process died with ${patchId} loading or in canary (${crashes} of ${this.#maxApplyCrashes} deaths before the patch is blamed); will run again`,
+      });
+      return;
     }
     await this.#settle(state, { status: 'pending', reason: `interrupted during ${phase}; will run again` });
   }

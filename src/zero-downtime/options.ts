@@ -72,6 +72,12 @@ export interface ZdtOptions {
   probationWatch?: boolean;
   /** How long to wait for in-flight calls before disposing an old version (default 30 s; reported, never forced). */
   drainTimeoutMs?: number;
+  /**
+   * Loading a candidate (import, `init()`, `selfTest()`) must settle within this many ms
+   * (default 30 s); past it the apply fails with LOAD_FAILED and the candidate never serves.
+   * A top-level await or an `init()` that never settles cannot hold the target busy forever.
+   */
+  loadTimeoutMs?: number;
   /** Random source in [0, 1) for jitter and routing (tests make it deterministic). */
   random?: () => number;
 }
@@ -118,13 +124,10 @@ export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions 
     probationMs: timerMs(options.probationMs ?? 60_000, 'probationMs'),
     probationWatch: bool(options.probationWatch ?? true, 'probationWatch'),
     drainTimeoutMs: timerMs(options.drainTimeoutMs ?? 30_000, 'drainTimeoutMs'),
+    loadTimeoutMs: positiveTimerMs(options.loadTimeoutMs ?? 30_000, 'loadTimeoutMs'),
     random: options.random ?? Math.random,
   };
-  if (options.canaryCallTimeoutMs !== undefined) {
-    const t = timerMs(options.canaryCallTimeoutMs, 'canaryCallTimeoutMs');
-    if (t <= 0) throw new HotPatchError('INVALID', `canaryCallTimeoutMs must be > 0, got ${t}`);
-    resolved.canaryCallTimeoutMs = t;
-  }
+  if (options.canaryCallTimeoutMs !== undefined) resolved.canaryCallTimeoutMs = positiveTimerMs(options.canaryCallTimeoutMs, 'canaryCallTimeoutMs');
   if (options.routingKey !== undefined) {
     if (typeof options.routingKey !== 'function') throw new HotPatchError('INVALID', 'routingKey must be a function');
     resolved.routingKey = options.routingKey;
@@ -165,5 +168,10 @@ function bool(value: unknown, name: string): boolean {
 function timerMs(value: unknown, name: string): number {
   const ms = nonNegative(value, name);
   if (ms > MAX_TIMER_MS) throw new HotPatchError('INVALID', `${name} must be at most ${MAX_TIMER_MS} ms (about 24.8 days), got ${ms}`);
+  return ms;
+}
+function positiveTimerMs(value: unknown, name: string): number {
+  const ms = timerMs(value, name);
+  if (ms <= 0) throw new HotPatchError('INVALID', `${name} must be > 0, got ${ms}`);
   return ms;
 }

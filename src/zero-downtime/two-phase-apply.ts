@@ -10,6 +10,7 @@ import { HotPatchRuntime, runSelfTests, type DrainReport } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
 import { watchProbation } from './probation-watch.js';
 import { canaryIntervalMs } from './schedule.js';
+import { deadline, type Deadline } from './deadline.js';
 import { quantile } from '../stats/index.js';
 import type { CanaryControl, Target } from './target.js';
 
@@ -89,6 +90,7 @@ export async function twoPhaseApply(
   const handled = new WeakSet<object>();
   let candidate: RuntimeVersion | undefined;
   let route: CanaryRoute | undefined;
+  let loadDeadline: Deadline | undefined;
 
   const abortReason = (): string | undefined =>
     control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
@@ -134,15 +136,18 @@ export async function twoPhaseApply(
     }
     emit('Staged', `staged as ${staged.path}`, { sha256: staged.sha256, size: staged.size, type: staged.type });
 
-    // phase 2: load and init; a throw here leaves the running version untouched.
-    const mod = await installer.load(staged, {
+    // phase 2: load and init; a throw here leaves the running version untouched. Loading and
+    // the known-answer tests share one deadline: a module that never settles must not hold the
+    // target busy for ever (its code keeps whatever it started; it is simply never routed to).
+    loadDeadline = deadline(opts.loadTimeoutMs, () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`);
+    const mod = await loadDeadline.race(installer.load(staged, {
       target: target.name,
       version: manifest.version,
       patchId: manifest.id,
       requiredFunctions: target.keys,
       ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
       initContext: { target: target.name, version: manifest.version, patchId: manifest.id },
-    });
+    }));
     candidate = runtime.versionOfModule(target as Target<object>, mod, {
       version: manifest.version,
       patchId: manifest.id,
@@ -151,7 +156,8 @@ export async function twoPhaseApply(
     });
 
     // phase 3: known-answer tests before any live call reaches the candidate.
-    await runSelfTests(target as Target<object>, candidate);
+    await loadDeadline.race(runSelfTests(target as Target<object>, candidate));
+    loadDeadline.clear();
     const loadAbort = abortReason();
     if (loadAbort !== undefined) return await fail('ABORTED', loadAbort);
 
@@ -248,6 +254,7 @@ export async function twoPhaseApply(
     const code: ErrorCode = error instanceof HotPatchError ? error.code : candidate === undefined ? 'LOAD_FAILED' : 'IO';
     return await fail(code, `${manifest.id} not applied: ${(error as Error).message}`, error);
   } finally {
+    loadDeadline?.clear();
     target.applying = undefined;
   }
 

@@ -143,7 +143,7 @@ describe('agent host SIGKILLed mid-plan, then restarted', { timeout: 80_000 }, (
     const plans = await consistentVersion(e, { version: BUILTIN_VERSION, patchId: null });
     const p = plans.find((x) => x.id === 'plan-canary')!;
     assert.equal(p.status, 'pending');
-    assert.equal(p.reason, 'interrupted during apply; will run again');
+    assert.equal(p.reason, 'interrupted during apply: the process died with crash-canary loading or in canary (1 of 2 deaths before the patch is blamed); will run again');
     await auditVerifies(e, second, 'after the restart');
 
     const again = await call({ socketPath: e.sock }, 'POST', '/v1/apply', { planId: 'plan-canary' });

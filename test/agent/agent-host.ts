@@ -10,6 +10,8 @@
  *
  *   node agent-host.js '<HostConfig JSON>'
  *
+ * `runLoop: true` runs the planner's loop (every 20 ms) once the agent serves, so plans left
+ * pending by a crash run again on their own, as in a service that resumes its plans.
  * `killOn: "<EventType>"` makes the process SIGKILL itself inside the (synchronous) bus
  * listener the first time that event is published: a crash at an exact point of a plan.
  * Exit status: 0 after SIGTERM, 5 when the agent failed to start (the error is printed).
@@ -74,14 +76,18 @@ out({
   plans: agent.planner.plans().map((p) => ({ id: p.plan.id, status: p.status, reason: p.reason, patchId: p.patchId })),
 });
 
+const loop = new AbortController();
+const looping = config.runLoop === true ? agent.planner.runLoop(loop.signal, 20) : Promise.resolve();
+
 process.on('SIGUSR2', () => {
   void agent.audit.flush().then(() => out({ event: 'flushed', seq: agent.audit.seq }));
 });
 
 process.once('SIGTERM', () => {
   clearInterval(load);
-  void agent
-    .close()
+  loop.abort();
+  void looping
+    .then(() => agent.close())
     .then(() => {
       out({ event: 'stopped', calls, errors, wrong, active: { version: target.active.version, patchId: target.active.patchId } });
       process.exitCode = 0;

@@ -381,6 +381,8 @@ export interface HostConfig {
   killOn?: string;
   /** Print every bus event as a line (default false: the crash tests read them, others do not). */
   printEvents?: boolean;
+  /** Run `planner.runLoop` once the agent serves, as a service resuming its plans would (default false). */
+  runLoop?: boolean;
 }
 
 export interface HostLine {

@@ -33,6 +33,7 @@ test('every canary flag sets its option; flags not given leave the defaults alon
       '--min-calls-per-step', '80',
       '--warmup-calls', '0',
       '--call-timeout', '750',
+      '--load-timeout', '5000',
       '--probation', '120000',
       '--no-probation-watch',
       '--retry-on-baseline',
@@ -48,13 +49,14 @@ test('every canary flag sets its option; flags not given leave the defaults alon
       minCallsPerStep: 80,
       warmupCalls: 0,
       canaryCallTimeoutMs: 750,
+      loadTimeoutMs: 5000,
       probationMs: 120_000,
       probationWatch: false,
       retryOnBaseline: true,
     },
   );
   assert.deepEqual(options(['--min-calls=1e3', '--confidence', '.9']), { minCalls: 1000, confidence: 0.9 });
-  assert.equal(CANARY_FLAG_NAMES.length, 13);
+  assert.equal(CANARY_FLAG_NAMES.length, 14);
 });
 
 test('numbers are read strictly: empty, words, hex, blanks and overflowing values are usage errors naming the flag', () => {

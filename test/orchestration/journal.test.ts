@@ -165,12 +165,17 @@ test('parseJournal accepts what the planner writes and documents the format', ()
         status: 'waiting',
         code: 'APPROVAL_MISSING',
         attempts: 3,
+        crashes: 1,
         updatedAt: '2030-01-01T00:00:00Z',
       },
     ],
   });
   const parsed = parseJournal(new TextEncoder().encode(text), 'journal.json');
-  assert.deepEqual(parsed.plans.map((p) => [p.plan.id, p.status]), [['p0', 'activated'], ['p1', 'waiting']]);
+  assert.deepEqual(parsed.plans.map((p) => [p.plan.id, p.status, p.crashes]), [['p0', 'activated', undefined], ['p1', 'waiting', 1]]);
+  for (const bad of [-1, 1.5, '2', null]) {
+    const broken = text.replace('"crashes":1', `"crashes":${JSON.stringify(bad)}`);
+    assert.throws(() => parseJournal(new TextEncoder().encode(broken), 'journal.json'), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /crashes must be a non-negative integer/.test(e.message));
+  }
 });
 
 test('a 17,423-character reason is bounded by the writer, and a reader meeting an over-long one cuts it instead of refusing to start', async () => {

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
-import { twoPhaseApply } from '../../src/zero-downtime/index.js';
+import { resolveZdtOptions, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { FAST, drive, signedPatch, types, world } from './fixtures.js';
 
 const T = 'xps.crypto.hash.sha256';
@@ -128,6 +128,41 @@ test('a patch failing its self-test never takes a call (SELF_TEST_FAILED, Failed
     assert.equal(target.api.digest('abc'), builtin.digest('abc'));
   } finally {
     await w.close();
+  }
+});
+
+test('a patch whose top-level await, init() or selfTest() never settles is LOAD_FAILED at loadTimeoutMs, and the target is free again', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const hangs = [
+      `await new Promise(() => {}); export const api = { digest: () => 'x' };`,
+      `export const api = { digest: () => 'x' }; export function init() { return new Promise(() => {}); }`,
+      `export const api = { digest: () => 'x' }; export function selfTest() { return new Promise(() => {}); }`,
+    ];
+    for (const [i, source] of hangs.entries()) {
+      const { verified, payload } = signedPatch(`hang-${i}`, T, `1.0.${i + 1}`, source);
+      await assert.rejects(twoPhaseApply(w.installer, verified, payload, { ...FAST, loadTimeoutMs: 100, runtime: w.runtime }), (e: unknown) => {
+        assert.ok(e instanceof HotPatchError && e.code === 'LOAD_FAILED', String(e));
+        assert.match(e.message, /did not finish loading within 100 ms \(loadTimeoutMs\)/);
+        return true;
+      });
+      assert.equal(target.active.version, '1.0.0');
+      assert.equal(target.applying, undefined, 'the target is not left busy');
+    }
+    // The target takes the next patch at once.
+    const { verified, payload } = signedPatch('after-hang', T, '1.0.9', GOOD);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    await drive((i) => target.api.digest(`m${i}`), apply);
+    assert.equal((await apply).outcome, 'promoted');
+  } finally {
+    await w.close();
+  }
+});
+
+test('loadTimeoutMs must be a positive timer', () => {
+  for (const bad of [0, -1, 2 ** 31, Number.NaN]) {
+    assert.throws(() => resolveZdtOptions({ loadTimeoutMs: bad }), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /loadTimeoutMs/.test(e.message));
   }
 });
 
