@@ -2,33 +2,19 @@ import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, type EventBus, type HotPatchEvent } from '../core/index.js';
-import { fileError, fsyncDirectory, readFileBounded, readFileChunks, withCleanupFailure } from '../repo/atomic-file.js';
-import { StateStore, parseStateFile } from '../rollback/index.js';
+import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/atomic-file.js';
+import { StateStore } from '../rollback/index.js';
 import {
-  AuditChainChecker,
-  MAX_LINE_BYTES,
   ZERO_HASH,
   checkEvent,
   encodeLine,
   formatHead,
   parseHead,
-  parseLine,
-  sha256Hex,
-  type AuditEntry,
   type AuditHead,
-  type AuditVerification,
 } from './audit-chain.js';
+import { readTail, reconcileTail, type AuditReconciliation } from './audit-tail.js';
 
-/** What `open()` found and did about the end of the log (see `AuditLog.open`). */
-export interface AuditReconciliation {
-  /** Bytes of an interrupted (never committed) last line that were cut off. */
-  truncatedBytes: number;
-  /** A complete line whose hash state.json had announced, written just before a crash: now the head. */
-  acceptedLine?: number;
-  /** False when the end of the log does not match state.json; nothing was repaired (run verify). */
-  consistent: boolean;
-  reason?: string;
-}
+export type { AuditReconciliation } from './audit-tail.js';
 
 export interface AuditLogOptions {
   /**
@@ -37,12 +23,18 @@ export interface AuditLogOptions {
    * overwrite the other's changes. Without it the log makes its own.
    */
   store?: StateStore;
+  /**
+   * Events kept, oldest first, while the log cannot be written (a full disk, EIO), to be
+   * written in order once it can (default 10 000). Past it a new event is lost and counted.
+   */
+  maxBacklog?: number;
+  /** How often a kept backlog is retried when no new event comes (ms, default 1000). */
+  retryMs?: number;
 }
 
-const MAX_STATE_BYTES = 16 * 1024 * 1024;
-/** How much of the end of the log `open()` reads: the last two lines and a partial one. */
-const TAIL_WINDOW = 3 * (MAX_LINE_BYTES + 1);
-const NEWLINE = 0x0a;
+/** What `attach` calls when an event could not be written (now, or for good). */
+export type AuditFailureHandler = (event: HotPatchEvent, error: HotPatchError) => void;
+
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -80,6 +72,13 @@ export class AuditLog {
   #broken: HotPatchError | undefined;
   #closed = false;
   #reconciliation: AuditReconciliation | undefined;
+  /** Events whose append failed for a passing reason (I/O), oldest first: written before any later one. */
+  readonly #backlog: HotPatchEvent[] = [];
+  readonly #maxBacklog: number;
+  readonly #retryMs: number;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #lost = 0;
+  #lastError: HotPatchError | undefined;
 
   constructor(stateDir: string, options: AuditLogOptions = {}) {
     if (typeof stateDir !== 'string' || stateDir.length === 0) {
@@ -91,6 +90,23 @@ export class AuditLog {
     this.stateDir = stateDir;
     this.path = join(stateDir, 'audit.log');
     this.store = options.store ?? new StateStore(stateDir);
+    this.#maxBacklog = positiveInteger(options.maxBacklog ?? 10_000, 'options.maxBacklog');
+    this.#retryMs = positiveInteger(options.retryMs ?? 1000, 'options.retryMs');
+  }
+
+  /** Events waiting to be written because the log could not be written when they came. */
+  get pendingAppends(): number {
+    return this.#backlog.length;
+  }
+
+  /** Events lost for good: the backlog was full, or the log was closed before they could be written. */
+  get lostAppends(): number {
+    return this.#lost;
+  }
+
+  /** Why the last append failed, while events still wait (undefined once the log is written again). */
+  get failure(): HotPatchError | undefined {
+    return this.#backlog.length > 0 || this.#broken !== undefined ? this.#lastError : undefined;
   }
 
   /** Appends that failed so far (each also rejected its promise or, when attached, raised a warning). */
@@ -146,34 +162,7 @@ export class AuditLog {
     try {
       const size = (await handle.stat()).size;
       const tail = await readTail(handle, size);
-      const last = tail.lines.at(-1);
-      const beforeLast = tail.lines.length >= 2 ? tail.lines.at(-2) : tail.lastIsFirst ? { hash: ZERO_HASH, seq: 0 } : undefined;
-      const r: AuditReconciliation = { truncatedBytes: 0, consistent: false };
-      let seq = head.seq;
-      let hash = head.hash;
-      if (last === undefined) {
-        // No complete line: consistent only with an empty head.
-        r.consistent = head.seq === 0 && !tail.tooLong;
-        if (!r.consistent) r.reason = tail.tooLong ? 'the last line is longer than the limit' : `state.json's head covers ${head.seq} lines but audit.log has none`;
-      } else if (last.seq === head.seq && last.hash === head.hash) {
-        r.consistent = true;
-      } else if (
-        head.pending !== undefined &&
-        last.hash === head.pending &&
-        last.seq === head.seq + 1 &&
-        beforeLast !== undefined &&
-        beforeLast.hash === head.hash
-      ) {
-        // A crash after the line's fsync, before the head moved: the line was announced, so it is ours.
-        r.consistent = true;
-        r.acceptedLine = last.seq;
-        seq = last.seq;
-        hash = last.hash;
-      } else {
-        r.reason =
-          `the last line of audit.log (seq ${last.seq ?? '?'}, SHA-256 ${last.hash}) is not the head state.json records ` +
-          `(${formatHead(head)})`;
-      }
+      const { reconciliation: r, seq, hash } = reconcileTail(head, tail);
       let end = size;
       if (r.consistent && tail.partial > 0) {
         end = size - tail.partial;
@@ -234,9 +223,11 @@ export class AuditLog {
   /**
    * Appends one event; resolves once its line is durable (fsynced) and covered by state.json.
    * Calls are serialised in call order. Rejects with `INVALID` (not an event, or not JSON-able),
-   * `TOO_LARGE` (line over 256 KiB) or `IO`.
+   * `TOO_LARGE` (line over 256 KiB) or `IO`. An `IO` rejection means "not yet": the event is
+   * kept (unless `keep: false`) and written, in order, before any later event once the log can
+   * be written again — on the next append, `flush()`, or a retry every `retryMs`.
    */
-  append(event: HotPatchEvent): Promise<void> {
+  append(event: HotPatchEvent, options: { keep?: boolean } = {}): Promise<void> {
     let checked: HotPatchEvent;
     try {
       checked = checkEvent(event);
@@ -248,8 +239,10 @@ export class AuditLog {
     this.#waiting += 1;
     const run = async (): Promise<void> => {
       try {
-        await this.#ensureOpen();
+        await this.#writeBacklog();
         await this.#appendOne(checked);
+      } catch (error) {
+        throw this.#onAppendFailure(checked, error, options.keep !== false);
       } finally {
         this.#waiting -= 1;
       }
@@ -263,6 +256,56 @@ export class AuditLog {
       this.#failed += 1;
       throw error;
     });
+  }
+
+  /** Keeps an event whose append failed for a passing reason; returns the error to report. */
+  #onAppendFailure(event: HotPatchEvent, error: unknown, keep: boolean): HotPatchError {
+    const failure = error instanceof HotPatchError ? error : new HotPatchError('IO', `cannot append to audit log ${this.path}: ${messageOf(error)}`, { cause: error });
+    // INVALID / TOO_LARGE are the event's own fault: writing it again would fail again.
+    if (failure.code !== 'IO' || this.#closed) return failure;
+    this.#lastError = failure;
+    if (!keep) return failure;
+    if (!this.#backlog.includes(event)) {
+      if (this.#backlog.length >= this.#maxBacklog) {
+        this.#lost += 1;
+        process.emitWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} is lost: ${this.#maxBacklog} events already wait for the log to be writable`, {
+          code: 'HOTPATCH_AUDIT_LOST',
+        });
+        return failure;
+      }
+      this.#backlog.push(event);
+    }
+    this.#scheduleRetry();
+    return new HotPatchError('IO', `${failure.message} (kept: ${this.#backlog.length} events wait to be written in order)`, { cause: failure });
+  }
+
+  /** Writes the kept events, oldest first; throws (keeping the rest) at the first that fails. */
+  async #writeBacklog(): Promise<void> {
+    if (this.#broken !== undefined) await this.#reopen();
+    await this.#ensureOpen();
+    while (this.#backlog.length > 0) {
+      await this.#appendOne(this.#backlog[0]!);
+      this.#backlog.shift();
+    }
+    this.#lastError = undefined;
+  }
+
+  /** After a write whose partial line could not be cut: open again, which reconciles the end of the log. */
+  async #reopen(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    this.#opening = undefined;
+    this.#broken = undefined;
+    await handle?.close().catch(() => undefined); // the descriptor is replaced; its failure changes nothing
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.flush();
+    }, this.#retryMs);
+    this.#retryTimer.unref();
   }
 
   async #appendOne(event: HotPatchEvent): Promise<void> {
@@ -324,26 +367,46 @@ export class AuditLog {
    * swallowed: a `HOTPATCH_AUDIT_FAILED` process warning and `failedAppends`. Returns the
    * unsubscribe function.
    */
-  attach(bus: EventBus): () => void {
+  attach(bus: EventBus, options: { onFailure?: AuditFailureHandler } = {}): () => void {
     return bus.subscribe((event) => {
       this.append(event).catch((error: unknown) => {
         process.emitWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} was not recorded: ${messageOf(error)}`, {
           code: 'HOTPATCH_AUDIT_FAILED',
           detail: `${this.#failed} audit appends failed so far`,
         });
+        options.onFailure?.(event, error instanceof HotPatchError ? error : new HotPatchError('IO', messageOf(error), { cause: error }));
       });
     });
   }
 
-  /** Resolves once every append accepted so far has settled (failures are reported by append itself). */
+  /**
+   * Resolves once every append accepted so far has settled (failures are reported by append
+   * itself); with events kept from failed appends, tries once more to write them first.
+   */
   flush(): Promise<void> {
+    if (this.#backlog.length > 0 && !this.#closed) {
+      const retry = this.#queue.then(() => this.#writeBacklog());
+      this.#queue = retry.catch((error: unknown) => {
+        this.#lastError = error instanceof HotPatchError ? error : new HotPatchError('IO', messageOf(error), { cause: error });
+        this.#scheduleRetry();
+      });
+    }
     return this.#queue;
   }
 
-  /** Flushes, then closes the file; later appends are refused. */
+  /** Flushes (kept events too, if the log can be written now), then closes the file; later appends are refused. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    await this.flush();
     this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    if (this.#backlog.length > 0) {
+      this.#lost += this.#backlog.length;
+      process.emitWarning(`audit log ${this.path} closed with ${this.#backlog.length} events never written: ${this.#lastError?.message ?? 'the log could not be written'}`, {
+        code: 'HOTPATCH_AUDIT_LOST',
+      });
+      this.#backlog.length = 0;
+    }
     await this.#queue;
     await this.#opening?.catch(() => undefined); // a failed open was reported to its callers; no handle to close
     const handle = this.#handle;
@@ -358,6 +421,13 @@ export class AuditLog {
   }
 }
 
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
 /** Closes `handle` after `primary` failed; a close failure is attached to it, never dropped. */
 async function closeAfter(handle: FileHandle, primary: unknown, file: string): Promise<unknown> {
   try {
@@ -366,122 +436,4 @@ async function closeAfter(handle: FileHandle, primary: unknown, file: string): P
   } catch (closeError) {
     return withCleanupFailure(primary, closeError, `closing ${file}`);
   }
-}
-
-interface TailLine {
-  hash: string;
-  seq: number | undefined;
-}
-
-/** The last (up to) two complete lines of the file and the length of a trailing partial line. */
-async function readTail(handle: FileHandle, size: number): Promise<{ lines: TailLine[]; lastIsFirst: boolean; partial: number; tooLong: boolean }> {
-  const start = Math.max(0, size - TAIL_WINDOW);
-  const window = Buffer.alloc(size - start);
-  let got = 0;
-  while (got < window.length) {
-    const { bytesRead } = await handle.read(window, got, window.length - got, start + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  const bytes = window.subarray(0, got);
-  const lastNewline = bytes.lastIndexOf(NEWLINE);
-  if (lastNewline === -1) {
-    // No newline in the window: either one partial line (start 0) or a line past every limit.
-    return { lines: [], lastIsFirst: false, partial: start === 0 ? bytes.length : 0, tooLong: start > 0 };
-  }
-  const partial = bytes.length - lastNewline - 1;
-  const lines: TailLine[] = [];
-  let end = lastNewline;
-  let lastIsFirst = false;
-  for (let i = 0; i < 2; i++) {
-    const prevNewline = end === 0 ? -1 : bytes.lastIndexOf(NEWLINE, end - 1);
-    if (prevNewline === -1 && start > 0) break; // the line may begin before the window
-    const text = bytes.subarray(prevNewline + 1, end);
-    const parsed = parseLine(text);
-    lines.unshift({ hash: sha256Hex(text), seq: 'error' in parsed ? undefined : parsed.seq });
-    if (prevNewline === -1) {
-      lastIsFirst = i === 0;
-      break;
-    }
-    end = prevNewline;
-  }
-  return { lines, lastIsFirst, partial, tooLong: false };
-}
-
-/** Reads state.json's `audit_head` without side effects; a state file that does not parse is a verdict, not a crash. */
-async function readRecordedHead(stateDir: string): Promise<{ head: string | undefined; error?: string }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFileBounded(join(stateDir, 'state.json'), MAX_STATE_BYTES, { what: 'state file' });
-  } catch (error) {
-    if (error instanceof HotPatchError && error.code === 'NOT_FOUND') return { head: undefined };
-    throw error;
-  }
-  try {
-    return { head: parseStateFile(bytes, 'state.json').audit_head };
-  } catch (error) {
-    return { head: undefined, error: `state.json cannot be read: ${messageOf(error)}` };
-  }
-}
-
-/**
- * Reads the whole log: the verdict, and every line that parses (for reports), each tagged
- * with its line number. Streams the file; memory stays bounded by the longest line.
- */
-export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntry) => void): Promise<AuditVerification> {
-  const recorded = await readRecordedHead(stateDir);
-  const checker = new AuditChainChecker(recorded.head, recorded.error);
-  const file = join(stateDir, 'audit.log');
-  let pending: Buffer[] = [];
-  let pendingSize = 0;
-  let tooLong = false;
-  try {
-    for await (const chunk of readFileChunks(file, Number.MAX_SAFE_INTEGER - 1, { what: 'audit log' })) {
-      let from = 0;
-      const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      for (let nl = buf.indexOf(NEWLINE, from); nl !== -1; nl = buf.indexOf(NEWLINE, from)) {
-        const piece = buf.subarray(from, nl);
-        let line: Uint8Array;
-        if (tooLong || pendingSize + piece.length > MAX_LINE_BYTES) {
-          line = new Uint8Array(0);
-          tooLong = true;
-        } else {
-          line = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
-        }
-        const entry = checker.push(line, tooLong);
-        if (entry !== undefined) onEntry?.(entry);
-        pending = [];
-        pendingSize = 0;
-        tooLong = false;
-        from = nl + 1;
-      }
-      const rest = buf.subarray(from);
-      if (rest.length > 0) {
-        pendingSize += rest.length;
-        if (pendingSize > MAX_LINE_BYTES) {
-          tooLong = true;
-          pending = [];
-        } else if (!tooLong) {
-          pending.push(Buffer.from(rest)); // a copy: the chunk is not ours to keep
-        }
-      }
-    }
-  } catch (error) {
-    if (!(error instanceof HotPatchError && error.code === 'NOT_FOUND')) throw error;
-  }
-  return checker.finish(pendingSize);
-}
-
-/**
- * `audit verify`: every line parses, `seq` runs 1, 2, 3 …, each `prev` is the SHA-256 of the
- * line before, and the last line is the head state.json records (or the line it announced).
- * So an edited, reordered, dropped or truncated line, a forged appended line and an edited
- * head are each reported, naming the first line that cannot be trusted. A missing log with
- * no head is ok (0 lines); a head with no log is bad at line 1.
- */
-export async function verifyAuditLog(stateDir: string): Promise<AuditVerification> {
-  if (typeof stateDir !== 'string' || stateDir.length === 0) {
-    throw new HotPatchError('INVALID', `stateDir must be a non-empty string, got ${typeof stateDir}`);
-  }
-  return scanAuditLog(stateDir);
 }

@@ -1,4 +1,5 @@
-export { AuditLog, verifyAuditLog, type AuditLogOptions, type AuditReconciliation } from './audit-log.js';
+export { AuditLog, type AuditFailureHandler, type AuditLogOptions, type AuditReconciliation } from './audit-log.js';
+export { verifyAuditLog } from './audit-verify.js';
 export {
   MAX_LINE_BYTES,
   ZERO_HASH,

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { HotPatchError, MANIFEST_PAYLOAD_TYPE, decodeEnvelope, describe, isPatchId, parseManifest, type HotPatchEvent } from '../core/index.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, readFileBounded } from '../repo/index.js';
 import type { AuditVerification } from './audit-chain.js';
-import { scanAuditLog } from './audit-log.js';
+import { scanAuditLog } from './audit-verify.js';
 
 export type PatchOutcome = 'activated' | 'rolled-back' | 'failed' | 'aborted' | 'in-progress';
 

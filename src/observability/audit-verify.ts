@@ -1,0 +1,95 @@
+import { join } from 'node:path';
+import { HotPatchError } from '../core/index.js';
+import { readFileBounded, readFileChunks } from '../repo/atomic-file.js';
+import { parseStateFile } from '../rollback/index.js';
+import { AuditChainChecker, MAX_LINE_BYTES, type AuditEntry, type AuditVerification } from './audit-chain.js';
+
+/*
+ * Reading the audit log from outside the writer: `audit verify`, reports. Nothing here
+ * writes; a log or state.json that does not parse is a verdict, not a crash.
+ */
+
+const MAX_STATE_BYTES = 16 * 1024 * 1024;
+const NEWLINE = 0x0a;
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Reads state.json's `audit_head` without side effects; a state file that does not parse is a verdict, not a crash. */
+async function readRecordedHead(stateDir: string): Promise<{ head: string | undefined; error?: string }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileBounded(join(stateDir, 'state.json'), MAX_STATE_BYTES, { what: 'state file' });
+  } catch (error) {
+    if (error instanceof HotPatchError && error.code === 'NOT_FOUND') return { head: undefined };
+    throw error;
+  }
+  try {
+    return { head: parseStateFile(bytes, 'state.json').audit_head };
+  } catch (error) {
+    return { head: undefined, error: `state.json cannot be read: ${messageOf(error)}` };
+  }
+}
+
+/**
+ * Reads the whole log: the verdict, and every line that parses (for reports), each tagged
+ * with its line number. Streams the file; memory stays bounded by the longest line.
+ */
+export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntry) => void): Promise<AuditVerification> {
+  const recorded = await readRecordedHead(stateDir);
+  const checker = new AuditChainChecker(recorded.head, recorded.error);
+  const file = join(stateDir, 'audit.log');
+  let pending: Buffer[] = [];
+  let pendingSize = 0;
+  let tooLong = false;
+  try {
+    for await (const chunk of readFileChunks(file, Number.MAX_SAFE_INTEGER - 1, { what: 'audit log' })) {
+      let from = 0;
+      const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      for (let nl = buf.indexOf(NEWLINE, from); nl !== -1; nl = buf.indexOf(NEWLINE, from)) {
+        const piece = buf.subarray(from, nl);
+        let line: Uint8Array;
+        if (tooLong || pendingSize + piece.length > MAX_LINE_BYTES) {
+          line = new Uint8Array(0);
+          tooLong = true;
+        } else {
+          line = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
+        }
+        const entry = checker.push(line, tooLong);
+        if (entry !== undefined) onEntry?.(entry);
+        pending = [];
+        pendingSize = 0;
+        tooLong = false;
+        from = nl + 1;
+      }
+      const rest = buf.subarray(from);
+      if (rest.length > 0) {
+        pendingSize += rest.length;
+        if (pendingSize > MAX_LINE_BYTES) {
+          tooLong = true;
+          pending = [];
+        } else if (!tooLong) {
+          pending.push(Buffer.from(rest)); // a copy: the chunk is not ours to keep
+        }
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof HotPatchError && error.code === 'NOT_FOUND')) throw error;
+  }
+  return checker.finish(pendingSize);
+}
+
+/**
+ * `audit verify`: every line parses, `seq` runs 1, 2, 3 …, each `prev` is the SHA-256 of the
+ * line before, and the last line is the head state.json records (or the line it announced).
+ * So an edited, reordered, dropped or truncated line, a forged appended line and an edited
+ * head are each reported, naming the first line that cannot be trusted. A missing log with
+ * no head is ok (0 lines); a head with no log is bad at line 1.
+ */
+export async function verifyAuditLog(stateDir: string): Promise<AuditVerification> {
+  if (typeof stateDir !== 'string' || stateDir.length === 0) {
+    throw new HotPatchError('INVALID', `stateDir must be a non-empty string, got ${typeof stateDir}`);
+  }
+  return scanAuditLog(stateDir);
+}
