@@ -74,6 +74,8 @@ export interface PlanRunResult {
   code?: ErrorCode;
   /** When waiting for its time window: the next opening (epoch ms). */
   nextOpenMs?: number;
+  /** Set when this outcome could not be written to journal.json yet (why); the planner retries the write. */
+  journalError?: string;
 }
 
 const PLAN_FIELDS = ['id', 'target', 'patch', 'repo', 'verifier', 'security', 'installer', 'approver', 'window', 'dependsOn', 'zdt'] as const;

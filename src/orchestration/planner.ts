@@ -102,6 +102,7 @@ export class Planner {
   #looping = false;
   #lastWrite: Promise<void> = Promise.resolve();
   #unsaved: unknown;
+  #retryTimer: NodeJS.Timeout | undefined;
 
   /**
    * A planner without a journal is ready at once. With one (the default when the runtime has
@@ -352,11 +353,22 @@ export class Planner {
         (error: unknown) => {
           this.#unsaved = error;
           if (typeof error === 'object' && error !== null) this.#journalErrors.add(error);
+          this.#retrySaveLater();
           throw error;
         },
       );
     this.#lastWrite = write.catch(() => undefined);
     return write;
+  }
+
+  /** While the journal cannot be written (a full disk), try again every second, so what is in memory reaches it once it can. */
+  #retrySaveLater(): void {
+    if (this.#retryTimer !== undefined) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#unsaved !== undefined) this.#saveInBackground();
+    }, 1000);
+    this.#retryTimer.unref();
   }
 
   #saveInBackground(): void {
@@ -381,15 +393,24 @@ export class Planner {
     state.reason = outcome.reason;
     if (outcome.code === undefined) delete state.code;
     else state.code = outcome.code;
+    let journalError: string | undefined;
     if (changed) {
       state.updatedAt = new Date().toISOString();
-      await this.#save();
+      try {
+        await this.#save();
+      } catch (error) {
+        // The outcome happened whether or not it reaches the journal: it is what the caller is
+        // told and what the plan shows; the write is retried (flush, the next run, every second).
+        journalError = `the outcome is not in journal.json yet: ${(error as Error).message}`;
+        process.emitWarning(`plan ${state.plan.id} is ${outcome.status}, but ${journalError}`, { code: 'HOTPATCH_JOURNAL_WRITE_FAILED' });
+      }
       if (outcome.announce === true && outcome.status === 'failed') {
         this.#emit('Failed', state, outcome.reason, outcome.code === undefined ? {} : { code: outcome.code });
       }
     }
     if (outcome.status !== 'waiting') this.#announced.delete(state.plan.id);
     const result = resultOf(state);
+    if (journalError !== undefined) result.journalError = journalError;
     if (outcome.apply !== undefined) result.apply = outcome.apply;
     if (outcome.nextOpenMs !== undefined) result.nextOpenMs = outcome.nextOpenMs;
     return result;
@@ -538,7 +559,15 @@ export class Planner {
           return await this.#settle(state, { status: 'waiting', reason: `canary of ${m.id} paused: ${apply.reason}`, apply });
       }
     } catch (error) {
-      if (typeof error === 'object' && error !== null && this.#journalErrors.has(error)) throw error;
+      if (typeof error === 'object' && error !== null && this.#journalErrors.has(error)) {
+        // A phase is never started unrecorded (a crash could not be recovered correctly).
+        const phase = state.phase ?? 'fetch';
+        return await this.#settle(state, {
+          status: 'waiting',
+          reason: `${phase} not started: journal.json cannot be written (${(error as Error).message}); the plan waits until it can`,
+          code: 'IO',
+        });
+      }
       return await this.#settle(state, this.#failure(state, error, signal, shutdown));
     }
   }
@@ -580,6 +609,11 @@ export class Planner {
       // Not published yet (or the repository is unreachable): try again on the next round.
       const what = code === 'NOT_FOUND' ? `not published in repository ${state.plan.repo} yet` : `not readable from repository ${state.plan.repo} now`;
       return { status: 'waiting', reason: `patch ${state.patchId ?? state.plan.patch ?? '?'} ${what}: ${message}`, code };
+    }
+    if (code === 'IO' && phase === 'apply') {
+      // A full disk, an unreadable staged file: not the patch's fault, and it passes; the
+      // running version is untouched (the runtime rolled back), so the plan tries again later.
+      return { status: 'waiting', reason: `apply failed on I/O (the running version is untouched; will try again): ${message}`, code };
     }
     if (code === 'CANARY_FAILED') return { status: 'rolled-back', reason: message, code };
     const out: Outcome = { status: 'failed', reason: `${phase} failed: ${message}`, announce };
@@ -679,7 +713,12 @@ export class Planner {
       state.crashes = crashes;
       if (crashes >= this.#maxApplyCrashes) {
         const reason = `the process died ${crashes === 1 ? 'once' : `${crashes} times`} while applying ${patchId} (loading, self-testing or in canary): the patch is blamed, recorded as failed and not run again (maxApplyCrashes ${this.#maxApplyCrashes})`;
-        await this.runtime.recordFailure(plan.target, patchId);
+        try {
+          await this.runtime.recordFailure(plan.target, patchId);
+        } catch (error) {
+          // The plan still fails for good (the journal says CRASHED); polling just lacks the mark.
+          process.emitWarning(`recording ${patchId} as failed did not reach state.json: ${(error as Error).message}`, { code: 'HOTPATCH_STATE_WRITE_FAILED' });
+        }
         await this.#settle(state, { status: 'failed', reason, code: 'CRASHED', announce: true });
         process.emitWarning(`plan ${plan.id}: ${reason}`, { code: 'HOTPATCH_CRASH_LOOP' });
         return;

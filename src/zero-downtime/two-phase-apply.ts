@@ -98,9 +98,10 @@ export async function twoPhaseApply(
   /** Every failure path: back to the baseline, candidate disposed once drained, recorded. */
   /**
    * `patchAtFault`: the patch itself failed (recorded in state.json's `failed`, never retried
-   * by a plan). An abort by signal or operator is not the patch's fault: it may run again.
+   * by a plan). An abort by signal or operator is not the patch's fault, nor is an I/O
+   * failure (a full disk): it may run again.
    */
-  const fail = async (code: ErrorCode, reason: string, cause?: unknown, patchAtFault = code !== 'ABORTED'): Promise<ApplyResult> => {
+  const fail = async (code: ErrorCode, reason: string, cause?: unknown, patchAtFault = code !== 'ABORTED' && code !== 'IO'): Promise<ApplyResult> => {
     const rolledBack = route !== undefined && target.canary === route;
     if (rolledBack) target.setCanary(null);
     if (code === 'ABORTED') emit('Aborted', reason, { code });

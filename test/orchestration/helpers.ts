@@ -99,11 +99,12 @@ export interface Env {
   close(): Promise<void>;
 }
 
-export async function makeEnv(): Promise<Env> {
+/** `stateDir`: an existing directory to keep the state in (e.g. on a small disk); default: a new one. */
+export async function makeEnv(options: { stateDir?: string } = {}): Promise<Env> {
   const dir = await mkdtemp(join(tmpdir(), 'hotpatch-orch-'));
-  const stateDir = join(dir, 'state');
+  const stateDir = options.stateDir ?? join(dir, 'state');
   const repoDir = join(dir, 'repo');
-  await mkdir(stateDir, { mode: 0o700 });
+  if (options.stateDir === undefined) await mkdir(stateDir, { mode: 0o700 });
   await mkdir(repoDir);
   const runtimes: HotPatchRuntime[] = [];
   return {
