@@ -57,7 +57,8 @@ export interface JournalFile {
 }
 
 export const JOURNAL_FILE = 'journal.json';
-const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
+/** The largest journal the reader takes; the planner never writes a bigger one (see `journalText`). */
+export const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
 const FILE_FIELDS = new Set(['format', 'updated_at', 'plans']);
 const ENTRY_FIELDS = new Set(['plan', 'status', 'phase', 'patchId', 'version', 'reason', 'code', 'attempts', 'crashes', 'updatedAt']);
 const MAX_REASON = 4096;
@@ -126,6 +127,17 @@ export function parseJournal(bytes: Uint8Array, where: string): JournalFile {
   return out;
 }
 
+/**
+ * The text of a journal holding `plans`, exactly as the writer writes it. What this writer
+ * writes, the reader accepts: every reason is bounded here, in one place (the planner keeps
+ * the whole file under MAX_JOURNAL_BYTES by pruning finished plans and refusing new ones).
+ */
+export function journalText(plans: readonly PlanState[]): string {
+  const bounded = plans.map((p) => (p.reason === undefined || p.reason.length <= MAX_REASON ? p : { ...p, reason: boundMessage(p.reason, MAX_REASON) }));
+  const file: JournalFile = { format: 1, updated_at: new Date().toISOString(), plans: bounded };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
 /** Serialised whole-file writer of one journal. */
 export class Journal {
   readonly dir: string;
@@ -161,10 +173,7 @@ export class Journal {
    */
   write(snapshot: () => PlanState[]): Promise<void> {
     const run = async (): Promise<void> => {
-      // What this writer writes, the reader accepts: every reason is bounded here, in one place.
-      const plans = snapshot().map((p) => (p.reason === undefined || p.reason.length <= MAX_REASON ? p : { ...p, reason: boundMessage(p.reason, MAX_REASON) }));
-      const file: JournalFile = { format: 1, updated_at: new Date().toISOString(), plans };
-      await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+      await writeFileAtomic(this.path, journalText(snapshot()), { mode: 0o600 });
     };
     const result = this.#queue.then(run, run);
     this.#queue = result.catch(() => undefined); // the caller sees the failure; the queue goes on

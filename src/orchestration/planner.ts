@@ -17,7 +17,7 @@ import {
 import { DynamicInstaller } from '../installer/index.js';
 import { verifyPatch } from '../verification/index.js';
 import { HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../zero-downtime/index.js';
-import { Journal } from './journal.js';
+import { Journal, MAX_JOURNAL_BYTES, journalText } from './journal.js';
 import {
   FINAL_STATUSES,
   checkPlan,
@@ -49,6 +49,14 @@ export interface PlannerOptions {
    * with CRASHED, the patch is recorded as failed in state.json, and nothing runs it again.
    */
   maxApplyCrashes?: number;
+  /**
+   * Finished plans (activated, failed, rolled-back) kept, newest first (default 500); older
+   * ones no kept plan depends on are dropped from memory and the journal as plans finish
+   * (their history stays in the audit log). Bounds the journal and `plans()`.
+   */
+  keepFinishedPlans?: number;
+  /** Plans not yet finished at once (default 1000); one more is refused with TOO_LARGE. */
+  maxOpenPlans?: number;
 }
 
 /** The components a plan names, looked up in the registries. */
@@ -88,6 +96,8 @@ export class Planner {
   readonly #journal: Journal | undefined;
   readonly #now: () => number;
   readonly #maxApplyCrashes: number;
+  readonly #keepFinished: number;
+  readonly #maxOpen: number;
   /** Plans in the order they were added (a dependency order). */
   readonly #states = new Map<string, PlanState>();
   /** Plans being run by this process. */
@@ -122,11 +132,9 @@ export class Planner {
     this.runtime = options.runtime;
     this.registries = options.registries ?? defaultRegistries;
     this.#now = options.now ?? Date.now;
-    const maxCrashes = options.maxApplyCrashes ?? 2;
-    if (typeof maxCrashes !== 'number' || !Number.isSafeInteger(maxCrashes) || maxCrashes < 1) {
-      throw new HotPatchError('INVALID', `options.maxApplyCrashes must be a positive integer, got ${describe(maxCrashes)}`);
-    }
-    this.#maxApplyCrashes = maxCrashes;
+    this.#maxApplyCrashes = positiveInteger(options.maxApplyCrashes ?? 2, 'options.maxApplyCrashes');
+    this.#keepFinished = positiveInteger(options.keepFinishedPlans ?? 500, 'options.keepFinishedPlans');
+    this.#maxOpen = positiveInteger(options.maxOpenPlans ?? 1000, 'options.maxOpenPlans');
     const dir = options.stateDir === null ? undefined : (options.stateDir ?? options.runtime.stateDir);
     this.#journal = dir === undefined ? undefined : new Journal(dir);
     this.journalPath = this.#journal?.path;
@@ -144,6 +152,8 @@ export class Planner {
       const file = await planner.#journal.load();
       for (const state of file.plans) planner.#states.set(state.plan.id, state);
       planner.#loaded = true;
+      // A journal written before pruning (or under a larger keepFinishedPlans) is compacted now.
+      if (planner.#prune() > 0) await planner.#save();
     }
     return planner;
   }
@@ -171,8 +181,20 @@ export class Planner {
       }
     }
     this.#components(normalized);
+    const open = [...this.#states.values()].filter((s) => !FINAL_STATUSES.includes(s.status)).length;
+    if (open >= this.#maxOpen) {
+      throw new HotPatchError('TOO_LARGE', `${open} plans are not finished yet (maxOpenPlans ${this.#maxOpen}); finish or remove some before adding ${normalized.id}`);
+    }
     const state: PlanState = { plan: normalized, status: 'pending', reason: 'planned', attempts: 0, updatedAt: new Date().toISOString() };
     this.#states.set(normalized.id, state);
+    if (this.#journal !== undefined) {
+      // Never write a journal the reader would refuse: the check is on the very text written.
+      const bytes = Buffer.byteLength(journalText([...this.#states.values()]));
+      if (bytes > MAX_JOURNAL_BYTES) {
+        this.#states.delete(normalized.id);
+        throw new HotPatchError('TOO_LARGE', `adding plan ${normalized.id} would make journal.json ${bytes} bytes, over its limit of ${MAX_JOURNAL_BYTES}; remove finished plans first`);
+      }
+    }
     this.#saveInBackground();
     this.#emit('Planned', state, `plan ${normalized.id} added for ${normalized.target}`, {
       repo: normalized.repo,
@@ -376,6 +398,30 @@ export class Planner {
     void this.#save().catch(() => undefined);
   }
 
+  /**
+   * Drops the oldest finished plans past `keepFinishedPlans` (never `keep`, one running, or
+   * one a kept plan depends on); returns how many went. The caller writes the journal.
+   */
+  #prune(keep?: PlanState): number {
+    const finished = [...this.#states.values()].filter((s) => FINAL_STATUSES.includes(s.status));
+    let excess = finished.length - this.#keepFinished;
+    if (excess <= 0) return 0;
+    const needed = new Set([...this.#states.values()].flatMap((s) => s.plan.dependsOn ?? []));
+    // Oldest first by when they finished (journal order breaks ties), so recent outcomes stay visible.
+    finished.sort((a, b) => a.updatedAt.localeCompare(b.updatedAt));
+    let dropped = 0;
+    for (const s of finished) {
+      if (excess <= 0) break;
+      const id = s.plan.id;
+      if (s === keep || this.#running.has(id) || needed.has(id)) continue;
+      this.#states.delete(id);
+      this.#announced.delete(id);
+      excess -= 1;
+      dropped += 1;
+    }
+    return dropped;
+  }
+
   /** Records the start of a phase (status running) before the phase begins. */
   async #phase(state: PlanState, phase: PlanPhase, reason: string): Promise<void> {
     state.status = 'running';
@@ -396,6 +442,7 @@ export class Planner {
     let journalError: string | undefined;
     if (changed) {
       state.updatedAt = new Date().toISOString();
+      if (FINAL_STATUSES.includes(outcome.status)) this.#prune(state);
       try {
         await this.#save();
       } catch (error) {
@@ -763,6 +810,13 @@ export class Planner {
       due = [...this.#states.values()].filter((s) => RUNNABLE.includes(s.status) && (s.plan.dependsOn ?? []).some((d) => settled.has(d)));
     }
   }
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${describe(value)}`);
+  }
+  return value;
 }
 
 function resultOf(state: PlanState): PlanRunResult {
