@@ -5,6 +5,8 @@ import { readFileBounded, removeStaleTempFiles, writeFileAtomic } from '../repo/
 import { emptyState, parseStateFile, type StateFile } from './state-file.js';
 
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
+/** Failed patch ids kept per target (the newest): the list must not grow without bound. */
+export const MAX_FAILED_PER_TARGET = 1000;
 
 /**
  * The one writer of `state.json`. Updates are serialised (a promise chain) and each is a
@@ -56,6 +58,10 @@ export class StateStore {
       const current = this.#state ?? (await this.load());
       const next = structuredClone(current);
       mutate(next);
+      // Bounded here, in the one writer, so no caller can make state.json grow for ever.
+      for (const t of Object.values(next.targets)) {
+        if (t.failed.length > MAX_FAILED_PER_TARGET) t.failed = t.failed.slice(-MAX_FAILED_PER_TARGET);
+      }
       next.updated_at = new Date().toISOString();
       await writeFileAtomic(this.path, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
       this.#state = next;

@@ -63,3 +63,21 @@ test('the state file parser is strict about formats, fields and records', () => 
   assert.throws(() => parseStateFile(enc({ format: 1, targets: { [T]: { highest_version: 2 } } }), 's'), isCode('INVALID'));
   assert.throws(() => parseStateFile(enc({ format: 1, targets: { [T]: { active: { id: 'p', version: '1.0.0', sha256: 'XYZ', type: 'esm' } } } }), 's'), isCode('INVALID'));
 });
+
+test('the failed list of a target is bounded by the writer: the newest 1,000 ids are kept', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'hotpatch-state-'));
+  try {
+    const store = new StateStore(dir);
+    await store.update((s) => {
+      const t = (s.targets[T] ??= emptyTargetState());
+      for (let i = 0; i < 1500; i++) t.failed.push(`p${i}`);
+    });
+    const onDisk = parseStateFile(await readFile(join(dir, 'state.json')), 'state.json');
+    assert.equal(onDisk.targets[T]?.failed.length, 1000);
+    assert.equal(onDisk.targets[T]?.failed[0], 'p500');
+    assert.equal(onDisk.targets[T]?.failed.at(-1), 'p1499');
+    assert.deepEqual(await store.read(), onDisk);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
