@@ -3,6 +3,7 @@
  */
 export { DEFAULT_MAX_LIVE_VERSIONS_PER_TARGET, DynamicInstaller, NATIVE_REFUSAL } from './dynamic-installer.js';
 export { STAGED_EXTENSIONS, STAGED_MODE } from './staging.js';
+export { RealmSnapshot, type RealmCheck } from './realm-guard.js';
 export type {
   DynamicInstallerOptions,
   LoadedModule,

@@ -88,7 +88,7 @@ export class HotPatchMetrics {
       registers,
       collect() {
         // Every declared target shows, at 0 until its first rollback, so rate() has a start.
-        for (const t of self.#runtime.list()) this.inc({ target: t.name }, 0);
+        for (const t of self.#runtime.list()) this.inc(labels({ target: t.name }), 0);
       },
     });
     new Gauge({
@@ -98,7 +98,7 @@ export class HotPatchMetrics {
       registers,
       collect() {
         this.reset(); // a target's old version must not stay listed
-        for (const t of self.#runtime.list()) this.set({ target: t.name, version: t.active.version }, 1);
+        for (const t of self.#runtime.list()) this.set(labels({ target: t.name, version: t.active.version }), 1);
       },
     });
     new Gauge({
@@ -108,7 +108,7 @@ export class HotPatchMetrics {
       registers,
       collect() {
         this.reset();
-        for (const t of self.#runtime.list()) this.set({ target: t.name }, t.canary?.ratio ?? 0);
+        for (const t of self.#runtime.list()) this.set(labels({ target: t.name }), t.canary?.ratio ?? 0);
       },
     });
     new Counter({
@@ -120,8 +120,8 @@ export class HotPatchMetrics {
         self.#readCounters();
         this.reset();
         for (const t of self.#totals.values()) {
-          this.inc({ target: t.target, version: t.version, outcome: 'ok' }, t.ok);
-          this.inc({ target: t.target, version: t.version, outcome: 'error' }, t.errors);
+          this.inc(labels({ target: t.target, version: t.version, outcome: 'ok' }), t.ok);
+          this.inc(labels({ target: t.target, version: t.version, outcome: 'error' }), t.errors);
         }
       },
     });
@@ -134,8 +134,8 @@ export class HotPatchMetrics {
       collect() {
         for (const t of self.#runtime.list()) {
           for (const v of liveVersions(t)) {
-            const labels = { target: t.name, version: v.version };
-            v.drainLatency((seconds) => this.observe(labels, seconds));
+            const versionLabels = labels({ target: t.name, version: v.version });
+            v.drainLatency((seconds) => this.observe(versionLabels, seconds));
           }
         }
       },
@@ -146,8 +146,8 @@ export class HotPatchMetrics {
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
 
     this.#unsubscribe = bus.subscribe((event: HotPatchEvent) => {
-      this.#events.inc({ type: event.type, target: event.target });
-      if (event.type === 'RolledBack') this.#rollbacks.inc({ target: event.target });
+      this.#events.inc(labels({ type: event.type, target: event.target }));
+      if (event.type === 'RolledBack') this.#rollbacks.inc(labels({ target: event.target }));
       // Versions are swapped around events: read their counters before one goes away.
       this.#readCounters();
     });
@@ -204,4 +204,12 @@ function liveVersions(t: ReturnType<HotPatchRuntime['list']>[number]): Set<Runti
     out.add(canary.candidate);
   }
   return out;
+}
+
+/**
+ * A label set with no prototype: prom-client walks label sets with `for…in`, so a property a
+ * payload added to Object.prototype would otherwise make every increment throw.
+ */
+function labels<L extends Record<string, string>>(values: L): L {
+  return Object.assign(Object.create(null) as L, values);
 }

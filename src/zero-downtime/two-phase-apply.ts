@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { HotPatchError, encodeEnvelope, type ErrorCode, type VerifiedManifest } from '../core/index.js';
-import type { DynamicInstaller } from '../installer/index.js';
+import { RealmSnapshot, type DynamicInstaller } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
 import { CanaryRoute, type OutputValidator } from './canary-route.js';
@@ -40,6 +40,15 @@ export interface ApplyResult {
 export interface ApplyOptions extends ZdtOptions {
   /** The runtime holding the target (default: `defaultRuntime`). */
   runtime?: HotPatchRuntime;
+}
+
+/** Why the payload is refused when it changed the shared built-ins (each change undone where possible), else undefined. */
+function tampering(realm: RealmSnapshot, patchId: string, when: string): string | undefined {
+  const { changes, permanent } = realm.check();
+  if (changes.length === 0) return undefined;
+  const listed = `${changes.slice(0, 8).join(', ')}${changes.length > 8 ? ` and ${changes.length - 8} more` : ''}`;
+  const undone = permanent.length === 0 ? 'every change undone' : `undone except: ${permanent.slice(0, 4).join(', ')}`;
+  return `${patchId} changed the process's shared built-ins ${when} (${listed}); ${undone}, and the patch refused`;
 }
 
 /** The runtime used when `twoPhaseApply` is not given one (no state directory: nothing persisted). */
@@ -140,6 +149,8 @@ export async function twoPhaseApply(
     // phase 2: load and init; a throw here leaves the running version untouched. Loading and
     // the known-answer tests share one deadline: a module that never settles must not hold the
     // target busy for ever (its code keeps whatever it started; it is simply never routed to).
+    // The shared built-ins as they are before the payload's code first runs (see realm-guard).
+    const realm = RealmSnapshot.capture();
     loadDeadline = deadline(opts.loadTimeoutMs, () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`);
     const mod = await loadDeadline.race(installer.load(staged, {
       target: target.name,
@@ -159,6 +170,8 @@ export async function twoPhaseApply(
     // phase 3: known-answer tests before any live call reaches the candidate.
     await loadDeadline.race(runSelfTests(target as Target<object>, candidate));
     loadDeadline.clear();
+    const tamperedAtLoad = tampering(realm, manifest.id, 'while loading');
+    if (tamperedAtLoad !== undefined) return await fail('LOAD_FAILED', tamperedAtLoad);
     const loadAbort = abortReason();
     if (loadAbort !== undefined) return await fail('ABORTED', loadAbort);
 
@@ -243,6 +256,9 @@ export async function twoPhaseApply(
     }
 
     // phase 5: promote, handing the old version's state to the new one (Erlang's code_change).
+    // Not before checking the built-ins again: a candidate's calls run its code too.
+    const tamperedInCanary = tampering(realm, manifest.id, 'during its canary');
+    if (tamperedInCanary !== undefined) return await fail('CANARY_FAILED', tamperedInCanary);
     const why = manual
       ? 'promoted by operator'
       : `every canary step passed (${opts.steps.length} steps, ${look} looks at confidence ${opts.confidence}): ${last === undefined ? 'no figures' : summarySentence(last)}`;

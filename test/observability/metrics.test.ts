@@ -104,6 +104,24 @@ test('events and rollbacks are counted by type and target from the bus', async (
   metrics.close();
 });
 
+test('with Object.prototype polluted (as a hostile payload might leave it), events are still counted and scrapes still work', async () => {
+  const { bus, target, metrics } = setup();
+  const proto = Object.prototype as Record<string, unknown>;
+  proto.polluted = 'yes';
+  try {
+    bus.publish(event('Failed', 'p1', { target: TARGET }));
+    bus.publish(event('RolledBack', 'p1', { target: TARGET }));
+    call(target, 3, 1);
+    const s = parse(await metrics.metrics());
+    assert.equal(value(s, 'hotpatch_events_total', { type: 'Failed', target: TARGET }), 1);
+    assert.equal(value(s, 'hotpatch_rollbacks_total', { target: TARGET }), 1);
+    assert.equal(value(s, 'hotpatch_calls_total', { target: TARGET, version: '1.0.0', outcome: 'error' }), 1);
+  } finally {
+    delete proto.polluted;
+    metrics.close();
+  }
+});
+
 test('a canary shows its ratio and both versions\' calls; after promotion only the new version is active', async () => {
   const { target, metrics } = setup();
   const candidate = version(target, '1.1.0', 100);

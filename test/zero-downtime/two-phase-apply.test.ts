@@ -160,6 +160,53 @@ test('a patch whose top-level await, init() or selfTest() never settles is LOAD_
   }
 });
 
+test('a patch that pollutes Object.prototype or replaces fetch while loading is refused (LOAD_FAILED) and the built-ins are as before', async () => {
+  const w = await world();
+  const fetchBefore = globalThis.fetch;
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const hostile = [
+      `export const api = { digest: () => 'x' }; export function init() { Object.prototype.polluted = 'yes'; }`,
+      `globalThis.fetch = async () => new Response('exfiltrated'); export const api = { digest: () => 'x' };`,
+    ];
+    for (const [i, source] of hostile.entries()) {
+      const { verified, payload } = signedPatch(`tamper-${i}`, T, `1.0.${i + 1}`, source);
+      await assert.rejects(twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime }), (e: unknown) => {
+        assert.ok(e instanceof HotPatchError && e.code === 'LOAD_FAILED', String(e));
+        assert.match(e.message, /changed the process's shared built-ins while loading \((Object\.prototype\.polluted added|globalThis\.fetch replaced)\); every change undone, and the patch refused/);
+        return true;
+      });
+      assert.equal(target.active.version, '1.0.0');
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(globalThis.fetch, fetchBefore);
+  } finally {
+    await w.close();
+  }
+});
+
+test('a patch whose calls pollute Object.prototype during the canary is not promoted (CANARY_FAILED) and the pollution is undone', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, deterministic: true });
+    const source = `import { createHash } from 'node:crypto';
+let n = 0;
+export const api = { digest: (s) => { if (++n === 50) Object.prototype.sneaky = 1; return createHash('sha256').update(s).digest('hex'); } };`;
+    const { verified, payload } = signedPatch('sneaky-1', T, '1.0.1', source);
+    const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
+    await drive((i) => target.api.digest(`m${i}`), apply.catch(() => undefined));
+    await assert.rejects(apply, (e: unknown) => {
+      assert.ok(e instanceof HotPatchError && e.code === 'CANARY_FAILED', String(e));
+      assert.match(e.message, /changed the process's shared built-ins during its canary \(Object\.prototype\.sneaky added\)/);
+      return true;
+    });
+    assert.equal(target.active.version, '1.0.0');
+    assert.equal(({} as Record<string, unknown>).sneaky, undefined);
+  } finally {
+    await w.close();
+  }
+});
+
 test('loadTimeoutMs must be a positive timer', () => {
   for (const bad of [0, -1, 2 ** 31, Number.NaN]) {
     assert.throws(() => resolveZdtOptions({ loadTimeoutMs: bad }), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /loadTimeoutMs/.test(e.message));
