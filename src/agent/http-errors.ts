@@ -1,4 +1,4 @@
-import { HotPatchError, errorCategory, type ErrorCode } from '../core/index.js';
+import { HotPatchError, boundMessage, errorCategory, type ErrorCode } from '../core/index.js';
 
 /** HTTP status for an error code: the body always carries the code itself. */
 export function httpStatusFor(code: ErrorCode): number {
@@ -33,5 +33,6 @@ export function errorBody(error: unknown): { status: number; body: ErrorBody } {
     if (error.detail !== undefined) body.detail = error.detail;
     return { status: httpStatusFor(error.code), body };
   }
-  return { status: 500, body: { ok: false, code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) } };
+  // Not one of ours (a payload's own error, a bug): bounded and redacted like every message.
+  return { status: 500, body: { ok: false, code: 'INTERNAL', message: boundMessage(error instanceof Error ? error.message : String(error)) } };
 }

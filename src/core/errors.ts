@@ -4,6 +4,8 @@
  * without parsing messages.
  */
 
+import { redactSecrets } from './secrets.js';
+
 export const REPOSITORY_ERROR_CODES = ['IO', 'PARSE', 'NOT_FOUND', 'INVALID', 'TOO_LARGE'] as const;
 export const VERIFICATION_ERROR_CODES = [
   'BAD_SIGNATURE',
@@ -80,7 +82,9 @@ export const MAX_ERROR_MESSAGE = 2048;
  * Bounds a message in one place: a longer one keeps its beginning and says how much was cut,
  * so no record built from an error (journal, audit log, API answer) can grow without bound.
  */
-export function boundMessage(message: string, max = MAX_ERROR_MESSAGE): string {
+export function boundMessage(text: string, max = MAX_ERROR_MESSAGE): string {
+  // Secrets go first (a bound could cut one in two and leave a fragment to find); see secrets.ts.
+  const message = redactSecrets(text);
   if (message.length <= max) return message;
   const suffix = ` … (${message.length - max} characters cut)`;
   return message.slice(0, max - suffix.length) + suffix;

@@ -1,4 +1,4 @@
-import { HotPatchError } from './errors.js';
+import { HotPatchError, boundMessage } from './errors.js';
 
 export const EVENT_TYPES = [
   'Planned', 'Fetched', 'Verified', 'Approved', 'Staged', 'CanaryStarted', 'CanaryStep',
@@ -30,7 +30,8 @@ export function createEvent(init: EventInit): HotPatchEvent {
     id: init.id,
     target: init.target,
     version: init.version,
-    reason: init.reason ?? '',
+    // Bounded and free of registered secrets, like every recorded message (errors.ts).
+    reason: boundMessage(init.reason ?? ''),
     ts: init.ts ?? new Date().toISOString(),
   };
   if (init.detail !== undefined) event.detail = init.detail;

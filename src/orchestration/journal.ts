@@ -61,7 +61,8 @@ export const JOURNAL_FILE = 'journal.json';
 export const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
 const FILE_FIELDS = new Set(['format', 'updated_at', 'plans']);
 const ENTRY_FIELDS = new Set(['plan', 'status', 'phase', 'patchId', 'version', 'reason', 'code', 'attempts', 'crashes', 'updatedAt']);
-const MAX_REASON = 4096;
+/** Longest plan reason recorded (characters). */
+export const MAX_REASON = 4096;
 
 function entry(value: unknown, field: string): PlanState {
   const obj = asObject(value, field);

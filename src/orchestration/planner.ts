@@ -2,6 +2,7 @@ import semver from 'semver';
 import {
   HotPatchError,
   Registries,
+  boundMessage,
   decodeEnvelope,
   defaultRegistries,
   describe,
@@ -17,7 +18,7 @@ import {
 import { DynamicInstaller } from '../installer/index.js';
 import { verifyPatch } from '../verification/index.js';
 import { HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../zero-downtime/index.js';
-import { Journal, MAX_JOURNAL_BYTES, journalText } from './journal.js';
+import { Journal, MAX_JOURNAL_BYTES, MAX_REASON, journalText } from './journal.js';
 import {
   FINAL_STATUSES,
   checkPlan,
@@ -434,9 +435,12 @@ export class Planner {
 
   /** Records where a run ended; unchanged waits are not rewritten (a polling loop stays quiet). */
   async #settle(state: PlanState, outcome: Outcome): Promise<PlanRunResult> {
-    const changed = state.status !== outcome.status || state.reason !== outcome.reason || state.code !== outcome.code;
+    // Reasons quote errors, some from payloads: bounded and free of registered secrets here,
+    // so what plans() shows is what the journal holds.
+    const reason = boundMessage(outcome.reason, MAX_REASON);
+    const changed = state.status !== outcome.status || state.reason !== reason || state.code !== outcome.code;
     state.status = outcome.status;
-    state.reason = outcome.reason;
+    state.reason = reason;
     if (outcome.code === undefined) delete state.code;
     else state.code = outcome.code;
     let journalError: string | undefined;
