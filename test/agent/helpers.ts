@@ -430,7 +430,7 @@ export async function startHost(config: HostConfig): Promise<Host> {
     for (;;) {
       const hit = lines.find(predicate);
       if (hit !== undefined) return hit;
-      if (done) throw new Error(`agent host exited while waiting for ${what}; stderr:\n${err}`);
+      if (done) throw new Error(`agent host exited while waiting for ${what}; last lines: ${JSON.stringify(lines.slice(-3))}; stderr:\n${err}`);
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}; stderr:\n${err}`);
       await new Promise((r) => setTimeout(r, 5));
     }
