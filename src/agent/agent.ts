@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,9 +10,10 @@ import { FileSystemRepository, readFileBounded } from '../repo/index.js';
 import { SecurityGate } from '../security/index.js';
 import { DefaultVerifier, parseTrustStore } from '../verification/index.js';
 import { HotPatchRuntime } from '../zero-downtime/index.js';
-import { ROUTES, sendError, type AgentContext } from './routes.js';
+import type { AgentContext } from './routes.js';
+import { requestHandler } from './serve.js';
 import { lockStateDir } from './state-lock.js';
-import { bearerMatches, readTokenFile } from './token.js';
+import { readAgentTokens } from './token.js';
 
 export interface AgentOptions {
   /** State directory: state.json, staging/, manifests/, journal.json, audit.log, agent.sock. */
@@ -22,8 +23,11 @@ export interface AgentOptions {
   registries?: Registries;
   /** Unix socket of the admin endpoint (default `<stateDir>/agent.sock`, mode 0600). */
   socketPath?: string;
-  /** Serve on loopback HTTP instead, with a bearer token read from a 0600 file. */
-  http?: { port?: number; host?: '127.0.0.1' | '::1' | 'localhost'; tokenFile: string };
+  /**
+   * Serve on loopback HTTP instead, with a bearer token read from a 0600 file. `readTokenFile`
+   * (same rules, a different token) adds a read-only token: status, plans, events, metrics.
+   */
+  http?: { port?: number; host?: '127.0.0.1' | '::1' | 'localhost'; tokenFile: string; readTokenFile?: string };
   /**
    * Registers components named "default": a filesystem repository, a verifier over this
    * trust store file, and a security gate (from the policy file, or the default gate).
@@ -31,6 +35,8 @@ export interface AgentOptions {
   defaults?: { repository?: string; trustStore?: string; policy?: string };
   /** Structured JSON logs of every event (default: to stderr at info; false: none). */
   log?: { destination?: NodeJS.WritableStream | number; level?: string } | false;
+  /** Requests handled at once, event streams apart; one more is refused with 503 (default 64). */
+  maxRequestsInFlight?: number;
   /** Event streams (`GET /v1/events`) open at once; one more is refused with 503 (default 64). */
   maxEventStreams?: number;
   /** A stream whose unsent events pass this many bytes (a client not reading) is closed (default 1 MiB). */
@@ -68,13 +74,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   // Everything opened so far, undone in reverse if the start fails halfway.
   const undo: (() => Promise<void> | void)[] = [];
   try {
-    // Claim first — token, the state directory, the listening address — and only then touch
-    // any state: a refused second start must not restore, journal or audit anything.
-    const token = options.http === undefined ? undefined : await readTokenFile(options.http.tokenFile);
+    // Check the options and claim first — tokens, the state directory, the listening address —
+    // and only then touch any state: a refused start must not restore, journal or audit anything.
+    const maxRequestsInFlight = positiveInteger(options.maxRequestsInFlight ?? 64, 'maxRequestsInFlight');
+    const maxEventStreams = positiveInteger(options.maxEventStreams ?? 64, 'maxEventStreams');
+    const tokens = options.http === undefined ? undefined : await readAgentTokens(options.http);
     const lock = await lockStateDir(stateDir);
     undo.push(() => lock.release());
     let ctx: AgentContext | undefined;
-    const server = createServer((req, res) => void handle(ctx, token, req, res));
+    const server = createServer(requestHandler({ tokens, maxRequestsInFlight }, () => ctx));
+    limitConnections(server, maxRequestsInFlight + maxEventStreams);
     let address: string;
     if (options.http !== undefined) {
       await listen(server, { port: options.http.port ?? 0, host });
@@ -125,7 +134,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       bus,
       metrics,
       streams: new Set(),
-      maxEventStreams: positiveInteger(options.maxEventStreams ?? 64, 'maxEventStreams'),
+      maxEventStreams,
       maxEventBacklogBytes: positiveInteger(options.maxEventBacklogBytes ?? 1024 * 1024, 'maxEventBacklogBytes'),
     };
     const streams = ctx.streams;
@@ -185,29 +194,16 @@ async function unlinkIfPresent(path: string): Promise<void> {
   });
 }
 
-async function handle(ctx: AgentContext | undefined, token: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  try {
-    if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
-      res.setHeader('www-authenticate', 'Bearer');
-      res.writeHead(401, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: false, code: 'POLICY_DENIED', message: 'missing or wrong bearer token' }));
-      return;
-    }
-    if (ctx === undefined) {
-      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-      res.end(JSON.stringify({ ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }));
-      return;
-    }
-    const url = new URL(req.url ?? '/', 'http://agent');
-    const route = ROUTES[`${req.method ?? 'GET'} ${url.pathname}`];
-    if (route === undefined) {
-      const known = Object.keys(ROUTES).some((k) => k.endsWith(` ${url.pathname}`));
-      throw new HotPatchError(known ? 'INVALID' : 'NOT_FOUND', known ? `${req.method} is not allowed on ${url.pathname}` : `no endpoint ${url.pathname}`);
-    }
-    await route(ctx, req, res, url);
-  } catch (error) {
-    sendError(res, error);
-  }
+/**
+ * Node's defaults let a client hold a connection for a minute sending its headers and five
+ * sending its body, and accept connections without bound: each costs the host process a file
+ * descriptor. The admin endpoint's clients are local and quick, so the bounds are tight; past
+ * twice the requests and streams it may serve, a new connection is closed at once.
+ */
+function limitConnections(server: Server, servable: number): void {
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 60_000;
+  server.maxConnections = 2 * servable;
 }
 
 async function registerDefaults(registries: Registries, defaults: AgentOptions['defaults']): Promise<void> {

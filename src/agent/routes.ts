@@ -4,6 +4,7 @@ import type { HotPatchMetrics } from '../observability/index.js';
 import type { PatchPlan, Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
+import { planPage, planPageQuery } from './plan-pages.js';
 import { onlyFields, readJsonBody, stringField } from './request-body.js';
 
 export interface AgentContext {
@@ -19,21 +20,40 @@ export interface AgentContext {
 
 type Handler = (ctx: AgentContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
 
+/**
+ * An endpoint and the verb it needs, as the Kubernetes API server separates get/list/watch
+ * from create/update: `read` endpoints change nothing and a read-only token may call them;
+ * every other one needs the operator token. A new endpoint must pick one.
+ */
+export interface Route {
+  readonly access: 'read' | 'operate';
+  /** An event stream: counted against maxEventStreams, not maxRequestsInFlight. */
+  readonly stream?: true;
+  readonly handler: Handler;
+}
+
+const read = (handler: Handler): Route => ({ access: 'read', handler });
+const operate = (handler: Handler): Route => ({ access: 'operate', handler });
+
 const PLAN_FIELDS = ['id', 'target', 'patch', 'repo', 'verifier', 'security', 'installer', 'approver', 'window', 'dependsOn', 'zdt'];
 
 /** The admin API. Every response is JSON except /metrics and the event stream. */
-export const ROUTES: Record<string, Handler> = {
-  'GET /v1/status': async (ctx, _req, res) => {
-    send(res, 200, { ok: true, targets: ctx.runtime.status(), plans: ctx.planner.plans().map(planSummary) });
-  },
-  'GET /v1/plans': async (ctx, _req, res) => {
-    send(res, 200, { ok: true, plans: ctx.planner.plans().map(planSummary) });
-  },
+export const ROUTES: Readonly<Record<string, Route>> = {
+  /** Targets, one page of plans (as /v1/plans) and the count of plans by status. */
+  'GET /v1/status': read(async (ctx, _req, res, url) => {
+    const { plans, total, counts, next } = planPage(ctx.planner, planPageQuery(url));
+    send(res, 200, { ok: true, targets: ctx.runtime.status(), plans, total, planCounts: counts, ...(next === undefined ? {} : { next }) });
+  }),
+  /** `?limit=N&after=CURSOR`: plans in the order they were added, a page at a time. */
+  'GET /v1/plans': read(async (ctx, _req, res, url) => {
+    const { plans, total, next } = planPage(ctx.planner, planPageQuery(url));
+    send(res, 200, { ok: true, plans, total, ...(next === undefined ? {} : { next }) });
+  }),
   /**
    * Adds a plan (or names an existing one) and runs it to its end; progress is on the event
    * stream. Concurrent applies to one target: the first runs, the others get ABORTED (busy).
    */
-  'POST /v1/apply': async (ctx, req, res) => {
+  'POST /v1/apply': operate(async (ctx, req, res) => {
     const body = await readJsonBody(req);
     onlyFields(body, ['plan', 'planId'], 'apply');
     let planId: string;
@@ -51,71 +71,74 @@ export const ROUTES: Record<string, Handler> = {
     // or rolled back) with the plan's outcome in the body.
     const code = result.code ?? (result.status === 'rolled-back' ? 'CANARY_FAILED' : 'ABORTED');
     send(res, ok ? 200 : httpStatusFor(code), { ok, message: result.reason, ...rest, ...(ok ? {} : { code }), steps: apply?.steps });
-  },
-  'POST /v1/promote': async (ctx, req, res) => {
+  }),
+  'POST /v1/promote': operate(async (ctx, req, res) => {
     const { target } = await targetBody(req, 'promote', []);
     await ctx.runtime.get(target).promote();
     send(res, 200, { ok: true, target, message: `promotion of ${target} requested` });
-  },
-  'POST /v1/abort': async (ctx, req, res) => {
+  }),
+  'POST /v1/abort': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'abort', ['reason']);
     const reason = stringField(body, 'reason', 'abort', { optional: true }) ?? 'aborted by operator';
     ctx.runtime.get(target).abort(reason);
     send(res, 200, { ok: true, target, message: `abort of ${target} requested: ${reason}` });
-  },
-  'POST /v1/rollback': async (ctx, req, res) => {
+  }),
+  'POST /v1/rollback': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'rollback', ['reason']);
     const reason = stringField(body, 'reason', 'rollback', { optional: true }) ?? 'rollback requested by operator';
     const now = await ctx.runtime.rollback(target, reason);
     send(res, 200, { ok: true, target, version: now.version, message: `${target} rolled back to ${now.version}` });
-  },
-  'POST /v1/freeze': async (ctx, req, res) => {
+  }),
+  'POST /v1/freeze': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'freeze', ['reason']);
     const reason = stringField(body, 'reason', 'freeze')!;
     ctx.runtime.get(target).frozen = reason;
     send(res, 200, { ok: true, target, frozen: reason, message: `${target} frozen: ${reason}` });
-  },
-  'POST /v1/unfreeze': async (ctx, req, res) => {
+  }),
+  'POST /v1/unfreeze': operate(async (ctx, req, res) => {
     const { target } = await targetBody(req, 'unfreeze', []);
     ctx.runtime.get(target).frozen = undefined;
     send(res, 200, { ok: true, target, message: `${target} unfrozen` });
-  },
-  'GET /v1/events': async (ctx, _req, res, url) => {
-    const only = url.searchParams.get('target') ?? undefined;
-    if (only !== undefined) parseTargetName(only, 'target');
-    if (ctx.streams.size >= ctx.maxEventStreams) {
-      send(res, 503, { ok: false, code: 'TOO_LARGE', message: `too many event streams open (${ctx.maxEventStreams}); try again later` });
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
-    res.write('retry: 1000\n\n');
-    let seq = 0;
-    const off = ctx.bus.subscribe((event: HotPatchEvent) => {
-      // A client that does not read must not make the agent buffer without bound: past the
-      // backlog limit its stream is closed (it may reconnect and read on).
-      if (res.writableLength > ctx.maxEventBacklogBytes) {
-        res.destroy();
-        return;
-      }
-      seq += 1;
-      res.write(`id: ${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-    }, only === undefined ? {} : { target: only });
-    // A comment line now and then keeps proxies and idle timeouts from closing the stream.
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    heartbeat.unref();
-    ctx.streams.add(res);
-    res.on('close', () => {
-      off();
-      clearInterval(heartbeat);
-      ctx.streams.delete(res);
-    });
-  },
-  'GET /metrics': async (ctx, _req, res) => {
+  }),
+  'GET /v1/events': { access: 'read', stream: true, handler: eventStream },
+  'GET /metrics': read(async (ctx, _req, res) => {
     const text = await ctx.metrics.metrics();
     res.writeHead(200, { 'content-type': ctx.metrics.contentType });
     res.end(text);
-  },
+  }),
 };
+
+/** `GET /v1/events[?target=T]`: Server-Sent Events, one per bus event. */
+async function eventStream(ctx: AgentContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const only = url.searchParams.get('target') ?? undefined;
+  if (only !== undefined) parseTargetName(only, 'target');
+  if (ctx.streams.size >= ctx.maxEventStreams) {
+    send(res, 503, { ok: false, code: 'TOO_LARGE', message: `too many event streams open (${ctx.maxEventStreams}); try again later` }, { 'retry-after': '1' });
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+  res.write('retry: 1000\n\n');
+  let seq = 0;
+  const off = ctx.bus.subscribe((event: HotPatchEvent) => {
+    // A client that does not read must not make the agent buffer without bound: past the
+    // backlog limit its stream is closed (it may reconnect and read on).
+    if (res.writableLength > ctx.maxEventBacklogBytes) {
+      res.destroy();
+      return;
+    }
+    seq += 1;
+    res.write(`id: ${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+  }, only === undefined ? {} : { target: only });
+  // A comment line now and then keeps proxies and idle timeouts from closing the stream.
+  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  heartbeat.unref();
+  ctx.streams.add(res);
+  res.on('close', () => {
+    off();
+    clearInterval(heartbeat);
+    ctx.streams.delete(res);
+  });
+}
 
 async function targetBody(req: IncomingMessage, what: string, extra: string[]): Promise<{ target: string; body: Record<string, unknown> }> {
   const body = await readJsonBody(req);
@@ -123,23 +146,9 @@ async function targetBody(req: IncomingMessage, what: string, extra: string[]): 
   return { target: parseTargetName(stringField(body, 'target', what), 'target'), body };
 }
 
-function planSummary(state: ReturnType<Planner['plans']>[number]): Record<string, unknown> {
-  return {
-    id: state.plan.id,
-    target: state.plan.target,
-    patch: state.patchId ?? state.plan.patch,
-    version: state.version,
-    status: state.status,
-    phase: state.phase,
-    reason: state.reason,
-    attempts: state.attempts,
-    updatedAt: state.updatedAt,
-  };
-}
-
-export function send(res: ServerResponse, status: number, body: unknown): void {
+export function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 

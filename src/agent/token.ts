@@ -23,13 +23,48 @@ export async function readTokenFile(path: string): Promise<string> {
   return token;
 }
 
+/** The endpoint's bearer tokens: the operator's may do everything, the read-only one only read. */
+export interface AgentTokens {
+  operator: string;
+  read?: string;
+}
+
+/** What a request's token lets it do. */
+export type Role = 'operate' | 'read';
+
+/**
+ * Reads the operator token and, when given, the read-only one (same file rules). Equal tokens
+ * are refused: a read-only token that is also the operator's would grant everything.
+ */
+export async function readAgentTokens(files: { tokenFile: string; readTokenFile?: string }): Promise<AgentTokens> {
+  const operator = await readTokenFile(files.tokenFile);
+  if (files.readTokenFile === undefined) return { operator };
+  const read = await readTokenFile(files.readTokenFile);
+  if (sameSecret(operator, read)) {
+    throw new HotPatchError('INVALID', `the read-only token (${files.readTokenFile}) is the operator token (${files.tokenFile}): they must differ, or the read-only token could do everything`);
+  }
+  return { operator, read };
+}
+
+/**
+ * The role a request's Authorization header grants, or undefined (401). Both tokens are
+ * always compared, so the time taken tells nothing about which one, if any, matched.
+ */
+export function roleOf(header: string | undefined, tokens: AgentTokens): Role | undefined {
+  const operator = bearerMatches(header, tokens.operator);
+  const read = tokens.read !== undefined && bearerMatches(header, tokens.read);
+  return operator ? 'operate' : read ? 'read' : undefined;
+}
+
 /** Constant-time comparison of an Authorization header against the expected bearer token. */
 export function bearerMatches(header: string | undefined, token: string): boolean {
   // The scheme is case-insensitive (RFC 9110 §11.1): "bearer", "BEARER" and "Bearer" alike.
   const m = header === undefined ? null : /^bearer[ \t]+(.*)$/is.exec(header);
   if (m === null) return false;
+  return sameSecret(m[1]!.trim(), token);
+}
+
+function sameSecret(a: string, b: string): boolean {
   // Hashing both sides gives equal lengths, so timingSafeEqual never leaks the token's length.
-  const given = createHash('sha256').update(m[1]!.trim()).digest();
-  const want = createHash('sha256').update(token).digest();
-  return timingSafeEqual(given, want);
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }

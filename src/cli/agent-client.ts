@@ -61,7 +61,10 @@ export async function callAgent(agent: AgentAddress, method: 'GET' | 'POST', pat
     const code = isErrorCode(json.code) ? json.code : 'IO';
     // The whole answer travels in `detail` (a refused apply carries its plan outcome there).
     const { ok: _ok, code: _code, message, ...rest } = json;
-    throw new HotPatchError(code, String(message ?? `agent error ${res.statusCode}`), { detail: { httpStatus: res.statusCode, ...rest } });
+    let text = String(message ?? `agent error ${res.statusCode}`);
+    // 403: the token is good but may not do this (a read-only token asked to change something).
+    if (res.statusCode === 403) text = `the agent refused ${method} ${path} with this token (403 forbidden): ${text}`;
+    throw new HotPatchError(code, text, { detail: { httpStatus: res.statusCode, ...rest } });
   }
   return json;
 }
@@ -76,7 +79,8 @@ export async function followEvents(agent: AgentAddress, target: string | undefin
   });
   if (res.statusCode !== 200) {
     res.resume();
-    throw new HotPatchError(res.statusCode === 401 ? 'POLICY_DENIED' : 'IO', `the agent refused the event stream (${res.statusCode})`);
+    const denied = res.statusCode === 401 || res.statusCode === 403;
+    throw new HotPatchError(denied ? 'POLICY_DENIED' : 'IO', `the agent refused the event stream (${res.statusCode})`);
   }
   let buffer = '';
   try {

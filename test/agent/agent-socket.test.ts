@@ -126,7 +126,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.deepEqual(r.json.plans, []);
     const plans = await call(ep, 'GET', '/v1/plans');
     assert.equal(plans.status, 200);
-    assert.deepEqual(plans.json, { ok: true, plans: [] });
+    assert.deepEqual(plans.json, { ok: true, plans: [], total: 0 });
   });
 
   test('malformed, unknown and oversized requests get a clear error and change nothing', async () => {

@@ -1,5 +1,6 @@
+import { HotPatchError } from '../../core/index.js';
 import { parseCommandArgs } from '../args.js';
-import { callAgent } from '../agent-client.js';
+import { callAgent, type AgentAddress } from '../agent-client.js';
 import { EXIT_OK } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { AGENT_FLAGS, AGENT_USAGE, agentOf } from './agent-flags.js';
@@ -13,19 +14,45 @@ interface TargetView {
   canary?: { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number };
 }
 
+interface PlanView { id: string; target: string; status: string; patch?: string; version?: string; reason?: string }
+
+/** Plans per request: the agent's largest page. */
+const PAGE = 1000;
+
+/**
+ * The agent serves plans a page at a time (GET /v1/plans?limit&after); status lists them all,
+ * so it follows `next` to the end. An agent that does not page sends no `next`.
+ */
+async function laterPages(agent: AgentAddress, next: unknown): Promise<PlanView[]> {
+  const plans: PlanView[] = [];
+  const seen = new Set<string>();
+  while (typeof next === 'string') {
+    // A cursor seen before would loop for ever: a broken agent is an I/O failure, not a hang.
+    if (seen.has(next)) throw new HotPatchError('IO', `the agent's plan pages do not advance (${JSON.stringify(next)} came back)`);
+    seen.add(next);
+    const page = await callAgent(agent, 'GET', `/v1/plans?limit=${PAGE}&after=${encodeURIComponent(next)}`);
+    plans.push(...(page.plans as PlanView[]));
+    next = page.next;
+  }
+  return plans;
+}
+
 export const statusCommand: Command = {
   name: 'status',
   summary: 'targets, versions, canary progress and plans of a running agent',
   usage: `hotpatch status ${AGENT_USAGE} [--json]
 
 Shows each target's active and previous version (with calls in flight), a running
-canary's ratio and figures, frozen targets, and the plans with their status.`,
+canary's ratio and figures, frozen targets, and the plans with their status (all of
+them: the agent serves plans a page at a time, and status reads every page). A read-only
+token (the agent's http.readTokenFile) is enough.`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, AGENT_FLAGS);
     if (help) return printHelp(out, this.usage);
-    const status = await callAgent(await agentOf(values), 'GET', '/v1/status');
+    const agent = await agentOf(values);
+    const status = await callAgent(agent, 'GET', `/v1/status?limit=${PAGE}`);
     const targets = status.targets as TargetView[];
-    const plans = status.plans as { id: string; target: string; status: string; patch?: string; version?: string; reason?: string }[];
+    const plans = [...(status.plans as PlanView[]), ...(await laterPages(agent, status.next))];
     for (const t of targets) {
       const v = (x: VersionView): string => `${x.version} ${x.patchId === null ? '(built-in)' : `(${x.patchId})`} in flight ${x.inflight}`;
       out.line(`${t.target}`);

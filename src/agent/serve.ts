@@ -1,0 +1,75 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HotPatchError } from '../core/index.js';
+import { ROUTES, send, sendError, type AgentContext } from './routes.js';
+import { roleOf, type AgentTokens } from './token.js';
+
+export interface ServeOptions {
+  /**
+   * The HTTP endpoint's bearer tokens. Undefined on the Unix socket, whose mode (0600 in a
+   * 0700 directory) is the check: whoever can connect is the owner, and may do everything.
+   */
+  tokens: AgentTokens | undefined;
+  /** Requests handled at once, event streams apart (they have maxEventStreams). */
+  maxRequestsInFlight: number;
+}
+
+/** What a read-only token may call, named in its refusals. */
+const READ_ENDPOINTS = Object.entries(ROUTES)
+  .filter(([, route]) => route.access === 'read')
+  .map(([key]) => key)
+  .join(', ');
+
+/**
+ * The agent's request handler: authenticate (401), wait for the start to finish (503), route
+ * (404 / 400), check the token may use that verb (403), admit within maxRequestsInFlight
+ * (503), then run the endpoint. Every refusal is answered before the body is read, so a
+ * refused request changes nothing and costs the agent next to nothing.
+ * `context` is undefined until the agent has restored its versions and recovered its plans.
+ */
+export function requestHandler(options: ServeOptions, context: () => AgentContext | undefined): (req: IncomingMessage, res: ServerResponse) => void {
+  let inFlight = 0;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let admitted = false;
+    try {
+      const role = options.tokens === undefined ? 'operate' : roleOf(req.headers.authorization, options.tokens);
+      if (role === undefined) {
+        send(res, 401, { ok: false, code: 'POLICY_DENIED', message: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
+        return;
+      }
+      const ctx = context();
+      if (ctx === undefined) {
+        send(res, 503, { ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }, { 'retry-after': '1' });
+        return;
+      }
+      const url = new URL(req.url ?? '/', 'http://agent');
+      const key = `${req.method ?? 'GET'} ${url.pathname}`;
+      const route = ROUTES[key];
+      if (route === undefined) {
+        const known = Object.keys(ROUTES).some((k) => k.endsWith(` ${url.pathname}`));
+        throw new HotPatchError(known ? 'INVALID' : 'NOT_FOUND', known ? `${req.method} is not allowed on ${url.pathname}` : `no endpoint ${url.pathname}`);
+      }
+      if (route.access === 'operate' && role !== 'operate') {
+        send(res, 403, { ok: false, code: 'POLICY_DENIED', message: `this token is read-only: it may call ${READ_ENDPOINTS}, not ${key}; use the operator token` });
+        return;
+      }
+      if (route.stream !== true) {
+        if (inFlight >= options.maxRequestsInFlight) {
+          send(res, 503, { ok: false, code: 'TOO_LARGE', message: `too many requests in flight (${options.maxRequestsInFlight}); try again later` }, { 'retry-after': '1' });
+          return;
+        }
+        // Held until the endpoint's work ends, not when its client goes away: an apply whose
+        // client disconnected still runs, and still counts.
+        inFlight += 1;
+        admitted = true;
+      }
+      await route.handler(ctx, req, res, url);
+    } catch (error) {
+      sendError(res, error);
+    } finally {
+      if (admitted) inFlight -= 1;
+    }
+  }
+
+  return (req, res) => void handle(req, res);
+}
