@@ -2,14 +2,15 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, Registries, type EventBus } from '../core/index.js';
+import { HotPatchError, Registries, registerSecret, type EventBus } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
-import { Planner } from '../orchestration/index.js';
+import { Planner, type PlannerOptions } from '../orchestration/index.js';
 import { FileSystemRepository, readFileBounded } from '../repo/index.js';
 import { SecurityGate } from '../security/index.js';
 import { DefaultVerifier, parseTrustStore } from '../verification/index.js';
 import { HotPatchRuntime } from '../zero-downtime/index.js';
+import { AUDIT_MODES, requestRecorder, type AuditMode } from './operator-record.js';
 import type { AgentContext } from './routes.js';
 import { requestHandler } from './serve.js';
 import { lockStateDir } from './state-lock.js';
@@ -41,6 +42,17 @@ export interface AgentOptions {
   maxEventStreams?: number;
   /** A stream whose unsent events pass this many bytes (a client not reading) is closed (default 1 MiB). */
   maxEventBacklogBytes?: number;
+  /**
+   * `'fail-closed'` (default): an operator request whose record cannot be written to the audit
+   * log is refused, and an apply whose events cannot be recorded is aborted (back to the
+   * running version) — nothing proceeds unrecorded. `'fail-open'`: both go on; the records
+   * are written, in order, once the log can be.
+   */
+  auditMode?: AuditMode;
+  /** The planner's crash-loop limit, finished plans kept and open plans allowed (see `PlannerOptions`). */
+  maxApplyCrashes?: number;
+  keepFinishedPlans?: number;
+  maxOpenPlans?: number;
 }
 
 export interface Agent {
@@ -78,7 +90,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     // and only then touch any state: a refused start must not restore, journal or audit anything.
     const maxRequestsInFlight = positiveInteger(options.maxRequestsInFlight ?? 64, 'maxRequestsInFlight');
     const maxEventStreams = positiveInteger(options.maxEventStreams ?? 64, 'maxEventStreams');
+    const auditMode = options.auditMode ?? 'fail-closed';
+    if (!AUDIT_MODES.includes(auditMode)) throw new HotPatchError('INVALID', `auditMode must be one of ${AUDIT_MODES.join(', ')}, got ${String(auditMode)}`);
+    const plannerOptions = plannerLimits(options);
     const tokens = options.http === undefined ? undefined : await readAgentTokens(options.http);
+    // The tokens are cut out of every message the agent records (a payload may read the file).
+    for (const token of [tokens?.operator, tokens?.read]) if (token !== undefined) undo.push(registerSecret(token));
     const lock = await lockStateDir(stateDir);
     undo.push(() => lock.release());
     let ctx: AgentContext | undefined;
@@ -112,7 +129,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     // Audit before restore and recovery, so their events are recorded too.
     const audit = new AuditLog(stateDir, runtime.store === undefined ? {} : { store: runtime.store });
     await audit.open();
-    const detachAudit = audit.attach(bus);
+    // Requested records are appended (and awaited) by the endpoint before it acts.
+    const detachAudit = audit.attach(bus, {
+      except: ['Requested'],
+      onFailure: (event) => {
+        if (auditMode !== 'fail-closed') return;
+        // Nothing proceeds unrecorded: an apply whose events cannot be written goes back to the running version.
+        const target = runtime.list().find((t) => t.name === event.target);
+        if (target?.applying !== undefined) target.abort(`the audit log cannot be written (${audit.failure?.message ?? 'I/O error'}); aborted so that nothing proceeds unrecorded (auditMode "fail-closed")`);
+      },
+    });
     undo.push(async () => {
       detachAudit();
       await audit.close();
@@ -126,7 +152,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
     // Restored versions go through the trust pipeline again when a verifier is registered.
     await runtime.restore(registries.verifiers.has('default') ? { verifier: registries.verifiers.get('default') } : {});
-    const planner = await Planner.open({ runtime, registries, stateDir });
+    const planner = await Planner.open({ runtime, registries, stateDir, ...plannerOptions });
     await planner.recover();
     ctx = {
       runtime,
@@ -136,6 +162,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       streams: new Set(),
       maxEventStreams,
       maxEventBacklogBytes: positiveInteger(options.maxEventBacklogBytes ?? 1024 * 1024, 'maxEventBacklogBytes'),
+      recordRequest: requestRecorder(audit, bus, auditMode),
     };
     const streams = ctx.streams;
 
@@ -249,6 +276,14 @@ async function removeStaleSocket(path: string): Promise<void> {
   });
   if (alive) throw new HotPatchError('INVALID', `another agent is listening on ${path}`);
   await unlink(path);
+}
+
+function plannerLimits(options: AgentOptions): Pick<PlannerOptions, 'maxApplyCrashes' | 'keepFinishedPlans' | 'maxOpenPlans'> {
+  const out: Pick<PlannerOptions, 'maxApplyCrashes' | 'keepFinishedPlans' | 'maxOpenPlans'> = {};
+  for (const key of ['maxApplyCrashes', 'keepFinishedPlans', 'maxOpenPlans'] as const) {
+    if (options[key] !== undefined) out[key] = positiveInteger(options[key], key);
+  }
+  return out;
 }
 
 function positiveInteger(value: unknown, name: string): number {

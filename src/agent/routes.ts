@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError, parseTargetName, type EventBus, type HotPatchEvent } from '../core/index.js';
 import type { HotPatchMetrics } from '../observability/index.js';
-import type { PatchPlan, Planner } from '../orchestration/index.js';
+import { checkPlan, type Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
 import { planPage, planPageQuery } from './plan-pages.js';
+import type { RequestRecorder } from './operator-record.js';
 import { onlyFields, readJsonBody, stringField } from './request-body.js';
 
 export interface AgentContext {
@@ -16,6 +17,8 @@ export interface AgentContext {
   streams: Set<ServerResponse>;
   maxEventStreams: number;
   maxEventBacklogBytes: number;
+  /** Records an operator request before it acts (refuses it when the record cannot be written, in fail-closed mode). */
+  recordRequest: RequestRecorder;
 }
 
 type Handler = (ctx: AgentContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
@@ -60,9 +63,14 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     if (body.plan !== undefined) {
       if (typeof body.plan !== 'object' || body.plan === null || Array.isArray(body.plan)) throw new HotPatchError('INVALID', 'apply: plan must be an object');
       onlyFields(body.plan as Record<string, unknown>, PLAN_FIELDS, 'apply plan');
-      planId = ctx.planner.addPlan(body.plan as PatchPlan).plan.id;
+      // Checked before it is recorded, recorded before it is added.
+      const plan = checkPlan(body.plan);
+      await ctx.recordRequest(req, 'apply', plan.target, { plan: plan.id, ...(plan.patch === undefined ? {} : { patch: plan.patch }) });
+      planId = ctx.planner.addPlan(plan).plan.id;
     } else {
       planId = stringField(body, 'planId', 'apply')!;
+      const known = ctx.planner.plan(planId);
+      await ctx.recordRequest(req, 'apply', known.plan.target, { plan: planId, ...(known.plan.patch === undefined ? {} : { patch: known.plan.patch }) });
     }
     const result = await ctx.planner.runOnce(planId);
     const { apply, ...rest } = result;
@@ -74,30 +82,40 @@ export const ROUTES: Readonly<Record<string, Route>> = {
   }),
   'POST /v1/promote': operate(async (ctx, req, res) => {
     const { target } = await targetBody(req, 'promote', []);
-    await ctx.runtime.get(target).promote();
+    const t = ctx.runtime.get(target);
+    await ctx.recordRequest(req, 'promote', target);
+    await t.promote();
     send(res, 200, { ok: true, target, message: `promotion of ${target} requested` });
   }),
   'POST /v1/abort': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'abort', ['reason']);
     const reason = stringField(body, 'reason', 'abort', { optional: true }) ?? 'aborted by operator';
-    ctx.runtime.get(target).abort(reason);
+    const t = ctx.runtime.get(target);
+    await ctx.recordRequest(req, 'abort', target, { reason });
+    t.abort(reason);
     send(res, 200, { ok: true, target, message: `abort of ${target} requested: ${reason}` });
   }),
   'POST /v1/rollback': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'rollback', ['reason']);
     const reason = stringField(body, 'reason', 'rollback', { optional: true }) ?? 'rollback requested by operator';
+    ctx.runtime.get(target);
+    await ctx.recordRequest(req, 'rollback', target, { reason });
     const now = await ctx.runtime.rollback(target, reason);
     send(res, 200, { ok: true, target, version: now.version, message: `${target} rolled back to ${now.version}` });
   }),
   'POST /v1/freeze': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'freeze', ['reason']);
     const reason = stringField(body, 'reason', 'freeze')!;
-    ctx.runtime.get(target).frozen = reason;
+    const t = ctx.runtime.get(target);
+    await ctx.recordRequest(req, 'freeze', target, { reason });
+    t.frozen = reason;
     send(res, 200, { ok: true, target, frozen: reason, message: `${target} frozen: ${reason}` });
   }),
   'POST /v1/unfreeze': operate(async (ctx, req, res) => {
     const { target } = await targetBody(req, 'unfreeze', []);
-    ctx.runtime.get(target).frozen = undefined;
+    const t = ctx.runtime.get(target);
+    await ctx.recordRequest(req, 'unfreeze', target);
+    t.frozen = undefined;
     send(res, 200, { ok: true, target, message: `${target} unfrozen` });
   }),
   'GET /v1/events': { access: 'read', stream: true, handler: eventStream },

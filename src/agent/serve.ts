@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError } from '../core/index.js';
 import { ROUTES, send, sendError, type AgentContext } from './routes.js';
+import { setIdentity } from './operator-record.js';
 import { roleOf, type AgentTokens } from './token.js';
 
 export interface ServeOptions {
@@ -37,6 +38,7 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
         send(res, 401, { ok: false, code: 'POLICY_DENIED', message: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
         return;
       }
+      setIdentity(req, options.tokens === undefined ? 'unix-socket' : role === 'operate' ? 'operator-token' : 'read-token');
       const ctx = context();
       if (ctx === undefined) {
         send(res, 503, { ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }, { 'retry-after': '1' });

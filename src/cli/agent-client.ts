@@ -1,3 +1,4 @@
+import { hostname, userInfo } from 'node:os';
 import { request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { HotPatchError, isErrorCode, type HotPatchEvent } from '../core/index.js';
 import { readTokenFile } from '../agent/index.js';
@@ -25,8 +26,17 @@ export async function resolveAgent(agent: string, tokenFile: string | undefined)
   return { socketPath: agent.startsWith('unix:') ? agent.slice(5) : agent };
 }
 
+const ACTOR = ((): string => {
+  try {
+    return `${userInfo().username}@${hostname()}`;
+  } catch {
+    return `uid ${process.getuid?.() ?? '?'}@${hostname()}`; // no passwd entry for this uid (a container)
+  }
+})();
+
 function options(agent: AgentAddress, method: string, path: string, headers: Record<string, string>): RequestOptions {
-  const h: Record<string, string> = { ...headers };
+  // Who is asking, as the agent's audit record shows it (self-declared: the token or socket is the check).
+  const h: Record<string, string> = { 'x-hotpatch-actor': ACTOR, ...headers };
   if (agent.token !== undefined) h.authorization = `Bearer ${agent.token}`;
   if (agent.socketPath !== undefined) return { socketPath: agent.socketPath, path, method, headers: h };
   return { host: agent.url!.hostname, port: agent.url!.port, path, method, headers: h };

@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, type EventBus, type HotPatchEvent } from '../core/index.js';
+import { HotPatchError, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
 import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/atomic-file.js';
 import { StateStore } from '../rollback/index.js';
 import {
@@ -364,11 +364,14 @@ export class AuditLog {
   /**
    * Appends every event published on `bus` (the bus calls listeners synchronously; the
    * appends then run asynchronously, in publication order). A failed append is never
-   * swallowed: a `HOTPATCH_AUDIT_FAILED` process warning and `failedAppends`. Returns the
-   * unsubscribe function.
+   * swallowed: a `HOTPATCH_AUDIT_FAILED` process warning, `failedAppends`, and `onFailure`.
+   * `except`: event types its publisher appends itself (and awaits) before publishing.
+   * Returns the unsubscribe function.
    */
-  attach(bus: EventBus, options: { onFailure?: AuditFailureHandler } = {}): () => void {
+  attach(bus: EventBus, options: { onFailure?: AuditFailureHandler; except?: readonly EventType[] } = {}): () => void {
+    const except = new Set(options.except ?? []);
     return bus.subscribe((event) => {
+      if (except.has(event.type)) return;
       this.append(event).catch((error: unknown) => {
         process.emitWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} was not recorded: ${messageOf(error)}`, {
           code: 'HOTPATCH_AUDIT_FAILED',

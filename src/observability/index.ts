@@ -15,6 +15,7 @@ export {
   buildReport,
   formatReport,
   type ComplianceReport,
+  type OperatorAction,
   type PatchOutcome,
   type PatchReport,
   type ReportApproval,

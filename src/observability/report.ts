@@ -50,6 +50,21 @@ export interface PatchReport {
   manifestError?: string;
 }
 
+/** An operator's request the agent accepted (a `Requested` event), in log order. */
+export interface OperatorAction {
+  line: number;
+  ts: string;
+  /** apply, promote, abort, rollback, freeze, unfreeze. */
+  action: string;
+  target: string;
+  /** How the caller was admitted: unix-socket or operator-token. */
+  credential: string;
+  /** Who the caller said they are (self-declared, `x-hotpatch-actor`), when they did. */
+  actor?: string;
+  reason: string;
+  verified: boolean;
+}
+
 export interface ComplianceReport {
   generatedAt: string;
   stateDir: string;
@@ -57,6 +72,7 @@ export interface ComplianceReport {
   /** The audit log's verification: a broken chain is reported here, never hidden. */
   audit: AuditVerification;
   patches: PatchReport[];
+  operatorActions: OperatorAction[];
 }
 
 const DECISIVE: Partial<Record<HotPatchEvent['type'], PatchOutcome>> = {
@@ -129,10 +145,15 @@ export async function buildReport(stateDir: string, options: { since?: Date } = 
   const firstBad = audit.firstBad?.line ?? Number.POSITIVE_INFINITY;
 
   const byId = new Map<string, { line: number; event: HotPatchEvent }[]>();
+  const operatorActions: OperatorAction[] = [];
   for (const entry of entries) {
     if (since !== undefined) {
       const t = Date.parse(entry.event.ts);
       if (Number.isNaN(t) || t < since.getTime()) continue;
+    }
+    if (entry.event.type === 'Requested') {
+      operatorActions.push(operatorAction(entry, firstBad));
+      continue;
     }
     const list = byId.get(entry.event.id);
     if (list === undefined) byId.set(entry.event.id, [entry]);
@@ -200,9 +221,17 @@ export async function buildReport(stateDir: string, options: { since?: Date } = 
     patches.push(report);
   }
   patches.sort((a, b) => (a.firstEventAt < b.firstEventAt ? -1 : a.firstEventAt > b.firstEventAt ? 1 : a.id < b.id ? -1 : 1));
-  const out: ComplianceReport = { generatedAt: new Date().toISOString(), stateDir, audit, patches };
+  const out: ComplianceReport = { generatedAt: new Date().toISOString(), stateDir, audit, patches, operatorActions };
   if (since !== undefined) out.since = since.toISOString();
   return out;
+}
+
+function operatorAction({ line, event }: { line: number; event: HotPatchEvent }, firstBad: number): OperatorAction {
+  const d = event.detail ?? {};
+  const text = (v: unknown): string => (typeof v === 'string' ? v : '?');
+  const action: OperatorAction = { line, ts: event.ts, action: text(d.action), target: event.target, credential: text(d.credential), reason: event.reason, verified: line < firstBad };
+  if (typeof d.actor === 'string') action.actor = d.actor;
+  return action;
 }
 
 /** Markdown table cell: no line breaks, pipes escaped. */
@@ -245,6 +274,15 @@ export function formatReport(report: ComplianceReport, format: 'md' | 'json'): s
       out.push(
         `| ${cell(p.id)} | ${cell(p.target)} | ${cell(p.version)} | ${cell(p.outcome)} | ${cell(p.signers.join(', ') || '—')} | ${p.approvals.length} | ${cell(p.firstEventAt)} | ${cell(p.lastEventAt)} |`,
       );
+    }
+    out.push('');
+  }
+  if (report.operatorActions.length > 0) {
+    out.push('## Operator actions', '');
+    out.push('| Line | Time | Action | Target | Credential | Actor (declared) | Reason |');
+    out.push('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const o of report.operatorActions) {
+      out.push(`| ${o.line}${o.verified ? '' : ' (unverified)'} | ${cell(o.ts)} | ${cell(o.action)} | ${cell(o.target)} | ${cell(o.credential)} | ${cell(o.actor ?? '—')} | ${cell(o.reason)} |`);
     }
     out.push('');
   }

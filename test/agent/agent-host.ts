@@ -5,7 +5,8 @@
  *
  *   {"event":"ready","address":"unix:…","restored":[…],"plans":[…]}   once the agent serves
  *   {"event":"bus","type":…}               every bus event, when config.printEvents
- *   {"event":"flushed","seq":N}            after SIGUSR2: every audit append so far is durable
+ *   {"event":"flushed","seq":N,"pendingAppends":N,"journal":"fulfilled"|"rejected"}
+ *                                          after SIGUSR2: audit appends and the journal written if they can be
  *   {"event":"stopped","calls":N,"errors":N,"wrong":N}   after SIGTERM, then exit 0
  *
  *   node agent-host.js '<HostConfig JSON>'
@@ -68,19 +69,14 @@ try {
   process.exit(5);
 }
 
-out({
-  event: 'ready',
-  address: agent.address,
-  pid: process.pid,
-  active: { version: target.active.version, patchId: target.active.patchId },
-  plans: agent.planner.plans().map((p) => ({ id: p.plan.id, status: p.status, reason: p.reason, patchId: p.patchId })),
-});
-
 const loop = new AbortController();
 const looping = config.runLoop === true ? agent.planner.runLoop(loop.signal, 20) : Promise.resolve();
 
 process.on('SIGUSR2', () => {
-  void agent.audit.flush().then(() => out({ event: 'flushed', seq: agent.audit.seq }));
+  // Audit appends (kept ones too) and the journal: what is in memory reaches the disk if it can.
+  void Promise.allSettled([agent.audit.flush(), agent.planner.flush()]).then(([, journal]) =>
+    out({ event: 'flushed', seq: agent.audit.seq, pendingAppends: agent.audit.pendingAppends, journal: journal.status }),
+  );
 });
 
 process.once('SIGTERM', () => {
@@ -96,4 +92,13 @@ process.once('SIGTERM', () => {
       out({ event: 'stop-failed', message: (error as Error).message });
       process.exitCode = 6;
     });
+});
+
+// Ready last: a test may signal the host as soon as it reads this line, so every handler is in place first.
+out({
+  event: 'ready',
+  address: agent.address,
+  pid: process.pid,
+  active: { version: target.active.version, patchId: target.active.patchId },
+  plans: agent.planner.plans().map((p) => ({ id: p.plan.id, status: p.status, reason: p.reason, patchId: p.patchId })),
 });

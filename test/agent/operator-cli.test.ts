@@ -246,7 +246,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
     const events = hotpatch(['events', '--agent', sock, '--count', '2', '--json'], { timeoutMs: 20_000 });
     let finished = false;
     void events.finally(() => (finished = true));
-    // Each new plan publishes a Planned event; keep adding until the follower has seen two.
+    // Each apply publishes Requested (the operator's request), then Planned; keep adding until the follower has seen two.
     for (let i = 0; !finished && i < 100; i++) {
       await call({ socketPath: sock }, 'POST', '/v1/apply', { plan: planOf(`ping-${i}`, `unpublished-${i}`) });
       await new Promise((r) => setTimeout(r, 50));
@@ -255,8 +255,10 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.equal(r.status, 0, showFailure(r));
     const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(lines.length, 3, r.stdout);
+    assert.equal(lines[0]!.type, 'Requested');
+    assert.match(String(lines[0]!.reason), /^apply of xps\.crypto\.hash\.sha256 requested by unix-socket$/);
+    assert.equal(lines[1]!.type, 'Planned');
     for (const e of lines.slice(0, 2)) {
-      assert.equal(e.type, 'Planned');
       assert.equal(e.target, T);
       assert.match(String(e.id), /^unpublished-\d+$/);
     }
