@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, Registries, registerSecret, type EventBus } from '../core/index.js';
+import { HotPatchError, Registries, registerSecret, type EventBus, emitRedactedWarning } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
@@ -202,7 +202,7 @@ async function undoAll(undo: (() => Promise<void> | void)[], primary?: unknown):
   if (failures.length === 0) return;
   if (primary !== undefined) {
     // The start already failed: its own error is what the caller must see.
-    process.emitWarning(`agent cleanup after a failed start: ${failures.map((f) => (f as Error).message).join('; ')}`, { code: 'HOTPATCH_AGENT_CLEANUP' });
+    emitRedactedWarning(`agent cleanup after a failed start: ${failures.map((f) => (f as Error).message).join('; ')}`, { code: 'HOTPATCH_AGENT_CLEANUP' });
     return;
   }
   throw new HotPatchError('IO', `closing the agent failed: ${failures.map((f) => (f as Error).message).join('; ')}`, { cause: failures[0] });

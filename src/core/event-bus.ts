@@ -1,3 +1,4 @@
+import { emitRedactedWarning } from './secrets.js';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { createEvent, type EventInit, type EventType, type HotPatchEvent } from './events.js';
 
@@ -29,7 +30,7 @@ export class EventBus {
       options.onListenerError ??
       ((error, event) => {
         // A message string, not the Error: Node ignores `code` for Error warnings.
-        process.emitWarning(`event listener threw while handling ${event.type} for ${event.target}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, {
+        emitRedactedWarning(`event listener threw while handling ${event.type} for ${event.target}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, {
           code: 'HOTPATCH_LISTENER_FAILED',
         });
       });

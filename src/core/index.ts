@@ -1,5 +1,5 @@
 export * from './errors.js';
-export { registerSecret, redactSecrets } from './secrets.js';
+export { emitRedactedWarning, registerSecret, redactSecrets } from './secrets.js';
 export * from './patch-id.js';
 export * from './rfc3339.js';
 export * from './manifest.js';

@@ -10,6 +10,8 @@
  * code holds the host's privileges, which the README's "What a payload can do" says plainly.
  */
 
+import { boundMessage } from './errors.js';
+
 /** Shortest fragment of a secret that counts as leaking it. */
 const FRAGMENT = 6;
 /** Shortest secret accepted: a shorter one would redact ordinary words. */
@@ -73,4 +75,14 @@ export function redactSecrets(text: string): string {
   if (runStart === -1) return text;
   out += text.slice(copied, runStart) + REDACTED;
   return out + text.slice(coveredTo);
+}
+
+/**
+ * `process.emitWarning` for messages that may quote other code's errors (a payload's, an I/O
+ * error): bounded and free of registered secrets, like every record (warnings reach stderr and
+ * the host's logs). An Error is reported by its stack, redacted the same way.
+ */
+export function emitRedactedWarning(warning: string | Error, options?: string | NodeJS.EmitWarningOptions): void {
+  const text = typeof warning === 'string' ? warning : (warning.stack ?? warning.message);
+  process.emitWarning(boundMessage(text), options as NodeJS.EmitWarningOptions);
 }

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { HotPatchError, decodeJson, describe } from '../core/index.js';
+import { HotPatchError, decodeJson, describe, emitRedactedWarning } from '../core/index.js';
 import { readFileBounded } from '../repo/atomic-file.js';
 import {
   type StoreState,
@@ -163,7 +163,7 @@ export class EmbeddedStore implements KvStore {
       throw new HotPatchError('INVALID', `onWatchError must be a function, got ${describe(options.onWatchError)}`);
     }
     this.onWatchError =
-      options.onWatchError ?? ((error) => process.emitWarning(`embedded store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
+      options.onWatchError ?? ((error) => emitRedactedWarning(`embedded store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
   }
 
   /** Opens (creating if needed) the store directory `dir`; an existing store.json must be valid. */

@@ -9,7 +9,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import type { IOptions, IKeyValue, Lease as Etcd3Lease, Watcher } from 'etcd3';
-import { HotPatchError, describe } from '../core/index.js';
+import { HotPatchError, describe, emitRedactedWarning } from '../core/index.js';
 import {
   checkCandidate,
   checkElectionName,
@@ -311,7 +311,7 @@ export class EtcdStore implements KvStore {
       throw new HotPatchError('INVALID', `onWatchError must be a function, got ${describe(options.onWatchError)}`);
     }
     this.onWatchError =
-      options.onWatchError ?? ((error) => process.emitWarning(`etcd store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
+      options.onWatchError ?? ((error) => emitRedactedWarning(`etcd store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
     this.client = new Etcd3({
       ...options.etcd,
       hosts: [...this.endpoints],

@@ -1,4 +1,4 @@
-import { HotPatchError, describe } from '../core/index.js';
+import { HotPatchError, describe, emitRedactedWarning } from '../core/index.js';
 import type { KvStore, Lease, Leadership } from './kv-store.js';
 import {
   failureOf,
@@ -94,7 +94,7 @@ export class FleetController {
     this.#now = options.now ?? Date.now;
     this.#onError =
       options.onError ??
-      ((error) => process.emitWarning(`fleet controller ${this.controllerId}: ${error instanceof Error ? error.message : String(error)}`, { code: 'HOTPATCH_FLEET_CONTROLLER' }));
+      ((error) => emitRedactedWarning(`fleet controller ${this.controllerId}: ${error instanceof Error ? error.message : String(error)}`, { code: 'HOTPATCH_FLEET_CONTROLLER' }));
     this.#onTransition = options.onTransition;
   }
 

@@ -1,4 +1,4 @@
-import { HotPatchError, describe, parseTargetName } from '../core/index.js';
+import { HotPatchError, describe, parseTargetName, emitRedactedWarning } from '../core/index.js';
 import type { KvStore, Lease } from './kv-store.js';
 import {
   ROLLBACK_STATUSES,
@@ -128,7 +128,7 @@ export class FleetMember {
     this.#options = options;
     this.#onError =
       options.onError ??
-      ((error) => process.emitWarning(`fleet agent ${this.agentId}: ${error instanceof Error ? error.message : String(error)}`, { code: 'HOTPATCH_FLEET_AGENT' }));
+      ((error) => emitRedactedWarning(`fleet agent ${this.agentId}: ${error instanceof Error ? error.message : String(error)}`, { code: 'HOTPATCH_FLEET_AGENT' }));
   }
 
   /** The document this agent writes (a copy). */

@@ -10,10 +10,49 @@
  * through the filesystem or the network: the README's "What a payload can do" spells that out.
  */
 
+import { EventEmitter } from 'node:events';
+import { promises as fsPromises } from 'node:fs';
+import { Readable, Writable } from 'node:stream';
+
+// The guard's own tools, taken when this module loads — before any payload could replace
+// them — and used by plain indexed loops only (no for…of, Map or Set, whose prototypes a
+// payload could patch to blind the check).
+const ownKeys = Reflect.ownKeys;
+const getOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+const defineProperty = Reflect.defineProperty;
+const deleteProperty = Reflect.deleteProperty;
+const isExtensible = Reflect.isExtensible;
+const getPrototypeOf = Reflect.getPrototypeOf;
+const same = Object.is; // NaN is NaN (Number.NaN is a watched value)
+
 /** Built-ins whose own properties are watched, by the name a change is reported under. */
 function watchedObjects(): [string, object][] {
-  const typedArray = Object.getPrototypeOf(Uint8Array.prototype) as object;
+  const typedArray = getPrototypeOf(Uint8Array.prototype) as object;
+  const arrayIterator = getPrototypeOf([][Symbol.iterator]()) as object;
+  const iterator = getPrototypeOf(arrayIterator) as object;
+  const generator = getPrototypeOf(function* () {}.prototype) as object;
+  const asyncGenerator = getPrototypeOf(async function* () {}.prototype) as object;
+  const asyncIterator = getPrototypeOf(asyncGenerator) as object;
   const objects: [string, object][] = [
+    ['%IteratorPrototype%', iterator],
+    ['%ArrayIteratorPrototype%', arrayIterator],
+    ['%MapIteratorPrototype%', getPrototypeOf(new Map()[Symbol.iterator]()) as object],
+    ['%SetIteratorPrototype%', getPrototypeOf(new Set()[Symbol.iterator]()) as object],
+    ['%StringIteratorPrototype%', getPrototypeOf(''[Symbol.iterator]()) as object],
+    ['%GeneratorPrototype%', generator],
+    ['%AsyncIteratorPrototype%', asyncIterator],
+    ['%AsyncGeneratorPrototype%', asyncGenerator],
+    ['Date', Date],
+    ['Number', Number],
+    ['String', String],
+    ['Symbol', Symbol],
+    ['Map', Map],
+    ['Set', Set],
+    ['Function', Function],
+    ['EventEmitter.prototype', EventEmitter.prototype],
+    ['Readable.prototype', Readable.prototype],
+    ['Writable.prototype', Writable.prototype],
+    ['fs.promises', fsPromises],
     ['Object.prototype', Object.prototype],
     ['Array.prototype', Array.prototype],
     ['Function.prototype', Function.prototype],
@@ -58,7 +97,8 @@ interface Recorded {
   name: string;
   target: object;
   extensible: boolean;
-  props: Map<PropertyKey, PropertyDescriptor>;
+  keys: PropertyKey[];
+  descriptors: PropertyDescriptor[];
 }
 
 /** A watched global: what reading it gave, and how it was defined. */
@@ -79,7 +119,7 @@ const keyText = (key: PropertyKey): string => (typeof key === 'symbol' ? `[${key
 
 function sameDescriptor(a: PropertyDescriptor, b: PropertyDescriptor): boolean {
   return (
-    a.value === b.value &&
+    same(a.value, b.value) &&
     a.get === b.get &&
     a.set === b.set &&
     a.writable === b.writable &&
@@ -89,12 +129,15 @@ function sameDescriptor(a: PropertyDescriptor, b: PropertyDescriptor): boolean {
 }
 
 function record(name: string, target: object): Recorded {
-  const props = new Map<PropertyKey, PropertyDescriptor>();
-  for (const key of Reflect.ownKeys(target)) {
-    const d = Reflect.getOwnPropertyDescriptor(target, key);
-    if (d !== undefined) props.set(key, d);
-  }
-  return { name, target, extensible: Reflect.isExtensible(target), props };
+  const keys = ownKeys(target);
+  const descriptors: PropertyDescriptor[] = [];
+  for (let i = 0; i < keys.length; i++) descriptors[i] = getOwnPropertyDescriptor(target, keys[i]!)!;
+  return { name, target, extensible: isExtensible(target), keys, descriptors };
+}
+
+function indexOfKey(keys: readonly PropertyKey[], key: PropertyKey): number {
+  for (let i = 0; i < keys.length; i++) if (keys[i] === key) return i;
+  return -1;
 }
 
 /** What the shared built-ins look like now; `check()` compares with it and undoes changes. */
@@ -110,52 +153,84 @@ export class RealmSnapshot {
   static capture(): RealmSnapshot {
     const g = globalThis as Record<string, unknown>;
     const globals: RecordedGlobal[] = [];
-    for (const key of WATCHED_GLOBALS) {
+    for (let i = 0; i < WATCHED_GLOBALS.length; i++) {
+      const key = WATCHED_GLOBALS[i]!;
       // Node defines some globals lazily (a getter that turns into a plain value on first
       // read): read first, so that first read is not taken for tampering later.
       const value = g[key];
-      const descriptor = Reflect.getOwnPropertyDescriptor(globalThis, key);
-      if (descriptor !== undefined) globals.push({ key, value, descriptor });
+      const descriptor = getOwnPropertyDescriptor(globalThis, key);
+      if (descriptor !== undefined) globals[globals.length] = { key, value, descriptor };
     }
-    return new RealmSnapshot(
-      watchedObjects().map(([name, target]) => record(name, target)),
-      globals,
-    );
+    const watched = watchedObjects();
+    const recorded: Recorded[] = [];
+    for (let i = 0; i < watched.length; i++) recorded[i] = record(watched[i]![0], watched[i]![1]);
+    return new RealmSnapshot(recorded, globals);
   }
 
   /** Every change since the capture, each undone where it can be (see `RealmCheck`). */
   check(): RealmCheck {
     const out: RealmCheck = { changes: [], permanent: [] };
-    for (const r of this.#recorded) compare(r, out);
+    // The guard's own tools first: a payload may have replaced them to blind what follows.
+    restoreTools(out);
+    for (let i = 0; i < this.#recorded.length; i++) compare(this.#recorded[i]!, out);
     const g = globalThis as Record<string, unknown>;
-    for (const { key, value, descriptor } of this.#globals) {
+    for (let i = 0; i < this.#globals.length; i++) {
+      const { key, value, descriptor } = this.#globals[i]!;
       // A global is judged by what reading it gives: the same object, however it is defined.
       if (g[key] === value) continue;
       const what = `globalThis.${key} replaced`;
-      out.changes.push(what);
-      if (!Reflect.defineProperty(globalThis, key, descriptor) || g[key] !== value) out.permanent.push(`${what} (cannot be undone)`);
+      note(out.changes, what);
+      if (!defineProperty(globalThis, key, descriptor) || g[key] !== value) note(out.permanent, `${what} (cannot be undone)`);
     }
     return out;
   }
 }
 
+/** Appends without Array.prototype.push, which a payload may have replaced. */
+function note(list: string[], text: string): void {
+  list[list.length] = text;
+}
+
+/** Puts back the Reflect functions the guard took at load, if a payload replaced them. */
+function restoreTools(out: RealmCheck): void {
+  const tools: [string, unknown][] = [
+    ['ownKeys', ownKeys],
+    ['getOwnPropertyDescriptor', getOwnPropertyDescriptor],
+    ['defineProperty', defineProperty],
+    ['deleteProperty', deleteProperty],
+    ['isExtensible', isExtensible],
+    ['getPrototypeOf', getPrototypeOf],
+  ];
+  for (let i = 0; i < tools.length; i++) {
+    const [key, original] = tools[i]!;
+    const now = getOwnPropertyDescriptor(Reflect, key);
+    if (now !== undefined && now.value === original) continue;
+    note(out.changes, `Reflect.${key} replaced`);
+    if (!defineProperty(Reflect, key, { value: original, writable: true, enumerable: false, configurable: true })) note(out.permanent, `Reflect.${key} replaced (cannot be undone)`);
+  }
+}
+
 function compare(r: Recorded, out: RealmCheck): void {
   const { target, name } = r;
-  if (r.extensible && !Reflect.isExtensible(target)) {
-    out.changes.push(`${name} made non-extensible`);
-    out.permanent.push(`${name} made non-extensible (cannot be undone)`);
+  if (r.extensible && !isExtensible(target)) {
+    note(out.changes, `${name} made non-extensible`);
+    note(out.permanent, `${name} made non-extensible (cannot be undone)`);
   }
-  for (const [key, before] of r.props) {
-    const now = Reflect.getOwnPropertyDescriptor(target, key);
+  for (let i = 0; i < r.keys.length; i++) {
+    const key = r.keys[i]!;
+    const before = r.descriptors[i]!;
+    const now = getOwnPropertyDescriptor(target, key);
     if (now !== undefined && sameDescriptor(before, now)) continue;
     const what = `${name}.${keyText(key)} ${now === undefined ? 'deleted' : 'replaced'}`;
-    out.changes.push(what);
-    if (!Reflect.defineProperty(target, key, before)) out.permanent.push(`${what} (cannot be undone)`);
+    note(out.changes, what);
+    if (!defineProperty(target, key, before)) note(out.permanent, `${what} (cannot be undone)`);
   }
-  for (const key of Reflect.ownKeys(target)) {
-    if (r.props.has(key)) continue;
+  const current = ownKeys(target);
+  for (let i = 0; i < current.length; i++) {
+    const key = current[i]!;
+    if (indexOfKey(r.keys, key) !== -1) continue;
     const what = `${name}.${keyText(key)} added`;
-    out.changes.push(what);
-    if (!Reflect.deleteProperty(target, key)) out.permanent.push(`${what} (cannot be undone)`);
+    note(out.changes, what);
+    if (!deleteProperty(target, key)) note(out.permanent, `${what} (cannot be undone)`);
   }
 }

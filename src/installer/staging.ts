@@ -5,6 +5,7 @@ import {
   HotPatchError,
   PAYLOAD_TYPES,
   describe,
+  emitRedactedWarning,
   type Manifest,
   type ManifestFacts,
   type PayloadType,
@@ -271,7 +272,7 @@ async function* abortable(source: AsyncIterable<Uint8Array>, signal: AbortSignal
         // stalled source. Let it finish on its own; a failure is still reported, as a warning,
         // because the primary error (ABORTED) has already been thrown to the caller.
         stop.catch((error: unknown) => {
-          process.emitWarning(`payload source failed to stop after ${what} ended early: ${messageOf(error)}`, 'HotPatchWarning');
+          emitRedactedWarning(`payload source failed to stop after ${what} ended early: ${messageOf(error)}`, 'HotPatchWarning');
         });
       } else {
         await stop;

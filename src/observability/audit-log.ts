@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
+import { HotPatchError, type EventBus, type EventType, type HotPatchEvent, emitRedactedWarning } from '../core/index.js';
 import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/atomic-file.js';
 import { StateStore } from '../rollback/index.js';
 import {
@@ -180,7 +180,7 @@ export class AuditLog {
         });
       }
       if (!r.consistent) {
-        process.emitWarning(`audit log ${this.path} does not match state.json: ${r.reason}; left as it is, run audit verify`, {
+        emitRedactedWarning(`audit log ${this.path} does not match state.json: ${r.reason}; left as it is, run audit verify`, {
           code: 'HOTPATCH_AUDIT_INCONSISTENT',
         });
       }
@@ -268,7 +268,7 @@ export class AuditLog {
     if (!this.#backlog.includes(event)) {
       if (this.#backlog.length >= this.#maxBacklog) {
         this.#lost += 1;
-        process.emitWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} is lost: ${this.#maxBacklog} events already wait for the log to be writable`, {
+        emitRedactedWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} is lost: ${this.#maxBacklog} events already wait for the log to be writable`, {
           code: 'HOTPATCH_AUDIT_LOST',
         });
         return failure;
@@ -354,7 +354,7 @@ export class AuditLog {
         });
       } catch (error) {
         // The line is durable and covered by its announcement; only the tidy head is missing.
-        process.emitWarning(`audit log ${this.path}: line ${seq} is written but the head could not be moved to it: ${messageOf(error)}`, {
+        emitRedactedWarning(`audit log ${this.path}: line ${seq} is written but the head could not be moved to it: ${messageOf(error)}`, {
           code: 'HOTPATCH_AUDIT_HEAD_DEFERRED',
         });
       }
@@ -373,7 +373,7 @@ export class AuditLog {
     return bus.subscribe((event) => {
       if (except.has(event.type)) return;
       this.append(event).catch((error: unknown) => {
-        process.emitWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} was not recorded: ${messageOf(error)}`, {
+        emitRedactedWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} was not recorded: ${messageOf(error)}`, {
           code: 'HOTPATCH_AUDIT_FAILED',
           detail: `${this.#failed} audit appends failed so far`,
         });
@@ -405,7 +405,7 @@ export class AuditLog {
     clearTimeout(this.#retryTimer);
     if (this.#backlog.length > 0) {
       this.#lost += this.#backlog.length;
-      process.emitWarning(`audit log ${this.path} closed with ${this.#backlog.length} events never written: ${this.#lastError?.message ?? 'the log could not be written'}`, {
+      emitRedactedWarning(`audit log ${this.path} closed with ${this.#backlog.length} events never written: ${this.#lastError?.message ?? 'the log could not be written'}`, {
         code: 'HOTPATCH_AUDIT_LOST',
       });
       this.#backlog.length = 0;

@@ -6,6 +6,7 @@ import {
   decodeEnvelope,
   defaultRegistries,
   describe,
+  emitRedactedWarning,
   parseManifest,
   type Approver,
   type ErrorCode,
@@ -453,7 +454,7 @@ export class Planner {
         // The outcome happened whether or not it reaches the journal: it is what the caller is
         // told and what the plan shows; the write is retried (flush, the next run, every second).
         journalError = `the outcome is not in journal.json yet: ${(error as Error).message}`;
-        process.emitWarning(`plan ${state.plan.id} is ${outcome.status}, but ${journalError}`, { code: 'HOTPATCH_JOURNAL_WRITE_FAILED' });
+        emitRedactedWarning(`plan ${state.plan.id} is ${outcome.status}, but ${journalError}`, { code: 'HOTPATCH_JOURNAL_WRITE_FAILED' });
       }
       if (outcome.announce === true && outcome.status === 'failed') {
         this.#emit('Failed', state, outcome.reason, outcome.code === undefined ? {} : { code: outcome.code });
@@ -768,10 +769,10 @@ export class Planner {
           await this.runtime.recordFailure(plan.target, patchId);
         } catch (error) {
           // The plan still fails for good (the journal says CRASHED); polling just lacks the mark.
-          process.emitWarning(`recording ${patchId} as failed did not reach state.json: ${(error as Error).message}`, { code: 'HOTPATCH_STATE_WRITE_FAILED' });
+          emitRedactedWarning(`recording ${patchId} as failed did not reach state.json: ${(error as Error).message}`, { code: 'HOTPATCH_STATE_WRITE_FAILED' });
         }
         await this.#settle(state, { status: 'failed', reason, code: 'CRASHED', announce: true });
-        process.emitWarning(`plan ${plan.id}: ${reason}`, { code: 'HOTPATCH_CRASH_LOOP' });
+        emitRedactedWarning(`plan ${plan.id}: ${reason}`, { code: 'HOTPATCH_CRASH_LOOP' });
         return;
       }
       await this.#settle(state, {
@@ -801,7 +802,7 @@ export class Planner {
             try {
               await this.#exclusive(s, () => this.#execute(s, signal, true));
             } catch (error) {
-              process.emitWarning(error instanceof Error ? error : new Error(String(error)), {
+              emitRedactedWarning(error instanceof Error ? error : new Error(String(error)), {
                 code: 'HOTPATCH_PLAN_ERROR',
                 detail: `plan ${s.plan.id} could not run`,
               });

@@ -1,3 +1,4 @@
+import { emitRedactedWarning } from '../core/index.js';
 import { mannWhitneyGreater, median } from '../stats/index.js';
 import type { CanaryEvidence } from './canary-evidence.js';
 import { boundedExcessTest, count, lookAlpha, p3, pct, tripAlpha } from './canary-judge.js';
@@ -158,7 +159,7 @@ async function rollBackRegression(
   try {
     await runtime.recordRollback(target, previous, bad);
   } catch (error) {
-    process.emitWarning(`${target.name}: recording the rollback of ${bad.label} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    emitRedactedWarning(`${target.name}: recording the rollback of ${bad.label} failed: ${error instanceof Error ? error.message : String(error)}`, {
       code: 'HOTPATCH_STATE_WRITE_FAILED',
     });
   }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { HotPatchError, defaultEventBus, parsePatchId, type EventBus, type EventType, type PatchVerifier } from '../core/index.js';
+import { HotPatchError, defaultEventBus, parsePatchId, type EventBus, type EventType, type PatchVerifier, emitRedactedWarning } from '../core/index.js';
 import { readFileBounded, readFileChunks } from '../repo/index.js';
 import type { DynamicInstaller, LoadedModule } from '../installer/index.js';
 import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
@@ -250,7 +250,7 @@ export class HotPatchRuntime {
     }
     let drained = await version.waitDrained(timeoutMs);
     if (!drained) {
-      process.emitWarning(`${target.name} ${version.label}: ${version.inflight} calls still in flight after ${timeoutMs} ms; dispose postponed until they finish`, {
+      emitRedactedWarning(`${target.name} ${version.label}: ${version.inflight} calls still in flight after ${timeoutMs} ms; dispose postponed until they finish`, {
         code: 'HOTPATCH_DRAIN_TIMEOUT',
       });
       const report = { version: version.version, drained: false, inflight: version.inflight };
@@ -275,7 +275,7 @@ export class HotPatchRuntime {
     try {
       await version.hooks.dispose?.();
     } catch (error) {
-      process.emitWarning(`dispose() of ${target.name} ${version.label} threw: ${error instanceof Error ? error.message : String(error)}`, {
+      emitRedactedWarning(`dispose() of ${target.name} ${version.label} threw: ${error instanceof Error ? error.message : String(error)}`, {
         code: 'HOTPATCH_DISPOSE_FAILED',
       });
     }
@@ -294,7 +294,7 @@ export class HotPatchRuntime {
           t.last_good = this.recordOf(version);
         })
         .catch((error: unknown) => {
-          process.emitWarning(`${target.name}: recording ${version.label} as good failed: ${error instanceof Error ? error.message : String(error)}`, {
+          emitRedactedWarning(`${target.name}: recording ${version.label} as good failed: ${error instanceof Error ? error.message : String(error)}`, {
             code: 'HOTPATCH_STATE_WRITE_FAILED',
           });
         });

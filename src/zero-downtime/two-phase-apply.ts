@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import { HotPatchError, encodeEnvelope, type ErrorCode, type VerifiedManifest } from '../core/index.js';
+import { HotPatchError, encodeEnvelope, type ErrorCode, type VerifiedManifest, emitRedactedWarning } from '../core/index.js';
 import { RealmSnapshot, type DynamicInstaller } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
@@ -100,6 +100,8 @@ export async function twoPhaseApply(
   let candidate: RuntimeVersion | undefined;
   let route: CanaryRoute | undefined;
   let loadDeadline: Deadline | undefined;
+  /** The shared built-ins as they were before the payload's code first ran (see realm-guard). */
+  let realm: RealmSnapshot | undefined;
 
   const abortReason = (): string | undefined =>
     control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
@@ -110,7 +112,11 @@ export async function twoPhaseApply(
    * by a plan). An abort by signal or operator is not the patch's fault, nor is an I/O
    * failure (a full disk): it may run again.
    */
-  const fail = async (code: ErrorCode, reason: string, cause?: unknown, patchAtFault = code !== 'ABORTED' && code !== 'IO'): Promise<ApplyResult> => {
+  const fail = async (code: ErrorCode, why: string, cause?: unknown, patchAtFault = code !== 'ABORTED' && code !== 'IO'): Promise<ApplyResult> => {
+    // Undo what the payload did to the built-ins first, before anything is recorded: a refused
+    // patch must not leave (say) an Object.prototype.toJSON rewriting the records of its refusal.
+    const tampered = realm === undefined ? undefined : tampering(realm, manifest.id, 'before it was refused');
+    const reason = tampered === undefined ? why : `${why}; also: ${tampered}`;
     const rolledBack = route !== undefined && target.canary === route;
     if (rolledBack) target.setCanary(null);
     if (code === 'ABORTED') emit('Aborted', reason, { code });
@@ -122,7 +128,7 @@ export async function twoPhaseApply(
         await runtime.recordFailure(target.name, manifest.id);
       } catch (writeError) {
         // The apply's own failure is what the caller must see; the lost mark is reported.
-        process.emitWarning(`recording ${manifest.id} as failed did not reach state.json: ${(writeError as Error).message}`, {
+        emitRedactedWarning(`recording ${manifest.id} as failed did not reach state.json: ${(writeError as Error).message}`, {
           code: 'HOTPATCH_STATE_WRITE_FAILED',
         });
       }
@@ -149,8 +155,7 @@ export async function twoPhaseApply(
     // phase 2: load and init; a throw here leaves the running version untouched. Loading and
     // the known-answer tests share one deadline: a module that never settles must not hold the
     // target busy for ever (its code keeps whatever it started; it is simply never routed to).
-    // The shared built-ins as they are before the payload's code first runs (see realm-guard).
-    const realm = RealmSnapshot.capture();
+    realm = RealmSnapshot.capture();
     loadDeadline = deadline(opts.loadTimeoutMs, () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`);
     const mod = await loadDeadline.race(installer.load(staged, {
       target: target.name,
@@ -237,6 +242,9 @@ export async function twoPhaseApply(
           verdict = 'Failed';
           reason = `no verdict after ${extensions + 1} intervals: ${reason} (never promoted without data)`;
         }
+        // Each look, the built-ins are checked again: the candidate's calls run its code too.
+        const tamperedNow = tampering(realm, manifest.id, 'during its canary');
+        if (tamperedNow !== undefined) return await fail('CANARY_FAILED', tamperedNow);
         last = figures;
         if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute.evidence.baselineLatency.view(), canaryRoute.evidence.baselineDuringWarmup.view(), baseline.recentLatencyMs());
         const report: StepReport = { step: i + 1, ratio, verdict, reason, figures, intervals: extensions + 1 };

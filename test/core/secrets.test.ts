@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { HotPatchError, createEvent, redactSecrets, registerSecret } from '../../src/core/index.js';
+import { HotPatchError, createEvent, emitRedactedWarning, redactSecrets, registerSecret } from '../../src/core/index.js';
 
 const TOKEN = 'tok-9f86d081884c7d659a2feaa0c55ad015';
 
@@ -49,6 +49,24 @@ test('property: after redaction no 6-character fragment of the secret remains, a
       { numRuns: 500 },
     );
   } finally {
+    unregister();
+  }
+});
+
+test('process warnings that quote other code\'s errors are bounded and redacted too', async () => {
+  const unregister = registerSecret(TOKEN);
+  const seen: string[] = [];
+  const onWarning = (w: Error & { code?: string }): void => void (w.code === 'HOTPATCH_TEST_LEAK' && seen.push(w.message));
+  process.on('warning', onWarning);
+  try {
+    emitRedactedWarning(`dispose() threw: leak via dispose: ${TOKEN}`, { code: 'HOTPATCH_TEST_LEAK' });
+    emitRedactedWarning(new Error(`stack leak ${TOKEN}`), { code: 'HOTPATCH_TEST_LEAK' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0], 'dispose() threw: leak via dispose: [redacted]');
+    assert.match(seen[1]!, /^Error: stack leak \[redacted\]\n/);
+  } finally {
+    process.off('warning', onWarning);
     unregister();
   }
 });

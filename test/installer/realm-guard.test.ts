@@ -49,3 +49,33 @@ test('ordinary work between capture and check (HTTP, fetch, crypto, timers, JSON
   }
   assert.deepEqual(realm.check(), { changes: [], permanent: [] });
 });
+
+test('a payload cannot blind the guard by replacing Reflect.ownKeys, and Date.now, the array iterator and EventEmitter.prototype.emit are watched too', async () => {
+  const { EventEmitter } = await import('node:events');
+  const realm = RealmSnapshot.capture();
+  const ownKeys = Reflect.ownKeys;
+  const dateNow = Date.now;
+  const arrayIterator = Object.getPrototypeOf([][Symbol.iterator]()) as { next: unknown };
+  const next = arrayIterator.next;
+  const emit = EventEmitter.prototype.emit;
+  (Object.prototype as Record<string, unknown>).hidden = 1;
+  Reflect.ownKeys = ((o: object) => ownKeys(o).filter((k) => k !== 'hidden')) as typeof Reflect.ownKeys;
+  Date.now = () => 0;
+  arrayIterator.next = function patched(this: unknown) {
+    return (next as () => unknown).call(this);
+  };
+  EventEmitter.prototype.emit = function patched(this: unknown, ...args: unknown[]) {
+    return (emit as (...a: unknown[]) => boolean).apply(this, args);
+  } as typeof emit;
+  const { changes, permanent } = realm.check();
+  assert.deepEqual(
+    [...changes].sort(),
+    ['%ArrayIteratorPrototype%.next replaced', 'Date.now replaced', 'EventEmitter.prototype.emit replaced', 'Object.prototype.hidden added', 'Reflect.ownKeys replaced'],
+  );
+  assert.deepEqual(permanent, []);
+  assert.equal(Reflect.ownKeys, ownKeys);
+  assert.equal(Date.now, dateNow);
+  assert.equal(arrayIterator.next, next);
+  assert.equal(EventEmitter.prototype.emit, emit);
+  assert.equal(({} as Record<string, unknown>).hidden, undefined);
+});

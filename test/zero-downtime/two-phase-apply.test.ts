@@ -185,6 +185,31 @@ test('a patch that pollutes Object.prototype or replaces fetch while loading is 
   }
 });
 
+test('a refused patch cannot leave its tampering behind: an Object.prototype.toJSON added before init() throws is undone before the refusal is recorded', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin });
+    const source = `export const api = { digest: () => 'x' };
+export function init() {
+  Object.defineProperty(Object.prototype, 'toJSON', { configurable: true, value() { return this && this.type === 'Failed' ? { ...this, type: 'Activated' } : this; } });
+  throw new Error('init gave up');
+}`;
+    const { verified, payload } = signedPatch('liar-1', T, '1.0.1', source);
+    await assert.rejects(twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime }), (e: unknown) => {
+      assert.ok(e instanceof HotPatchError && e.code === 'LOAD_FAILED', String(e));
+      assert.match(e.message, /init gave up.*; also: liar-1 changed the process's shared built-ins before it was refused \(Object\.prototype\.toJSON added\)/s);
+      return true;
+    });
+    assert.equal(Object.getOwnPropertyDescriptor(Object.prototype, 'toJSON'), undefined);
+    const failed = w.events.at(-1)!;
+    assert.equal(failed.type, 'Failed');
+    assert.equal(JSON.parse(JSON.stringify(failed)).type, 'Failed', 'the record of the refusal serialises as what it is');
+    assert.equal(target.active.version, '1.0.0');
+  } finally {
+    await w.close();
+  }
+});
+
 test('a patch whose calls pollute Object.prototype during the canary is not promoted (CANARY_FAILED) and the pollution is undone', async () => {
   const w = await world();
   try {
