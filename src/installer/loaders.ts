@@ -1,4 +1,6 @@
+import { types as nodeTypes } from 'node:util';
 import { HotPatchError, describe, parsePatchId, parseTargetName } from '../core/index.js';
+import type { ConfigValue, TargetConfig } from './patch-module.js';
 import type { LoadedModule, LoadOptions, WasmAdapter, WasmImports, WasmInstance, WasmModule } from './types.js';
 
 /*
@@ -144,4 +146,102 @@ export function checkLoadOptions(value: unknown): LoadOptions {
   }
   if (o.adapter !== undefined) checkAdapter(o.adapter);
   return o as LoadOptions;
+}
+
+// --- a target's config (handed to every version's init(ctx)) ---
+
+/** Largest target config accepted, counted as the UTF-8 bytes of its JSON text. */
+export const MAX_TARGET_CONFIG_BYTES = 64 * 1024;
+/** Deepest nesting of a target config (the top object is level 1): bounds the walk's stack. */
+export const MAX_TARGET_CONFIG_DEPTH = 32;
+
+/** UTF-8 bytes of `value` as JSON; a string longer than the whole budget is not encoded at all. */
+const jsonBytes = (value: string | number | boolean | null): number =>
+  typeof value === 'string' && value.length > MAX_TARGET_CONFIG_BYTES ? MAX_TARGET_CONFIG_BYTES + 1 : Buffer.byteLength(JSON.stringify(value));
+
+function pathOf(parent: string, key: string | number): string {
+  if (typeof key === 'number') return `${parent}[${key}]`;
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
+}
+
+/**
+ * A deep-frozen copy of `value` when it is plain JSON data: an object (at the top) of
+ * strings, finite numbers, booleans, null, dense arrays and plain objects, with no accessor,
+ * symbol key, cycle or proxy, at most MAX_TARGET_CONFIG_BYTES as JSON and MAX_TARGET_CONFIG_DEPTH
+ * deep. Anything else is refused — INVALID naming the first bad path, TOO_LARGE past a bound —
+ * rather than silently dropped or converted as JSON.stringify would (an undefined field, NaN
+ * → null, a Date → string): the patch must see exactly what the host wrote. The copy is taken
+ * once, so neither the host (mutating its object later) nor a patch (the copy is frozen) can
+ * change what the next version's init(ctx) receives.
+ */
+export function checkTargetConfig(value: unknown, field = 'config'): TargetConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
+  }
+  const budget = { bytes: 0 };
+  return copyConfig(value, field, 1, new Set(), budget, field) as TargetConfig;
+}
+
+function copyConfig(value: unknown, path: string, depth: number, ancestors: Set<object>, budget: { bytes: number }, field: string): ConfigValue {
+  const spend = (bytes: number): void => {
+    budget.bytes += bytes;
+    if (budget.bytes > MAX_TARGET_CONFIG_BYTES) {
+      throw new HotPatchError('TOO_LARGE', `${field} is larger than ${MAX_TARGET_CONFIG_BYTES} bytes as JSON (reached at ${path})`, {
+        detail: { limit: MAX_TARGET_CONFIG_BYTES },
+      });
+    }
+  };
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') {
+    spend(jsonBytes(value));
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new HotPatchError('INVALID', `${path} must be a finite number, got ${String(value)}`);
+    spend(jsonBytes(value));
+    return value;
+  }
+  if (typeof value !== 'object') {
+    throw new HotPatchError('INVALID', `${path} is ${value === undefined ? 'undefined' : `a ${typeof value}`}, which is not JSON data`);
+  }
+  if (depth > MAX_TARGET_CONFIG_DEPTH) {
+    throw new HotPatchError('TOO_LARGE', `${field} nests deeper than ${MAX_TARGET_CONFIG_DEPTH} levels (at ${path})`, { detail: { limit: MAX_TARGET_CONFIG_DEPTH } });
+  }
+  // A proxy's traps are code that could answer differently on every read: not data.
+  if (nodeTypes.isProxy(value)) throw new HotPatchError('INVALID', `${path} is a Proxy, which is not JSON data`);
+  if (ancestors.has(value)) throw new HotPatchError('INVALID', `${path} refers back to an enclosing object (a cycle), which JSON cannot hold`);
+  const isArray = Array.isArray(value);
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (isArray ? proto !== Array.prototype : proto !== Object.prototype && proto !== null) {
+    throw new HotPatchError('INVALID', `${path} is ${describeInstance(proto)}, not a plain object or array of JSON data`);
+  }
+  const length = isArray ? (value as unknown[]).length : 0;
+  // Each element takes at least a byte: a longer array is refused before its keys are listed.
+  if (length > MAX_TARGET_CONFIG_BYTES) spend(length);
+  ancestors.add(value);
+  const keys = Reflect.ownKeys(value).filter((k) => !(isArray && k === 'length'));
+  if (isArray && keys.length !== length) {
+    throw new HotPatchError('INVALID', `${path} must be a dense array of JSON data (no holes, no extra properties)`);
+  }
+  spend(2 + Math.max(keys.length - 1, 0)); // brackets and commas
+  const copy: Record<string, ConfigValue> | ConfigValue[] = isArray ? [] : {};
+  keys.forEach((key, index) => {
+    if (typeof key === 'symbol') throw new HotPatchError('INVALID', `${path} has a symbol key, which JSON cannot hold`);
+    const at = pathOf(path, isArray ? index : key);
+    const d = Object.getOwnPropertyDescriptor(value, isArray ? String(index) : key);
+    if (d === undefined) throw new HotPatchError('INVALID', `${path} must be a dense array of JSON data (no holes, no extra properties)`);
+    if (!('value' in d)) throw new HotPatchError('INVALID', `${at} is an accessor (getter/setter), not a JSON value`);
+    if (d.enumerable !== true) throw new HotPatchError('INVALID', `${at} is not enumerable, so JSON would drop it`);
+    if (!isArray) spend(jsonBytes(key) + 1); // "key":
+    const item = copyConfig(d.value, at, depth + 1, ancestors, budget, field);
+    // defineProperty, not assignment: a key "__proto__" stays a data property, as JSON.parse makes it.
+    Object.defineProperty(copy, isArray ? String(index) : key, { value: item, enumerable: true, writable: true, configurable: true });
+  });
+  ancestors.delete(value);
+  return Object.freeze(copy);
+}
+
+function describeInstance(proto: unknown): string {
+  const ctor = typeof proto === 'object' && proto !== null ? Object.getOwnPropertyDescriptor(proto, 'constructor')?.value : undefined;
+  const name = typeof ctor === 'function' && typeof ctor.name === 'string' && ctor.name !== '' ? ctor.name : undefined;
+  return name === undefined ? 'an object with a custom prototype' : `a ${name}`;
 }

@@ -39,7 +39,10 @@ export interface StagedPayload {
   type: PayloadType;
 }
 
-/** What a loaded payload provides (an esm module's exports, or a wasm instance through its adapter). */
+/**
+ * What a loaded payload provides (an esm module's exports, or a wasm instance through its
+ * adapter). Patch authors type their module with `PatchModule` (patch-module.ts) instead.
+ */
 export interface LoadedModule {
   /** The functions of the target's interface. */
   api: Record<string, unknown>;
@@ -66,7 +69,11 @@ export interface LoadOptions {
   requiredFunctions: readonly string[];
   /** Required for wasm payloads. */
   adapter?: WasmAdapter;
-  /** Passed to the module's optional `init(ctx)` export (an empty object when absent). */
+  /**
+   * Passed to the module's optional `init(ctx)` export as it is (an empty object when absent).
+   * The live runtime passes a `PatchInitContext` (patch-module.ts): target, version, patchId,
+   * the target's deep-frozen `config`, and `restored` when reloading after a restart.
+   */
   initContext?: Record<string, unknown>;
 }
 

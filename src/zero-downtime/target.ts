@@ -1,6 +1,6 @@
 import semver from 'semver';
 import { HotPatchError, parseTargetName } from '../core/index.js';
-import type { WasmAdapter } from '../installer/index.js';
+import { checkTargetConfig, type TargetConfig, type WasmAdapter } from '../installer/index.js';
 import type { CanaryRoute } from './canary-route.js';
 import { Router, asyncMethod, syncMethod } from './router.js';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
@@ -34,6 +34,13 @@ export interface TargetDeclaration<T extends object> {
   exportState?: () => unknown;
   importState?: (state: unknown) => unknown;
   dispose?: () => unknown;
+  /**
+   * Host-provided settings every patch version's `init(ctx)` receives as `ctx.config`: plain
+   * JSON (an object), at most 64 KiB, copied and deep-frozen when the target is declared
+   * (`INVALID` / `TOO_LARGE` otherwise), so a patch reads its settings from the host rather
+   * than from process.env, and cannot change what the next version gets.
+   */
+  config?: TargetConfig;
 }
 
 /** Manual decisions an operator can take while a canary runs. */
@@ -66,6 +73,8 @@ export class Target<T extends object> {
   readonly api: T;
   readonly keys: readonly string[];
   readonly declaration: TargetDeclaration<T>;
+  /** The declaration's `config`, checked, copied and deep-frozen: what every version's init(ctx) gets. */
+  readonly config: TargetConfig | undefined;
   readonly builtin: RuntimeVersion;
   previous: RuntimeVersion | undefined;
   /** Set while a patch is being applied to this target. */
@@ -87,6 +96,7 @@ export class Target<T extends object> {
     if (declaration.validate !== undefined && typeof declaration.validate !== 'function') {
       throw new HotPatchError('INVALID', `target ${name}: validate must be a function`);
     }
+    this.config = declaration.config === undefined ? undefined : checkTargetConfig(declaration.config, `target ${name}: config`);
     this.declaration = declaration;
     this.keys = interfaceKeys(declaration.impl);
     if (this.keys.length === 0) throw new HotPatchError('INVALID', `target ${name}: impl has no methods to route`);
