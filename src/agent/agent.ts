@@ -14,7 +14,9 @@ import { AUDIT_MODES, requestRecorder, type AuditMode } from './operator-record.
 import type { AgentContext } from './routes.js';
 import { requestHandler } from './serve.js';
 import { lockStateDir } from './state-lock.js';
-import { readAgentTokens } from './token.js';
+import { readAgentTokens, type HttpTokenOption } from './token.js';
+
+export type { HttpTokenOption } from './token.js';
 
 export interface AgentOptions {
   /** State directory: state.json, staging/, manifests/, journal.json, audit.log, agent.sock. */
@@ -25,10 +27,13 @@ export interface AgentOptions {
   /** Unix socket of the admin endpoint (default `<stateDir>/agent.sock`, mode 0600). */
   socketPath?: string;
   /**
-   * Serve on loopback HTTP instead, with a bearer token read from a 0600 file. `readTokenFile`
-   * (same rules, a different token) adds a read-only token: status, plans, events, metrics.
+   * Serve on loopback HTTP instead, with bearer tokens read from 0600 files (at least one):
+   * `tokens` names each one and gives it a role (`operate`: everything; `read`: status,
+   * plans, events, metrics), and every request it makes is recorded under its name.
+   * `tokenFile` is the token named "operator" (role operate), `readTokenFile` the one named
+   * "read" (role read). Names and tokens must all be distinct.
    */
-  http?: { port?: number; host?: '127.0.0.1' | '::1' | 'localhost'; tokenFile: string; readTokenFile?: string };
+  http?: { port?: number; host?: '127.0.0.1' | '::1' | 'localhost'; tokenFile?: string; readTokenFile?: string; tokens?: readonly HttpTokenOption[] };
   /**
    * Registers components named "default": a filesystem repository, a verifier over this
    * trust store file, and a security gate (from the policy file, or the default gate).
@@ -95,7 +100,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const plannerOptions = plannerLimits(options);
     const tokens = options.http === undefined ? undefined : await readAgentTokens(options.http);
     // The tokens are cut out of every message the agent records (a payload may read the file).
-    for (const token of [tokens?.operator, tokens?.read]) if (token !== undefined) undo.push(registerSecret(token));
+    for (const t of tokens ?? []) undo.push(registerSecret(t.token));
     const lock = await lockStateDir(stateDir);
     undo.push(() => lock.release());
     let ctx: AgentContext | undefined;
@@ -143,16 +148,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       detachAudit();
       await audit.close();
     });
-    const logger = options.log === false ? undefined : createLogger({ ...(options.log ?? {}) });
+    // Logs go to stderr by default: stdout is the host's own.
+    const logger = options.log === false ? undefined : createLogger({ destination: 2, ...(options.log ?? {}) });
     const detachLog = logger === undefined ? () => {} : logEvents(bus, logger);
     undo.push(detachLog);
     const metrics = new HotPatchMetrics({ runtime, bus });
     undo.push(() => metrics.close());
-    undo.push(() => runtime.close());
+    // A graceful stop: probations are suspended (resumed at the next start), not reverted.
+    undo.push(() => runtime.shutdown());
 
     // Restored versions go through the trust pipeline again when a verifier is registered.
     await runtime.restore(registries.verifiers.has('default') ? { verifier: registries.verifiers.get('default') } : {});
     const planner = await Planner.open({ runtime, registries, stateDir, ...plannerOptions });
+    undo.push(() => planner.close());
     await planner.recover();
     ctx = {
       runtime,

@@ -12,6 +12,8 @@ export function httpStatusFor(code: ErrorCode): number {
       return 413;
     case 'ABORTED':
       return 409;
+    case 'UNAUTHENTICATED':
+      return 401;
     case 'IO':
       return 500;
     default:

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { HotPatchError, createEvent, type EventBus } from '../core/index.js';
 import type { AuditLog } from '../observability/index.js';
+import type { TokenCredential } from './token.js';
 
 /**
  * Every operator request the agent accepts is recorded before it acts: a `Requested` event
@@ -9,17 +10,23 @@ import type { AuditLog } from '../observability/index.js';
  * request that moves forward (apply, promote, unfreeze) is refused when its record cannot be
  * written; one that moves to safety (abort, rollback, freeze) still goes through — refusing
  * it would keep a bad version serving — and its record is kept and written once the log can
- * be. `'fail-open'` lets every request through that way.
+ * be (so does a dry run, which changes nothing). `'fail-open'` lets every request through that way.
  */
 export type AuditMode = 'fail-closed' | 'fail-open';
 export const AUDIT_MODES: readonly AuditMode[] = ['fail-closed', 'fail-open'];
 /** Requests that move a target back to safety: never refused for want of a record. */
-const TO_SAFETY = new Set(['abort', 'rollback', 'freeze']);
+const TO_SAFETY = new Set(['abort', 'rollback', 'freeze', 'dry-run']);
 
 /** How a request was admitted, and who its sender says they are. */
 export interface RequestIdentity {
-  /** unix-socket (the file mode is the check), operator-token or read-token. */
-  credential: 'unix-socket' | 'operator-token' | 'read-token';
+  /**
+   * unix-socket (the file mode is the check), or the bearer token that admitted it:
+   * `token:<name>` for a named token (`http.tokens`), operator-token or read-token for
+   * `http.tokenFile` / `http.readTokenFile`.
+   */
+  credential: 'unix-socket' | TokenCredential;
+  /** The token's name ("operator" and "read" for the two legacy files); absent on the socket. */
+  token?: string;
   /** `x-hotpatch-actor`: self-declared (the CLI sends user@host), kept for the record, never trusted. */
   actor?: string;
 }
@@ -28,8 +35,9 @@ const identities = new WeakMap<IncomingMessage, RequestIdentity>();
 const MAX_ACTOR = 128;
 
 /** Remembers how `req` was admitted (set by the request handler, read by the endpoints). */
-export function setIdentity(req: IncomingMessage, credential: RequestIdentity['credential']): void {
+export function setIdentity(req: IncomingMessage, credential: RequestIdentity['credential'], token?: string): void {
   const identity: RequestIdentity = { credential };
+  if (token !== undefined) identity.token = token;
   const declared = req.headers['x-hotpatch-actor'];
   // Only printable text, bounded: it lands in the audit log and reports.
   if (typeof declared === 'string' && declared.length > 0) identity.actor = declared.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_ACTOR);
@@ -52,7 +60,7 @@ export function requestRecorder(audit: AuditLog, bus: EventBus, mode: AuditMode)
       target,
       version: '',
       reason: `${action} of ${target} requested by ${by}`,
-      detail: { ...detail, action, credential: who.credential, ...(who.actor === undefined ? {} : { actor: who.actor }) },
+      detail: { ...detail, action, credential: who.credential, ...(who.token === undefined ? {} : { token: who.token }), ...(who.actor === undefined ? {} : { actor: who.actor }) },
     });
     const refuseUnrecorded = mode === 'fail-closed' && !TO_SAFETY.has(action);
     try {

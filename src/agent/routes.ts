@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HotPatchError, parseTargetName, type EventBus, type HotPatchEvent } from '../core/index.js';
+import { HotPatchError, emitRedactedWarning, parseTargetName, type EventBus, type HotPatchEvent } from '../core/index.js';
 import type { HotPatchMetrics } from '../observability/index.js';
-import { checkPlan, type Planner } from '../orchestration/index.js';
+import { FINAL_STATUSES, checkPlan, type PatchPlan, type Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
 import { planPage, planPageQuery } from './plan-pages.js';
@@ -58,7 +58,12 @@ export const ROUTES: Readonly<Record<string, Route>> = {
    */
   'POST /v1/apply': operate(async (ctx, req, res) => {
     const body = await readJsonBody(req);
-    onlyFields(body, ['plan', 'planId'], 'apply');
+    onlyFields(body, ['plan', 'planId', 'dryRun'], 'apply');
+    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new HotPatchError('INVALID', 'apply: dryRun must be a boolean');
+    if (body.dryRun === true) {
+      await dryRun(ctx, req, res, body);
+      return;
+    }
     let planId: string;
     if (body.plan !== undefined) {
       if (typeof body.plan !== 'object' || body.plan === null || Array.isArray(body.plan)) throw new HotPatchError('INVALID', 'apply: plan must be an object');
@@ -72,13 +77,33 @@ export const ROUTES: Readonly<Record<string, Route>> = {
       const known = ctx.planner.plan(planId);
       await ctx.recordRequest(req, 'apply', known.plan.target, { plan: planId, ...(known.plan.patch === undefined ? {} : { patch: known.plan.patch }) });
     }
+    const before = ctx.planner.plan(planId).status;
     const result = await ctx.planner.runOnce(planId);
     const { apply, ...rest } = result;
-    const ok = result.status === 'activated';
-    // 200 when activated; otherwise the status of the outcome's code (409 busy, 422 refused
-    // or rolled back) with the plan's outcome in the body.
-    const code = result.code ?? (result.status === 'rolled-back' ? 'CANARY_FAILED' : 'ABORTED');
-    send(res, ok ? 200 : httpStatusFor(code), { ok, message: result.reason, ...rest, ...(ok ? {} : { code }), steps: apply?.steps });
+    // An apply succeeds only if that version serves now: a plan that ended earlier is not run
+    // again, and says so (reused), and one activated earlier may have been rolled back since.
+    const reused = before !== undefined && FINAL_STATUSES.includes(before);
+    const target = ctx.planner.plan(planId).plan.target;
+    const serving = ctx.runtime.list().find((t) => t.name === target)?.active;
+    let ok = result.status === 'activated';
+    let message = reused ? `plan ${planId} had already ended (${before}); nothing was run again: ${result.reason}` : result.reason;
+    let code = result.code ?? (result.status === 'rolled-back' ? 'CANARY_FAILED' : 'ABORTED');
+    if (ok && serving?.patchId !== result.patchId) {
+      ok = false;
+      code = 'ABORTED';
+      message = `plan ${planId} activated ${result.patchId ?? 'its patch'} earlier, but ${target} now serves ${serving?.version ?? 'another version'}: nothing was applied now (apply again as a new plan)`;
+    }
+    // 200 when that version serves; otherwise the status of the outcome's code (409 busy or
+    // superseded, 422 refused or rolled back) with the plan's outcome in the body.
+    send(res, ok ? 200 : httpStatusFor(code), {
+      ok,
+      message,
+      ...rest,
+      ...(reused ? { reused: true } : {}),
+      ...(serving === undefined ? {} : { serving: { version: serving.version, patchId: serving.patchId } }),
+      ...(ok ? {} : { code }),
+      steps: apply?.steps,
+    });
   }),
   'POST /v1/promote': operate(async (ctx, req, res) => {
     const { target } = await targetBody(req, 'promote', []);
@@ -96,11 +121,12 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     send(res, 200, { ok: true, target, message: `abort of ${target} requested: ${reason}` });
   }),
   'POST /v1/rollback': operate(async (ctx, req, res) => {
-    const { target, body } = await targetBody(req, 'rollback', ['reason']);
+    const { target, body } = await targetBody(req, 'rollback', ['reason', 'to']);
     const reason = stringField(body, 'reason', 'rollback', { optional: true }) ?? 'rollback requested by operator';
+    const to = stringField(body, 'to', 'rollback', { optional: true });
     ctx.runtime.get(target);
-    await ctx.recordRequest(req, 'rollback', target, { reason });
-    const now = await ctx.runtime.rollback(target, reason);
+    await ctx.recordRequest(req, 'rollback', target, { reason, ...(to === undefined ? {} : { to }) });
+    const now = await ctx.runtime.rollback(target, reason, to === undefined ? {} : { to });
     send(res, 200, { ok: true, target, version: now.version, message: `${target} rolled back to ${now.version}` });
   }),
   'POST /v1/freeze': operate(async (ctx, req, res) => {
@@ -116,7 +142,18 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     const t = ctx.runtime.get(target);
     await ctx.recordRequest(req, 'unfreeze', target);
     t.frozen = undefined;
+    // Plans the freeze left waiting go on now (in the background; progress is on the event stream).
+    void ctx.planner.runWaiting(target).catch((error: unknown) => emitRedactedWarning(`resuming plans of ${target} after unfreeze: ${(error as Error).message}`, { code: 'HOTPATCH_PLAN_ERROR' }));
     send(res, 200, { ok: true, target, message: `${target} unfrozen` });
+  }),
+  /** Ends the active version's probation now: recorded good, kept across restarts. */
+  'POST /v1/confirm': operate(async (ctx, req, res) => {
+    const { target, body } = await targetBody(req, 'confirm', ['reason']);
+    const reason = stringField(body, 'reason', 'confirm', { optional: true }) ?? 'confirmed good by operator';
+    ctx.runtime.get(target);
+    await ctx.recordRequest(req, 'confirm', target, { reason });
+    const v = await ctx.runtime.confirm(target, reason);
+    send(res, 200, { ok: true, target, version: v.version, message: `${target} ${v.version} confirmed good: probation ended` });
   }),
   'GET /v1/events': { access: 'read', stream: true, handler: eventStream },
   'GET /metrics': read(async (ctx, _req, res) => {
@@ -125,6 +162,30 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     res.end(text);
   }),
 };
+
+/**
+ * `POST /v1/apply {…, dryRun: true}`: would the plan apply now? The checks a run makes before
+ * staging, with no side effect (the plan is not added; the request itself is recorded).
+ */
+async function dryRun(ctx: AgentContext, req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>): Promise<void> {
+  let plan: PatchPlan | string;
+  if (body.plan !== undefined) {
+    if (typeof body.plan !== 'object' || body.plan === null || Array.isArray(body.plan)) throw new HotPatchError('INVALID', 'apply: plan must be an object');
+    onlyFields(body.plan as Record<string, unknown>, PLAN_FIELDS, 'apply plan');
+    plan = checkPlan(body.plan);
+  } else {
+    plan = stringField(body, 'planId', 'apply')!;
+  }
+  const target = typeof plan === 'string' ? ctx.planner.plan(plan).plan.target : plan.target;
+  await ctx.recordRequest(req, 'dry-run', target, { plan: typeof plan === 'string' ? plan : plan.id });
+  const report = await ctx.planner.dryRun(plan);
+  const failed = report.checks.find((c) => !c.ok);
+  const message = report.wouldApply
+    ? `dry run: ${report.patchId ?? '?'} ${report.version ?? ''} would apply to ${target} now (${report.checks.length} checks passed)`
+    : `dry run: would not apply now — ${failed?.check ?? '?'}: ${failed?.detail ?? '?'}`;
+  const code = failed?.code ?? 'INVALID';
+  send(res, report.wouldApply ? 200 : httpStatusFor(code), { ok: report.wouldApply, message, ...report, ...(report.wouldApply ? {} : { code }) });
+}
 
 /** `GET /v1/events[?target=T]`: Server-Sent Events, one per bus event. */
 async function eventStream(ctx: AgentContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

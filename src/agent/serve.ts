@@ -2,14 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError } from '../core/index.js';
 import { ROUTES, send, sendError, type AgentContext } from './routes.js';
 import { setIdentity } from './operator-record.js';
-import { roleOf, type AgentTokens } from './token.js';
+import { matchToken, type AgentTokenSet } from './token.js';
 
 export interface ServeOptions {
   /**
    * The HTTP endpoint's bearer tokens. Undefined on the Unix socket, whose mode (0600 in a
    * 0700 directory) is the check: whoever can connect is the owner, and may do everything.
    */
-  tokens: AgentTokens | undefined;
+  tokens: AgentTokenSet | undefined;
   /** Requests handled at once, event streams apart (they have maxEventStreams). */
   maxRequestsInFlight: number;
 }
@@ -33,12 +33,14 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let admitted = false;
     try {
-      const role = options.tokens === undefined ? 'operate' : roleOf(req.headers.authorization, options.tokens);
+      const token = options.tokens === undefined ? undefined : matchToken(req.headers.authorization, options.tokens);
+      const role = options.tokens === undefined ? 'operate' : token?.role;
       if (role === undefined) {
-        send(res, 401, { ok: false, code: 'POLICY_DENIED', message: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
+        send(res, 401, { ok: false, code: 'UNAUTHENTICATED', message: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
         return;
       }
-      setIdentity(req, options.tokens === undefined ? 'unix-socket' : role === 'operate' ? 'operator-token' : 'read-token');
+      if (token === undefined) setIdentity(req, 'unix-socket');
+      else setIdentity(req, token.credential, token.name);
       const ctx = context();
       if (ctx === undefined) {
         send(res, 503, { ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }, { 'retry-after': '1' });

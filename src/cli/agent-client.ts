@@ -8,10 +8,18 @@ export interface AgentAddress {
   socketPath?: string;
   url?: URL;
   token?: string;
+  /** The file the token was read from, named when the agent refuses it (401). */
+  tokenFile?: string;
+  /** Where the address came from when not `--agent` (HOTPATCH_AGENT, a config file), named in errors. */
+  source?: string;
 }
 
-/** `--agent unix:/path`, `--agent /path/agent.sock` or `--agent http://127.0.0.1:PORT` (+ token file). */
-export async function resolveAgent(agent: string, tokenFile: string | undefined): Promise<AgentAddress> {
+/**
+ * `--agent unix:/path`, `--agent /path/agent.sock` or `--agent http://127.0.0.1:PORT` (+ token
+ * file). `source` says where `agent` came from when it was not the flag (agent-config.ts).
+ */
+export async function resolveAgent(agent: string, tokenFile: string | undefined, source?: string): Promise<AgentAddress> {
+  const from = source === undefined || source === '--agent' ? {} : { source };
   if (agent.startsWith('http://') || agent.startsWith('https://')) {
     let url: URL;
     try {
@@ -19,11 +27,11 @@ export async function resolveAgent(agent: string, tokenFile: string | undefined)
     } catch {
       throw new UsageError(`--agent ${agent} is not a valid URL`);
     }
-    const file = tokenFile ?? process.env.HOTPATCH_TOKEN_FILE;
-    if (file === undefined) throw new UsageError('an HTTP agent needs --token-file FILE (or HOTPATCH_TOKEN_FILE)');
-    return { url, token: await readTokenFile(file) };
+    const file = tokenFile ?? (process.env.HOTPATCH_TOKEN_FILE || undefined);
+    if (file === undefined) throw new UsageError('an HTTP agent needs --token-file FILE (or HOTPATCH_TOKEN_FILE, or "tokenFile" in the config file)');
+    return { url, token: await readTokenFile(file), tokenFile: file, ...from };
   }
-  return { socketPath: agent.startsWith('unix:') ? agent.slice(5) : agent };
+  return { socketPath: agent.startsWith('unix:') ? agent.slice(5) : agent, ...from };
 }
 
 const ACTOR = ((): string => {
@@ -42,9 +50,21 @@ function options(agent: AgentAddress, method: string, path: string, headers: Rec
   return { host: agent.url!.hostname, port: agent.url!.port, path, method, headers: h };
 }
 
+function where(agent: AgentAddress): string {
+  return `${agent.socketPath ?? agent.url?.href}${agent.source === undefined ? '' : ` (from ${agent.source})`}`;
+}
+
 function unreachable(agent: AgentAddress, cause: unknown): HotPatchError {
-  const where = agent.socketPath ?? agent.url?.href;
-  return new HotPatchError('IO', `cannot reach the agent at ${where}: ${(cause as Error).message}`, { cause });
+  return new HotPatchError('IO', `cannot reach the agent at ${where(agent)}: ${(cause as Error).message}`, { cause });
+}
+
+/** 401: the agent refused who we are. Not a verdict on anything asked: exit 3, UNAUTHENTICATED. */
+function unauthenticated(agent: AgentAddress, method: string, path: string): HotPatchError {
+  const text =
+    agent.tokenFile === undefined
+      ? `the agent at ${where(agent)} refused ${method} ${path} (401): it wants a bearer token; pass --token-file FILE`
+      : `the agent refused the token in ${agent.tokenFile} (401): wrong or missing token (agent ${where(agent)})`;
+  return new HotPatchError('UNAUTHENTICATED', text, { detail: { httpStatus: 401 } });
 }
 
 /** One JSON request. A refusal by the agent is thrown as the HotPatchError it describes. */
@@ -58,6 +78,10 @@ export async function callAgent(agent: AgentAddress, method: 'GET' | 'POST', pat
     req.on('error', (e) => reject(unreachable(agent, e)));
     req.end(payload);
   });
+  if (res.statusCode === 401) {
+    res.resume();
+    throw unauthenticated(agent, method, path);
+  }
   const chunks: Buffer[] = [];
   for await (const c of res) chunks.push(c as Buffer);
   const text = Buffer.concat(chunks).toString('utf8');
@@ -89,8 +113,8 @@ export async function followEvents(agent: AgentAddress, target: string | undefin
   });
   if (res.statusCode !== 200) {
     res.resume();
-    const denied = res.statusCode === 401 || res.statusCode === 403;
-    throw new HotPatchError(denied ? 'POLICY_DENIED' : 'IO', `the agent refused the event stream (${res.statusCode})`);
+    if (res.statusCode === 401) throw unauthenticated(agent, 'GET', path);
+    throw new HotPatchError(res.statusCode === 403 ? 'POLICY_DENIED' : 'IO', `the agent refused the event stream (${res.statusCode})`);
   }
   let buffer = '';
   try {

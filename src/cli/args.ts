@@ -7,23 +7,32 @@ export interface ParsedCommand<T> {
   values: T;
   json: boolean;
   help: boolean;
+  /** Arguments that are not flags (only when `allowPositionals`; empty otherwise). */
+  positionals: string[];
 }
 
-/** util.parseArgs, strict, with --json/--help on every command and usage errors typed. */
-export function parseCommandArgs(argv: string[], options: Options): ParsedCommand<Record<string, string | string[] | boolean | undefined>> {
+/**
+ * util.parseArgs, strict, with --json/--help on every command and usage errors typed. A word
+ * that is not a flag is refused unless `allowPositionals` (`hotpatch trust set-threshold … N`).
+ */
+export function parseCommandArgs(
+  argv: string[],
+  options: Options,
+  allowPositionals = false,
+): ParsedCommand<Record<string, string | string[] | boolean | undefined>> {
   let parsed;
   try {
     parsed = parseArgs({
       args: argv,
       options: { ...options, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
-      allowPositionals: false,
+      allowPositionals,
     });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
   const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
-  return { values, json: values.json === true, help: values.help === true };
+  return { values, json: values.json === true, help: values.help === true, positionals: parsed.positionals };
 }
 
 export function requireString(values: Record<string, unknown>, name: string): string {

@@ -54,20 +54,20 @@ export const CANARY_USAGE = `[--steps R,R,…] [--canary-ratio R] [--canary-inte
 [--max-error-excess X] [--max-latency-shift S] [--min-calls N] [--min-calls-per-step N]
 [--warmup-calls N] [--call-timeout MS] [--load-timeout MS] [--probation MS] [--no-probation-watch] [--retry-on-baseline]`;
 
-/** What each canary flag means (for a command's --help). */
+/** What each canary flag means (for a command's --help): at most 100 columns a row. */
 export const CANARY_HELP = `Canary flags (each sets one canary option; unset ones keep their defaults):
-  --steps R,R,…           candidate share of each step, increasing, in (0, 1]   (0.004,0.05,0.25,0.5)
-  --canary-ratio R        share of the first step when --steps is not given      (0.004)
-  --canary-interval MS    length of the first interval                           (150)
-  --confidence C          one-sided confidence of a Failed verdict, in (0, 1)    (0.99)
-  --max-error-excess X    tolerated error rate above the baseline's, in [0, 1]   (0)
-  --max-latency-shift S   tolerated slowdown: fails past (1 + S) × baseline      (0.3)
-  --min-calls N           candidate calls the canary must see before promotion   (1000)
-  --min-calls-per-step N  candidate calls a step needs before it is judged       (200)
-  --warmup-calls N        first candidate calls left out of the latency test     (1000)
-  --call-timeout MS       deadline of one async candidate call                   (from baseline p99)
-  --load-timeout MS       import + init() + selfTest() must settle within it     (30000)
-  --probation MS          how long a promoted version is watched                 (60000)
+  --steps R,R,…           candidate share per step, increasing, in (0, 1]     (0.004,0.05,0.25,0.5)
+  --canary-ratio R        share of the first step when --steps is not given   (0.004)
+  --canary-interval MS    length of the first interval                        (150)
+  --confidence C          one-sided confidence of a Failed verdict in (0, 1)  (0.99)
+  --max-error-excess X    tolerated error rate above baseline's, in [0, 1]    (0)
+  --max-latency-shift S   tolerated slowdown: fails past (1 + S) × baseline   (0.3)
+  --min-calls N           candidate calls needed before promotion             (1000)
+  --min-calls-per-step N  candidate calls a step needs before it is judged    (200)
+  --warmup-calls N        first candidate calls left out of the latency test  (1000)
+  --call-timeout MS       deadline of one async candidate call                (from baseline p99)
+  --load-timeout MS       import + init() + selfTest() must settle within it  (30000)
+  --probation MS          how long a promoted version is watched              (60000)
   --no-probation-watch    do not keep judging during probation
   --retry-on-baseline     re-run a failed candidate call on the baseline (idempotent targets)`;
 

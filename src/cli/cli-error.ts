@@ -16,8 +16,12 @@ export class UsageError extends Error {
   }
 }
 
-/** Codes that mean "the system could not do its job" rather than "the patch was refused". */
-const OPERATIONAL_CODES: ReadonlySet<ErrorCode> = new Set(['IO', 'NOT_FOUND']);
+/**
+ * Codes that mean "the system could not do its job" rather than "the patch was refused":
+ * I/O, something missing, and an agent that refused who the caller is (UNAUTHENTICATED: a
+ * wrong or missing token is an operational fault to fix, not a verdict on the patch).
+ */
+const OPERATIONAL_CODES: ReadonlySet<ErrorCode> = new Set(['IO', 'NOT_FOUND', 'UNAUTHENTICATED']);
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT_USAGE;

@@ -1,4 +1,5 @@
 import { EXIT_OK } from './cli-error.js';
+import { formatHelp } from './help-format.js';
 import type { Output } from './output.js';
 
 export interface Command {
@@ -13,8 +14,10 @@ export interface Command {
   run(argv: string[], out: Output): Promise<number>;
 }
 
+/** Prints a command's help, laid out within 100 columns like every other command's (help-format.ts). */
 export function printHelp(out: Output, usage: string): number {
-  if (out.json) out.success(usage, { usage });
-  else out.line(usage);
+  const text = formatHelp(usage);
+  if (out.json) out.success(text, { usage: text });
+  else out.line(text);
   return EXIT_OK;
 }

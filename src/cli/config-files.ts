@@ -15,6 +15,10 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
  * code (PARSE, INVALID, …) so scripts can still tell why.
  */
 async function loadConfig<T>(flag: string, path: string, parse: (bytes: Uint8Array) => T): Promise<T> {
+  return (await loadConfigBytes(flag, path, parse)).value;
+}
+
+async function loadConfigBytes<T>(flag: string, path: string, parse: (bytes: Uint8Array) => T): Promise<{ bytes: Uint8Array; value: T }> {
   let bytes: Uint8Array;
   try {
     bytes = await readFileBounded(path, MAX_CONFIG_BYTES, { noFollow: false });
@@ -25,7 +29,7 @@ async function loadConfig<T>(flag: string, path: string, parse: (bytes: Uint8Arr
     throw error;
   }
   try {
-    return parse(bytes);
+    return { bytes, value: parse(bytes) };
   } catch (error) {
     if (error instanceof HotPatchError) throw new UsageError(`${flag} ${path}: ${error.message}`, error.code, { cause: error });
     throw error;
@@ -34,6 +38,11 @@ async function loadConfig<T>(flag: string, path: string, parse: (bytes: Uint8Arr
 
 export function loadTrustStore(path: string): Promise<TrustStore> {
   return loadConfig('--trust', path, (bytes) => parseTrustStore(bytes));
+}
+
+/** A trust store file and the exact bytes it was read from (to edit it, or sign those bytes). */
+export function loadTrustStoreFile(path: string, flag = '--trust'): Promise<{ bytes: Uint8Array; value: TrustStore }> {
+  return loadConfigBytes(flag, path, (bytes) => parseTrustStore(bytes));
 }
 
 export function loadSecurityPolicy(path: string): Promise<SecurityGate> {

@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { EXIT_OK, UsageError, exitCodeFor } from './cli-error.js';
 import type { Command } from './command.js';
+import { formatTable } from './help-format.js';
 import { Output, type OutputStreams } from './output.js';
 
 /**
@@ -14,15 +15,18 @@ const COMMANDS: readonly { name: string; load: () => Promise<Command> }[] = [
   { name: 'pack', load: async () => (await import('./commands/pack.js')).packCommand },
   { name: 'sign', load: async () => (await import('./commands/sign.js')).signCommand },
   { name: 'verify', load: async () => (await import('./commands/verify.js')).verifyCommand },
+  { name: 'trust', load: async () => (await import('./commands/trust.js')).trustCommand },
   { name: 'status', load: async () => (await import('./commands/status.js')).statusCommand },
   { name: 'apply', load: async () => (await import('./commands/apply.js')).applyCommand },
   { name: 'promote', load: async () => (await import('./commands/target-actions.js')).promoteCommand },
   { name: 'abort', load: async () => (await import('./commands/target-actions.js')).abortCommand },
   { name: 'rollback', load: async () => (await import('./commands/target-actions.js')).rollbackCommand },
   { name: 'freeze', load: async () => (await import('./commands/target-actions.js')).freezeCommand },
+  { name: 'confirm', load: async () => (await import('./commands/target-actions.js')).confirmCommand },
   { name: 'events', load: async () => (await import('./commands/events.js')).eventsCommand },
   { name: 'audit', load: async () => (await import('./commands/audit.js')).auditCommand },
   { name: 'report', load: async () => (await import('./commands/report.js')).reportCommand },
+  { name: 'history', load: async () => (await import('./commands/history.js')).historyCommand },
   { name: 'fleet', load: async () => (await import('./commands/fleet.js')).fleetCommand },
   { name: 'propose', load: async () => (await import('./commands/propose.js')).proposeCommand },
   { name: 'approve', load: async () => (await import('./commands/approve.js')).approveCommand },
@@ -32,13 +36,12 @@ const COMMANDS: readonly { name: string; load: () => Promise<Command> }[] = [
 
 export async function usage(): Promise<string> {
   const commands = await Promise.all(COMMANDS.map((c) => c.load()));
-  const width = Math.max(...commands.map((c) => c.name.length));
   return `hotpatch — signed, zero-downtime hot patches for Node.js services
 
 Usage: hotpatch <command> [options]   (hotpatch <command> --help for details)
 
 Commands:
-${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+${formatTable(commands.map((c): [string, string] => [c.name, c.summary]))}
 
 Every command takes --json: the last line of standard output is then one JSON object
 {"ok": true|false, "code": "...", "message": "...", ...}.
@@ -63,7 +66,7 @@ export async function runCli(argv: string[], streams?: OutputStreams): Promise<n
     return await (await entry.load()).run(rest, out);
   } catch (error) {
     out.failure(error);
-    if (error instanceof UsageError && name === undefined) process.stderr.write(`\n${await usage()}\n`);
+    if (error instanceof UsageError && name === undefined) out.note(`\n${await usage()}\n`);
     return exitCodeFor(error);
   }
 }

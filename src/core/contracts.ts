@@ -28,7 +28,7 @@ export interface VerificationContext {
    * Highest version ever recorded for the manifest's target (anti-downgrade), or a lookup
    * by target name when the caller does not know the target before parsing.
    */
-  highestVersion?: string | ((target: string) => string | undefined);
+  highestVersion?: string | undefined | ((target: string) => string | undefined);
 }
 
 /** A manifest whose envelope passed every signature, trust and freshness check. */
@@ -73,6 +73,11 @@ export interface Approver {
    * `Approved` event's detail; rejects with APPROVAL_MISSING otherwise.
    */
   approve(request: ApprovalRequest, signal?: AbortSignal): Promise<Record<string, unknown> | void>;
+  /**
+   * Optional, for dry runs: would `approve` succeed now? Reads only — proposes nothing, waits
+   * for nothing. `summary` says what was found (e.g. "1 of 2 required approvals").
+   */
+  check?(request: ApprovalRequest): Promise<{ approved: boolean; summary: string }>;
 }
 
 /** Stages and activates verified payloads (the live-runtime module implements it). */

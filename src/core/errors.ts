@@ -18,7 +18,8 @@ export const VERIFICATION_ERROR_CODES = [
   'ALGORITHM_DISALLOWED',
   'DOWNGRADE',
 ] as const;
-export const POLICY_ERROR_CODES = ['POLICY_DENIED', 'REQUIREMENT_UNSATISFIED', 'PLATFORM_MISMATCH'] as const;
+/** `UNAUTHENTICATED`: the agent refused who the caller is (a wrong or missing bearer token, HTTP 401). */
+export const POLICY_ERROR_CODES = ['POLICY_DENIED', 'REQUIREMENT_UNSATISFIED', 'PLATFORM_MISMATCH', 'UNAUTHENTICATED'] as const;
 export const ROLLOUT_ERROR_CODES = [
   'APPROVAL_MISSING',
   'SELF_TEST_FAILED',

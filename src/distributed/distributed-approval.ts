@@ -86,6 +86,21 @@ export class DistributedApproval implements Approver {
     return { ...(await this.waitForQuorum(request, signal)) };
   }
 
+  /** Dry run: the quorum as it stands now for `request`, read only (no proposal is made). */
+  async check(request: ApprovalRequest): Promise<{ approved: boolean; summary: string }> {
+    const req = checkApprovalRequest(request);
+    const consensus = this.#consensus ?? getConsensus();
+    const id = proposalIdOf(req);
+    const proposal = await consensus.proposal(id);
+    if (proposal === undefined || proposalExpiresMs(proposal) <= this.#now()) {
+      return { approved: false, summary: `no live proposal ${id} yet: an apply would propose it and wait for the quorum` };
+    }
+    const needVoters = this.#approvers.quorum.kind === 'ratio';
+    const [votes, voterCount] = await Promise.all([consensus.votes(id), needVoters ? consensus.voterCount() : Promise.resolve(0)]);
+    const tally = countVotes(proposal, votes, this.#approvers, { now: this.#now(), voterCount, ...(this.#skew === undefined ? {} : { clockSkewMs: this.#skew }) });
+    return { approved: tally.approved, summary: `${tally.counted.length} of ${tally.required} required approvals on proposal ${id}` };
+  }
+
   /** Proposes (or finds) the activation and waits for its quorum; see the class comment. */
   async waitForQuorum(request: ApprovalRequest, signal?: AbortSignal): Promise<ApprovalResult> {
     const req = checkApprovalRequest(request);

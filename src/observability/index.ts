@@ -21,3 +21,4 @@ export {
   type ReportApproval,
   type ReportTimelineEntry,
 } from './report.js';
+export { buildHistory, formatHistory, outcomeText, requesterText, type HistoryOutcome, type HistoryRequest, type HistoryRow, type HistoryStart, type TargetHistory } from './history.js';

@@ -5,6 +5,7 @@
  */
 export { Planner } from './planner.js';
 export type { PlannerOptions } from './planner.js';
+export type { DryRunCheck, DryRunCheckName, DryRunReport } from './dry-run.js';
 export { FINAL_STATUSES, PLAN_PHASES, PLAN_STATUSES, checkPlan } from './plan.js';
 export type { PatchPlan, PlanPhase, PlanRunResult, PlanState, PlanStatus, PlanZdtOptions } from './plan.js';
 export { WEEKDAYS, checkTimeWindow, checkWeeklyWindow, formatWeeklyWindow, parseWeeklyWindow, windowStatus } from './window.js';

@@ -11,14 +11,14 @@ import {
   type Approver,
   type ErrorCode,
   type EventType,
+  type HotPatchEvent,
   type PatchRepository,
-  type PatchVerifier,
-  type SecurityPolicy,
   type VerifiedManifest,
 } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { verifyPatch } from '../verification/index.js';
 import { HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../zero-downtime/index.js';
+import { dryRunPlan, type DryRunReport, type PlanComponents } from './dry-run.js';
 import { Journal, MAX_JOURNAL_BYTES, MAX_REASON, journalText } from './journal.js';
 import {
   FINAL_STATUSES,
@@ -61,14 +61,7 @@ export interface PlannerOptions {
   maxOpenPlans?: number;
 }
 
-/** The components a plan names, looked up in the registries. */
-interface Components {
-  repo: PatchRepository;
-  verifier: PatchVerifier;
-  security: SecurityPolicy;
-  installer: DynamicInstaller;
-  approver: Approver | undefined;
-}
+type Components = PlanComponents;
 
 /** How a run ended before reaching the installer (or what it found). */
 interface Outcome {
@@ -115,6 +108,7 @@ export class Planner {
   #lastWrite: Promise<void> = Promise.resolve();
   #unsaved: unknown;
   #retryTimer: NodeJS.Timeout | undefined;
+  readonly #offRolledBack: () => void;
 
   /**
    * A planner without a journal is ready at once. With one (the default when the runtime has
@@ -139,6 +133,7 @@ export class Planner {
     this.#maxOpen = positiveInteger(options.maxOpenPlans ?? 1000, 'options.maxOpenPlans');
     const dir = options.stateDir === null ? undefined : (options.stateDir ?? options.runtime.stateDir);
     this.#journal = dir === undefined ? undefined : new Journal(dir);
+    this.#offRolledBack = this.runtime.bus.subscribe((e) => this.#onRolledBack(e), { types: ['RolledBack'] });
     this.journalPath = this.#journal?.path;
     this.#loaded = this.#journal === undefined;
   }
@@ -227,6 +222,53 @@ export class Planner {
   plan(id: string): PlanState {
     this.#ready();
     return structuredClone(this.#get(id));
+  }
+
+  /**
+   * Runs, one after another, the plans of `target` left waiting (e.g. by a freeze, a busy
+   * target or a window) — what the agent does on unfreeze, so they do not wait for a loop
+   * that may not be running. A plan running already is skipped.
+   */
+  async runWaiting(target: string): Promise<PlanRunResult[]> {
+    this.#ready();
+    const results: PlanRunResult[] = [];
+    for (const s of [...this.#states.values()]) {
+      if (s.status !== 'waiting' || s.plan.target !== target || this.#running.has(s.plan.id) || !this.#states.has(s.plan.id)) continue;
+      results.push(await this.#exclusive(s, () => this.#execute(s, undefined, false)));
+    }
+    return results;
+  }
+
+  /**
+   * Would this plan (a new one, or a known plan's id) apply now? Runs the checks a run makes
+   * before staging — target, components, window, fetch and verify, security gate, target state,
+   * approval (read only) — and records, publishes, proposes and stages nothing.
+   */
+  async dryRun(plan: PatchPlan | string, signal?: AbortSignal): Promise<DryRunReport> {
+    this.#ready();
+    const normalized = typeof plan === 'string' ? this.#get(plan).plan : checkPlan(plan);
+    return dryRunPlan(normalized, this.runtime, () => this.#components(normalized), this.#now(), signal);
+  }
+
+  /** Stops following the runtime's events (the journal stays as written). */
+  close(): void {
+    this.#offRolledBack();
+    clearTimeout(this.#retryTimer);
+  }
+
+  /**
+   * A version a plan activated was rolled back later (operator, probation watch): the plan
+   * says so, so status, plans, state.json and the report agree.
+   */
+  #onRolledBack(event: HotPatchEvent): void {
+    for (const s of this.#states.values()) {
+      if (s.status !== 'activated' || s.patchId !== event.id || s.plan.target !== event.target || this.#running.has(s.plan.id)) continue;
+      s.status = 'rolled-back';
+      s.reason = boundMessage(`rolled back after its activation: ${event.reason}`, MAX_REASON);
+      delete s.code;
+      s.updatedAt = new Date().toISOString();
+      this.#saveInBackground();
+    }
   }
 
   /** Waits for background journal writes; a write that failed is retried once, then thrown. */
@@ -565,7 +607,7 @@ export class Planner {
         return await this.#settle(state, { status: 'failed', reason: `patch ${m.id} targets ${m.target}, but plan ${plan.id} targets ${plan.target}`, code: 'INVALID', announce: true });
       }
       state.version = m.version;
-      if (!quiet) this.#emit('Verified', state, `${m.id} ${m.version} verified: signed by ${verified.signers.length} of ${verified.threshold} required keys`, { signers: verified.signers, threshold: verified.threshold });
+      if (!quiet) this.#emit('Verified', state, `${m.id} ${m.version} verified: signed by ${verified.signers.length} key${verified.signers.length === 1 ? '' : 's'} (${verified.signers.join(', ')}; threshold ${verified.threshold})`, { signers: verified.signers, threshold: verified.threshold });
 
       // step 3: security gate (allow/deny, requirements, platform).
       await this.#phase(state, 'gate', `checking ${m.id} against security policy ${plan.security}`);

@@ -17,8 +17,13 @@ export interface VersionRecord {
   /** When it was promoted (RFC 3339), and its probation; absent for built-in. */
   promoted_at?: string;
   probation_ms?: number;
-  /** Set once the version has run healthy through its probation. */
+  /** Set once the version has run healthy through its probation (or an operator confirmed it). */
   good?: boolean;
+  /**
+   * Set by a graceful stop (`runtime.shutdown()`) inside the probation: the probation time
+   * left. A restart resumes the probation instead of reverting — a deploy is not a crash.
+   */
+  probation_left_ms?: number;
 }
 
 export interface TargetState {
@@ -45,7 +50,7 @@ export function emptyTargetState(): TargetState {
   return { active: null, previous: null, last_good: null, failed: [] };
 }
 
-const RECORD_FIELDS = new Set(['id', 'version', 'sha256', 'type', 'promoted_at', 'probation_ms', 'good']);
+const RECORD_FIELDS = new Set(['id', 'version', 'sha256', 'type', 'promoted_at', 'probation_ms', 'good', 'probation_left_ms']);
 const TARGET_FIELDS = new Set(['active', 'previous', 'last_good', 'highest_version', 'failed']);
 const STATE_FIELDS = new Set(['format', 'updated_at', 'targets', 'audit_head']);
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -108,6 +113,12 @@ function record(value: unknown, field: string): VersionRecord | null {
     out.probation_ms = r.probation_ms;
   }
   if (r.good !== undefined) out.good = r.good === true;
+  if (r.probation_left_ms !== undefined) {
+    if (typeof r.probation_left_ms !== 'number' || !(r.probation_left_ms >= 0) || r.probation_left_ms > 2 ** 31 - 1) {
+      throw new HotPatchError('INVALID', `${field}.probation_left_ms must be a number of ms in [0, 2^31-1]`);
+    }
+    out.probation_left_ms = r.probation_left_ms;
+  }
   if (out.id !== null && (out.sha256 === undefined || out.type === undefined)) {
     throw new HotPatchError('INVALID', `${field}: a patch version needs sha256 and type`);
   }

@@ -62,7 +62,8 @@ export function watchProbation(
   };
   const stillWatched = (): boolean => {
     if (stopped) return false;
-    if (target.active !== promoted || target.previous !== previous || performance.now() > endsAt) {
+    // Over when the probation ends, another version serves, or an operator confirmed it good.
+    if (target.active !== promoted || target.previous !== previous || performance.now() > endsAt || runtime.isGood(promoted)) {
       stop();
       return false;
     }

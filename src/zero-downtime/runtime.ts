@@ -188,6 +188,8 @@ export class HotPatchRuntime {
         const t = (s.targets[target.name] ??= emptyTargetState());
         t.active = this.recordOf(restored);
         t.previous = null;
+        // The version rolled back to serves again, so it is not failed: one record, not two contradicting.
+        if (restored.patchId !== null) t.failed = t.failed.filter((id) => id !== restored.patchId);
         if (bad?.patchId != null && !t.failed.includes(bad.patchId)) t.failed.push(bad.patchId);
       });
     }
@@ -215,7 +217,7 @@ export class HotPatchRuntime {
    * Operator rollback: a routing flip to the warm previous version (no reload). During a
    * canary it aborts the canary instead (the baseline never stopped serving).
    */
-  async rollback(name: string, reason = 'rollback requested', options: { drainTimeoutMs?: number } = {}): Promise<RuntimeVersion> {
+  async rollback(name: string, reason = 'rollback requested', options: { drainTimeoutMs?: number; to?: string } = {}): Promise<RuntimeVersion> {
     const target = this.get(name);
     if (target.applying !== undefined) {
       target.abort(reason);
@@ -229,8 +231,10 @@ export class HotPatchRuntime {
     if (!(drainTimeoutMs >= 0 && drainTimeoutMs <= MAX_TIMER_MS)) {
       throw new HotPatchError('INVALID', `drainTimeoutMs must be between 0 and ${MAX_TIMER_MS} ms, got ${String(drainTimeoutMs)}`);
     }
-    const previous = target.previous;
-    if (previous === undefined) throw new HotPatchError('NOT_FOUND', `target ${name} has no previous version to roll back to`);
+    const previous = options.to === undefined ? target.previous : await this.#retained(target, options.to);
+    if (previous === undefined) {
+      throw new HotPatchError('NOT_FOUND', `target ${name} has no previous version to roll back to; retained: ${(await this.#retainedList(target)).join(', ')} (roll back to one with { to: VERSION })`);
+    }
     const bad = target.active;
     // Persist, then flip: if the write fails, nothing changed and the caller is told so.
     await this.recordRollback(target, previous, bad);
@@ -238,6 +242,92 @@ export class HotPatchRuntime {
     this.emit('RolledBack', name, previous.version, bad.patchId ?? 'builtin', reason, { from: bad.version, to: previous.version });
     void this.disposeWhenDrained(target, bad, drainTimeoutMs);
     return previous;
+  }
+
+  /**
+   * Ends the active version's probation now: it is recorded good (state.json `good`,
+   * `last_good`), the probation watch stops, and a restart keeps it. For an operator who has
+   * seen enough (`hotpatch confirm`). INVALID when a canary runs or nothing is in probation.
+   */
+  async confirm(name: string, reason = 'confirmed good by operator'): Promise<RuntimeVersion> {
+    const target = this.get(name);
+    if (target.applying !== undefined || target.paused !== undefined) {
+      throw new HotPatchError('INVALID', `target ${name} has a canary running: promote or abort it first`);
+    }
+    const version = target.active;
+    const meta = this.#meta.get(version);
+    if (version.patchId === null || meta === undefined || meta.good === true) {
+      throw new HotPatchError('INVALID', `${name} ${version.label} is not in probation: nothing to confirm`);
+    }
+    const good = { ...meta, good: true };
+    // Persist first: a confirmation the state file does not hold would be undone by a restart.
+    if (this.store !== undefined) {
+      await this.store.update((s) => {
+        const t = (s.targets[name] ??= emptyTargetState());
+        t.active = version.record(good);
+        t.last_good = version.record(good);
+      });
+    }
+    this.#meta.set(version, good);
+    this.#clearProbation(name);
+    this.emit('Activated', name, version.version, version.patchId, `${reason}: probation ended early, recorded good`, { confirmed: true });
+    return version;
+  }
+
+  /** @internal true once `version` is recorded good (its probation passed, or was confirmed). */
+  isGood(version: RuntimeVersion): boolean {
+    return version.patchId === null || this.#meta.get(version)?.good === true;
+  }
+
+  /**
+   * A graceful stop (SIGTERM handled, `agent.close()`): stops the timers and records, for each
+   * version still in probation, how much probation is left, so the next start resumes it
+   * instead of reverting — a deploy is not a crash. A process that dies without calling this
+   * is a crash, and its unconfirmed version is reverted at restart.
+   */
+  async shutdown(): Promise<void> {
+    const left: [string, string, number][] = [];
+    for (const name of this.#probation.keys()) {
+      const version = this.get(name).active;
+      const meta = this.#meta.get(version);
+      if (version.patchId === null || meta === undefined || meta.good === true) continue;
+      const promotedMs = meta.promoted_at === undefined ? Date.now() : Date.parse(meta.promoted_at);
+      left.push([name, version.patchId, Math.min(MAX_TIMER_MS, Math.max(0, promotedMs + (meta.probation_ms ?? 0) - Date.now()))]);
+    }
+    this.close();
+    if (this.store === undefined || left.length === 0) return;
+    await this.store.update((s) => {
+      for (const [name, patchId, ms] of left) {
+        const active = s.targets[name]?.active;
+        if (active?.id === patchId) active.probation_left_ms = ms;
+      }
+    });
+  }
+
+  /** The version `to` among those kept for `target`: warm previous, built-in, last good, recorded previous. */
+  async #retained(target: Target<object>, to: string): Promise<RuntimeVersion> {
+    if (typeof to !== 'string' || to.length === 0) throw new HotPatchError('INVALID', `to must be a version string, got ${String(to)}`);
+    if (target.active.version === to) throw new HotPatchError('INVALID', `${target.name} already serves ${to}`);
+    if (target.previous?.version === to) return target.previous;
+    if (target.builtin.version === to) return target.builtin;
+    const saved = this.store === undefined ? undefined : (await this.store.read()).targets[target.name];
+    for (const record of [saved?.last_good ?? null, saved?.previous ?? null]) {
+      if (record === null || record.version !== to || record.id === null) continue;
+      const version = await this.#loadRecord(target, record, this.verifier);
+      this.#meta.set(version, restoredMeta(record));
+      return version;
+    }
+    throw new HotPatchError('NOT_FOUND', `version ${to} of ${target.name} is not retained; retained: ${(await this.#retainedList(target)).join(', ')}`);
+  }
+
+  async #retainedList(target: Target<object>): Promise<string[]> {
+    const saved = this.store === undefined ? undefined : (await this.store.read()).targets[target.name];
+    const out = new Set<string>();
+    if (target.previous !== undefined) out.add(`${target.previous.version} (previous)`);
+    if (saved?.last_good != null && saved.last_good.version !== target.active.version) out.add(`${saved.last_good.version} (last good)`);
+    if (saved?.previous != null && saved.previous.version !== target.previous?.version) out.add(`${saved.previous.version} (recorded previous)`);
+    if (target.builtin.version !== target.active.version) out.add(`${target.builtin.version} (built-in)`);
+    return out.size === 0 ? ['none'] : [...out];
   }
 
   /**
@@ -348,9 +438,11 @@ export class HotPatchRuntime {
       let chosen: VersionRecord | null = active;
       // Only a running process can mark a version good, by surviving its probation; one that
       // is not marked good died inside its probation, however long ago that was.
-      if (active.good !== true) {
+      // A graceful stop inside the probation left its remaining time: resume it, not revert.
+      const resumeMs = active.good !== true ? active.probation_left_ms : undefined;
+      if (active.good !== true && resumeMs === undefined) {
         const probation = active.probation_ms === undefined ? 'its probation' : `its ${active.probation_ms} ms probation`;
-        dropReason = `the process stopped inside ${probation} (promoted ${active.promoted_at ?? 'at an unknown time'}), so it was never confirmed good`;
+        dropReason = `the process stopped inside ${probation} (promoted ${active.promoted_at ?? 'at an unknown time'}) without a graceful shutdown, so it was never confirmed good`;
         chosen = saved.last_good;
       }
       let version: RuntimeVersion = target.builtin;
@@ -374,7 +466,18 @@ export class HotPatchRuntime {
         }
       }
       if (loaded !== undefined) this.#meta.set(version, restoredMeta(loaded));
-      target.routeTo(version, undefined);
+      // The recorded previous version comes back warm too, so a rollback after a restart is
+      // the same routing flip as before it.
+      const previous = dropReason === undefined ? await this.#warmPrevious(target, saved.previous, verifier) : undefined;
+      target.routeTo(version, previous);
+      if (resumeMs !== undefined && loaded === active && version.patchId !== null) {
+        // Resumed once: a crash during the rest of it reverts, like any probation.
+        await this.store.update((s) => {
+          const t = s.targets[target.name];
+          if (t?.active?.id === activeId) delete t.active.probation_left_ms;
+        });
+        this.#startProbation(target, version, resumeMs);
+      }
       const report: RestoreReport = { target: target.name, version: version.version, patchId: version.patchId };
       if (dropReason !== undefined) {
         report.dropped = { patchId: activeId, version: active.version, reason: dropReason };
@@ -387,7 +490,8 @@ export class HotPatchRuntime {
         });
         this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
       }
-      this.emit('Activated', target.name, version.version, version.patchId ?? 'builtin', 'restored after restart');
+      const resumed = resumeMs !== undefined && loaded === active ? `; probation resumed with ${resumeMs} ms left (stopped gracefully)` : '';
+      this.emit('Activated', target.name, version.version, version.patchId ?? 'builtin', `restored after restart${resumed}`);
       reports.push(report);
     }
     return reports;
@@ -411,6 +515,22 @@ export class HotPatchRuntime {
     await verifier.verifyPayload(verified, readFileChunks(stagedPath, m.payload_size + 1, { noFollow: true, what: 'staged payload' }));
   }
 
+  /** The recorded previous version, loaded (re-verified) to be kept warm; undefined, with a warning, when it cannot be. */
+  async #warmPrevious(target: Target<object>, record: VersionRecord | null, verifier: PatchVerifier | undefined): Promise<RuntimeVersion | undefined> {
+    if (record === null) return undefined;
+    if (record.id === null) return record.version === target.builtin.version ? target.builtin : undefined;
+    try {
+      const version = await this.#loadRecord(target, record, verifier);
+      this.#meta.set(version, restoredMeta(record));
+      return version;
+    } catch (error) {
+      emitRedactedWarning(`${target.name}: the previous version ${record.version} (${record.id}) could not be kept warm: ${(error as Error).message}; a rollback will need { to }`, {
+        code: 'HOTPATCH_PREVIOUS_NOT_WARM',
+      });
+      return undefined;
+    }
+  }
+
   async #loadRecord(target: Target<object>, record: VersionRecord, verifier: PatchVerifier | undefined): Promise<RuntimeVersion> {
     const installer = this.installer!;
     if (record.id === null || record.sha256 === undefined || record.type === undefined) return target.builtin;
@@ -422,7 +542,7 @@ export class HotPatchRuntime {
       patchId: record.id,
       requiredFunctions: target.keys,
       ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
-      initContext: { target: target.name, version: record.version, patchId: record.id, restored: true },
+      initContext: { target: target.name, version: record.version, patchId: record.id, restored: true, config: target.config },
     });
     const version = this.versionOfModule(target, mod, { version: record.version, patchId: record.id, sha256: record.sha256, type: record.type });
     await runSelfTests(target, version);

@@ -163,7 +163,7 @@ export async function twoPhaseApply(
       patchId: manifest.id,
       requiredFunctions: target.keys,
       ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
-      initContext: { target: target.name, version: manifest.version, patchId: manifest.id },
+      initContext: { target: target.name, version: manifest.version, patchId: manifest.id, config: target.config },
     }));
     candidate = runtime.versionOfModule(target as Target<object>, mod, {
       version: manifest.version,

@@ -117,7 +117,7 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
       const r = await call(anon, method, path, body);
       assert.equal(r.status, 401, `${method} ${path}: ${r.text}`);
       assert.equal(r.headers['www-authenticate'], 'Bearer');
-      assert.deepEqual(r.json, { ok: false, code: 'POLICY_DENIED', message: 'missing or wrong bearer token' });
+      assert.deepEqual(r.json, { ok: false, code: 'UNAUTHENTICATED', message: 'missing or wrong bearer token' });
     }
     const events = openEvents(anon);
     try {
@@ -144,7 +144,7 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
     for (const authorization of wrong) {
       const r = await call(anon, 'POST', '/v1/freeze', { target: T, reason: 'wrong token' }, { headers: { authorization } });
       assert.equal(r.status, 401, `${authorization}: ${r.text}`);
-      assert.equal(r.json.code, 'POLICY_DENIED');
+      assert.equal(r.json.code, 'UNAUTHENTICATED');
     }
     assert.equal(target.frozen, undefined);
   });
@@ -198,8 +198,9 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
     const wrongFile = join(fx.dir, 'wrong.token');
     await writeToken(wrongFile, randomBytes(24).toString('hex'));
     const wrong = await hotpatch(['freeze', '--agent', agent.address, '--token-file', wrongFile, '--target', T, '--reason', 'x', '--json']);
-    assert.equal(wrong.status, 1, wrong.stdout);
-    assert.equal(wrong.json?.code, 'POLICY_DENIED');
+    // An authentication failure, not a refused patch: its own code and exit 3.
+    assert.equal(wrong.status, 3, wrong.stdout);
+    assert.equal(wrong.json?.code, 'UNAUTHENTICATED');
     assert.equal(target.frozen, undefined);
   });
 

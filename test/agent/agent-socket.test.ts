@@ -375,7 +375,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.match(String(again.json.message), /no previous version/);
   });
 
-  test('POST /v1/freeze keeps applies out until /v1/unfreeze', async () => {
+  test('POST /v1/freeze keeps applies out until /v1/unfreeze, and the plan it left waiting resumes on its own then', async () => {
     const activeBefore = (await status()).active;
     const f = await call(ep, 'POST', '/v1/freeze', { target: T, reason: 'quarterly change freeze' });
     assert.equal(f.status, 200, f.text);
@@ -391,13 +391,22 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.equal(refused.json.code, 'POLICY_DENIED', refused.text);
     assert.deepEqual((await status()).active, activeBefore, 'nothing was applied while frozen');
 
+    const activated = new Promise<void>((resolve) => {
+      const off = agent.bus.subscribe((e) => {
+        if (e.type === 'Activated' && e.id === 'frozen-out') {
+          off();
+          resolve();
+        }
+      });
+    });
     const u = await call(ep, 'POST', '/v1/unfreeze', { target: T });
     assert.equal(u.status, 200, u.text);
     assert.equal((await status()).frozen, undefined);
-    const { result, failures } = await traffic(target, call(ep, 'POST', '/v1/apply', { planId: 'plan-frozen' }));
+    // No second apply: the unfreeze resumed the waiting plan (its canary needs live calls).
+    const { failures } = await traffic(target, activated);
     assert.equal(failures, 0);
-    assert.equal(result.status, 200, result.text);
-    assert.equal(result.json.status, 'activated');
+    const plans = (await call(ep, 'GET', '/v1/plans')).json.plans as { id: string; status: string }[];
+    assert.equal(plans.find((p) => p.id === 'plan-frozen')?.status, 'activated');
     assert.equal((await status()).active.version, '4.0.0');
   });
 

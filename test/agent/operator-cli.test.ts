@@ -91,7 +91,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.doesNotMatch(r.stdout, /undefined|NaN/, 'no missing figure is printed');
     assert.match(r.stdout, /^Promoted +cli-good-1 1\.1\.0: every canary step passed\b/m);
     assert.match(r.stdout, /^Activated +cli-good-1 1\.1\.0: /m);
-    assert.match(r.stdout, /^plan apply-cli-good-1: activated — /m);
+    assert.match(r.stdout, /^plan apply-cli-good-1-\d{8}T\d{6}Z-[0-9a-f]{4}: activated — /m);
     assert.doesNotMatch(r.stdout, /[\r\x1b]/, 'no terminal control characters when stdout is not a TTY');
     assert.equal((await agentStatus()).active.version, '1.1.0');
   });
@@ -102,7 +102,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.equal(r.stdout.trimEnd().split('\n').length, 1, 'with --json only the JSON line is printed');
     assert.equal(r.json?.ok, true);
     assert.equal(r.json?.code, 'OK');
-    assert.equal(r.json?.planId, 'apply-cli-good-2');
+    assert.match(String(r.json?.planId), /^apply-cli-good-2-\d{8}T\d{6}Z-[0-9a-f]{4}$/, 'every apply is a plan of its own');
     assert.equal(r.json?.status, 'activated');
     assert.equal(r.json?.patchId, 'cli-good-2');
     assert.equal(r.json?.version, '1.2.0');
@@ -224,9 +224,9 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.ok(step1 !== undefined, r.stdout);
     assert.match(step1, / — [\d,]+ calls, 0 errors \(baseline [\d.]+% of [\d,]+\)/, 'the calls judged against the baseline\'s');
     assert.doesNotMatch(r.stdout, /undefined|NaN/);
-    assert.match(r.stdout, /^plan apply-cli-good-6: activated — /m);
+    assert.match(r.stdout, /^plan apply-cli-good-6-\d{8}T\d{6}Z-[0-9a-f]{4}: activated — /m);
     const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as { plans: { plan: { id: string; zdt?: Record<string, unknown> } }[] };
-    assert.deepEqual(journal.plans.find((p) => p.plan.id === 'apply-cli-good-6')?.plan.zdt, {
+    assert.deepEqual(journal.plans.find((p) => p.plan.id.startsWith('apply-cli-good-6-'))?.plan.zdt, {
       canaryCallTimeoutMs: 1000,
       canaryInterval: 20,
       confidence: 0.995,

@@ -21,13 +21,20 @@ const PATCHES = {
 };
 const OPTIONS = { steps: [0.5], canaryInterval: 5, jitterRatio: 0, minCalls: 0, minCallsPerStep: 5, warmupCalls: 0, minLatencySamples: 5, maxLatencyShift: 1000 };
 
-type Op = { kind: 'apply'; patch: keyof typeof PATCHES; probation: boolean } | { kind: 'rollback' } | { kind: 'abort' } | { kind: 'restart' };
+type Op =
+  | { kind: 'apply'; patch: keyof typeof PATCHES; probation: boolean }
+  | { kind: 'rollback'; to?: string }
+  | { kind: 'abort' }
+  | { kind: 'confirm' }
+  | { kind: 'restart'; graceful: boolean };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('apply' as const), patch: fc.constantFrom('a', 'b', 'bad') as fc.Arbitrary<keyof typeof PATCHES>, probation: fc.boolean() }),
   fc.constant({ kind: 'rollback' as const }),
+  fc.record({ kind: fc.constant('rollback' as const), to: fc.constantFrom('1.0.0', '1.0.1', '1.0.2') }),
   fc.constant({ kind: 'abort' as const }),
-  fc.constant({ kind: 'restart' as const }),
+  fc.constant({ kind: 'confirm' as const }),
+  fc.record({ kind: fc.constant('restart' as const), graceful: fc.boolean() }),
 );
 
 function declare(runtime: HotPatchRuntime): Target<Api> {
@@ -48,9 +55,9 @@ async function checkInvariants(dir: string, target: Target<Api>, history: readon
   assert.equal(target.active.version, t.active.version, `runtime serves ${target.active.version}, state.json says ${t.active.version} after ${where}`);
 }
 
-const seen = { promoted: 0, refused: 0, rollbacks: 0, restarts: 0 };
+const seen = { promoted: 0, refused: 0, rollbacks: 0, restarts: 0, confirms: 0, graceful: 0 };
 
-test('state.json never lists the active patch as failed and matches what runs, over random apply/rollback/abort/restart sequences', async () => {
+test('state.json never lists the active patch as failed and matches what runs, over random apply/rollback/abort/confirm/restart sequences; a graceful restart or a confirmed version never reverts', async () => {
   await fc.assert(
     fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 8 }), async (ops) => {
       const w = await world();
@@ -81,9 +88,17 @@ test('state.json never lists the active patch as failed and matches what runs, o
             );
           } else if (o.kind === 'rollback') {
             seen.rollbacks += 1;
-            await runtime.rollback(T, 'property test').catch((e: unknown) => {
-              if (!(e instanceof HotPatchError) || e.code !== 'NOT_FOUND') throw e;
+            await runtime.rollback(T, 'property test', o.to === undefined ? {} : { to: o.to }).catch((e: unknown) => {
+              // No previous / not retained (NOT_FOUND), or already serving that version (INVALID).
+              if (!(e instanceof HotPatchError) || (e.code !== 'NOT_FOUND' && e.code !== 'INVALID')) throw e;
             });
+          } else if (o.kind === 'confirm') {
+            await runtime.confirm(T).then(
+              () => void (seen.confirms += 1),
+              (e: unknown) => {
+                if (!(e instanceof HotPatchError) || e.code !== 'INVALID') throw e; // nothing in probation
+              },
+            );
           } else if (o.kind === 'abort') {
             // Abort an apply that has just started its canary.
             const { verified, payload } = PATCHES.a;
@@ -96,10 +111,18 @@ test('state.json never lists the active patch as failed and matches what runs, o
             if (e instanceof Error && !(e instanceof HotPatchError)) throw e;
           } else {
             seen.restarts += 1;
-            runtime.close();
+            const before = target.active.version;
+            const good = runtime.isGood(target.active);
+            if (o.graceful) {
+              seen.graceful += 1;
+              await runtime.shutdown();
+            } else {
+              runtime.close();
+            }
             runtime = new HotPatchRuntime({ stateDir: w.dir, bus: new EventBus(), installer: new DynamicInstaller(w.dir), verifier, durationProbeMs: 0 });
             target = declare(runtime);
             await runtime.restore();
+            if (o.graceful || good) assert.equal(target.active.version, before, `a ${o.graceful ? 'graceful restart' : 'restart of a good version'} reverted ${before} after ${JSON.stringify(done)}`);
           }
           await checkInvariants(w.dir, target, done);
         }
@@ -111,5 +134,5 @@ test('state.json never lists the active patch as failed and matches what runs, o
     { numRuns: 150, seed: 4242 },
   );
   // The sequences did exercise every path (a property over nothing proves nothing).
-  assert.ok(seen.promoted > 5 && seen.refused > 2 && seen.rollbacks > 2 && seen.restarts > 2, JSON.stringify(seen));
+  assert.ok(seen.promoted > 5 && seen.refused > 2 && seen.rollbacks > 2 && seen.restarts > 2 && seen.confirms > 2 && seen.graceful > 2, JSON.stringify(seen));
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { HotPatchError, decodeJson, type HotPatchEvent } from '../../core/index.js';
 import { optionalString, parseCommandArgs } from '../args.js';
@@ -13,7 +14,7 @@ export const applyCommand: Command = {
   name: 'apply',
   summary: 'apply a patch through a running agent, showing the canary live',
   usage: `hotpatch apply ${AGENT_USAGE} (--plan FILE | --plan-id ID | --target T --patch ID)
-               [--repo NAME] [--verifier NAME] [--security NAME] [--installer NAME] [--approver NAME]
+               [--repo NAME] [--verifier NAME] [--security NAME] [--installer NAME] [--approver NAME] [--dry-run]
 ${CANARY_USAGE.replace(/^/gm, '               ')} [--json]
 
 Runs a plan on the agent: fetch, verify, policy, approval, stage, canary, promote or
@@ -25,7 +26,10 @@ fields (--max-latency-shift also replaces its older maxLatencyRatio); they do no
 Progress is shown as it happens: one live line on a terminal, plain lines otherwise, each
 canary step with its verdict, the rule that decided it and the judge's figures, e.g.
   canary step 2/4 at 5.0%: Successful (no-regression) — 812 calls, 0 errors (baseline 0.00% of 15,400), p=1; latency ×1.04 p=0.62 (mann-whitney, 600 samples)
-Exit 0 activated, 1 rejected or rolled back.
+Exit 0 only if that version serves when the command returns; 1 rejected, rolled back or
+waiting (a frozen target). Every --target/--patch apply is a new attempt (a plan of its own).
+--dry-run runs the checks a run makes before staging (target, window, fetch and verify,
+security gate, target state, approval read only) and changes nothing: exit 0 if it would apply.
 
 ${CANARY_HELP}`,
   async run(argv, out) {
@@ -33,6 +37,7 @@ ${CANARY_HELP}`,
       ...AGENT_FLAGS,
       plan: { type: 'string' },
       'plan-id': { type: 'string' },
+      'dry-run': { type: 'boolean' },
       target: { type: 'string' },
       patch: { type: 'string' },
       repo: { type: 'string' },
@@ -46,6 +51,13 @@ ${CANARY_HELP}`,
     // The flags and the plan are checked before the agent is reached: a usage error changes nothing.
     const body = await requestBody(values);
     const agent = await agentOf(values);
+    if (values['dry-run'] === true) {
+      // Nothing runs, so there is no progress to follow: the checks are the answer.
+      const report = await callAgent(agent, 'POST', '/v1/apply', { ...body, dryRun: true });
+      for (const c of (report.checks ?? []) as { check: string; ok: boolean; detail: string }[]) out.line(`${c.ok ? 'ok  ' : 'FAIL'} ${c.check}: ${c.detail}`);
+      out.success(String(report.message), report);
+      return EXIT_OK;
+    }
     const target = typeof body.plan === 'object' ? String((body.plan as { target?: unknown }).target) : undefined;
 
     const progress = new Progress(out);
@@ -103,7 +115,8 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
   }
   if (target === undefined || patch === undefined) throw new UsageError('--target and --patch go together');
   const plan: Record<string, unknown> = {
-    id: `apply-${patch}`.slice(0, 128),
+    // Every apply is a new attempt: a plan id of its own, never an earlier plan's outcome.
+    id: attemptId(patch),
     target,
     patch,
     repo: optionalString(values, 'repo') ?? 'default',
@@ -151,4 +164,11 @@ class Progress {
     if (this.#live) process.stdout.write('\n');
     this.#live = false;
   }
+}
+
+/** `apply-<patch>-<UTC time>-<random>`: unique per attempt, within the 128-character id grammar. */
+function attemptId(patch: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const suffix = `-${stamp}-${randomBytes(2).toString('hex')}`;
+  return `apply-${patch.slice(0, 128 - 'apply-'.length - suffix.length)}${suffix}`;
 }

@@ -19,23 +19,26 @@ import type { Output } from '../output.js';
 
 const USAGE = `hotpatch fleet status   --store SPEC [--prefix P] [--json]
 hotpatch fleet rollout  --store SPEC --target T --patch ID --version V --payload-hash H
-                        --rings N --soak MS [--id ROLLOUT] [--skip-empty-rings] [--prefix P] [--json]
-${CANARY_USAGE.replace(/^/gm, '                        ')}
+                        --rings N --soak MS [--id ROLLOUT] [--skip-empty-rings] [--prefix P]
+${CANARY_USAGE.replace(/^/gm, '                        ')} [--json]
 hotpatch fleet pause    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
 hotpatch fleet resume   --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
 hotpatch fleet abort    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
 
 --store names the shared store: etcd://HOST:PORT[,HOST:PORT…] for a fleet, or the embedded
-store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet. status lists the alive agents by ring (per target: version, phase,
-health) and the rollouts (ring, status, reason). rollout creates a rollout at ring 0 (the
-canary hosts); the active controller opens the next ring once every alive agent of the
-current one has promoted the version and stayed healthy for --soak ms, halts and rolls every
-ring back on any failure. A ring with no alive agent waits, unless --skip-empty-rings.
-pause stops opening rings and starting applies; resume continues (the soak starts over);
-abort makes every agent that applied the patch roll it back.
+store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet.
+
+status lists the alive agents by ring (per target: version, phase, health) and the rollouts
+(ring, status, reason). rollout creates a rollout at ring 0 (the canary hosts); the active
+controller opens the next ring once every alive agent of the current one has promoted the
+version and stayed healthy for --soak ms, halts and rolls every ring back on any failure. A
+ring with no alive agent waits, unless --skip-empty-rings. pause stops opening rings and
+starting applies; resume continues (the soak starts over); abort makes every agent that
+applied the patch roll it back.
+
 The canary flags of rollout are stored in the rollout (its zdt options): every agent applies
-the patch with them, over its own defaults. A bad value is a usage error (exit 2), nothing
-is written.
+the patch with them, over its own defaults. A bad value is a usage error (exit 2), nothing is
+written.
 
 ${CANARY_HELP}`;
 

@@ -26,10 +26,10 @@ export const packCommand: Command = {
                 [--platform OS-ARCH]... [--node RANGE] [--requires COMPONENT=RANGE]...
                 [--force] [--json]
 
-Copies FILE to DIR/ID.bin and writes DIR/ID.json: a DSSE envelope with no signatures
-yet, whose manifest records the payload's size and hash. --expires defaults to
-${DEFAULT_LIFETIME_DAYS} days after --created-at (default: now). --signer names the key ids
-whose signatures may count. Refuses to replace an existing patch unless --force.`,
+Copies FILE to DIR/ID.bin and writes DIR/ID.json: a DSSE envelope with no signatures yet,
+whose manifest records the payload's size and hash. --expires defaults to ${DEFAULT_LIFETIME_DAYS} days after
+--created-at (default: now). --signer names the key ids whose signatures may count. Refuses
+to replace an existing patch unless --force.`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       repo: { type: 'string' },
@@ -118,17 +118,21 @@ whose signatures may count. Refuses to replace an existing patch unless --force.
       ...(hashAlg === 'sha256' ? { expectedSha256: digestHex } : {}),
     });
 
-    out.line(`packed ${manifest.id}: ${manifest.target} ${manifest.version} (${manifest.payload_type}, ${size} bytes)`);
+    // One headline, then the figures; with --json the object alone (the headline is its message).
+    const headline = `packed ${manifest.id} into ${repoDir}: ${manifest.target} ${manifest.version} (${manifest.payload_type}, ${size} bytes), unsigned: run hotpatch sign`;
+    out.line(headline);
     out.line(`payload_hash: ${manifest.payload_hash}`);
     out.line(`expires:      ${manifest.expires ?? 'never'}`);
-    out.success(`packed ${manifest.id} into ${repoDir} (unsigned: run hotpatch sign)`, {
-      id: manifest.id,
-      target: manifest.target,
-      version: manifest.version,
-      payload_hash: manifest.payload_hash,
-      payload_size: size,
-      expires: manifest.expires,
-    });
+    if (out.json) {
+      out.success(headline, {
+        id: manifest.id,
+        target: manifest.target,
+        version: manifest.version,
+        payload_hash: manifest.payload_hash,
+        payload_size: size,
+        expires: manifest.expires,
+      });
+    }
     return EXIT_OK;
   },
 };

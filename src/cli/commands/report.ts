@@ -22,7 +22,7 @@ prints per patch: target, version, payload hash, signers, approvals, timeline, o
     if (out.json) out.success('report', { report });
     else {
       const text = formatReport(report, format);
-      process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      out.raw(text.endsWith('\n') ? text : `${text}\n`);
     }
     return EXIT_OK;
   },

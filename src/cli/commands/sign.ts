@@ -82,8 +82,8 @@ KEYID (default: the key file's name without .key).`,
     signatures.push({ keyid, sig });
     await repo.writeEnvelope(patchId, encodeEnvelope({ ...envelope, signatures }));
 
-    out.line(`${replaced ? 're-signed' : 'signed'} ${patchId} as ${keyid} (${privateKey.alg}); ${signatures.length} signature(s) now`);
-    out.success(`signed ${patchId} with ${keyid}`, {
+    // One line for people, the same text as the --json object's message.
+    out.success(`${replaced ? 're-signed' : 'signed'} ${patchId} as ${keyid} (${privateKey.alg}); ${signatures.length} signature(s) now`, {
       id: patchId,
       keyid,
       alg: privateKey.alg,

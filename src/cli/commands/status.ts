@@ -3,7 +3,7 @@ import { parseCommandArgs } from '../args.js';
 import { callAgent, type AgentAddress } from '../agent-client.js';
 import { EXIT_OK } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
-import { AGENT_FLAGS, AGENT_USAGE, agentOf } from './agent-flags.js';
+import { AGENT_FLAGS, AGENT_HELP, AGENT_USAGE, agentOf } from './agent-flags.js';
 
 interface VersionView { version: string; patchId: string | null; inflight: number }
 interface TargetView {
@@ -45,7 +45,9 @@ export const statusCommand: Command = {
 Shows each target's active and previous version (with calls in flight), a running
 canary's ratio and figures, frozen targets, and the plans with their status (all of
 them: the agent serves plans a page at a time, and status reads every page). A read-only
-token (the agent's http.readTokenFile) is enough.`,
+token (the agent's http.readTokenFile) is enough.
+
+${AGENT_HELP}`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, AGENT_FLAGS);
     if (help) return printHelp(out, this.usage);

@@ -16,6 +16,7 @@ function targetAction(name: string, summary: string, usageTail: string, help: st
         target: { type: 'string' },
         reason: { type: 'string' },
         unfreeze: { type: 'boolean' },
+        to: { type: 'string' },
       });
       if (wantsHelp) return printHelp(out, this.usage);
       const agent = await agentOf(values);
@@ -37,10 +38,28 @@ export const abortCommand = targetAction('abort', 'stop a running apply', ' [--r
   return { path: '/v1/abort', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }) } };
 });
 
-export const rollbackCommand = targetAction('rollback', 'flip a target back to its warm previous version', ' [--reason TEXT]', 'Routes T back to its previous version (no reload); during a canary, aborts it.', (v) => {
-  const reason = optionalString(v, 'reason');
-  return { path: '/v1/rollback', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }) } };
-});
+export const rollbackCommand = targetAction(
+  'rollback',
+  'flip a target back to its previous version (or --to a retained one)',
+  ' [--to VERSION] [--reason TEXT]',
+  'Routes T back to its warm previous version (no reload; after a restart too); during a canary, aborts it.\n--to VERSION picks among the retained versions: previous, last good, the built-in one.',
+  (v) => {
+    const reason = optionalString(v, 'reason');
+    const to = optionalString(v, 'to');
+    return { path: '/v1/rollback', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }), ...(to === undefined ? {} : { to }) } };
+  },
+);
+
+export const confirmCommand = targetAction(
+  'confirm',
+  'end the probation of the version T serves now: recorded good',
+  ' [--reason TEXT]',
+  'Ends the probation of the version T serves: it is recorded good (last good) and a restart keeps it.',
+  (v) => {
+    const reason = optionalString(v, 'reason');
+    return { path: '/v1/confirm', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }) } };
+  },
+);
 
 export const freezeCommand = targetAction('freeze', 'freeze (or --unfreeze) a target: no patch is applied while frozen', ' (--reason TEXT | --unfreeze)', 'A frozen target refuses every apply (POLICY_DENIED) until unfrozen.', (v) => {
   const target = requireString(v, 'target');

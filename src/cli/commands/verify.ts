@@ -1,5 +1,5 @@
 import { isPatchId } from '../../core/index.js';
-import { DefaultVerifier, verifyPatch } from '../../verification/index.js';
+import { DefaultVerifier, trustForTarget, verifyPatch, type TrustStore } from '../../verification/index.js';
 import { FileSystemRepository } from '../../repo/index.js';
 import { SecurityGate } from '../../security/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
@@ -47,7 +47,9 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     const { manifest } = verified;
     out.line(`patch:     ${manifest.id}`);
     out.line(`target:    ${manifest.target} ${manifest.version} (${manifest.payload_type})`);
-    out.line(`signed by: ${verified.signers.join(', ')} (${verified.signers.length} of ${verified.threshold} required)`);
+    const trusted = trustedKeys(trust, manifest.target);
+    const n = verified.signers.length;
+    out.line(`signed by: ${verified.signers.join(', ')} (${n} key${n === 1 ? '' : 's'}, threshold ${verified.threshold} of ${trusted} trusted)`);
     out.line(`payload:   ${manifest.payload_hash} (${manifest.payload_size} bytes) matches`);
     out.line(`expires:   ${manifest.expires ?? 'never'}`);
     out.line(`policy:    allowed${policyPath === undefined ? ' (default policy: platform constraints, 64 MiB limit)' : ''}`);
@@ -57,6 +59,7 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
       version: manifest.version,
       signers: verified.signers,
       threshold: verified.threshold,
+      trusted,
       payload_hash: manifest.payload_hash,
       payload_size: manifest.payload_size,
       expires: manifest.expires,
@@ -64,3 +67,12 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     return EXIT_OK;
   },
 };
+
+/**
+ * How many distinct keys the store trusts for `target` (the matching rule's keys, or every key,
+ * minus those whose own target patterns exclude it): the "3" of "threshold 2 of 3 trusted".
+ */
+function trustedKeys(trust: TrustStore, target: string): number {
+  const ids = trustForTarget(trust, target).authorized;
+  return new Set([...ids].map((id) => trust.keys.get(id)!.key.fingerprint)).size;
+}

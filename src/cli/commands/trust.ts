@@ -1,0 +1,295 @@
+import { basename } from 'node:path';
+import { HotPatchError, decodeEnvelope, encodeEnvelope, pae, type Envelope } from '../../core/index.js';
+import { importPrivateKey, sign } from '../../crypto-agile/index.js';
+import { readFileBounded } from '../../repo/index.js';
+import { TRUST_STORE_PAYLOAD_TYPE, rotateTrustStore, type TrustStore, type TrustStoreDocument } from '../../verification/index.js';
+import { optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
+import { EXIT_OK, UsageError } from '../cli-error.js';
+import { printHelp, type Command } from '../command.js';
+import { loadTrustStoreFile } from '../config-files.js';
+import type { Output } from '../output.js';
+import {
+  addKey,
+  bumpVersion,
+  checkKeyId,
+  checkedStore,
+  keyIdFromFile,
+  newStore,
+  readPublicKeyFile,
+  removeKey,
+  replaceFile,
+  setThreshold,
+  targetList,
+  thresholdArg,
+  writeFile,
+} from '../trust-edit.js';
+
+const MAX_STORE_BYTES = 1024 * 1024;
+/** A rotation envelope: the store (≤ 1 MiB) in base64 and up to 256 signatures. */
+const MAX_ENVELOPE_BYTES = 4 * 1024 * 1024;
+const MAX_KEY_FILE = 64 * 1024;
+
+const USAGE = `hotpatch trust init          --out FILE --public-key [ID=]PEM_FILE... [--threshold N] [--json]
+hotpatch trust add-key       --trust FILE --public-key PEM_FILE [--id ID] [--alg ALG]
+                             [--targets PATTERN,…] [--bump-version] [--json]
+hotpatch trust remove-key    --trust FILE --id ID [--bump-version] [--json]
+hotpatch trust set-threshold --trust FILE N [--bump-version] [--json]
+hotpatch trust show          --trust FILE [--json]
+hotpatch trust sign          --trust NEXT_FILE --key DIR/KEYID.key [--keyid KEYID] --envelope FILE [--json]
+hotpatch trust rotate        --trust FILE --envelope FILE [--out FILE] [--json]
+
+Builds and edits trust store files. Every write is checked first by the parser the verifier
+uses and is atomic: a store that could not be loaded (a threshold above its distinct keys, a
+key that does not parse, a duplicate key id or public key) is refused (exit 2) and nothing is
+written.
+
+init creates FILE (never replacing one) with the public keys given (PEM_FILE as written by
+hotpatch keygen: the key id is its name without .pub, or ID=PEM_FILE) and the threshold
+(default: every key given). add-key adds a key (its algorithm is read from the key; --targets
+limits the targets it may sign for). remove-key removes one, also from the rules and the root
+that list it; it refuses when the threshold could no longer be met. set-threshold sets the
+store-wide threshold. --bump-version raises the store's version by one (a rotation needs a
+higher version). show prints the keys, their fingerprints and the thresholds.
+
+Rotation (as TUF chains root metadata): the next store must have a higher version and be
+signed by root.threshold of the current store's root keys and by root.threshold of its own.
+sign adds one signature over NEXT_FILE's exact bytes to the rotation envelope FILE (created
+by the first signature); each key holder runs it in turn. rotate checks the envelope against
+the current store FILE with the library's rotateTrustStore and, if it is accepted, replaces
+FILE (or writes --out) with the new store, byte for byte as signed; a refusal exits 1
+(THRESHOLD_NOT_MET, DOWNGRADE, …) and changes nothing.`;
+
+const SUBCOMMANDS = ['init', 'add-key', 'remove-key', 'set-threshold', 'show', 'sign', 'rotate'] as const;
+type Sub = (typeof SUBCOMMANDS)[number];
+
+const FLAGS = {
+  out: { type: 'string' },
+  trust: { type: 'string' },
+  'public-key': { type: 'string', multiple: true },
+  threshold: { type: 'string' },
+  id: { type: 'string' },
+  alg: { type: 'string' },
+  targets: { type: 'string' },
+  'bump-version': { type: 'boolean' },
+  key: { type: 'string' },
+  keyid: { type: 'string' },
+  envelope: { type: 'string' },
+} as const;
+
+const ALLOWED: Record<Sub, readonly string[]> = {
+  init: ['out', 'public-key', 'threshold'],
+  'add-key': ['trust', 'public-key', 'id', 'alg', 'targets', 'bump-version'],
+  'remove-key': ['trust', 'id', 'bump-version'],
+  'set-threshold': ['trust', 'bump-version'],
+  show: ['trust'],
+  sign: ['trust', 'key', 'keyid', 'envelope'],
+  rotate: ['trust', 'envelope', 'out'],
+};
+
+export const trustCommand: Command = {
+  name: 'trust',
+  summary: 'create, edit, show, sign and rotate trust store files',
+  usage: USAGE,
+  async run(argv, out) {
+    const [sub, ...rest] = argv;
+    if (sub === '--help' || sub === '-h') return printHelp(out, this.usage);
+    if (sub === undefined || (sub === '--json' && rest.length === 0)) throw new UsageError(`trust needs a subcommand (${SUBCOMMANDS.join(', ')})`);
+    if (!(SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`unknown trust subcommand ${JSON.stringify(sub)} (${SUBCOMMANDS.join(', ')})`);
+    const action = sub as Sub;
+    const { values, help, positionals } = parseCommandArgs(rest, FLAGS, action === 'set-threshold');
+    if (help) return printHelp(out, this.usage);
+    for (const [flag, value] of Object.entries(values)) {
+      if (value === undefined || flag === 'json' || flag === 'help') continue;
+      if (!ALLOWED[action].includes(flag)) throw new UsageError(`trust ${action} does not take --${flag}`);
+    }
+    switch (action) {
+      case 'init':
+        return init(values, out);
+      case 'add-key':
+      case 'remove-key':
+      case 'set-threshold':
+        return edit(action, values, positionals, out);
+      case 'show':
+        return show(values, out);
+      case 'sign':
+        return signNext(values, out);
+      case 'rotate':
+        return rotate(values, out);
+    }
+  },
+};
+
+type Values = Record<string, unknown>;
+
+/** What the JSON output says about a store: no key material, fingerprints instead. */
+function summary(store: TrustStore): Record<string, unknown> {
+  return {
+    version: store.version,
+    threshold: store.threshold,
+    keys: [...store.keys.values()].map((k) => ({ id: k.keyid, alg: k.key.alg, fingerprint: `sha256:${k.key.fingerprint}`, ...(k.targets === undefined ? {} : { targets: k.targets }) })),
+    rules: store.rules.length,
+    root: store.root,
+  };
+}
+
+function describeStore(store: TrustStore): string {
+  return `version ${store.version}, ${store.keys.size} key(s) (${[...store.keys.keys()].join(', ')}), threshold ${store.threshold}`;
+}
+
+async function init(values: Values, out: Output): Promise<number> {
+  const path = requireString(values, 'out');
+  const files = stringList(values, 'public-key');
+  if (files.length === 0) throw new UsageError('trust init needs at least one --public-key (a trust store has at least one key)');
+  const keys = [];
+  for (const item of files) {
+    const at = item.indexOf('=');
+    const [id, file] = at > 0 ? [item.slice(0, at), item.slice(at + 1)] : [keyIdFromFile(item), item];
+    keys.push([checkKeyId(id, `key id of --public-key ${item}`), await readPublicKeyFile(file)] as [string, Awaited<ReturnType<typeof readPublicKeyFile>>]);
+  }
+  const thresholdText = optionalString(values, 'threshold');
+  const doc = newStore(keys, thresholdText === undefined ? undefined : thresholdArg(thresholdText, '--threshold'));
+  const { text, store } = checkedStore(doc, 'trust init');
+  await writeFile(path, text, true);
+  out.success(`created ${path}: ${describeStore(store)}`, { path, store: summary(store) });
+  return EXIT_OK;
+}
+
+async function edit(action: 'add-key' | 'remove-key' | 'set-threshold', values: Values, positionals: string[], out: Output): Promise<number> {
+  const path = requireString(values, 'trust');
+  // Every flag and argument is checked before the file is read.
+  let threshold: number | undefined;
+  if (action === 'set-threshold') {
+    if (positionals.length !== 1) throw new UsageError(`trust set-threshold takes one number N, got ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`);
+    threshold = thresholdArg(positionals[0]!, 'the threshold N');
+  }
+  const { bytes, value: store } = await loadTrustStoreFile(path);
+  let doc: TrustStoreDocument;
+  let done: string;
+  if (action === 'add-key') {
+    const files = stringList(values, 'public-key');
+    if (files.length !== 1) throw new UsageError(`trust add-key takes one --public-key PEM_FILE, got ${files.length}`);
+    const file = files[0]!;
+    const id = checkKeyId(optionalString(values, 'id') ?? keyIdFromFile(file));
+    const key = await readPublicKeyFile(file, optionalString(values, 'alg'));
+    doc = addKey(store, id, key, targetList(optionalString(values, 'targets')));
+    done = `added ${id} (${key.alg}, sha256:${key.fingerprint})`;
+  } else if (action === 'remove-key') {
+    const id = requireString(values, 'id');
+    const removed = removeKey(store, id);
+    doc = removed.doc;
+    done = `removed ${id}${removed.alsoFrom.length === 0 ? '' : ` (also from ${removed.alsoFrom.join(', ')})`}`;
+  } else {
+    doc = setThreshold(store, threshold!);
+    done = `threshold ${store.threshold} → ${threshold}`;
+  }
+  if (values['bump-version'] === true) bumpVersion(doc, store);
+  const { text, store: next } = checkedStore(doc, `trust ${action}`);
+  await replaceFile(path, bytes, text, MAX_STORE_BYTES);
+  out.success(`${path}: ${done}; now ${describeStore(next)}`, { path, store: summary(next) });
+  return EXIT_OK;
+}
+
+async function show(values: Values, out: Output): Promise<number> {
+  const path = requireString(values, 'trust');
+  const { value: store } = await loadTrustStoreFile(path);
+  out.line(`${path}: version ${store.version}, threshold ${store.threshold} of ${store.keys.size} key(s)`);
+  for (const k of store.keys.values()) {
+    out.line(`  ${k.keyid}  ${k.key.alg}  sha256:${k.key.fingerprint}${k.targets === undefined ? '' : `  targets ${k.targets.join(',')}`}`);
+  }
+  store.rules.forEach((r, i) => out.line(`  rules[${i}]: ${r.targets.join(',')} needs ${r.threshold} of ${r.keys.join(', ')}`));
+  out.line(`  root: ${store.root.threshold} of ${store.root.keys.join(', ')} sign the next version`);
+  if (out.json) out.success(`${path}: ${describeStore(store)}`, { path, store: summary(store) });
+  return EXIT_OK;
+}
+
+async function readEnvelope(path: string, flag: string): Promise<{ bytes: Uint8Array; envelope: Envelope } | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileBounded(path, MAX_ENVELOPE_BYTES, { noFollow: false, what: 'trust store envelope' });
+  } catch (error) {
+    if (error instanceof HotPatchError && error.code === 'NOT_FOUND') return undefined;
+    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`${flag} ${path}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+  let envelope: Envelope;
+  try {
+    envelope = decodeEnvelope(bytes);
+  } catch (error) {
+    if (error instanceof HotPatchError) throw new UsageError(`${flag} ${path}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+  if (envelope.payloadType !== TRUST_STORE_PAYLOAD_TYPE) {
+    throw new UsageError(`${flag} ${path} carries ${JSON.stringify(envelope.payloadType)}, not a trust store (${TRUST_STORE_PAYLOAD_TYPE})`);
+  }
+  return { bytes, envelope };
+}
+
+async function signNext(values: Values, out: Output): Promise<number> {
+  const nextPath = requireString(values, 'trust');
+  const envelopePath = requireString(values, 'envelope');
+  const keyPath = requireString(values, 'key');
+  const keyid = checkKeyId(optionalString(values, 'keyid') ?? basename(keyPath).replace(/\.key$/, ''), 'key id');
+  const { bytes: payload, value: next } = await loadTrustStoreFile(nextPath);
+  let keyText: string;
+  try {
+    keyText = new TextDecoder().decode(await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false, what: 'key file' }));
+  } catch (error) {
+    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+  let privateKey;
+  try {
+    privateKey = importPrivateKey(keyText);
+  } catch (error) {
+    if (error instanceof HotPatchError) throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+  const listed = next.keys.get(keyid);
+  if (listed !== undefined && listed.key.fingerprint !== privateKey.publicKey().fingerprint) {
+    throw new UsageError(`--key ${keyPath} is not the key ${keyid} of ${nextPath} (fingerprints differ): its signature would not count`);
+  }
+  if (listed === undefined) out.warn(`${keyid} is not a key of ${nextPath}: its signature can count only for the current store's root`);
+
+  const existing = await readEnvelope(envelopePath, '--envelope');
+  if (existing !== undefined && Buffer.compare(Buffer.from(existing.envelope.payload), Buffer.from(payload)) !== 0) {
+    throw new UsageError(`--envelope ${envelopePath} signs other trust store bytes than ${nextPath}: sign the same file, or start a new envelope`);
+  }
+  const earlier = existing?.envelope.signatures ?? [];
+  const sig = sign(privateKey, pae(TRUST_STORE_PAYLOAD_TYPE, payload));
+  const signatures = [...earlier.filter((s) => s.keyid !== keyid), { keyid, sig }];
+  const text = encodeEnvelope({ payloadType: TRUST_STORE_PAYLOAD_TYPE, payload, signatures });
+  if (existing === undefined) await writeFile(envelopePath, text, true);
+  else await replaceFile(envelopePath, existing.bytes, text, MAX_ENVELOPE_BYTES);
+  const verb = signatures.length === earlier.length ? 're-signed' : 'signed';
+  out.success(`${verb} trust store version ${next.version} (${nextPath}) as ${keyid} (${privateKey.alg}) in ${envelopePath}; ${signatures.length} signature(s) now`, {
+    envelope: envelopePath,
+    version: next.version,
+    keyid,
+    alg: privateKey.alg,
+    signatures: signatures.map((s) => s.keyid),
+  });
+  return EXIT_OK;
+}
+
+async function rotate(values: Values, out: Output): Promise<number> {
+  const currentPath = requireString(values, 'trust');
+  const envelopePath = requireString(values, 'envelope');
+  const outPath = optionalString(values, 'out');
+  const { bytes: currentBytes, value: current } = await loadTrustStoreFile(currentPath);
+  const read = await readEnvelope(envelopePath, '--envelope');
+  if (read === undefined) throw new UsageError(`--envelope ${envelopePath} does not exist (hotpatch trust sign creates it)`, 'NOT_FOUND');
+  // The library's check: higher version, a threshold of the current root keys and of the new ones.
+  const next = rotateTrustStore(current, read.bytes);
+  const text = new TextDecoder().decode(read.envelope.payload);
+  if (outPath === undefined) await replaceFile(currentPath, currentBytes, text, MAX_STORE_BYTES);
+  else await writeFile(outPath, text, false);
+  const written = outPath ?? currentPath;
+  out.success(`rotated ${currentPath}: version ${current.version} → ${next.version}, written to ${written}; now ${describeStore(next)}`, {
+    path: written,
+    from: current.version,
+    to: next.version,
+    signatures: read.envelope.signatures.map((s) => s.keyid),
+    store: summary(next),
+  });
+  return EXIT_OK;
+}
