@@ -173,6 +173,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       recordRequest: requestRecorder(audit, bus, auditMode),
     };
     const streams = ctx.streams;
+    // Said once, where the operator looks: where the agent listens and what it came up with.
+    logger?.info(
+      { address, stateDir, targets: runtime.list().map((t) => ({ target: t.name, version: t.active.version, patchId: t.active.patchId })), plans: planner.plans().length },
+      `hotpatch agent listening on ${address}`,
+    );
 
     let closed = false;
     return {
@@ -187,6 +192,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         closed = true;
         for (const res of streams) res.end();
         await undoAll(undo);
+        logger?.info({ address, stateDir }, 'hotpatch agent stopped (graceful: probations suspended, resumed at the next start)');
       },
     };
   } catch (error) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { verifyAuditLog } from '../../src/observability/index.js';
+import { buildHistory, verifyAuditLog } from '../../src/observability/index.js';
 import { BUILTIN_VERSION, T, call, hotpatch, makeFixture, startHost, type CliResult, type Fixture, type Host, type HostConfig } from './helpers.js';
 
 const fixtures: Fixture[] = [];
@@ -169,6 +169,15 @@ test('a graceful stop inside probation resumes it; rollback works after a restar
     audit.filter((x) => x.type === 'Requested').map((x) => x.detail?.action),
     ['apply', 'apply', 'rollback', 'rollback', 'rollback', 'apply', 'confirm', 'apply'],
   );
+
+  // The deployment history tells the same story.
+  const history = await buildHistory(e.fx.stateDir, { target: T });
+  assert.ok(history.audit.ok);
+  const row = (patchId: string) => history.rows.filter((r) => r.patchId === patchId).at(-1);
+  assert.equal(row('life-b')?.outcome, 'rolled-back', JSON.stringify(row('life-b')));
+  assert.ok((row('life-b')?.restarts ?? 0) >= 1, 'life-b served across the graceful restart');
+  assert.equal(row('life-d')?.outcome, 'reverted-at-restart', JSON.stringify(row('life-d')));
+  assert.deepEqual(history.rows.filter((r) => r.outcome === 'serving').map((r) => [r.patchId, r.version]), [['life-c', '1.3.0']]);
 });
 
 test('apply --dry-run says whether a patch would apply now, check by check, and changes nothing', { timeout: 60_000 }, async () => {
