@@ -15,7 +15,7 @@ import type { TokenCredential } from './token.js';
 export type AuditMode = 'fail-closed' | 'fail-open';
 export const AUDIT_MODES: readonly AuditMode[] = ['fail-closed', 'fail-open'];
 /** Requests that move a target back to safety: never refused for want of a record. */
-const TO_SAFETY = new Set(['abort', 'rollback', 'freeze', 'dry-run']);
+const TO_SAFETY = new Set(['abort', 'rollback', 'freeze', 'cancel', 'dry-run']);
 
 /** How a request was admitted, and who its sender says they are. */
 export interface RequestIdentity {

@@ -87,6 +87,13 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     const serving = ctx.runtime.list().find((t) => t.name === target)?.active;
     let ok = result.status === 'activated';
     let message = reused ? `plan ${planId} had already ended (${before}); nothing was run again: ${result.reason}` : result.reason;
+    if (result.status === 'waiting') {
+      // Not refused for good: say what happens to it next, and how to stop that.
+      const then = serving !== undefined && ctx.runtime.get(target).frozen !== undefined
+        ? 'it runs by itself when the target is unfrozen'
+        : `run it again (hotpatch apply --plan-id ${planId}) once that clears`;
+      message = `plan ${planId} is waiting, nothing applied yet: ${result.reason}; ${then} — or cancel it (hotpatch cancel --plan-id ${planId})`;
+    }
     let code = result.code ?? (result.status === 'rolled-back' ? 'CANARY_FAILED' : 'ABORTED');
     if (ok && serving?.patchId !== result.patchId) {
       ok = false;
@@ -146,14 +153,27 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     void ctx.planner.runWaiting(target).catch((error: unknown) => emitRedactedWarning(`resuming plans of ${target} after unfreeze: ${(error as Error).message}`, { code: 'HOTPATCH_PLAN_ERROR' }));
     send(res, 200, { ok: true, target, message: `${target} unfrozen` });
   }),
+  /** Ends a plan that has not ended (a waiting one never runs; a running apply is aborted). */
+  'POST /v1/cancel': operate(async (ctx, req, res) => {
+    const body = await readJsonBody(req);
+    onlyFields(body, ['planId', 'reason'], 'cancel');
+    const planId = stringField(body, 'planId', 'cancel')!;
+    const reason = stringField(body, 'reason', 'cancel', { optional: true }) ?? 'cancelled by operator';
+    const plan = ctx.planner.plan(planId);
+    await ctx.recordRequest(req, 'cancel', plan.plan.target, { plan: planId, reason });
+    const result = await ctx.planner.cancel(planId, reason);
+    send(res, 200, { ok: true, ...result, message: `plan ${planId} cancelled: ${result.reason}` });
+  }),
   /** Ends the active version's probation now: recorded good, kept across restarts. */
   'POST /v1/confirm': operate(async (ctx, req, res) => {
     const { target, body } = await targetBody(req, 'confirm', ['reason']);
     const reason = stringField(body, 'reason', 'confirm', { optional: true }) ?? 'confirmed good by operator';
     ctx.runtime.get(target);
     await ctx.recordRequest(req, 'confirm', target, { reason });
+    const wasGood = ctx.runtime.isGood(ctx.runtime.get(target).active);
     const v = await ctx.runtime.confirm(target, reason);
-    send(res, 200, { ok: true, target, version: v.version, message: `${target} ${v.version} confirmed good: probation ended` });
+    const message = wasGood ? `${target} ${v.version} is already good: nothing to confirm` : `${target} ${v.version} confirmed good: probation ended`;
+    send(res, 200, { ok: true, target, version: v.version, confirmed: !wasGood, message });
   }),
   'GET /v1/events': { access: 'read', stream: true, handler: eventStream },
   'GET /metrics': read(async (ctx, _req, res) => {

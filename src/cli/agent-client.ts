@@ -29,7 +29,16 @@ export async function resolveAgent(agent: string, tokenFile: string | undefined,
     }
     const file = tokenFile ?? (process.env.HOTPATCH_TOKEN_FILE || undefined);
     if (file === undefined) throw new UsageError('an HTTP agent needs --token-file FILE (or HOTPATCH_TOKEN_FILE, or "tokenFile" in the config file)');
-    return { url, token: await readTokenFile(file), tokenFile: file, ...from };
+    let token: string;
+    try {
+      token = await readTokenFile(file);
+    } catch (error) {
+      // A token file others can read, or a short one, is the operator's to fix: a usage error
+      // (exit 2), like a broken config file; a missing or unreadable one stays operational.
+      if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(error.message, 'INVALID', { cause: error });
+      throw error;
+    }
+    return { url, token, tokenFile: file, ...from };
   }
   return { socketPath: agent.startsWith('unix:') ? agent.slice(5) : agent, ...from };
 }

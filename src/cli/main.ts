@@ -23,6 +23,7 @@ const COMMANDS: readonly { name: string; load: () => Promise<Command> }[] = [
   { name: 'rollback', load: async () => (await import('./commands/target-actions.js')).rollbackCommand },
   { name: 'freeze', load: async () => (await import('./commands/target-actions.js')).freezeCommand },
   { name: 'confirm', load: async () => (await import('./commands/target-actions.js')).confirmCommand },
+  { name: 'cancel', load: async () => (await import('./commands/cancel.js')).cancelCommand },
   { name: 'events', load: async () => (await import('./commands/events.js')).eventsCommand },
   { name: 'audit', load: async () => (await import('./commands/audit.js')).auditCommand },
   { name: 'report', load: async () => (await import('./commands/report.js')).reportCommand },

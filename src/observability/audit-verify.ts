@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError } from '../core/index.js';
 import { readFileBounded, readFileChunks } from '../repo/atomic-file.js';
@@ -37,6 +38,14 @@ async function readRecordedHead(stateDir: string): Promise<{ head: string | unde
  * with its line number. Streams the file; memory stays bounded by the longest line.
  */
 export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntry) => void): Promise<AuditVerification> {
+  // A state directory that is not there is a wrong path, not an empty, verified log.
+  try {
+    if (!(await stat(stateDir)).isDirectory()) throw new HotPatchError('INVALID', `${stateDir} is not a directory`);
+  } catch (error) {
+    if (error instanceof HotPatchError) throw error;
+    const code = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'IO';
+    throw new HotPatchError(code, `state directory ${stateDir}: ${(error as Error).message}`, { cause: error });
+  }
   const recorded = await readRecordedHead(stateDir);
   const checker = new AuditChainChecker(recorded.head, recorded.error);
   const file = join(stateDir, 'audit.log');

@@ -229,7 +229,9 @@ export async function buildReport(stateDir: string, options: { since?: Date } = 
 function operatorAction({ line, event }: { line: number; event: HotPatchEvent }, firstBad: number): OperatorAction {
   const d = event.detail ?? {};
   const text = (v: unknown): string => (typeof v === 'string' ? v : '?');
-  const action: OperatorAction = { line, ts: event.ts, action: text(d.action), target: event.target, credential: text(d.credential), reason: event.reason, verified: line < firstBad };
+  // The operator's own words (`--reason`) when they gave some; else what was requested.
+  const reason = typeof d.reason === 'string' ? d.reason : event.reason;
+  const action: OperatorAction = { line, ts: event.ts, action: text(d.action), target: event.target, credential: text(d.credential), reason, verified: line < firstBad };
   if (typeof d.actor === 'string') action.actor = d.actor;
   return action;
 }

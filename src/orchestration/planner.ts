@@ -250,6 +250,27 @@ export class Planner {
     return dryRunPlan(normalized, this.runtime, () => this.#components(normalized), this.#now(), signal);
   }
 
+  /**
+   * Ends a plan that has not ended, for good: a pending or waiting plan becomes `failed`
+   * ("cancelled: …", ABORTED) and never runs — e.g. an apply a freeze left waiting that should
+   * not go live at the unfreeze. A plan whose apply is running has that apply aborted (back to
+   * the running version). An ended plan → INVALID; one running another phase → ABORTED.
+   */
+  async cancel(id: string, reason = 'cancelled by operator'): Promise<PlanRunResult> {
+    this.#ready();
+    const state = this.#get(id);
+    if (FINAL_STATUSES.includes(state.status)) throw new HotPatchError('INVALID', `plan ${id} has already ended (${state.status}): nothing to cancel`);
+    if (this.#running.has(id)) {
+      const target = this.runtime.list().find((t) => t.name === state.plan.target);
+      if (state.phase === 'apply' && target?.applying !== undefined && target.applying.patchId === state.patchId) {
+        target.abort(`cancelled: ${reason}`);
+        return resultOf(state);
+      }
+      throw new HotPatchError('ABORTED', `plan ${id} is running (${state.phase ?? 'starting'}); it can be cancelled once that phase ends, or its apply aborted`);
+    }
+    return this.#settle(state, { status: 'failed', reason: `cancelled: ${reason}`, code: 'ABORTED', announce: true });
+  }
+
   /** Stops following the runtime's events (the journal stays as written). */
   close(): void {
     this.#offRolledBack();

@@ -35,6 +35,12 @@ export interface TargetStatus {
   active: VersionStatus;
   previous: VersionStatus | undefined;
   frozen: string | undefined;
+  /**
+   * The active version's standing: `good` (probation passed, confirmed, or the built-in: a
+   * restart keeps it), or in probation with `leftMs` to go (a crash before then reverts it;
+   * a graceful stop suspends it).
+   */
+  probation: { good: true } | { good: false; leftMs: number };
   canary:
     | { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number; candidate: VersionStatus }
     | undefined;
@@ -72,6 +78,8 @@ export class HotPatchRuntime {
   readonly verifier: PatchVerifier | undefined;
   readonly #targets = new Map<string, Target<object>>();
   readonly #probation = new Map<string, NodeJS.Timeout>();
+  /** target → when its running probation timer fires (epoch ms), so status and a graceful stop know what is left. */
+  readonly #probationEnds = new Map<string, number>();
   /** Extra figures of versions that state.json records (promotion time, probation, good). */
   readonly #meta = new WeakMap<RuntimeVersion, Partial<VersionRecord>>();
   readonly #probes: NodeJS.Timeout[] = [];
@@ -127,6 +135,7 @@ export class HotPatchRuntime {
         active: versionStatus(t.active),
         previous: t.previous === undefined ? undefined : versionStatus(t.previous),
         frozen: t.frozen,
+        probation: this.#standing(t.name, t.active),
         canary:
           canary === null || t.applying === undefined
             ? undefined
@@ -141,6 +150,20 @@ export class HotPatchRuntime {
               },
       };
     });
+  }
+
+  #standing(name: string, version: RuntimeVersion): TargetStatus['probation'] {
+    const meta = this.#meta.get(version);
+    if (version.patchId === null || meta === undefined || meta.good === true) return { good: true };
+    return { good: false, leftMs: Math.max(0, Math.round(this.#probationLeftMs(name, meta))) };
+  }
+
+  /** Probation left: from the running timer's deadline (a resumed probation too), else from the promotion. */
+  #probationLeftMs(name: string, meta: Partial<VersionRecord>): number {
+    const ends = this.#probationEnds.get(name);
+    if (ends !== undefined) return ends - Date.now();
+    const promotedMs = meta.promoted_at === undefined ? Date.now() : Date.parse(meta.promoted_at);
+    return promotedMs + (meta.probation_ms ?? 0) - Date.now();
   }
 
   /** Publishes one event on the runtime's bus. */
@@ -247,7 +270,8 @@ export class HotPatchRuntime {
   /**
    * Ends the active version's probation now: it is recorded good (state.json `good`,
    * `last_good`), the probation watch stops, and a restart keeps it. For an operator who has
-   * seen enough (`hotpatch confirm`). INVALID when a canary runs or nothing is in probation.
+   * seen enough (`hotpatch confirm`). INVALID when a canary runs; a version already good is
+   * left as it is (idempotent).
    */
   async confirm(name: string, reason = 'confirmed good by operator'): Promise<RuntimeVersion> {
     const target = this.get(name);
@@ -256,9 +280,9 @@ export class HotPatchRuntime {
     }
     const version = target.active;
     const meta = this.#meta.get(version);
-    if (version.patchId === null || meta === undefined || meta.good === true) {
-      throw new HotPatchError('INVALID', `${name} ${version.label} is not in probation: nothing to confirm`);
-    }
+    // Already good (probation over, confirmed before, or the built-in): confirming again is a
+    // no-op, so a retried confirm is not a failure.
+    if (version.patchId === null || meta === undefined || meta.good === true) return version;
     const good = { ...meta, good: true };
     // Persist first: a confirmation the state file does not hold would be undone by a restart.
     if (this.store !== undefined) {
@@ -274,7 +298,7 @@ export class HotPatchRuntime {
     return version;
   }
 
-  /** @internal true once `version` is recorded good (its probation passed, or was confirmed). */
+  /** True once `version` is recorded good: its probation passed, an operator confirmed it, or it is the built-in. */
   isGood(version: RuntimeVersion): boolean {
     return version.patchId === null || this.#meta.get(version)?.good === true;
   }
@@ -291,8 +315,7 @@ export class HotPatchRuntime {
       const version = this.get(name).active;
       const meta = this.#meta.get(version);
       if (version.patchId === null || meta === undefined || meta.good === true) continue;
-      const promotedMs = meta.promoted_at === undefined ? Date.now() : Date.parse(meta.promoted_at);
-      left.push([name, version.patchId, Math.min(MAX_TIMER_MS, Math.max(0, promotedMs + (meta.probation_ms ?? 0) - Date.now()))]);
+      left.push([name, version.patchId, Math.min(MAX_TIMER_MS, Math.max(0, Math.round(this.#probationLeftMs(name, meta))))]);
     }
     this.close();
     if (this.store === undefined || left.length === 0) return;
@@ -373,8 +396,10 @@ export class HotPatchRuntime {
 
   #startProbation(target: Target<object>, version: RuntimeVersion, probationMs: number): void {
     this.#clearProbation(target.name);
+    this.#probationEnds.set(target.name, Date.now() + probationMs);
     const timer = setTimeout(() => {
       this.#probation.delete(target.name);
+      this.#probationEnds.delete(target.name);
       if (target.active !== version) return;
       this.#meta.set(version, { ...this.#meta.get(version), good: true });
       void this.store
@@ -397,6 +422,7 @@ export class HotPatchRuntime {
     const t = this.#probation.get(name);
     if (t !== undefined) clearTimeout(t);
     this.#probation.delete(name);
+    this.#probationEnds.delete(name);
   }
 
   /** Stops probation and sampling timers (the process keeps its routing). */

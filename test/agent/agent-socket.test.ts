@@ -305,7 +305,10 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.equal(lose.json.ok, false);
     assert.equal(lose.json.code, 'ABORTED');
     assert.equal(lose.json.status, 'waiting');
-    assert.equal(lose.json.message, `target ${T} is busy with plan ${String(win.planId)}`);
+    assert.equal(
+      lose.json.message,
+      `plan ${String(lose.json.planId)} is waiting, nothing applied yet: target ${T} is busy with plan ${String(win.planId)}; run it again (hotpatch apply --plan-id ${String(lose.json.planId)}) once that clears — or cancel it (hotpatch cancel --plan-id ${String(lose.json.planId)})`,
+    );
     const t = await status();
     assert.equal(t.active.patchId, win.patchId, 'the runtime ends on the winner');
     assert.equal(t.active.version, win.version);
@@ -386,7 +389,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.equal(refused.status, 422, refused.text);
     assert.equal(refused.json.ok, false);
     assert.equal(refused.json.status, 'waiting');
-    assert.equal(refused.json.message, `target ${T} is frozen: quarterly change freeze`);
+    assert.match(String(refused.json.message), new RegExp(`^plan plan-frozen is waiting, nothing applied yet: target ${T.replace(/\./g, '\\.')} is frozen: quarterly change freeze; it runs by itself when the target is unfrozen — or cancel it \\(hotpatch cancel --plan-id plan-frozen\\)$`));
     // A frozen target refuses by policy (README): the plan waits for the unfreeze.
     assert.equal(refused.json.code, 'POLICY_DENIED', refused.text);
     assert.deepEqual((await status()).active, activeBefore, 'nothing was applied while frozen');

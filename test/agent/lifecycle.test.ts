@@ -144,8 +144,19 @@ test('a graceful stop inside probation resumes it; rollback works after a restar
 
   // Confirm ends the probation: a SIGKILL then keeps the version.
   assert.equal((await e.cli(['apply', '--target', T, '--patch', 'life-c', ...FAST, '--probation', '600000'])).status, 0);
+  const standing = async (): Promise<unknown> =>
+    ((await call({ socketPath: e.sock }, 'GET', '/v1/status')).json.targets as { target: string; probation: unknown }[]).find((t) => t.target === T)?.probation;
+  const inProbation = (await standing()) as { good: boolean; leftMs: number };
+  assert.equal(inProbation.good, false, 'status says the version is still in probation');
+  assert.ok(inProbation.leftMs > 0 && inProbation.leftMs <= 600_000);
+  const text = await hotpatch(['status', '--agent', e.sock]);
+  assert.match(text.stdout, /active: {3}1\.3\.0 \(life-c\) in flight \d+, in probation \d+ s more \(a crash before then reverts it; hotpatch confirm ends it\)/);
   const confirmed = await e.cli(['confirm', '--target', T]);
   assert.equal(confirmed.status, 0, show(confirmed));
+  assert.deepEqual(await standing(), { good: true });
+  const twice = await e.cli(['confirm', '--target', T]);
+  assert.equal(twice.status, 0, `a retried confirm is not a failure: ${show(twice)}`);
+  assert.match(String(twice.json?.message), /already good: nothing to confirm/);
   host.child.kill('SIGKILL');
   await host.exited;
   host = await e.start();
@@ -167,7 +178,7 @@ test('a graceful stop inside probation resumes it; rollback works after a restar
   const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: { type: string; detail?: { action?: string } } }).event);
   assert.deepEqual(
     audit.filter((x) => x.type === 'Requested').map((x) => x.detail?.action),
-    ['apply', 'apply', 'rollback', 'rollback', 'rollback', 'apply', 'confirm', 'apply'],
+    ['apply', 'apply', 'rollback', 'rollback', 'rollback', 'apply', 'confirm', 'confirm', 'apply'],
   );
 
   // The deployment history tells the same story.
@@ -215,4 +226,31 @@ test('apply --dry-run says whether a patch would apply now, check by check, and 
   const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: { type: string; detail?: { action?: string } } }).event);
   assert.ok(!audit.some((x) => x.type === 'Staged' || x.type === 'Fetched' || x.type === 'Planned'), 'a dry run publishes no pipeline event');
   assert.equal(audit.filter((x) => x.type === 'Requested' && x.detail?.action === 'dry-run').length, 3, 'each dry run is recorded as a request');
+});
+
+test('an apply a freeze left waiting says it will run at the unfreeze, and hotpatch cancel stops that', { timeout: 60_000 }, async () => {
+  const e = await env();
+  await e.fx.publish('cancel-me', '1.1.0');
+  const host = await e.start();
+  assert.equal((await e.cli(['freeze', '--target', T, '--reason', 'incident 42'])).status, 0);
+  const waiting = await e.cli(['apply', '--target', T, '--patch', 'cancel-me', ...FAST, '--probation', '0']);
+  assert.equal(waiting.status, 1, show(waiting));
+  const planId = String((waiting.json?.detail as { planId?: string } | undefined)?.planId);
+  assert.match(String(waiting.json?.message), new RegExp(`^plan ${planId} is waiting, nothing applied yet: .*frozen: incident 42; it runs by itself when the target is unfrozen — or cancel it \\(hotpatch cancel --plan-id ${planId}\\)$`));
+
+  const cancelled = await e.cli(['cancel', '--plan-id', planId, '--reason', 'not during the incident']);
+  assert.equal(cancelled.status, 0, show(cancelled));
+  assert.equal((await e.plan(planId))?.status, 'failed');
+  assert.match(String((await e.plan(planId))?.reason), /^cancelled: not during the incident/);
+  const again = await e.cli(['cancel', '--plan-id', planId]);
+  assert.equal(again.status, 1, 'an ended plan cannot be cancelled');
+
+  assert.equal((await e.cli(['freeze', '--target', T, '--unfreeze'])).status, 0);
+  // The unfreeze runs the waiting plans; the cancelled one is not among them.
+  const runWaiting = await call({ socketPath: e.sock }, 'GET', '/v1/plans');
+  assert.equal((runWaiting.json.plans as { id: string; status: string }[]).find((p) => p.id === planId)?.status, 'failed');
+  assert.equal(await e.serving(), BUILTIN_VERSION);
+  await host.stop();
+  const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: { type: string; id: string } }).event);
+  assert.ok(!audit.some((x) => x.type === 'Staged' && x.id === 'cancel-me'), 'the cancelled patch was never staged');
 });

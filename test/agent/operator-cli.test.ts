@@ -77,7 +77,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
     const human = await hotpatch(['status', '--agent', `unix:${sock}`]);
     assert.equal(human.status, 0, showFailure(human));
     assert.match(human.stdout, new RegExp(`^${T.replace(/\./g, '\\.')}$`, 'm'));
-    assert.match(human.stdout, /^ {2}active: {3}1\.0\.0 \(built-in\) in flight \d+$/m);
+    assert.match(human.stdout, /^ {2}active: {3}1\.0\.0 \(built-in\) in flight \d+, good$/m);
   });
 
   test('apply without --json prints plain progress lines (not a TTY): canary step, ratio, verdict, calls judged', async () => {

@@ -44,6 +44,19 @@ describe('the CLI against an agent on loopback HTTP with tokens', { timeout: 60_
     await fx?.close();
   });
 
+  test('a token file others can read, or a short one, is the operator\u2019s to fix: a usage error (exit 2), and nothing is sent', async () => {
+    const loose = join(fx.dir, 'loose.token');
+    await writeToken(loose, randomBytes(24).toString('hex'), 0o644);
+    const short = join(fx.dir, 'short.token');
+    await writeToken(short, 'abc');
+    for (const file of [loose, short]) {
+      const r = await hotpatchAsync(['freeze', '--agent', agent.address, '--token-file', file, '--target', T, '--reason', 'x', '--json'], { env });
+      assert.equal(r.status, 2, show(r));
+      assert.equal(r.json?.code, 'INVALID');
+    }
+    assert.equal(target.frozen, undefined);
+  });
+
   test('a request without a known token is answered 401 with the code UNAUTHENTICATED', async () => {
     const port = Number(new URL(agent.address).port);
     const r = await call({ host: '127.0.0.1', port }, 'GET', '/v1/status');

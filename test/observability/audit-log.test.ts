@@ -3,7 +3,7 @@ import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { EventBus, HotPatchError } from '../../src/core/index.js';
-import { AuditLog, ZERO_HASH, verifyAuditLog } from '../../src/observability/index.js';
+import { AuditLog, ZERO_HASH, buildHistory, buildReport, verifyAuditLog } from '../../src/observability/index.js';
 import { encodeLine } from '../../src/observability/audit-chain.js';
 import { StateStore } from '../../src/rollback/index.js';
 import { event, logLines, readState, setAuditHead, sha256, tempDir, writeLog } from './helpers.js';
@@ -321,6 +321,18 @@ test('the head is kept through the StateStore given, beside the runtime state', 
     const state = await store.read();
     assert.equal(state.targets['xps.a']?.active?.version, '1.0.0');
     assert.equal(state.audit_head, `1:${sha256((await logLines(dir))[0]!)}`);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('verifying, reporting or showing the history of a state directory that is not there is NOT_FOUND, not an empty verified log', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const missing = join(dir, 'no-such-state');
+    await assert.rejects(verifyAuditLog(missing), (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND' && e.message.includes('no-such-state'));
+    await assert.rejects(buildReport(missing), (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND');
+    await assert.rejects(buildHistory(missing, { target: 'xps.crypto.hash.sha256' }), (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND');
   } finally {
     await cleanup();
   }

@@ -11,6 +11,7 @@ interface TargetView {
   active: VersionView;
   previous?: VersionView;
   frozen?: string;
+  probation?: { good: true } | { good: false; leftMs: number };
   canary?: { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number };
 }
 
@@ -58,7 +59,8 @@ ${AGENT_HELP}`,
     for (const t of targets) {
       const v = (x: VersionView): string => `${x.version} ${x.patchId === null ? '(built-in)' : `(${x.patchId})`} in flight ${x.inflight}`;
       out.line(`${t.target}`);
-      out.line(`  active:   ${v(t.active)}`);
+      const standing = t.probation === undefined ? '' : t.probation.good ? ', good' : `, in probation ${Math.ceil(t.probation.leftMs / 1000)} s more (a crash before then reverts it; hotpatch confirm ends it)`;
+      out.line(`  active:   ${v(t.active)}${standing}`);
       if (t.previous !== undefined) out.line(`  previous: ${v(t.previous)}`);
       if (t.frozen !== undefined) out.line(`  frozen:   ${t.frozen}`);
       if (t.canary !== undefined) {
