@@ -171,11 +171,14 @@ export async function buildReport(stateDir: string, options: { since?: Date } = 
     const approvals: ReportApproval[] = [];
     let verifiedSigners: string[] | undefined;
     for (const { event } of list) {
-      const decisive = DECISIVE[event.type];
-      if (decisive !== undefined) {
-        outcome = decisive;
-        if (event.reason !== '') reasons.push(`${event.type}: ${event.reason}`);
-      }
+      let decisive = DECISIVE[event.type];
+      // A version reverted at a restart (the process died inside its probation) was rolled
+      // back, as its plan and the history say; a later attempt refused before it served (say
+      // a DOWNGRADE on a re-apply) does not unsay that the patch served.
+      if (event.type === 'Failed' && event.detail?.restored !== undefined) decisive = 'rolled-back';
+      else if (event.type === 'Failed' && (outcome === 'activated' || outcome === 'rolled-back')) decisive = undefined;
+      if (decisive !== undefined) outcome = decisive;
+      if (DECISIVE[event.type] !== undefined && event.reason !== '') reasons.push(`${event.type}: ${event.reason}`);
       if (event.type === 'Approved') {
         const approval: ReportApproval = { ts: event.ts, reason: event.reason };
         if (event.detail !== undefined) approval.detail = event.detail;

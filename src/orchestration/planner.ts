@@ -606,6 +606,13 @@ export class Planner {
         if (typeof chosen !== 'string') return await this.#settle(state, chosen);
         patchId = chosen;
       }
+      if (target.active.patchId === patchId) {
+        // Already serving: nothing to fetch or verify (the anti-downgrade check would otherwise
+        // call re-applying the serving version a downgrade once a later one was ever recorded).
+        state.patchId = patchId;
+        state.version = target.active.version;
+        return await this.#settle(state, { status: 'activated', reason: `${patchId} ${target.active.version} is already active` });
+      }
       state.attempts += 1;
       state.patchId = patchId;
       delete state.version;

@@ -166,3 +166,31 @@ test('an event id that is not a patch id is never used as a file name', async ()
     await cleanup();
   }
 });
+
+test('a patch that served keeps its outcome when a later attempt is refused before serving, and one reverted at a restart is rolled back', async () => {
+  clock = Date.parse('2025-11-01T10:00:00Z');
+  const t = await tempDir();
+  try {
+    const log = new AuditLog(t.dir);
+    for (const e of [
+      at('Promoted', 'served-then-refused', '1.3.0'),
+      at('Activated', 'served-then-refused', '1.3.0'),
+      at('Failed', 'served-then-refused', '1.3.0', { reason: 'verify failed: DOWNGRADE', detail: { code: 'DOWNGRADE' } }),
+      at('Promoted', 'reverted', '1.4.0'),
+      at('Activated', 'reverted', '1.4.0'),
+      at('Failed', 'reverted', '1.4.0', { reason: 'the process stopped inside its probation', detail: { restored: '1.3.0' } }),
+      at('Failed', 'never-served', '1.5.0', { reason: 'load failed', detail: { code: 'LOAD_FAILED' } }),
+    ]) {
+      await log.append(e);
+    }
+    await log.close();
+    const report = await buildReport(t.dir);
+    const outcome = (id: string) => report.patches.find((p) => p.id === id)?.outcome;
+    assert.equal(outcome('served-then-refused'), 'activated');
+    assert.equal(outcome('reverted'), 'rolled-back');
+    assert.equal(outcome('never-served'), 'failed');
+    assert.match(report.patches.find((p) => p.id === 'served-then-refused')!.reasons.at(-1)!, /DOWNGRADE/, 'the refusal is still listed among the reasons');
+  } finally {
+    await t.cleanup();
+  }
+});

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { HotPatchError, type Approver, type ApprovalRequest } from '../../src/core/index.js';
 import { Planner, type PatchPlan } from '../../src/orchestration/index.js';
-import { FLAKY, OTHER, T, makeEnv, planOf, types, withTraffic, type Env, type Proc } from './helpers.js';
+import { FAST_ZDT, FLAKY, OTHER, T, makeEnv, planOf, types, withTraffic, type Env, type Proc } from './helpers.js';
 
 const isCode = (code: string) => (e: unknown) => e instanceof HotPatchError && e.code === code;
 
@@ -70,6 +70,26 @@ test('a plan runs Fetch → Verify → Gate → Approve → Stage → Canary →
       { status: 'activated', phase: 'apply', patchId: 'fix-101', version: '1.0.1', attempts: 1 },
     );
     assert.deepEqual(planner.plan('p1').status, 'activated');
+  } finally {
+    await env.close();
+  }
+});
+
+test('re-applying the version that serves after a rollback to it is "already active", not a downgrade of a later version once recorded', async () => {
+  const { env, proc, planner } = await setup();
+  try {
+    await env.publish('fix-201', '1.0.1');
+    await env.publish('fix-202', '1.0.2');
+    planner.addPlan(planOf('a', { patch: 'fix-201', zdt: { ...FAST_ZDT, probationMs: 0 } }) as PatchPlan);
+    assert.equal((await withTraffic(proc, planner.runOnce('a'))).result.status, 'activated');
+    planner.addPlan(planOf('b', { patch: 'fix-202', zdt: { ...FAST_ZDT, probationMs: 0 } }) as PatchPlan);
+    assert.equal((await withTraffic(proc, planner.runOnce('b'))).result.status, 'activated');
+    await proc.runtime.rollback(T, 'back to 1.0.1');
+    assert.equal(proc.target.active.version, '1.0.1');
+    planner.addPlan(planOf('a-again', { patch: 'fix-201' }) as PatchPlan);
+    const again = await planner.runOnce('a-again');
+    assert.deepEqual([again.status, again.code], ['activated', undefined], again.reason);
+    assert.match(again.reason, /^fix-201 1\.0\.1 is already active$/);
   } finally {
     await env.close();
   }
