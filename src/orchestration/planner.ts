@@ -1,15 +1,11 @@
-import semver from 'semver';
 import {
   HotPatchError,
   Registries,
   boundMessage,
-  decodeEnvelope,
   defaultRegistries,
   describe,
   emitRedactedWarning,
-  parseManifest,
   type Approver,
-  type ErrorCode,
   type EventType,
   type HotPatchEvent,
   type PatchRepository,
@@ -17,9 +13,12 @@ import {
 } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { verifyPatch } from '../verification/index.js';
-import { HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../zero-downtime/index.js';
+import { HotPatchRuntime, twoPhaseApply, type Target } from '../zero-downtime/index.js';
 import { dryRunPlan, type DryRunReport, type PlanComponents } from './dry-run.js';
 import { Journal, MAX_JOURNAL_BYTES, MAX_REASON, journalText } from './journal.js';
+import { selectPatch } from './patch-selection.js';
+import { recoveryOutcome } from './recovery.js';
+import { codeOf, failureOutcome, resultOf, type Outcome } from './run-outcome.js';
 import {
   FINAL_STATUSES,
   checkPlan,
@@ -62,17 +61,6 @@ export interface PlannerOptions {
 }
 
 type Components = PlanComponents;
-
-/** How a run ended before reaching the installer (or what it found). */
-interface Outcome {
-  status: PlanStatus;
-  reason: string;
-  code?: ErrorCode;
-  apply?: ApplyResult;
-  nextOpenMs?: number;
-  /** Publish a `Failed` event for it (failures the runtime has not reported itself). */
-  announce?: boolean;
-}
 
 const RUNNABLE: readonly PlanStatus[] = ['pending', 'waiting'];
 
@@ -602,7 +590,7 @@ export class Planner {
       // (polling reads only; nothing is recorded until a patch is found, so an idle plan stays quiet).
       let patchId = plan.patch;
       if (patchId === undefined) {
-        const chosen = await this.#select(state, c, highestVersion, resumePatch, signal);
+        const chosen = await selectPatch(this.runtime, plan, c, highestVersion, resumePatch, signal);
         if (typeof chosen !== 'string') return await this.#settle(state, chosen);
         patchId = chosen;
       }
@@ -690,7 +678,7 @@ export class Planner {
           code: 'IO',
         });
       }
-      return await this.#settle(state, this.#failure(state, error, signal, shutdown));
+      return await this.#settle(state, failureOutcome(state, error, signal, shutdown));
     }
   }
 
@@ -713,145 +701,10 @@ export class Planner {
     return undefined;
   }
 
-  /** Maps an error of a run to the plan's outcome. */
-  #failure(state: PlanState, error: unknown, signal: AbortSignal | undefined, shutdown: boolean): Outcome {
-    const code = codeOf(error);
-    // Before the run is recorded as running, it was still choosing its patch (fetch).
-    const phase: PlanPhase = state.status === 'running' ? (state.phase ?? 'fetch') : 'fetch';
-    const message = error instanceof Error ? error.message : String(error);
-    // The runtime reports apply-phase failures itself (Failed / RolledBack / Aborted events).
-    const announce = phase !== 'apply';
-    if (code === 'ABORTED') {
-      if (shutdown && signal?.aborted === true) return { status: 'pending', reason: `interrupted during ${phase} by shutdown; will run again` };
-      const busyWith = error instanceof HotPatchError ? error.detail?.busyWith : undefined;
-      if (typeof busyWith === 'string') return { status: 'waiting', reason: `target ${state.plan.target} is busy with patch ${busyWith}` };
-      return { status: 'failed', reason: `aborted during ${phase}: ${message}`, code, announce };
-    }
-    if ((phase === 'fetch' || phase === 'verify') && (code === 'NOT_FOUND' || code === 'IO')) {
-      // Not published yet (or the repository is unreachable): try again on the next round.
-      const what = code === 'NOT_FOUND' ? `not published in repository ${state.plan.repo} yet` : `not readable from repository ${state.plan.repo} now`;
-      return { status: 'waiting', reason: `patch ${state.patchId ?? state.plan.patch ?? '?'} ${what}: ${message}`, code };
-    }
-    if (code === 'IO' && phase === 'apply') {
-      // A full disk, an unreadable staged file: not the patch's fault, and it passes; the
-      // running version is untouched (the runtime rolled back), so the plan tries again later.
-      return { status: 'waiting', reason: `apply failed on I/O (the running version is untouched; will try again): ${message}`, code };
-    }
-    if (code === 'CANARY_FAILED') return { status: 'rolled-back', reason: message, code };
-    const out: Outcome = { status: 'failed', reason: `${phase} failed: ${message}`, announce };
-    if (code !== undefined) out.code = code;
-    return out;
-  }
-
-  /**
-   * Polling: the highest version for the plan's target among the repository's patches whose
-   * envelope verifies now (a forged or downgraded "newest" patch cannot block real ones), not
-   * counting patches the runtime recorded as failed. Returns the id, or a waiting outcome.
-   */
-  async #select(
-    state: PlanState,
-    c: Components,
-    highestVersion: string | undefined,
-    resumePatch: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<string | Outcome> {
-    const plan = state.plan;
-    const failed = new Set(this.runtime.store === undefined ? [] : ((await this.runtime.store.read()).targets[plan.target]?.failed ?? []));
-    const ids = await c.repo.list(signal);
-    const candidates: { id: string; version: string }[] = [];
-    const rejected: string[] = [];
-    let skippedFailed = 0;
-    for (const id of ids) {
-      let bytes: Uint8Array;
-      try {
-        bytes = await c.repo.fetchEnvelope(id, signal);
-      } catch (error) {
-        const code = codeOf(error);
-        if (code === 'ABORTED') throw error;
-        if (code !== 'NOT_FOUND') rejected.push(`${id} (${code ?? (error as Error).message})`);
-        continue;
-      }
-      if (claimedTarget(bytes) !== plan.target) continue;
-      if (failed.has(id) && id !== resumePatch) {
-        skippedFailed += 1;
-        continue;
-      }
-      let verified: VerifiedManifest;
-      try {
-        verified = c.verifier.verifyEnvelope(bytes, highestVersion === undefined ? {} : { highestVersion });
-      } catch (error) {
-        const code = codeOf(error);
-        if (code !== 'DOWNGRADE') rejected.push(`${id} (${code ?? (error as Error).message})`);
-        continue;
-      }
-      if (verified.manifest.id !== id) {
-        rejected.push(`${id} (INVALID: its manifest names ${verified.manifest.id})`);
-        continue;
-      }
-      if (verified.manifest.target === plan.target) candidates.push({ id, version: verified.manifest.version });
-    }
-    if (candidates.length === 0) {
-      const notes = [
-        rejected.length > 0 ? `rejected: ${rejected.slice(0, 5).join(', ')}${rejected.length > 5 ? ` and ${rejected.length - 5} more` : ''}` : undefined,
-        skippedFailed > 0 ? `${skippedFailed} failed before, not retried` : undefined,
-      ].filter((n) => n !== undefined);
-      return {
-        status: 'waiting',
-        reason: `no acceptable patch for ${plan.target} in repository ${plan.repo} yet${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`,
-        code: 'NOT_FOUND',
-      };
-    }
-    const active = this.runtime.list().find((t) => t.name === plan.target)?.active.patchId;
-    candidates.sort((a, b) => semver.rcompare(a.version, b.version) || (a.id === active ? -1 : b.id === active ? 1 : 0));
-    return candidates[0]!.id;
-  }
-
   async #recoverOne(state: PlanState): Promise<void> {
-    const plan = state.plan;
-    const phase = state.phase ?? 'fetch';
-    const patchId = state.patchId;
-    if (patchId !== undefined) {
-      const saved = this.runtime.store === undefined ? undefined : (await this.runtime.store.read()).targets[plan.target];
-      const declared = this.runtime.list().find((t) => t.name === plan.target);
-      const activeId = declared !== undefined ? declared.active.patchId : (saved?.active?.id ?? null);
-      if (activeId === patchId) {
-        if (declared !== undefined && state.version === undefined) state.version = declared.active.version;
-        await this.#settle(state, { status: 'activated', reason: `${patchId} was found active after a restart (the run was interrupted during ${phase})` });
-        return;
-      }
-      if (saved?.failed.includes(patchId) === true) {
-        await this.#settle(state, {
-          status: 'rolled-back',
-          reason: `${patchId} was rolled back: the run was interrupted during ${phase} and the runtime recorded the patch as failed; it is not run again`,
-        });
-        return;
-      }
-    }
-    if (phase === 'apply' && patchId !== undefined) {
-      // The process died while the patch's code was loading or serving canary calls: count it,
-      // and past the limit blame the patch rather than run it into the ground again (a patch
-      // calling process.exit() in init(), looping at import, exhausting memory).
-      const crashes = (state.crashes ?? 0) + 1;
-      state.crashes = crashes;
-      if (crashes >= this.#maxApplyCrashes) {
-        const reason = `the process died ${crashes === 1 ? 'once' : `${crashes} times`} while applying ${patchId} (loading, self-testing or in canary): the patch is blamed, recorded as failed and not run again (maxApplyCrashes ${this.#maxApplyCrashes})`;
-        try {
-          await this.runtime.recordFailure(plan.target, patchId);
-        } catch (error) {
-          // The plan still fails for good (the journal says CRASHED); polling just lacks the mark.
-          emitRedactedWarning(`recording ${patchId} as failed did not reach state.json: ${(error as Error).message}`, { code: 'HOTPATCH_STATE_WRITE_FAILED' });
-        }
-        await this.#settle(state, { status: 'failed', reason, code: 'CRASHED', announce: true });
-        emitRedactedWarning(`plan ${plan.id}: ${reason}`, { code: 'HOTPATCH_CRASH_LOOP' });
-        return;
-      }
-      await this.#settle(state, {
-        status: 'pending',
-        reason: `interrupted during apply: the process died with ${patchId} loading or in canary (${crashes} of ${this.#maxApplyCrashes} deaths before the patch is blamed); will run again`,
-      });
-      return;
-    }
-    await this.#settle(state, { status: 'pending', reason: `interrupted during ${phase}; will run again` });
+    const { outcome, warning } = await recoveryOutcome(state, this.runtime, this.#maxApplyCrashes);
+    await this.#settle(state, outcome);
+    if (warning !== undefined) emitRedactedWarning(warning, { code: 'HOTPATCH_CRASH_LOOP' });
   }
 
   /** One round of the loop: due plans by target lanes; then those whose dependencies just settled. */
@@ -892,27 +745,6 @@ function positiveInteger(value: unknown, name: string): number {
     throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${describe(value)}`);
   }
   return value;
-}
-
-function resultOf(state: PlanState): PlanRunResult {
-  const r: PlanRunResult = { planId: state.plan.id, status: state.status, reason: state.reason ?? '' };
-  if (state.patchId !== undefined) r.patchId = state.patchId;
-  if (state.version !== undefined) r.version = state.version;
-  if (state.code !== undefined) r.code = state.code;
-  return r;
-}
-
-function codeOf(error: unknown): ErrorCode | undefined {
-  return error instanceof HotPatchError ? error.code : undefined;
-}
-
-/** The target an envelope claims (unverified; only to pick which envelopes to verify). */
-function claimedTarget(bytes: Uint8Array): string | undefined {
-  try {
-    return parseManifest(decodeEnvelope(bytes).payload).manifest.target;
-  } catch {
-    return undefined; // not a manifest at all: it cannot be a candidate for any target
-  }
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
