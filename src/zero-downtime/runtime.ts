@@ -7,6 +7,7 @@ import semver from 'semver';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
 import { Target, type TargetDeclaration } from './target.js';
 import { MAX_TIMER_MS } from './options.js';
+import { ProbationClock } from './probation-clock.js';
 
 export interface RuntimeOptions {
   /** Where state.json, staging/ and manifests/ live; without it nothing is persisted. */
@@ -77,9 +78,7 @@ export class HotPatchRuntime {
   readonly installer: DynamicInstaller | undefined;
   readonly verifier: PatchVerifier | undefined;
   readonly #targets = new Map<string, Target<object>>();
-  readonly #probation = new Map<string, NodeJS.Timeout>();
-  /** target → when its running probation timer fires (epoch ms), so status and a graceful stop know what is left. */
-  readonly #probationEnds = new Map<string, number>();
+  readonly #probation = new ProbationClock();
   /** Extra figures of versions that state.json records (promotion time, probation, good). */
   readonly #meta = new WeakMap<RuntimeVersion, Partial<VersionRecord>>();
   readonly #probes: NodeJS.Timeout[] = [];
@@ -160,7 +159,7 @@ export class HotPatchRuntime {
 
   /** Probation left: from the running timer's deadline (a resumed probation too), else from the promotion. */
   #probationLeftMs(name: string, meta: Partial<VersionRecord>): number {
-    const ends = this.#probationEnds.get(name);
+    const ends = this.#probation.endsAt(name);
     if (ends !== undefined) return ends - Date.now();
     const promotedMs = meta.promoted_at === undefined ? Date.now() : Date.parse(meta.promoted_at);
     return promotedMs + (meta.probation_ms ?? 0) - Date.now();
@@ -311,7 +310,7 @@ export class HotPatchRuntime {
    */
   async shutdown(): Promise<void> {
     const left: [string, string, number][] = [];
-    for (const name of this.#probation.keys()) {
+    for (const name of this.#probation.running()) {
       const version = this.get(name).active;
       const meta = this.#meta.get(version);
       if (version.patchId === null || meta === undefined || meta.good === true) continue;
@@ -395,11 +394,7 @@ export class HotPatchRuntime {
   }
 
   #startProbation(target: Target<object>, version: RuntimeVersion, probationMs: number): void {
-    this.#clearProbation(target.name);
-    this.#probationEnds.set(target.name, Date.now() + probationMs);
-    const timer = setTimeout(() => {
-      this.#probation.delete(target.name);
-      this.#probationEnds.delete(target.name);
+    this.#probation.start(target.name, probationMs, () => {
       if (target.active !== version) return;
       this.#meta.set(version, { ...this.#meta.get(version), good: true });
       void this.store
@@ -413,21 +408,16 @@ export class HotPatchRuntime {
             code: 'HOTPATCH_STATE_WRITE_FAILED',
           });
         });
-    }, probationMs);
-    timer.unref();
-    this.#probation.set(target.name, timer);
+    });
   }
 
   #clearProbation(name: string): void {
-    const t = this.#probation.get(name);
-    if (t !== undefined) clearTimeout(t);
-    this.#probation.delete(name);
-    this.#probationEnds.delete(name);
+    this.#probation.clear(name);
   }
 
   /** Stops probation and sampling timers (the process keeps its routing). */
   close(): void {
-    for (const name of [...this.#probation.keys()]) this.#clearProbation(name);
+    this.#probation.clearAll();
     for (const probe of this.#probes.splice(0)) clearInterval(probe);
   }
 
