@@ -1,6 +1,6 @@
 import { HotPatchError, type ErrorCode } from '../core/index.js';
 
-/** DESIGN.md "Command line": exit status contract. */
+/** Exit status contract (docs/ARCHITECTURE.md "Command line contract"). */
 export const EXIT_OK = 0;
 export const EXIT_REJECTED = 1;
 export const EXIT_USAGE = 2;

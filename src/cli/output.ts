@@ -35,7 +35,8 @@ function watchReader(stream: NodeJS.WritableStream): AbortSignal {
 
 /**
  * Human lines, or with `--json` one JSON object as the last line of standard output
- * (DESIGN.md): `{"ok": true|false, "code": "...", "message": "...", ...}`. Progress lines
+ * (docs/ARCHITECTURE.md "Command line contract"): `{"ok": true|false, "code": "...",
+ * "message": "...", ...}`. Progress lines
  * still go to stdout before it, so scripts read only the last line.
  */
 export class Output {

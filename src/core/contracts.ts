@@ -8,7 +8,7 @@ import type { PatchId } from './patch-id.js';
  * downward only.
  */
 
-/** Where patches come from (DESIGN.md "Repository layout"). All reads are bounded. */
+/** Where patches come from (docs/ARCHITECTURE.md "Repository layout"). All reads are bounded. */
 export interface PatchRepository {
   /** The raw DSSE envelope bytes of `<id>.json`. */
   fetchEnvelope(id: PatchId, signal?: AbortSignal): Promise<Uint8Array>;

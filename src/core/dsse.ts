@@ -2,7 +2,10 @@ import { HotPatchError } from './errors.js';
 import { describe } from './json-shape.js';
 import { decodeJson } from './manifest.js';
 
-/** The payloadType every hot-patch manifest envelope carries (DESIGN.md). */
+/**
+ * The payloadType every hot-patch manifest envelope carries (docs/ARCHITECTURE.md
+ * "Signed envelopes (DSSE)").
+ */
 export const MANIFEST_PAYLOAD_TYPE = 'application/vnd.xps.hotpatch.manifest+json';
 
 export interface EnvelopeSignature {

@@ -1,6 +1,6 @@
 /**
  * The one error type of the project. Every failure carries a stable string `code`
- * (DESIGN.md "Error codes"), so callers, the CLI and `--json` output can branch on it
+ * (docs/ARCHITECTURE.md "Error codes"), so callers, the CLI and `--json` output can branch on it
  * without parsing messages.
  */
 

@@ -8,7 +8,7 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
-/** DESIGN.md "Events": one shape for the bus, logs, metrics and the audit log. */
+/** One shape for the bus, logs, metrics and the audit log (docs/ARCHITECTURE.md "Events"). */
 export interface HotPatchEvent {
   type: EventType;
   /** The patch id the event is about. */

@@ -1,6 +1,9 @@
 import { HotPatchError } from './errors.js';
 
-/** DESIGN.md: 1–128 of [A-Za-z0-9._-], first a letter or digit, never "..". */
+/**
+ * 1–128 of [A-Za-z0-9._-], first a letter or digit, never ".." (docs/ARCHITECTURE.md
+ * "Repository layout").
+ */
 const PATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export type PatchId = string & { readonly __brand: 'PatchId' };

@@ -1,7 +1,7 @@
 import { HotPatchError } from './errors.js';
 
 /**
- * DESIGN.md: a target pattern is an exact name or a glob anchored at both ends,
+ * A target pattern is an exact name or a glob anchored at both ends,
  * case-sensitive, where `*` (the only wildcard) matches any run of characters, dots
  * included. Matching is done on literal segments (no regex built from user input), so
  * `xps.crypto.*` covers `xps.crypto.hash.sha256` but never `xps.cryptography.x`.

@@ -1,4 +1,4 @@
-/** Signature algorithms by their trust-store names (DESIGN.md "Trust store" `alg`). */
+/** Signature algorithms by their trust-store names (the `alg` of docs/ARCHITECTURE.md "Trust store"). */
 export const SIGNATURE_ALGORITHMS = ['ed25519', 'ecdsa-p256-sha256', 'rsa-pss-sha256', 'ml-dsa-65'] as const;
 export type SignatureAlgorithm = (typeof SIGNATURE_ALGORITHMS)[number];
 

@@ -134,8 +134,9 @@ export function privateMaterial(key: PrivateKey): PrivateMaterial {
 
 /**
  * Imports a public key for the algorithm the caller's trust store declares. The declared
- * algorithm must be the key's own: DESIGN.md takes the algorithm from the trusted key, so a
- * key that could be read as two algorithms would let an attacker choose the weaker one.
+ * algorithm must be the key's own: the verifier takes the algorithm from the trusted key
+ * (docs/ARCHITECTURE.md "Trust store"), so a key that could be read as two algorithms would
+ * let an attacker choose the weaker one.
  */
 export function importPublicKey(alg: SignatureAlgorithm, text: string): PublicKey {
   const declared = signatureAlgorithmOf(alg, 'alg');
@@ -282,8 +283,8 @@ function mlDsaPublicKey(raw: Uint8Array): PublicKey {
 /**
  * Builds the PublicKey of a node-native key from its canonical SPKI, so that one key has one
  * fingerprint whatever encoding it arrived in (compressed or explicit-curve EC points,
- * RSASSA-PSS vs rsaEncryption OID): DESIGN.md counts a threshold over distinct keys, and two
- * encodings of one key must not count twice.
+ * RSASSA-PSS vs rsaEncryption OID): a threshold counts distinct keys (docs/ARCHITECTURE.md
+ * "Trust store"), and two encodings of one key must not count twice.
  */
 function nodePublicKey(key: KeyObject, declared: SignatureAlgorithm, what: string): PublicKey {
   const actual = nodeKeyAlgorithm(key, what);

@@ -15,8 +15,9 @@ import {
 
 /*
  * One provider per algorithm, each fixing every parameter (digest, padding, salt, encoding)
- * so nothing about *how* to verify can come from the envelope: DESIGN.md takes the
- * algorithm from the trusted key. The parameters are those of the standard tools, so
+ * so nothing about *how* to verify can come from the envelope: the verifier takes the
+ * algorithm from the trusted key (docs/ARCHITECTURE.md "Security model"). The parameters are
+ * those of the standard tools, so
  * patches signed outside this code verify here:
  *   ed25519            openssl pkeyutl -sign -rawin -inkey k.key            (PureEdDSA over the message)
  *   ecdsa-p256-sha256  openssl dgst -sha256 -sign k.key                      (DER signature)

@@ -46,11 +46,11 @@ const MIN_CALL_MS = 1000;
 class Late extends Error {}
 
 /**
- * The Planner's approver backed by signed votes (DESIGN.md "Approval quorum"): proposes the
- * activation (or finds the fleet's existing proposal), then waits — watching the votes — until
- * a quorum of distinct approver keys has signed it. It never approves on an error: a store it
- * cannot read (etcd without quorum) ends the wait with IO, a quorum not reached in time with
- * APPROVAL_MISSING. It publishes nothing; the Planner emits `Approved`.
+ * The Planner's approver backed by signed votes (docs/ARCHITECTURE.md "Approval quorum"):
+ * proposes the activation (or finds the fleet's existing proposal), then waits — watching the
+ * votes — until a quorum of distinct approver keys has signed it. It never approves on an
+ * error: a store it cannot read (etcd without quorum) ends the wait with IO, a quorum not
+ * reached in time with APPROVAL_MISSING. It publishes nothing; the Planner emits `Approved`.
  */
 export class DistributedApproval implements Approver {
   readonly #consensus: Consensus | undefined;

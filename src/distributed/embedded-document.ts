@@ -12,7 +12,7 @@ import { compareKeys, isRecord, messageOf } from './store-checks.js';
  *   "events": [ { "revision": 7, "type": "put", "key": "/a", "value": "…" } ] }
  * ```
  * `revision` counts changes of the key space (as etcd's does: a lease grant or renewal does
- * not bump it). `events` is an addition to the brief's format: the last changes (whole
+ * not bump it). `events` is an addition to the original format: the last changes (whole
  * revisions, at least `EVENT_LOG_SIZE` events) so a watcher replays every change exactly,
  * in order, instead of diffing snapshots; a watcher that fell further behind than the log
  * falls back to a diff (changes between two of its polls are then coalesced).

@@ -47,7 +47,7 @@ function messageOf(error: unknown): string {
 
 /**
  * Stages verified payloads under `<stageDir>/staging/<sha256>.<ext>` and loads them into the
- * running process, one loader per payload type (DESIGN.md "Payloads and live swap").
+ * running process, one loader per payload type (docs/ARCHITECTURE.md "Payloads and live swap").
  *
  * Memory accounting. ES modules can never be unloaded from a Node.js process: the module map
  * keeps every imported module (and whatever it references) until the process exits. So every

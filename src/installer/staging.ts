@@ -25,7 +25,7 @@ import {
 import type { StagedPayload } from './types.js';
 
 /*
- * Content-addressed staging (DESIGN.md "State directory": `staging/<sha256>.<ext>`, read-only,
+ * Content-addressed staging (docs/ARCHITECTURE.md "staging/": `staging/<sha256>.<ext>`, read-only,
  * crash-safe). Two digests are computed while the payload is copied: SHA-256, which names the
  * file whatever the manifest uses, and the manifest's own algorithm, which is what the signed
  * manifest vouches for. Nothing reaches the final name unless both the size and the manifest's

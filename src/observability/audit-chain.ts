@@ -13,7 +13,7 @@ import { EVENT_TYPES, HotPatchError, describe, type HotPatchEvent } from '../cor
  * - `seq` is 1 for the first line, then 2, 3, … with no gap;
  * - `prev` is the SHA-256 (lowercase hex) of the previous line's bytes as stored, without its
  *   newline; 64 zeros for the first line;
- * - `event` is the `HotPatchEvent` (DESIGN.md "Events"); `detail` only when present.
+ * - `event` is the `HotPatchEvent` (docs/ARCHITECTURE.md "Events"); `detail` only when present.
  * The hash of a line is always taken over the bytes in the file, never over a re-serialisation.
  *
  * ## Head in state.json (`audit_head`)

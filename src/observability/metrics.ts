@@ -15,8 +15,8 @@ export interface HotPatchMetricsOptions {
 }
 
 /**
- * Call durations are sampled (every 256th steady call, the canary's sampled calls), from
- * about 1 µs to 1 s.
+ * Call durations are sampled (one steady call per target every `durationProbeMs`, default
+ * 100 ms, by the runtime's duration probe; the canary's sampled calls), from about 1 µs to 1 s.
  */
 export const CALL_DURATION_BUCKETS: readonly number[] = [
   1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,

@@ -6,8 +6,8 @@ import { HotPatchError, describe } from '../core/index.js';
 
 /**
  * Crash-safe and bounded file primitives shared by the repository, the installer, the state
- * files and the CLI (DESIGN.md "State directory": write temp, fsync, rename, fsync the
- * directory).
+ * files and the CLI (docs/ARCHITECTURE.md "Crash-safety rules": write temp, fsync, rename,
+ * fsync the directory).
  *
  * Error mapping, the same everywhere:
  * - `ENOENT` on a read → `NOT_FOUND`;

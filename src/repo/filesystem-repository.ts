@@ -50,7 +50,7 @@ const HEX_SHA256 = /^[0-9a-fA-F]{64}$/;
 
 /**
  * The seed's `repo.filesystem`: `<root>/<id>.json` (a DSSE envelope) and `<root>/<id>.bin`
- * (the payload), DESIGN.md "Repository layout".
+ * (the payload), docs/ARCHITECTURE.md "Repository layout".
  *
  * Reading is bounded and never follows a link: every id is checked with `parsePatchId`
  * before any file is touched; files are opened `O_NOFOLLOW|O_NONBLOCK` and must be regular

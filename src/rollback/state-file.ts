@@ -2,7 +2,7 @@ import semver from 'semver';
 import { HotPatchError, PAYLOAD_TYPES, asObject, decodeJson, describe, rejectUnknownFields, type PayloadType } from '../core/index.js';
 
 /**
- * `state.json` (DESIGN.md "State directory"): per target, which version is active, which is
+ * `state.json` (docs/ARCHITECTURE.md "state.json"): per target, which version is active, which is
  * the warm previous one, which is the last known good, the highest version ever recorded
  * (anti-downgrade) and the patches that failed. A version record with `id: null` is the
  * implementation the host declared in code (the built-in version).
@@ -38,7 +38,11 @@ export interface StateFile {
   format: 1;
   updated_at?: string;
   targets: Record<string, TargetState>;
-  /** SHA-256 of the last audit log line (observability keeps it here too). */
+  /**
+   * Head of the audit log's hash chain, written only by the audit log (observability):
+   * `<seq>:<sha256 of line seq>`, or `<seq>:<hash>+<sha256 of line seq+1>` while an append is
+   * in progress (format in observability/audit-chain.ts).
+   */
   audit_head?: string;
 }
 

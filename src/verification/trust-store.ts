@@ -2,9 +2,10 @@ import { HotPatchError, asObject, decodeJson, describe, matchesAnyTargetPattern,
 import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto-agile/index.js';
 
 /**
- * DESIGN.md "Trust store", plus two optional fields for rotation (TUF-style root chaining):
- * `version` (integer, default 1; a rotation must increase it) and `root` (which keys may
- * sign the next trust store, and how many must; default: every key, the store's threshold).
+ * The trust store (README "Trust store"; docs/ARCHITECTURE.md "Trust store"), plus two
+ * optional fields for rotation (TUF-style root chaining): `version` (integer, default 1; a
+ * rotation must increase it) and `root` (which keys may sign the next trust store, and how
+ * many must; default: every key, the store's threshold).
  */
 export interface TrustStoreDocument {
   version?: number;
