@@ -23,7 +23,7 @@
  * payloads share bytes or a module.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import type { TargetDeclaration } from '../src/index.js';
+import type { TargetDeclaration } from '../src/index-runtime.js';
 
 export const HASH = 'bench.hash.sha256';
 export const SIGN = 'bench.sign.token';

@@ -13,7 +13,8 @@
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DynamicInstaller, EventBus, HotPatchError, HotPatchRuntime, twoPhaseApply, type HotPatchEvent } from '../src/index.js';
+import { EventBus, HotPatchError, type HotPatchEvent } from '../src/index.js';
+import { DynamicInstaller, HotPatchRuntime, twoPhaseApply } from '../src/index-runtime.js';
 import { startCpuBurners, type CpuBurners } from '../test/support/cpu-burners.js';
 import { startLoad, type Load, type LoadStats } from './canary-judge-load.js';
 import {

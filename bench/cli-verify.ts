@@ -8,6 +8,7 @@
  *   - reference: `node dist/src/cli/main.js --help` (start-up plus loading every module,
  *     without any verification work), to split the difference into loading vs verifying.
  * No goal: the figures and the difference are reported.
+ * --quick: 3 measured runs per case after 1 warm-up run.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,7 +18,8 @@ import { CLI_MAIN, PACKAGE_ROOT, makeSignedPatch, makeSigners, makeTrustStore } 
 import { timeInterleaved, withTempDir, type Row } from './harness.js';
 
 const NAME = 'cli-verify';
-const ROUNDS = 10;
+const FULL = { rounds: 10, warmup: 2 };
+const QUICK = { rounds: 3, warmup: 1 };
 const PAYLOAD_BYTES = 4096;
 
 function runNode(args: string[]): Promise<void> {
@@ -34,7 +36,8 @@ function runNode(args: string[]): Promise<void> {
   });
 }
 
-export async function run(): Promise<Row[]> {
+export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
+  const { rounds: ROUNDS, warmup } = options.quick === true ? QUICK : FULL;
   return withTempDir('xps-bench-cli-', async (dir) => {
     const repoDir = join(dir, 'repo');
     await mkdir(repoDir);
@@ -64,7 +67,7 @@ export async function run(): Promise<Row[]> {
         help: () => runNode([CLI_MAIN, '--help']),
         verify: () => runNode(verifyArgs),
       },
-      { warmup: 2, rounds: ROUNDS },
+      { warmup, rounds: ROUNDS },
     );
 
     const diff = t.verify.medianMs - t.baseline.medianMs;
@@ -78,7 +81,7 @@ export async function run(): Promise<Row[]> {
         best: t.baseline.minMs,
         rounds: ROUNDS,
         status: 'baseline',
-        note: `spawn to exit; ${ROUNDS} runs per case after 2 warm-up runs, interleaved`,
+        note: `spawn to exit; ${ROUNDS} runs per case after ${warmup} warm-up run(s), interleaved`,
       },
       {
         benchmark: NAME,

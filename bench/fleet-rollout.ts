@@ -23,22 +23,24 @@
  * Ratios are against 50 agents. Goals: requests per agent stay flat (<= 1.5× at 4× the
  * agents: the per-agent cost is O(1), whatever the fleet size); convergence grows no worse
  * than linearly (<= 4× at 4× the agents).
+ *
+ * --quick: 25 and 100 agents (still 4× apart, so the goals keep their meaning), 3 rollouts each.
  */
 import {
   FleetController,
   FleetMember,
   createRollout,
-  EtcdStore,
   type MemberReport,
   type RolloutOrder,
   type TargetReport,
 } from '../src/distributed/index.js';
+import { EtcdStore } from '../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from '../test/distributed/etcd-cluster.js';
 import { judge, median, type Row } from './harness.js';
 
 const NAME = 'fleet-rollout';
-const SIZES = [50, 100, 200] as const;
-const ROLLOUTS = 5;
+const FULL = { sizes: [50, 100, 200], rollouts: 5 };
+const QUICK = { sizes: [25, 100], rollouts: 3 };
 const TARGET = 'bench.fleet.target';
 const TIMEOUT_MS = 60_000;
 const REQUESTS_GOAL = '<= 1.5';
@@ -82,7 +84,7 @@ function ringOf(i: number, n: number): number {
   return f < 0.1 ? 0 : f < 0.4 ? 1 : 2;
 }
 
-async function measure(cluster: EtcdCluster, n: number): Promise<Figures> {
+async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promise<Figures> {
   const prefix = `/bench/fleet/n${n}-${process.pid}`;
   const agents: BenchAgent[] = [];
   const errors: unknown[] = [];
@@ -107,7 +109,7 @@ async function measure(cluster: EtcdCluster, n: number): Promise<Figures> {
     await controller.whenLeading();
 
     const figures: Figures = { convergenceMs: [], requestsPerAgent: [], controllerRequests: [], registrationPerAgent: registration };
-    for (let k = 1; k <= ROLLOUTS; k++) {
+    for (let k = 1; k <= rollouts; k++) {
       const agentRequests = agents.reduce((sum, a) => sum + a.store.requestCount, 0);
       const controllerRequests = controllerStore.requestCount;
       const version = `1.0.${k}`;
@@ -151,23 +153,26 @@ async function measure(cluster: EtcdCluster, n: number): Promise<Figures> {
   }
 }
 
-export async function run(): Promise<Row[]> {
+export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
+  const { sizes, rollouts } = options.quick === true ? QUICK : FULL;
+  const first = sizes[0]!;
+  const largest = sizes[sizes.length - 1]!;
   const cluster = await startEtcdCluster();
   const results = new Map<number, Figures>();
   try {
-    for (const n of SIZES) results.set(n, await measure(cluster, n));
+    for (const n of sizes) results.set(n, await measure(cluster, n, rollouts));
   } finally {
     await cluster.stop();
   }
-  const base = results.get(SIZES[0])!;
+  const base = results.get(first)!;
   const baseConv = median(base.convergenceMs);
   const baseReq = median(base.requestsPerAgent);
   const rows: Row[] = [];
-  for (const n of SIZES) {
+  for (const n of sizes) {
     const f = results.get(n)!;
     const conv = median(f.convergenceMs);
     const req = median(f.requestsPerAgent);
-    const isBase = n === SIZES[0];
+    const isBase = n === first;
     const convRow: Row = {
       benchmark: NAME,
       case: `${n} agents: rollout convergence (3 rings)`,
@@ -190,9 +195,9 @@ export async function run(): Promise<Row[]> {
     if (!isBase) {
       const convRatio = conv / baseConv;
       const reqRatio = req / baseReq;
-      const last = n === SIZES[SIZES.length - 1];
-      Object.assign(convRow, { ratio: convRatio, baseline: `${SIZES[0]} agents`, ...(last ? { goal: CONVERGENCE_GOAL, status: judge(convRatio, CONVERGENCE_GOAL) } : {}) });
-      Object.assign(reqRow, { ratio: reqRatio, baseline: `${SIZES[0]} agents`, ...(last ? { goal: REQUESTS_GOAL, status: judge(reqRatio, REQUESTS_GOAL) } : {}) });
+      const last = n === largest;
+      Object.assign(convRow, { ratio: convRatio, baseline: `${first} agents`, ...(last ? { goal: CONVERGENCE_GOAL, status: judge(convRatio, CONVERGENCE_GOAL) } : {}) });
+      Object.assign(reqRow, { ratio: reqRatio, baseline: `${first} agents`, ...(last ? { goal: REQUESTS_GOAL, status: judge(reqRatio, REQUESTS_GOAL) } : {}) });
     }
     rows.push(convRow, reqRow);
   }

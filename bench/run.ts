@@ -7,13 +7,16 @@
  *   node dist/bench/run.js manifest     # only benchmarks whose name contains "manifest"
  *   node dist/bench/run.js canary-judge --quick --seed 42
  *
- * Flags, anywhere in the arguments: --quick (a short run, for CI and for trying things out;
- * each benchmark decides what it shortens, some ignore it) and --seed N (benchmarks that make
- * random choices take them from a PRNG seeded with N and print the seed they used).
+ * Flags, anywhere in the arguments: --quick (a short run, for CI and for trying things out:
+ * every benchmark runs in it, each shortening what it measures, see each file's header) and
+ * --seed N (benchmarks that make random choices take them from a PRNG seeded with N and print
+ * the seed they used).
  *
  * Missed goals are reported ("goal missed"), never turned into a failing exit status; the
  * status is non-zero only when a benchmark could not run at all (1), or the arguments were
- * wrong or the filter matched nothing (2).
+ * wrong or the filter matched nothing (2). In --quick mode a benchmark that has not finished
+ * after QUICK_LIMIT_S seconds counts as one that could not run: the run stops there (the
+ * benchmarks after it are reported not run), prints its summary and exits with 1.
  */
 import { cpus } from 'node:os';
 import { run as canaryJudge } from './canary-judge.js';
@@ -21,12 +24,16 @@ import { run as cliVerify } from './cli-verify.js';
 import { run as demoNoisy } from './demo-noisy.js';
 import { run as fleetRollout } from './fleet-rollout.js';
 import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
+import { run as importCost } from './import-cost.js';
 import { run as manifestVerify } from './manifest-verify.js';
 import { run as payloadHash } from './payload-hash.js';
 import { run as runtimeCalls } from './runtime-calls.js';
 import { run as runtimeSwaps } from './runtime-swaps.js';
 
-/** What every benchmark's run() is given (older benchmarks take no argument and ignore it). */
+/** In --quick mode, a benchmark still running after this long is taken for hung. */
+const QUICK_LIMIT_S = 300;
+
+/** What every benchmark's run() is given. */
 interface BenchOptions {
   /** A short run (--quick). */
   quick: boolean;
@@ -43,7 +50,22 @@ const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promi
   { name: 'fleet-rollout', run: fleetRollout },
   { name: 'canary-judge', run: canaryJudge },
   { name: 'demo-noisy', run: demoNoisy },
+  { name: 'import-cost', run: importCost },
 ];
+
+/** The benchmark's rows, or 'timeout' when it is still running after `limitS` seconds. */
+async function runLimited(run: Promise<Row[]>, limitS: number | undefined): Promise<Row[] | 'timeout'> {
+  if (limitS === undefined) return run;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), limitS * 1000);
+  });
+  try {
+    return await Promise.race([run, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The filter (first argument that is not a flag) and the flags, wherever they stand. */
 function parseArgs(argv: readonly string[]): { filter: string | undefined; options: BenchOptions } | { error: string } {
@@ -63,6 +85,9 @@ function parseArgs(argv: readonly string[]): { filter: string | undefined; optio
   }
   return { filter, options };
 }
+
+/** Set when a benchmark overran the --quick limit: its work is still pending, so the process must be ended. */
+let hung = false;
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
@@ -85,11 +110,25 @@ async function main(): Promise<number> {
   const rows: Row[] = [];
   const errors: { benchmark: string; error: string }[] = [];
   const started = process.hrtime.bigint();
+  const limitS = options.quick ? QUICK_LIMIT_S : undefined;
+  let hungName: string | undefined;
   for (const b of selected) {
+    if (hung) {
+      errors.push({ benchmark: b.name, error: `skipped: ${hungName} did not finish before it` });
+      continue;
+    }
     console.log(`\n== ${b.name} ==`);
     const t0 = process.hrtime.bigint();
     try {
-      const result = await b.run(options);
+      const result = await runLimited(b.run(options), limitS);
+      if (result === 'timeout') {
+        hung = true;
+        hungName = b.name;
+        const message = `did not finish within ${limitS} s (the --quick limit per benchmark)`;
+        errors.push({ benchmark: b.name, error: message });
+        console.log(`FAILED to run: ${message}`);
+        continue;
+      }
       rows.push(...result);
       console.log(formatTable(result));
       console.log(`(${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s)`);
@@ -134,3 +173,6 @@ async function main(): Promise<number> {
 }
 
 process.exitCode = await main();
+// A hung benchmark's timers, children and sockets would keep the process alive: end it (the
+// exit hooks of the CPU burners and etcd members kill those children).
+if (hung) process.exit();

@@ -27,6 +27,9 @@
  * Goals: steady <= direct + 2 ns on inc; steady <= 1.01 × direct on sha; canarying <=
  * direct + 15 ns. The +N ns goals are turned into a ratio limit against the direct call
  * measured in the same mode of the same run.
+ *
+ * --quick: one child per routed case, 3 rounds of ~30 ms each in the children and 3 shared
+ * rounds of ~30 ms (the same code paths, noisier figures).
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -36,29 +39,29 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   DefaultVerifier,
-  DynamicInstaller,
   EventBus,
   HotPatchError,
-  HotPatchRuntime,
   MANIFEST_PAYLOAD_TYPE,
   encodeEnvelope,
   hashBytes,
   pae,
   sign,
-  twoPhaseApply,
-  type ApplyResult,
-  type Target,
   type VerifiedManifest,
 } from '../src/index.js';
+import { DynamicInstaller, HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../src/index-runtime.js';
 import { makeSigners, makeTrustStore } from './fixtures.js';
 import { judge, median, type Row } from './harness.js';
 
 const NAME = 'runtime-calls';
-const SHARED_ROUND_MS = 100;
-const SHARED_ROUNDS = 7;
-const CHILD_ROUND_MS = 100;
-const CHILD_PROCESSES = 3;
-const CHILD_ROUNDS = 6;
+interface Sizes {
+  sharedRoundMs: number;
+  sharedRounds: number;
+  childRoundMs: number;
+  childProcesses: number;
+  childRounds: number;
+}
+const FULL: Sizes = { sharedRoundMs: 100, sharedRounds: 7, childRoundMs: 100, childProcesses: 3, childRounds: 6 };
+const QUICK: Sizes = { sharedRoundMs: 30, sharedRounds: 3, childRoundMs: 30, childProcesses: 1, childRounds: 3 };
 const STEADY_INC_BUDGET_NS = 2;
 const STEADY_SHA_GOAL = '<= 1.01';
 const CANARY_BUDGET_NS = 15;
@@ -303,12 +306,12 @@ function calibrate(loop: Loop, ms: number): number {
  * target, no other call site). The two are interleaved round by round (alternating which
  * goes first), so a burst of outside load hits both; each round's ratio is paired.
  */
-async function child(id: CaseId, rounds: number): Promise<void> {
+async function child(id: CaseId, rounds: number, roundMs: number): Promise<void> {
   const direct: CaseId = `direct-${opOf(id)}`;
   const setup = await setUp([id]);
   try {
     const loops = [setup.loops[direct], setup.loops[id]] as const;
-    const n = loops.map((loop) => calibrate(loop, CHILD_ROUND_MS));
+    const n = loops.map((loop) => calibrate(loop, roundMs));
     for (let w = 0; w < 2; w++) loops.forEach((loop, i) => (sink ^= loop(n[i]!)));
     const ns: [number[], number[]] = [[], []];
     for (let r = 0; r < rounds; r++) {
@@ -329,9 +332,10 @@ interface ChildResult {
   share: number | null;
 }
 
-function runChild(id: CaseId): Promise<ChildResult> {
+function runChild(id: CaseId, sizes: Sizes): Promise<ChildResult> {
   return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', id, String(CHILD_ROUNDS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [fileURLToPath(import.meta.url), '--child', id, String(sizes.childRounds), String(sizes.childRoundMs)];
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -355,15 +359,15 @@ interface Figures {
   pairedOverNs?: number;
 }
 
-async function measureIsolated(): Promise<Record<CaseId, Figures>> {
+async function measureIsolated(sizes: Sizes): Promise<Record<CaseId, Figures>> {
   const routedIds = CASE_IDS.filter((id) => modeOf(id) !== 'direct');
   const samples = new Map<CaseId, { ns: number[]; ratios: number[]; over: number[]; share: number | undefined }>(
     CASE_IDS.map((id) => [id, { ns: [], ratios: [], over: [], share: undefined }]),
   );
   // One child per routed case per pass, cases in turn, so slow drifts of the machine hit every case alike.
-  for (let pass = 0; pass < CHILD_PROCESSES; pass++) {
+  for (let pass = 0; pass < sizes.childProcesses; pass++) {
     for (const id of routedIds) {
-      const r = await runChild(id);
+      const r = await runChild(id, sizes);
       const mine = samples.get(id)!;
       const direct = samples.get(`direct-${opOf(id)}`)!;
       direct.ns.push(...r.direct);
@@ -388,14 +392,14 @@ async function measureIsolated(): Promise<Record<CaseId, Figures>> {
   return out;
 }
 
-async function measureShared(): Promise<Record<CaseId, Figures>> {
+async function measureShared(sizes: Sizes): Promise<Record<CaseId, Figures>> {
   const setup = await setUp(CASE_IDS);
   try {
     const iterations = {} as Record<CaseId, number>;
-    for (const id of CASE_IDS) iterations[id] = calibrate(setup.loops[id], SHARED_ROUND_MS);
+    for (const id of CASE_IDS) iterations[id] = calibrate(setup.loops[id], sizes.sharedRoundMs);
     // Interleaved rounds (A B C …, A B C …), as the harness does, timed in CPU time.
     const samples = new Map<CaseId, number[]>(CASE_IDS.map((id) => [id, []]));
-    for (let r = -2; r < SHARED_ROUNDS; r++) {
+    for (let r = -2; r < sizes.sharedRounds; r++) {
       for (const id of CASE_IDS) {
         const ns = perCall(setup.loops[id], iterations[id]);
         if (r >= 0) samples.get(id)!.push(ns);
@@ -420,12 +424,12 @@ const MODE_LABEL: Record<Mode, string> = {
   'canary-det': 'deterministic canary at 0.5 (both sides)',
 };
 
-function rowsFor(where: 'isolated' | 'shared', f: Record<CaseId, Figures>, loadNote: string): Row[] {
+function rowsFor(where: 'isolated' | 'shared', f: Record<CaseId, Figures>, loadNote: string, sizes: Sizes): Row[] {
   const rows: Row[] = [];
   const how =
     where === 'isolated'
-      ? `a child process per routed case (${CHILD_PROCESSES} passes × ${CHILD_ROUNDS} rounds of ~${CHILD_ROUND_MS} ms of CPU), each paired round by round with a direct loop in the same child; ratios are medians of the paired ratios`
-      : `every case in one process, ${SHARED_ROUNDS} interleaved rounds of ~${SHARED_ROUND_MS} ms of CPU; the routed wrappers of the 6 targets share type feedback`;
+      ? `a child process per routed case (${sizes.childProcesses} pass(es) × ${sizes.childRounds} rounds of ~${sizes.childRoundMs} ms of CPU), each paired round by round with a direct loop in the same child; ratios are medians of the paired ratios`
+      : `every case in one process, ${sizes.sharedRounds} interleaved rounds of ~${sizes.sharedRoundMs} ms of CPU; the routed wrappers of the 6 targets share type feedback`;
   for (const op of OPS) {
     const direct = f[`direct-${op}`];
     const baseline = `${OP_LABEL[op]}: direct, ${where}`;
@@ -468,14 +472,15 @@ function rowsFor(where: 'isolated' | 'shared', f: Record<CaseId, Figures>, loadN
   return rows;
 }
 
-export async function run(): Promise<Row[]> {
+export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
+  const sizes = options.quick === true ? QUICK : FULL;
   const load0 = loadavg()[0]!;
-  const isolated = await measureIsolated();
+  const isolated = await measureIsolated(sizes);
   const load1 = loadavg()[0]!;
-  const shared = await measureShared();
+  const shared = await measureShared(sizes);
   const load2 = loadavg()[0]!;
   const load = (a: number, b: number): string => `; 1-min load average ${a.toFixed(2)} → ${b.toFixed(2)} on ${availableParallelism()} CPUs`;
-  const rows = [...rowsFor('isolated', isolated, load(load0, load1)), ...rowsFor('shared', shared, load(load1, load2))];
+  const rows = [...rowsFor('isolated', isolated, load(load0, load1), sizes), ...rowsFor('shared', shared, load(load1, load2), sizes)];
   return rows;
 }
 
@@ -483,5 +488,5 @@ const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fil
 if (isMain && process.argv[2] === '--child') {
   const id = process.argv[3] as CaseId;
   if (!CASE_IDS.includes(id)) throw new Error(`unknown case ${id}`);
-  await child(id, Number(process.argv[4] ?? CHILD_ROUNDS));
+  await child(id, Number(process.argv[4] ?? FULL.childRounds), Number(process.argv[5] ?? FULL.childRoundMs));
 }

@@ -102,6 +102,13 @@ export async function twoPhaseApply(
   let loadDeadline: Deadline | undefined;
   /** The shared built-ins as they were before the payload's code first ran (see realm-guard). */
   let realm: RealmSnapshot | undefined;
+  /** Routes every call back to the baseline (a field write), once; `flippedBack` remembers it. */
+  let flippedBack = false;
+  const flipBack = (): void => {
+    if (route === undefined || target.canary !== route) return;
+    target.setCanary(null);
+    flippedBack = true;
+  };
 
   const abortReason = (): string | undefined =>
     control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
@@ -113,12 +120,13 @@ export async function twoPhaseApply(
    * failure (a full disk): it may run again.
    */
   const fail = async (code: ErrorCode, why: string, cause?: unknown, patchAtFault = code !== 'ABORTED' && code !== 'IO'): Promise<ApplyResult> => {
-    // Undo what the payload did to the built-ins first, before anything is recorded: a refused
+    // Every call back on the baseline first (a field write): nothing waits for the checks below.
+    flipBack();
+    const rolledBack = flippedBack;
+    // Then undo what the payload did to the built-ins, before anything is recorded: a refused
     // patch must not leave (say) an Object.prototype.toJSON rewriting the records of its refusal.
     const tampered = realm === undefined ? undefined : tampering(realm, manifest.id, 'before it was refused');
     const reason = tampered === undefined ? why : `${why}; also: ${tampered}`;
-    const rolledBack = route !== undefined && target.canary === route;
-    if (rolledBack) target.setCanary(null);
     if (code === 'ABORTED') emit('Aborted', reason, { code });
     if (rolledBack) emit('RolledBack', reason, { code, to: target.active.version });
     else if (code !== 'ABORTED') emit('Failed', reason, { code });
@@ -242,6 +250,8 @@ export async function twoPhaseApply(
           verdict = 'Failed';
           reason = `no verdict after ${extensions + 1} intervals: ${reason} (never promoted without data)`;
         }
+        // A Failed verdict routes every call back at once, before anything else is done or recorded.
+        if (verdict === 'Failed') flipBack();
         // Each look, the built-ins are checked again: the candidate's calls run its code too.
         const tamperedNow = tampering(realm, manifest.id, 'during its canary');
         if (tamperedNow !== undefined) return await fail('CANARY_FAILED', tamperedNow);
