@@ -1,17 +1,143 @@
 /**
- * xps-hotpatch public API. Everything a host process, an operator tool or a test needs is
- * exported from here; module folders are internal.
+ * `xps-hotpatch`: the trust pipeline — patch formats (manifest, DSSE envelope, patch ids),
+ * errors and events, registries and the contracts components implement, signatures and
+ * hashes (crypto-agile), trust stores and verification, the security gate, the filesystem
+ * repository, and packing and signing patches. The type a patch's payload module is written
+ * against (`PatchModule`) is here too: it is part of the format.
+ *
+ * The live side has its own entry points, so a verifier never loads a runtime, an HTTP server
+ * or an etcd client:
+ *   xps-hotpatch/runtime        targets, canary, twoPhaseApply, DynamicInstaller, state and rollback
+ *   xps-hotpatch/orchestration  Planner, plans, time windows
+ *   xps-hotpatch/agent          startAgent (the admin endpoint)
+ *   xps-hotpatch/observability  audit log, metrics, logs, report, history
+ *   xps-hotpatch/fleet          consensus stores, signed approvals, rollout by rings
+ *
+ * Every name exported by an entry point is public API: test/api/exports.test.ts holds the
+ * lists, so adding or removing one is a visible decision. Module folders are internal.
  */
-export * from './core/index.js';
-export * from './crypto-agile/index.js';
-export * from './verification/index.js';
-export * from './security/index.js';
-export * from './repo/index.js';
-export * from './rollback/index.js';
-export * from './installer/index.js';
-export * from './zero-downtime/index.js';
-export * from './observability/index.js';
-export * from './orchestration/index.js';
-export * from './distributed/index.js';
-export * from './agent/index.js';
-export { runCli } from './cli/main.js';
+export {
+  ERROR_CODES,
+  HotPatchError,
+  errorCategory,
+  isHotPatchError,
+  type ErrorCategory,
+  type ErrorCode,
+  type HotPatchErrorOptions,
+} from './core/index.js';
+export { registerSecret } from './core/index.js';
+export { isPatchId, parsePatchId, parseRfc3339, type PatchId } from './core/index.js';
+export {
+  PAYLOAD_TYPES,
+  parseManifest,
+  type Manifest,
+  type ManifestConstraints,
+  type ManifestFacts,
+  type ParsedManifest,
+  type PayloadType,
+} from './core/index.js';
+export { MANIFEST_PAYLOAD_TYPE, decodeEnvelope, encodeEnvelope, pae, type Envelope, type EnvelopeSignature } from './core/index.js';
+export {
+  EVENT_CHANNEL,
+  EVENT_TYPES,
+  EventBus,
+  defaultEventBus,
+  type EventInit,
+  type EventListener,
+  type EventType,
+  type HotPatchEvent,
+  type SubscribeOptions,
+} from './core/index.js';
+export type {
+  ApprovalRequest,
+  Approver,
+  PatchInstaller,
+  PatchRepository,
+  PatchVerifier,
+  SecurityContext,
+  SecurityPolicy,
+  VerificationContext,
+  VerifiedManifest,
+} from './core/index.js';
+export {
+  Registries,
+  defaultRegistries,
+  registerApprover,
+  registerInstaller,
+  registerRepository,
+  registerSecurity,
+  registerVerifier,
+  type Registry,
+} from './core/index.js';
+export { matchesTargetPattern } from './core/index.js';
+
+export {
+  CryptoPolicy,
+  HASH_ALGORITHMS,
+  PrivateKey,
+  PublicKey,
+  SIGNATURE_ALGORITHMS,
+  defaultCryptoPolicy,
+  generateKeyPair,
+  hashBytes,
+  hashProvider,
+  importPrivateKey,
+  importPublicKey,
+  isHashAlgorithm,
+  isSignatureAlgorithm,
+  sign,
+  signatureProvider,
+  timingSafeEqualBytes,
+  verifySignature,
+  type AlgorithmRule,
+  type EffectiveRule,
+  type GenerateKeyPairOptions,
+  type HashAlgorithm,
+  type HashProvider,
+  type Hasher,
+  type SignatureAlgorithm,
+  type SignatureProvider,
+} from './crypto-agile/index.js';
+
+export {
+  DefaultVerifier,
+  TRUST_STORE_PAYLOAD_TYPE,
+  checkPayloadStream,
+  parseTrustStore,
+  rotateTrustStore,
+  signPatch,
+  trustForTarget,
+  verifyPatch,
+  type SignPatchOptions,
+  type SignedPatch,
+  type TargetTrust,
+  type TrustRule,
+  type TrustStore,
+  type TrustStoreDocument,
+  type TrustedKey,
+  type VerifierOptions,
+} from './verification/index.js';
+
+export { SecurityGate, type SecurityPolicyConfig } from './security/index.js';
+
+export {
+  FileSystemRepository,
+  copyFileAtomic,
+  packPatch,
+  readFileBounded,
+  writeFileAtomic,
+  writeFileExclusive,
+  type AtomicWriteData,
+  type CopyFileAtomicOptions,
+  type FileDigest,
+  type FileSystemRepositoryOptions,
+  type PackPatchOptions,
+  type PackedPatch,
+  type PayloadSource,
+  type ReadFileOptions,
+  type WriteFileAtomicOptions,
+  type WritePayloadOptions,
+} from './repo/index.js';
+
+// The payload module's contract (types only: nothing of the runtime is loaded).
+export type { ConfigValue, DeepReadonly, PatchInitContext, PatchModule, TargetConfig } from './installer/index.js';

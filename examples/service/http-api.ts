@@ -9,7 +9,8 @@
  *   GET /healthz                       → 200 ok
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { HotPatchMetrics, Target } from 'xps-hotpatch';
+import type { HotPatchMetrics } from 'xps-hotpatch/observability';
+import type { Target } from 'xps-hotpatch/runtime';
 import type { PricingApi, PricingConfig } from './pricing.js';
 
 /** Largest quantity quoted: bounds the arithmetic well inside safe integers. */

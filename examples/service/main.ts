@@ -20,7 +20,9 @@
  */
 import { once } from 'node:events';
 import { resolve } from 'node:path';
-import { DynamicInstaller, HotPatchError, HotPatchRuntime, startAgent } from 'xps-hotpatch';
+import { HotPatchError } from 'xps-hotpatch';
+import { startAgent } from 'xps-hotpatch/agent';
+import { DynamicInstaller, HotPatchRuntime } from 'xps-hotpatch/runtime';
 import { createApiServer } from './http-api.js';
 import { BUILTIN_VERSION, PRICING_CONFIG, PRICING_TARGET, builtinPricing, isSaneQuote, pricingSelfTest, type PricingApi } from './pricing.js';
 

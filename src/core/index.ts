@@ -1,12 +1,66 @@
-export * from './errors.js';
+export {
+  ERROR_CODES,
+  HotPatchError,
+  MAX_ERROR_MESSAGE,
+  POLICY_ERROR_CODES,
+  REPOSITORY_ERROR_CODES,
+  ROLLOUT_ERROR_CODES,
+  VERIFICATION_ERROR_CODES,
+  boundMessage,
+  errorCategory,
+  isErrorCode,
+  isHotPatchError,
+  type ErrorCategory,
+  type ErrorCode,
+  type HotPatchErrorOptions,
+} from './errors.js';
 export { emitRedactedWarning, registerSecret, redactSecrets } from './secrets.js';
-export * from './patch-id.js';
-export * from './rfc3339.js';
-export * from './manifest.js';
-export * from './dsse.js';
-export * from './events.js';
-export * from './event-bus.js';
-export * from './contracts.js';
-export * from './registry.js';
-export * from './target-pattern.js';
-export * from './json-shape.js';
+export { isPatchId, parsePatchId, type PatchId } from './patch-id.js';
+export { parseRfc3339 } from './rfc3339.js';
+export {
+  PAYLOAD_TYPES,
+  decodeJson,
+  isTargetName,
+  parseManifest,
+  parseTargetName,
+  type Manifest,
+  type ManifestConstraints,
+  type ManifestFacts,
+  type ParsedManifest,
+  type PayloadType,
+} from './manifest.js';
+export {
+  MANIFEST_PAYLOAD_TYPE,
+  decodeBase64,
+  decodeEnvelope,
+  encodeBase64,
+  encodeEnvelope,
+  pae,
+  type Envelope,
+  type EnvelopeSignature,
+} from './dsse.js';
+export { EVENT_TYPES, createEvent, type EventInit, type EventType, type HotPatchEvent } from './events.js';
+export { EVENT_CHANNEL, EventBus, defaultEventBus, type EventListener, type SubscribeOptions } from './event-bus.js';
+export type {
+  ApprovalRequest,
+  Approver,
+  PatchInstaller,
+  PatchRepository,
+  PatchVerifier,
+  SecurityContext,
+  SecurityPolicy,
+  VerificationContext,
+  VerifiedManifest,
+} from './contracts.js';
+export {
+  Registries,
+  Registry,
+  defaultRegistries,
+  registerApprover,
+  registerInstaller,
+  registerRepository,
+  registerSecurity,
+  registerVerifier,
+} from './registry.js';
+export { matchesAnyTargetPattern, matchesTargetPattern, parseTargetPattern } from './target-pattern.js';
+export { asObject, describe, rejectUnknownFields } from './json-shape.js';

@@ -1,15 +1,93 @@
-export * from './kv-store.js';
-export * from './approvers.js';
-export * from './vote.js';
-export * from './consensus.js';
-export * from './distributed-approval.js';
-export * from './fleet-rollout.js';
-export * from './fleet-member.js';
-export * from './fleet-runtime.js';
-export * from './fleet-controller.js';
+export type { KeyValue, KvStore, Leadership, Lease, WatchEvent } from './kv-store.js';
+export {
+  APPROVER_KEYID,
+  describeQuorum,
+  parseApprovers,
+  requiredApprovals,
+  type ApproverKey,
+  type ApproversDocument,
+  type ApproversList,
+  type Quorum,
+} from './approvers.js';
+export {
+  DEFAULT_CLOCK_SKEW_MS,
+  MAX_PROPOSAL_TTL_MS,
+  PROPOSAL_ID,
+  VOTE_PAYLOAD_TYPE,
+  checkApprovalRequest,
+  countVotes,
+  encodeProposal,
+  newProposal,
+  normalizePayloadHash,
+  parseProposal,
+  parseVotePayload,
+  proposalExpiresMs,
+  proposalIdOf,
+  proposalMatches,
+  signVote,
+  type CountOptions,
+  type Proposal,
+  type SignedVote,
+  type VotePayload,
+  type VoteTally,
+} from './vote.js';
+export { DEFAULT_CONSENSUS_PREFIX, StoreConsensus, getConsensus, setConsensus, type Consensus, type ConsensusOptions } from './consensus.js';
+export {
+  DEFAULT_APPROVAL_WAIT_MS,
+  DEFAULT_PROPOSAL_TTL_MS,
+  DistributedApproval,
+  type ApprovalResult,
+  type DistributedApprovalOptions,
+} from './distributed-approval.js';
+export {
+  DEFAULT_FLEET_PREFIX,
+  FINAL_ROLLOUT_STATUSES,
+  FLEET_HEALTH,
+  FLEET_PHASES,
+  ROLLBACK_STATUSES,
+  ROLLOUT_STATUSES,
+  abortRollout,
+  createRollout,
+  failureOf,
+  fleetKeys,
+  fleetStatus,
+  getRollout,
+  listAgents,
+  listRollouts,
+  newestFirst,
+  parseAgentDocument,
+  parseFleetId,
+  parseRing,
+  parseRolloutDocument,
+  pauseRollout,
+  readyFor,
+  resumeRollout,
+  runsRollout,
+  updateRollout,
+  type AgentDocument,
+  type AgentTargetState,
+  type EmptyRingPolicy,
+  type FleetHealth,
+  type FleetKeys,
+  type FleetPhase,
+  type FleetProblem,
+  type FleetStatus,
+  type FleetStoreOptions,
+  type RolloutDocument,
+  type RolloutOrder,
+  type RolloutSpec,
+  type RolloutState,
+  type RolloutStatus,
+  type StoredAgent,
+  type StoredRollout,
+} from './fleet-rollout.js';
+export { FleetMember, type FleetMemberOptions, type MemberReport, type TargetReport } from './fleet-member.js';
+export { runtimeFleetHooks, type PatchResolver, type ResolvedPatch, type RuntimeFleetHooks, type RuntimeFleetHooksOptions } from './fleet-runtime.js';
+export { FleetController, type FleetControllerOptions, type RolloutTransition } from './fleet-controller.js';
 export { EmbeddedStore, STORE_FILE, LOCK_FILE, STORE_FORMAT, EVENT_LOG_SIZE, MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_TTL_MS } from './embedded-store.js';
 export type { EmbeddedStoreOptions } from './embedded-store.js';
-export { EtcdStore } from './etcd-store.js';
-export type { EtcdStoreOptions } from './etcd-store.js';
+// Types only: the etcd3 client (and gRPC under it) is loaded when openStore opens an etcd://
+// store, never by importing this module. Construct one directly from './etcd-store.js'.
+export type { EtcdStore, EtcdStoreOptions } from './etcd-store.js';
 export { openStore } from './open-store.js';
 export type { OpenStoreOptions } from './open-store.js';

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HotPatchError, describe } from '../core/index.js';
 import { EmbeddedStore, type EmbeddedStoreOptions } from './embedded-store.js';
-import { EtcdStore, type EtcdStoreOptions } from './etcd-store.js';
+import type { EtcdStoreOptions } from './etcd-store.js';
 import type { KvStore } from './kv-store.js';
 
 export interface OpenStoreOptions {
@@ -20,6 +20,9 @@ const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-F
  * - anything else (another scheme, an empty spec, a bad host list) → `INVALID`.
  * An etcd store connects lazily (its first operation reports an unreachable cluster as `IO`);
  * an embedded store creates its directory and checks an existing `store.json` now.
+ *
+ * The etcd client (`etcd3`, and gRPC under it) is imported here, the first time an etcd store
+ * is opened: importing the package, or using only embedded stores, never loads it.
  */
 export async function openStore(spec: string, options: OpenStoreOptions = {}): Promise<KvStore> {
   if (typeof spec !== 'string' || spec.trim().length === 0) {
@@ -36,6 +39,7 @@ export async function openStore(spec: string, options: OpenStoreOptions = {}): P
       }
       return `http://${host}`;
     });
+    const { EtcdStore } = await loadEtcdStore();
     return new EtcdStore({ ...options.etcd, endpoints });
   }
   let dir: string;
@@ -54,4 +58,17 @@ export async function openStore(spec: string, options: OpenStoreOptions = {}): P
   }
   if (dir.length === 0) throw new HotPatchError('INVALID', `store ${describe(spec)} names no directory`);
   return EmbeddedStore.open(path.resolve(dir), options.embedded);
+}
+
+/** The etcd store module, imported on first use (it loads `etcd3` and `@grpc/grpc-js`). */
+async function loadEtcdStore(): Promise<typeof import('./etcd-store.js')> {
+  try {
+    return await import('./etcd-store.js');
+  } catch (cause) {
+    const e = cause as NodeJS.ErrnoException;
+    if (e?.code === 'ERR_MODULE_NOT_FOUND' && /'etcd3'/.test(String(e.message))) {
+      throw new HotPatchError('NOT_FOUND', 'an etcd:// store needs the etcd3 package, which is not installed (npm install etcd3)', { cause });
+    }
+    throw cause;
+  }
 }

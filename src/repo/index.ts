@@ -24,3 +24,5 @@ export type {
   PayloadSource,
   WritePayloadOptions,
 } from './filesystem-repository.js';
+export { DEFAULT_PATCH_LIFETIME_MS, packPatch } from './pack-patch.js';
+export type { PackPatchOptions, PackedPatch } from './pack-patch.js';

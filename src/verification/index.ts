@@ -1,6 +1,15 @@
-export * from './trust-store.js';
-export * from './signature-check.js';
-export * from './payload-check.js';
-export * from './verifier.js';
-export * from './trust-rotation.js';
-export * from './verify-patch.js';
+export {
+  parseTrustStore,
+  trustForTarget,
+  type TargetTrust,
+  type TrustRule,
+  type TrustStore,
+  type TrustStoreDocument,
+  type TrustedKey,
+} from './trust-store.js';
+export { checkSignatures, distinctValidKeys, summarize, type CheckedSignature, type SignatureStatus } from './signature-check.js';
+export { checkPayloadStream } from './payload-check.js';
+export { DefaultVerifier, type VerifierOptions } from './verifier.js';
+export { TRUST_STORE_COMPONENT, TRUST_STORE_PAYLOAD_TYPE, rotateTrustStore } from './trust-rotation.js';
+export { verifyPatch } from './verify-patch.js';
+export { signPatch, type SignPatchOptions, type SignedPatch } from './sign-patch.js';

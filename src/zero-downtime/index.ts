@@ -1,10 +1,18 @@
-export * from './options.js';
-export * from './schedule.js';
+export { MAX_TIMER_MS, resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
+export { canaryIntervalMs } from './schedule.js';
 export { judge, lookAlpha, tripAlpha, type JudgeFigures, type JudgeOptions, type JudgeRule, type JudgeVerdict, type StepVerdict } from './canary-judge.js';
 export { CanaryEvidence, LatencyReservoir, PairReservoir, SideCounts, type StepCounts } from './canary-evidence.js';
-export * from './canary-route.js';
+export { CanaryRoute, fnv1a32, type CanaryRouteOptions, type OutputValidator } from './canary-route.js';
 export { isThenable } from './thenable.js';
-export * from './runtime-version.js';
-export * from './target.js';
-export * from './runtime.js';
-export * from './two-phase-apply.js';
+export { RuntimeVersion, type RuntimeVersionInit, type VersionHooks } from './runtime-version.js';
+export { Target, interfaceKeys, type CanaryControl, type TargetDeclaration } from './target.js';
+export {
+  HotPatchRuntime,
+  runSelfTests,
+  type DrainReport,
+  type RestoreReport,
+  type RuntimeOptions,
+  type TargetStatus,
+  type VersionStatus,
+} from './runtime.js';
+export { defaultRuntime, twoPhaseApply, type ApplyOptions, type ApplyOutcome, type ApplyResult, type StepReport } from './two-phase-apply.js';

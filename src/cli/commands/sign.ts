@@ -1,18 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import {
-  HotPatchError,
-  MANIFEST_PAYLOAD_TYPE,
-  decodeEnvelope,
-  encodeEnvelope,
-  isPatchId,
-  pae,
-  parseManifest,
-  type PatchId,
-} from '../../core/index.js';
-import { importPrivateKey, sign } from '../../crypto-agile/index.js';
-import { FileSystemRepository, readFileBounded } from '../../repo/index.js';
-import { checkPayloadStream } from '../../verification/index.js';
+import { HotPatchError, isPatchId } from '../../core/index.js';
+import { importPrivateKey } from '../../crypto-agile/index.js';
+import { readFileBounded } from '../../repo/index.js';
+import { signPatch } from '../../verification/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
@@ -62,32 +53,18 @@ KEYID (default: the key file's name without .key).`,
       throw error;
     }
 
-    const repo = new FileSystemRepository(repoDir);
-    const patchId = id as PatchId;
-    const envelope = decodeEnvelope(await repo.fetchEnvelope(patchId));
-    if (envelope.payloadType !== MANIFEST_PAYLOAD_TYPE) {
-      throw new HotPatchError('INVALID', `envelope payloadType is ${JSON.stringify(envelope.payloadType)}, not a hot-patch manifest`);
+    const signed = await signPatch(repoDir, id, privateKey, { keyid });
+    if (!signed.counts) {
+      out.warn(`${keyid} is not among the manifest's signers (${signed.manifest.signers.join(', ')}); its signature will not count`);
     }
-    const { manifest, facts } = parseManifest(envelope.payload);
-    if (manifest.id !== patchId) throw new HotPatchError('INVALID', `manifest id ${manifest.id} does not match --id ${patchId}`);
-    // A signature vouches for the payload too: never sign a manifest whose payload drifted.
-    await checkPayloadStream(manifest, facts, repo.openPayload(patchId, manifest.payload_size + 1));
-    if (manifest.signers.length > 0 && !manifest.signers.includes(keyid)) {
-      out.warn(`${keyid} is not among the manifest's signers (${manifest.signers.join(', ')}); its signature will not count`);
-    }
-
-    const sig = sign(privateKey, pae(envelope.payloadType, envelope.payload));
-    const signatures = envelope.signatures.filter((s) => s.keyid !== keyid);
-    const replaced = signatures.length !== envelope.signatures.length;
-    signatures.push({ keyid, sig });
-    await repo.writeEnvelope(patchId, encodeEnvelope({ ...envelope, signatures }));
+    const { replaced, signatures } = signed;
 
     // One line for people, the same text as the --json object's message.
-    out.success(`${replaced ? 're-signed' : 'signed'} ${patchId} as ${keyid} (${privateKey.alg}); ${signatures.length} signature(s) now`, {
-      id: patchId,
+    out.success(`${replaced ? 're-signed' : 'signed'} ${signed.id} as ${keyid} (${signed.alg}); ${signatures.length} signature(s) now`, {
+      id: signed.id,
       keyid,
-      alg: privateKey.alg,
-      signatures: signatures.map((s) => s.keyid),
+      alg: signed.alg,
+      signatures,
       replaced,
     });
     return EXIT_OK;

@@ -1,21 +1,20 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../agent/index.js';
 import { EventBus, HotPatchError, type HotPatchEvent } from '../../core/index.js';
+import { generateKeyPair, type PrivateKey } from '../../crypto-agile/index.js';
 import { DynamicInstaller } from '../../installer/index.js';
 import { verifyAuditLog } from '../../observability/index.js';
+import { packPatch, writeFileExclusive } from '../../repo/index.js';
+import { signPatch } from '../../verification/index.js';
 import { HotPatchRuntime } from '../../zero-downtime/index.js';
 import { parseCommandArgs } from '../args.js';
 import { callAgent, resolveAgent } from '../agent-client.js';
 import { formatCanaryStep } from '../canary-line.js';
 import { EXIT_OK, EXIT_REJECTED } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
-import { keygenCommand } from '../commands/keygen.js';
-import { packCommand } from '../commands/pack.js';
-import { signCommand } from '../commands/sign.js';
-import { Output } from '../output.js';
 import { FAULTY_PATCH, GOOD_PATCH, KNOWN_ANSWER } from './patches.js';
 import { driveLoad, startHashService, type HashApi } from './service.js';
 
@@ -47,31 +46,42 @@ Everything runs in a temporary directory, removed at the end unless --keep.`,
     const dir = await mkdtemp(join(tmpdir(), 'hotpatch-demo-'));
     const cleanup: (() => Promise<void>)[] = [];
     try {
-      const keys = join(dir, 'keys');
+      const keyDir = join(dir, 'keys');
       const repo = join(dir, 'repo');
       const stateDir = join(dir, 'state');
 
-      // 1. Keys, trust store, two signed patches — through the CLI commands themselves.
-      const quiet = new Output(true, { stdout: { write: () => true } as unknown as NodeJS.WritableStream, stderr: process.stderr });
-      const cli = async (command: Command, args: string[]): Promise<void> => {
-        say(`$ hotpatch ${command.name} ${args.map((a) => (a.startsWith(dir) ? a.replace(dir, '$DEMO') : a)).join(' ')}`);
-        await command.run(args, quiet);
-      };
+      // 1. Keys, trust store, two signed patches — through the library calls behind
+      //    hotpatch keygen, pack and sign.
       const signers = [
         ['team-key-1', 'ed25519'],
         ['build-bot', 'ecdsa-p256-sha256'],
         ['pq-officer', 'ml-dsa-65'],
       ] as const;
-      for (const [name, alg] of signers) await cli(keygenCommand, ['--alg', alg, '--out', keys, '--name', name]);
+      const keys = new Map<string, PrivateKey>();
       const trust = { keys: {} as Record<string, unknown>, threshold: 2 };
-      for (const [name, alg] of signers) trust.keys[name] = { alg, public_key: await readFile(join(keys, `${name}.pub`), 'utf8') };
+      await mkdir(keyDir, { mode: 0o700 });
+      for (const [name, alg] of signers) {
+        const { privateKey, publicKey } = generateKeyPair(alg);
+        keys.set(name, privateKey);
+        // As hotpatch keygen leaves them, so a kept directory (--keep) can sign more.
+        await writeFileExclusive(join(keyDir, `${name}.key`), privateKey.toPem(), { mode: 0o600 });
+        await writeFileExclusive(join(keyDir, `${name}.pub`), publicKey.toPem(), { mode: 0o644 });
+        trust.keys[name] = { alg, public_key: publicKey.toPem() };
+        say(`key ${name}: ${alg}, sha256:${publicKey.fingerprint}`);
+      }
       await writeFile(join(dir, 'trust.json'), JSON.stringify(trust, null, 2));
       say('trust store: 3 keys (Ed25519, ECDSA P-256, ML-DSA-65), threshold 2');
       const publish = async (id: string, version: string, source: string, by: string[]): Promise<void> => {
         const file = join(dir, `${id}.mjs`);
         await writeFile(file, source);
-        await cli(packCommand, ['--repo', repo, '--id', id, '--target', TARGET, '--version', version, '--type', 'esm', '--payload', file, '--meta', 'ticket=SEC-1234']);
-        for (const k of by) await cli(signCommand, ['--repo', repo, '--id', id, '--key', join(keys, `${k}.key`)]);
+        const { manifest } = await packPatch(repo, {
+          id, target: TARGET, version, type: 'esm', payload: { fromFile: file }, metadata: { ticket: 'SEC-1234' },
+        });
+        say(`packed ${id}: ${manifest.target} ${manifest.version} (${manifest.payload_size} bytes, ${manifest.payload_hash})`);
+        for (const k of by) {
+          const signed = await signPatch(repo, id, keys.get(k)!, { keyid: k });
+          say(`signed ${id} as ${k} (${signed.alg}); ${signed.signatures.length} signature(s) now`);
+        }
       };
       await publish('sha256-fix-1.0.1', '1.0.1', GOOD_PATCH, ['team-key-1', 'pq-officer']);
       await publish('sha256-fast-1.0.2', '1.0.2', FAULTY_PATCH, ['team-key-1', 'build-bot']);
