@@ -125,7 +125,7 @@ describe('agent host SIGKILLed mid-plan, then restarted', { timeout: 80_000 }, (
     });
     try {
       assert.equal(await stream.status, 200);
-      await new Promise((r) => setTimeout(r, 20));
+      await stream.subscribed();
       // Three steps of at least 150 ms: the first CanaryStep comes long before the end.
       const zdt = { ...FAST_ZDT, steps: [0.2, 0.5, 1], canaryInterval: 150 };
       const reply = call({ socketPath: e.sock }, 'POST', '/v1/apply', { plan: planOf('plan-canary', 'crash-canary', zdt) });

@@ -157,7 +157,7 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
     const stream = openEvents(ep);
     try {
       assert.equal(await stream.status, 200);
-      await new Promise((r) => setTimeout(r, 20));
+      await stream.subscribed();
       let done = false;
       const reply = call(ep, 'POST', '/v1/apply', { plan: planOf('http-plan', 'http-good') }).finally(() => (done = true));
       let failures = 0;

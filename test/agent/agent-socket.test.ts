@@ -241,7 +241,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
       assert.equal(await stream.contentType, 'text/event-stream');
       assert.equal(await filtered.status, 200);
       // Both subscribed once the retry preamble arrived.
-      await until(() => stream.messages.length > 0 && filtered.messages.length > 0, 5_000, 'the stream preamble');
+      await until(() => stream.messages.length > 0 && filtered.messages.length > 0, 15_000, 'the stream preamble');
       assert.equal(stream.messages[0]!.retry, '1000');
 
       const { result, failures } = await apply(planOf('plan-sse', 'good-sse'));

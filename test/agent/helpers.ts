@@ -12,10 +12,13 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EventBus, MANIFEST_PAYLOAD_TYPE, encodeEnvelope, pae, type HotPatchEvent } from '../../src/core/index.js';
-import { generateKeyPair, sign } from '../../src/crypto-agile/index.js';
+import { EventBus, type HotPatchEvent } from '../../src/core/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import { HotPatchRuntime, type Target } from '../../src/zero-downtime/index.js';
+import { CI_TRUST, publishPatch } from '../support/patches.js';
+import { until } from '../support/wait.js';
+
+export { until };
 
 export const T = 'xps.crypto.hash.sha256';
 export const BUILTIN_VERSION = '1.0.0';
@@ -60,31 +63,12 @@ export const FAST_ZDT = {
 /** A canary that stays open (one long step) until promoted or aborted by an operator. */
 export const LONG_ZDT = { ...FAST_ZDT, steps: [0.5, 1], canaryInterval: 60_000 };
 
-const key = generateKeyPair('ed25519');
-export const TRUST = { keys: { ci: { alg: 'ed25519', public_key: key.publicKey.toPem() } }, threshold: 1 };
+/** The trust store of every fixture: the ci key of test/support/patches.ts. */
+export const TRUST = CI_TRUST;
 
 /** Writes `<id>.json` (a really signed DSSE envelope) and `<id>.bin` into a repository directory. */
 export async function publish(repoDir: string, id: string, version: string, source = goodSource(`${id} ${version}`), target = T): Promise<void> {
-  const payload = new TextEncoder().encode(source);
-  const manifest = {
-    id,
-    target,
-    version,
-    created_at: new Date(Date.now() - 60_000).toISOString(),
-    expires: new Date(Date.now() + 86_400_000).toISOString(),
-    signers: ['ci'],
-    payload_hash: `sha256:${createHash('sha256').update(payload).digest('hex')}`,
-    payload_size: payload.length,
-    payload_type: 'esm',
-  };
-  const body = new TextEncoder().encode(JSON.stringify(manifest));
-  const envelope = encodeEnvelope({
-    payloadType: MANIFEST_PAYLOAD_TYPE,
-    payload: body,
-    signatures: [{ keyid: 'ci', sig: sign(key.privateKey, pae(MANIFEST_PAYLOAD_TYPE, body)) }],
-  });
-  await writeFile(join(repoDir, `${id}.bin`), payload);
-  await writeFile(join(repoDir, `${id}.json`), envelope);
+  await publishPatch(repoDir, id, target, version, source);
 }
 
 export interface Fixture {
@@ -226,6 +210,12 @@ export interface EventStream {
   messages: SseMessage[];
   events: HotPatchEvent[];
   waitFor(predicate: (events: HotPatchEvent[]) => boolean, timeoutMs?: number, what?: string): Promise<void>;
+  /**
+   * Resolves once the stream's first message (the agent's `retry:` line) has arrived: the agent
+   * subscribes to its bus in the same turn as it writes that line, so every event published
+   * after this resolves is streamed. Wait for it instead of sleeping before an action.
+   */
+  subscribed(timeoutMs?: number): Promise<void>;
   close(): void;
 }
 
@@ -290,6 +280,7 @@ export function openEvents(ep: Endpoint, path = '/v1/events', onEvent?: (e: HotP
     messages,
     events,
     waitFor: (predicate, timeoutMs = 15_000, what = 'events') => until(() => predicate(events), timeoutMs, what),
+    subscribed: (timeoutMs = 15_000) => until(() => messages.length > 0, timeoutMs, `the first message of ${path}`),
     close: () => {
       res?.destroy();
       req.destroy();
@@ -298,14 +289,6 @@ export function openEvents(ep: Endpoint, path = '/v1/events', onEvent?: (e: HotP
 }
 
 // --- misc -------------------------------------------------------------------------------
-
-export async function until(predicate: () => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** A TCP port nothing listens on now (bound to port 0, then released). */
 export function freePort(): Promise<number> {

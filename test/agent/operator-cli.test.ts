@@ -17,6 +17,7 @@ import {
   makeFixture,
   planOf,
   startHost,
+  until,
   type CliResult,
   type Fixture,
   type Host,
@@ -169,11 +170,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
 
     const file = await planFile('good-4', planOf('plan-cli-good-4', 'cli-good-4', LONG_ZDT));
     const applying = hotpatch(['apply', '--agent', sock, '--plan', file, '--json']);
-    const deadline = Date.now() + 15_000;
-    while ((await agentStatus()).canary === undefined) {
-      assert.ok(Date.now() < deadline, 'the canary started');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(async () => (await agentStatus()).canary !== undefined, 15_000, 'the canary to start', 20);
     const p = await hotpatch(['promote', '--agent', sock, '--target', T, '--json']);
     assert.equal(p.status, 0, showFailure(p));
     const r = await applying;
@@ -186,11 +183,7 @@ describe('hotpatch operator commands against an agent in another process', { tim
   test('abort during a canary: exit 0, and the apply exits 1 with ABORTED', async () => {
     const file = await planFile('good-5', planOf('plan-cli-good-5', 'cli-good-5', LONG_ZDT));
     const applying = hotpatch(['apply', '--agent', sock, '--plan', file, '--json']);
-    const deadline = Date.now() + 15_000;
-    while ((await agentStatus()).canary === undefined) {
-      assert.ok(Date.now() < deadline, 'the canary started');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(async () => (await agentStatus()).canary !== undefined, 15_000, 'the canary to start', 20);
     const a = await hotpatch(['abort', '--agent', sock, '--target', T, '--reason', 'pager went off', '--json']);
     assert.equal(a.status, 0, showFailure(a));
     const r = await applying;

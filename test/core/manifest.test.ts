@@ -28,7 +28,7 @@ function codeOf(fn: () => unknown): string {
   return 'accepted';
 }
 
-test('the DESIGN.md example manifest parses with its facts extracted', () => {
+test('the example manifest parses with its facts extracted', () => {
   const { manifest, facts } = parseManifest(new TextEncoder().encode(JSON.stringify(base)));
   assert.equal(manifest.target, 'xps.crypto.hash.sha256');
   assert.equal(facts.hashAlgorithm, 'sha256');

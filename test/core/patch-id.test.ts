@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { HotPatchError, isPatchId, parsePatchId } from '../../src/core/index.js';
 
-test('ids of the DESIGN.md grammar are accepted', () => {
+test('ids of the patch id grammar are accepted', () => {
   for (const id of ['a', 'hotfix-2025-10-27', 'A.b_c-d', '9'.repeat(128), 'v1.2.3']) assert.equal(parsePatchId(id), id);
 });
 

@@ -1,16 +1,7 @@
-import assert from 'node:assert/strict';
-import { isHotPatchError, type ErrorCode } from '../../src/core/index.js';
 import { generateKeyPair, type PrivateKey, type PublicKey, type SignatureAlgorithm } from '../../src/crypto-agile/index.js';
 
 /** Asserts that `fn` throws a HotPatchError with `code` (and, when given, a message matching `message`). */
-export function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(isHotPatchError(err), `expected a HotPatchError, got ${String(err)}`);
-    assert.equal(err.code, code, `expected code ${code}, got ${err.code}: ${err.message}`);
-    if (message !== undefined) assert.match(err.message, message);
-    return true;
-  });
-}
+export { throwsCode } from '../support/assertions.js';
 
 export function hex(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text.replace(/\s+/g, ''), 'hex'));

@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import { importPrivateKey, importPublicKey, sign, verifySignature } from '../../src/crypto-agile/index.js';
 import { keyPair, utf8 } from './helpers.js';
 
-// DESIGN.md promises that patches signed by standard tools verify here, and the reverse.
+// Patches signed by standard tools verify here, and the reverse (docs/ARCHITECTURE.md "Security model").
 // These tests drive the openssl command line; where it is missing they fail, saying how to
 // get it (a silent skip would hide a broken interoperability promise).
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;

@@ -17,6 +17,7 @@ import {
   type KvStore,
 } from '../../src/distributed/index.js';
 import { approverKey, approversOf, assertCode, hashOf, requestOf, voteBy, waitFor } from './approval-helpers.js';
+import { until, withDeadline } from '../support/wait.js';
 
 const alice = approverKey('alice');
 const bob = approverKey('bob', 'ecdsa-p256-sha256');
@@ -54,12 +55,11 @@ test('with an embedded store: approve proposes, waits, and resolves once a quoru
   const agent = await client();
   const voter = await client();
   const request = requestOf({ patchId: 'emb-ok' });
-  const approval = new DistributedApproval({ consensus: agent, approvers: list, waitMs: 15_000, pollMs: 5000 });
-  const started = Date.now();
+  // The poll interval is the whole wait: only the watch can wake it before the deadline, so
+  // an approval (rather than APPROVAL_MISSING after 15 s) shows it was woken by the watch.
+  const approval = new DistributedApproval({ consensus: agent, approvers: list, waitMs: 15_000, pollMs: 15_000 });
   const [result] = await Promise.all([approval.waitForQuorum(request), castWhenProposed(voter, request, [mallory, alice, bob])]);
   assert.deepEqual(result, { proposalId: proposalIdOf(request), approvedBy: ['alice', 'bob'], required: 2 });
-  // Woken by the watch, not by the 5 s poll.
-  assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`);
   // The same activation asked again (another agent) finds the same proposal, already approved.
   const again = await new DistributedApproval({ consensus: voter, approvers: list, waitMs: 0 }).waitForQuorum(request);
   assert.deepEqual(again.approvedBy, ['alice', 'bob']);
@@ -80,13 +80,26 @@ test('with an embedded store: a quorum not reached in time is APPROVAL_MISSING, 
     assertCode('APPROVAL_MISSING', /^approval of emb-missing 1\.0\.1: 1 of 2 required approvals \(ignored: mallory: unknown key\); proposal p-[0-9a-f]{32}, waited 400 ms$/),
   );
   await voting;
+  // A lower bound only (a busy machine makes it longer, never shorter): it really waited.
   const waited = Date.now() - started;
-  assert.ok(waited >= 350 && waited < 3000, `waited ${waited} ms`);
-  // An abort ends the wait at once, still without approving.
+  assert.ok(waited >= 350, `waited ${waited} ms`);
+  // An abort ends the wait at once, still without approving: aborted once the wait has begun
+  // (its first read of the votes), long before its 60 s deadline.
   const controller = new AbortController();
-  const slow = new DistributedApproval({ consensus: agent, approvers: list, waitMs: 60_000 });
-  setTimeout(() => controller.abort(), 100);
-  await assert.rejects(slow.approve(request, controller.signal), assertCode('APPROVAL_MISSING', /aborted while waiting/));
+  let reads = 0;
+  const counting: Consensus = Object.assign(Object.create(agent) as StoreConsensus, {
+    votes: async (id: string) => {
+      reads += 1;
+      return agent.votes(id);
+    },
+  });
+  const slow = new DistributedApproval({ consensus: counting, approvers: list, waitMs: 60_000 });
+  const aborting = until(() => reads > 0, 15_000, 'the wait to begin').then(() => controller.abort());
+  await assert.rejects(
+    withDeadline(slow.approve(request, controller.signal), 15_000, 'the aborted approval to end'),
+    assertCode('APPROVAL_MISSING', /aborted while waiting/),
+  );
+  await aborting;
 });
 
 test('the seed injection point: getConsensus() without one set is INVALID; DistributedApproval uses the current one at call time', async () => {
@@ -151,11 +164,16 @@ test('invalid options and requests are INVALID, naming the argument', async () =
 
 test('store errors never approve: IO while waiting fails closed with IO; an error that clears before the deadline is retried', async () => {
   const real = await client('/flaky');
-  let failing = true;
-  // The votes are in the store, but reading them fails (as etcd without quorum would).
+  let failedReads = 0;
+  let clearAfter = Infinity;
+  // The votes are in the store, but reading them fails (as etcd without quorum would) until
+  // `clearAfter` failed reads have happened.
   const flaky: Consensus = Object.assign(Object.create(real) as StoreConsensus, {
     votes: async (id: string) => {
-      if (failing) throw new HotPatchError('IO', 'etcd unreachable or without quorum');
+      if (failedReads < clearAfter) {
+        failedReads += 1;
+        throw new HotPatchError('IO', 'etcd unreachable or without quorum');
+      }
       return real.votes(id);
     },
   });
@@ -168,7 +186,10 @@ test('store errors never approve: IO while waiting fails closed with IO; an erro
     approval.approve(request),
     assertCode('IO', /^approval of emb-flaky 1\.0\.1: consensus store unavailable, not approving \(fail closed\): etcd unreachable or without quorum; proposal p-/),
   );
-  setTimeout(() => (failing = false), 300);
-  const result = await new DistributedApproval({ consensus: flaky, approvers: list, waitMs: 5000, pollMs: 50 }).waitForQuorum(request);
+  // The error clears after two more failed reads: the wait retried through them.
+  failedReads = 0;
+  clearAfter = 2;
+  const result = await new DistributedApproval({ consensus: flaky, approvers: list, waitMs: 15_000, pollMs: 50 }).waitForQuorum(request);
+  assert.ok(failedReads >= 2, `${failedReads} failed reads before the error cleared`);
   assert.deepEqual(result.approvedBy, ['alice', 'bob']);
 });

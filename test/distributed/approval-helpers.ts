@@ -1,7 +1,5 @@
-import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { encodeEnvelope, pae, decodeEnvelope, type ApprovalRequest, type HotPatchError } from '../../src/core/index.js';
-import { generateKeyPair, sign, type PrivateKey, type SignatureAlgorithm } from '../../src/crypto-agile/index.js';
+import { encodeEnvelope, decodeEnvelope, type ApprovalRequest } from '../../src/core/index.js';
 import {
   VOTE_PAYLOAD_TYPE,
   newProposal,
@@ -11,20 +9,20 @@ import {
   type Proposal,
   type SignedVote,
 } from '../../src/distributed/index.js';
+import { signEnvelope, signerOf, testKey, type TestKey } from '../support/patches.js';
+import { until } from '../support/wait.js';
+
+// Keys, signing, the code assertion and the polling wait are shared with the other test
+// directories (test/support); re-exported under the names the approval tests use.
+export { assertCode } from '../support/assertions.js';
+
+/** Polls `predicate` (it reads the store) every 20 ms until it holds; fails after `timeoutMs`. */
+export const waitFor = (predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> => until(predicate, timeoutMs, what, 20);
 
 /** Shared by the approval tests (approval-*.test.ts). */
 
-export interface ApproverKeyPair {
-  keyid: string;
-  privateKey: PrivateKey;
-  publicPem: string;
-  alg: SignatureAlgorithm;
-}
-
-export function approverKey(keyid: string, alg: SignatureAlgorithm = 'ed25519'): ApproverKeyPair {
-  const { privateKey, publicKey } = generateKeyPair(alg, alg === 'rsa-pss-sha256' ? { rsaBits: 2048 } : undefined);
-  return { keyid, privateKey, publicPem: publicKey.toPem(), alg };
-}
+export type ApproverKeyPair = TestKey;
+export const approverKey = testKey;
 
 /** The approvers list document for `keys` (each under its own keyid) and a quorum. */
 export function approversDoc(keys: ApproverKeyPair[], quorum: Record<string, unknown>): Record<string, unknown> {
@@ -54,8 +52,7 @@ export function voteBy(key: ApproverKeyPair, proposal: Proposal, now = T0 + 1000
 /** A correctly signed vote envelope over an arbitrary payload (for votes whose content lies). */
 export function rawVote(key: ApproverKeyPair, proposalId: string, payload: Record<string, unknown>, storedAs = key.keyid): SignedVote {
   const body = new TextEncoder().encode(JSON.stringify(payload));
-  const sig = sign(key.privateKey, pae(VOTE_PAYLOAD_TYPE, body));
-  return { proposalId, keyid: storedAs, envelope: encodeEnvelope({ payloadType: VOTE_PAYLOAD_TYPE, payload: body, signatures: [{ keyid: key.keyid, sig }] }) };
+  return { proposalId, keyid: storedAs, envelope: signEnvelope(VOTE_PAYLOAD_TYPE, body, [signerOf(key.keyid, key.privateKey)]) };
 }
 
 /** The signed payload of a vote, as an object to alter. */
@@ -68,20 +65,4 @@ export function tampered(vote: SignedVote, change: Record<string, unknown>): Sig
   const envelope = decodeEnvelope(vote.envelope);
   const payload = new TextEncoder().encode(JSON.stringify({ ...payloadOf(vote), ...change }));
   return { ...vote, envelope: encodeEnvelope({ ...envelope, payload }) };
-}
-
-export function assertCode(code: string, message?: RegExp): (error: unknown) => boolean {
-  return (error: unknown) => {
-    assert.equal((error as HotPatchError).code, code, `expected ${code}, got ${String((error as Error).message)}`);
-    if (message !== undefined) assert.match((error as Error).message, message);
-    return true;
-  };
-}
-
-export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }

@@ -3,7 +3,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { HotPatchError } from '../../src/core/index.js';
 import {
   EmbeddedStore,
   FleetMember,
@@ -21,6 +20,8 @@ import {
   type RolloutTransition,
 } from '../../src/distributed/index.js';
 import { GOOD_SOURCE, T, assertRingOrder, cli, patch, startController, startFleet, testPrefix, waitFor, type TestPatch } from './fleet-helpers.js';
+import { isCode } from '../support/assertions.js';
+import { until } from '../support/wait.js';
 
 let dir: string;
 /** Leases renewed through a file (lock, write, fsync): generous, so a loaded machine does not drop agents. */
@@ -37,7 +38,6 @@ const spec = (p: TestPatch, soakMs: number, extra: Partial<RolloutSpec> = {}): R
   soakMs,
   ...extra,
 });
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-embedded-'));
@@ -45,10 +45,6 @@ before(async () => {
 after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-function isCode(code: string) {
-  return (e: unknown) => e instanceof HotPatchError && e.code === code;
-}
 
 
 test('embedded store, one machine: a good patch reaches 9 agents ring by ring; the CLI shows the fleet', async () => {
@@ -167,9 +163,18 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
     const r = await createRollout(store, spec(GOOD, 300), { prefix });
     await waitFor('ring 1 to open', async () => (await getRollout(store, r.id, { prefix })).state.ring === 1);
     await pauseRollout(store, r.id, 'hold on', { prefix });
-    // Long enough for ring 1 to apply and soak: only the pause keeps ring 2 closed.
     await waitFor('ring 1 to promote', () => fleet.ring(1).every((x) => x.target.active.version === '1.0.1'));
-    await sleep(800);
+    // Ring 1 reported promoted and healthy: unpaused, one controller pass would start its 300 ms
+    // soak and a pass after the soak would open ring 2. Both passes run here, a soak apart, so
+    // only the pause can keep ring 2 closed.
+    await waitFor('ring 1 to report ready', async () => {
+      const ring1 = (await fleetStatus(store, { prefix })).agents.filter((x) => x.ring === 1);
+      return ring1.length === 2 && ring1.every((x) => x.targets[T]?.version === '1.0.1' && (x.targets[T]?.phase === 'promoted' || x.targets[T]?.phase === 'activated') && x.targets[T]?.health === 'healthy');
+    });
+    await ctl.controller.tick();
+    const soakFrom = Date.now();
+    await until(() => Date.now() - soakFrom > 300, 15_000, 'the 300 ms soak to pass');
+    await ctl.controller.tick();
     const paused = await getRollout(store, r.id, { prefix });
     assert.equal(paused.state.status, 'paused');
     assert.equal(paused.state.ring, 1, 'no ring opens while paused');
@@ -183,7 +188,7 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
     const rolledBack = fleet.log.filter((e) => e.rollout === r.id && e.event === 'rollback').map((e) => e.agent).sort();
     assert.ok(applied.length >= 4, 'rings 0 and 1 had promoted');
     assert.deepEqual(rolledBack, applied, 'every agent that promoted the patch rolled it back');
-    await sleep(200);
+    await ctl.controller.tick(); // one more full pass over the rollouts
     assert.equal((await getRollout(store, r.id, { prefix })).state.status, 'aborted', 'the controller leaves an aborted rollout alone');
     await waitFor('the reports to show rolled-back', async () =>
       (await fleetStatus(store, { prefix })).agents.every((x) => x.targets[T]?.version === '1.0.0' && x.targets[T]?.phase !== 'promoted'));
@@ -207,7 +212,7 @@ test('a ring with no alive agent holds the rollout by default; with emptyRings s
       return r.state.reason === 'waiting: ring 1 has no alive agent' ? r : undefined;
     });
     assert.equal(held.state.status, 'running');
-    await sleep(300);
+    await ctl.controller.tick(); // one more full pass over the rollouts
     assert.equal((await getRollout(store, waiting.id, { prefix })).state.ring, 1);
     assert.equal(fleet.log.filter((e) => e.rollout === waiting.id && e.ring === 2).length, 0, 'ring 2 never ordered past an empty ring');
     await abortRollout(store, waiting.id, 'replaced by a skipping rollout', { prefix });
@@ -286,7 +291,7 @@ test('an agent whose lease is lost while it lives registers again', async () => 
     const key = `${fleetKeys(prefix).agents}relet-1`;
     assert.ok((await observer.get(key)) !== undefined);
     await leases[0]!.revoke(); // as if the store expired it: the key goes
-    await waitFor('the agent to register again', async () => leases.length === 2 && (await observer.get(key)) !== undefined, 5000);
+    await waitFor('the agent to register again', async () => leases.length === 2 && (await observer.get(key)) !== undefined, 15_000);
     assert.notEqual(leases[1]!.id, leases[0]!.id);
     await member.stop();
     await waitFor('stop to revoke the new lease (the key goes at once)', async () => (await observer.get(key)) === undefined, 2000);

@@ -27,6 +27,7 @@ import {
 } from '../../src/distributed/index.js';
 import { world } from '../zero-downtime/fixtures.js';
 import { GOOD_SOURCE, T, cli, patch, sha256hex, startController, startFleet, testPrefix, waitFor, type DigestApi, type TestPatch } from './fleet-helpers.js';
+import { isCode } from '../support/assertions.js';
 
 let dir: string;
 const LEASE_MS = 3000;
@@ -41,9 +42,6 @@ const spec = (p: TestPatch, extra: Partial<RolloutSpec> = {}): RolloutSpec => ({
   soakMs: 0,
   ...extra,
 });
-const isCode = (code: string, message?: RegExp) => (e: unknown) =>
-  e instanceof HotPatchError && e.code === code && (message === undefined || message.test(e.message));
-
 /** The judge's options with values other than their defaults, given unsorted. */
 const ZDT = { steps: [0.25, 1], minCalls: 100, confidence: 0.995, warmupCalls: 0, maxLatencyShift: 0.5, probationWatch: false, canaryCallTimeoutMs: 800, maxErrorExcess: 0.001 };
 const SORTED_ZDT = { canaryCallTimeoutMs: 800, confidence: 0.995, maxErrorExcess: 0.001, maxLatencyShift: 0.5, minCalls: 100, probationWatch: false, steps: [0.25, 1], warmupCalls: 0 };

@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
-import { EmbeddedStore, EtcdStore, type KvStore, type WatchEvent } from '../../src/distributed/index.js';
+import { EmbeddedStore, type KvStore, type WatchEvent } from '../../src/distributed/index.js';
+import { EtcdStore } from '../../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
+import { settlesWithin, until, withDeadline } from '../support/wait.js';
 
 // One suite, run against both backends: whatever a consumer (approval, fleet) relies on must
 // hold for the embedded file store and for a real 3-member etcd cluster alike.
@@ -21,31 +23,11 @@ interface Backend {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `check` until it holds or `ms` passes; returns the elapsed time. */
-async function eventually(what: string, ms: number, check: () => Promise<boolean> | boolean): Promise<number> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
-  return Date.now() - start;
-}
+/** Polls `check` until it holds; the deadline is a generous guard, not a bound under test. */
+const eventually = (what: string, check: () => Promise<boolean> | boolean): Promise<void> => until(check, 15_000, what, 25);
 
-/** Whether `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const result = await Promise.race([
-    promise.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return result;
-}
+/** A hang guard for a promise that must settle: generous, never the bound a test checks. */
+const SETTLES_MS = 15_000;
 
 function conformance(name: string, setup: () => Promise<{ backend: Backend; teardown: () => Promise<void> }>): void {
   describe(`KvStore conformance: ${name}`, () => {
@@ -145,11 +127,19 @@ function conformance(name: string, setup: () => Promise<{ backend: Backend; tear
         { type: 'put', key: `${p}b`, value: '3' },
         { type: 'delete', key: `${p}a` },
       ];
-      await eventually('all four events', 5000, () => events.length >= expected.length);
+      await eventually('all four events', () => events.length >= expected.length);
       assert.deepEqual(events, expected);
       await stop();
+      // A second watcher on the same store is the barrier: it sees the write after the stop, and
+      // then one more write (a full poll or delivery later), so the stopped watcher has had every
+      // chance to deliver the first one.
+      const barrier: string[] = [];
+      const stopBarrier = await watcherStore.watch(p, (e) => barrier.push(e.key));
       await writer.put(`${p}c`, 'after stop');
-      await sleep(300);
+      await eventually('a second watcher to see the write after the stop', () => barrier.includes(`${p}c`));
+      await writer.put(`${p}d`, 'after the barrier saw c');
+      await eventually('the second watcher to see one more write', () => barrier.includes(`${p}d`));
+      await stopBarrier();
       assert.equal(events.length, expected.length, 'no event after stop');
     });
 
@@ -167,13 +157,12 @@ function conformance(name: string, setup: () => Promise<{ backend: Backend; tear
       assert.equal(await observer.get(`${p}leased`), 'alive');
       lease.release();
       assert.equal(await observer.get(`${p}leased`), 'alive', 'released, not revoked: the key lives until the TTL');
-      const gone = await eventually('leased keys gone', TTL_MS + 4000, async () => (await observer.list(p)).length === 1);
+      await eventually('leased keys gone', async () => (await observer.list(p)).length === 1);
       assert.deepEqual(
         (await observer.list(p)).map((kv) => kv.key),
         [`${p}plain`],
       );
-      assert.ok(gone >= 0);
-      assert.equal(await settlesWithin(lease.lost, 2000), true, 'lost resolves once the lease has run out');
+      assert.equal(await settlesWithin(lease.lost, SETTLES_MS), true, 'lost resolves once the lease has run out');
     });
 
     test('revoke deletes the lease keys at once; the lease is then gone', { timeout: TEST_TIMEOUT }, async () => {
@@ -188,8 +177,8 @@ function conformance(name: string, setup: () => Promise<{ backend: Backend; tear
       });
       await lease.revoke();
       assert.deepEqual(await observer.list(p), []);
-      assert.equal(await settlesWithin(lease.lost, 100), true, 'lost resolves on revoke');
-      await eventually('delete events', 5000, () => deletes.length === 2);
+      assert.equal(await settlesWithin(lease.lost, SETTLES_MS), true, 'lost resolves on revoke');
+      await eventually('delete events', () => deletes.length === 2);
       assert.deepEqual(deletes.sort(), [`${p}a`, `${p}b`]);
       await stop();
       await assert.rejects(owner.put(`${p}c`, '3', { lease }), (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND');
@@ -206,8 +195,8 @@ function conformance(name: string, setup: () => Promise<{ backend: Backend; tear
       const bPending = sb.campaign(election, 'candidate-b', lb);
       assert.equal(await settlesWithin(bPending, 500), false, 'b waits while a leads');
       await a.resign();
-      assert.equal(await settlesWithin(a.lost, 100), true, 'resign ends a leadership');
-      const b = await bPending;
+      assert.equal(await settlesWithin(a.lost, SETTLES_MS), true, 'resign ends a leadership');
+      const b = await withDeadline(bPending, SETTLES_MS, 'b to take over after the resignation');
       assert.equal(await sa.leader(election), 'candidate-b');
       assert.equal(await settlesWithin(b.lost, 200), false, 'b still leads');
       await b.resign();
@@ -225,12 +214,9 @@ function conformance(name: string, setup: () => Promise<{ backend: Backend; tear
       const a = await sa.campaign(election, 'candidate-a', la);
       const bPending = sb.campaign(election, 'candidate-b', lb);
       assert.equal(await settlesWithin(bPending, 300), false);
-      const released = Date.now();
       la.release(); // a "dies": it stops renewing, nobody resigns
-      assert.equal(await settlesWithin(a.lost, TTL_MS + 2000), true, 'a learns it lost leadership');
-      const b = await bPending;
-      const took = Date.now() - released;
-      assert.ok(took < TTL_MS + 4000, `b took over after ${took} ms`);
+      assert.equal(await settlesWithin(a.lost, SETTLES_MS), true, 'a learns it lost leadership');
+      const b = await withDeadline(bPending, SETTLES_MS, 'b to take over once a\'s lease ran out');
       assert.equal(await sa.leader(election), 'candidate-b');
       await b.resign();
       await lb.revoke();

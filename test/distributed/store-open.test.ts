@@ -5,7 +5,8 @@ import { join, relative } from 'node:path';
 import { after, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { HotPatchError } from '../../src/core/index.js';
-import { EmbeddedStore, EtcdStore, openStore, type KvStore } from '../../src/distributed/index.js';
+import { EmbeddedStore, openStore, type KvStore } from '../../src/distributed/index.js';
+import { EtcdStore } from '../../src/distributed/etcd-store.js';
 
 // `--store` specs: etcd://host:port[,…] for a fleet, a directory (plain or file:) for one host.
 

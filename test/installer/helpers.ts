@@ -1,9 +1,8 @@
-import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HotPatchError, parseManifest, type ErrorCode, type ParsedManifest, type PayloadType } from '../../src/core/index.js';
+import { parseManifest, type ParsedManifest, type PayloadType } from '../../src/core/index.js';
 
 /** Runs `fn` with a fresh temporary directory, removed afterwards whatever happens. */
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -16,18 +15,7 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 }
 
 /** Asserts that `promise` rejects with a HotPatchError of `code` (and, optionally, a message match). */
-export async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<HotPatchError> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof HotPatchError, `expected a HotPatchError ${code}, got ${String(caught)}`);
-  assert.equal(caught.code, code, `expected ${code}, got ${caught.code}: ${caught.message}`);
-  if (message !== undefined) assert.match(caught.message, message);
-  return caught;
-}
+export { rejectsWith } from '../support/assertions.js';
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

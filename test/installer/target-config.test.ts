@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { EventBus, HotPatchError, type ErrorCode } from '../../src/core/index.js';
+import { EventBus, HotPatchError } from '../../src/core/index.js';
 import { DynamicInstaller, MAX_TARGET_CONFIG_BYTES, MAX_TARGET_CONFIG_DEPTH, checkTargetConfig, type TargetConfig } from '../../src/installer/index.js';
 import { HotPatchRuntime, twoPhaseApply, type Target } from '../../src/zero-downtime/index.js';
 import { FAST, drive, signedPatch, world, type World } from '../zero-downtime/fixtures.js';
+import { throwsCode } from '../support/assertions.js';
 
 const T = 'xps.pricing.quote';
 
@@ -54,15 +55,6 @@ async function applyPatch(w: World, target: Target<Pricing>, id: string, version
   const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, steps: [1], minCalls: 0, probationMs: 0, runtime: w.runtime });
   await drive((i) => target.api.quote(i), apply);
   assert.equal((await apply).outcome, 'promoted');
-}
-
-function assertCode(fn: () => unknown, code: ErrorCode, message: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof HotPatchError, `expected a HotPatchError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    assert.match(error.message, message);
-    return true;
-  });
 }
 
 describe('a target config reaches every version through init(ctx)', () => {
@@ -168,7 +160,7 @@ describe('a target config that is not plain JSON data is refused when the target
   for (const [what, config, message] of cases) {
     test(`${what} is refused with INVALID naming where it is`, () => {
       const runtime = new HotPatchRuntime({ bus: new EventBus(), durationProbeMs: 0 });
-      assertCode(() => runtime.target(T, { version: '1.0.0', impl: builtin, config: config as TargetConfig }), 'INVALID', message);
+      throwsCode(() => runtime.target(T, { version: '1.0.0', impl: builtin, config: config as TargetConfig }), 'INVALID', message);
       assert.deepEqual(runtime.list(), [], 'a refused declaration declares nothing');
       runtime.close();
     });
@@ -187,17 +179,17 @@ describe('a target config is bounded', () => {
   test('a config of exactly 64 KiB as JSON is taken; one byte more is refused with TOO_LARGE', () => {
     assert.equal(Buffer.byteLength(JSON.stringify(ofBytes(MAX_TARGET_CONFIG_BYTES))), MAX_TARGET_CONFIG_BYTES);
     assert.equal(checkTargetConfig(ofBytes(MAX_TARGET_CONFIG_BYTES)).s, 'x'.repeat(MAX_TARGET_CONFIG_BYTES - 8));
-    assertCode(() => checkTargetConfig(ofBytes(MAX_TARGET_CONFIG_BYTES + 1)), 'TOO_LARGE', /config is larger than 65536 bytes as JSON/);
+    throwsCode(() => checkTargetConfig(ofBytes(MAX_TARGET_CONFIG_BYTES + 1)), 'TOO_LARGE', /config is larger than 65536 bytes as JSON/);
     // Multi-byte characters count as the UTF-8 bytes they take, not as characters.
-    assertCode(() => checkTargetConfig({ s: 'é'.repeat(MAX_TARGET_CONFIG_BYTES / 2) }), 'TOO_LARGE', /larger than/);
+    throwsCode(() => checkTargetConfig({ s: 'é'.repeat(MAX_TARGET_CONFIG_BYTES / 2) }), 'TOO_LARGE', /larger than/);
     // An array's length alone can tell: it is refused before its 4 billion slots are listed.
-    assertCode(() => checkTargetConfig({ slots: new Array<number>(2 ** 32 - 1) }), 'TOO_LARGE', /reached at config\.slots/);
+    throwsCode(() => checkTargetConfig({ slots: new Array<number>(2 ** 32 - 1) }), 'TOO_LARGE', /reached at config\.slots/);
   });
 
   test('a config nested deeper than 32 levels is refused with TOO_LARGE when the target is declared', () => {
     assert.doesNotThrow(() => checkTargetConfig(nested(MAX_TARGET_CONFIG_DEPTH)));
     const runtime = new HotPatchRuntime({ bus: new EventBus(), durationProbeMs: 0 });
-    assertCode(() => runtime.target(T, { version: '1.0.0', impl: builtin, config: nested(MAX_TARGET_CONFIG_DEPTH + 1) }), 'TOO_LARGE', /nests deeper than 32 levels/);
+    throwsCode(() => runtime.target(T, { version: '1.0.0', impl: builtin, config: nested(MAX_TARGET_CONFIG_DEPTH + 1) }), 'TOO_LARGE', /nests deeper than 32 levels/);
     runtime.close();
   });
 

@@ -44,6 +44,8 @@ import {
   writePatch,
   type Signer,
 } from './fixtures/helpers.js';
+import { bytesReadDuring } from '../support/io.js';
+import { settlesWithin, withDeadline } from '../support/wait.js';
 
 // --- keys, generated once --------------------------------------------------------------
 
@@ -118,8 +120,13 @@ interface HostileCase {
   cliCode?: ErrorCode | 'OK';
   /** The library's message must match. */
   message?: RegExp;
-  /** The library verification must finish within this many ms. */
-  maxMs?: number;
+  /**
+   * The library verification must settle rather than block (a FIFO opened for reading blocks
+   * until a writer comes): checked with a generous hang guard, never a timing bound.
+   */
+  mustSettle?: true;
+  /** The library may read at most this many bytes (a huge file refused without reading it). */
+  maxBytesRead?: number;
 }
 
 /** A correctly signed 2-of-3 patch, for cases whose hostility is elsewhere. */
@@ -299,7 +306,8 @@ const CASES: HostileCase[] = [
     },
     expectCode: 'TOO_LARGE',
     cliExit: 1,
-    maxMs: 1000,
+    mustSettle: true,
+    maxBytesRead: 2 * MIB,
   },
   {
     name: 'a manifest of 1 MiB + 1 bytes',
@@ -320,7 +328,7 @@ const CASES: HostileCase[] = [
     },
     expectCode: 'INVALID',
     cliExit: 1,
-    maxMs: 2000,
+    mustSettle: true,
   },
   {
     name: 'a manifest path that is a directory',
@@ -481,7 +489,7 @@ const CASES: HostileCase[] = [
     },
     expectCode: 'INVALID',
     cliExit: 1,
-    maxMs: 2000,
+    mustSettle: true,
   },
   {
     name: 'a directory as the payload',
@@ -876,7 +884,7 @@ const CASES: HostileCase[] = [
     },
     expectCode: 'INVALID',
     cliExit: 2,
-    maxMs: 2000,
+    mustSettle: true,
   },
 
   // --- security policy ---
@@ -945,7 +953,7 @@ const CASES: HostileCase[] = [
     },
     expectCode: 'INVALID',
     cliExit: 2,
-    maxMs: 2000,
+    mustSettle: true,
   },
 
   // --- positive controls ---
@@ -1019,6 +1027,31 @@ async function materialise(env: Env, run: CaseRun): Promise<Materialised> {
 }
 
 /** The library path: the same steps as `hotpatch verify`, through the public API, in-process. */
+/** A hang guard, not a timing bound: only a call that blocks for good (open(2) on a FIFO) reaches it. */
+const HANG_GUARD_MS = 20_000;
+
+/**
+ * `pending`, or a failure if it has not settled after HANG_GUARD_MS; then every FIFO under
+ * `dir` is opened for writing once, so a reader stuck in open(2) returns and the process can exit.
+ */
+async function settled<T>(pending: Promise<T>, dir: string): Promise<T> {
+  try {
+    return await withDeadline(pending, HANG_GUARD_MS, 'the library verification to settle (blocked in open(2) on a FIFO?)');
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('timed out')) throw error;
+    for (const entry of await snapshotTree(dir)) {
+      if (entry.type !== 'fifo') continue;
+      try {
+        closeSync(openSync(join(dir, entry.path), fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+      } catch {
+        // no reader on this one
+      }
+    }
+    await settlesWithin(pending, 5000);
+    throw error;
+  }
+}
+
 async function runLibrary(env: Env, run: CaseRun, files: Materialised): Promise<HotPatchError | 'OK'> {
   try {
     // readFileBounded refuses FIFOs and huge files; a plain readFile would hang on a FIFO.
@@ -1082,9 +1115,9 @@ CASES.forEach((c, index) => {
     const files = await materialise(env, run);
     const before = await snapshotTree(dir);
 
-    const started = performance.now();
-    const lib = await runLibrary(env, run, files);
-    const elapsed = performance.now() - started;
+    const { result: lib, bytesRead } = await bytesReadDuring(() =>
+      c.mustSettle === true ? settled(runLibrary(env, run, files), dir) : runLibrary(env, run, files),
+    );
     if (c.expectCode === 'OK') {
       assert.equal(lib, 'OK', lib === 'OK' ? '' : `library: expected acceptance, got ${lib.code}: ${lib.message}`);
     } else {
@@ -1092,7 +1125,7 @@ CASES.forEach((c, index) => {
       assert.equal(lib.code, c.expectCode, `library: expected ${c.expectCode}, got ${lib.code}: ${lib.message}`);
       if (c.message !== undefined) assert.match(lib.message, c.message);
     }
-    if (c.maxMs !== undefined) assert.ok(elapsed < c.maxMs, `library took ${Math.round(elapsed)} ms (limit ${c.maxMs} ms)`);
+    if (c.maxBytesRead !== undefined) assert.ok(bytesRead <= c.maxBytesRead, `the library read ${bytesRead} bytes (at most ${c.maxBytesRead} allowed)`);
     await assertUntouched(dir, before, 'the library');
 
     const args = cliArgs(env, run, files);
@@ -1296,14 +1329,15 @@ test(
     );
     const timedOut = Symbol('timeout');
     let timer: NodeJS.Timeout | undefined;
-    const first = await Promise.race([pending, new Promise((resolve) => (timer = setTimeout(() => resolve(timedOut), 1500)))]);
+    // A hang guard: refusing a FIFO takes no waiting, only a blocking open(2) reaches it.
+    const first = await Promise.race([pending, new Promise((resolve) => (timer = setTimeout(() => resolve(timedOut), HANG_GUARD_MS)))]);
     clearTimeout(timer);
     if (first === timedOut) {
       // Unblock the reader stuck in open(2) so the test process can exit.
       closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
       await pending;
     }
-    assert.notEqual(first, timedOut, 'SecurityGate.fromFile(fifo) was still pending after 1.5 s');
+    assert.notEqual(first, timedOut, `SecurityGate.fromFile(fifo) was still pending after ${HANG_GUARD_MS} ms`);
     assert.equal(first, 'INVALID');
   },
 );

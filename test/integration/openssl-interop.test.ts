@@ -1,8 +1,9 @@
 /*
  * Interoperability with OpenSSL, both ways: patches signed by `openssl` over the DSSE PAE
  * verify with `hotpatch verify`, and signatures made by `hotpatch sign` verify with
- * `openssl`. DESIGN.md promises exactly this ("a patch signed by any standard tool ...
- * verifies here"), so a missing openssl is a failure, never a skip.
+ * `openssl`. The project promises exactly this (docs/ARCHITECTURE.md "Security model": a patch
+ * signed by any standard tool over the DSSE PAE verifies here), so a missing openssl is a
+ * failure, never a skip.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

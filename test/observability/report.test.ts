@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { MANIFEST_PAYLOAD_TYPE, encodeEnvelope, pae, type EventType, type HotPatchEvent } from '../../src/core/index.js';
-import { generateKeyPair, hashBytes, sign } from '../../src/crypto-agile/index.js';
+import type { EventType, HotPatchEvent } from '../../src/core/index.js';
+import { generateKeyPair, hashBytes } from '../../src/crypto-agile/index.js';
 import { AuditLog, buildReport, formatReport } from '../../src/observability/index.js';
+import { signManifest, signerOf } from '../support/patches.js';
 import { event, logLines, tempDir, writeLog } from './helpers.js';
 
 const ci = generateKeyPair('ed25519');
@@ -26,12 +27,7 @@ async function writeManifest(dir: string, id: string, version: string, keys: [st
     payload_type: 'esm',
     metadata: { ticket: 'SEC-1234' },
   };
-  const body = new TextEncoder().encode(JSON.stringify(manifest));
-  const envelope = encodeEnvelope({
-    payloadType: MANIFEST_PAYLOAD_TYPE,
-    payload: body,
-    signatures: keys.map(([keyid, pair]) => ({ keyid, sig: sign(pair.privateKey, pae(MANIFEST_PAYLOAD_TYPE, body)) })),
-  });
+  const envelope = signManifest(manifest, keys.map(([keyid, pair]) => signerOf(keyid, pair.privateKey)));
   await mkdir(join(dir, 'manifests'), { recursive: true });
   await writeFile(join(dir, 'manifests', `${id}.json`), envelope);
   return payloadHash;

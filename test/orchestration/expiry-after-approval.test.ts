@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { PatchPlan } from '../../src/orchestration/index.js';
-import { makeEnv, planOf, withTraffic } from './helpers.js';
+import { makeEnv, planOf, until, withTraffic } from './helpers.js';
 
 test('a manifest that expires while the plan waits for its approval is not activated', async () => {
   const env = await makeEnv();
@@ -13,7 +13,8 @@ test('a manifest that expires while the plan waits for its approval is not activ
     // The approval arrives only after the manifest has expired (a freeze attack by delay).
     proc.registries.approvers.register('slow', {
       approve: async () => {
-        await new Promise((r) => setTimeout(r, Date.parse(expires) - Date.now() + 100));
+        // Answers once the manifest has expired (a condition on the clock, not a fixed sleep).
+        await until(() => Date.now() > Date.parse(expires) + 100, 15_000, 'the manifest to expire');
         return { approvedBy: ['alice', 'bob'] };
       },
     });

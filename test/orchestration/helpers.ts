@@ -1,15 +1,16 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventBus, MANIFEST_PAYLOAD_TYPE, Registries, encodeEnvelope, pae, type HotPatchEvent } from '../../src/core/index.js';
-import { generateKeyPair, sign } from '../../src/crypto-agile/index.js';
+import { EventBus, Registries, type HotPatchEvent } from '../../src/core/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import { Planner, type PlannerOptions, type PlanZdtOptions } from '../../src/orchestration/index.js';
 import { FileSystemRepository } from '../../src/repo/index.js';
 import { SecurityGate } from '../../src/security/index.js';
 import { DefaultVerifier, parseTrustStore } from '../../src/verification/index.js';
 import { HotPatchRuntime, type Target } from '../../src/zero-downtime/index.js';
+import { CI_TRUST, forgedCiSigner, publishPatch } from '../support/patches.js';
+export { until } from '../support/wait.js';
 
 export const T = 'xps.crypto.hash.sha256';
 export const OTHER = 'xps.crypto.hash.other';
@@ -40,9 +41,8 @@ export const FAST_ZDT: PlanZdtOptions = {
   maxLatencyRatio: 1000,
 };
 
-const key = generateKeyPair('ed25519');
-const forger = generateKeyPair('ed25519');
-export const TRUST = { keys: { ci: { alg: 'ed25519', public_key: key.publicKey.toPem() } }, threshold: 1 };
+/** The trust store of every process: the ci key of test/support/patches.ts. */
+export const TRUST = CI_TRUST;
 
 export interface PublishOptions {
   target?: string;
@@ -54,27 +54,10 @@ export interface PublishOptions {
 
 /** Writes `<id>.json` (a really signed DSSE envelope) and `<id>.bin` into a repository directory. */
 export async function publish(repoDir: string, id: string, version: string, options: PublishOptions = {}): Promise<void> {
-  const payload = new TextEncoder().encode(options.source ?? goodSource(`${id} ${version}`));
-  const manifest = {
-    id,
-    target: options.target ?? T,
-    version,
-    created_at: new Date(Date.now() - 60_000).toISOString(),
-    expires: options.expires ?? new Date(Date.now() + 86_400_000).toISOString(),
-    signers: ['ci'],
-    payload_hash: `sha256:${createHash('sha256').update(payload).digest('hex')}`,
-    payload_size: payload.length,
-    payload_type: 'esm',
-  };
-  const body = new TextEncoder().encode(JSON.stringify(manifest));
-  const signer = options.forged === true ? forger : key;
-  const envelope = encodeEnvelope({
-    payloadType: MANIFEST_PAYLOAD_TYPE,
-    payload: body,
-    signatures: [{ keyid: 'ci', sig: sign(signer.privateKey, pae(MANIFEST_PAYLOAD_TYPE, body)) }],
+  await publishPatch(repoDir, id, options.target ?? T, version, options.source ?? goodSource(`${id} ${version}`), {
+    ...(options.expires === undefined ? {} : { manifest: { expires: options.expires } }),
+    ...(options.forged === true ? { signers: [forgedCiSigner] } : {}),
   });
-  await writeFile(join(repoDir, `${id}.bin`), payload);
-  await writeFile(join(repoDir, `${id}.json`), envelope);
 }
 
 /** One process: a runtime with the target declared, its installer and the registered components. */
@@ -176,12 +159,4 @@ export async function withTraffic<R>(proc: Proc, until: Promise<R>): Promise<{ r
 
 export function types(events: readonly HotPatchEvent[], plan?: string): string[] {
   return events.filter((e) => plan === undefined || e.detail?.plan === undefined || e.detail.plan === plan).map((e) => e.type);
-}
-
-export async function until(predicate: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }

@@ -5,8 +5,7 @@ import { test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
 import { parseJournal, type PatchPlan } from '../../src/orchestration/index.js';
 import { FAST_ZDT, makeEnv, planOf, types, withTraffic, type Env } from './helpers.js';
-
-const isCode = (code: string) => (e: unknown) => e instanceof HotPatchError && e.code === code;
+import { isCode } from '../support/assertions.js';
 
 /** Rewrites the journal as a crash would have left it: the plan `running` in `phase`. */
 async function leaveRunning(env: Env, id: string, phase: string, extra: Record<string, unknown> = {}): Promise<void> {

@@ -5,8 +5,7 @@ import { test } from 'node:test';
 import { HotPatchError, type Approver, type ApprovalRequest } from '../../src/core/index.js';
 import { Planner, type PatchPlan } from '../../src/orchestration/index.js';
 import { FAST_ZDT, FLAKY, OTHER, T, makeEnv, planOf, types, withTraffic, type Env, type Proc } from './helpers.js';
-
-const isCode = (code: string) => (e: unknown) => e instanceof HotPatchError && e.code === code;
+import { isCode } from '../support/assertions.js';
 
 async function setup(): Promise<{ env: Env; proc: Proc; planner: Planner }> {
   const env = await makeEnv();

@@ -15,9 +15,9 @@ test('runLoop picks up a patch published while it runs, and resolves when its si
     planner.addPlan(planOf('poll') as PatchPlan);
     const controller = new AbortController();
     const loop = planner.runLoop(controller.signal, 20);
-    await until(() => planner.plan('poll').status === 'waiting', 5000, 'the plan to wait for a patch');
+    await until(() => planner.plan('poll').status === 'waiting', 15_000, 'the plan to wait for a patch');
     await env.publish('fix-101', '1.0.1');
-    const activated = until(() => planner.plan('poll').status === 'activated', 10_000, 'the plan to activate');
+    const activated = until(() => planner.plan('poll').status === 'activated', 30_000, 'the plan to activate');
     const { errors } = await withTraffic(proc, activated);
     assert.equal(errors, 0);
     assert.equal(proc.target.active.patchId, 'fix-101');
@@ -51,7 +51,7 @@ test('runLoop runs dependencies first, one plan per target at a time, in one rou
     });
     const controller = new AbortController();
     const loop = planner.runLoop(controller.signal, 60_000); // one round only: everything must settle in it
-    await withTraffic(proc, until(() => planner.plans().every((p) => p.status === 'activated'), 10_000, 'all plans to activate'));
+    await withTraffic(proc, until(() => planner.plans().every((p) => p.status === 'activated'), 30_000, 'all plans to activate'));
     controller.abort();
     await loop;
     assert.equal(overlap, false);

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { HotPatchError } from '../../src/core/index.js';
 import {
   PERSISTABLE_ZDT_FIELDS,
   checkPersistableZdt,
@@ -18,9 +17,7 @@ import {
   type PlanZdtOptions,
 } from '../../src/orchestration/index.js';
 import { FAST_ZDT, makeEnv, planOf, withTraffic } from './helpers.js';
-
-const isCode = (code: string, message?: RegExp) => (e: unknown) =>
-  e instanceof HotPatchError && e.code === code && (message === undefined || message.test(e.message));
+import { isCode } from '../support/assertions.js';
 
 /** Every new option of the judge, with values other than their defaults. */
 const JUDGE_OPTIONS = {

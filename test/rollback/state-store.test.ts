@@ -3,13 +3,11 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { HotPatchError } from '../../src/core/index.js';
 import { RollbackIndex, StateStore, emptyTargetState, parseStateFile } from '../../src/rollback/index.js';
+import { isCode } from '../support/assertions.js';
 
 const T = 'xps.crypto.hash.sha256';
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
-const isCode = (code: string) => (e: unknown) => e instanceof HotPatchError && e.code === code;
-
 test('concurrent updates are serialised and each sees the previous one, and the file is always whole', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'hotpatch-state-'));
   try {

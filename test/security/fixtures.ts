@@ -1,6 +1,7 @@
 import type { Manifest, PatchId, VerifiedManifest } from '../../src/core/index.js';
-import { HotPatchError, type ErrorCode } from '../../src/core/index.js';
-import assert from 'node:assert/strict';
+
+// The code assertions are shared with the other test directories (test/support/assertions.ts).
+export { throwsCode, rejectsWith as rejectsCode } from '../support/assertions.js';
 
 /** A verified manifest built by hand: the gate only reads manifest, signers and threshold. */
 export function verified(
@@ -31,33 +32,6 @@ export function verified(
     signers: extra.signers ?? ['team-key-1', 'build-bot'],
     threshold: extra.threshold ?? 2,
   };
-}
-
-/** Asserts that `fn` throws a HotPatchError with `code` and returns it for further checks. */
-export function throwsCode(fn: () => unknown, code: ErrorCode, message?: RegExp): HotPatchError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof HotPatchError, `expected a HotPatchError ${code}, got ${String(caught)}`);
-  assert.equal(caught.code, code, caught.message);
-  if (message !== undefined) assert.match(caught.message, message);
-  return caught;
-}
-
-export async function rejectsCode(promise: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<HotPatchError> {
-  let caught: unknown;
-  try {
-    await promise;
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof HotPatchError, `expected a HotPatchError ${code}, got ${String(caught)}`);
-  assert.equal(caught.code, code, caught.message);
-  if (message !== undefined) assert.match(caught.message, message);
-  return caught;
 }
 
 /** The host as the gate sees it, so platform tests hold on any machine. */

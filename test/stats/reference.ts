@@ -3,17 +3,8 @@
  * arithmetic, and brute-force enumerations. Nothing here imports src/stats.
  */
 
-/** mulberry32: a small seeded generator of uniforms in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded generator of uniforms in [0, 1) (test/support/random.ts). */
+export { mulberry32 as prng } from '../support/random.js';
 
 /** Standard normal draws by Box–Muller. */
 export function normals(rand: () => number, n: number): Float64Array {

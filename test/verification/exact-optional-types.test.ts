@@ -16,9 +16,11 @@ test('verifyPatch(…, { highestVersion: await runtime.highestVersion(t) }) type
   const dir = await mkdtemp(join(tmpdir(), 'hotpatch-types-'));
   try {
     const index = resolve('dist/src/index.js');
+    const runtimeIndex = resolve('dist/src/index-runtime.js');
     await writeFile(
       join(dir, 'consumer.ts'),
-      `import { verifyPatch, type HotPatchRuntime, type PatchRepository, type PatchVerifier } from ${JSON.stringify(index)};
+      `import { verifyPatch, type PatchRepository, type PatchVerifier } from ${JSON.stringify(index)};
+import type { HotPatchRuntime } from ${JSON.stringify(runtimeIndex)};
 declare const runtime: HotPatchRuntime;
 declare const repo: PatchRepository;
 declare const verifier: PatchVerifier;

@@ -1,25 +1,12 @@
-import {
-  MANIFEST_PAYLOAD_TYPE,
-  encodeEnvelope,
-  pae,
-  type EnvelopeSignature,
-  type HotPatchError,
-} from '../../src/core/index.js';
-import { generateKeyPair, hashBytes, sign, type PrivateKey, type SignatureAlgorithm } from '../../src/crypto-agile/index.js';
+import { MANIFEST_PAYLOAD_TYPE, type EnvelopeSignature } from '../../src/core/index.js';
+import { hashBytes } from '../../src/crypto-agile/index.js';
 import { parseTrustStore, type TrustStoreDocument } from '../../src/verification/index.js';
-import assert from 'node:assert/strict';
+import { signEnvelope, signerOf, testKey, type TestKey } from '../support/patches.js';
 
-export interface TestKey {
-  keyid: string;
-  privateKey: PrivateKey;
-  publicPem: string;
-  alg: SignatureAlgorithm;
-}
-
-export function makeKey(keyid: string, alg: SignatureAlgorithm = 'ed25519'): TestKey {
-  const { privateKey, publicKey } = generateKeyPair(alg, alg === 'rsa-pss-sha256' ? { rsaBits: 2048 } : undefined);
-  return { keyid, privateKey, publicPem: publicKey.toPem(), alg };
-}
+// Keys, signing and the code assertion are shared with the other test directories (test/support).
+export { assertCode } from '../support/assertions.js';
+export type { TestKey };
+export const makeKey = testKey;
 
 export const PAYLOAD = new TextEncoder().encode('export const api = { digest: () => 1 };\n');
 
@@ -47,9 +34,11 @@ export function envelopeBytes(
 ): Uint8Array {
   const payloadType = options.payloadType ?? MANIFEST_PAYLOAD_TYPE;
   const body = new TextEncoder().encode(JSON.stringify(manifest));
-  const message = pae(options.signedType ?? payloadType, body);
-  const signatures = signers.map((k) => ({ keyid: k.keyid, sig: sign(k.privateKey, message) }));
-  return new TextEncoder().encode(encodeEnvelope({ payloadType, payload: body, signatures: [...signatures, ...(options.extraSignatures ?? [])] }));
+  const envelope = signEnvelope(payloadType, body, signers.map((k) => signerOf(k.keyid, k.privateKey)), {
+    ...(options.signedType === undefined ? {} : { signedType: options.signedType }),
+    ...(options.extraSignatures === undefined ? {} : { extraSignatures: options.extraSignatures }),
+  });
+  return new TextEncoder().encode(envelope);
 }
 
 export function trustDoc(keys: TestKey[], threshold: number, extra: Partial<TrustStoreDocument> = {}, targets: Record<string, string[]> = {}): TrustStoreDocument {
@@ -68,11 +57,4 @@ export function trust(keys: TestKey[], threshold: number, extra: Partial<TrustSt
 
 export async function* chunksOf(bytes: Uint8Array, size = 7): AsyncIterable<Uint8Array> {
   for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
-}
-
-export function assertCode(code: string): (error: unknown) => boolean {
-  return (error: unknown) => {
-    assert.equal((error as HotPatchError).code, code, (error as Error).message);
-    return true;
-  };
 }

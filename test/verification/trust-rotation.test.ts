@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeEnvelope, pae } from '../../src/core/index.js';
-import { sign } from '../../src/crypto-agile/index.js';
 import { TRUST_STORE_PAYLOAD_TYPE, parseTrustStore, rotateTrustStore, type TrustStoreDocument } from '../../src/verification/index.js';
+import { signEnvelope, signerOf } from '../support/patches.js';
 import { assertCode, makeKey, trustDoc, type TestKey } from './fixtures.js';
 
 const old1 = makeKey('old-1');
@@ -13,10 +12,7 @@ const current = parseTrustStore(trustDoc([old1, old2], 2));
 
 function signedStore(doc: TrustStoreDocument, signers: TestKey[], payloadType = TRUST_STORE_PAYLOAD_TYPE): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify(doc));
-  const message = pae(payloadType, body);
-  return new TextEncoder().encode(
-    encodeEnvelope({ payloadType, payload: body, signatures: signers.map((k) => ({ keyid: k.keyid, sig: sign(k.privateKey, message) })) }),
-  );
+  return new TextEncoder().encode(signEnvelope(payloadType, body, signers.map((k) => signerOf(k.keyid, k.privateKey))));
 }
 
 // The new store keeps old-1 (so old-2 can retire) and adds two new keys.

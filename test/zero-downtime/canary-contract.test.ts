@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
 import { twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { FAST, drive, signedPatch, world } from './fixtures.js';
+import { until } from '../support/wait.js';
 
 const T = 'xps.crypto.hash.sha256';
 const digest = (s: string): string => createHash('sha256').update(s).digest('hex');
@@ -69,7 +70,7 @@ test('an abort that arrives during the state handover is honoured: the old versi
     const { verified, payload } = signedPatch('handover-1', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, steps: [1], runtime: w.runtime });
     const driving = drive((i) => target.api.digest(`m${i}`), apply);
-    while (target.applying === undefined || target.canary === null) await new Promise((r) => setTimeout(r, 2));
+    await until(() => target.applying !== undefined && target.canary !== null, 15_000, 'the canary to start');
     // Wait until the canary step is judged and the handover has begun.
     await new Promise<void>((resolve) => {
       const off = w.bus.subscribe(() => {
@@ -101,8 +102,10 @@ test('rolling back to a version still in its probation resumes that probation, s
     }
     await w.runtime.rollback(T, 'c misbehaves');
     assert.equal(target.active.patchId, 'pb');
-    await new Promise((r) => setTimeout(r, 400));
-    const state = JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    // The resumed probation (150 ms) ends and records pb good; without the resume it never would.
+    const readState = async () => JSON.parse(await readFile(join(w.dir, 'state.json'), 'utf8'));
+    await until(async () => (await readState()).targets[T].active.good === true, 15_000, 'pb to be recorded good at the end of its resumed probation');
+    const state = await readState();
     assert.equal(state.targets[T].active.id, 'pb');
     assert.equal(state.targets[T].active.good, true);
     assert.equal(state.targets[T].last_good.id, 'pb');

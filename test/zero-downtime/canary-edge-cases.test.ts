@@ -1,14 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HotPatchError } from '../../src/core/index.js';
 import { twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { drive, signedPatch, world } from './fixtures.js';
+import { isCode } from '../support/assertions.js';
 
 const T = 'xps.test.edge';
-
-function isCode(code: string) {
-  return (e: unknown) => e instanceof HotPatchError && e.code === code;
-}
 
 test('a run of candidate errors during the state handover, after the last look, stops the promotion', async () => {
   const w = await world();

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { twoPhaseApply, type ApplyOptions, type RuntimeVersion } from '../../src/zero-downtime/index.js';
 import { signedPatch, world } from './fixtures.js';
+import { until } from '../support/wait.js';
 
 const T = 'xps.test.concurrency';
 const CYCLES = 200;
@@ -151,14 +152,8 @@ test(`${IN_FLIGHT} async calls in flight during ${CYCLES} promote/rollback cycle
     // Every version drained; every patch version was disposed once drained (never the built-in).
     const patchVersions = [...versions].filter((v) => v !== target.builtin);
     assert.equal(patchVersions.length, CYCLES, 'one version object per apply');
-    await new Promise<void>((resolve, reject) => {
-      const deadline = Date.now() + 5000;
-      const poll = (): void => {
-        if (patchVersions.every((v) => v.disposed)) resolve();
-        else if (Date.now() > deadline) reject(new Error(`${patchVersions.filter((v) => !v.disposed).length} versions never disposed`));
-        else setTimeout(poll, 2);
-      };
-      poll();
+    await until(() => patchVersions.every((v) => v.disposed), 15_000, 'every patch version to be disposed').catch((error: Error) => {
+      throw new Error(`${error.message}: ${patchVersions.filter((v) => !v.disposed).length} versions never disposed`);
     });
     for (const v of versions) assert.equal(v.inflight, 0, `${v.label} still counts ${v.inflight} calls in flight`);
     assert.equal(target.builtin.disposed, false);

@@ -1,5 +1,5 @@
 /*
- * Crash recovery (DESIGN.md "State directory", "Payloads and live swap": probation): a real
+ * Crash recovery (docs/ARCHITECTURE.md "On-disk formats" and "Data flow of one apply": probation): a real
  * child process running the target (crash-child.ts) is killed with SIGKILL at each phase of
  * an apply — during staging, after staging, mid-canary, right after promotion, during the
  * writes of state.json — and restarted. After every kill:

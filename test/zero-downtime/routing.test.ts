@@ -1,20 +1,17 @@
 /*
- * The target contract (DESIGN.md "Payloads and live swap"): what `target.api` looks like,
+ * The target contract (docs/ARCHITECTURE.md "Data flow of one apply"): what `target.api` looks like,
  * how each call is routed to exactly one version, how `this` and arguments travel, and when
  * a version is disposed. Every patch here is really signed, verified, staged and imported.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HotPatchError } from '../../src/core/index.js';
 import { twoPhaseApply, type ApplyOptions, type ApplyResult, type Target } from '../../src/zero-downtime/index.js';
 import { drive, signedPatch, world, type World } from './fixtures.js';
+import { isCode } from '../support/assertions.js';
+import { turns, until } from '../support/wait.js';
 
 /** The fastest settings that still run a real canary step (one step at 100 %, one call needed). */
 const FASTEST: ApplyOptions = { steps: [1], canaryInterval: 1, minCallsPerStep: 1, jitterRatio: 0 };
-
-function isCode(code: string) {
-  return (e: unknown) => e instanceof HotPatchError && e.code === code;
-}
 
 interface Gate {
   promise: Promise<void>;
@@ -28,16 +25,6 @@ function gate(): Gate {
   return { promise, open };
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Waits until `condition()` holds (polling), failing after `ms`. */
-async function until(condition: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(1);
-  }
-}
 
 /**
  * Awaits `p` while holding the event loop open: drain timers are unref'd (a drain must not keep
@@ -90,7 +77,7 @@ async function startCanary(w: World, name: string, id: string, version: string, 
     ...extra,
   });
   // A failure before the canary starts (load, self-test) surfaces here instead of a timeout.
-  await Promise.race([apply, until(() => target.canary !== null, `the canary of ${id}`)]);
+  await Promise.race([apply, until(() => target.canary !== null, 15_000, `the canary of ${id}`)]);
   return {
     apply,
     stop: async () => {
@@ -362,12 +349,12 @@ export function dispose() { globalThis.__hotpatchRoutingCanaryDrain.push('dispos
     assert.equal(candidate.inflight, 1);
     await canary.stop();
     assert.equal(target.api.helper(), 'A', 'after the abort every new call is on the baseline');
-    await sleep(30);
+    await turns(); // whatever a premature disposal would do is queued by now: give it its turns
     assert.deepEqual(log, [], 'dispose() is not called while a call is in flight on the candidate');
     assert.equal(candidate.disposed, false);
     g.open();
     assert.equal(await pending, 'BB', 'the call finished on the candidate it began on');
-    await until(() => candidate.disposed, 'the drained candidate to be disposed');
+    await until(() => candidate.disposed, 15_000, 'the drained candidate to be disposed');
     assert.deepEqual(log, ['dispose B']);
     assert.equal(candidate.inflight, 0);
   } finally {
@@ -402,12 +389,12 @@ export function dispose() { globalThis.__hotpatchRoutingDrain.push('dispose B');
     assert.equal(target.api.helper(), 'A');
     gates[0]!.open();
     assert.equal(await pending[0], 'B');
-    await sleep(30);
+    await turns(); // whatever a premature disposal would do is queued by now: give it its turns
     assert.deepEqual(log, [], 'one call still in flight: not disposed');
     assert.equal(b.disposed, false);
     gates[1]!.open();
     assert.equal(await pending[1], 'B');
-    await until(() => log.length > 0, 'dispose() of the drained version');
+    await until(() => log.length > 0, 15_000, 'dispose() of the drained version');
     assert.deepEqual(log, ['dispose B'], 'only the drained version is disposed, never the active one');
     assert.equal(b.disposed, true);
     assert.equal(target.active.disposed, false);
@@ -449,14 +436,14 @@ test('a drain timeout emits a HOTPATCH_DRAIN_TIMEOUT warning and disposal waits 
     assert.ok(result.drain !== undefined, 'the promotion retired the built-in version');
     const report = await held(result.drain!);
     assert.deepEqual(report, { version: '1.0.0', drained: false, inflight: 1 });
-    await until(() => warnings.length > 0, 'the HOTPATCH_DRAIN_TIMEOUT warning');
+    await until(() => warnings.length > 0, 15_000, 'the HOTPATCH_DRAIN_TIMEOUT warning');
     assert.match(warnings[0]!.message, /xps\.test\.drain-timeout 1\.0\.0 \(built-in\): 1 calls still in flight after 20 ms/);
-    await sleep(30);
+    await turns(); // whatever a premature disposal would do is queued by now: give it its turns
     assert.deepEqual(log, [], 'never force-disposed on timeout');
     assert.equal(builtin.disposed, false);
     g.open();
     assert.equal(await pending, 'A', 'the slow call finished on the version it began on');
-    await until(() => log.length > 0, 'dispose() once the late call finished');
+    await until(() => log.length > 0, 15_000, 'dispose() once the late call finished');
     assert.deepEqual(log, ['dispose A']);
     assert.equal(builtin.disposed, true);
     assert.equal(warnings.length, 1);
@@ -628,6 +615,7 @@ export function init() { open = true; }
 export function dispose() { open = false; }
 export const api = { get() { if (!open) throw new Error('A: its module was disposed'); return 'A'; }, async slow(gate) { await gate; return 'A'; } };`;
     await promote(w, name, 'drain-share-a', '1.1.0', source, () => target.api.get());
+    const old = target.active;
     const call = gate();
     const onOld = target.api.slow(call.promise);
     await w.runtime.rollback(name, 'test');
@@ -638,10 +626,10 @@ export const api = { get() { if (!open) throw new Error('A: its module was dispo
     const { verified, payload } = signedPatch('drain-share-a', name, '1.1.0', source);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FASTEST, runtime: w.runtime });
     apply.catch(() => undefined);
-    await until(() => inSelfTest, 'the candidate to reach its self-test');
+    await until(() => inSelfTest, 15_000, 'the candidate to reach its self-test');
     call.open();
     assert.equal(await onOld, 'A');
-    await sleep(20); // the old version drains and is disposed meanwhile
+    await until(() => old.disposed, 15_000, 'the old version to drain and be disposed');
     selfTest.open();
     const load = await drive(() => target.api.get(), apply);
     const result = await apply;

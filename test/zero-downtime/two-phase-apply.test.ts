@@ -6,16 +6,14 @@ import { test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
 import { resolveZdtOptions, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { FAST, drive, signedPatch, types, world } from './fixtures.js';
+import { isCode } from '../support/assertions.js';
+import { until } from '../support/wait.js';
 
 const T = 'xps.crypto.hash.sha256';
 const builtin = { digest: (s: string) => createHash('sha256').update(s).digest('hex') };
 const GOOD = `import { createHash } from 'node:crypto';
 export const api = { digest: (s) => createHash('sha256').update(s).digest('hex') };
 export function selfTest() { if (api.digest('abc') !== 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad') throw new Error('KAT'); }`;
-
-function isCode(code: string) {
-  return (e: unknown) => e instanceof HotPatchError && e.code === code;
-}
 
 test('a good patch is promoted step by step while every call succeeds', async () => {
   const w = await world();
@@ -379,7 +377,7 @@ test('a second apply to a busy target is refused clearly, and a frozen target re
     const one = signedPatch('one', T, '1.0.1', GOOD);
     const two = signedPatch('two', T, '1.0.2', GOOD);
     const first = twoPhaseApply(w.installer, one.verified, one.payload, { ...FAST, runtime: w.runtime });
-    await new Promise((r) => setTimeout(r, 5));
+    await until(() => target.applying?.patchId === 'one', 15_000, 'the first apply to hold the target');
     await assert.rejects(twoPhaseApply(w.installer, two.verified, two.payload, { ...FAST, runtime: w.runtime }), (e: unknown) => isCode('ABORTED')(e) && /busy with patch one/.test((e as Error).message));
     await drive((i) => target.api.digest(`m${i}`), first);
     await first;
