@@ -11,6 +11,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { ensureOutsidePrograms } from './outside-programs.mjs';
 
 /** test/… path without extension → what it needs from outside the test process. */
 const INTEGRATION = new Map([
@@ -110,5 +111,7 @@ if (files.length === 0) {
   console.error('no test files match (did the build run?)');
   process.exit(1);
 }
+// The programs the chosen files start are there (installed now, as root on Debian), or the run stops here, saying how.
+ensureOutsidePrograms(files.map((f) => INTEGRATION.get(keyOf(f)) ?? ''));
 const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
