@@ -3,7 +3,7 @@ import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { HotPatchError } from '../core/index.js';
-import { checkWritableTarget, fsyncDirectory } from '../repo/atomic-file.js';
+import { checkWritableTarget, fsyncDirectory } from '../repo/index.js';
 import { asHotPatchError, errnoOf, isRecord, messageOf, sleep } from './store-checks.js';
 
 /**

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { HotPatchError, decodeJson, describe, emitRedactedWarning } from '../core/index.js';
-import { readFileBounded } from '../repo/atomic-file.js';
+import { readFileBounded } from '../repo/index.js';
 import {
   type StoreState,
   Transaction,

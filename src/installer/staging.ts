@@ -21,7 +21,7 @@ import {
   throwIfAborted,
   withCleanupFailure,
   writeFileAtomic,
-} from '../repo/atomic-file.js';
+} from '../repo/index.js';
 import type { StagedPayload } from './types.js';
 
 /*

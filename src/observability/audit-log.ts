@@ -2,7 +2,7 @@ import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, type EventBus, type EventType, type HotPatchEvent, emitRedactedWarning } from '../core/index.js';
-import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/atomic-file.js';
+import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/index.js';
 import { StateStore } from '../rollback/index.js';
 import {
   ZERO_HASH,

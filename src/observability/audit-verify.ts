@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError } from '../core/index.js';
-import { readFileBounded, readFileChunks } from '../repo/atomic-file.js';
+import { readFileBounded, readFileChunks } from '../repo/index.js';
 import { parseStateFile } from '../rollback/index.js';
 import { AuditChainChecker, MAX_LINE_BYTES, type AuditEntry, type AuditVerification } from './audit-chain.js';
 
