@@ -3,6 +3,8 @@ import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { HotPatchError, describe } from '../core/index.js';
+import { closeHandle, readFileChunks } from './bounded-read.js';
+import { checkByteLimit, checkMode, checkPath, errnoOf, fileError, messageOf, throwIfAborted, withCleanupFailure } from './file-checks.js';
 
 /**
  * Crash-safe and bounded file primitives shared by the repository, the installer, the state
@@ -18,12 +20,6 @@ import { HotPatchError, describe } from '../core/index.js';
  * - any other file-system failure → `IO`, with the original error as `cause`.
  */
 
-/** Default read granularity: one chunk of a payload stream, one read(2) of a manifest. */
-export const DEFAULT_CHUNK_SIZE = 64 * 1024;
-
-/** Largest chunk size accepted; beyond this a single allocation would be unreasonable. */
-const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
-
 /** What `writeFileAtomic` accepts: bytes, UTF-8 text, or a (possibly async) stream of chunks. */
 export type AtomicWriteData = Uint8Array | string | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
 
@@ -35,16 +31,6 @@ export interface WriteFileAtomicOptions {
   mode?: number;
   /** Checked before every chunk and once more just before the rename commits the file. */
   signal?: AbortSignal;
-}
-
-export interface ReadFileOptions {
-  /** Refuse a symbolic link in the last path component instead of following it (default `true`). */
-  noFollow?: boolean;
-  signal?: AbortSignal;
-  /** Bytes per read (default 64 KiB). */
-  chunkSize?: number;
-  /** How the file is named in error messages (default `"file"`), e.g. `"manifest"`. */
-  what?: string;
 }
 
 export interface CopyFileAtomicOptions extends WriteFileAtomicOptions {
@@ -63,245 +49,10 @@ export interface FileDigest {
 
 // --- argument checks (every public input checked, the argument named) ---
 
-function checkPath(value: unknown, name: string): string {
-  if (typeof value !== 'string' || value.length === 0) {
-    throw new HotPatchError('INVALID', `${name} must be a non-empty string, got ${describe(value)}`);
-  }
-  if (value.includes('\0')) {
-    throw new HotPatchError('INVALID', `${name} must not contain a NUL character`);
-  }
-  return value;
-}
-
-/** A byte count: a non-negative safe integer. */
-export function checkByteLimit(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new HotPatchError('INVALID', `${name} must be a non-negative safe integer, got ${describe(value)}`);
-  }
-  return value;
-}
-
-export function checkChunkSize(value: unknown, name = 'chunkSize'): number {
-  if (value === undefined) return DEFAULT_CHUNK_SIZE;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_CHUNK_SIZE) {
-    throw new HotPatchError('INVALID', `${name} must be an integer from 1 to ${MAX_CHUNK_SIZE}, got ${describe(value)}`);
-  }
-  return value;
-}
-
-function checkMode(value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0o7777) {
-    throw new HotPatchError('INVALID', `mode must be an integer from 0 to 0o7777, got ${describe(value)}`);
-  }
-  return value;
-}
-
 function isIterableData(value: unknown): value is Iterable<Uint8Array> | AsyncIterable<Uint8Array> {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as { [Symbol.iterator]?: unknown; [Symbol.asyncIterator]?: unknown };
   return typeof v[Symbol.asyncIterator] === 'function' || typeof v[Symbol.iterator] === 'function';
-}
-
-// --- error helpers ---
-
-function errnoOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Throws `ABORTED` when the signal has fired; the signal's reason becomes the cause. */
-export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted === true) {
-    throw new HotPatchError('ABORTED', `${what} was aborted`, { cause: signal.reason });
-  }
-}
-
-/** Maps a failed open/read/stat of `file` onto the repository error codes. */
-export function fileError(error: unknown, action: string, file: string, what = 'file', noFollow = true): HotPatchError {
-  if (error instanceof HotPatchError) return error;
-  const errno = errnoOf(error);
-  if (errno === 'ENOENT') {
-    return new HotPatchError('NOT_FOUND', `${what} ${file} does not exist`, { cause: error });
-  }
-  // Linux reports ELOOP for O_NOFOLLOW on a link; FreeBSD reports EMLINK.
-  if (noFollow && (errno === 'ELOOP' || errno === 'EMLINK')) {
-    return new HotPatchError('INVALID', `${what} ${file} is a symbolic link, which is never followed`, { cause: error });
-  }
-  return new HotPatchError('IO', `cannot ${action} ${what} ${file}: ${messageOf(error)}`, {
-    cause: error,
-    ...(errno === undefined ? {} : { detail: { errno } }),
-  });
-}
-
-/**
- * A cleanup step (close, unlink) failed after a primary error: keep the primary's code and
- * message in front, and carry both errors in an AggregateError cause, so neither is lost.
- */
-export function withCleanupFailure(primary: unknown, cleanup: unknown, step: string): HotPatchError {
-  const cause = new AggregateError([primary, cleanup], `${messageOf(primary)}; then ${step} failed: ${messageOf(cleanup)}`);
-  const suffix = ` (then ${step} also failed: ${messageOf(cleanup)})`;
-  if (primary instanceof HotPatchError) {
-    return new HotPatchError(primary.code, `${primary.message}${suffix}`, {
-      cause,
-      ...(primary.detail === undefined ? {} : { detail: primary.detail }),
-    });
-  }
-  return new HotPatchError('IO', `${messageOf(primary)}${suffix}`, { cause });
-}
-
-async function closeHandle(fh: FileHandle, file: string, what: string, primary: { error: unknown } | undefined): Promise<void> {
-  try {
-    await fh.close();
-  } catch (closeError) {
-    if (primary !== undefined) throw withCleanupFailure(primary.error, closeError, `closing ${file}`);
-    throw new HotPatchError('IO', `cannot close ${what} ${file}: ${messageOf(closeError)}`, { cause: closeError });
-  }
-}
-
-// --- reading ---
-
-/**
- * Opens `file` read-only and makes sure it is a regular file. `O_NONBLOCK` keeps a FIFO from
- * hanging the open (it is then refused by the fstat check); `O_NOFOLLOW` refuses a link in
- * the last component. Returns the handle and its size at open time.
- */
-export async function openRegularFile(
-  file: string,
-  options: { noFollow?: boolean; what?: string } = {},
-): Promise<{ handle: FileHandle; size: number }> {
-  const noFollow = options.noFollow ?? true;
-  const what = options.what ?? 'file';
-  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (noFollow ? constants.O_NOFOLLOW : 0);
-  let handle: FileHandle;
-  try {
-    handle = await fsp.open(file, flags);
-  } catch (error) {
-    throw fileError(error, 'open', file, what, noFollow);
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) {
-      throw new HotPatchError('INVALID', `${what} ${file} is not a regular file`);
-    }
-    return { handle, size: st.size };
-  } catch (error) {
-    const primary = fileError(error, 'stat', file, what, noFollow);
-    await closeHandle(handle, file, what, { error: primary });
-    throw primary;
-  }
-}
-
-/**
- * The bytes of a regular file, as chunks, never more than `maxBytes` in all: reading stops
- * there even when the file is longer (the caller asks for `limit + 1` to detect that). The
- * file is opened on the first `next()`; it is closed when the data ends, on error, on abort
- * and when the consumer stops early (`break` / `return()`).
- */
-export async function* readFileChunks(
-  file: string,
-  maxBytes: number,
-  options: ReadFileOptions = {},
-): AsyncGenerator<Uint8Array, void, undefined> {
-  checkPath(file, 'path');
-  checkByteLimit(maxBytes, 'maxBytes');
-  const chunkSize = checkChunkSize(options.chunkSize);
-  const what = options.what ?? 'file';
-  const { signal } = options;
-  throwIfAborted(signal, `reading ${what} ${file}`);
-  const { handle } = await openRegularFile(file, { noFollow: options.noFollow ?? true, what });
-  let failure: { error: unknown } | undefined;
-  try {
-    let remaining = maxBytes;
-    while (remaining > 0) {
-      throwIfAborted(signal, `reading ${what} ${file}`);
-      const want = Math.min(chunkSize, remaining);
-      // A fresh, unpooled buffer per chunk: consumers may keep chunks, and a view into a
-      // shared pool would expose unrelated bytes through `.buffer`.
-      const buffer = new Uint8Array(want);
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await handle.read(buffer, 0, want, null));
-      } catch (error) {
-        throw fileError(error, 'read', file, what);
-      }
-      if (bytesRead === 0) break;
-      remaining -= bytesRead;
-      yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
-    }
-  } catch (error) {
-    failure = { error };
-    throw error;
-  } finally {
-    await closeHandle(handle, file, what, failure);
-  }
-}
-
-/**
- * The whole content of a regular file of at most `maxBytes` bytes. A larger file fails with
- * `TOO_LARGE` without being read whole: its size is checked at open, and reading stops at
- * `maxBytes + 1` bytes in case it grew (or, like /proc files, reports no size).
- */
-export async function readFileBounded(file: string, maxBytes: number, options: ReadFileOptions = {}): Promise<Uint8Array> {
-  checkPath(file, 'path');
-  checkByteLimit(maxBytes, 'maxBytes');
-  if (maxBytes >= Number.MAX_SAFE_INTEGER) {
-    throw new HotPatchError('INVALID', `maxBytes must be below ${Number.MAX_SAFE_INTEGER}, got ${maxBytes}`);
-  }
-  const chunkSize = checkChunkSize(options.chunkSize);
-  const what = options.what ?? 'file';
-  const noFollow = options.noFollow ?? true;
-  const tooLarge = (size?: number): HotPatchError =>
-    new HotPatchError(
-      'TOO_LARGE',
-      `${what} ${file} is larger than the limit of ${maxBytes} bytes` + (size === undefined ? '' : ` (it has ${size} bytes)`),
-      { detail: size === undefined ? { limit: maxBytes } : { limit: maxBytes, size } },
-    );
-  throwIfAborted(options.signal, `reading ${what} ${file}`);
-  const { handle, size } = await openRegularFile(file, { noFollow, what });
-  let failure: { error: unknown } | undefined;
-  try {
-    if (size > maxBytes) throw tooLarge(size);
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    const limit = maxBytes + 1;
-    while (total < limit) {
-      throwIfAborted(options.signal, `reading ${what} ${file}`);
-      const want = Math.min(chunkSize, limit - total);
-      const buffer = new Uint8Array(want);
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await handle.read(buffer, 0, want, null));
-      } catch (error) {
-        throw fileError(error, 'read', file, what);
-      }
-      if (bytesRead === 0) break;
-      chunks.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
-      total += bytesRead;
-    }
-    if (total > maxBytes) throw tooLarge();
-    return concatBytes(chunks, total);
-  } catch (error) {
-    failure = { error };
-    throw error;
-  } finally {
-    await closeHandle(handle, file, what, failure);
-  }
-}
-
-export function concatBytes(chunks: readonly Uint8Array[], total?: number): Uint8Array {
-  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
-  const out = new Uint8Array(total ?? chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 // --- writing ---

@@ -9,19 +9,9 @@ import {
   type PatchId,
   type PatchRepository,
 } from '../core/index.js';
-import {
-  checkByteLimit,
-  checkChunkSize,
-  checkWritableTarget,
-  concatBytes,
-  digestingStream,
-  fileError,
-  readFileBounded,
-  readFileChunks,
-  throwIfAborted,
-  writeFileAtomic,
-  type FileDigest,
-} from './atomic-file.js';
+import { checkWritableTarget, digestingStream, writeFileAtomic, type FileDigest } from './atomic-file.js';
+import { concatBytes, readFileBounded, readFileChunks } from './bounded-read.js';
+import { checkByteLimit, checkChunkSize, fileError, throwIfAborted } from './file-checks.js';
 
 /** Largest manifest (`<id>.json`) read by default: 1 MiB. */
 export const DEFAULT_MAX_MANIFEST_BYTES = 1024 * 1024;

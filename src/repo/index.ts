@@ -1,28 +1,16 @@
 export {
-  DEFAULT_CHUNK_SIZE,
   checkWritableTarget,
-  concatBytes,
   copyFileAtomic,
   digestingStream,
-  fileError,
   fsyncDirectory,
-  openRegularFile,
-  throwIfAborted,
-  withCleanupFailure,
-  readFileBounded,
-  readFileChunks,
   removeStaleTempFiles,
   writeFileAtomic,
   writeFileExclusive,
 } from './atomic-file.js';
-export type {
-  AtomicWriteData,
-  CopyFileAtomicOptions,
-  DigestingStream,
-  FileDigest,
-  ReadFileOptions,
-  WriteFileAtomicOptions,
-} from './atomic-file.js';
+export type { AtomicWriteData, CopyFileAtomicOptions, DigestingStream, FileDigest, WriteFileAtomicOptions } from './atomic-file.js';
+export { concatBytes, openRegularFile, readFileBounded, readFileChunks } from './bounded-read.js';
+export type { ReadFileOptions } from './bounded-read.js';
+export { DEFAULT_CHUNK_SIZE, fileError, throwIfAborted, withCleanupFailure } from './file-checks.js';
 export { DEFAULT_MAX_MANIFEST_BYTES, FileSystemRepository } from './filesystem-repository.js';
 export type {
   FileSystemRepositoryOptions,
