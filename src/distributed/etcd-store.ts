@@ -5,8 +5,6 @@ import {
   EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
-  GRPCUnavailableError,
-  isRecoverableError,
 } from 'etcd3';
 import type { IOptions, IKeyValue, Lease as Etcd3Lease, Watcher } from 'etcd3';
 import { HotPatchError, describe, emitRedactedWarning } from '../core/index.js';
@@ -22,6 +20,8 @@ import {
 } from './embedded-store.js';
 import type { KeyValue, KvStore, Lease, Leadership, WatchEvent } from './kv-store.js';
 import { signal } from './one-shot-signal.js';
+import { EtcdLease } from './etcd-lease.js';
+import { cappedBackoff, checkEndpoint, memberPolicy, messageOf, neverSent, retryPolicy, type OperationContext } from './etcd-policies.js';
 
 /**
  * `EtcdStore`: the fleet `KvStore`, over a real etcd cluster (Raft) through the `etcd3`
@@ -106,170 +106,6 @@ const DEFAULT_CALL_TIMEOUT_MS = 3000;
 /** The election namespace of etcd3's `Election` class. */
 const ELECTION_PREFIX = 'election/';
 const QUORUM_HINT = '(etcd unreachable or without quorum)';
-
-type FaultHandling = NonNullable<IOptions['faultHandling']>;
-type WatchBackoff = NonNullable<FaultHandling['watchBackoff']>;
-type GlobalPolicy = NonNullable<FaultHandling['global']>;
-type HostPolicy = ReturnType<NonNullable<FaultHandling['host']>>;
-type PolicyContext = Parameters<Parameters<GlobalPolicy['execute']>[0]>[0];
-
-/** What an operation in flight tells the retry policy and the call-options factory. */
-interface OperationContext {
-  /** Absolute deadline of the whole operation. */
-  deadline: number;
-  idempotent: boolean;
-  /** Set when an attempt failed in a way that does not prove it never reached a member. */
-  maybeDelivered: boolean;
-}
-
-/** Thrown by the member policy instead of calling a member that refused a connection just now. */
-class MemberSkippedError extends Error {
-  constructor(host: string, untilMs: number) {
-    super(`etcd member ${host} refused a connection; skipped for ${untilMs} ms more`);
-    this.name = 'MemberSkippedError';
-  }
-}
-
-/** The request surely never reached a member: safe to re-send even when not idempotent. */
-function neverSent(error: unknown): boolean {
-  if (error instanceof MemberSkippedError) return true;
-  if (!(error instanceof GRPCUnavailableError)) return false;
-  return /No connection established|ECONNREFUSED|failed to connect|Name resolution failed/i.test(error.message);
-}
-
-const noEvent = (() => ({ dispose: () => undefined })) as unknown;
-
-/**
- * etcd3's per-member policy (only `execute` is called by etcd3): skips a member for
- * `backoffMs` after it refused a connection; every other outcome passes through.
- */
-function memberPolicy(host: string, backoffMs: number): HostPolicy {
-  let skipUntil = 0;
-  const policy = {
-    onSuccess: noEvent,
-    onFailure: noEvent,
-    async execute<T>(fn: (context: PolicyContext) => PromiseLike<T> | T): Promise<T> {
-      const now = Date.now();
-      if (now < skipUntil) throw new MemberSkippedError(host, skipUntil - now);
-      try {
-        return await fn({ signal: new AbortController().signal });
-      } catch (error) {
-        if (error instanceof GRPCUnavailableError) skipUntil = Date.now() + backoffMs;
-        throw error;
-      }
-    },
-  };
-  return policy as unknown as HostPolicy;
-}
-
-/**
- * etcd3's global policy (retries pick another member): see the module comment. Bounded by
- * the operation's deadline; without an operation context (etcd3's own calls), 3 attempts.
- */
-function retryPolicy(operations: AsyncLocalStorage<OperationContext>): GlobalPolicy {
-  const policy = {
-    onSuccess: noEvent,
-    onFailure: noEvent,
-    async execute<T>(fn: (context: PolicyContext) => PromiseLike<T> | T): Promise<T> {
-      const op = operations.getStore();
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          return await fn({ signal: new AbortController().signal });
-        } catch (error) {
-          if (op !== undefined && !neverSent(error)) op.maybeDelivered = true;
-          const safe = neverSent(error) || ((op?.idempotent ?? true) && isRecoverableError(error as Error));
-          const remaining = op === undefined ? (attempt < 3 ? Infinity : 0) : op.deadline - Date.now();
-          if (!safe || remaining <= 0) throw error;
-          await new Promise((resolve) => setTimeout(resolve, Math.min(25 * 2 ** Math.min(attempt, 4), remaining)));
-        }
-      }
-    },
-  };
-  return policy as unknown as GlobalPolicy;
-}
-
-/** Watch reconnection backoff: doubling from `ms`, capped at `max` (etcd3's default caps at 30 s). */
-function cappedBackoff(ms: number, max: number): WatchBackoff {
-  return { duration: ms, next: () => cappedBackoff(Math.min(ms * 2, max), max) };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function checkEndpoint(value: unknown, index: number): string {
-  if (typeof value !== 'string') throw new HotPatchError('INVALID', `endpoints[${index}] must be a string, got ${describe(value)}`);
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new HotPatchError('INVALID', `endpoints[${index}] must be a URL like http://127.0.0.1:2379, got ${describe(value)}`);
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '' || url.port === '' || (url.pathname !== '/' && url.pathname !== '')) {
-    throw new HotPatchError('INVALID', `endpoints[${index}] must be http(s)://host:port, got ${describe(value)}`);
-  }
-  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
-    throw new HotPatchError('INVALID', `endpoints[${index}] must be http(s)://host:port with nothing else, got ${describe(value)}`);
-  }
-  return `${url.protocol}//${url.host}`;
-}
-
-class EtcdLease implements Lease {
-  readonly lost: Promise<void>;
-  private readonly lostSignal = signal();
-  /** When the last successful renewal was sent (a lower bound of the server's renewal). */
-  private lastRenewal: number;
-  private readonly fired: number[] = [];
-  private readonly watchdog: NodeJS.Timeout;
-
-  constructor(
-    private readonly store: EtcdStore,
-    private readonly inner: Etcd3Lease,
-    readonly id: string,
-    readonly ttlMs: number,
-    grantSentAt: number,
-  ) {
-    this.lost = this.lostSignal.promise;
-    this.lastRenewal = grantSentAt;
-    inner.on('lost', () => this.markLost());
-    inner.on('keepaliveFired', () => {
-      store.countRequest();
-      this.fired.push(Date.now());
-      if (this.fired.length > 16) this.fired.shift();
-    });
-    inner.on('keepaliveEstablished', () => {
-      this.fired.length = 0;
-    });
-    inner.on('keepaliveSucceeded', () => {
-      this.lastRenewal = Math.max(this.lastRenewal, this.fired.shift() ?? Date.now());
-    });
-    // No renewal for a whole TTL: the server may have expired the lease; assume it has.
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastRenewal >= this.ttlMs) this.markLost();
-    }, Math.min(250, Math.max(20, Math.floor(ttlMs / 8))));
-    this.watchdog.unref();
-  }
-
-  get isLost(): boolean {
-    return this.lostSignal.done;
-  }
-
-  markLost(): void {
-    clearInterval(this.watchdog);
-    this.inner.release();
-    this.lostSignal.fire();
-  }
-
-  async revoke(): Promise<void> {
-    await this.store.call(`revoke lease ${this.id}`, () => this.inner.revoke(), 'write');
-    this.markLost();
-  }
-
-  release(): void {
-    // Stop renewing, do not revoke: the watchdog resolves `lost` one TTL after the last renewal.
-    this.inner.release();
-  }
-}
 
 /**
  * One AsyncLocalStorage for every store of the process: on Node 20 each instance adds work
