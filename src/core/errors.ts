@@ -94,3 +94,14 @@ export function boundMessage(text: string, max = MAX_ERROR_MESSAGE): string {
 export function isHotPatchError(value: unknown, code?: ErrorCode): value is HotPatchError {
   return value instanceof HotPatchError && (code === undefined || value.code === code);
 }
+
+/** The message of anything thrown (an Error's message, else its string form). */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The errno code of a Node system error (`ENOENT`, `EEXIST`…), or undefined. */
+export function errnoOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

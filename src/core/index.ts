@@ -13,6 +13,8 @@ export {
   type ErrorCategory,
   type ErrorCode,
   type HotPatchErrorOptions,
+  errnoOf,
+  messageOf,
 } from './errors.js';
 export { emitRedactedWarning, registerSecret, redactSecrets } from './secrets.js';
 export { isPatchId, parsePatchId, type PatchId } from './patch-id.js';

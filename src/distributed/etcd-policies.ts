@@ -96,9 +96,6 @@ export function cappedBackoff(ms: number, max: number): WatchBackoff {
   return { duration: ms, next: () => cappedBackoff(Math.min(ms * 2, max), max) };
 }
 
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 export function checkEndpoint(value: unknown, index: number): string {
   if (typeof value !== 'string') throw new HotPatchError('INVALID', `endpoints[${index}] must be a string, got ${describe(value)}`);
@@ -116,3 +113,5 @@ export function checkEndpoint(value: unknown, index: number): string {
   }
   return `${url.protocol}//${url.host}`;
 }
+
+export { messageOf } from '../core/index.js';

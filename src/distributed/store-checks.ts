@@ -1,4 +1,4 @@
-import { HotPatchError, describe } from '../core/index.js';
+import { HotPatchError, describe, messageOf } from '../core/index.js';
 import type { Lease } from './kv-store.js';
 
 /**
@@ -97,14 +97,7 @@ export function sleep(ms: number, unref = false): Promise<void> {
   });
 }
 
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
-export function errnoOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
 export function asHotPatchError(error: unknown, what: string): HotPatchError {
   if (error instanceof HotPatchError) return error;
@@ -114,3 +107,5 @@ export function asHotPatchError(error: unknown, what: string): HotPatchError {
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+export { errnoOf, messageOf } from '../core/index.js';

@@ -1,14 +1,6 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import {
-  HotPatchError,
-  describe,
-  parseTargetName,
-  type Manifest,
-  type ManifestFacts,
-  type PatchInstaller,
-  type PayloadType,
-} from '../core/index.js';
+import { describe, HotPatchError, messageOf, parseTargetName, type Manifest, type ManifestFacts, type PatchInstaller, type PayloadType } from '../core/index.js';
 import {
   checkAdapter,
   checkApi,
@@ -41,9 +33,6 @@ interface LiveVersions {
   readonly wasm: Map<string, number>;
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /**
  * Stages verified payloads under `<stageDir>/staging/<sha256>.<ext>` and loads them into the

@@ -1,15 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import {
-  HotPatchError,
-  PAYLOAD_TYPES,
-  describe,
-  emitRedactedWarning,
-  type Manifest,
-  type ManifestFacts,
-  type PayloadType,
-} from '../core/index.js';
+import { describe, emitRedactedWarning, errnoOf, HotPatchError, messageOf, PAYLOAD_TYPES, type Manifest, type ManifestFacts, type PayloadType } from '../core/index.js';
 import { hashProvider, timingSafeEqualBytes, type Hasher } from '../crypto-agile/index.js';
 import {
   DEFAULT_CHUNK_SIZE,
@@ -100,14 +92,7 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<Uint8Array> {
   );
 }
 
-function errnoOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 // --- reading a staged file back ---
 

@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, type EventBus, type EventType, type HotPatchEvent, emitRedactedWarning } from '../core/index.js';
+import { emitRedactedWarning, HotPatchError, messageOf, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
 import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/index.js';
 import { StateStore } from '../rollback/index.js';
 import {
@@ -36,9 +36,6 @@ export interface AuditLogOptions {
 export type AuditFailureHandler = (event: HotPatchEvent, error: HotPatchError) => void;
 
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /**
  * The tamper-evident audit log: `<stateDir>/audit.log`, one JSON line per event, each carrying

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError } from '../core/index.js';
+import { HotPatchError, messageOf } from '../core/index.js';
 import { readFileBounded, readFileChunks } from '../repo/index.js';
 import { parseStateFile } from '../rollback/index.js';
 import { AuditChainChecker, MAX_LINE_BYTES, type AuditEntry, type AuditVerification } from './audit-chain.js';
@@ -13,9 +13,6 @@ import { AuditChainChecker, MAX_LINE_BYTES, type AuditEntry, type AuditVerificat
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** Reads state.json's `audit_head` without side effects; a state file that does not parse is a verdict, not a crash. */
 async function readRecordedHead(stateDir: string): Promise<{ head: string | undefined; error?: string }> {

@@ -1,4 +1,4 @@
-import { HotPatchError, describe } from '../core/index.js';
+import { describe, errnoOf, HotPatchError, messageOf } from '../core/index.js';
 
 /*
  * The checks and error mapping every file primitive of this module shares (see atomic-file.ts
@@ -47,14 +47,7 @@ export function checkMode(value: unknown): number | undefined {
 
 // --- error helpers ---
 
-export function errnoOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** Throws `ABORTED` when the signal has fired; the signal's reason becomes the cause. */
 export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
@@ -95,3 +88,5 @@ export function withCleanupFailure(primary: unknown, cleanup: unknown, step: str
   }
   return new HotPatchError('IO', `${messageOf(primary)}${suffix}`, { cause });
 }
+
+export { errnoOf, messageOf } from '../core/index.js';
