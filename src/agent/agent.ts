@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, Registries, registerSecret, type EventBus, emitRedactedWarning } from '../core/index.js';
+import { HotPatchError, Registries, emitRedactedWarning, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
@@ -300,9 +300,3 @@ function plannerLimits(options: AgentOptions): Pick<PlannerOptions, 'maxApplyCra
   return out;
 }
 
-function positiveInteger(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}

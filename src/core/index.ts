@@ -65,4 +65,4 @@ export {
   registerVerifier,
 } from './registry.js';
 export { matchesAnyTargetPattern, matchesTargetPattern, parseTargetPattern } from './target-pattern.js';
-export { asObject, describe, rejectUnknownFields } from './json-shape.js';
+export { asObject, describe, positiveInteger, rejectUnknownFields } from './json-shape.js';

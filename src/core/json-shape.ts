@@ -25,3 +25,11 @@ export function describe(value: unknown): string {
   if (typeof value === 'object') return 'an object';
   return `${typeof value} ${String(value)}`;
 }
+
+/** A positive safe integer (a count, a limit), or INVALID naming `name`. */
+export function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${describe(value)}`);
+  }
+  return value;
+}

@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { emitRedactedWarning, HotPatchError, messageOf, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
+import { emitRedactedWarning, HotPatchError, messageOf, positiveInteger, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
 import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/index.js';
 import { StateStore } from '../rollback/index.js';
 import {
@@ -421,12 +421,6 @@ export class AuditLog {
   }
 }
 
-function positiveInteger(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${String(value)}`);
-  }
-  return value;
-}
 
 /** Closes `handle` after `primary` failed; a close failure is attached to it, never dropped. */
 async function closeAfter(handle: FileHandle, primary: unknown, file: string): Promise<unknown> {

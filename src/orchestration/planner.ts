@@ -10,6 +10,7 @@ import {
   type HotPatchEvent,
   type PatchRepository,
   type VerifiedManifest,
+  positiveInteger,
 } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { verifyPatch } from '../verification/index.js';
@@ -740,12 +741,6 @@ export class Planner {
   }
 }
 
-function positiveInteger(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new HotPatchError('INVALID', `${name} must be a positive integer, got ${describe(value)}`);
-  }
-  return value;
-}
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
