@@ -17,6 +17,7 @@ import { DynamicInstaller } from '../../src/installer/index.js';
 import { HotPatchRuntime, type Target } from '../../src/zero-downtime/index.js';
 import { CI_TRUST, publishPatch } from '../support/patches.js';
 import { until } from '../support/wait.js';
+import { collectJsonLines, type JsonLine } from '../support/json-lines.js';
 
 export { until };
 
@@ -368,10 +369,7 @@ export interface HostConfig {
   runLoop?: boolean;
 }
 
-export interface HostLine {
-  event: string;
-  [key: string]: unknown;
-}
+export type HostLine = JsonLine;
 
 export interface Host {
   child: ChildProcess;
@@ -389,21 +387,7 @@ export async function startHost(config: HostConfig): Promise<Host> {
   const child = spawn(process.execPath, [AGENT_HOST, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: HostLine[] = [];
   let err = '';
-  let buffer = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buffer += d;
-    let at: number;
-    while ((at = buffer.indexOf('\n')) !== -1) {
-      const text = buffer.slice(0, at);
-      buffer = buffer.slice(at + 1);
-      if (text.trim() === '') continue;
-      try {
-        lines.push(JSON.parse(text) as HostLine);
-      } catch {
-        lines.push({ event: 'text', text });
-      }
-    }
-  });
+  collectJsonLines(child.stdout!, lines);
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
   let done = false;

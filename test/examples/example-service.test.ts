@@ -14,15 +14,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hotpatch, writeToken, type CliResult } from '../agent/helpers.js';
+import { collectJsonLines, type JsonLine } from '../support/json-lines.js';
 
 const SERVICE = resolve('dist/examples/service/main.js');
 const BUILD = resolve('examples/patch/build.mjs');
 const TARGET = 'example.pricing.quote';
 
-interface Line {
-  event: string;
-  [key: string]: unknown;
-}
+type Line = JsonLine;
 
 interface Service {
   lines: Line[];
@@ -38,20 +36,7 @@ async function startService(env: Record<string, string>): Promise<{ service: Ser
   const lines: Line[] = [];
   const waiters = new Set<() => void>();
   let err = '';
-  let buffer = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buffer += d;
-    let at: number;
-    while ((at = buffer.indexOf('\n')) !== -1) {
-      const text = buffer.slice(0, at);
-      buffer = buffer.slice(at + 1);
-      if (text.trim() === '') continue;
-      try {
-        lines.push(JSON.parse(text) as Line);
-      } catch {
-        lines.push({ event: 'text', text }); // kept for the failure message
-      }
-    }
+  collectJsonLines(child.stdout!, lines, () => {
     for (const w of waiters) w();
   });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
