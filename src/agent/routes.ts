@@ -45,7 +45,8 @@ export const ROUTES: Readonly<Record<string, Route>> = {
   /** Targets, one page of plans (as /v1/plans) and the count of plans by status. */
   'GET /v1/status': read(async (ctx, _req, res, url) => {
     const { plans, total, counts, next } = planPage(ctx.planner, planPageQuery(url));
-    send(res, 200, { ok: true, targets: ctx.runtime.status(), plans, total, planCounts: counts, ...(next === undefined ? {} : { next }) });
+    // eventStreams: the event streams open now (who is following), e.g. to know a follower is attached.
+    send(res, 200, { ok: true, targets: ctx.runtime.status(), plans, total, planCounts: counts, eventStreams: ctx.streams.size, ...(next === undefined ? {} : { next }) });
   }),
   /** `?limit=N&after=CURSOR`: plans in the order they were added, a page at a time. */
   'GET /v1/plans': read(async (ctx, _req, res, url) => {
@@ -77,13 +78,12 @@ export const ROUTES: Readonly<Record<string, Route>> = {
       const known = ctx.planner.plan(planId);
       await ctx.recordRequest(req, 'apply', known.plan.target, { plan: planId, ...(known.plan.patch === undefined ? {} : { patch: known.plan.patch }) });
     }
-    const before = ctx.planner.plan(planId).status;
+    const { status: before, plan: { target } } = ctx.planner.plan(planId);
     const result = await ctx.planner.runOnce(planId);
     const { apply, ...rest } = result;
     // An apply succeeds only if that version serves now: a plan that ended earlier is not run
     // again, and says so (reused), and one activated earlier may have been rolled back since.
-    const reused = before !== undefined && FINAL_STATUSES.includes(before);
-    const target = ctx.planner.plan(planId).plan.target;
+    const reused = FINAL_STATUSES.includes(before);
     const serving = ctx.runtime.list().find((t) => t.name === target)?.active;
     let ok = result.status === 'activated';
     let message = reused ? `plan ${planId} had already ended (${before}); nothing was run again: ${result.reason}` : result.reason;

@@ -236,14 +236,12 @@ describe('hotpatch operator commands against an agent in another process', { tim
   });
 
   test('events --count N --json prints N events, then the summary line', async () => {
+    const streamsBefore = (await call({ socketPath: sock }, 'GET', '/v1/status')).json.eventStreams as number;
     const events = hotpatch(['events', '--agent', sock, '--count', '2', '--json'], { timeoutMs: 20_000 });
-    let finished = false;
-    void events.finally(() => (finished = true));
-    // Each apply publishes Requested (the operator's request), then Planned; keep adding until the follower has seen two.
-    for (let i = 0; !finished && i < 100; i++) {
-      await call({ socketPath: sock }, 'POST', '/v1/apply', { plan: planOf(`ping-${i}`, `unpublished-${i}`) });
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    // Once the follower's stream is open, one apply publishes the two events it waits for:
+    // Requested (the operator's request), then Planned.
+    await until(async () => ((await call({ socketPath: sock }, 'GET', '/v1/status')).json.eventStreams as number) > streamsBefore, 15_000, 'the follower to attach', 20);
+    await call({ socketPath: sock }, 'POST', '/v1/apply', { plan: planOf('ping-0', 'unpublished-0') });
     const r = await events;
     assert.equal(r.status, 0, showFailure(r));
     const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
