@@ -79,8 +79,3 @@ export interface Approver {
    */
   check?(request: ApprovalRequest): Promise<{ approved: boolean; summary: string }>;
 }
-
-/** Stages and activates verified payloads (the live-runtime module implements it). */
-export interface PatchInstaller {
-  readonly kind: string;
-}

@@ -46,7 +46,6 @@ export { EVENT_CHANNEL, EventBus, defaultEventBus, type EventListener, type Subs
 export type {
   ApprovalRequest,
   Approver,
-  PatchInstaller,
   PatchRepository,
   PatchVerifier,
   SecurityContext,
@@ -54,6 +53,18 @@ export type {
   VerificationContext,
   VerifiedManifest,
 } from './contracts.js';
+export {
+  checkPatchInstaller,
+  type LoadOptions,
+  type LoadedModule,
+  type PatchInstaller,
+  type StagedPayload,
+  type WasmAdapter,
+  type WasmExports,
+  type WasmImports,
+  type WasmInstance,
+  type WasmModule,
+} from './installer-contract.js';
 export {
   Registries,
   Registry,

@@ -1,4 +1,5 @@
-import type { Approver, PatchInstaller, PatchRepository, PatchVerifier, SecurityPolicy } from './contracts.js';
+import type { Approver, PatchRepository, PatchVerifier, SecurityPolicy } from './contracts.js';
+import { checkPatchInstaller, type PatchInstaller } from './installer-contract.js';
 import { HotPatchError } from './errors.js';
 
 const COMPONENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -7,9 +8,12 @@ const COMPONENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 export class Registry<T> {
   readonly #items = new Map<string, T>();
   readonly #kind: string;
+  readonly #check: ((item: unknown, what: string) => unknown) | undefined;
 
-  constructor(kind: string) {
+  /** `check` throws (INVALID) for an item that does not fulfil the kind's contract. */
+  constructor(kind: string, check?: (item: unknown, what: string) => unknown) {
     this.#kind = kind;
+    this.#check = check;
   }
 
   register(name: string, item: T, options: { replace?: boolean } = {}): void {
@@ -19,6 +23,7 @@ export class Registry<T> {
     if (item === undefined || item === null) {
       throw new HotPatchError('INVALID', `${this.#kind} ${JSON.stringify(name)} must not be ${String(item)}`);
     }
+    this.#check?.(item, `${this.#kind} ${JSON.stringify(name)}`);
     if (this.#items.has(name) && options.replace !== true) {
       throw new HotPatchError('INVALID', `${this.#kind} ${JSON.stringify(name)} is already registered (pass { replace: true } to replace it)`);
     }
@@ -54,7 +59,7 @@ export class Registries {
   readonly repositories = new Registry<PatchRepository>('repository');
   readonly verifiers = new Registry<PatchVerifier>('verifier');
   readonly security = new Registry<SecurityPolicy>('security policy');
-  readonly installers = new Registry<PatchInstaller>('installer');
+  readonly installers = new Registry<PatchInstaller>('installer', checkPatchInstaller);
   readonly approvers = new Registry<Approver>('approver');
 }
 

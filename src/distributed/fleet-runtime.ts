@@ -1,5 +1,4 @@
-import { HotPatchError, describe, type Approver, type VerifiedManifest } from '../core/index.js';
-import type { DynamicInstaller } from '../installer/index.js';
+import { HotPatchError, checkPatchInstaller, describe, type Approver, type PatchInstaller, type VerifiedManifest } from '../core/index.js';
 import { overlayZdtOptions } from '../orchestration/index.js';
 import { HotPatchRuntime, twoPhaseApply, type Target, type ZdtOptions } from '../zero-downtime/index.js';
 import type { FleetHealth, RolloutOrder } from './fleet-rollout.js';
@@ -72,12 +71,12 @@ interface HealthWindow {
  */
 export function runtimeFleetHooks(
   runtime: HotPatchRuntime,
-  installer: DynamicInstaller,
+  installer: PatchInstaller,
   resolvePatch: PatchResolver,
   options: RuntimeFleetHooksOptions = {},
 ): RuntimeFleetHooks {
   if (!(runtime instanceof HotPatchRuntime)) throw new HotPatchError('INVALID', `runtime must be a HotPatchRuntime, got ${describe(runtime)}`);
-  if (typeof installer !== 'object' || installer === null) throw new HotPatchError('INVALID', `installer must be a DynamicInstaller, got ${describe(installer)}`);
+  checkPatchInstaller(installer, 'installer');
   if (typeof resolvePatch !== 'function') throw new HotPatchError('INVALID', `resolvePatch must be a function, got ${describe(resolvePatch)}`);
   // The health rule's own default: not `applyOptions.maxErrorRate`, whose default of 1 means "off".
   const maxErrorRate = options.maxErrorRate ?? 0.01;

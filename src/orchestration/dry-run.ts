@@ -1,5 +1,4 @@
-import { HotPatchError, type ApprovalRequest, type Approver, type ErrorCode, type PatchRepository, type PatchVerifier, type SecurityPolicy, type VerifiedManifest } from '../core/index.js';
-import type { DynamicInstaller } from '../installer/index.js';
+import { HotPatchError, type ApprovalRequest, type Approver, type ErrorCode, type PatchInstaller, type PatchRepository, type PatchVerifier, type SecurityPolicy, type VerifiedManifest } from '../core/index.js';
 import { verifyPatch } from '../verification/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import type { PatchPlan } from './plan.js';
@@ -10,7 +9,7 @@ export interface PlanComponents {
   repo: PatchRepository;
   verifier: PatchVerifier;
   security: SecurityPolicy;
-  installer: DynamicInstaller;
+  installer: PatchInstaller;
   approver: Approver | undefined;
 }
 

@@ -12,7 +12,6 @@ import {
   type VerifiedManifest,
   positiveInteger,
 } from '../core/index.js';
-import { DynamicInstaller } from '../installer/index.js';
 import { verifyPatch } from '../verification/index.js';
 import { HotPatchRuntime, twoPhaseApply, type Target } from '../zero-downtime/index.js';
 import { dryRunPlan, type DryRunReport, type PlanComponents } from './dry-run.js';
@@ -148,8 +147,7 @@ export class Planner {
 
   /**
    * Adds a plan (pending). Strict: unknown fields, bad ids, dependencies on unknown plans →
-   * INVALID; components not registered → NOT_FOUND; an installer that is not a
-   * DynamicInstaller → INVALID. The same plan again returns its state unchanged; another plan
+   * INVALID; components not registered → NOT_FOUND. The same plan again returns its state unchanged; another plan
    * under an existing id is INVALID. Publishes `Planned`; the journal is written in the
    * background (`flush()` waits for it).
    */
@@ -400,15 +398,11 @@ export class Planner {
   }
 
   #components(plan: PatchPlan): Components {
-    const installer = this.registries.installers.get(plan.installer);
-    if (!(installer instanceof DynamicInstaller)) {
-      throw new HotPatchError('INVALID', `installer ${plan.installer} of plan ${plan.id} is a ${describe(installer.kind)} installer; plans need a DynamicInstaller`);
-    }
     return {
       repo: this.registries.repositories.get(plan.repo),
       verifier: this.registries.verifiers.get(plan.verifier),
       security: this.registries.security.get(plan.security),
-      installer,
+      installer: this.registries.installers.get(plan.installer),
       approver: plan.approver === undefined ? undefined : this.registries.approvers.get(plan.approver),
     };
   }

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
-import { HotPatchError, defaultEventBus, parsePatchId, type EventBus, type EventType, type PatchVerifier, emitRedactedWarning } from '../core/index.js';
+import { HotPatchError, checkPatchInstaller, defaultEventBus, parsePatchId, type EventBus, type EventType, type LoadedModule, type PatchInstaller, type PatchVerifier, emitRedactedWarning } from '../core/index.js';
 import { readFileBounded, readFileChunks } from '../repo/index.js';
-import type { DynamicInstaller, LoadedModule } from '../installer/index.js';
 import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
 import semver from 'semver';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
@@ -14,7 +13,7 @@ export interface RuntimeOptions {
   stateDir?: string;
   bus?: EventBus;
   /** Used by `restore()` to reload staged payloads after a restart. */
-  installer?: DynamicInstaller;
+  installer?: PatchInstaller;
   /**
    * Used by `restore()` to re-verify a version's kept signed manifest before reloading it.
    * Without one, restore re-checks only the staged file's SHA-256 (the state directory must
@@ -75,7 +74,7 @@ export class HotPatchRuntime {
   readonly stateDir: string | undefined;
   readonly store: StateStore | undefined;
   readonly rollbackIndex: RollbackIndex | undefined;
-  readonly installer: DynamicInstaller | undefined;
+  readonly installer: PatchInstaller | undefined;
   readonly verifier: PatchVerifier | undefined;
   readonly #targets = new Map<string, Target<object>>();
   readonly #probation = new ProbationClock();
@@ -91,7 +90,7 @@ export class HotPatchRuntime {
     this.stateDir = options.stateDir;
     this.store = options.stateDir === undefined ? undefined : new StateStore(options.stateDir);
     this.rollbackIndex = this.store === undefined ? undefined : new RollbackIndex(this.store);
-    this.installer = options.installer;
+    this.installer = options.installer === undefined ? undefined : checkPatchInstaller(options.installer, 'options.installer');
     this.verifier = options.verifier;
     const probeMs = options.durationProbeMs ?? DURATION_PROBE_MS;
     if (!Number.isFinite(probeMs) || probeMs < 0 || probeMs > MAX_TIMER_MS) {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import { HotPatchError, encodeEnvelope, type ErrorCode, type VerifiedManifest, emitRedactedWarning } from '../core/index.js';
-import { RealmSnapshot, type DynamicInstaller } from '../installer/index.js';
+import { HotPatchError, encodeEnvelope, type ErrorCode, type PatchInstaller, type VerifiedManifest, emitRedactedWarning } from '../core/index.js';
+import { RealmSnapshot } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
 import { CanaryRoute, type OutputValidator } from './canary-route.js';
@@ -63,7 +63,7 @@ type Wake = 'elapsed' | 'promote' | 'abort' | 'tripped';
  * canary step routes every call back to the baseline at once (a field write, no reload).
  */
 export async function twoPhaseApply(
-  installer: DynamicInstaller,
+  installer: PatchInstaller,
   pkg: VerifiedManifest,
   payload: Uint8Array | AsyncIterable<Uint8Array>,
   options: ApplyOptions = {},
