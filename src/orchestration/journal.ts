@@ -144,6 +144,7 @@ export class Journal {
   readonly dir: string;
   readonly path: string;
   #queue: Promise<unknown> = Promise.resolve();
+  #textBytes = 0;
 
   constructor(stateDir: string) {
     this.dir = stateDir;
@@ -165,7 +166,14 @@ export class Journal {
       if (error instanceof HotPatchError && error.code === 'NOT_FOUND') return { format: 1, plans: [] };
       throw error;
     }
-    return parseJournal(bytes, this.path);
+    const file = parseJournal(bytes, this.path);
+    this.#textBytes = bytes.byteLength;
+    return file;
+  }
+
+  /** Bytes of the journal text last loaded, or last serialised for a write (written or not). */
+  get textBytes(): number {
+    return this.#textBytes;
   }
 
   /**
@@ -174,7 +182,9 @@ export class Journal {
    */
   write(snapshot: () => PlanState[]): Promise<void> {
     const run = async (): Promise<void> => {
-      await writeFileAtomic(this.path, journalText(snapshot()), { mode: 0o600 });
+      const text = journalText(snapshot());
+      this.#textBytes = Buffer.byteLength(text);
+      await writeFileAtomic(this.path, text, { mode: 0o600 });
     };
     const result = this.#queue.then(run, run);
     this.#queue = result.catch(() => undefined); // the caller sees the failure; the queue goes on

@@ -5,20 +5,17 @@ import {
   defaultRegistries,
   describe,
   emitRedactedWarning,
-  type Approver,
   type EventType,
   type HotPatchEvent,
-  type PatchRepository,
-  type VerifiedManifest,
   positiveInteger,
 } from '../core/index.js';
-import { verifyPatch } from '../verification/index.js';
-import { HotPatchRuntime, twoPhaseApply, type Target } from '../zero-downtime/index.js';
+import { HotPatchRuntime } from '../zero-downtime/index.js';
 import { dryRunPlan, type DryRunReport, type PlanComponents } from './dry-run.js';
-import { Journal, MAX_JOURNAL_BYTES, MAX_REASON, journalText } from './journal.js';
-import { selectPatch } from './patch-selection.js';
+import { Journal, MAX_JOURNAL_BYTES, MAX_REASON } from './journal.js';
+import { JournalWriter } from './journal-writer.js';
+import { runPipeline, type PipelineContext } from './plan-pipeline.js';
 import { recoveryOutcome } from './recovery.js';
-import { codeOf, failureOutcome, resultOf, type Outcome } from './run-outcome.js';
+import { codeOf, resultOf, type Outcome } from './run-outcome.js';
 import {
   FINAL_STATUSES,
   checkPlan,
@@ -27,9 +24,10 @@ import {
   type PlanPhase,
   type PlanRunResult,
   type PlanState,
-  type PlanStatus,
 } from './plan.js';
-import { windowStatus } from './window.js';
+import { readiness, windowOutcome } from './plan-readiness.js';
+import { runRound, sleep } from './plan-rounds.js';
+import { finishedPlansToDrop } from './plan-retention.js';
 
 export interface PlannerOptions {
   /** The runtime whose targets the plans patch (and whose bus carries the events). */
@@ -62,7 +60,6 @@ export interface PlannerOptions {
 
 type Components = PlanComponents;
 
-const RUNNABLE: readonly PlanStatus[] = ['pending', 'waiting'];
 
 /**
  * Runs patch plans: Fetch → Verify → Gate → Approve → Stage → Canary → Activate (or roll
@@ -76,7 +73,7 @@ export class Planner {
   readonly registries: Registries;
   /** The journal file, or undefined when the planner keeps no journal. */
   readonly journalPath: string | undefined;
-  readonly #journal: Journal | undefined;
+  readonly #writer: JournalWriter | undefined;
   readonly #now: () => number;
   readonly #maxApplyCrashes: number;
   readonly #keepFinished: number;
@@ -89,14 +86,10 @@ export class Planner {
   readonly #busyTargets = new Map<string, string>();
   /** plan → patch whose Fetched/Verified events were published by a run that then waited for approval. */
   readonly #announced = new Map<string, string>();
-  /** Errors of journal writes (never mapped to a plan outcome: they abort the run). */
-  readonly #journalErrors = new WeakSet<object>();
   #loaded: boolean;
   #looping = false;
-  #lastWrite: Promise<void> = Promise.resolve();
-  #unsaved: unknown;
-  #retryTimer: NodeJS.Timeout | undefined;
   readonly #offRolledBack: () => void;
+  readonly #pipelineContext: PipelineContext;
 
   /**
    * A planner without a journal is ready at once. With one (the default when the runtime has
@@ -120,10 +113,19 @@ export class Planner {
     this.#keepFinished = positiveInteger(options.keepFinishedPlans ?? 500, 'options.keepFinishedPlans');
     this.#maxOpen = positiveInteger(options.maxOpenPlans ?? 1000, 'options.maxOpenPlans');
     const dir = options.stateDir === null ? undefined : (options.stateDir ?? options.runtime.stateDir);
-    this.#journal = dir === undefined ? undefined : new Journal(dir);
+    this.#writer = dir === undefined ? undefined : new JournalWriter(new Journal(dir), () => [...this.#states.values()].map((s) => structuredClone(s)));
     this.#offRolledBack = this.runtime.bus.subscribe((e) => this.#onRolledBack(e), { types: ['RolledBack'] });
-    this.journalPath = this.#journal?.path;
-    this.#loaded = this.#journal === undefined;
+    this.journalPath = this.#writer?.journal.path;
+    this.#loaded = this.#writer === undefined;
+    this.#pipelineContext = {
+      runtime: this.runtime,
+      phase: (state, phase, reason) => this.#phase(state, phase, reason),
+      settle: (state, outcome) => this.#settle(state, outcome),
+      emit: (type, state, reason, detail) => this.#emit(type, state, reason, detail),
+      windowCheck: (state) => windowOutcome(state.plan, this.#now()),
+      announced: this.#announced,
+      isJournalError: (error) => this.#writer?.isWriteError(error) === true,
+    };
   }
 
   /**
@@ -133,8 +135,8 @@ export class Planner {
    */
   static async open(options: PlannerOptions): Promise<Planner> {
     const planner = new Planner(options);
-    if (planner.#journal !== undefined) {
-      const file = await planner.#journal.load();
+    if (planner.#writer !== undefined) {
+      const file = await planner.#writer.journal.load();
       for (const state of file.plans) planner.#states.set(state.plan.id, state);
       planner.#loaded = true;
       // A journal written before pruning (or under a larger keepFinishedPlans) is compacted now.
@@ -171,10 +173,10 @@ export class Planner {
     }
     const state: PlanState = { plan: normalized, status: 'pending', reason: 'planned', attempts: 0, updatedAt: new Date().toISOString() };
     this.#states.set(normalized.id, state);
-    if (this.#journal !== undefined) {
-      // Never write a journal the reader would refuse: the check is on the very text written.
-      const bytes = Buffer.byteLength(journalText([...this.#states.values()]));
-      if (bytes > MAX_JOURNAL_BYTES) {
+    if (this.#writer !== undefined) {
+      // Never write a journal the reader would refuse (exact near the limit: see bytesIfOver).
+      const bytes = this.#writer.bytesIfOver([...this.#states.values()], state);
+      if (bytes !== undefined) {
         this.#states.delete(normalized.id);
         throw new HotPatchError('TOO_LARGE', `adding plan ${normalized.id} would make journal.json ${bytes} bytes, over its limit of ${MAX_JOURNAL_BYTES}; remove finished plans first`);
       }
@@ -261,7 +263,7 @@ export class Planner {
   /** Stops following the runtime's events (the journal stays as written). */
   close(): void {
     this.#offRolledBack();
-    clearTimeout(this.#retryTimer);
+    this.#writer?.close();
   }
 
   /**
@@ -282,8 +284,7 @@ export class Planner {
   /** Waits for background journal writes; a write that failed is retried once, then thrown. */
   async flush(): Promise<void> {
     this.#ready();
-    await this.#lastWrite;
-    if (this.#unsaved !== undefined) await this.#save();
+    await this.#writer?.flush();
   }
 
   // --- running ---
@@ -324,7 +325,12 @@ export class Planner {
       if (signal.aborted) return;
       await this.recover();
       while (!signal.aborted) {
-        await this.#round(signal);
+        await runRound(
+          () => [...this.#states.values()],
+          (s) => !this.#running.has(s.plan.id) && this.#states.has(s.plan.id),
+          (s) => this.#exclusive(s, () => this.#execute(s, signal, true)),
+          signal,
+        );
         if (signal.aborted) break;
         await sleep(intervalMs, signal);
       }
@@ -413,61 +419,21 @@ export class Planner {
   }
 
   #save(): Promise<void> {
-    if (this.#journal === undefined) return Promise.resolve();
-    const write = this.#journal
-      .write(() => [...this.#states.values()].map((s) => structuredClone(s)))
-      .then(
-        () => {
-          this.#unsaved = undefined;
-        },
-        (error: unknown) => {
-          this.#unsaved = error;
-          if (typeof error === 'object' && error !== null) this.#journalErrors.add(error);
-          this.#retrySaveLater();
-          throw error;
-        },
-      );
-    this.#lastWrite = write.catch(() => undefined);
-    return write;
-  }
-
-  /** While the journal cannot be written (a full disk), try again every second, so what is in memory reaches it once it can. */
-  #retrySaveLater(): void {
-    if (this.#retryTimer !== undefined) return;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      if (this.#unsaved !== undefined) this.#saveInBackground();
-    }, 1000);
-    this.#retryTimer.unref();
+    return this.#writer === undefined ? Promise.resolve() : this.#writer.save();
   }
 
   #saveInBackground(): void {
-    // The failure is kept in #unsaved: flush() and the next run retry the write and throw it.
-    void this.#save().catch(() => undefined);
+    this.#writer?.saveInBackground();
   }
 
-  /**
-   * Drops the oldest finished plans past `keepFinishedPlans` (never `keep`, one running, or
-   * one a kept plan depends on); returns how many went. The caller writes the journal.
-   */
+  /** Drops the oldest finished plans past `keepFinishedPlans`; returns how many went. The caller writes the journal. */
   #prune(keep?: PlanState): number {
-    const finished = [...this.#states.values()].filter((s) => FINAL_STATUSES.includes(s.status));
-    let excess = finished.length - this.#keepFinished;
-    if (excess <= 0) return 0;
-    const needed = new Set([...this.#states.values()].flatMap((s) => s.plan.dependsOn ?? []));
-    // Oldest first by when they finished (journal order breaks ties), so recent outcomes stay visible.
-    finished.sort((a, b) => a.updatedAt.localeCompare(b.updatedAt));
-    let dropped = 0;
-    for (const s of finished) {
-      if (excess <= 0) break;
-      const id = s.plan.id;
-      if (s === keep || this.#running.has(id) || needed.has(id)) continue;
+    const dropped = finishedPlansToDrop([...this.#states.values()], this.#keepFinished, (s) => s === keep || this.#running.has(s.plan.id));
+    for (const id of dropped) {
       this.#states.delete(id);
       this.#announced.delete(id);
-      excess -= 1;
-      dropped += 1;
     }
-    return dropped;
+    return dropped.length;
   }
 
   /** Records the start of a phase (status running) before the phase begins. */
@@ -521,22 +487,8 @@ export class Planner {
     const holder = this.#busyTargets.get(plan.target);
     if (holder !== undefined) return this.#settle(state, { status: 'waiting', reason: `target ${plan.target} is busy with plan ${holder}` });
 
-    // Dependencies: a failed one fails this plan; any not yet activated makes it wait.
-    const notReady: string[] = [];
-    for (const dep of plan.dependsOn ?? []) {
-      const d = this.#states.get(dep);
-      if (d === undefined) return this.#settle(state, { status: 'failed', reason: `dependency ${dep} is no longer planned`, code: 'NOT_FOUND', announce: true });
-      if (d.status === 'failed' || d.status === 'rolled-back') {
-        const what = d.status === 'failed' ? 'failed' : 'was rolled back';
-        return this.#settle(state, { status: 'failed', reason: `dependency ${dep} ${what}${d.reason === undefined ? '' : `: ${d.reason}`}`, announce: true });
-      }
-      if (d.status !== 'activated') notReady.push(`${dep} (${d.status})`);
-    }
-
-    const window = this.#windowCheck(state);
-    if (window !== undefined && window.status === 'failed') return this.#settle(state, window);
-    if (notReady.length > 0) return this.#settle(state, { status: 'waiting', reason: `waiting for ${notReady.length === 1 ? 'dependency' : 'dependencies'} ${notReady.join(', ')} to activate` });
-    if (window !== undefined) return this.#settle(state, window);
+    const notReady = readiness(state, this.#states, this.#now());
+    if (notReady !== undefined) return this.#settle(state, notReady);
 
     const target = this.runtime.list().find((t) => t.name === plan.target);
     if (target === undefined) {
@@ -554,146 +506,10 @@ export class Planner {
     const resumePatch = state.status === 'pending' ? state.patchId : undefined;
     this.#busyTargets.set(plan.target, plan.id);
     try {
-      return await this.#pipeline(state, components, target, signal, shutdown, resumePatch);
+      return await runPipeline(this.#pipelineContext, state, components, target, signal, shutdown, resumePatch);
     } finally {
       this.#busyTargets.delete(plan.target);
     }
-  }
-
-  /** undefined when the window is open; otherwise the outcome (waiting, or failed for good). */
-  #windowCheck(state: PlanState): Outcome | undefined {
-    const w = windowStatus(state.plan.window, this.#now());
-    if (w.open) return undefined;
-    if (w.closedForever === true) return { status: 'failed', reason: `time window: ${w.reason}`, announce: true };
-    const out: Outcome = { status: 'waiting', reason: `outside its time window: ${w.reason}` };
-    if (w.nextOpenMs !== undefined) out.nextOpenMs = w.nextOpenMs;
-    return out;
-  }
-
-  async #pipeline(
-    state: PlanState,
-    c: Components,
-    target: Target<object>,
-    signal: AbortSignal | undefined,
-    shutdown: boolean,
-    resumePatch: string | undefined,
-  ): Promise<PlanRunResult> {
-    const plan = state.plan;
-    try {
-      const highestVersion = await this.runtime.highestVersion(plan.target);
-      // step 1: fetch — the named patch, or the highest acceptable version for the target
-      // (polling reads only; nothing is recorded until a patch is found, so an idle plan stays quiet).
-      let patchId = plan.patch;
-      if (patchId === undefined) {
-        const chosen = await selectPatch(this.runtime, plan, c, highestVersion, resumePatch, signal);
-        if (typeof chosen !== 'string') return await this.#settle(state, chosen);
-        patchId = chosen;
-      }
-      if (target.active.patchId === patchId) {
-        // Already serving: nothing to fetch or verify (the anti-downgrade check would otherwise
-        // call re-applying the serving version a downgrade once a later one was ever recorded).
-        state.patchId = patchId;
-        state.version = target.active.version;
-        return await this.#settle(state, { status: 'activated', reason: `${patchId} ${target.active.version} is already active` });
-      }
-      state.attempts += 1;
-      state.patchId = patchId;
-      delete state.version;
-      await this.#phase(state, 'fetch', `fetching ${patchId} from ${plan.repo}`);
-      const quiet = this.#announced.get(plan.id) === patchId;
-      const announcing: PatchRepository = {
-        fetchEnvelope: async (id, s) => {
-          const bytes = await c.repo.fetchEnvelope(id, s);
-          if (!quiet) this.#emit('Fetched', state, `fetched the signed manifest of ${id} from ${plan.repo} (not yet verified)`, { repo: plan.repo, bytes: bytes.length });
-          await this.#phase(state, 'verify', `verifying ${id}`);
-          return bytes;
-        },
-        openPayload: (id, maxBytes, s) => c.repo.openPayload(id, maxBytes, s),
-        list: (s) => c.repo.list(s),
-      };
-      // step 2: verify — signatures, threshold, expiry, anti-downgrade, then size and hash of the payload.
-      const verified = await verifyPatch(announcing, c.verifier, patchId, { highestVersion }, signal);
-      const m = verified.manifest;
-      if (m.target !== plan.target) {
-        return await this.#settle(state, { status: 'failed', reason: `patch ${m.id} targets ${m.target}, but plan ${plan.id} targets ${plan.target}`, code: 'INVALID', announce: true });
-      }
-      state.version = m.version;
-      if (!quiet) this.#emit('Verified', state, `${m.id} ${m.version} verified: signed by ${verified.signers.length} key${verified.signers.length === 1 ? '' : 's'} (${verified.signers.join(', ')}; threshold ${verified.threshold})`, { signers: verified.signers, threshold: verified.threshold });
-
-      // step 3: security gate (allow/deny, requirements, platform).
-      await this.#phase(state, 'gate', `checking ${m.id} against security policy ${plan.security}`);
-      c.security.check(verified);
-      if (target.active.patchId === m.id && target.active.version === m.version) {
-        return await this.#settle(state, { status: 'activated', reason: `${m.id} ${m.version} is already active` });
-      }
-
-      // step 4: approval, when the plan names an approver.
-      if (c.approver !== undefined) {
-        await this.#phase(state, 'approve', `waiting for approver ${plan.approver} to approve ${m.id}`);
-        const approved = await this.#approve(state, c.approver, verified, signal);
-        if (approved !== undefined) return await this.#settle(state, approved);
-      }
-
-      // The approval may have taken long: the manifest may have expired meanwhile (a freeze
-      // attack must not succeed by waiting), and the window, a freeze or another apply may
-      // stand in the way now.
-      if (verified.facts.expiresMs !== undefined && verified.facts.expiresMs <= Date.now()) {
-        throw new HotPatchError('EXPIRED', `manifest of ${m.id} expired (${m.expires}) while the plan waited for its approval`);
-      }
-      const window = this.#windowCheck(state);
-      if (window !== undefined) return await this.#settle(state, window);
-      if (target.frozen !== undefined) {
-        return await this.#settle(state, { status: 'waiting', reason: `target ${plan.target} is frozen: ${target.frozen}`, code: 'POLICY_DENIED' });
-      }
-      const busy = target.applying ?? target.paused;
-      if (busy !== undefined) return await this.#settle(state, { status: 'waiting', reason: `target ${plan.target} is busy with patch ${busy.patchId} (${busy.version})` });
-
-      // step 5: stage, canary, promote (the installer re-checks the hash while staging, so a
-      // payload swapped since verification is refused).
-      await this.#phase(state, 'apply', `applying ${m.id} ${m.version} to ${plan.target}`);
-      const payload = c.repo.openPayload(m.id, m.payload_size + 1, signal);
-      const apply = await twoPhaseApply(c.installer, verified, payload, { ...plan.zdt, runtime: this.runtime, ...(signal === undefined ? {} : { signal }) });
-      switch (apply.outcome) {
-        case 'promoted':
-          return await this.#settle(state, { status: 'activated', reason: `${m.id} ${m.version} activated: ${apply.reason}`, apply });
-        case 'already-active':
-          return await this.#settle(state, { status: 'activated', reason: apply.reason, apply });
-        case 'rolled-back':
-          return await this.#settle(state, { status: 'rolled-back', reason: apply.reason, code: 'CANARY_FAILED', apply });
-        case 'paused':
-          return await this.#settle(state, { status: 'waiting', reason: `canary of ${m.id} paused: ${apply.reason}`, apply });
-      }
-    } catch (error) {
-      if (typeof error === 'object' && error !== null && this.#journalErrors.has(error)) {
-        // A phase is never started unrecorded (a crash could not be recovered correctly).
-        const phase = state.phase ?? 'fetch';
-        return await this.#settle(state, {
-          status: 'waiting',
-          reason: `${phase} not started: journal.json cannot be written (${(error as Error).message}); the plan waits until it can`,
-          code: 'IO',
-        });
-      }
-      return await this.#settle(state, failureOutcome(state, error, signal, shutdown));
-    }
-  }
-
-  /** undefined when approved (after publishing `Approved`), otherwise the outcome. */
-  async #approve(state: PlanState, approver: Approver, verified: VerifiedManifest, signal: AbortSignal | undefined): Promise<Outcome | undefined> {
-    const m = verified.manifest;
-    const name = state.plan.approver!;
-    let returned: unknown;
-    try {
-      returned = await approver.approve({ patchId: m.id, target: m.target, version: m.version, payloadHash: m.payload_hash }, signal);
-    } catch (error) {
-      if (error instanceof HotPatchError && error.code === 'APPROVAL_MISSING') {
-        this.#announced.set(state.plan.id, m.id);
-        return { status: 'waiting', reason: `waiting for approval of ${m.id} ${m.version} by ${name}: ${error.message}`, code: 'APPROVAL_MISSING' };
-      }
-      throw error;
-    }
-    const detail = typeof returned === 'object' && returned !== null && !Array.isArray(returned) ? { ...(returned as Record<string, unknown>), approver: name } : { approver: name };
-    this.#emit('Approved', state, `${m.id} ${m.version} approved by ${name}`, detail);
-    return undefined;
   }
 
   async #recoverOne(state: PlanState): Promise<void> {
@@ -701,49 +517,4 @@ export class Planner {
     await this.#settle(state, outcome);
     if (warning !== undefined) emitRedactedWarning(warning, { code: 'HOTPATCH_CRASH_LOOP' });
   }
-
-  /** One round of the loop: due plans by target lanes; then those whose dependencies just settled. */
-  async #round(signal: AbortSignal): Promise<void> {
-    let due = [...this.#states.values()].filter((s) => RUNNABLE.includes(s.status));
-    for (let pass = 0; due.length > 0 && pass <= this.#states.size && !signal.aborted; pass++) {
-      const lanes = new Map<string, PlanState[]>();
-      for (const s of due) {
-        const lane = lanes.get(s.plan.target) ?? [];
-        lane.push(s);
-        lanes.set(s.plan.target, lane);
-      }
-      await Promise.all(
-        [...lanes.values()].map(async (lane) => {
-          for (const s of lane) {
-            if (signal.aborted) return;
-            if (!RUNNABLE.includes(s.status) || this.#running.has(s.plan.id) || !this.#states.has(s.plan.id)) continue;
-            try {
-              await this.#exclusive(s, () => this.#execute(s, signal, true));
-            } catch (error) {
-              emitRedactedWarning(error instanceof Error ? error : new Error(String(error)), {
-                code: 'HOTPATCH_PLAN_ERROR',
-                detail: `plan ${s.plan.id} could not run`,
-              });
-            }
-          }
-        }),
-      );
-      // Plans whose dependencies settled during this pass run again at once.
-      const settled = new Set(due.filter((s) => FINAL_STATUSES.includes(s.status)).map((s) => s.plan.id));
-      due = [...this.#states.values()].filter((s) => RUNNABLE.includes(s.status) && (s.plan.dependsOn ?? []).some((d) => settled.has(d)));
-    }
-  }
-}
-
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
