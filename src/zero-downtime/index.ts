@@ -8,11 +8,11 @@ export { RuntimeVersion, type RuntimeVersionInit, type VersionHooks } from './ru
 export { Target, interfaceKeys, type CanaryControl, type TargetDeclaration } from './target.js';
 export {
   HotPatchRuntime,
-  runSelfTests,
   type DrainReport,
   type RestoreReport,
   type RuntimeOptions,
   type TargetStatus,
   type VersionStatus,
 } from './runtime.js';
+export { runSelfTests } from './recorded-versions.js';
 export { defaultRuntime, twoPhaseApply, type ApplyOptions, type ApplyOutcome, type ApplyResult, type StepReport } from './two-phase-apply.js';

@@ -1,12 +1,11 @@
-import { join } from 'node:path';
-import { HotPatchError, checkPatchInstaller, defaultEventBus, parsePatchId, type EventBus, type EventType, type LoadedModule, type PatchInstaller, type PatchVerifier, emitRedactedWarning } from '../core/index.js';
-import { readFileBounded, readFileChunks } from '../repo/index.js';
+import { HotPatchError, checkPatchInstaller, defaultEventBus, type EventBus, type EventType, type LoadedModule, type PatchInstaller, type PatchVerifier, emitRedactedWarning } from '../core/index.js';
 import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
 import semver from 'semver';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
 import { Target, type TargetDeclaration } from './target.js';
 import { MAX_TIMER_MS } from './options.js';
 import { ProbationClock } from './probation-clock.js';
+import { RecordedVersions, restoredMeta } from './recorded-versions.js';
 
 export interface RuntimeOptions {
   /** Where state.json, staging/ and manifests/ live; without it nothing is persisted. */
@@ -63,7 +62,6 @@ export interface DrainReport {
 
 /** How often a steady call is timed for the duration histogram, per target. */
 const DURATION_PROBE_MS = 100;
-const MAX_KEPT_MANIFEST_BYTES = 1024 * 1024;
 
 /**
  * The targets of one process and what is persisted about them. `twoPhaseApply` drives the
@@ -325,6 +323,14 @@ export class HotPatchRuntime {
     });
   }
 
+  /** Loads the versions state.json records (restore, a rollback `to` a version no longer warm). */
+  #recordedVersions(): RecordedVersions {
+    if (this.installer === undefined || this.stateDir === undefined) {
+      throw new HotPatchError('INVALID', 'reloading a recorded version needs a runtime created with stateDir and installer');
+    }
+    return new RecordedVersions(this.installer, this.stateDir, (target, mod, init) => this.versionOfModule(target, mod, init));
+  }
+
   /** The version `to` among those kept for `target`: warm previous, built-in, last good, recorded previous. */
   async #retained(target: Target<object>, to: string): Promise<RuntimeVersion> {
     if (typeof to !== 'string' || to.length === 0) throw new HotPatchError('INVALID', `to must be a version string, got ${String(to)}`);
@@ -334,7 +340,7 @@ export class HotPatchRuntime {
     const saved = this.store === undefined ? undefined : (await this.store.read()).targets[target.name];
     for (const record of [saved?.last_good ?? null, saved?.previous ?? null]) {
       if (record === null || record.version !== to || record.id === null) continue;
-      const version = await this.#loadRecord(target, record, this.verifier);
+      const version = await this.#recordedVersions().load(target, record, this.verifier);
       this.#meta.set(version, restoredMeta(record));
       return version;
     }
@@ -442,6 +448,7 @@ export class HotPatchRuntime {
     if (this.store === undefined || this.installer === undefined) {
       throw new HotPatchError('INVALID', 'restore() needs a runtime created with stateDir and installer');
     }
+    const versions = this.#recordedVersions();
     const state = await this.store.load();
     const reports: RestoreReport[] = [];
     for (const target of this.list()) {
@@ -449,41 +456,12 @@ export class HotPatchRuntime {
       if (saved === undefined || saved.active === null || saved.active.id === null) continue;
       const active = saved.active;
       const activeId = saved.active.id;
-      let dropReason: string | undefined;
-      let chosen: VersionRecord | null = active;
-      // Only a running process can mark a version good, by surviving its probation; one that
-      // is not marked good died inside its probation, however long ago that was.
-      // A graceful stop inside the probation left its remaining time: resume it, not revert.
-      const resumeMs = active.good !== true ? active.probation_left_ms : undefined;
-      if (active.good !== true && resumeMs === undefined) {
-        const probation = active.probation_ms === undefined ? 'its probation' : `its ${active.probation_ms} ms probation`;
-        dropReason = `the process stopped inside ${probation} (promoted ${active.promoted_at ?? 'at an unknown time'}) without a graceful shutdown, so it was never confirmed good`;
-        chosen = saved.last_good;
-      }
-      let version: RuntimeVersion = target.builtin;
-      // The record actually loaded: its promotion data (and `good`) is what gets restored.
-      let loaded: VersionRecord | undefined;
-      // The newest intact good version wins: the chosen record, then last good, then the
-      // previous version if it was good — each tried once (a corrupt file is not tried twice).
-      const tried = new Set<string>();
-      for (const candidate of [chosen, saved.last_good, saved.previous?.good === true ? saved.previous : null]) {
-        if (candidate === null || candidate.id === null) continue;
-        const key = `${candidate.id}\u0000${candidate.sha256 ?? ''}`;
-        if (tried.has(key)) continue;
-        tried.add(key);
-        try {
-          version = await this.#loadRecord(target, candidate, verifier);
-          loaded = candidate;
-          break;
-        } catch (error) {
-          const why = `${candidate.version} (${candidate.id}) could not be restored: ${(error as Error).message}`;
-          dropReason = dropReason === undefined ? why : `${dropReason}; ${why}`;
-        }
-      }
+      const { version, loaded, resumeMs, dropReason } = await versions.loadNewestGood(target, { ...saved, active }, verifier);
       if (loaded !== undefined) this.#meta.set(version, restoredMeta(loaded));
       // The recorded previous version comes back warm too, so a rollback after a restart is
       // the same routing flip as before it.
-      const previous = dropReason === undefined ? await this.#warmPrevious(target, saved.previous, verifier) : undefined;
+      const previous = dropReason === undefined ? await versions.warm(target, saved.previous, verifier) : undefined;
+      if (previous !== undefined && saved.previous !== null && previous !== target.builtin) this.#meta.set(previous, restoredMeta(saved.previous));
       target.routeTo(version, previous);
       if (resumeMs !== undefined && loaded === active && version.patchId !== null) {
         // Resumed once: a crash during the rest of it reverts, like any probation.
@@ -512,77 +490,9 @@ export class HotPatchRuntime {
     return reports;
   }
 
-  /**
-   * The whole trust pipeline again for a version about to be restored: the signed manifest
-   * kept in manifests/<id>.json must still verify now (signatures, threshold, expiry, under
-   * the current trust store), name this target, version and type, and the staged file must
-   * match its own hash and size — so write access to the state directory alone never gets
-   * code run, and a revoked or expired patch does not come back.
-   */
-  async #reverify(target: Target<object>, record: VersionRecord, stagedPath: string, verifier: PatchVerifier): Promise<void> {
-    const id = parsePatchId(record.id);
-    const bytes = await readFileBounded(join(this.stateDir!, 'manifests', `${id}.json`), MAX_KEPT_MANIFEST_BYTES, { noFollow: true, what: 'kept manifest' });
-    const verified = verifier.verifyEnvelope(bytes, { now: Date.now() });
-    const m = verified.manifest;
-    if (m.id !== id || m.target !== target.name || m.version !== record.version || m.payload_type !== record.type) {
-      throw new HotPatchError('INVALID', `the kept manifest of ${id} names ${m.id} ${m.target} ${m.version} (${m.payload_type}), not what state.json records`);
-    }
-    await verifier.verifyPayload(verified, readFileChunks(stagedPath, m.payload_size + 1, { noFollow: true, what: 'staged payload' }));
-  }
-
-  /** The recorded previous version, loaded (re-verified) to be kept warm; undefined, with a warning, when it cannot be. */
-  async #warmPrevious(target: Target<object>, record: VersionRecord | null, verifier: PatchVerifier | undefined): Promise<RuntimeVersion | undefined> {
-    if (record === null) return undefined;
-    if (record.id === null) return record.version === target.builtin.version ? target.builtin : undefined;
-    try {
-      const version = await this.#loadRecord(target, record, verifier);
-      this.#meta.set(version, restoredMeta(record));
-      return version;
-    } catch (error) {
-      emitRedactedWarning(`${target.name}: the previous version ${record.version} (${record.id}) could not be kept warm: ${(error as Error).message}; a rollback will need { to }`, {
-        code: 'HOTPATCH_PREVIOUS_NOT_WARM',
-      });
-      return undefined;
-    }
-  }
-
-  async #loadRecord(target: Target<object>, record: VersionRecord, verifier: PatchVerifier | undefined): Promise<RuntimeVersion> {
-    const installer = this.installer!;
-    if (record.id === null || record.sha256 === undefined || record.type === undefined) return target.builtin;
-    const staged = await installer.verifyStaged(record.sha256, record.type);
-    if (verifier !== undefined) await this.#reverify(target, record, staged.path, verifier);
-    const mod = await installer.load(staged, {
-      target: target.name,
-      version: record.version,
-      patchId: record.id,
-      requiredFunctions: target.keys,
-      ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
-      initContext: { target: target.name, version: record.version, patchId: record.id, restored: true, config: target.config },
-    });
-    const version = this.versionOfModule(target, mod, { version: record.version, patchId: record.id, sha256: record.sha256, type: record.type });
-    await runSelfTests(target, version);
-    return version;
-  }
-}
-
-function restoredMeta(record: Partial<VersionRecord>): Partial<VersionRecord> {
-  const meta: Partial<VersionRecord> = {};
-  if (record.promoted_at !== undefined) meta.promoted_at = record.promoted_at;
-  if (record.probation_ms !== undefined) meta.probation_ms = record.probation_ms;
-  if (record.good !== undefined) meta.good = record.good;
-  return meta;
 }
 
 function versionStatus(v: RuntimeVersion): VersionStatus {
   return { version: v.version, patchId: v.patchId, inflight: v.inflight };
 }
 
-/** The payload's own selfTest(), then the host's known-answer tests against the candidate alone. */
-export async function runSelfTests(target: Target<object>, version: RuntimeVersion): Promise<void> {
-  try {
-    await version.hooks.selfTest?.();
-    await target.declaration.selfTest?.(target.apiOf(version));
-  } catch (cause) {
-    throw new HotPatchError('SELF_TEST_FAILED', `self-test of ${target.name} ${version.label} failed: ${(cause as Error).message}`, { cause });
-  }
-}
