@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import { HotPatchError, decodeJson, describe } from '../core/index.js';
+import { HotPatchError, decodeJsonObject, rejectUnknownFields, stringField as jsonStringField } from '../core/index.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
+/** The longest string a request field may hold (a reason, a plan id), unless a route says otherwise. */
+const MAX_FIELD_CHARS = 1024;
 
 /** Reads a JSON object body, at most 1 MiB (TOO_LARGE past it, PARSE/INVALID when malformed). */
 export async function readJsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -15,25 +17,15 @@ export async function readJsonBody(req: IncomingMessage): Promise<Record<string,
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return {};
-  const value = decodeJson(new Uint8Array(Buffer.concat(chunks)), 'request body');
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `request body must be a JSON object, got ${describe(value)}`);
-  }
-  return value as Record<string, unknown>;
+  return decodeJsonObject(new Uint8Array(Buffer.concat(chunks)), 'request body');
 }
 
-/** Refuses fields a request does not define, so a typo never silently does nothing. */
+/** Refuses fields a request does not define, so a typo never silently does nothing (the core kit's check). */
 export function onlyFields(body: Record<string, unknown>, allowed: readonly string[], what: string): void {
-  for (const key of Object.keys(body)) {
-    if (!allowed.includes(key)) throw new HotPatchError('INVALID', `${what}: unknown field ${JSON.stringify(key)} (allowed: ${allowed.join(', ') || 'none'})`);
-  }
+  rejectUnknownFields(body, allowed, what);
 }
 
+/** A request's string field (the core kit's check), at most 1,024 characters unless `max` says otherwise. */
 export function stringField(body: Record<string, unknown>, name: string, what: string, options: { optional?: boolean; max?: number } = {}): string | undefined {
-  const value = body[name];
-  if (value === undefined && options.optional === true) return undefined;
-  if (typeof value !== 'string' || value.length === 0 || value.length > (options.max ?? 1024)) {
-    throw new HotPatchError('INVALID', `${what}: ${name} must be a non-empty string of at most ${options.max ?? 1024} characters, got ${describe(value)}`);
-  }
-  return value;
+  return jsonStringField(body, name, what, { max: MAX_FIELD_CHARS, ...options });
 }

@@ -21,7 +21,6 @@ export { isPatchId, parsePatchId, type PatchId } from './patch-id.js';
 export { parseRfc3339 } from './rfc3339.js';
 export {
   PAYLOAD_TYPES,
-  decodeJson,
   isTargetName,
   parseManifest,
   parseTargetName,
@@ -33,9 +32,7 @@ export {
 } from './manifest.js';
 export {
   MANIFEST_PAYLOAD_TYPE,
-  decodeBase64,
   decodeEnvelope,
-  encodeBase64,
   encodeEnvelope,
   pae,
   type Envelope,
@@ -76,4 +73,23 @@ export {
   registerVerifier,
 } from './registry.js';
 export { matchesAnyTargetPattern, matchesTargetPattern, parseTargetPattern } from './target-pattern.js';
-export { asObject, describe, positiveInteger, rejectUnknownFields } from './json-shape.js';
+export { decodeBase64, encodeBase64, type Base64Options } from './base64.js';
+// The strict-JSON kit: for the modules' parsers, not re-exported by the public entry points.
+export {
+  MAX_JSON_STRING,
+  asObject,
+  boundedString,
+  canonicalVersion,
+  decodeJson,
+  decodeJsonObject,
+  describe,
+  integerInRange,
+  isPlainObject,
+  oneOf,
+  optional,
+  positiveInteger,
+  rejectUnknownFields,
+  stringField,
+  utcTimestamp,
+  type StringFieldOptions,
+} from './json-shape.js';

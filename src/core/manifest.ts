@@ -2,7 +2,7 @@ import semver from 'semver';
 import { HotPatchError } from './errors.js';
 import { parsePatchId, type PatchId } from './patch-id.js';
 import { parseRfc3339 } from './rfc3339.js';
-import { asObject, describe, rejectUnknownFields } from './json-shape.js';
+import { MAX_JSON_STRING, asObject, boundedString, canonicalVersion, decodeJson, describe, oneOf, rejectUnknownFields } from './json-shape.js';
 
 export const PAYLOAD_TYPES = ['esm', 'wasm', 'native'] as const;
 export type PayloadType = (typeof PAYLOAD_TYPES)[number];
@@ -56,7 +56,6 @@ const TARGET_PATTERN = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
 const MAX_TARGET_LENGTH = 256;
 const PAYLOAD_HASH_PATTERN = /^([A-Za-z0-9-]{1,32}):([0-9A-Fa-f]+)$/;
 const MAX_SIGNERS = 64;
-const MAX_STRING = 4096;
 
 export function isTargetName(value: unknown): value is string {
   return typeof value === 'string' && value.length <= MAX_TARGET_LENGTH && TARGET_PATTERN.test(value);
@@ -78,34 +77,13 @@ export function parseManifest(input: Uint8Array | string | unknown): ParsedManif
   return validateManifest(value);
 }
 
-export function decodeJson(input: Uint8Array | string, what: string): unknown {
-  let text: string;
-  if (typeof input === 'string') {
-    text = input;
-  } else {
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(input);
-    } catch (cause) {
-      throw new HotPatchError('PARSE', `${what} is not valid UTF-8`, { cause });
-    }
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (cause) {
-    throw new HotPatchError('PARSE', `${what} is not valid JSON: ${(cause as Error).message}`, { cause });
-  }
-}
-
 function validateManifest(value: unknown): ParsedManifest {
   const obj = asObject(value, 'manifest');
   rejectUnknownFields(obj, MANIFEST_FIELDS, 'manifest');
 
   const id = parsePatchId(required(obj, 'id'), 'manifest id');
   const target = parseTargetName(required(obj, 'target'), 'manifest target');
-  const version = required(obj, 'version');
-  if (typeof version !== 'string' || version.length > 256 || semver.valid(version) !== version) {
-    throw new HotPatchError('INVALID', `manifest version must be a canonical semver version (no "v", no blanks), got ${describe(version)}`);
-  }
+  const version = canonicalVersion(required(obj, 'version'), 'manifest version');
   const createdAt = required(obj, 'created_at') as string;
   const createdAtMs = parseRfc3339(createdAt, 'manifest created_at');
   let expiresMs: number | undefined;
@@ -132,10 +110,7 @@ function validateManifest(value: unknown): ParsedManifest {
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
     throw new HotPatchError('INVALID', `manifest payload_size must be a non-negative integer, got ${describe(size)}`);
   }
-  const type = required(obj, 'payload_type');
-  if (!(PAYLOAD_TYPES as readonly unknown[]).includes(type)) {
-    throw new HotPatchError('INVALID', `manifest payload_type must be one of ${PAYLOAD_TYPES.join(', ')}, got ${describe(type)}`);
-  }
+  const type = oneOf(required(obj, 'payload_type'), PAYLOAD_TYPES, 'manifest payload_type');
 
   const manifest: Manifest = {
     id,
@@ -145,7 +120,7 @@ function validateManifest(value: unknown): ParsedManifest {
     signers,
     payload_hash: `${hashAlgorithm}:${hashHex}`,
     payload_size: size,
-    payload_type: type as PayloadType,
+    payload_type: type,
   };
   if (obj.expires !== undefined) manifest.expires = obj.expires as string;
   if (obj.min_platform !== undefined) manifest.min_platform = boundedString(obj.min_platform, 'manifest min_platform');
@@ -187,13 +162,6 @@ function required(obj: Record<string, unknown>, key: string): unknown {
   return obj[key];
 }
 
-function boundedString(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_STRING) {
-    throw new HotPatchError('INVALID', `${field} must be a non-empty string of at most ${MAX_STRING} characters, got ${describe(value)}`);
-  }
-  return value;
-}
-
 function stringArray(value: unknown, field: string, max: number): string[] {
   if (!Array.isArray(value) || value.length > max) {
     throw new HotPatchError('INVALID', `${field} must be an array of at most ${max} strings, got ${describe(value)}`);
@@ -207,8 +175,8 @@ function stringRecord(value: unknown, field: string): Record<string, string> {
   const entries = Object.entries(obj);
   if (entries.length > 256) throw new HotPatchError('INVALID', `${field} has more than 256 entries`);
   for (const [k, v] of entries) {
-    if (typeof v !== 'string' || v.length > MAX_STRING) {
-      throw new HotPatchError('INVALID', `${field}[${JSON.stringify(k)}] must be a string of at most ${MAX_STRING} characters, got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length > MAX_JSON_STRING) {
+      throw new HotPatchError('INVALID', `${field}[${JSON.stringify(k)}] must be a string of at most ${MAX_JSON_STRING} characters, got ${describe(v)}`);
     }
     out[k] = v;
   }

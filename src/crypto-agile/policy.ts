@@ -1,13 +1,20 @@
-import { HotPatchError, matchesTargetPattern, parseTargetPattern } from '../core/index.js';
+import {
+  HotPatchError,
+  asObject,
+  describe,
+  integerInRange,
+  matchesTargetPattern,
+  oneOf,
+  parseTargetPattern,
+  rejectUnknownFields,
+} from '../core/index.js';
 import {
   HASH_ALGORITHMS,
   SIGNATURE_ALGORITHMS,
   isHashAlgorithm,
-  isSignatureAlgorithm,
   type HashAlgorithm,
   type SignatureAlgorithm,
 } from './algorithms.js';
-import { describe, isPlainObject } from './assert.js';
 import { MAX_RSA_BITS, PublicKey } from './keys.js';
 
 /*
@@ -194,16 +201,12 @@ function parseOptions(
   value: unknown,
   field: string,
 ): { defaults: AlgorithmRule; components: Array<[string, AlgorithmRule]> } {
-  if (!isPlainObject(value)) throw new HotPatchError('INVALID', `${field} must be an object, got ${describe(value)}`);
-  rejectUnknownFields(value, OPTION_FIELDS, field);
-  const defaults = value['defaults'] === undefined ? {} : parseRule(value['defaults'], `${field}.defaults`);
+  const obj = asObject(value, field);
+  rejectUnknownFields(obj, OPTION_FIELDS, field);
+  const defaults = obj['defaults'] === undefined ? {} : parseRule(obj['defaults'], `${field}.defaults`);
   const components: Array<[string, AlgorithmRule]> = [];
-  const raw = value['components'];
-  if (raw !== undefined) {
-    if (!isPlainObject(raw)) {
-      throw new HotPatchError('INVALID', `${field}.components must be an object, got ${describe(raw)}`);
-    }
-    for (const [name, rule] of Object.entries(raw)) {
+  if (obj['components'] !== undefined) {
+    for (const [name, rule] of Object.entries(asObject(obj['components'], `${field}.components`))) {
       const where = `${field}.components[${JSON.stringify(name)}]`;
       components.push([parseTargetPattern(name, `${field}.components key`), parseRule(rule, where)]);
     }
@@ -213,50 +216,22 @@ function parseOptions(
 
 /** A validated copy holding only the fields given (so inheritance still works). */
 function parseRule(value: unknown, field: string): AlgorithmRule {
-  if (!isPlainObject(value)) throw new HotPatchError('INVALID', `${field} must be an object, got ${describe(value)}`);
-  rejectUnknownFields(value, RULE_FIELDS, field);
+  const obj = asObject(value, field);
+  rejectUnknownFields(obj, RULE_FIELDS, field);
   const out: AlgorithmRule = {};
-  if (value['signatures'] !== undefined) {
-    out.signatures = parseList(value['signatures'], `${field}.signatures`, isSignatureAlgorithm, SIGNATURE_ALGORITHMS);
-  }
-  if (value['hashes'] !== undefined) {
-    out.hashes = parseList(value['hashes'], `${field}.hashes`, isHashAlgorithm, HASH_ALGORITHMS);
-  }
-  const bits = value['minRsaBits'];
-  if (bits !== undefined) {
-    if (typeof bits !== 'number' || !Number.isInteger(bits) || bits < MIN_RSA_BITS_FLOOR || bits > MAX_RSA_BITS) {
-      throw new HotPatchError(
-        'INVALID',
-        `${field}.minRsaBits must be an integer from ${MIN_RSA_BITS_FLOOR} to ${MAX_RSA_BITS}, got ${describe(bits)}`,
-      );
-    }
-    out.minRsaBits = bits;
-  }
+  if (obj['signatures'] !== undefined) out.signatures = parseList(obj['signatures'], `${field}.signatures`, SIGNATURE_ALGORITHMS);
+  if (obj['hashes'] !== undefined) out.hashes = parseList(obj['hashes'], `${field}.hashes`, HASH_ALGORITHMS);
+  if (obj['minRsaBits'] !== undefined) out.minRsaBits = integerInRange(obj['minRsaBits'], `${field}.minRsaBits`, MIN_RSA_BITS_FLOOR, MAX_RSA_BITS);
   return out;
 }
 
-function parseList<T extends string>(
-  value: unknown,
-  field: string,
-  guard: (v: unknown) => v is T,
-  known: readonly T[],
-): T[] {
+function parseList<T extends string>(value: unknown, field: string, known: readonly T[]): T[] {
   if (!Array.isArray(value)) throw new HotPatchError('INVALID', `${field} must be an array, got ${describe(value)}`);
   const out: T[] = [];
   value.forEach((item: unknown, i) => {
-    if (!guard(item)) {
-      throw new HotPatchError('INVALID', `${field}[${i}] must be one of ${known.join(', ')}, got ${describe(item)}`);
-    }
+    const name = oneOf(item, known, `${field}[${i}]`);
     // An empty list is allowed (it switches the component off); duplicates are harmless.
-    if (!out.includes(item)) out.push(item);
+    if (!out.includes(name)) out.push(name);
   });
   return out;
-}
-
-function rejectUnknownFields(value: Record<string, unknown>, allowed: ReadonlySet<string>, field: string): void {
-  for (const key of Object.keys(value)) {
-    if (!allowed.has(key)) {
-      throw new HotPatchError('INVALID', `${field}.${key} is not a known field (known: ${[...allowed].join(', ')})`);
-    }
-  }
 }

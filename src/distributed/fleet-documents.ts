@@ -3,8 +3,21 @@
  * (the key layout is in fleet-rollout.ts): their types, the key names, and the strict parsers
  * every reader goes through.
  */
-import semver from 'semver';
-import { HotPatchError, describe, parsePatchId, parseTargetName } from '../core/index.js';
+import {
+  HotPatchError,
+  asObject,
+  canonicalVersion,
+  decodeJson,
+  describe,
+  integerInRange,
+  oneOf,
+  optional,
+  parsePatchId,
+  parseTargetName,
+  rejectUnknownFields,
+  stringField,
+  utcTimestamp,
+} from '../core/index.js';
 import { checkPersistableZdt, type PersistableZdtOptions } from '../orchestration/index.js';
 
 export const DEFAULT_FLEET_PREFIX = '/xps/hotpatch/fleet';
@@ -105,103 +118,53 @@ export function parseFleetId(value: unknown, what: string): string {
 }
 
 export function parseRing(value: unknown, what = 'ring'): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > 999) {
-    throw new HotPatchError('INVALID', `${what} must be an integer from 0 to 999, got ${describe(value)}`);
-  }
-  return value;
+  return integerInRange(value, what, 0, 999);
 }
 
 const PAYLOAD_HASH = /^[a-z0-9-]{2,16}:[0-9a-fA-F]{32,128}$/;
-const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 
-/** An object (not null, not an array), or INVALID naming `what`. */
-export function object(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new HotPatchError('INVALID', `${what} must be an object, got ${describe(value)}`);
-  return value as Record<string, unknown>;
-}
-function str(o: Record<string, unknown>, field: string, what: string): string {
-  const v = o[field];
-  if (typeof v !== 'string' || v.length === 0 || v.length > 4096) throw new HotPatchError('INVALID', `${what}.${field} must be a non-empty string, got ${describe(v)}`);
-  return v;
-}
-function optStr(o: Record<string, unknown>, field: string, what: string): string | undefined {
-  return o[field] === undefined ? undefined : str(o, field, what);
-}
-function time(o: Record<string, unknown>, field: string, what: string): string {
-  const v = str(o, field, what);
-  if (!ISO.test(v) || Number.isNaN(Date.parse(v))) throw new HotPatchError('INVALID', `${what}.${field} must be an RFC 3339 UTC time, got ${JSON.stringify(v)}`);
-  return v;
-}
-function optTime(o: Record<string, unknown>, field: string, what: string): string | undefined {
-  return o[field] === undefined ? undefined : time(o, field, what);
-}
-function oneOf<T extends string>(o: Record<string, unknown>, field: string, allowed: readonly T[], what: string): T {
-  const v = o[field];
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw new HotPatchError('INVALID', `${what}.${field} must be one of ${allowed.join(', ')}, got ${describe(v)}`);
-  }
-  return v as T;
-}
-function onlyFields(o: Record<string, unknown>, allowed: readonly string[], what: string): void {
-  const extra = Object.keys(o).filter((k) => !allowed.includes(k));
-  if (extra.length > 0) throw new HotPatchError('INVALID', `${what} has unknown field(s) ${extra.join(', ')}`);
-}
-function decode(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (cause) {
-    throw new HotPatchError('PARSE', `${what} is not JSON: ${(cause as Error).message}`, { cause });
-  }
-}
+/** A plain object, or INVALID naming `what`: the core kit's `asObject`, under the name fleet-rollout.ts imports. */
+export const object: (value: unknown, what: string) => Record<string, unknown> = asObject;
 
-function parseVersion(value: unknown, what: string): string {
-  if (typeof value !== 'string' || semver.valid(value) !== value) throw new HotPatchError('INVALID', `${what} must be a canonical semver version, got ${describe(value)}`);
-  return value;
+/** A stored document: JSON text, or a value already decoded. */
+function decoded(input: string | unknown, what: string): Record<string, unknown> {
+  return asObject(typeof input === 'string' ? decodeJson(input, what) : input, what);
 }
 
 /** Parses a stored rollout document strictly (anyone able to write the store could have written it). */
 export function parseRolloutDocument(input: string | unknown): RolloutDocument {
   const what = 'rollout';
-  const o = object(typeof input === 'string' ? decode(input, what) : input, what);
-  onlyFields(o, ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt', 'state'], what);
-  const rings = o.rings;
-  if (typeof rings !== 'number' || !Number.isSafeInteger(rings) || rings < 1 || rings > 100) {
-    throw new HotPatchError('INVALID', `rollout.rings must be an integer from 1 to 100, got ${describe(rings)}`);
-  }
-  const soakMs = o.soakMs;
-  if (typeof soakMs !== 'number' || !Number.isSafeInteger(soakMs) || soakMs < 0) {
-    throw new HotPatchError('INVALID', `rollout.soakMs must be an integer >= 0, got ${describe(soakMs)}`);
-  }
-  const payloadHash = str(o, 'payloadHash', what);
-  if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `rollout.payloadHash must look like sha256:<hex>, got ${JSON.stringify(payloadHash)}`);
-  const s = object(o.state, 'rollout.state');
-  onlyFields(s, ['status', 'ring', 'ringStartedAt', 'healthySince', 'reason', 'by', 'updatedAt'], 'rollout.state');
-  const ring = s.ring;
-  if (typeof ring !== 'number' || !Number.isSafeInteger(ring) || ring < 0 || ring > rings) {
-    throw new HotPatchError('INVALID', `rollout.state.ring must be an integer from 0 to ${rings}, got ${describe(ring)}`);
-  }
-  const state: RolloutState = { status: oneOf(s, 'status', ROLLOUT_STATUSES, 'rollout.state'), ring };
-  const ringStartedAt = optTime(s, 'ringStartedAt', 'rollout.state');
+  const o = decoded(input, what);
+  rejectUnknownFields(o, ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt', 'state'], what);
+  const rings = integerInRange(o.rings, 'rollout.rings', 1, 100);
+  const soakMs = integerInRange(o.soakMs, 'rollout.soakMs', 0);
+  const payloadHash = stringField(o, 'payloadHash', what);
+  if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `rollout.payloadHash must look like sha256:<hex>, got ${describe(payloadHash)}`);
+  const w = 'rollout.state';
+  const s = asObject(o.state, w);
+  rejectUnknownFields(s, ['status', 'ring', 'ringStartedAt', 'healthySince', 'reason', 'by', 'updatedAt'], w);
+  const state: RolloutState = { status: oneOf(s.status, ROLLOUT_STATUSES, `${w}.status`), ring: integerInRange(s.ring, `${w}.ring`, 0, rings) };
+  const ringStartedAt = optional(s.ringStartedAt, (v) => utcTimestamp(v, `${w}.ringStartedAt`));
   if (ringStartedAt !== undefined) state.ringStartedAt = ringStartedAt;
-  const healthySince = optTime(s, 'healthySince', 'rollout.state');
+  const healthySince = optional(s.healthySince, (v) => utcTimestamp(v, `${w}.healthySince`));
   if (healthySince !== undefined) state.healthySince = healthySince;
-  const reason = optStr(s, 'reason', 'rollout.state');
+  const reason = stringField(s, 'reason', w, { optional: true });
   if (reason !== undefined) state.reason = reason;
-  const by = optStr(s, 'by', 'rollout.state');
+  const by = stringField(s, 'by', w, { optional: true });
   if (by !== undefined) state.by = by;
-  const updatedAt = optTime(s, 'updatedAt', 'rollout.state');
+  const updatedAt = optional(s.updatedAt, (v) => utcTimestamp(v, `${w}.updatedAt`));
   if (updatedAt !== undefined) state.updatedAt = updatedAt;
   return {
     id: parseFleetId(o.id, 'rollout.id'),
     target: parseTargetName(o.target, 'rollout.target'),
     patchId: parsePatchId(o.patchId, 'rollout.patchId'),
-    version: parseVersion(o.version, 'rollout.version'),
+    version: canonicalVersion(o.version, 'rollout.version'),
     payloadHash,
     rings,
     soakMs,
-    emptyRings: o.emptyRings === undefined ? 'wait' : oneOf(o, 'emptyRings', ['wait', 'skip'] as const, what),
+    emptyRings: o.emptyRings === undefined ? 'wait' : oneOf(o.emptyRings, ['wait', 'skip'] as const, 'rollout.emptyRings'),
     ...(o.zdt === undefined ? {} : { zdt: checkPersistableZdt(o.zdt, 'rollout.zdt') }),
-    createdAt: time(o, 'createdAt', what),
+    createdAt: utcTimestamp(o.createdAt, 'rollout.createdAt'),
     state,
   };
 }
@@ -209,28 +172,28 @@ export function parseRolloutDocument(input: string | unknown): RolloutDocument {
 /** Parses a stored agent document strictly. */
 export function parseAgentDocument(input: string | unknown): AgentDocument {
   const what = 'agent';
-  const o = object(typeof input === 'string' ? decode(input, what) : input, what);
-  onlyFields(o, ['agentId', 'ring', 'targets', 'startedAt'], what);
+  const o = decoded(input, what);
+  rejectUnknownFields(o, ['agentId', 'ring', 'targets', 'startedAt'], what);
   const targets: Record<string, AgentTargetState> = {};
-  for (const [name, value] of Object.entries(object(o.targets, 'agent.targets'))) {
+  for (const [name, value] of Object.entries(asObject(o.targets, 'agent.targets'))) {
     const w = `agent.targets[${JSON.stringify(name)}]`;
     parseTargetName(name, w);
-    const t = object(value, w);
-    onlyFields(t, ['version', 'phase', 'health', 'patchId', 'rollout', 'reason', 'updatedAt'], w);
+    const t = asObject(value, w);
+    rejectUnknownFields(t, ['version', 'phase', 'health', 'patchId', 'rollout', 'reason', 'updatedAt'], w);
     const state: AgentTargetState = {
-      version: str(t, 'version', w),
-      phase: oneOf(t, 'phase', FLEET_PHASES, w),
-      health: oneOf(t, 'health', FLEET_HEALTH, w),
-      updatedAt: time(t, 'updatedAt', w),
+      version: stringField(t, 'version', w),
+      phase: oneOf(t.phase, FLEET_PHASES, `${w}.phase`),
+      health: oneOf(t.health, FLEET_HEALTH, `${w}.health`),
+      updatedAt: utcTimestamp(t.updatedAt, `${w}.updatedAt`),
     };
     if (t.patchId !== undefined) state.patchId = parsePatchId(t.patchId, `${w}.patchId`);
     if (t.rollout !== undefined) state.rollout = parseFleetId(t.rollout, `${w}.rollout`);
-    const reason = optStr(t, 'reason', w);
+    const reason = stringField(t, 'reason', w, { optional: true });
     if (reason !== undefined) state.reason = reason;
     targets[name] = state;
   }
   const doc: AgentDocument = { agentId: parseFleetId(o.agentId, 'agent.agentId'), ring: parseRing(o.ring, 'agent.ring'), targets };
-  const startedAt = optTime(o, 'startedAt', what);
+  const startedAt = optional(o.startedAt, (v) => utcTimestamp(v, 'agent.startedAt'));
   if (startedAt !== undefined) doc.startedAt = startedAt;
   return doc;
 }

@@ -140,9 +140,9 @@ test('a policy survives a round trip through JSON', () => {
 });
 
 test('fromJSON refuses unknown fields at every level', () => {
-  throwsCode(() => CryptoPolicy.fromJSON({ defaults: {}, extra: 1 }), 'INVALID', /policy\.extra is not a known field/);
-  throwsCode(() => CryptoPolicy.fromJSON({ defaults: { signature: ['ed25519'] } }), 'INVALID', /policy\.defaults\.signature/);
-  throwsCode(() => CryptoPolicy.fromJSON({ components: { a: { hash: [] } } }), 'INVALID', /components\["a"\]\.hash/);
+  throwsCode(() => CryptoPolicy.fromJSON({ defaults: {}, extra: 1 }), 'INVALID', /^policy has unknown field "extra" \(allowed: defaults, components\)$/);
+  throwsCode(() => CryptoPolicy.fromJSON({ defaults: { signature: ['ed25519'] } }), 'INVALID', /^policy\.defaults has unknown field "signature" \(allowed: signatures, hashes, minRsaBits\)$/);
+  throwsCode(() => CryptoPolicy.fromJSON({ components: { a: { hash: [] } } }), 'INVALID', /^policy\.components\["a"\] has unknown field "hash"/);
 });
 
 test('fromJSON refuses unknown algorithms as INVALID', () => {

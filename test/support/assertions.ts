@@ -52,3 +52,18 @@ export async function rejectsWith(promise: Promise<unknown>, code: ErrorCode, me
   }
   return checked(caught, code, message);
 }
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: HotPatchError };
+
+/**
+ * What `fn` did: the value it returned, or the HotPatchError it threw. Anything else thrown
+ * fails the test, so a property can state "returns X, or refuses with code C" for every input.
+ */
+export function outcomeOf<T>(fn: () => T): Outcome<T> {
+  try {
+    return { ok: true, value: fn() };
+  } catch (error) {
+    assert.ok(error instanceof HotPatchError, `expected a value or a HotPatchError, got ${String(error)}`);
+    return { ok: false, error };
+  }
+}
