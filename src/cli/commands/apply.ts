@@ -68,9 +68,11 @@ ${CANARY_HELP}`,
     let result: Record<string, unknown>;
     try {
       result = await callAgent(agent, 'POST', '/v1/apply', body);
+      // The event that ends the run is published before the answer is sent, but the stream
+      // may deliver it a moment after: wait for it (at most 50 ms; a wait has none).
+      const final = FINAL_EVENT[String(result.status)];
+      if (final !== undefined) await progress.seen((e) => e.type === final && (e.detail?.plan === result.planId || e.id === result.patchId), 50);
     } finally {
-      // Give the stream a moment to deliver the last events before closing it.
-      await new Promise((r) => setTimeout(r, 50));
       controller.abort();
       await stream;
       progress.end();
@@ -131,10 +133,33 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
 }
 
 /** On a terminal one line is rewritten as the canary moves; elsewhere each event is a line. */
+/** The event a run ending in this plan status publishes (a plan left waiting publishes none). */
+const FINAL_EVENT: Readonly<Record<string, string>> = { activated: 'Activated', 'rolled-back': 'RolledBack', failed: 'Failed' };
+const FINAL_TYPES = new Set(Object.values(FINAL_EVENT));
+
 class Progress {
   readonly #out: Output;
   readonly #tty: boolean;
   #live = false;
+  /** The run-ending events seen so far. */
+  readonly #events: HotPatchEvent[] = [];
+  #onEvent: (() => void) | undefined;
+
+  /** Resolves once an event matching `match` has arrived (or had already), or after `ms`. */
+  seen(match: (e: HotPatchEvent) => boolean, ms: number): Promise<void> {
+    if (this.#events.some(match)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#onEvent = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#onEvent = () => {
+        if (this.#events.some(match)) done();
+      };
+    });
+  }
 
   constructor(out: Output) {
     this.#out = out;
@@ -142,6 +167,10 @@ class Progress {
   }
 
   show(e: HotPatchEvent): void {
+    if (FINAL_TYPES.has(e.type)) {
+      this.#events.push(e);
+      this.#onEvent?.();
+    }
     if (this.#out.json) return;
     const d = e.detail ?? {};
     if (e.type === 'CanaryStep') {
