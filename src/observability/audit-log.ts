@@ -218,8 +218,10 @@ export class AuditLog {
   }
 
   /**
-   * Appends one event; resolves once its line is durable (fsynced) and covered by state.json.
-   * Calls are serialised in call order. Rejects with `INVALID` (not an event, or not JSON-able),
+   * Appends one event; resolves once its line is durable (fsynced) and covered by state.json
+   * (its hash was announced there before the write). Moving the head onto the line (the
+   * commit) follows in the background, before the next append starts, so the caller does not
+   * wait for a second state.json write. Calls are serialised in call order. Rejects with `INVALID` (not an event, or not JSON-able),
    * `TOO_LARGE` (line over 256 KiB) or `IO`. An `IO` rejection means "not yet": the event is
    * kept (unless `keep: false`) and written, in order, before any later event once the log can
    * be written again — on the next append, `flush()`, or a retry every `retryMs`.
@@ -234,21 +236,24 @@ export class AuditLog {
       return Promise.reject(error);
     }
     this.#waiting += 1;
-    const run = async (): Promise<void> => {
+    const run = async (): Promise<() => Promise<void>> => {
       try {
         await this.#writeBacklog();
-        await this.#appendOne(checked);
+        return await this.#appendOne(checked);
       } catch (error) {
         throw this.#onAppendFailure(checked, error, options.keep !== false);
       } finally {
         this.#waiting -= 1;
       }
     };
-    const result = this.#queue.then(run);
-    this.#queue = result.then(
-      () => undefined,
+    const written = this.#queue.then(run);
+    // The next append waits for this one's commit: a commit after the next announcement would
+    // overwrite it, leaving that line unannounced.
+    this.#queue = written.then(
+      (commit) => commit(),
       () => undefined,
     );
+    const result = written.then(() => undefined);
     return result.catch((error: unknown) => {
       this.#failed += 1;
       throw error;
@@ -281,8 +286,9 @@ export class AuditLog {
     if (this.#broken !== undefined) await this.#reopen();
     await this.#ensureOpen();
     while (this.#backlog.length > 0) {
-      await this.#appendOne(this.#backlog[0]!);
+      const commit = await this.#appendOne(this.#backlog[0]!);
       this.#backlog.shift();
+      await commit();
     }
     this.#lastError = undefined;
   }
@@ -305,7 +311,8 @@ export class AuditLog {
     this.#retryTimer.unref();
   }
 
-  async #appendOne(event: HotPatchEvent): Promise<void> {
+  /** Announces, writes and fsyncs one line; returns its commit (step 3), for the caller to run next. */
+  async #appendOne(event: HotPatchEvent): Promise<() => Promise<void>> {
     if (this.#broken !== undefined) throw this.#broken;
     const handle = this.#handle;
     if (handle === undefined) throw new HotPatchError('INVALID', `audit log ${this.path} is closed`);
@@ -343,8 +350,10 @@ export class AuditLog {
     this.#seq = seq;
     this.#hash = line.hash;
     this.#needsNewline = false;
-    // step 3: commit, unless the next append's announcement will (it also covers this line).
-    if (this.#waiting <= 1) {
+    // step 3: commit, unless a later line was written or the next append's announcement will
+    // (either covers this line). Run by the queue once the caller has its answer.
+    return async () => {
+      if (this.#seq !== seq || this.#waiting > 0) return;
       try {
         await this.store.update((s) => {
           s.audit_head = formatHead({ seq, hash: line.hash });
@@ -355,7 +364,7 @@ export class AuditLog {
           code: 'HOTPATCH_AUDIT_HEAD_DEFERRED',
         });
       }
-    }
+    };
   }
 
   /**
