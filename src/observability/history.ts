@@ -278,12 +278,14 @@ class Replay {
     const current = this.#current;
     if (current !== undefined && current.patchId === e.id) {
       this.#end(current, entry, 'reverted-at-restart', e.reason);
-    } else if (attempt !== undefined) {
-      this.#end(attempt, entry, 'reverted-at-restart', e.reason);
-    } else {
-      this.#row(entry, { endedAt: e.ts, outcome: 'reverted-at-restart', reason: e.reason });
+      this.#current = undefined;
+      return;
     }
-    this.#current = undefined;
+    if (attempt !== undefined) this.#end(attempt, entry, 'reverted-at-restart', e.reason);
+    else this.#row(entry, { endedAt: e.ts, outcome: 'reverted-at-restart', reason: e.reason });
+    // Its promotion never reached the log, so the row serving before it still is what the log
+    // knows serves: the restore that follows continues it (or replaces it, if another version
+    // came back), rather than leaving it open beside a second row.
   }
 
   #refuse(entry: Entry, code: string): void {
