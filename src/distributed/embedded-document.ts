@@ -161,6 +161,17 @@ export function liveEntry(state: StoreState, key: string, now: number): StoredKe
   return entry;
 }
 
+/** Live keys under `prefix` and their values, in no particular order (what a watcher compares). */
+export function liveValues(state: StoreState, prefix: string, now: number): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const key of state.keys.keys()) {
+    if (!key.startsWith(prefix)) continue;
+    const entry = liveEntry(state, key, now);
+    if (entry !== undefined) out.set(key, entry.value);
+  }
+  return out;
+}
+
 /** Live keys under `prefix`, in etcd's key order. */
 export function liveEntries(state: StoreState, prefix: string, now: number): Array<[string, StoredKey]> {
   const out: Array<[string, StoredKey]> = [];

@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { HotPatchError } from '../core/index.js';
-import { type StoreState, hasExpired, liveEntries, nextExpiry } from './embedded-document.js';
+import { type StoreState, hasExpired, liveValues, nextExpiry } from './embedded-document.js';
 import type { WatchEvent } from './kv-store.js';
 import { asHotPatchError, errnoOf, messageOf, sleep } from './store-checks.js';
 
@@ -59,7 +59,7 @@ export async function watchPrefix(
   const initial = await source.readState();
   let stamp = await stampOf(source.file);
   let revision = initial.revision;
-  let known = new Map(liveEntries(initial, prefix, Date.now()).map(([k, e]) => [k, e.value] as const));
+  let known = liveValues(initial, prefix, Date.now());
   let expiry = nextExpiry(initial);
   let polls = 0;
   let stopped = false;
@@ -98,12 +98,12 @@ export async function watchPrefix(
       }
     } else {
       // Fell behind the log: diff what we knew against what is there (coalesced).
-      const live = new Map(liveEntries(state, prefix, now).map(([k, e]) => [k, e.value] as const));
+      const live = liveValues(state, prefix, now);
       for (const [k, v] of live) if (known.get(k) !== v) deliver({ type: 'put', key: k, value: v });
       for (const k of known.keys()) if (!live.has(k)) deliver({ type: 'delete', key: k });
     }
     revision = state.revision;
-    known = new Map(liveEntries(state, prefix, now).map(([k, e]) => [k, e.value] as const));
+    known = liveValues(state, prefix, now);
   };
 
   // One poll at a time: a slow poll (lock contention) skips ticks instead of queueing them.

@@ -1,10 +1,11 @@
 import type { Lease as Etcd3Lease } from 'etcd3';
+import type { OperationKind } from './etcd-operations.js';
 import type { Lease } from './kv-store.js';
 import { signal } from './one-shot-signal.js';
 
-/** What a lease needs of its store: to run a call under the store's deadline, and to count requests. */
+/** What a lease needs of its store (`EtcdOperations`): to run a call under the store's deadline, and to count requests. */
 export interface LeaseStore {
-  call<T>(what: string, run: () => Promise<T>, kind: 'read' | 'write' | 'transaction'): Promise<T>;
+  call<T>(what: string, run: () => Promise<T>, kind: OperationKind): Promise<T>;
   countRequest(): void;
 }
 
@@ -18,7 +19,7 @@ export class EtcdLease implements Lease {
   /** When the last successful renewal was sent (a lower bound of the server's renewal). */
   private lastRenewal: number;
   private readonly fired: number[] = [];
-  private readonly watchdog: NodeJS.Timeout;
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: LeaseStore,
@@ -41,10 +42,22 @@ export class EtcdLease implements Lease {
     inner.on('keepaliveSucceeded', () => {
       this.lastRenewal = Math.max(this.lastRenewal, this.fired.shift() ?? Date.now());
     });
-    // No renewal for a whole TTL: the server may have expired the lease; assume it has.
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastRenewal >= this.ttlMs) this.markLost();
-    }, Math.min(250, Math.max(20, Math.floor(ttlMs / 8))));
+    this.armWatchdog();
+  }
+
+  /**
+   * No renewal for a whole TTL: the server may have expired the lease; assume it has. One
+   * timer, due one TTL after the last renewal; a renewal since it was armed only moves the
+   * due time, so it re-arms when it fires early (no periodic wake-up per lease: a process
+   * holding many leases, a benchmark's fleet, pays nothing between renewals).
+   */
+  private armWatchdog(): void {
+    const due = this.lastRenewal + this.ttlMs - Date.now();
+    if (due <= 0) {
+      this.markLost();
+      return;
+    }
+    this.watchdog = setTimeout(() => this.armWatchdog(), due);
     this.watchdog.unref();
   }
 
@@ -53,7 +66,7 @@ export class EtcdLease implements Lease {
   }
 
   markLost(): void {
-    clearInterval(this.watchdog);
+    clearTimeout(this.watchdog);
     this.inner.release();
     this.lostSignal.fire();
   }

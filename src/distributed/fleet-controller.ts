@@ -1,19 +1,19 @@
-import { HotPatchError, describe, emitRedactedWarning } from '../core/index.js';
+import { HotPatchError, describe, emitRedactedWarning, messageOf } from '../core/index.js';
 import type { KvStore, Lease, Leadership } from './kv-store.js';
 import {
-  failureOf,
   fleetKeys,
-  listAgents,
-  listRollouts,
   parseFleetId,
-  readyFor,
-  runsRollout,
+  storedAgent,
+  storedRollout,
   type FleetKeys,
   type RolloutDocument,
   type RolloutState,
   type StoredAgent,
   type StoredRollout,
 } from './fleet-rollout.js';
+import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
+import { PrefixMirror } from './prefix-mirror.js';
+import { ACTIVE_ROLLOUT_STATUSES, nextStep } from './rollout-progress.js';
 
 export interface RolloutTransition {
   rollout: string;
@@ -30,8 +30,13 @@ export interface FleetControllerOptions {
   prefix?: string;
   /** TTL of the election lease (default 10 s): a dead leader is replaced this long after its last renewal. */
   leaseTtlMs?: number;
-  /** Re-evaluation period besides the store watch (default 1000 ms). */
+  /** Re-evaluation period besides the store watch (default 1000 ms); a pass reads the controller's copy of the store, not the store. */
   pollMs?: number;
+  /**
+   * Full re-read of the agents and rollouts besides the watch (default 30 s, each period drawn
+   * from 75-125 % of it; a safety net for lost watch events).
+   */
+  resyncMs?: number;
   /** Clock (epoch ms) of the soak times (default Date.now). */
   now?: () => number;
   /** Store errors that do not stop the controller (default: a process warning). */
@@ -40,7 +45,8 @@ export interface FleetControllerOptions {
   onTransition?: (transition: RolloutTransition) => void;
 }
 
-const ACTIVE: readonly string[] = ['running', 'halted', 'rolling-back'];
+/** What the leader's copy of `<prefix>/` holds: agents and rollouts (other keys are ignored). */
+type FleetEntry = { kind: 'agent'; agent: StoredAgent } | { kind: 'rollout'; rollout: StoredRollout };
 
 /**
  * Drives rollouts ring by ring. One controller acts at a time: each campaigns in the election
@@ -50,7 +56,13 @@ const ACTIVE: readonly string[] = ['running', 'halted', 'rolling-back'];
  * text read, so a restarted controller or a standby resumes where the last one stopped, and
  * two controllers can never both apply a transition (the second CAS fails).
  *
- * Per running rollout, on every pass (watch event or `pollMs`):
+ * The leader reads a copy of `<prefix>/` kept current by one watch (`PrefixMirror`): a pass
+ * costs no request, and each agent report is parsed once. A pass runs after each batch of
+ * changes (one per turn of the event loop, however many reports the batch held), every
+ * `pollMs`, and when a soak ends. The copy may lag the store by the watch's delay; a pass
+ * acting on an old document only loses its compare-and-swap.
+ *
+ * Per running rollout, on every pass (`rollout-progress.ts` has the rules as code):
  *  1. any agent (any ring) that failed the rollout or runs it unhealthy → `halted`, then
  *     `rolling-back`: every agent that applied the patch rolls it back;
  *  2. the current ring's alive agents all run the rollout's version, promoted and healthy →
@@ -68,6 +80,7 @@ export class FleetController {
   readonly #store: KvStore;
   readonly #ttl: number;
   readonly #pollMs: number;
+  readonly #resyncMs: number;
   readonly #now: () => number;
   readonly #onError: (error: unknown) => void;
   readonly #onTransition: ((t: RolloutTransition) => void) | undefined;
@@ -75,8 +88,14 @@ export class FleetController {
   #leading = false;
   #lease: Lease | undefined;
   #leadership: Leadership | undefined;
-  #stopWatch: (() => Promise<void>) | undefined;
-  #poll: NodeJS.Timeout | undefined;
+  /** The leader's copy of the fleet; undefined while not leading. */
+  #view: PrefixMirror<FleetEntry> | undefined;
+  /**
+   * Per rollout key, the texts this controller replaced whose replacement the watch has not
+   * brought back yet: a pass skips a rollout whose copy is one of them (its swap would fail).
+   */
+  readonly #superseded = new Map<string, Set<string>>();
+  #timers: (() => void)[] = [];
   #soakTimer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #again = false;
@@ -89,12 +108,12 @@ export class FleetController {
     this.controllerId = parseFleetId(options.controllerId, 'options.controllerId');
     this.keys = fleetKeys(options.prefix);
     this.#store = options.store;
-    this.#ttl = positive(options.leaseTtlMs ?? 10_000, 'options.leaseTtlMs');
-    this.#pollMs = positive(options.pollMs ?? 1000, 'options.pollMs');
+    this.#ttl = positiveMs(options.leaseTtlMs ?? 10_000, 'options.leaseTtlMs');
+    this.#pollMs = positiveMs(options.pollMs ?? 1000, 'options.pollMs');
+    this.#resyncMs = positiveMs(options.resyncMs ?? 30_000, 'options.resyncMs');
     this.#now = options.now ?? Date.now;
     this.#onError =
-      options.onError ??
-      ((error) => emitRedactedWarning(`fleet controller ${this.controllerId}: ${error instanceof Error ? error.message : String(error)}`, { code: 'HOTPATCH_FLEET_CONTROLLER' }));
+      options.onError ?? ((error) => emitRedactedWarning(`fleet controller ${this.controllerId}: ${messageOf(error)}`, { code: 'HOTPATCH_FLEET_CONTROLLER' }));
     this.#onTransition = options.onTransition;
   }
 
@@ -110,9 +129,9 @@ export class FleetController {
     this.#loop = this.#campaignLoop();
   }
 
-  /** Resolves once this controller leads. */
+  /** Resolves once this controller leads and has read the fleet. */
   whenLeading(): Promise<void> {
-    if (this.#leading) return Promise.resolve();
+    if (this.#leading && this.#view !== undefined) return Promise.resolve();
     return new Promise((resolve) => this.#leadWaiters.push(resolve));
   }
 
@@ -163,7 +182,6 @@ export class FleetController {
         this.#leading = true;
         // Leadership lost: stop acting at once (the flag is also checked before every write).
         void lost.then(() => this.#stepDown());
-        for (const w of this.#leadWaiters.splice(0)) w();
         await this.#lead();
         await lost;
         delay = 100;
@@ -186,43 +204,64 @@ export class FleetController {
     }
   }
 
+  /** Reads the fleet into a copy kept by the watch, then acts on every change, every `pollMs` and after every resync. */
   async #lead(): Promise<void> {
-    const stop = await this.#store.watch(`${this.keys.prefix}/`, (event) => {
-      if (event.key.startsWith(this.keys.agents) || event.key.startsWith(this.keys.rollouts)) this.#schedule();
+    const view = new PrefixMirror<FleetEntry>(this.#store, `${this.keys.prefix}/`, {
+      parse: (key, raw) => this.#parse(key, raw),
+      onChange: () => this.#schedule(),
     });
+    await view.start();
     if (!this.#leading) {
-      await stop().catch(this.#onError);
+      await view.stop().catch(this.#onError);
       return;
     }
-    this.#stopWatch = stop;
-    this.#poll = setInterval(() => this.#schedule(), this.#pollMs);
-    this.#poll.unref();
+    this.#view = view;
+    const poll = setInterval(() => this.#schedule(), this.#pollMs);
+    poll.unref();
+    this.#timers.push(() => clearInterval(poll));
+    this.#timers.push(everyJittered(this.#resyncMs, () => void view.resync().then(() => this.#schedule(), this.#onError)));
+    for (const w of this.#leadWaiters.splice(0)) w();
     this.#schedule();
+  }
+
+  /** Agents and rollouts that parse and are named by their key; anything else is not acted on. */
+  #parse(key: string, raw: string): FleetEntry | undefined {
+    try {
+      if (key.startsWith(this.keys.agents)) return { kind: 'agent', agent: storedAgent({ key, value: raw }, this.keys) };
+      if (key.startsWith(this.keys.rollouts)) return { kind: 'rollout', rollout: storedRollout({ key, value: raw }, this.keys) };
+    } catch {
+      // Like `fleetStatus`'s problems: a document that does not parse is never acted on.
+    }
+    return undefined;
   }
 
   #stepDown(): void {
     this.#leading = false;
-    if (this.#poll !== undefined) clearInterval(this.#poll);
+    for (const stop of this.#timers) stop();
+    this.#timers = [];
     if (this.#soakTimer !== undefined) clearTimeout(this.#soakTimer);
-    this.#poll = undefined;
     this.#soakTimer = undefined;
-    const stop = this.#stopWatch;
-    this.#stopWatch = undefined;
-    void stop?.().catch(this.#onError);
+    this.#superseded.clear();
+    const view = this.#view;
+    this.#view = undefined;
+    void view?.stop().catch(this.#onError);
   }
 
-  /** Coalesces passes: one runs at a time, and one more follows if anything happened meanwhile. */
+  /**
+   * Coalesces passes: one runs at a time, after the rest of the current turn's changes have
+   * arrived (a batch of reports is one pass, not one each), and one more follows if anything
+   * happened meanwhile.
+   */
   #schedule(): void {
     if (!this.#leading) return;
-    if (this.#ticking !== undefined) {
-      this.#again = true;
-      return;
-    }
+    this.#again = true;
+    if (this.#ticking !== undefined) return;
     const run = async (): Promise<void> => {
-      do {
+      while (this.#again && this.#leading) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
         this.#again = false;
         await this.tick().catch(this.#onError);
-      } while (this.#again && this.#leading);
+      }
     };
     const ticking: Promise<void> = run().finally(() => {
       if (this.#ticking === ticking) this.#ticking = undefined;
@@ -230,97 +269,38 @@ export class FleetController {
     this.#ticking = ticking;
   }
 
-  /** One pass over every active rollout (does nothing unless leading). */
+  /** One pass over every active rollout, on the leader's copy of the fleet (does nothing unless leading). */
   async tick(): Promise<void> {
-    if (!this.#leading) return;
-    const [{ agents }, { rollouts }] = await Promise.all([listAgents(this.#store, { prefix: this.keys.prefix }), listRollouts(this.#store, { prefix: this.keys.prefix })]);
+    const view = this.#view;
+    if (!this.#leading || view === undefined) return;
+    const agents: StoredAgent[] = [];
+    const rollouts: StoredRollout[] = [];
+    for (const entry of view.values()) {
+      if (entry.kind === 'agent') agents.push(entry.agent);
+      else rollouts.push(entry.rollout);
+    }
     for (const r of rollouts.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : 0))) {
       if (!this.#leading) return;
-      if (ACTIVE.includes(r.state.status)) await this.#step(r, agents);
+      // Superseded first: the check also forgets the texts the copy has moved past.
+      if (this.#isSuperseded(r) || !ACTIVE_ROLLOUT_STATUSES.includes(r.state.status)) continue;
+      const step = nextStep(r, agents, this.#now(), this.controllerId);
+      if (step === undefined) continue;
+      let current: StoredRollout | undefined = r;
+      for (const state of step.writes) {
+        current = await this.#write(current, state);
+        if (current === undefined) break;
+      }
+      if (current !== undefined && step.wakeAfterMs !== undefined) this.#wakeAfter(step.wakeAfterMs);
     }
   }
 
-  async #step(r: StoredRollout, agents: StoredAgent[]): Promise<void> {
-    const now = this.#now();
-    const at = new Date(now).toISOString();
-    const base = (status: RolloutState['status'], reason: string | undefined, extra: Partial<RolloutState> = {}): RolloutState => {
-      const s: RolloutState = { status, ring: r.state.ring, by: this.controllerId, updatedAt: at, ...extra };
-      if (r.state.ringStartedAt !== undefined && s.ringStartedAt === undefined) s.ringStartedAt = r.state.ringStartedAt;
-      if (reason !== undefined) s.reason = reason;
-      return s;
-    };
-
-    if (r.state.status === 'halted') {
-      await this.#write(r, base('rolling-back', r.state.reason));
-      return;
-    }
-
-    if (r.state.status === 'rolling-back') {
-      const pending = agents.filter((a) => {
-        const rep = a.targets[r.target];
-        return runsRollout(rep, r) || (rep?.rollout === r.id && (rep.phase === 'applying' || rep.phase === 'rolling-back'));
-      });
-      if (pending.length === 0) await this.#write(r, base('rolled-back', r.state.reason));
-      return;
-    }
-
-    // running
-    // step 1: a failure anywhere halts, then every ring rolls back.
-    for (const a of agents) {
-      const why = failureOf(a.targets[r.target], r);
-      if (why === undefined) continue;
-      const reason = `agent ${a.agentId} (ring ${a.ring}) failed ${r.patchId}: ${why}`;
-      const halted = await this.#write(r, base('halted', reason));
-      if (halted !== undefined) await this.#write(halted, { ...halted.state, status: 'rolling-back', updatedAt: new Date(this.#now()).toISOString() });
-      return;
-    }
-
-    const ring = r.state.ring;
-    const members = agents.filter((a) => a.ring === ring);
-    // step 4: an empty ring waits or is skipped.
-    if (members.length === 0) {
-      if (r.emptyRings === 'skip') {
-        await this.#advance(r, base, `ring ${ring} has no alive agent: skipped`);
-      } else {
-        const reason = `waiting: ring ${ring} has no alive agent`;
-        if (r.state.reason !== reason || r.state.healthySince !== undefined) await this.#write(r, base('running', reason));
-      }
-      return;
-    }
-    // step 2: every agent of the ring ready, or the soak clock is cleared.
-    const waiting = members.filter((a) => !readyFor(a.targets[r.target], r));
-    if (waiting.length > 0) {
-      if (r.state.healthySince !== undefined || r.state.reason?.startsWith('waiting: ring') === true) {
-        await this.#write(r, base('running', `ring ${ring}: ${waiting.length}/${members.length} agent(s) not yet promoted and healthy`));
-      }
-      return;
-    }
-    if (r.soakMs === 0) {
-      await this.#advance(r, base, `ring ${ring} passed: ${members.length} agent(s) promoted and healthy (no soak)`);
-      return;
-    }
-    if (r.state.healthySince === undefined) {
-      const reason = `ring ${ring}: all ${members.length} agent(s) promoted and healthy; soaking ${r.soakMs} ms`;
-      if (await this.#write(r, base('running', reason, { healthySince: at }))) this.#wakeAfter(r.soakMs);
-      return;
-    }
-    // step 3: soaked long enough → next ring (or completed).
-    const soaked = now - Date.parse(r.state.healthySince);
-    if (soaked >= r.soakMs) {
-      await this.#advance(r, base, `ring ${ring} passed: ${members.length} agent(s) healthy for ${soaked} ms`);
-    } else {
-      this.#wakeAfter(r.soakMs - soaked);
-    }
-  }
-
-  async #advance(r: StoredRollout, base: (status: RolloutState['status'], reason: string | undefined, extra?: Partial<RolloutState>) => RolloutState, reason: string): Promise<void> {
-    const next = r.state.ring + 1;
-    if (next >= r.rings) {
-      await this.#write(r, { ...base('completed', `${reason}; all ${r.rings} ring(s) done`), ring: r.rings });
-      return;
-    }
-    const at = new Date(this.#now()).toISOString();
-    if (await this.#write(r, { ...base('running', `${reason}; ring ${next} opened`), ring: next, ringStartedAt: at })) this.#schedule();
+  /** Whether the copy still shows a text this controller already replaced (the watch has not caught up). */
+  #isSuperseded(r: StoredRollout): boolean {
+    const replaced = this.#superseded.get(r.key);
+    if (replaced === undefined) return false;
+    if (replaced.has(r.raw)) return true;
+    this.#superseded.delete(r.key);
+    return false;
   }
 
   /** CAS of the whole document against the exact text read; nothing is written unless leading. */
@@ -341,6 +321,9 @@ export class FleetController {
     };
     const raw = JSON.stringify(doc);
     if (!(await this.#store.compareAndSwap(r.key, r.raw, raw))) return undefined;
+    let replaced = this.#superseded.get(r.key);
+    if (replaced === undefined) this.#superseded.set(r.key, (replaced = new Set()));
+    replaced.add(r.raw);
     this.#onTransition?.({ rollout: r.id, from: r.state, to: state, by: this.controllerId });
     return { ...doc, raw, key: r.key };
   }
@@ -356,13 +339,3 @@ export class FleetController {
     this.#soakTimer.unref();
   }
 }
-
-function positive(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new HotPatchError('INVALID', `${what} must be a positive number of ms, got ${describe(value)}`);
-  return value;
-}
-
-const sleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => {
-    setTimeout(resolve, ms).unref();
-  });

@@ -1,5 +1,7 @@
-import { HotPatchError, describe, parseTargetName, emitRedactedWarning } from '../core/index.js';
-import type { KvStore, Lease } from './kv-store.js';
+import { HotPatchError, describe, emitRedactedWarning, messageOf } from '../core/index.js';
+import { AgentRegistration, type TargetReport } from './agent-registration.js';
+import type { KvStore } from './kv-store.js';
+import { PrefixMirror } from './prefix-mirror.js';
 import {
   ROLLBACK_STATUSES,
   fleetKeys,
@@ -8,28 +10,18 @@ import {
   parseRing,
   parseRolloutDocument,
   type AgentDocument,
-  type AgentTargetState,
   type FleetHealth,
   type FleetKeys,
   type FleetPhase,
   type RolloutDocument,
   type RolloutOrder,
 } from './fleet-rollout.js';
+import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
+
+export type { TargetReport } from './agent-registration.js';
 
 /** How far in the future a rollout's creation time may lie (clock skew between hosts). */
 const FUTURE_SKEW_MS = 60_000;
-
-/** What the host says about one target: the active version and its health. */
-export interface TargetReport {
-  target: string;
-  version: string;
-  /** The active patch (absent or null: the built-in implementation). */
-  patchId?: string | null;
-  health: FleetHealth;
-  /** Overrides the phase the member tracks (rarely needed). */
-  phase?: FleetPhase;
-  reason?: string;
-}
 
 /** The outcome of an apply or rollback callback. */
 export interface MemberReport {
@@ -58,7 +50,10 @@ export interface FleetMemberOptions {
   report?: () => TargetReport[];
   /** How often `report` is polled (default 1000 ms). */
   reportIntervalMs?: number;
-  /** Full re-read of the rollouts besides the watch (default 30 s; a safety net for lost watch events). */
+  /**
+   * Full re-read of the rollouts besides the watch (default 30 s, each period drawn from 75-125 %
+   * of it so a fleet started at once does not list together; a safety net for lost watch events).
+   */
   resyncMs?: number;
   /** Errors of the store or the callbacks that do not stop the member (default: a process warning). */
   onError?: (error: unknown) => void;
@@ -74,10 +69,10 @@ interface Work {
 const DEFAULT_LEASE_TTL_MS = 10_000;
 
 /**
- * One agent of a fleet. Registers `<prefix>/agents/<agentId>` with a lease (renewed by the
- * store; re-registered if the lease is lost while the agent lives) and writes there, per
- * target, the version, phase and health it runs. Watches `<prefix>/rollouts/` and, for each
- * target, follows the newest rollout:
+ * One agent of a fleet. Registers `<prefix>/agents/<agentId>` with a lease and writes there,
+ * per target, the version, phase and health it runs (`AgentRegistration`). Keeps a copy of
+ * `<prefix>/rollouts/` current by a watch (`PrefixMirror`) and, for each target, follows the
+ * newest rollout:
  *  - `running` with `state.ring >= ring` (or `completed`): apply it once;
  *  - `paused`: start nothing (an apply under way finishes);
  *  - `halted`, `rolling-back`, `rolled-back`, `aborted`: abort an apply under way, and roll
@@ -89,26 +84,19 @@ export class FleetMember {
   readonly ring: number;
   readonly key: string;
   readonly keys: FleetKeys;
-  readonly #store: KvStore;
   readonly #ttl: number;
   readonly #options: FleetMemberOptions;
   readonly #onError: (error: unknown) => void;
-  readonly #startedAt = new Date().toISOString();
-  readonly #targets = new Map<string, AgentTargetState>();
-  readonly #rollouts = new Map<string, RolloutDocument>();
+  readonly #registration: AgentRegistration;
+  readonly #rollouts: PrefixMirror<RolloutDocument>;
+  /** The rollouts of each target, by id, with their creation time in ms (what `#current` picks from). */
+  readonly #byTarget = new Map<string, Map<string, { doc: RolloutDocument; createdMs: number }>>();
   /** Rollouts this agent applied (value: the outcome phase) and rolled back. */
   readonly #applied = new Map<string, FleetPhase>();
   readonly #rolledBack = new Set<string>();
   readonly #work = new Map<string, Work>();
-  #lease: Lease | undefined;
-  #stopWatch: (() => Promise<void>) | undefined;
-  #timers: NodeJS.Timeout[] = [];
+  #timers: (() => void)[] = [];
   #state: 'new' | 'running' | 'stopped' = 'new';
-  #written: string | undefined;
-  #flushing: Promise<void> | undefined;
-  #dirty = false;
-  /** Keys changed by the watch while a list was in flight (the list's copy may be older). */
-  #watchedDuringList: Set<string> | undefined;
 
   constructor(options: FleetMemberOptions) {
     if (typeof options !== 'object' || options === null) throw new HotPatchError('INVALID', `fleet member options must be an object, got ${describe(options)}`);
@@ -121,19 +109,24 @@ export class FleetMember {
     this.ring = parseRing(options.ring, 'options.ring');
     this.keys = fleetKeys(options.prefix);
     this.key = `${this.keys.agents}${this.agentId}`;
-    this.#store = options.store;
-    this.#ttl = positive(options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS, 'options.leaseTtlMs');
-    positive(options.reportIntervalMs ?? 1000, 'options.reportIntervalMs');
-    positive(options.resyncMs ?? 30_000, 'options.resyncMs');
+    this.#ttl = positiveMs(options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS, 'options.leaseTtlMs');
+    positiveMs(options.reportIntervalMs ?? 1000, 'options.reportIntervalMs');
+    positiveMs(options.resyncMs ?? 30_000, 'options.resyncMs');
     this.#options = options;
     this.#onError =
-      options.onError ??
-      ((error) => emitRedactedWarning(`fleet agent ${this.agentId}: ${error instanceof Error ? error.message : String(error)}`, { code: 'HOTPATCH_FLEET_AGENT' }));
+      options.onError ?? ((error) => emitRedactedWarning(`fleet agent ${this.agentId}: ${messageOf(error)}`, { code: 'HOTPATCH_FLEET_AGENT' }));
+    this.#registration = new AgentRegistration(options.store, { key: this.key, agentId: this.agentId, ring: this.ring, ttlMs: this.#ttl, onError: this.#onError });
+    this.#rollouts = new PrefixMirror(options.store, this.keys.rollouts, {
+      // A document that does not parse is reported and ignored: the member keeps following
+      // the last version of it that parsed, as if the bad write had not happened.
+      parse: (key, raw) => this.#parse(key, raw) ?? this.#rollouts.get(key),
+      onChange: (_key, before, after) => this.#onRolloutChange(before, after),
+    });
   }
 
   /** The document this agent writes (a copy). */
   get document(): AgentDocument {
-    return { agentId: this.agentId, ring: this.ring, targets: Object.fromEntries([...this.#targets].map(([k, v]) => [k, { ...v }])), startedAt: this.#startedAt };
+    return this.#registration.document;
   }
 
   get running(): boolean {
@@ -146,23 +139,20 @@ export class FleetMember {
     this.#state = 'running';
     try {
       this.#pollReport();
-      await this.#register();
-      this.#stopWatch = await this.#store.watch(this.keys.rollouts, (event) => this.#onWatch(event.type, event.key, event.value));
-      await this.#resync();
+      await this.#registration.register();
+      await this.#rollouts.start();
+      void this.#registration.flush();
     } catch (error) {
       await this.#halt(false);
       throw error;
     }
-    const every = (ms: number, fn: () => void): void => {
-      const t = setInterval(fn, ms);
-      t.unref();
-      this.#timers.push(t);
-    };
-    every(this.#options.reportIntervalMs ?? 1000, () => {
+    const reports = setInterval(() => {
       this.#pollReport();
-      void this.#flush();
-    });
-    every(this.#options.resyncMs ?? 30_000, () => void this.#resync().catch(this.#onError));
+      void this.#registration.flush();
+    }, this.#options.reportIntervalMs ?? 1000);
+    reports.unref();
+    this.#timers.push(() => clearInterval(reports));
+    this.#timers.push(everyJittered(this.#options.resyncMs ?? 30_000, () => void this.#resync().catch(this.#onError)));
   }
 
   /** Leaves the fleet: aborts work under way, stops following, and revokes the lease (the key goes at once). */
@@ -175,195 +165,67 @@ export class FleetMember {
     await this.#halt(false);
   }
 
-  /** Resolves when no apply or rollback is under way (tests). */
+  /** Resolves when no apply or rollback is under way and the report they changed is written (tests, benchmarks). */
   async idle(): Promise<void> {
     while (this.#work.size > 0) await Promise.all([...this.#work.values()].map((w) => w.done));
+    await this.#registration.flush();
   }
 
   async #halt(revoke: boolean): Promise<void> {
     if (this.#state === 'stopped') return;
     this.#state = 'stopped';
-    const lease = this.#lease;
-    this.#lease = undefined;
+    const lease = this.#registration.leave();
     // A crash: the lease is simply no longer renewed; the key goes when its TTL runs out.
     if (!revoke) lease?.release();
-    for (const t of this.#timers) clearInterval(t);
+    for (const stop of this.#timers) stop();
     this.#timers = [];
-    const stopWatch = this.#stopWatch;
-    this.#stopWatch = undefined;
     for (const w of this.#work.values()) w.abort.abort(new HotPatchError('ABORTED', `fleet agent ${this.agentId} is stopping`));
-    await stopWatch?.().catch(this.#onError);
+    await this.#rollouts.stop().catch(this.#onError);
     if (!revoke) return;
     // A clean stop lets aborted work end (bounded: a callback that ignores its signal is not waited on forever).
     await Promise.race([Promise.all([...this.#work.values()].map((w) => w.done)), sleep(this.#ttl)]);
     await lease?.revoke().catch(this.#onError);
   }
 
-  // --- registration and reports ---
-
-  async #register(): Promise<void> {
-    const lease = await this.#store.grantLease(this.#ttl);
-    if (this.#state !== 'running') {
-      lease.release();
-      return;
-    }
-    this.#lease = lease;
-    const text = this.#text();
-    await this.#store.put(this.key, text, { lease });
-    this.#written = text;
-    void lease.lost.then(() => this.#onLeaseLost(lease));
-  }
-
-  /** A lease lost while alive (keep-alive failed, expired): register again until it works. */
-  async #onLeaseLost(lease: Lease): Promise<void> {
-    if (this.#state !== 'running' || this.#lease !== lease) return;
-    this.#lease = undefined;
-    this.#written = undefined;
-    for (let delay = 100; this.#state === 'running'; delay = Math.min(delay * 2, Math.max(this.#ttl / 2, 100))) {
-      try {
-        await this.#register();
-        return;
-      } catch (error) {
-        this.#onError(new HotPatchError('IO', `re-registering after the lease was lost failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
-        await sleep(delay);
-      }
-    }
-  }
-
-  #text(): string {
-    return JSON.stringify(this.document);
-  }
-
   #pollReport(): void {
     const report = this.#options.report;
     if (report === undefined) return;
-    let reports: TargetReport[];
     try {
-      reports = report();
+      this.#registration.mergeReports(report());
     } catch (error) {
       this.#onError(error);
-      return;
     }
-    for (const r of reports) {
-      if (typeof r !== 'object' || r === null || typeof r.target !== 'string' || typeof r.version !== 'string') {
-        this.#onError(new HotPatchError('INVALID', `report() returned a malformed entry ${describe(r)}`));
-        continue;
-      }
-      const current = this.#targets.get(r.target);
-      const change: Partial<AgentTargetState> & { patchId?: string | undefined } = { version: r.version, health: r.health, patchId: r.patchId ?? undefined };
-      if (r.phase !== undefined) change.phase = r.phase;
-      if (r.reason !== undefined && r.health === 'unhealthy') change.reason = r.reason;
-      if (current === undefined) change.phase ??= 'idle';
-      try {
-        this.#setTarget(r.target, change);
-      } catch (error) {
-        this.#onError(error);
-      }
-    }
-  }
-
-  /** Merges a change into a target's report; marks the document dirty when anything changed. */
-  #setTarget(target: string, change: Partial<AgentTargetState> & { patchId?: string | undefined }): void {
-    parseTargetName(target, 'report target');
-    const current = this.#targets.get(target);
-    const next: AgentTargetState = { version: 'unknown', phase: 'idle', health: 'unknown', ...current, updatedAt: current?.updatedAt ?? '' };
-    for (const [k, v] of Object.entries(change) as [keyof AgentTargetState, string | undefined][]) {
-      if (v === undefined) delete next[k];
-      else (next as unknown as Record<string, string>)[k] = v;
-    }
-    const same = current !== undefined && JSON.stringify({ ...current, updatedAt: '' }) === JSON.stringify({ ...next, updatedAt: '' });
-    if (same) return;
-    next.updatedAt = new Date().toISOString();
-    this.#targets.set(target, next);
-    this.#dirty = true;
-  }
-
-  /** Writes the document when it changed (one write at a time; the latest state wins). */
-  #flush(): Promise<void> {
-    if (this.#flushing !== undefined) return this.#flushing;
-    if (!this.#dirty || this.#state !== 'running' || this.#lease === undefined) return Promise.resolve();
-    const run = async (): Promise<void> => {
-      while (this.#dirty && this.#state === 'running' && this.#lease !== undefined) {
-        this.#dirty = false;
-        const text = this.#text();
-        if (text === this.#written) continue;
-        try {
-          await this.#store.put(this.key, text, { lease: this.#lease });
-          this.#written = text;
-        } catch (error) {
-          this.#dirty = true;
-          this.#onError(error);
-          return; // retried on the next report tick
-        }
-      }
-    };
-    // Cleared in a later microtask, so never before it is set (the run may end synchronously).
-    const flushing: Promise<void> = run().finally(() => {
-      if (this.#flushing === flushing) this.#flushing = undefined;
-    });
-    this.#flushing = flushing;
-    return this.#flushing;
   }
 
   // --- rollouts ---
 
-  #onWatch(type: 'put' | 'delete', key: string, value: string | undefined): void {
-    if (this.#state !== 'running') return;
-    this.#watchedDuringList?.add(key);
-    const id = key.slice(this.keys.rollouts.length);
-    const before = this.#rollouts.get(id);
-    if (type === 'delete' || value === undefined) {
-      this.#rollouts.delete(id);
-      if (before !== undefined) this.#evaluate(before.target);
-      return;
-    }
-    const doc = this.#parse(key, value);
-    if (doc === undefined) return;
-    this.#rollouts.set(id, doc);
-    this.#evaluate(doc.target);
-  }
-
-  #parse(key: string, value: string): RolloutDocument | undefined {
+  #parse(key: string, raw: string): RolloutDocument | undefined {
     try {
-      const doc = parseRolloutDocument(value);
+      const doc = parseRolloutDocument(raw);
       if (`${this.keys.rollouts}${doc.id}` !== key) throw new HotPatchError('INVALID', `rollout id ${doc.id} does not match its key ${key}`);
       return doc;
     } catch (error) {
-      this.#onError(new HotPatchError('INVALID', `ignoring rollout at ${key}: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+      this.#onError(new HotPatchError('INVALID', `ignoring rollout at ${key}: ${messageOf(error)}`, { cause: error }));
       return undefined;
     }
   }
 
-  /** Re-reads every rollout (at start, then as a safety net besides the watch). */
+  #onRolloutChange(before: RolloutDocument | undefined, after: RolloutDocument | undefined): void {
+    if (before !== undefined) this.#byTarget.get(before.target)?.delete(before.id);
+    if (after !== undefined) {
+      let rollouts = this.#byTarget.get(after.target);
+      if (rollouts === undefined) this.#byTarget.set(after.target, (rollouts = new Map()));
+      rollouts.set(after.id, { doc: after, createdMs: Date.parse(after.createdAt) });
+    }
+    if (before !== undefined && before.target !== after?.target) this.#evaluate(before.target);
+    if (after !== undefined) this.#evaluate(after.target);
+  }
+
+  /** Re-reads every rollout (a safety net besides the watch) and looks at every target again. */
   async #resync(): Promise<void> {
-    const changed = new Set<string>();
-    this.#watchedDuringList = changed;
-    let kvs;
-    try {
-      kvs = await this.#store.list(this.keys.rollouts);
-    } finally {
-      if (this.#watchedDuringList === changed) this.#watchedDuringList = undefined;
-    }
-    if (this.#state !== 'running') return;
-    const present = new Set<string>();
-    const targets = new Set<string>();
-    for (const kv of kvs) {
-      const id = kv.key.slice(this.keys.rollouts.length);
-      present.add(id);
-      if (changed.has(kv.key)) continue; // the watch saw a newer value
-      const doc = this.#parse(kv.key, kv.value);
-      if (doc === undefined) continue;
-      this.#rollouts.set(id, doc);
-      targets.add(doc.target);
-    }
-    for (const [id, doc] of this.#rollouts) {
-      if (!present.has(id) && !changed.has(`${this.keys.rollouts}${id}`)) {
-        this.#rollouts.delete(id);
-        targets.add(doc.target);
-      }
-    }
-    for (const t of targets) this.#evaluate(t);
-    void this.#flush();
+    await this.#rollouts.resync();
+    for (const target of this.#byTarget.keys()) this.#evaluate(target);
+    void this.#registration.flush();
   }
 
   /**
@@ -372,7 +234,11 @@ export class FleetMember {
    */
   #current(target: string): RolloutDocument | undefined {
     const latest = Date.now() + FUTURE_SKEW_MS;
-    return [...this.#rollouts.values()].filter((r) => r.target === target && Date.parse(r.createdAt) <= latest).sort(newestFirst)[0];
+    let current: RolloutDocument | undefined;
+    for (const { doc, createdMs } of this.#byTarget.get(target)?.values() ?? []) {
+      if (createdMs <= latest && (current === undefined || newestFirst(doc, current) < 0)) current = doc;
+    }
+    return current;
   }
 
   #evaluate(target: string): void {
@@ -393,7 +259,7 @@ export class FleetMember {
       return; // re-evaluated when the work ends
     }
     if (this.#rolledBack.has(rollout.id)) return;
-    const report = this.#targets.get(target);
+    const report = this.#registration.target(target);
     const runsIt = report?.patchId === rollout.patchId || this.#applied.get(rollout.id) === 'promoted';
     if (!runsIt) return;
     this.#startWork(target, rollout, 'rollback');
@@ -403,26 +269,25 @@ export class FleetMember {
     const abort = new AbortController();
     const work: Work = { rollout: rollout.id, kind, abort, done: Promise.resolve() };
     this.#work.set(target, work);
-    this.#setTarget(target, { phase: kind === 'apply' ? 'applying' : 'rolling-back', rollout: rollout.id, reason: undefined });
-    void this.#flush();
+    this.#registration.setTarget(target, { phase: kind === 'apply' ? 'applying' : 'rolling-back', rollout: rollout.id, reason: undefined });
+    void this.#registration.flush();
     work.done = (async () => {
       let result: MemberReport;
       try {
         result = kind === 'apply' ? await this.#options.apply(rollout, abort.signal) : await this.#options.rollback(rollout);
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
         const code = error instanceof HotPatchError ? `${error.code}: ` : '';
-        const current = this.#targets.get(target);
+        const current = this.#registration.target(target);
         result = {
           phase: kind === 'apply' && abort.signal.aborted ? 'rolled-back' : 'failed',
           version: current?.version ?? 'unknown',
-          reason: `${kind} of ${rollout.patchId} failed: ${code}${message}`,
+          reason: `${kind} of ${rollout.patchId} failed: ${code}${messageOf(error)}`,
         };
         if (current?.patchId !== undefined) result.patchId = current.patchId;
       }
       if (kind === 'apply') this.#applied.set(rollout.id, result.phase);
       else this.#rolledBack.add(rollout.id);
-      this.#setTarget(target, {
+      this.#registration.setTarget(target, {
         phase: result.phase,
         version: result.version,
         patchId: result.patchId ?? undefined,
@@ -437,24 +302,14 @@ export class FleetMember {
       .finally(() => {
         if (this.#work.get(target) === work) this.#work.delete(target);
         this.#forget();
-        void this.#flush();
+        void this.#registration.flush();
         this.#evaluate(target);
       });
   }
 
   /** Drops what is remembered of rollouts that are gone from the store (bounded memory). */
   #forget(): void {
-    for (const id of [...this.#applied.keys()]) if (!this.#rollouts.has(id)) this.#applied.delete(id);
-    for (const id of [...this.#rolledBack]) if (!this.#rollouts.has(id)) this.#rolledBack.delete(id);
+    for (const id of [...this.#applied.keys()]) if (this.#rollouts.get(`${this.keys.rollouts}${id}`) === undefined) this.#applied.delete(id);
+    for (const id of [...this.#rolledBack]) if (this.#rollouts.get(`${this.keys.rollouts}${id}`) === undefined) this.#rolledBack.delete(id);
   }
 }
-
-function positive(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new HotPatchError('INVALID', `${what} must be a positive number of ms, got ${describe(value)}`);
-  return value;
-}
-
-const sleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => {
-    setTimeout(resolve, ms).unref();
-  });

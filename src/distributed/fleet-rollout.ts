@@ -17,10 +17,10 @@
  * A rollout's `zdt` (canary options) is likewise only what a store writer may choose: it can
  * make the canary more or less strict, never change which signed code runs.
  */
-import { HotPatchError, parsePatchId } from '../core/index.js';
+import { HotPatchError, messageOf, parsePatchId } from '../core/index.js';
 import type { PersistableZdtOptions } from '../orchestration/index.js';
 import type { KeyValue, KvStore } from './kv-store.js';
-import { FINAL_ROLLOUT_STATUSES, object, fleetKeys, parseFleetId, parseRolloutDocument, parseAgentDocument, type RolloutStatus, type EmptyRingPolicy, type RolloutState, type RolloutDocument, type AgentTargetState, type AgentDocument } from './fleet-documents.js';
+import { FINAL_ROLLOUT_STATUSES, object, fleetKeys, parseFleetId, parseRolloutDocument, parseAgentDocument, type RolloutStatus, type EmptyRingPolicy, type RolloutState, type RolloutDocument, type AgentTargetState, type AgentDocument, type FleetKeys } from './fleet-documents.js';
 // --- operator actions ---
 
 export interface RolloutSpec {
@@ -165,34 +165,44 @@ export interface FleetProblem {
 
 export async function listRollouts(store: KvStore, options: FleetStoreOptions = {}): Promise<{ rollouts: StoredRollout[]; problems: FleetProblem[] }> {
   const keys = fleetKeys(options.prefix);
-  const out = parseAll(await store.list(keys.rollouts), (kv) => ({ ...parseRolloutDocument(kv.value), raw: kv.value, key: kv.key }), keys.rollouts, 'id');
+  const out = parseAll(await store.list(keys.rollouts), (kv) => storedRollout(kv, keys));
   return { rollouts: out.items, problems: out.problems };
 }
 
 /** Registered agents: a key is present only while its agent's lease lives, so every one listed is alive. */
 export async function listAgents(store: KvStore, options: FleetStoreOptions = {}): Promise<{ agents: StoredAgent[]; problems: FleetProblem[] }> {
   const keys = fleetKeys(options.prefix);
-  const out = parseAll(await store.list(keys.agents), (kv) => ({ ...parseAgentDocument(kv.value), key: kv.key }), keys.agents, 'agentId');
+  const out = parseAll(await store.list(keys.agents), (kv) => storedAgent(kv, keys));
   return { agents: out.items, problems: out.problems };
 }
 
-function parseAll<T extends { id?: string; agentId?: string }>(
-  kvs: KeyValue[],
-  parse: (kv: KeyValue) => T,
-  prefix: string,
-  idField: 'id' | 'agentId',
-): { items: T[]; problems: FleetProblem[] } {
+/** A stored rollout document, parsed; throws (INVALID, PARSE) when it does not parse or its id is not its key's. */
+export function storedRollout(kv: Pick<KeyValue, 'key' | 'value'>, keys: FleetKeys): StoredRollout {
+  const doc = parseRolloutDocument(kv.value);
+  namedByKey(doc.id, kv.key, keys.rollouts, 'id');
+  return { ...doc, raw: kv.value, key: kv.key };
+}
+
+/** A stored agent document, parsed; throws (INVALID, PARSE) when it does not parse or its id is not its key's. */
+export function storedAgent(kv: Pick<KeyValue, 'key' | 'value'>, keys: FleetKeys): StoredAgent {
+  const doc = parseAgentDocument(kv.value);
+  namedByKey(doc.agentId, kv.key, keys.agents, 'agentId');
+  return { ...doc, key: kv.key };
+}
+
+/** The key names the document: a document copied under another key is not believed. */
+function namedByKey(id: string, key: string, prefix: string, idField: 'id' | 'agentId'): void {
+  if (key.slice(prefix.length) !== id) throw new HotPatchError('INVALID', `document ${idField} ${JSON.stringify(id)} does not match its key`);
+}
+
+function parseAll<T>(kvs: KeyValue[], parse: (kv: KeyValue) => T): { items: T[]; problems: FleetProblem[] } {
   const items: T[] = [];
   const problems: FleetProblem[] = [];
   for (const kv of kvs) {
     try {
-      const item = parse(kv);
-      // The key names the document: a document copied under another key is not believed.
-      const name = kv.key.slice(prefix.length);
-      if (item[idField] !== name) throw new HotPatchError('INVALID', `document ${idField} ${JSON.stringify(item[idField])} does not match its key`);
-      items.push(item);
+      items.push(parse(kv));
     } catch (error) {
-      problems.push({ key: kv.key, error: error instanceof Error ? error.message : String(error) });
+      problems.push({ key: kv.key, error: messageOf(error) });
     }
   }
   return { items, problems };

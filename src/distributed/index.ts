@@ -84,7 +84,9 @@ export {
 export { FleetMember, type FleetMemberOptions, type MemberReport, type TargetReport } from './fleet-member.js';
 export { runtimeFleetHooks, type PatchResolver, type ResolvedPatch, type RuntimeFleetHooks, type RuntimeFleetHooksOptions } from './fleet-runtime.js';
 export { FleetController, type FleetControllerOptions, type RolloutTransition } from './fleet-controller.js';
-export { EmbeddedStore, STORE_FILE, LOCK_FILE, STORE_FORMAT, EVENT_LOG_SIZE, MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_TTL_MS } from './embedded-store.js';
+export { EmbeddedStore, STORE_FILE, LOCK_FILE } from './embedded-store.js';
+export { STORE_FORMAT, EVENT_LOG_SIZE } from './embedded-document.js';
+export { MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_TTL_MS } from './store-checks.js';
 export type { EmbeddedStoreOptions } from './embedded-store.js';
 // Types only: the etcd3 client (and gRPC under it) is loaded when openStore opens an etcd://
 // store, never by importing this module. Construct one directly from './etcd-store.js'.

@@ -3,8 +3,7 @@ import type { Lease } from './kv-store.js';
 
 /**
  * Argument checks shared by both `KvStore` implementations (`EmbeddedStore`, `EtcdStore`),
- * and small helpers of the embedded store's modules. Re-exported by `embedded-store.ts`,
- * where they were first defined, so existing imports keep working.
+ * and small helpers of the embedded store's modules.
  */
 
 /** Largest key, in UTF-8 bytes. */
@@ -85,8 +84,13 @@ export function checkPositiveInt(value: unknown, name: string, fallback: number)
   return value;
 }
 
+const SURROGATE = /[\uD800-\uDFFF]/;
+
 /** Keys in etcd's order: by UTF-8 bytes. */
 export function compareKeys(a: string, b: string): number {
+  // Without surrogate pairs, UTF-16 code unit order is code point order, which is UTF-8 byte
+  // order: no buffers to allocate for the keys a fleet uses (a sort of n keys compares n log n pairs).
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 

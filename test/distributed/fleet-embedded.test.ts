@@ -263,6 +263,22 @@ test('a controller restarted mid-rollout resumes from the stored state', async (
   }
 });
 
+test('a leading controller reads the fleet from its own copy: its passes send no request to the store', async () => {
+  const prefix = testPrefix('embedded-view');
+  const fleet = await startFleet({ openStore: open, prefix, rings: [2, 2, 2], patches: [GOOD], leaseTtlMs: LEASE_MS });
+  const ctl = await startController(open, { controllerId: 'ctl', prefix, leaseTtlMs: LEASE_MS });
+  try {
+    await ctl.controller.whenLeading();
+    const before = ctl.store.requestCount;
+    // Listing the agents and rollouts on every pass would be two reads each.
+    for (let i = 0; i < 50; i += 1) await ctl.controller.tick();
+    assert.equal(ctl.store.requestCount - before, 0);
+  } finally {
+    await ctl.close();
+    await fleet.close();
+  }
+});
+
 test('an agent whose lease is lost while it lives registers again', async () => {
   const prefix = testPrefix('embedded-relet');
   const base = await open();

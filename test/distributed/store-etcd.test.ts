@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { HotPatchError } from '../../src/core/index.js';
 import { openStore, type KvStore, type WatchEvent } from '../../src/distributed/index.js';
 import { EtcdStore } from '../../src/distributed/etcd-store.js';
@@ -27,6 +27,16 @@ const isIoWithoutQuorum = (e: unknown): boolean =>
 /** A failed write whose outcome is unknown says so: it may still commit when quorum returns. */
 const isIoUnknownOutcome = (e: unknown): boolean =>
   isIoWithoutQuorum(e) && /may or may not have been applied/.test((e as HotPatchError).message) && (e as HotPatchError).detail?.outcome === 'unknown';
+
+/** A loopback port nothing listens on (connections to it are refused). */
+const closedPort = (): Promise<number> =>
+  new Promise<number>((resolve) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
 
 describe('EtcdStore on a failing 3-member cluster', () => {
   let cluster: EtcdCluster;
@@ -165,13 +175,7 @@ describe('EtcdStore on a failing 3-member cluster', () => {
   });
 
   test('nothing listening at the endpoint: IO within the deadline', { timeout: 15_000 }, async () => {
-    const port = await new Promise<number>((resolve) => {
-      const srv = createServer();
-      srv.listen(0, '127.0.0.1', () => {
-        const p = (srv.address() as AddressInfo).port;
-        srv.close(() => resolve(p));
-      });
-    });
+    const port = await closedPort();
     const s = new EtcdStore({ endpoints: [`http://127.0.0.1:${port}`], callTimeoutMs: 1000 });
     stores.push(s);
     // Each fails with IO on its own deadline; the guard only catches a call that hangs.
@@ -184,6 +188,39 @@ describe('EtcdStore on a failing 3-member cluster', () => {
       failing(s.watch('/x', () => undefined), 'watch'),
     ]);
     assert.ok(s.requestCount >= 0);
+  });
+
+  test('a member that refused a connection is skipped for memberBackoffMs: the calls after it go to the others', { timeout: 30_000 }, async () => {
+    const s = new EtcdStore({ endpoints: [`http://127.0.0.1:${await closedPort()}`, cluster.endpoints[0]!], memberBackoffMs: 600_000, onWatchError: () => undefined });
+    stores.push(s);
+    await s.put('/circuit/k', 'v');
+    const before = s.requestCount;
+    for (let i = 0; i < 20; i += 1) assert.equal(await s.get('/circuit/k'), 'v');
+    // One request per get to the live member, and at most one to the dead one: its refusal opens
+    // its circuit for the rest of the test (without the circuit, about half the gets try it first).
+    assert.ok(s.requestCount - before <= 21, `${s.requestCount - before} requests for 20 gets`);
+  });
+
+  test('a member that accepts connections but never answers: calls and watches fail with IO on the store deadline', { timeout: 15_000 }, async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    const port = await new Promise<number>((resolve) => silent.listen(0, '127.0.0.1', () => resolve((silent.address() as AddressInfo).port)));
+    try {
+      const s = new EtcdStore({ endpoints: [`http://127.0.0.1:${port}`], callTimeoutMs: 1000 });
+      stores.push(s);
+      // A get is bounded by its gRPC deadlines; a watch stream has none, so the operation's
+      // timeout is what ends its wait for etcd to confirm it.
+      await Promise.all([
+        assert.rejects(withDeadline(s.get('/silent'), HANG_GUARD_MS, 'get'), isIoWithoutQuorum),
+        assert.rejects(withDeadline(s.watch('/silent/', () => undefined), HANG_GUARD_MS, 'watch'), isIoWithoutQuorum),
+      ]);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 
   test('requestCount counts calls, keep-alives included', { timeout: 15_000 }, async () => {

@@ -1,0 +1,204 @@
+import { HotPatchError, describe, messageOf, parseTargetName } from '../core/index.js';
+import type { KvStore, Lease } from './kv-store.js';
+import type { AgentDocument, AgentTargetState, FleetHealth, FleetPhase } from './fleet-rollout.js';
+import { sleep } from './fleet-timing.js';
+
+/** What the host says about one target: the active version and its health. */
+export interface TargetReport {
+  target: string;
+  version: string;
+  /** The active patch (absent or null: the built-in implementation). */
+  patchId?: string | null;
+  health: FleetHealth;
+  /** Overrides the phase the member tracks (rarely needed). */
+  phase?: FleetPhase;
+  reason?: string;
+}
+
+/** A change to one target's state; a field set to undefined is removed. */
+export type TargetChange = { [K in keyof AgentTargetState]?: AgentTargetState[K] | undefined };
+
+export interface AgentRegistrationOptions {
+  /** The agent's key, `<prefix>/agents/<agentId>`. */
+  key: string;
+  agentId: string;
+  ring: number;
+  ttlMs: number;
+  onError: (error: unknown) => void;
+}
+
+/**
+ * An agent's presence in the fleet: its key, attached to a lease (renewed by the store, so a
+ * dead agent drops out when the TTL runs out), and the document written there — per target,
+ * the version, phase and health the agent runs.
+ *
+ * Writes: one at a time, the latest state wins, and only when the text changed. A write waits
+ * for the end of the current turn of the event loop, so changes made together go out as one
+ * write (an apply that answers at once: its `applying` and its outcome); a longer apply writes
+ * `applying` first, which is what lets a controller wait for it.
+ *
+ * A lease lost while the registration is active (keep-alives failed, the lease expired) is
+ * replaced: the agent registers again, retrying with a doubling delay up to half the TTL.
+ */
+export class AgentRegistration {
+  readonly key: string;
+  readonly #store: KvStore;
+  readonly #options: AgentRegistrationOptions;
+  readonly #startedAt = new Date().toISOString();
+  readonly #targets = new Map<string, AgentTargetState>();
+  #active = false;
+  #lease: Lease | undefined;
+  /** The text the store holds (as far as this agent knows); undefined after a lease loss. */
+  #written: string | undefined;
+  #dirty = false;
+  #registering = false;
+  #flushing: Promise<void> | undefined;
+
+  constructor(store: KvStore, options: AgentRegistrationOptions) {
+    this.#store = store;
+    this.#options = options;
+    this.key = options.key;
+  }
+
+  /** The document this agent writes (a copy). */
+  get document(): AgentDocument {
+    const targets = Object.fromEntries([...this.#targets].map(([k, v]) => [k, { ...v }]));
+    return { agentId: this.#options.agentId, ring: this.#options.ring, targets, startedAt: this.#startedAt };
+  }
+
+  target(name: string): AgentTargetState | undefined {
+    return this.#targets.get(name);
+  }
+
+  /** Takes a lease and writes the document under it; from now on a lost lease is replaced. */
+  async register(): Promise<void> {
+    this.#active = true;
+    await this.#registerOnce();
+  }
+
+  /**
+   * Stops writing and re-registering, and hands the lease back: the caller revokes it (a clean
+   * stop: the key goes at once) or releases it (a crash: the key goes when the TTL runs out).
+   */
+  leave(): Lease | undefined {
+    this.#active = false;
+    const lease = this.#lease;
+    this.#lease = undefined;
+    return lease;
+  }
+
+  async #registerOnce(): Promise<void> {
+    const lease = await this.#store.grantLease(this.#options.ttlMs);
+    if (!this.#active) {
+      lease.release();
+      return;
+    }
+    this.#lease = lease;
+    // No report write overtakes this one (two puts of one key in flight could land in either order).
+    this.#registering = true;
+    try {
+      const text = JSON.stringify(this.document);
+      this.#dirty = false;
+      await this.#store.put(this.key, text, { lease });
+      this.#written = text;
+    } catch (error) {
+      this.#dirty = true;
+      throw error;
+    } finally {
+      this.#registering = false;
+    }
+    void lease.lost.then(() => this.#onLeaseLost(lease));
+    // Changes made while the registration was written.
+    void this.flush();
+  }
+
+  async #onLeaseLost(lease: Lease): Promise<void> {
+    if (!this.#active || this.#lease !== lease) return;
+    this.#lease = undefined;
+    this.#written = undefined;
+    const ttl = this.#options.ttlMs;
+    for (let delay = 100; this.#active; delay = Math.min(delay * 2, Math.max(ttl / 2, 100))) {
+      try {
+        await this.#registerOnce();
+        return;
+      } catch (error) {
+        this.#options.onError(new HotPatchError('IO', `re-registering after the lease was lost failed: ${messageOf(error)}`, { cause: error }));
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** Merges what the host reported (`FleetMemberOptions.report`); a malformed entry is reported and skipped. */
+  mergeReports(reports: readonly TargetReport[]): void {
+    for (const r of reports) {
+      if (typeof r !== 'object' || r === null || typeof r.target !== 'string' || typeof r.version !== 'string') {
+        this.#options.onError(new HotPatchError('INVALID', `report() returned a malformed entry ${describe(r)}`));
+        continue;
+      }
+      const change: TargetChange = { version: r.version, health: r.health, patchId: r.patchId ?? undefined };
+      if (r.phase !== undefined) change.phase = r.phase;
+      if (r.reason !== undefined && r.health === 'unhealthy') change.reason = r.reason;
+      if (!this.#targets.has(r.target)) change.phase ??= 'idle';
+      try {
+        this.setTarget(r.target, change);
+      } catch (error) {
+        this.#options.onError(error);
+      }
+    }
+  }
+
+  /** Merges a change into a target's state; the document needs writing when anything changed. */
+  setTarget(target: string, change: TargetChange): void {
+    parseTargetName(target, 'report target');
+    const current = this.#targets.get(target);
+    const next: AgentTargetState = { version: 'unknown', phase: 'idle', health: 'unknown', ...current, updatedAt: current?.updatedAt ?? '' };
+    const fields = next as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(change)) {
+      if (v === undefined) delete fields[k];
+      else fields[k] = v;
+    }
+    if (current !== undefined && sameState(current, next)) return;
+    next.updatedAt = new Date().toISOString();
+    this.#targets.set(target, next);
+    this.#dirty = true;
+  }
+
+  /**
+   * Writes the document if it changed (see the class comment). Resolves when no write is
+   * pending any more; a failed write is reported and retried by the next flush.
+   */
+  flush(): Promise<void> {
+    if (this.#flushing !== undefined) return this.#flushing;
+    if (!this.#dirty || !this.#active || this.#lease === undefined || this.#registering) return Promise.resolve();
+    const run = async (): Promise<void> => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      while (this.#dirty && this.#active && this.#lease !== undefined && !this.#registering) {
+        this.#dirty = false;
+        const text = JSON.stringify(this.document);
+        if (text === this.#written) continue;
+        try {
+          await this.#store.put(this.key, text, { lease: this.#lease });
+          this.#written = text;
+        } catch (error) {
+          this.#dirty = true;
+          this.#options.onError(error);
+          return;
+        }
+      }
+    };
+    const flushing: Promise<void> = run().finally(() => {
+      if (this.#flushing === flushing) this.#flushing = undefined;
+    });
+    this.#flushing = flushing;
+    return flushing;
+  }
+}
+
+/** Equal but for `updatedAt` (which only moves when something else does). */
+function sameState(a: AgentTargetState, b: AgentTargetState): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  const ra = a as unknown as Record<string, unknown>;
+  const rb = b as unknown as Record<string, unknown>;
+  return ka.every((k) => k === 'updatedAt' || ra[k] === rb[k]);
+}
