@@ -27,6 +27,7 @@ import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
 import { run as importCost } from './import-cost.js';
 import { run as manifestVerify } from './manifest-verify.js';
 import { run as payloadHash } from './payload-hash.js';
+import { run as peerReload } from './peer-reload.js';
 import { run as runtimeCalls } from './runtime-calls.js';
 import { run as runtimeSwaps } from './runtime-swaps.js';
 
@@ -51,6 +52,7 @@ const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promi
   { name: 'canary-judge', run: canaryJudge },
   { name: 'demo-noisy', run: demoNoisy },
   { name: 'import-cost', run: importCost },
+  { name: 'peer-reload', run: peerReload },
 ];
 
 /** The benchmark's rows, or 'timeout' when it is still running after `limitS` seconds. */
