@@ -144,6 +144,8 @@ export class Journal {
   readonly dir: string;
   readonly path: string;
   #queue: Promise<unknown> = Promise.resolve();
+  /** The write queued behind the one in progress, not started yet (later requests join it). */
+  #next: { snapshot: () => PlanState[]; result: Promise<void> } | undefined;
   #textBytes = 0;
 
   constructor(stateDir: string) {
@@ -177,18 +179,27 @@ export class Journal {
   }
 
   /**
-   * Writes `snapshot()` as it is when the write's turn comes: writes queued back to back each
-   * record the latest state, and the file is always one complete journal, old or new.
+   * Writes `snapshot()` as it is when the write's turn comes, so the file is always one
+   * complete journal, old or new, and holds at least the state as of the call. A write asked
+   * for while another waits its turn (not started yet) joins it: that one will record the
+   * latest state anyway, so a burst of changes costs one write, not one each.
    */
   write(snapshot: () => PlanState[]): Promise<void> {
+    if (this.#next !== undefined) {
+      this.#next.snapshot = snapshot;
+      return this.#next.result;
+    }
+    const next: { snapshot: () => PlanState[]; result: Promise<void> } = { snapshot, result: Promise.resolve() };
     const run = async (): Promise<void> => {
-      const text = journalText(snapshot());
+      this.#next = undefined; // from here on, a new request queues a write of its own
+      const text = journalText(next.snapshot());
       this.#textBytes = Buffer.byteLength(text);
       await writeFileAtomic(this.path, text, { mode: 0o600 });
     };
-    const result = this.#queue.then(run, run);
-    this.#queue = result.catch(() => undefined); // the caller sees the failure; the queue goes on
-    return result;
+    next.result = this.#queue.then(run, run);
+    this.#next = next;
+    this.#queue = next.result.catch(() => undefined); // the caller sees the failure; the queue goes on
+    return next.result;
   }
 
 }
