@@ -44,6 +44,27 @@ export function pae(payloadType: string, body: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * DSSE's PAE (`pae` above): "DSSEv1" SP len(type) SP type SP len(body) SP body, lengths as
+ * ASCII decimal byte counts — for one payloadType fixed in advance. Everything up to the
+ * body's length is encoded once, here, instead of on every verification (three UTF-8 encodes
+ * and template strings per call in `pae`), and the message is built in a single allocation
+ * (a pooled Buffer: it only ever goes to a signature verification, never to a caller).
+ * Byte for byte the same as `pae(payloadType, body)` for every type and body.
+ */
+export function paeFor(payloadType: string): (body: Uint8Array) => Uint8Array {
+  const type = Buffer.from(payloadType, 'utf8');
+  const head = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `, 'latin1'), type, Buffer.from(' ', 'latin1')]);
+  return (body: Uint8Array): Uint8Array => {
+    const length = `${body.length} `;
+    const out = Buffer.allocUnsafe(head.length + length.length + body.length);
+    head.copy(out, 0);
+    out.write(length, head.length, 'latin1');
+    out.set(body, head.length + length.length);
+    return out;
+  };
+}
+
 /** Envelope JSON bytes → envelope with decoded payload and signatures. */
 export function decodeEnvelope(input: Uint8Array | string): Envelope {
   const obj = decodeJsonObject(input, 'envelope');

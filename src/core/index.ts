@@ -35,6 +35,7 @@ export {
   decodeEnvelope,
   encodeEnvelope,
   pae,
+  paeFor,
   type Envelope,
   type EnvelopeSignature,
 } from './dsse.js';

@@ -86,6 +86,8 @@ function nodeProvider(alg: Exclude<SignatureAlgorithm, 'ml-dsa-65'>): SignatureP
     if (m.kind !== 'node') throw new HotPatchError('INVALID', `key material is not ${alg}`);
     return m.key;
   };
+  // Without options, the KeyObject itself is what node verifies with: no per-call object.
+  const hasOptions = Object.keys(scheme.options).length > 0;
   return Object.freeze({
     alg,
     sign(key: PrivateKey, message: Uint8Array): Uint8Array {
@@ -100,7 +102,7 @@ function nodeProvider(alg: Exclude<SignatureAlgorithm, 'ml-dsa-65'>): SignatureP
       if (!scheme.plausibleLength(signature.length, key)) return false;
       const verifyKey = nodeKey(publicMaterial(key));
       try {
-        return nodeVerify(scheme.digest, message, { key: verifyKey, ...scheme.options }, signature);
+        return nodeVerify(scheme.digest, message, hasOptions ? { key: verifyKey, ...scheme.options } : verifyKey, signature);
       } catch {
         // OpenSSL reports some malformed signatures (bad DER, out-of-range values) as errors
         // rather than mismatches; either way the signature does not verify: fail closed.

@@ -1,7 +1,16 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { HotPatchError } from '../core/index.js';
-import { checkByteLimit, checkChunkSize, checkPath, fileError, messageOf, throwIfAborted, withCleanupFailure } from './file-checks.js';
+import {
+  DEFAULT_CHUNK_SIZE,
+  checkByteLimit,
+  checkChunkSize,
+  checkPath,
+  fileError,
+  messageOf,
+  throwIfAborted,
+  withCleanupFailure,
+} from './file-checks.js';
 
 /*
  * Bounded reads: a regular file opened without following links (or hanging on a FIFO), read
@@ -12,7 +21,10 @@ export interface ReadFileOptions {
   /** Refuse a symbolic link in the last path component instead of following it (default `true`). */
   noFollow?: boolean;
   signal?: AbortSignal;
-  /** Bytes per read (default 64 KiB). */
+  /**
+   * Bytes per read (default 64 KiB). Above 64 KiB, a read asks for no more than the file's
+   * size at open says is left (nor less than 64 KiB): see readSize.
+   */
   chunkSize?: number;
   /** How the file is named in error messages (default `"file"`), e.g. `"manifest"`. */
   what?: string;
@@ -28,6 +40,18 @@ export async function closeHandle(fh: FileHandle, file: string, what: string, pr
 }
 
 // --- reading ---
+
+/**
+ * Bytes to ask the next read for: `chunkSize`, never more than the caller still allows, and
+ * never much more than the file's size at open says is left (but at least DEFAULT_CHUNK_SIZE,
+ * so that a file that grew meanwhile, or reports no size like /proc files, is still read in
+ * sizeable reads). A chunk size of 1 MiB thus does not allocate a 1 MiB buffer for a file of a
+ * few hundred bytes, nor hand out a small view that keeps such a buffer alive. With a chunk
+ * size up to DEFAULT_CHUNK_SIZE this is simply min(chunkSize, allowed).
+ */
+function readSize(chunkSize: number, allowed: number, sizeAtOpen: number, offset: number): number {
+  return Math.min(chunkSize, allowed, Math.max(sizeAtOpen - offset, DEFAULT_CHUNK_SIZE));
+}
 
 /**
  * Opens `file` read-only and makes sure it is a regular file. `O_NONBLOCK` keeps a FIFO from
@@ -77,13 +101,13 @@ export async function* readFileChunks(
   const what = options.what ?? 'file';
   const { signal } = options;
   throwIfAborted(signal, `reading ${what} ${file}`);
-  const { handle } = await openRegularFile(file, { noFollow: options.noFollow ?? true, what });
+  const { handle, size } = await openRegularFile(file, { noFollow: options.noFollow ?? true, what });
   let failure: { error: unknown } | undefined;
   try {
     let remaining = maxBytes;
     while (remaining > 0) {
       throwIfAborted(signal, `reading ${what} ${file}`);
-      const want = Math.min(chunkSize, remaining);
+      const want = readSize(chunkSize, remaining, size, maxBytes - remaining);
       // A fresh, unpooled buffer per chunk: consumers may keep chunks, and a view into a
       // shared pool would expose unrelated bytes through `.buffer`.
       const buffer = new Uint8Array(want);
@@ -135,7 +159,7 @@ export async function readFileBounded(file: string, maxBytes: number, options: R
     const limit = maxBytes + 1;
     while (total < limit) {
       throwIfAborted(options.signal, `reading ${what} ${file}`);
-      const want = Math.min(chunkSize, limit - total);
+      const want = readSize(chunkSize, limit - total, size, total);
       const buffer = new Uint8Array(want);
       let bytesRead: number;
       try {

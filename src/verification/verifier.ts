@@ -3,7 +3,7 @@ import {
   HotPatchError,
   MANIFEST_PAYLOAD_TYPE,
   decodeEnvelope,
-  pae,
+  paeFor,
   parseManifest,
   type PatchVerifier,
   type VerificationContext,
@@ -22,6 +22,9 @@ export interface VerifierOptions {
 }
 
 const DEFAULT_CLOCK_SKEW_MS = 60_000;
+
+/** PAE(MANIFEST_PAYLOAD_TYPE, body), its constant head encoded once (the bytes every signature is over). */
+const manifestPae = paeFor(MANIFEST_PAYLOAD_TYPE);
 
 /**
  * The verification steps, always in this order (README "Verification order"):
@@ -72,8 +75,9 @@ export class DefaultVerifier implements PatchVerifier {
     const targetTrust = trustForTarget(trust, target);
     const required = targetTrust.threshold;
 
-    // step 3: signatures over PAE(type, body), algorithm from the trusted key.
-    const checked = checkSignatures(envelope.signatures, pae(envelope.payloadType, envelope.payload), trust, this.#policy, target);
+    // step 3: signatures over PAE(type, body) (the type is MANIFEST_PAYLOAD_TYPE since step 1),
+    // algorithm from the trusted key.
+    const checked = checkSignatures(envelope.signatures, manifestPae(envelope.payload), trust, this.#policy, target);
 
     // step 4: threshold over distinct public keys.
     const valid = distinctValidKeys(checked, () => true);

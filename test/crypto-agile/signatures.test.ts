@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { constants, createPrivateKey, sign as nodeSign } from 'node:crypto';
 import { test } from 'node:test';
 import {
   SIGNATURE_ALGORITHMS,
@@ -128,4 +129,24 @@ test('signatures come back as plain Uint8Array, not Buffer', () => {
     const signature = sign(keyPair(alg).privateKey, message);
     assert.equal(Object.getPrototypeOf(signature), Uint8Array.prototype, alg);
   }
+});
+
+test('an ECDSA P-256 signature verifies only in DER form, not as raw r‖s (IEEE P1363)', () => {
+  const { privateKey, publicKey } = keyPair('ecdsa-p256-sha256');
+  const key = createPrivateKey(privateKey.toPem());
+  const der = nodeSign('sha256', message, { key, dsaEncoding: 'der' });
+  const raw = nodeSign('sha256', message, { key, dsaEncoding: 'ieee-p1363' });
+  assert.equal(raw.length, 64);
+  assert.equal(verifySignature(publicKey, message, der), true);
+  assert.equal(verifySignature(publicKey, message, raw), false);
+});
+
+test('an RSA-PSS signature verifies only with a 32-byte salt, whatever salt length would also fit', () => {
+  const { privateKey, publicKey } = keyPair('rsa-pss-sha256');
+  const key = createPrivateKey(privateKey.toPem());
+  const withSalt = (saltLength: number): Uint8Array => nodeSign('sha256', message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength });
+  assert.equal(verifySignature(publicKey, message, withSalt(32)), true);
+  for (const saltLength of [0, 20, 64]) assert.equal(verifySignature(publicKey, message, withSalt(saltLength)), false, `salt ${saltLength}`);
+  // PKCS#1 v1.5 padding is refused too.
+  assert.equal(verifySignature(publicKey, message, nodeSign('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING })), false);
 });
