@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { HotPatchError, decodeJsonObject, rejectUnknownFields, stringField as jsonStringField } from '../core/index.js';
+import { HotPatchError, decodeJsonObject, stringField as jsonStringField } from '../core/index.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
 /** The longest string a request field may hold (a reason, a plan id), unless a route says otherwise. */
@@ -18,11 +18,6 @@ export async function readJsonBody(req: IncomingMessage): Promise<Record<string,
   }
   if (size === 0) return {};
   return decodeJsonObject(new Uint8Array(Buffer.concat(chunks)), 'request body');
-}
-
-/** Refuses fields a request does not define, so a typo never silently does nothing (the core kit's check). */
-export function onlyFields(body: Record<string, unknown>, allowed: readonly string[], what: string): void {
-  rejectUnknownFields(body, allowed, what);
 }
 
 /** A request's string field (the core kit's check), at most 1,024 characters unless `max` says otherwise. */

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { HotPatchError, describe } from '../core/index.js';
+import { HotPatchError, asObject, describe, rejectUnknownFields } from '../core/index.js';
 import { readFileBounded } from '../repo/index.js';
 
 /**
@@ -81,10 +81,8 @@ function tokenOptions(value: unknown): HttpTokenOption[] {
   if (value.length > MAX_TOKENS) throw new HotPatchError('INVALID', `http.tokens lists ${value.length} tokens; at most ${MAX_TOKENS} are allowed`);
   return value.map((entry: unknown, i) => {
     const where = `http.tokens[${i}]`;
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new HotPatchError('INVALID', `${where} must be an object { name, file, role }, got ${describe(entry)}`);
-    const e = entry as Record<string, unknown>;
-    const unknown = Object.keys(e).filter((k) => !TOKEN_FIELDS.includes(k));
-    if (unknown.length > 0) throw new HotPatchError('INVALID', `${where} has unknown field(s) ${unknown.slice(0, 4).map((k) => JSON.stringify(k.slice(0, 64))).join(', ')} (allowed: ${TOKEN_FIELDS.join(', ')})`);
+    const e = asObject(entry, where);
+    rejectUnknownFields(e, TOKEN_FIELDS, where);
     if (typeof e.name !== 'string' || !NAME.test(e.name)) throw new HotPatchError('INVALID', `${where}.name must be 1–64 of [A-Za-z0-9._-] starting with a letter or digit, got ${describe(e.name)}`);
     if (typeof e.file !== 'string' || e.file.length === 0) throw new HotPatchError('INVALID', `${where}.file must be a non-empty path, got ${describe(e.file)}`);
     if (!ROLES.includes(e.role as Role)) throw new HotPatchError('INVALID', `${where}.role must be "operate" or "read", got ${describe(e.role)}`);

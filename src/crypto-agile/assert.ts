@@ -1,4 +1,4 @@
-import { HotPatchError } from '../core/index.js';
+import { HotPatchError, describe } from '../core/index.js';
 import {
   HASH_ALGORITHMS,
   SIGNATURE_ALGORITHMS,
@@ -51,22 +51,4 @@ export function hashAlgorithmOf(value: unknown, name: string): HashAlgorithm {
     );
   }
   return value;
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  return proto === Object.prototype || proto === null;
-}
-
-/** Short, bounded rendering of a bad value for error messages (never dumps key material). */
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (value instanceof Uint8Array) return `${value.constructor.name}(${value.length})`;
-  if (Array.isArray(value)) return `array(${value.length})`;
-  if (typeof value === 'string') {
-    return value.length > 40 ? `${JSON.stringify(value.slice(0, 40))}…` : JSON.stringify(value);
-  }
-  if (typeof value === 'object') return (value.constructor as { name?: string } | undefined)?.name ?? 'object';
-  return `${typeof value} ${String(value)}`;
 }

@@ -7,9 +7,9 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
-import { HotPatchError } from '../core/index.js';
+import { HotPatchError, asObject, describe, rejectUnknownFields } from '../core/index.js';
 import type { SignatureAlgorithm } from './algorithms.js';
-import { assertString, describe, isPlainObject, signatureAlgorithmOf } from './assert.js';
+import { assertString, signatureAlgorithmOf } from './assert.js';
 import {
   DerError,
   OID_ML_DSA_65,
@@ -244,13 +244,9 @@ export function generateKeyPair(
   return { privateKey, publicKey: privateKey.publicKey() };
 }
 
-function generateOptions(options: unknown): { rsaBits: number } {
-  if (!isPlainObject(options)) {
-    throw new HotPatchError('INVALID', `options must be an object, got ${describe(options)}`);
-  }
-  for (const field of Object.keys(options)) {
-    if (field !== 'rsaBits') throw new HotPatchError('INVALID', `options.${field} is not a known option`);
-  }
+function generateOptions(value: unknown): { rsaBits: number } {
+  const options = asObject(value, 'options');
+  rejectUnknownFields(options, ['rsaBits'], 'options');
   const rsaBits = options['rsaBits'] ?? DEFAULT_RSA_BITS;
   if (
     typeof rsaBits !== 'number' ||

@@ -1,8 +1,8 @@
 import { constants, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
-import { HotPatchError } from '../core/index.js';
+import { HotPatchError, describe } from '../core/index.js';
 import type { SignatureAlgorithm } from './algorithms.js';
-import { assertBytes, describe, signatureAlgorithmOf } from './assert.js';
+import { assertBytes, signatureAlgorithmOf } from './assert.js';
 import {
   PrivateKey,
   PublicKey,

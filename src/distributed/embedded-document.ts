@@ -1,5 +1,5 @@
-import { HotPatchError, describe } from '../core/index.js';
-import { compareKeys, isRecord, messageOf } from './store-checks.js';
+import { HotPatchError, asObject, describe, rejectUnknownFields } from '../core/index.js';
+import { compareKeys, messageOf } from './store-checks.js';
 
 /**
  * The embedded store's document (`store.json`) in memory: its shape, its validation, its
@@ -58,26 +58,26 @@ function revisionField(value: unknown, where: string, max: number): number {
   return value;
 }
 
+const STORE_FIELDS = ['format', 'revision', 'keys', 'leases', 'events'];
+
 /** Checks the whole document; any deviation is `INVALID`, naming the field. */
-export function validateState(doc: unknown, file: string): StoreState {
+export function validateState(value: unknown, file: string): StoreState {
   const bad = (message: string): HotPatchError => new HotPatchError('INVALID', `store file ${file}: ${message}`);
-  if (!isRecord(doc)) throw bad(`must be a JSON object, got ${describe(doc)}`);
-  for (const field of Object.keys(doc)) {
-    if (!['format', 'revision', 'keys', 'leases', 'events'].includes(field)) throw bad(`unknown field ${JSON.stringify(field)}`);
-  }
+  const objectAt = (v: unknown, where: string): Record<string, unknown> => asObject(v, `store file ${file}: ${where}`);
+  const doc = asObject(value, `store file ${file}`);
+  rejectUnknownFields(doc, STORE_FIELDS, `store file ${file}`);
   if (doc.format !== STORE_FORMAT) throw bad(`format must be ${STORE_FORMAT}, got ${describe(doc.format)}`);
   const revision = doc.revision;
   if (typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) {
     throw bad(`revision must be a non-negative integer, got ${describe(revision)}`);
   }
-  if (!isRecord(doc.keys)) throw bad(`keys must be an object, got ${describe(doc.keys)}`);
-  if (!isRecord(doc.leases)) throw bad(`leases must be an object, got ${describe(doc.leases)}`);
+  const docKeys = objectAt(doc.keys, 'keys');
+  const docLeases = objectAt(doc.leases, 'leases');
   const leases = new Map<string, StoredLease>();
-  for (const [id, raw] of Object.entries(doc.leases)) {
+  for (const [id, value] of Object.entries(docLeases)) {
     const where = `leases[${JSON.stringify(id)}]`;
     if (!/^[1-9][0-9]{0,19}$/.test(id)) throw bad(`${where}: lease id must be a decimal string`);
-    if (!isRecord(raw)) throw bad(`${where} must be an object`);
-    const { ttlMs, expiresAt } = raw;
+    const { ttlMs, expiresAt } = objectAt(value, where);
     if (typeof ttlMs !== 'number' || !Number.isSafeInteger(ttlMs) || ttlMs < 1) throw bad(`${where}.ttlMs must be a positive integer`);
     if (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt) || expiresAt < 0) {
       throw bad(`${where}.expiresAt must be a time in milliseconds`);
@@ -85,9 +85,9 @@ export function validateState(doc: unknown, file: string): StoreState {
     leases.set(id, { ttlMs, expiresAt });
   }
   const keys = new Map<string, StoredKey>();
-  for (const [key, raw] of Object.entries(doc.keys)) {
+  for (const [key, value] of Object.entries(docKeys)) {
     const where = `keys[${JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}…` : key)}]`;
-    if (!isRecord(raw)) throw bad(`${where} must be an object`);
+    const raw = objectAt(value, where);
     if (key.length === 0) throw bad('a key is empty');
     if (typeof raw.value !== 'string') throw bad(`${where}.value must be a string`);
     const modRevision = (() => {
@@ -108,9 +108,9 @@ export function validateState(doc: unknown, file: string): StoreState {
   if (doc.events !== undefined) {
     if (!Array.isArray(doc.events)) throw bad('events must be an array');
     let previous = 0;
-    for (const [i, raw] of doc.events.entries()) {
+    for (const [i, value] of doc.events.entries()) {
       const where = `events[${i}]`;
-      if (!isRecord(raw)) throw bad(`${where} must be an object`);
+      const raw = objectAt(value, where);
       const r = raw.revision;
       if (typeof r !== 'number' || !Number.isSafeInteger(r) || r < Math.max(previous, 1) || r > revision) {
         throw bad(`${where}.revision must be an integer, ascending, at most the store revision`);

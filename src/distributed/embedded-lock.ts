@@ -2,9 +2,9 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { HotPatchError } from '../core/index.js';
+import { HotPatchError, isPlainObject } from '../core/index.js';
 import { checkWritableTarget, fsyncDirectory } from '../repo/index.js';
-import { asHotPatchError, errnoOf, isRecord, messageOf, sleep } from './store-checks.js';
+import { asHotPatchError, errnoOf, messageOf, sleep } from './store-checks.js';
 
 /**
  * How a writer of the embedded store commits: a lock file for progress, fencing for safety.
@@ -71,7 +71,7 @@ function pidAlive(pid: number): boolean {
 function parseLock(raw: string): LockInfo {
   try {
     const parsed = JSON.parse(raw) as unknown;
-    if (!isRecord(parsed)) return {};
+    if (!isPlainObject(parsed)) return {};
     return {
       ...(Number.isSafeInteger(parsed.pid) && (parsed.pid as number) > 0 ? { pid: parsed.pid as number } : {}),
       ...(Number.isSafeInteger(parsed.time) ? { time: parsed.time as number } : {}),

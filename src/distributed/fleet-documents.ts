@@ -123,9 +123,6 @@ export function parseRing(value: unknown, what = 'ring'): number {
 
 const PAYLOAD_HASH = /^[a-z0-9-]{2,16}:[0-9a-fA-F]{32,128}$/;
 
-/** A plain object, or INVALID naming `what`: the core kit's `asObject`, under the name fleet-rollout.ts imports. */
-export const object: (value: unknown, what: string) => Record<string, unknown> = asObject;
-
 /** A stored document: JSON text, or a value already decoded. */
 function decoded(input: string | unknown, what: string): Record<string, unknown> {
   return asObject(typeof input === 'string' ? decodeJson(input, what) : input, what);

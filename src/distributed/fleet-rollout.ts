@@ -17,10 +17,10 @@
  * A rollout's `zdt` (canary options) is likewise only what a store writer may choose: it can
  * make the canary more or less strict, never change which signed code runs.
  */
-import { HotPatchError, messageOf, parsePatchId } from '../core/index.js';
+import { HotPatchError, asObject, messageOf, parsePatchId } from '../core/index.js';
 import type { PersistableZdtOptions } from '../orchestration/index.js';
 import type { KeyValue, KvStore } from './kv-store.js';
-import { FINAL_ROLLOUT_STATUSES, object, fleetKeys, parseFleetId, parseRolloutDocument, parseAgentDocument, type RolloutStatus, type EmptyRingPolicy, type RolloutState, type RolloutDocument, type AgentTargetState, type AgentDocument, type FleetKeys } from './fleet-documents.js';
+import { FINAL_ROLLOUT_STATUSES, fleetKeys, parseFleetId, parseRolloutDocument, parseAgentDocument, type RolloutStatus, type EmptyRingPolicy, type RolloutState, type RolloutDocument, type AgentTargetState, type AgentDocument, type FleetKeys } from './fleet-documents.js';
 // --- operator actions ---
 
 export interface RolloutSpec {
@@ -54,7 +54,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export async function createRollout(store: KvStore, spec: RolloutSpec, options: FleetStoreOptions = {}): Promise<RolloutDocument> {
   const keys = fleetKeys(options.prefix);
   const now = (options.now ?? Date.now)();
-  const input = object(spec, 'rollout spec');
+  const input = asObject(spec, 'rollout spec');
   const patchId = parsePatchId(input.patchId, 'patchId');
   const id = input.id === undefined ? `${patchId.slice(0, 110)}-${now.toString(36)}` : parseFleetId(input.id, 'rollout id');
   const doc = parseRolloutDocument({

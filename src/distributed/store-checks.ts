@@ -108,8 +108,4 @@ export function asHotPatchError(error: unknown, what: string): HotPatchError {
   return new HotPatchError('IO', `${what}: ${messageOf(error)}`, { cause: error });
 }
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 export { errnoOf, messageOf } from '../core/index.js';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import semver from 'semver';
 import {
   HotPatchError,
+  asObject,
   decodeEnvelope,
   decodeJson,
   describe,
@@ -10,6 +11,7 @@ import {
   isTargetName,
   pae,
   parseRfc3339,
+  rejectUnknownFields,
   type ApprovalRequest,
 } from '../core/index.js';
 import { sign, verifySignature, type PrivateKey } from '../crypto-agile/index.js';
@@ -304,14 +306,10 @@ function checkProposer(value: string): string {
   return value;
 }
 
+/** An object with exactly `fields`: none unknown (the core kit's checks), none missing. */
 function exactFields(value: unknown, fields: readonly string[], what: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${what} must be a JSON object, got ${describe(value)}`);
-  }
-  const obj = value as Record<string, unknown>;
-  for (const key of Object.keys(obj)) {
-    if (!fields.includes(key)) throw new HotPatchError('INVALID', `${what} has unknown field ${JSON.stringify(key)}`);
-  }
+  const obj = asObject(value, what);
+  rejectUnknownFields(obj, fields, what);
   for (const key of fields) {
     if (!(key in obj)) throw new HotPatchError('INVALID', `${what} lacks field ${JSON.stringify(key)}`);
   }

@@ -1,5 +1,5 @@
 import { types as nodeTypes } from 'node:util';
-import { HotPatchError, describe, parsePatchId, parseTargetName } from '../core/index.js';
+import { HotPatchError, asObject, describe, parsePatchId, parseTargetName } from '../core/index.js';
 import type { ConfigValue, TargetConfig } from './patch-module.js';
 import type { LoadedModule, LoadOptions, WasmAdapter, WasmImports, WasmInstance, WasmModule } from './types.js';
 
@@ -175,11 +175,9 @@ function pathOf(parent: string, key: string | number): string {
  * change what the next version's init(ctx) receives.
  */
 export function checkTargetConfig(value: unknown, field = 'config'): TargetConfig {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be a JSON object, got ${describe(value)}`);
-  }
-  const budget = { bytes: 0 };
-  return copyConfig(value, field, 1, new Set(), budget, field) as TargetConfig;
+  // Shape checked on the copy: copyConfig refuses a Proxy before anything reads its prototype.
+  const copy = copyConfig(value, field, 1, new Set(), { bytes: 0 }, field);
+  return asObject(copy, field) as TargetConfig;
 }
 
 function copyConfig(value: unknown, path: string, depth: number, ancestors: Set<object>, budget: { bytes: number }, field: string): ConfigValue {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { EVENT_TYPES, HotPatchError, describe, type HotPatchEvent } from '../core/index.js';
+import { EVENT_TYPES, HotPatchError, decodeJsonObject, describe, rejectUnknownFields, type HotPatchEvent } from '../core/index.js';
 
 /**
  * The pure part of the audit log: line encoding, the head kept in state.json, and the chain
@@ -127,26 +127,23 @@ export interface ParsedLine {
   event: HotPatchEvent;
 }
 
-/** Parses one line (bytes without the newline); returns the reason it is malformed instead of throwing. */
-export function parseLine(bytes: Uint8Array): ParsedLine | { error: string } {
-  let value: unknown;
+/**
+ * Parses one line (bytes without the newline), strictly with the core kit; returns why it is
+ * malformed instead of throwing. The reason names the line as `name` (`line 7 has unknown
+ * field "x" (allowed: seq, prev, event)`).
+ */
+export function parseLine(bytes: Uint8Array, name = 'the line'): ParsedLine | { error: string } {
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (cause) {
-    return { error: `is not valid UTF-8 JSON (${(cause as Error).message})` };
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { error: `is not a JSON object` };
-  const obj = value as Record<string, unknown>;
-  for (const key of Object.keys(obj)) if (!LINE_FIELDS.has(key)) return { error: `has unknown field ${JSON.stringify(key)}` };
-  if (typeof obj.seq !== 'number' || !Number.isSafeInteger(obj.seq) || obj.seq < 1) return { error: `has no valid seq (got ${describe(obj.seq)})` };
-  if (typeof obj.prev !== 'string' || !HEX64.test(obj.prev)) return { error: `has no valid prev hash (got ${describe(obj.prev)})` };
-  try {
-    checkEvent(obj.event, 'its event');
+    const obj = decodeJsonObject(bytes, name);
+    rejectUnknownFields(obj, LINE_FIELDS, name);
+    if (typeof obj.seq !== 'number' || !Number.isSafeInteger(obj.seq) || obj.seq < 1) return { error: `${name} has no valid seq (got ${describe(obj.seq)})` };
+    if (typeof obj.prev !== 'string' || !HEX64.test(obj.prev)) return { error: `${name} has no valid prev hash (got ${describe(obj.prev)})` };
+    const event = checkEvent(obj.event, `${name}: event`);
+    rejectUnknownFields(obj.event as Record<string, unknown>, EVENT_FIELDS, `${name}: event`);
+    return { seq: obj.seq, prev: obj.prev, event };
   } catch (error) {
     return { error: (error as Error).message };
   }
-  for (const key of Object.keys(obj.event as object)) if (!EVENT_FIELDS.has(key)) return { error: `has an event with unknown field ${JSON.stringify(key)}` };
-  return { seq: obj.seq, prev: obj.prev, event: obj.event as HotPatchEvent };
 }
 
 export interface AuditVerification {
@@ -212,9 +209,9 @@ export class AuditChainChecker {
       this.#bad(n, `line ${n} is longer than the limit of ${MAX_LINE_BYTES} bytes`);
       return undefined;
     }
-    const parsed = parseLine(bytes);
+    const parsed = parseLine(bytes, `line ${n}`);
     if ('error' in parsed) {
-      this.#bad(n, `line ${n} ${parsed.error}`);
+      this.#bad(n, parsed.error);
       return undefined;
     }
     // step 1: sequence numbers run 1, 2, 3, … (a gap = a line dropped; a step back = reordered)

@@ -1,4 +1,4 @@
-import { HotPatchError, describe } from '../core/index.js';
+import { HotPatchError, asObject, describe } from '../core/index.js';
 import type { ZdtOptions } from '../zero-downtime/index.js';
 import { resolveZdtOptions } from '../zero-downtime/index.js';
 
@@ -35,10 +35,7 @@ const MAX_STEPS = 100;
  * fields dropped), so the same options always serialise to the same JSON.
  */
 export function checkPersistableZdt(value: unknown, field: string): PersistableZdtOptions {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be an object of canary options, got ${describe(value)}`);
-  }
-  const obj = value as Record<string, unknown>;
+  const obj = asObject(value, field);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(obj).sort()) {
     if (!FIELDS.has(key)) {

@@ -1,4 +1,4 @@
-import { HotPatchError, describe, parsePatchId, parseTargetName, type ErrorCode } from '../core/index.js';
+import { HotPatchError, asObject, describe, parsePatchId, parseTargetName, rejectUnknownFields, type ErrorCode } from '../core/index.js';
 import type { ApplyResult } from '../zero-downtime/index.js';
 import { checkPersistableZdt, type PersistableZdtOptions } from './persistable-zdt.js';
 import { checkTimeWindow, type TimeWindow } from './window.js';
@@ -98,13 +98,8 @@ function componentName(value: unknown, field: string): string {
  * whether the components are registered, is the planner's to check.
  */
 export function checkPlan(value: unknown, field = 'plan'): PatchPlan {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be an object, got ${describe(value)}`);
-  }
-  const obj = value as Record<string, unknown>;
-  for (const key of Object.keys(obj)) {
-    if (!PLAN_FIELD_SET.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-  }
+  const obj = asObject(value, field);
+  rejectUnknownFields(obj, PLAN_FIELD_SET, field);
   const id = parsePatchId(obj.id, `${field}.id`);
   const where = `plan ${id}`;
   const target = parseTargetName(obj.target, `${where}: target`);

@@ -1,4 +1,4 @@
-import { HotPatchError, describe, parseRfc3339 } from '../core/index.js';
+import { HotPatchError, asObject, describe, parseRfc3339, rejectUnknownFields } from '../core/index.js';
 
 /**
  * Time windows of a plan: an absolute span (`notBefore` … `notAfter`) and, optionally, weekly
@@ -112,11 +112,8 @@ export function formatWeeklyWindow(window: WeeklyWindow): string {
 
 /** Strict check of a weekly window object; returns a normalised copy (days in week order). */
 export function checkWeeklyWindow(value: unknown, field = 'weekly window'): WeeklyWindow {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be an object { days, start, end }, got ${describe(value)}`);
-  }
-  const obj = value as Record<string, unknown>;
-  for (const key of Object.keys(obj)) if (!WEEKLY_FIELDS.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
+  const obj = asObject(value, field);
+  rejectUnknownFields(obj, WEEKLY_FIELDS, field);
   if (!Array.isArray(obj.days) || obj.days.length === 0) throw new HotPatchError('INVALID', `${field}.days must be a non-empty array of weekdays`);
   const seen = new Set<number>();
   for (const d of obj.days) {
@@ -137,11 +134,8 @@ export function checkWeeklyWindow(value: unknown, field = 'weekly window'): Week
 
 /** Strict check of a time window; returns a normalised copy. */
 export function checkTimeWindow(value: unknown, field = 'window'): TimeWindow {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HotPatchError('INVALID', `${field} must be an object { notBefore?, notAfter?, weekly? }, got ${describe(value)}`);
-  }
-  const obj = value as Record<string, unknown>;
-  for (const key of Object.keys(obj)) if (!WINDOW_FIELDS.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
+  const obj = asObject(value, field);
+  rejectUnknownFields(obj, WINDOW_FIELDS, field);
   const out: TimeWindow = {};
   let nb: number | undefined;
   let na: number | undefined;

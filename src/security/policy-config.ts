@@ -1,5 +1,5 @@
 import semver from 'semver';
-import { HotPatchError, asObject, describe, parseTargetName, parseTargetPattern } from '../core/index.js';
+import { HotPatchError, asObject, describe, parseTargetName, parseTargetPattern, rejectUnknownFields } from '../core/index.js';
 
 /**
  * The security policy file (`hotpatch verify --policy FILE`), one JSON object. Every field is
@@ -61,9 +61,7 @@ const LIST_FIELDS = new Set(['allow', 'deny']);
 /** Strictly checks a decoded policy document (or a typed config from code). */
 export function parsePolicyConfig(value: unknown, field = 'policy'): NormalizedPolicyConfig {
   const obj = asObject(value, field);
-  for (const key of Object.keys(obj)) {
-    if (!TOP_FIELDS.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-  }
+  rejectUnknownFields(obj, TOP_FIELDS, field);
   const signers = allowDeny(obj.signers, `${field}.signers`, parseKeyId);
   const components = allowDeny(obj.components, `${field}.components`, parseTargetPattern);
 
@@ -130,9 +128,7 @@ function allowDeny(
   const out = { allow: [] as string[], deny: [] as string[] };
   if (value === undefined) return out;
   const obj = asObject(value, field);
-  for (const key of Object.keys(obj)) {
-    if (!LIST_FIELDS.has(key)) throw new HotPatchError('INVALID', `${field} has unknown field ${JSON.stringify(key)}`);
-  }
+  rejectUnknownFields(obj, LIST_FIELDS, field);
   for (const which of ['allow', 'deny'] as const) {
     const list = obj[which];
     if (list === undefined) continue;

@@ -3,19 +3,18 @@
  * `HotPatchError('INVALID')` whose message names the function, the argument and the value,
  * and whose detail carries the same figures for `--json` output.
  */
-import { HotPatchError } from '../core/index.js';
+import { HotPatchError, describe } from '../core/index.js';
 
 export function invalid(fn: string, argument: string, message: string, value: unknown): never {
-  throw new HotPatchError('INVALID', `${fn}: ${argument} ${message}, got ${describe(value)}`, {
+  throw new HotPatchError('INVALID', `${fn}: ${argument} ${message}, got ${describeArgument(value)}`, {
     detail: { function: fn, argument, value: typeof value === 'number' ? value : describe(value) },
   });
 }
 
-function describe(value: unknown): string {
+/** A number as a figure (`-0` kept apart from `0`); anything else as core's `describe` renders it. */
+function describeArgument(value: unknown): string {
   if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return `array(${value.length})`;
-  return typeof value;
+  return describe(value);
 }
 
 /** A count: a safe non-negative integer. */

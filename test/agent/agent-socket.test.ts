@@ -154,7 +154,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     await expect(call(ep, 'POST', '/v1/apply', '[1, 2]'), 400, 'INVALID', /JSON object/);
     await expect(call(ep, 'POST', '/v1/apply', { plan: good, force: true }), 400, 'INVALID', /unknown field "force"/);
     await expect(call(ep, 'POST', '/v1/apply', { plan: { ...good, colour: 'red' } }), 400, 'INVALID', /unknown field "colour"/);
-    await expect(call(ep, 'POST', '/v1/apply', { plan: 'good-1' }), 400, 'INVALID', /plan must be an object/);
+    await expect(call(ep, 'POST', '/v1/apply', { plan: 'good-1' }), 400, 'INVALID', /apply plan must be a JSON object, got "good-1"/);
     await expect(call(ep, 'POST', '/v1/apply', {}), 400, 'INVALID', /planId/);
     await expect(call(ep, 'POST', '/v1/apply', { planId: 'no-such-plan' }), 404, 'NOT_FOUND', /no plan named/);
     await expect(call(ep, 'POST', '/v1/freeze', { target: T }), 400, 'INVALID', /reason/);

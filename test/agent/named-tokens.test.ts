@@ -98,7 +98,7 @@ test('startAgent refuses duplicate tokens, duplicate or malformed names, unknown
       ['a name taken by tokenFile', { tokenFile: alice.file, tokens: [{ name: 'operator', file: bob.file, role: 'read' }] }, /two tokens are named "operator"/],
       ['a malformed name', { tokens: [{ name: 'al ice', file: alice.file, role: 'operate' }] }, /http\.tokens\[0\]\.name must be/],
       ['an unknown role', { tokens: [{ name: 'alice', file: alice.file, role: 'admin' }] }, /http\.tokens\[0\]\.role must be "operate" or "read"/],
-      ['an unknown field', { tokens: [{ name: 'alice', file: alice.file, role: 'read', scope: 'all' }] }, /unknown field\(s\) "scope"/],
+      ['an unknown field', { tokens: [{ name: 'alice', file: alice.file, role: 'read', scope: 'all' }] }, /http\.tokens\[0\] has unknown field "scope" \(allowed: name, file, role\)/],
       ['a token file others can read', { tokens: [{ name: 'alice', file: loose.file, role: 'read' }] }, /mode 640: it must be 0600/],
       ['no token at all', { tokens: [] }, /at least one token/],
     ];

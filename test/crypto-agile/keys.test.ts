@@ -78,6 +78,20 @@ test('unparseable public key text is refused as INVALID', () => {
   }
 });
 
+test('key base64 is read strictly (core decodeBase64): standard alphabet, padded, canonical, line breaks allowed', () => {
+  const spki = keyPair('ed25519').publicKey.spki; // 44 bytes: one "=" of padding, two unused bits
+  const good = toBase64(spki);
+  assert.ok(good.endsWith('=') && !good.endsWith('=='));
+  assert.equal(importPublicKey('ed25519', `${good.slice(0, 30)}\n${good.slice(30)}`).alg, 'ed25519');
+  throwsCode(() => importPublicKey('ed25519', good.slice(0, -1)), 'INVALID', /^public key text is not valid base64: it must be padded/);
+  throwsCode(() => importPublicKey('ed25519', `-${good.slice(1)}`), 'INVALID', /^public key text is not valid base64$/);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const last = good.at(-2)!;
+  const noisy = `${good.slice(0, -2)}${alphabet[alphabet.indexOf(last) + 1]}=`;
+  throwsCode(() => importPublicKey('ed25519', noisy), 'INVALID', /^public key text is not canonical base64$/);
+  throwsCode(() => importPublicKey('ed25519', '-----BEGIN PUBLIC KEY-----\n\n-----END PUBLIC KEY-----'), 'INVALID', /is empty/);
+});
+
 test('a PEM block whose BEGIN and END labels differ is refused', () => {
   const text = keyPair('ed25519').publicKey.toPem().replace('END PUBLIC KEY', 'END CERTIFICATE');
   throwsCode(() => importPublicKey('ed25519', text), 'INVALID', /begins as/);
@@ -208,7 +222,7 @@ test('importPrivateKey refuses public keys, bare base64 and legacy PEM labels', 
 
 test('generateKeyPair refuses RSA sizes below 2048 bits and unknown options', () => {
   throwsCode(() => generateKeyPair('rsa-pss-sha256', { rsaBits: 1024 }), 'INVALID', /rsaBits/);
-  throwsCode(() => generateKeyPair('ed25519', { bits: 1 } as never), 'INVALID', /options.bits/);
+  throwsCode(() => generateKeyPair('ed25519', { bits: 1 } as never), 'INVALID', /^options has unknown field "bits" \(allowed: rsaBits\)$/);
   throwsCode(() => generateKeyPair('rsa-sha1' as never), 'ALGORITHM_DISALLOWED');
 });
 

@@ -101,7 +101,7 @@ test('canary options of a rollout are checked like a plan\'s: a bad one is refus
     for (const [zdt, message] of refused) {
       await assert.rejects(createRollout(store, spec(GOOD, { zdt: zdt as RolloutSpec['zdt'] }), { prefix }), isCode('INVALID', message), JSON.stringify(zdt));
     }
-    await assert.rejects(createRollout(store, spec(GOOD, { zdt: [] as unknown as RolloutSpec['zdt'] }), { prefix }), isCode('INVALID', /rollout\.zdt must be an object/));
+    await assert.rejects(createRollout(store, spec(GOOD, { zdt: [] as unknown as RolloutSpec['zdt'] }), { prefix }), isCode('INVALID', /rollout\.zdt must be a JSON object/));
     assert.deepEqual(await store.list(keys.rollouts), [], 'nothing was stored');
 
     // A document written by someone else with a bad zdt is listed as a problem, never acted on.

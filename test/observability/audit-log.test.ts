@@ -93,6 +93,18 @@ test('a line that no longer parses is named', async () => {
   assert.match(v.firstBad!.reason, /JSON/);
 });
 
+test('a line or an event with an unknown field is named, with the fields allowed', async () => {
+  const extra = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 1 ? l.replace('{"seq"', '{"x":1,"seq"') : l))));
+  assert.equal(extra.firstBad?.line, 2);
+  assert.match(extra.firstBad!.reason, /^line 2 has unknown field "x" \(allowed: seq, prev, event\)$/);
+  const inEvent = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 2 ? l.replace('"event":{', '"event":{"colour":"red",') : l))));
+  assert.equal(inEvent.firstBad?.line, 3);
+  assert.match(inEvent.firstBad!.reason, /^line 3: event has unknown field "colour" \(allowed: type, id, target, version, reason, ts, detail\)$/);
+  const array = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 0 ? '[1]' : l))));
+  assert.equal(array.firstBad?.line, 1);
+  assert.match(array.firstBad!.reason, /^line 1 must be a JSON object, got an array$/);
+});
+
 test('reordering two lines is detected at the first of them', async () => {
   const v = await tampered((dir, lines) => writeLog(dir, [lines[0]!, lines[2]!, lines[1]!, lines[3]!, lines[4]!]));
   assert.equal(v.firstBad?.line, 2);

@@ -91,7 +91,7 @@ test('a plan\'s canary options are refused with INVALID when unknown, mistyped o
     assert.throws(() => checkPlan({ ...BASE, zdt }), isCode('INVALID', message), JSON.stringify(zdt));
     assert.throws(() => checkPersistableZdt(zdt, 'rollout.zdt'), isCode('INVALID', /^rollout\.zdt/), JSON.stringify(zdt));
   }
-  assert.throws(() => checkPlan({ ...BASE, zdt: [] }), isCode('INVALID', /must be an object of canary options/));
+  assert.throws(() => checkPlan({ ...BASE, zdt: [] }), isCode('INVALID', /zdt must be a JSON object, got /));
   assert.throws(() => checkPlan({ ...BASE, zdt: null }), isCode('INVALID'));
 });
 
