@@ -58,12 +58,19 @@ export class PairReservoir {
     return this.baseline.length;
   }
 
-  /** Candidate-over-baseline differences after the tolerance: candidate − (factor × baseline + floor). */
+  /**
+   * Candidate over baseline after the tolerance, on the log scale: log(candidate) −
+   * log(factor × baseline + floor); positive exactly when the candidate is beyond it. On this
+   * scale a stall of either side (preemption, a GC pause) weighs the same: on the plain
+   * difference a stall of the baseline counts `factor` times one of the candidate, so a noisy
+   * neighbour's spikes would pull the signed-rank test towards "not slower".
+   */
   excess(factor: number, floorMs: number): Float64Array {
     const n = this.baseline.length;
     const out = new Float64Array(n);
     const b = this.baseline.values;
-    for (let i = 0; i < n; i++) out[i] = this.candidate[i]! - (factor * b[i]! + floorMs);
+    // A zero-length timing (timer resolution) must not make the logarithm infinite.
+    for (let i = 0; i < n; i++) out[i] = Math.log(Math.max(this.candidate[i]!, 1e-6)) - Math.log(Math.max(factor * b[i]! + floorMs, 1e-6));
     return out;
   }
 

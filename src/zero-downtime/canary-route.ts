@@ -19,6 +19,12 @@ export interface CanaryRouteOptions {
   random: () => number;
   /** Candidate calls not timed at the start (V8 has not optimised the candidate yet). */
   warmupCalls: number;
+  /**
+   * Steps with a smaller share time neither side for the latency test (see `latencyShare`):
+   * a candidate that runs on one call in twenty runs colder than a baseline that runs on the
+   * rest, so its timings would measure its rarity, not its code.
+   */
+  latencyShare: number;
   confidence: number;
   /** Deadline of async candidate calls (ms); updated as the baseline's latency is measured. */
   deadlineMs: number;
@@ -27,6 +33,19 @@ export interface CanaryRouteOptions {
 }
 
 const TWO_32 = 2 ** 32;
+
+/** The smallest share at which the latency test times the sides (unless no step below 1 reaches it). */
+export const LATENCY_SHARE = 0.25;
+
+/**
+ * The share from which a canary with these steps times its sides for the latency test: 0.25,
+ * or the last step below 1 when every such step is smaller (so a latency verdict is always
+ * possible before promotion). Errors, deadlines and outputs are judged from the first step.
+ */
+export function latencyShare(steps: readonly number[]): number {
+  const below = steps.filter((s) => s < 1);
+  return below.length === 0 ? 1 : Math.min(LATENCY_SHARE, Math.max(...below));
+}
 /** Baseline timings owed to timed candidate calls, at most (so both sides are sampled at the same moments). */
 const MAX_ARMED = 8;
 
@@ -74,6 +93,8 @@ export class CanaryRoute {
   readonly #plain: boolean;
   #state: number;
   #armed = 0;
+  /** This step's share is at least `latencyShare`: timings count for the latency test. */
+  #latencyTimed = false;
   #timingTick = 0;
   #nextTripCheck = 3;
 
@@ -107,6 +128,7 @@ export class CanaryRoute {
 
   #setThreshold(ratio: number): void {
     this.ratio = ratio;
+    this.#latencyTimed = ratio >= this.#options.latencyShare;
     this.#threshold = ratio >= 1 ? TWO_32 : Math.floor(ratio * TWO_32);
   }
 
@@ -133,11 +155,14 @@ export class CanaryRoute {
     return this.#next() < this.#threshold;
   }
 
-  /** Whether to time this candidate call: never during warm-up, densely at first, then one in 16. */
+  /**
+   * Whether to time this candidate call: never during warm-up or below the latency share,
+   * densely at first, then one in 16.
+   */
   #timeCandidate(): boolean {
     const ev = this.evidence;
     // Checked before this call is counted: calls 1 … warmupCalls are the warm-up.
-    if (ev.candidate.calls < this.#options.warmupCalls) {
+    if (!this.#latencyTimed || ev.candidate.calls < this.#options.warmupCalls) {
       ev.warmupExcluded += 1;
       // The baseline is still timed meanwhile (kept apart): async deadlines need its latency early.
       if (this.#armed < MAX_ARMED) this.#armed += 1;
@@ -225,7 +250,7 @@ export class CanaryRoute {
   #baselineLatency(started: number): void {
     const ms = performance.now() - started;
     const ev = this.evidence;
-    (ev.candidate.calls <= this.#options.warmupCalls ? ev.baselineDuringWarmup : ev.baselineLatency).add(ms, this.#options.random);
+    (!this.#latencyTimed || ev.candidate.calls <= this.#options.warmupCalls ? ev.baselineDuringWarmup : ev.baselineLatency).add(ms, this.#options.random);
     this.baseline.addLatency(ms / 1000);
   }
 

@@ -34,8 +34,10 @@ export interface ZdtOptions {
   /** Latency samples needed on each side (or pairs, for shadowed targets) before latency is judged (default 50). */
   minLatencySamples?: number;
   /**
-   * Absolute slack added to the tolerated latency (ms, default 0.0001 = 100 ns): a method of a
-   * few tens of ns whose code is cold at a small canary share must not read as "2× slower".
+   * Absolute slack added to the tolerated latency (ms, default 0.00002 = 20 ns): the clock's
+   * own cost and granularity, so a method of a few ns is not "2× slower" by a few ns. (The
+   * cold code of a rarely-run candidate needs no slack: latency is timed only from a share
+   * where both sides run about as often — see `latencyShare` in canary-route.ts.)
    */
   latencyNoiseFloorMs?: number;
   /** The candidate's first calls, excluded from latency while V8 optimises it (default 1000). */
@@ -115,7 +117,7 @@ export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions 
     maxInconclusiveExtensions: integer(options.maxInconclusiveExtensions ?? 20, 0, 'maxInconclusiveExtensions'),
     maxErrorRate: between(options.maxErrorRate ?? 1, 0, 1, 'maxErrorRate'),
     minLatencySamples: integer(options.minLatencySamples ?? 50, 1, 'minLatencySamples'),
-    latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0.0001, 'latencyNoiseFloorMs'),
+    latencyNoiseFloorMs: nonNegative(options.latencyNoiseFloorMs ?? 0.00002, 'latencyNoiseFloorMs'),
     warmupCalls: integer(options.warmupCalls ?? 1000, 0, 'warmupCalls'),
     differentialSampleRate: between(options.differentialSampleRate ?? 1, 0, 1, 'differentialSampleRate'),
     rollbackOnCancel: bool(options.rollbackOnCancel ?? true, 'rollbackOnCancel'),

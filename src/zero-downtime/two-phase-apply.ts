@@ -4,7 +4,7 @@ import { HotPatchError, encodeEnvelope, type ErrorCode, type PatchInstaller, typ
 import { RealmSnapshot } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
-import { CanaryRoute, type OutputValidator } from './canary-route.js';
+import { CanaryRoute, latencyShare, type OutputValidator } from './canary-route.js';
 import { resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
 import { runSelfTests } from './recorded-versions.js';
 import { HotPatchRuntime, type DrainReport } from './runtime.js';
@@ -202,6 +202,7 @@ export async function twoPhaseApply(
         routingKey: opts.routingKey,
         random: opts.random,
         warmupCalls: opts.warmupCalls,
+        latencyShare: latencyShare(opts.steps),
         confidence: opts.confidence,
         deadlineMs: opts.canaryCallTimeoutMs ?? derivedDeadlineMs(baseline.recentLatencyMs()),
         validate: target.declaration.validate as OutputValidator | undefined,

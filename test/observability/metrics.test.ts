@@ -133,6 +133,7 @@ test('a canary shows its ratio and both versions\' calls; after promotion only t
     routingKey: undefined,
     random: () => 0.5,
     warmupCalls: 0,
+    latencyShare: 0.25,
     confidence: 0.99,
     deadlineMs: 5000,
     validate: undefined,
