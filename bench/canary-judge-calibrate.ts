@@ -112,7 +112,6 @@ export function calibrate(): Calibration {
   };
 }
 
-
 /**
  * Cost of each function over `base`, as the judge's latency effect size reads it: many pairs
  * of calls on the same input, each call timed with performance.now(), the order inside a pair

@@ -210,7 +210,8 @@ export interface PatchParams {
   cal: Calibration;
 }
 
-const share = (kind: Kind): number => ({ 'throws-0.1%': 0.001, 'throws-1%': 0.01, 'throws-10%': 0.1, 'wrong-0.1%': 0.001, 'wrong-1%': 0.01, 'never-settles-1%': 0.01 })[kind as string] ?? 0;
+const share = (kind: Kind): number =>
+  ({ 'throws-0.1%': 0.001, 'throws-1%': 0.01, 'throws-10%': 0.1, 'wrong-0.1%': 0.001, 'wrong-1%': 0.01, 'never-settles-1%': 0.01 })[kind as string] ?? 0;
 
 /** Spin iterations a sync patch runs per call: the built-in's extra (unless dropped) plus its slow-down. */
 function syncSpin(p: PatchParams, core: number, extraIters: number, scale: number): number {
@@ -232,7 +233,8 @@ function allocEvery(p: PatchParams, core: number): number {
 function faultLines(p: PatchParams, indent: string): string {
   const lines: string[] = [];
   if (p.kind.startsWith('throws-')) lines.push(`if (rand() < ${share(p.kind)}) throw new Error('injected fault (${p.kind}) in call ' + calls);`);
-  if (p.kind === 'fails-after-N') lines.push(`if (calls > ${p.failAfter}) throw new Error('failing since call ${p.failAfter} (fails-after-N), this is call ' + calls);`);
+  if (p.kind === 'fails-after-N')
+    lines.push(`if (calls > ${p.failAfter}) throw new Error('failing since call ${p.failAfter} (fails-after-N), this is call ' + calls);`);
   return lines.map((l) => `${indent}${l}\n`).join('');
 }
 

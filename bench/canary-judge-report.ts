@@ -68,7 +68,9 @@ export function printReport(results: readonly RunResult[]): void {
     { label: '  faulty, noisy', runs: faulty.filter((r) => r.plan.noisy) },
   ].filter((g) => g.runs.length > 0);
   console.log(table(header, [...byKind.map(cells), ...totals.map(cells)]));
-  console.log('(RB = rolled back; exp = exposure: calls answered by the candidate (its executions less shadow calls, whose caller got the baseline\'s answer) / calls issued from CanaryStarted to the verdict; cand = candidate executions incl. shadow calls / calls issued; ttv = time to verdict)');
+  console.log(
+    "(RB = rolled back; exp = exposure: calls answered by the candidate (its executions less shadow calls, whose caller got the baseline's answer) / calls issued from CanaryStarted to the verdict; cand = candidate executions incl. shadow calls / calls issued; ttv = time to verdict)",
+  );
 
   const byTarget = [...new Set(results.map((r) => r.plan.target))].map((t) => {
     const rs = results.filter((r) => r.plan.target === t);
@@ -101,7 +103,8 @@ export function printReport(results: readonly RunResult[]): void {
 
 function describeRun(r: RunResult): string {
   const p = r.plan;
-  const fired = p.kind === 'fails-after-N' ? ` (N=${p.failAfter}, candidate calls in the run ${r.candidateCalls}: failure started ${r.faultStarted ?? '?'})` : '';
+  const fired =
+    p.kind === 'fails-after-N' ? ` (N=${p.failAfter}, candidate calls in the run ${r.candidateCalls}: failure started ${r.faultStarted ?? '?'})` : '';
   return (
     `#${p.index} ${p.kind} on ${p.target}, ${p.noisy ? 'noisy' : 'quiet'}: ${r.verdict}${r.rolledBackIn === undefined ? '' : ` in ${r.rolledBackIn}`} ` +
     `after ${r.ttvMs.toFixed(0)} ms, exposure ${pct(r.exposure, 2)} (${r.candidateInWindow}/${r.issuedInWindow})${fired}`
@@ -109,7 +112,19 @@ function describeRun(r: RunResult): string {
 }
 
 function goalRow(caseName: string, value: number, runs: number, goal: string, unit: string, baseline: string, note: string): Row {
-  return { benchmark: NAME, case: caseName, unit, median: value * 100, best: value * 100, rounds: runs, ratio: value, baseline, goal, status: judge(value, goal), note };
+  return {
+    benchmark: NAME,
+    case: caseName,
+    unit,
+    median: value * 100,
+    best: value * 100,
+    rounds: runs,
+    ratio: value,
+    baseline,
+    goal,
+    status: judge(value, goal),
+    note,
+  };
 }
 
 /** Rows for run.ts: the goals, then one informational row per kind. */
@@ -121,17 +136,47 @@ export function reportRows(results: readonly RunResult[]): Row[] {
     const good = results.filter((r) => r.plan.good && r.plan.noisy === noisy);
     if (faulty.length > 0) {
       const caught = rolledBackShare(faulty);
-      rows.push(goalRow(`faulty patches caught (${side})`, caught, faulty.length, '>= 0.99', '%', 'share of faulty runs', `${faulty.filter((r) => r.verdict === 'rolled back').length} of ${faulty.length} rolled back`));
+      rows.push(
+        goalRow(
+          `faulty patches caught (${side})`,
+          caught,
+          faulty.length,
+          '>= 0.99',
+          '%',
+          'share of faulty runs',
+          `${faulty.filter((r) => r.verdict === 'rolled back').length} of ${faulty.length} rolled back`,
+        ),
+      );
     }
     if (good.length > 0) {
       const wrong = rolledBackShare(good);
-      rows.push(goalRow(`good patches wrongly rolled back (${side})`, wrong, good.length, '<= 0.01', '%', 'share of good runs', `${good.filter((r) => r.verdict === 'rolled back').length} of ${good.length} rolled back`));
+      rows.push(
+        goalRow(
+          `good patches wrongly rolled back (${side})`,
+          wrong,
+          good.length,
+          '<= 0.01',
+          '%',
+          'share of good runs',
+          `${good.filter((r) => r.verdict === 'rolled back').length} of ${good.length} rolled back`,
+        ),
+      );
     }
   }
   const faulty = results.filter((r) => !r.plan.good);
   if (faulty.length > 0) {
     const exp = median(faulty.map((r) => r.exposure));
-    rows.push(goalRow('faulty patches: median exposure', exp, faulty.length, '<= 0.005', '%', 'share of calls issued', `max ${pct(Math.max(...faulty.map((r) => r.exposure)), 2)}; good patches: median ${results.some((r) => r.plan.good) ? pct(median(results.filter((r) => r.plan.good).map((r) => r.exposure)), 2) : '-'} (they are meant to reach every step)`));
+    rows.push(
+      goalRow(
+        'faulty patches: median exposure',
+        exp,
+        faulty.length,
+        '<= 0.005',
+        '%',
+        'share of calls issued',
+        `max ${pct(Math.max(...faulty.map((r) => r.exposure)), 2)}; good patches: median ${results.some((r) => r.plan.good) ? pct(median(results.filter((r) => r.plan.good).map((r) => r.exposure)), 2) : '-'} (they are meant to reach every step)`,
+      ),
+    );
   }
   const issued = results.reduce((n, r) => n + r.load.issued, 0);
   const fails = failuresOf(results);
@@ -166,4 +211,3 @@ export function reportRows(results: readonly RunResult[]): Row[] {
   }
   return rows;
 }
-

@@ -177,8 +177,7 @@ export async function runTrial(plan: RunPlan, ctx: RunContext): Promise<RunResul
       else if (e.type === 'CanaryStep') {
         steps.push(e.reason);
         if (marks.promoted === undefined && marks.rolledBack === undefined) shadowed = Number(e.detail?.differentialSamples ?? 0);
-      }
-      else if (e.type === 'Promoted') marks.promoted ??= mark();
+      } else if (e.type === 'Promoted') marks.promoted ??= mark();
       else if (e.type === 'RolledBack' && marks.rolledBack === undefined) {
         marks.rolledBack = { ...mark(), reason: e.reason };
         onRolledBack();
@@ -205,7 +204,9 @@ export async function runTrial(plan: RunPlan, ctx: RunContext): Promise<RunResul
       }
     } catch (error) {
       if (!(error instanceof HotPatchError) || error.code !== 'CANARY_FAILED') {
-        throw new Error(`run ${plan.index} (${plan.kind} on ${plan.target}) could not execute: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new Error(`run ${plan.index} (${plan.kind} on ${plan.target}) could not execute: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+        });
       }
       reason = error.message;
       rejected = error.message;

@@ -44,7 +44,11 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     const id = 'bench-cli-small';
     const payload = Buffer.concat([
       Buffer.from('export const api = { digest: (b) => b };\n// '),
-      Buffer.from(randomBytes(PAYLOAD_BYTES).toString('base64').slice(0, PAYLOAD_BYTES - 44)),
+      Buffer.from(
+        randomBytes(PAYLOAD_BYTES)
+          .toString('base64')
+          .slice(0, PAYLOAD_BYTES - 44),
+      ),
       Buffer.from('\n'),
     ]);
     const signers = makeSigners('ed25519', 3);

@@ -51,7 +51,9 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       seconds.push(s);
       const ok = r.status === 0 && r.json?.ok === true;
       if (!ok) failures.push({ run: i, reason: failureReason(r) });
-      console.log(`  demo ${String(i).padStart(2)}/${runs}: ${ok ? 'passed' : 'FAILED'} in ${s.toFixed(1)} s${ok ? '' : ` — ${failures[failures.length - 1]!.reason}`}`);
+      console.log(
+        `  demo ${String(i).padStart(2)}/${runs}: ${ok ? 'passed' : 'FAILED'} in ${s.toFixed(1)} s${ok ? '' : ` — ${failures[failures.length - 1]!.reason}`}`,
+      );
     }
   } finally {
     await burners.stop();

@@ -33,14 +33,7 @@
  *
  * --quick: 50 and 1,000 agents (the goals keep their meaning), 2 measured rollouts each.
  */
-import {
-  FleetController,
-  FleetMember,
-  createRollout,
-  type MemberReport,
-  type RolloutOrder,
-  type TargetReport,
-} from '../src/distributed/index.js';
+import { FleetController, FleetMember, createRollout, type MemberReport, type RolloutOrder, type TargetReport } from '../src/distributed/index.js';
 import { EtcdStore } from '../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from '../test/distributed/etcd-cluster.js';
 import { judge, median, type Row } from './harness.js';
@@ -69,7 +62,13 @@ class BenchAgent {
   version = '1.0.0';
   patchId: string | undefined;
   readonly member: FleetMember;
-  constructor(readonly store: EtcdStore, id: string, ring: number, prefix: string, errors: unknown[]) {
+  constructor(
+    readonly store: EtcdStore,
+    id: string,
+    ring: number,
+    prefix: string,
+    errors: unknown[],
+  ) {
     this.member = new FleetMember({
       store,
       agentId: id,
@@ -128,15 +127,19 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
       timer = setTimeout(() => reject(new Error(`rollout ${version} over ${n} agents did not complete within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
     });
     const t0 = performance.now();
-    const r = await createRollout(operator, {
-      id: `bench-${n}-${k}`,
-      target: TARGET,
-      patchId: `bench-patch-${k}`,
-      version,
-      payloadHash: `sha256:${k.toString(16).padStart(64, '0')}`,
-      rings: 3,
-      soakMs: 0,
-    }, { prefix });
+    const r = await createRollout(
+      operator,
+      {
+        id: `bench-${n}-${k}`,
+        target: TARGET,
+        patchId: `bench-patch-${k}`,
+        version,
+        payloadHash: `sha256:${k.toString(16).padStart(64, '0')}`,
+        rings: 3,
+        soakMs: 0,
+      },
+      { prefix },
+    );
     const id = await done.finally(() => clearTimeout(timer));
     const ms = performance.now() - t0;
     if (id !== r.id) throw new Error(`completed ${id}, expected ${r.id}`);
@@ -149,7 +152,8 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
     return { ms, perAgent: (requestsOf(agents) - agentRequests) / n, controller: controllerStore.requestCount - controllerRequests };
   };
   try {
-    for (let i = 0; i < n; i++) agents.push(new BenchAgent(new EtcdStore({ endpoints: cluster.endpoints }), `agent-${String(i).padStart(4, '0')}`, ringOf(i, n), prefix, errors));
+    for (let i = 0; i < n; i++)
+      agents.push(new BenchAgent(new EtcdStore({ endpoints: cluster.endpoints }), `agent-${String(i).padStart(4, '0')}`, ringOf(i, n), prefix, errors));
     const startedAt = performance.now();
     for (let i = 0; i < n; i += START_BATCH) await Promise.all(agents.slice(i, i + START_BATCH).map((a) => a.member.start()));
     const startMs = performance.now() - startedAt;
@@ -168,10 +172,12 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
     return figures;
   } finally {
     await controller.stop().catch(() => {});
-    await Promise.all(agents.map(async (a) => {
-      await a.member.stop().catch(() => {});
-      await a.store.close().catch(() => {});
-    }));
+    await Promise.all(
+      agents.map(async (a) => {
+        await a.member.stop().catch(() => {});
+        await a.store.close().catch(() => {});
+      }),
+    );
     await controllerStore.close().catch(() => {});
     await operator.close().catch(() => {});
   }
@@ -221,7 +227,11 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       const convRatio = conv / baseConv;
       const reqRatio = req / baseReq;
       const last = n === largest;
-      Object.assign(convRow, { ratio: convRatio, baseline: `${first} agents`, ...(last ? { goal: CONVERGENCE_GOAL, status: judge(convRatio, CONVERGENCE_GOAL) } : {}) });
+      Object.assign(convRow, {
+        ratio: convRatio,
+        baseline: `${first} agents`,
+        ...(last ? { goal: CONVERGENCE_GOAL, status: judge(convRatio, CONVERGENCE_GOAL) } : {}),
+      });
       Object.assign(reqRow, { ratio: reqRatio, baseline: `${first} agents`, ...(last ? { goal: REQUESTS_GOAL, status: judge(reqRatio, REQUESTS_GOAL) } : {}) });
     }
     rows.push(convRow, reqRow);

@@ -92,10 +92,7 @@ export async function time(op: Operation, options: TimeOptions = {}): Promise<Ti
  * Times several operations round-robin: every warm-up round and every measured round runs
  * each case once, in the given order, before the next round starts.
  */
-export async function timeInterleaved<K extends string>(
-  cases: Record<K, Operation>,
-  options: TimeOptions = {},
-): Promise<Record<K, Timing>> {
+export async function timeInterleaved<K extends string>(cases: Record<K, Operation>, options: TimeOptions = {}): Promise<Record<K, Timing>> {
   const warmup = options.warmup ?? 1;
   const rounds = options.rounds ?? 5;
   const iterations = options.iterations ?? 1;
@@ -176,7 +173,10 @@ export function formatTable(rows: readonly Row[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((line) => line[i]!.length)));
   const numeric = new Set([2, 3, 5]);
   const fmt = (cells: string[]): string =>
-    cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const lines = [fmt(header), widths.map((w) => '-'.repeat(w)).join('  ')];
   for (const line of body) lines.push(fmt(line));
   const notes = rows.filter((r) => r.note !== undefined);

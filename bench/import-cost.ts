@@ -79,7 +79,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     },
     {
       benchmark: NAME,
-      case: "node --input-type=module -e \"await import('<repo>/dist/src/index.js')\"",
+      case: 'node --input-type=module -e "await import(\'<repo>/dist/src/index.js\')"',
       unit: 'ms',
       median: t.root.medianMs,
       best: t.root.minMs,

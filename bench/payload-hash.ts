@@ -154,9 +154,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
         median: m,
         best: mbps(Math.min(...ms[key])),
         rounds: ROUNDS,
-        ...(key === 'reference'
-          ? { status: 'baseline' as const }
-          : { ratio: pairedRatio(key), baseline: cases.reference.label, status: 'info' as const }),
+        ...(key === 'reference' ? { status: 'baseline' as const } : { ratio: pairedRatio(key), baseline: cases.reference.label, status: 'info' as const }),
         ...extra,
       };
     };

@@ -69,7 +69,20 @@ export async function hotpatchRound(s: Setup, way: HotpatchWay, label: string): 
     }
     const port = Number(ready.port);
     const agentUrl = String(ready.agent);
-    const args = [CLI_MAIN, 'apply', '--agent', agentUrl, '--token-file', s.tokenFile, '--target', TARGET, '--patch', PATCH_ID, '--json', ...(way === HP1 ? ['--steps', '1'] : [])];
+    const args = [
+      CLI_MAIN,
+      'apply',
+      '--agent',
+      agentUrl,
+      '--token-file',
+      s.tokenFile,
+      '--target',
+      TARGET,
+      '--patch',
+      PATCH_ID,
+      '--json',
+      ...(way === HP1 ? ['--steps', '1'] : []),
+    ];
     const r = await underLoad(s, port, way, async () => {
       const startAt = nowMs();
       const cli = await runNode(args, { cwd: PACKAGE_ROOT, hangGuardMs: HANG_GUARD_MS });

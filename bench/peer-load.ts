@@ -98,7 +98,8 @@ export async function underLoad(
   try {
     await sleep(s.timing.beforeMs);
     const before = probe.answers.at(-1);
-    if (before === undefined || before.code !== 'v1') throw new Error(`${way}: the probe saw no v1 answer before the swap (${probe.firstFailure ?? 'no answer'})`);
+    if (before === undefined || before.code !== 'v1')
+      throw new Error(`${way}: the probe saw no v1 answer before the swap (${probe.firstFailure ?? 'no answer'})`);
     counterBefore = before.count;
     ({ startAt, endAt, refused } = await swap());
     const deadline = nowMs() + 30_000;

@@ -52,7 +52,11 @@ export async function makePm2Home(dir: string): Promise<NodeJS.ProcessEnv> {
 /** `pm2 kill` when a daemon may have started, its pid killed should that fail. */
 export async function stopPm2(s: Setup): Promise<void> {
   if (s.pm2Started) {
-    const killed = await runCommand(process.execPath, [s.pm2, 'kill'], s.pm2Env, 30_000).catch((error: unknown) => ({ status: null, stdout: '', stderr: (error as Error).message }));
+    const killed = await runCommand(process.execPath, [s.pm2, 'kill'], s.pm2Env, 30_000).catch((error: unknown) => ({
+      status: null,
+      stdout: '',
+      stderr: (error as Error).message,
+    }));
     if (killed.status !== 0) {
       console.log(`pm2 kill exited ${killed.status}: ${tail(killed.stdout + killed.stderr)}; killing its daemon by pid`);
       killPm2Daemon();
@@ -99,7 +103,8 @@ export async function pm2Round(s: Setup, way: Pm2Way, label: string): Promise<Ro
     const pids = new Set<number>();
     const deadline = nowMs() + 30_000;
     while (pids.size < 2) {
-      if (nowMs() > deadline) throw new Error(`${way}: the app did not answer from 2 instances within 30 s (saw ${pids.size}): ${tail(readFileSync(join(dir, 'err.log'), 'utf8'))}`);
+      if (nowMs() > deadline)
+        throw new Error(`${way}: the app did not answer from 2 instances within 30 s (saw ${pids.size}): ${tail(readFileSync(join(dir, 'err.log'), 'utf8'))}`);
       try {
         const a = await get(port, PATH, false, 1000);
         if (a.status === 200 && a.code === 'v1') pids.add(a.pid);

@@ -93,7 +93,9 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     await writeFile(s.script, WRK_SCRIPT);
     await makeSignedV2(s);
     const expected = createHash('sha256').update(PATH).digest('hex');
-    console.log(`service answers "<v1|v2> ${expected.slice(0, 12)}… <count>" for ${PATH}; wrk -t${THREADS} -c${CONNECTIONS}; ${timing.rounds} round(s) of each way`);
+    console.log(
+      `service answers "<v1|v2> ${expected.slice(0, 12)}… <count>" for ${PATH}; wrk -t${THREADS} -c${CONNECTIONS}; ${timing.rounds} round(s) of each way`,
+    );
 
     // The ways interleaved round by round, so a burst of load from elsewhere hits them alike.
     const rounds: Round[] = [];

@@ -26,7 +26,8 @@ function counterText(r: Round): string {
 export function describe(r: Round): string {
   const t0 = r.agentAt ?? r.startAt;
   const e = r.wrk.errors;
-  const errors = r.failed === 0 ? '0 failed' : `${r.failed} failed (connect ${e.connect}, read ${e.read}, write ${e.write}, non-2xx ${e.status}, timeout ${e.timeout})`;
+  const errors =
+    r.failed === 0 ? '0 failed' : `${r.failed} failed (connect ${e.connect}, read ${e.read}, write ${e.write}, non-2xx ${e.status}, timeout ${e.timeout})`;
   const serving =
     r.refused !== undefined
       ? `REFUSED, v1 kept serving (${r.refused}); ${r.wrk.new} v2 answers before that`

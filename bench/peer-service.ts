@@ -70,7 +70,17 @@ if (mode === 'hotpatch') {
       if (api.page('/self-test').split(' ')[1] !== expected) throw new Error('known-answer test for /self-test failed');
     },
   });
-  runtime.bus.subscribe((e) => out({ event: 'hotpatch', type: e.type, ts: e.ts, at: nowMs(), id: e.id, version: e.version, ...(e.type === 'CanaryStep' ? { verdict: e.detail?.verdict, calls: e.detail?.candidateCalls } : {}) }));
+  runtime.bus.subscribe((e) =>
+    out({
+      event: 'hotpatch',
+      type: e.type,
+      ts: e.ts,
+      at: nowMs(),
+      id: e.id,
+      version: e.version,
+      ...(e.type === 'CanaryStep' ? { verdict: e.detail?.verdict, calls: e.detail?.candidateCalls } : {}),
+    }),
+  );
   agent = await startAgent({
     stateDir,
     runtime,
@@ -127,4 +137,10 @@ async function stop(): Promise<void> {
 }
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void stop());
 
-out({ event: 'ready', mode, pid: process.pid, port: typeof address === 'object' && address !== null ? address.port : 0, ...(agent === undefined ? {} : { agent: agent.address }) });
+out({
+  event: 'ready',
+  mode,
+  pid: process.pid,
+  port: typeof address === 'object' && address !== null ? address.port : 0,
+  ...(agent === undefined ? {} : { agent: agent.address }),
+});

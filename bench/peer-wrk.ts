@@ -154,7 +154,9 @@ export interface Wrk {
 export function startWrk(wrkPath: string, script: string, port: number): Wrk {
   const startedAt = nowMs();
   const child = track(
-    spawn(wrkPath, [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${WRK_CAP_S}s`, '-s', script, `http://127.0.0.1:${port}${PATH}`], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn(wrkPath, [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${WRK_CAP_S}s`, '-s', script, `http://127.0.0.1:${port}${PATH}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
   );
   let stdout = '';
   let stderr = '';

@@ -79,7 +79,8 @@ function parseArgs(argv: readonly string[]): { filter: string | undefined; optio
     else if (a === '--seed' || a.startsWith('--seed=')) {
       const value = a === '--seed' ? argv[++i] : a.slice('--seed='.length);
       const seed = Number(value);
-      if (value === undefined || value === '' || !Number.isSafeInteger(seed) || seed < 0) return { error: `--seed needs a non-negative integer, got ${JSON.stringify(value)}` };
+      if (value === undefined || value === '' || !Number.isSafeInteger(seed) || seed < 0)
+        return { error: `--seed needs a non-negative integer, got ${JSON.stringify(value)}` };
       options.seed = seed;
     } else if (a.startsWith('--')) return { error: `unknown flag ${a} (flags: --quick, --seed N)` };
     else if (filter === undefined) filter = a;

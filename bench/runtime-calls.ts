@@ -37,17 +37,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  DefaultVerifier,
-  EventBus,
-  HotPatchError,
-  MANIFEST_PAYLOAD_TYPE,
-  encodeEnvelope,
-  hashBytes,
-  pae,
-  sign,
-  type VerifiedManifest,
-} from '../src/index.js';
+import { DefaultVerifier, EventBus, HotPatchError, MANIFEST_PAYLOAD_TYPE, encodeEnvelope, hashBytes, pae, sign, type VerifiedManifest } from '../src/index.js';
 import { DynamicInstaller, HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../src/index-runtime.js';
 import { makeSigners, makeTrustStore } from './fixtures.js';
 import { judge, median, type Row } from './harness.js';
@@ -459,7 +449,8 @@ function rowsFor(where: 'isolated' | 'shared', f: Record<CaseId, Figures>, loadN
       // The routing overhead does not depend on the function's body; measured on inc it is
       // precise, while a 1 µs call's own noise (allocation, GC) is larger than 1 %.
       const incOver = f[`${mode}-inc`].pairedOverNs ?? f[`${mode}-inc`].medianNs - f['direct-inc'].medianNs;
-      const derived = op === 'sha' ? `; the overhead measured on inc (+${incOver.toFixed(2)} ns) is ${((100 * incOver) / direct.medianNs).toFixed(2)}% of this call` : '';
+      const derived =
+        op === 'sha' ? `; the overhead measured on inc (+${incOver.toFixed(2)} ns) is ${((100 * incOver) / direct.medianNs).toFixed(2)}% of this call` : '';
       rows.push({
         ...row,
         ratio,

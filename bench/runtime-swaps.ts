@@ -341,7 +341,8 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
         await store.update(() => undefined);
         storeNs.push(now() - s0);
       }
-      if (wrong > 0 || notPromoted > 0) throw new Error(`operator-rollback cycles: ${wrong} calls after the rollback not on the old version, ${notPromoted} applies not promoted`);
+      if (wrong > 0 || notPromoted > 0)
+        throw new Error(`operator-rollback cycles: ${wrong} calls after the rollback not on the old version, ${notPromoted} applies not promoted`);
 
       // --- 3. throughput during swaps, against no swaps (interleaved windows) ---
       const load0 = loadavg()[0]!;
@@ -350,7 +351,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       const cycleMs: number[] = [];
       const failedSwaps: string[] = [];
       const perSegment = Math.ceil(size.swapCycles / size.segments);
-      for (let c = 0; c < size.swapCycles; ) {
+      for (let c = 0; c < size.swapCycles;) {
         idle.push(await loadFor(api, size.baselineMs));
         const load = startLoad(api);
         for (const end = Math.min(size.swapCycles, c + perSegment); c < end; c++) {

@@ -31,7 +31,9 @@ export function ensureOutsidePrograms(needs) {
   const line = `apt-get install -y --no-install-recommends ${packages.join(' ')}`;
   const canInstall = isRoot && spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
   if (!canInstall) {
-    console.error(`the integration tests need ${missing.map((p) => p.command).join(', ')}: install them as root with \`${line}\`, or run \`npm run test:unit\``);
+    console.error(
+      `the integration tests need ${missing.map((p) => p.command).join(', ')}: install them as root with \`${line}\`, or run \`npm run test:unit\``,
+    );
     process.exit(1);
   }
   console.error(`installing what the integration tests need: ${line}`);

@@ -104,7 +104,8 @@ const files = all
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
   .filter((f) => only === undefined || INTEGRATION.has(keyOf(f)) === (only === 'integration'));
 if (list) {
-  for (const f of files) console.log(`${INTEGRATION.has(keyOf(f)) ? 'integration' : 'unit       '}  ${f}${INTEGRATION.has(keyOf(f)) ? `  (${INTEGRATION.get(keyOf(f))})` : ''}`);
+  for (const f of files)
+    console.log(`${INTEGRATION.has(keyOf(f)) ? 'integration' : 'unit       '}  ${f}${INTEGRATION.has(keyOf(f)) ? `  (${INTEGRATION.get(keyOf(f))})` : ''}`);
   process.exit(0);
 }
 if (files.length === 0) {

@@ -16,15 +16,7 @@
  * Every name exported by an entry point is public API: test/api/exports.test.ts holds the
  * lists, so adding or removing one is a visible decision. Module folders are internal.
  */
-export {
-  ERROR_CODES,
-  HotPatchError,
-  errorCategory,
-  isHotPatchError,
-  type ErrorCategory,
-  type ErrorCode,
-  type HotPatchErrorOptions,
-} from './core/index.js';
+export { ERROR_CODES, HotPatchError, errorCategory, isHotPatchError, type ErrorCategory, type ErrorCode, type HotPatchErrorOptions } from './core/index.js';
 export { registerSecret } from './core/index.js';
 export { isPatchId, parsePatchId, parseRfc3339, type PatchId } from './core/index.js';
 export {

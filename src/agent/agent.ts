@@ -141,7 +141,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         if (auditMode !== 'fail-closed') return;
         // Nothing proceeds unrecorded: an apply whose events cannot be written goes back to the running version.
         const target = runtime.list().find((t) => t.name === event.target);
-        if (target?.applying !== undefined) target.abort(`the audit log cannot be written (${audit.failure?.message ?? 'I/O error'}); aborted so that nothing proceeds unrecorded (auditMode "fail-closed")`);
+        if (target?.applying !== undefined)
+          target.abort(
+            `the audit log cannot be written (${audit.failure?.message ?? 'I/O error'}); aborted so that nothing proceeds unrecorded (auditMode "fail-closed")`,
+          );
       },
     });
     undo.push(async () => {
@@ -175,7 +178,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const streams = ctx.streams;
     // Said once, where the operator looks: where the agent listens and what it came up with.
     logger?.info(
-      { address, stateDir, targets: runtime.list().map((t) => ({ target: t.name, version: t.active.version, patchId: t.active.patchId })), plans: planner.plans().length },
+      {
+        address,
+        stateDir,
+        targets: runtime.list().map((t) => ({ target: t.name, version: t.active.version, patchId: t.active.patchId })),
+        plans: planner.plans().length,
+      },
       `hotpatch agent listening on ${address}`,
     );
 
@@ -299,4 +307,3 @@ function plannerLimits(options: AgentOptions): Pick<PlannerOptions, 'maxApplyCra
   }
   return out;
 }
-

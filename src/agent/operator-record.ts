@@ -60,7 +60,13 @@ export function requestRecorder(audit: AuditLog, bus: EventBus, mode: AuditMode)
       target,
       version: '',
       reason: `${action} of ${target} requested by ${by}`,
-      detail: { ...detail, action, credential: who.credential, ...(who.token === undefined ? {} : { token: who.token }), ...(who.actor === undefined ? {} : { actor: who.actor }) },
+      detail: {
+        ...detail,
+        action,
+        credential: who.credential,
+        ...(who.token === undefined ? {} : { token: who.token }),
+        ...(who.actor === undefined ? {} : { actor: who.actor }),
+      },
     });
     const refuseUnrecorded = mode === 'fail-closed' && !TO_SAFETY.has(action);
     try {

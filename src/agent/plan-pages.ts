@@ -21,7 +21,8 @@ export interface PlanPageQuery {
 export function planPageQuery(url: URL): PlanPageQuery {
   const names = [...url.searchParams.keys()];
   for (const name of names) {
-    if (name !== 'limit' && name !== 'after') throw new HotPatchError('INVALID', `${url.pathname}: unknown query parameter ${JSON.stringify(name.slice(0, 64))} (allowed: limit, after)`);
+    if (name !== 'limit' && name !== 'after')
+      throw new HotPatchError('INVALID', `${url.pathname}: unknown query parameter ${JSON.stringify(name.slice(0, 64))} (allowed: limit, after)`);
     if (names.indexOf(name) !== names.lastIndexOf(name)) throw new HotPatchError('INVALID', `${url.pathname}: ${name} is given more than once`);
   }
   const query: PlanPageQuery = { limit: DEFAULT_PLAN_PAGE };
@@ -93,7 +94,10 @@ class PlanOrder {
     const m = /^([0-9a-f]{8})\.([1-9][0-9]{0,15})$/.exec(cursor);
     const at = m === null ? NaN : Number(m[2]);
     if (m === null || m[1] !== this.epoch || !(at <= this.#last)) {
-      throw new HotPatchError('INVALID', `after: ${JSON.stringify(cursor.slice(0, 64))} is not a cursor of this agent (pass the next of a previous page; after a restart of the agent, start again without after)`);
+      throw new HotPatchError(
+        'INVALID',
+        `after: ${JSON.stringify(cursor.slice(0, 64))} is not a cursor of this agent (pass the next of a previous page; after a restart of the agent, start again without after)`,
+      );
     }
     return at;
   }

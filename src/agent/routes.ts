@@ -44,7 +44,15 @@ export const ROUTES: Readonly<Record<string, Route>> = {
   'GET /v1/status': read(async (ctx, _req, res, url) => {
     const { plans, total, counts, next } = planPage(ctx.planner, planPageQuery(url));
     // eventStreams: the event streams open now (who is following), e.g. to know a follower is attached.
-    send(res, 200, { ok: true, targets: ctx.runtime.status(), plans, total, planCounts: counts, eventStreams: ctx.streams.size, ...(next === undefined ? {} : { next }) });
+    send(res, 200, {
+      ok: true,
+      targets: ctx.runtime.status(),
+      plans,
+      total,
+      planCounts: counts,
+      eventStreams: ctx.streams.size,
+      ...(next === undefined ? {} : { next }),
+    });
   }),
   /** `?limit=N&after=CURSOR`: plans in the order they were added, a page at a time. */
   'GET /v1/plans': read(async (ctx, _req, res, url) => {
@@ -74,7 +82,10 @@ export const ROUTES: Readonly<Record<string, Route>> = {
       const known = ctx.planner.plan(planId);
       await ctx.recordRequest(req, 'apply', known.plan.target, { plan: planId, ...(known.plan.patch === undefined ? {} : { patch: known.plan.patch }) });
     }
-    const { status: before, plan: { target } } = ctx.planner.plan(planId);
+    const {
+      status: before,
+      plan: { target },
+    } = ctx.planner.plan(planId);
     const result = await ctx.planner.runOnce(planId);
     const { apply, ...rest } = result;
     // An apply succeeds only if that version serves now: a plan that ended earlier is not run
@@ -85,9 +96,10 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     let message = reused ? `plan ${planId} had already ended (${before}); nothing was run again: ${result.reason}` : result.reason;
     if (result.status === 'waiting') {
       // Not refused for good: say what happens to it next, and how to stop that.
-      const then = serving !== undefined && ctx.runtime.get(target).frozen !== undefined
-        ? 'it runs by itself when the target is unfrozen'
-        : `run it again (hotpatch apply --plan-id ${planId}) once that clears`;
+      const then =
+        serving !== undefined && ctx.runtime.get(target).frozen !== undefined
+          ? 'it runs by itself when the target is unfrozen'
+          : `run it again (hotpatch apply --plan-id ${planId}) once that clears`;
       message = `plan ${planId} is waiting, nothing applied yet: ${result.reason}; ${then} — or cancel it (hotpatch cancel --plan-id ${planId})`;
     }
     let code = result.code ?? (result.status === 'rolled-back' ? 'CANARY_FAILED' : 'ABORTED');
@@ -146,7 +158,11 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     await ctx.recordRequest(req, 'unfreeze', target);
     t.frozen = undefined;
     // Plans the freeze left waiting go on now (in the background; progress is on the event stream).
-    void ctx.planner.runWaiting(target).catch((error: unknown) => emitRedactedWarning(`resuming plans of ${target} after unfreeze: ${(error as Error).message}`, { code: 'HOTPATCH_PLAN_ERROR' }));
+    void ctx.planner
+      .runWaiting(target)
+      .catch((error: unknown) =>
+        emitRedactedWarning(`resuming plans of ${target} after unfreeze: ${(error as Error).message}`, { code: 'HOTPATCH_PLAN_ERROR' }),
+      );
     send(res, 200, { ok: true, target, message: `${target} unfrozen` });
   }),
   /** Ends a plan that has not ended (a waiting one never runs; a running apply is aborted). */
@@ -212,16 +228,19 @@ async function eventStream(ctx: AgentContext, _req: IncomingMessage, res: Server
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
   res.write('retry: 1000\n\n');
   let seq = 0;
-  const off = ctx.bus.subscribe((event: HotPatchEvent) => {
-    // A client that does not read must not make the agent buffer without bound: past the
-    // backlog limit its stream is closed (it may reconnect and read on).
-    if (res.writableLength > ctx.maxEventBacklogBytes) {
-      res.destroy();
-      return;
-    }
-    seq += 1;
-    res.write(`id: ${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-  }, only === undefined ? {} : { target: only });
+  const off = ctx.bus.subscribe(
+    (event: HotPatchEvent) => {
+      // A client that does not read must not make the agent buffer without bound: past the
+      // backlog limit its stream is closed (it may reconnect and read on).
+      if (res.writableLength > ctx.maxEventBacklogBytes) {
+        res.destroy();
+        return;
+      }
+      seq += 1;
+      res.write(`id: ${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    },
+    only === undefined ? {} : { target: only },
+  );
   // A comment line now and then keeps proxies and idle timeouts from closing the stream.
   const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
   heartbeat.unref();

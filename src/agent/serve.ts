@@ -54,12 +54,21 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
         throw new HotPatchError(known ? 'INVALID' : 'NOT_FOUND', known ? `${req.method} is not allowed on ${url.pathname}` : `no endpoint ${url.pathname}`);
       }
       if (route.access === 'operate' && role !== 'operate') {
-        send(res, 403, { ok: false, code: 'POLICY_DENIED', message: `this token is read-only: it may call ${READ_ENDPOINTS}, not ${key}; use the operator token` });
+        send(res, 403, {
+          ok: false,
+          code: 'POLICY_DENIED',
+          message: `this token is read-only: it may call ${READ_ENDPOINTS}, not ${key}; use the operator token`,
+        });
         return;
       }
       if (route.stream !== true) {
         if (inFlight >= options.maxRequestsInFlight) {
-          send(res, 503, { ok: false, code: 'TOO_LARGE', message: `too many requests in flight (${options.maxRequestsInFlight}); try again later` }, { 'retry-after': '1' });
+          send(
+            res,
+            503,
+            { ok: false, code: 'TOO_LARGE', message: `too many requests in flight (${options.maxRequestsInFlight}); try again later` },
+            { 'retry-after': '1' },
+          );
           return;
         }
         // Held until the endpoint's work ends, not when its client goes away: an apply whose

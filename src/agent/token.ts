@@ -83,8 +83,10 @@ function tokenOptions(value: unknown): HttpTokenOption[] {
     const where = `http.tokens[${i}]`;
     const e = asObject(entry, where);
     rejectUnknownFields(e, TOKEN_FIELDS, where);
-    if (typeof e.name !== 'string' || !NAME.test(e.name)) throw new HotPatchError('INVALID', `${where}.name must be 1–64 of [A-Za-z0-9._-] starting with a letter or digit, got ${describe(e.name)}`);
-    if (typeof e.file !== 'string' || e.file.length === 0) throw new HotPatchError('INVALID', `${where}.file must be a non-empty path, got ${describe(e.file)}`);
+    if (typeof e.name !== 'string' || !NAME.test(e.name))
+      throw new HotPatchError('INVALID', `${where}.name must be 1–64 of [A-Za-z0-9._-] starting with a letter or digit, got ${describe(e.name)}`);
+    if (typeof e.file !== 'string' || e.file.length === 0)
+      throw new HotPatchError('INVALID', `${where}.file must be a non-empty path, got ${describe(e.file)}`);
     if (!ROLES.includes(e.role as Role)) throw new HotPatchError('INVALID', `${where}.role must be "operate" or "read", got ${describe(e.role)}`);
     return { name: e.name, file: e.file, role: e.role as Role };
   });
@@ -105,7 +107,8 @@ export async function readAgentTokens(http: { tokenFile?: string; readTokenFile?
   if (specs.length === 0) throw new HotPatchError('INVALID', 'the HTTP endpoint needs at least one token: http.tokenFile, http.readTokenFile or http.tokens');
   const names = new Set<string>();
   for (const s of specs) {
-    if (names.has(s.name)) throw new HotPatchError('INVALID', `two tokens are named "${s.name}" (tokenFile is named "operator", readTokenFile "read"): names must be distinct`);
+    if (names.has(s.name))
+      throw new HotPatchError('INVALID', `two tokens are named "${s.name}" (tokenFile is named "operator", readTokenFile "read"): names must be distinct`);
     names.add(s.name);
   }
   const out: AgentToken[] = [];
@@ -114,7 +117,10 @@ export async function readAgentTokens(http: { tokenFile?: string; readTokenFile?
     const t: AgentToken = { name: s.name, role: s.role, credential: s.credential, file: s.file, token, digest: sha256(token) };
     const same = out.find((o) => timingSafeEqual(o.digest, t.digest));
     if (same !== undefined) {
-      throw new HotPatchError('INVALID', `the ${label(t)} is the ${label(same)}: they must differ, or the records could not tell them apart (and a read-only token could do everything)`);
+      throw new HotPatchError(
+        'INVALID',
+        `the ${label(t)} is the ${label(same)}: they must differ, or the records could not tell them apart (and a read-only token could do everything)`,
+      );
     }
     out.push(t);
   }
@@ -140,7 +146,9 @@ export function matchToken(header: string | undefined, tokens: AgentTokenSet): A
  * undefined (401). Both are always compared.
  */
 export function roleOf(header: string | undefined, tokens: AgentTokens): Role | undefined {
-  const set: AgentToken[] = [{ name: 'operator', role: 'operate', credential: 'operator-token', file: '', token: tokens.operator, digest: sha256(tokens.operator) }];
+  const set: AgentToken[] = [
+    { name: 'operator', role: 'operate', credential: 'operator-token', file: '', token: tokens.operator, digest: sha256(tokens.operator) },
+  ];
   if (tokens.read !== undefined) set.push({ name: 'read', role: 'read', credential: 'read-token', file: '', token: tokens.read, digest: sha256(tokens.read) });
   return matchToken(header, set)?.role;
 }

@@ -133,7 +133,11 @@ export async function followEvents(agent: AgentAddress, target: string | undefin
       while ((at = buffer.indexOf('\n\n')) !== -1) {
         const block = buffer.slice(0, at);
         buffer = buffer.slice(at + 2);
-        const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        const data = block
+          .split('\n')
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n');
         if (data.length > 0) onEvent(JSON.parse(data) as HotPatchEvent);
       }
     }

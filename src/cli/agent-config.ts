@@ -77,7 +77,9 @@ async function checkOwner(path: string): Promise<void> {
   }
   const uid = process.getuid?.();
   if ((info.mode & 0o002) !== 0) {
-    throw new UsageError(`config file ${path} is writable by anyone (mode ${(info.mode & 0o777).toString(8)}); it decides where your token is sent: chmod o-w it`);
+    throw new UsageError(
+      `config file ${path} is writable by anyone (mode ${(info.mode & 0o777).toString(8)}); it decides where your token is sent: chmod o-w it`,
+    );
   }
   if (uid !== undefined && info.uid !== uid && info.uid !== 0) {
     throw new UsageError(`config file ${path} belongs to uid ${info.uid}, not to you (uid ${uid}); it decides where your token is sent`);
@@ -109,7 +111,8 @@ export function parseAgentConfig(bytes: Uint8Array, path: string): AgentConfig {
       } catch {
         throw new UsageError(`config file ${path}: "agent" ${describe(agent)} is not a valid URL`);
       }
-      if (!loopback(url)) throw new UsageError(`config file ${path}: "agent" ${describe(agent)} is not on loopback (127.0.0.1, [::1], localhost), where the agent listens`);
+      if (!loopback(url))
+        throw new UsageError(`config file ${path}: "agent" ${describe(agent)} is not on loopback (127.0.0.1, [::1], localhost), where the agent listens`);
       config.agent = agent;
     } else {
       config.agent = `unix:${resolve(dir, agent.startsWith('unix:') ? agent.slice(5) : agent)}`;

@@ -50,7 +50,8 @@ function callsPart(d: Readonly<Record<string, unknown>>): string {
 
   const baselineCalls = num(d.baselineCalls);
   const baselineErrors = num(d.baselineErrors);
-  const baselineRate = num(d.baselineErrorRate) ?? (baselineCalls !== undefined && baselineCalls > 0 && baselineErrors !== undefined ? baselineErrors / baselineCalls : undefined);
+  const baselineRate =
+    num(d.baselineErrorRate) ?? (baselineCalls !== undefined && baselineCalls > 0 && baselineErrors !== undefined ? baselineErrors / baselineCalls : undefined);
   let baseline: string | undefined;
   if (baselineRate !== undefined) baseline = `baseline ${percent(baselineRate, 2)}${baselineCalls === undefined ? '' : ` of ${count(baselineCalls)}`}`;
   else if (baselineCalls !== undefined) baseline = `baseline ${plural(baselineCalls, 'call')}`;
@@ -73,7 +74,10 @@ function latencyPart(d: Readonly<Record<string, unknown>>): string {
   const percentile = num(d.latencyPercentile);
   const candidateMs = num(d.candidateP99Ms);
   const baselineMs = num(d.baselineP99Ms);
-  const older = candidateMs !== undefined && baselineMs !== undefined ? `p${percentile === undefined ? 99 : count(percentile)} ${ms(candidateMs)} vs ${ms(baselineMs)} ms` : undefined;
+  const older =
+    candidateMs !== undefined && baselineMs !== undefined
+      ? `p${percentile === undefined ? 99 : count(percentile)} ${ms(candidateMs)} vs ${ms(baselineMs)} ms`
+      : undefined;
   if (ratio === undefined && p === undefined && test === undefined && older === undefined) return '';
   let text = 'latency';
   if (ratio !== undefined) text += ` ×${ratio.toFixed(2)}`;

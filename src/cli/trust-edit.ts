@@ -22,7 +22,8 @@ export function checkedStore(doc: TrustStoreDocument, what: string): { text: str
   try {
     return { text, store: parseTrustStore(text) };
   } catch (error) {
-    if (error instanceof HotPatchError) throw new UsageError(`${what} would leave a trust store that cannot be used: ${error.message}`, error.code, { cause: error });
+    if (error instanceof HotPatchError)
+      throw new UsageError(`${what} would leave a trust store that cannot be used: ${error.message}`, error.code, { cause: error });
     throw error;
   }
 }
@@ -50,7 +51,8 @@ export async function readPublicKeyFile(path: string, alg?: string): Promise<Pub
     throw error;
   }
   const text = new TextDecoder().decode(bytes);
-  if (alg !== undefined && !isSignatureAlgorithm(alg)) throw new UsageError(`--alg must be one of ${SIGNATURE_ALGORITHMS.join(', ')}, got ${JSON.stringify(alg)}`);
+  if (alg !== undefined && !isSignatureAlgorithm(alg))
+    throw new UsageError(`--alg must be one of ${SIGNATURE_ALGORITHMS.join(', ')}, got ${JSON.stringify(alg)}`);
   const errors: HotPatchError[] = [];
   for (const candidate of alg === undefined ? SIGNATURE_ALGORITHMS : [alg]) {
     try {
@@ -98,12 +100,15 @@ export function addKey(store: TrustStore, id: string, key: PublicKey, targets: s
 /** Removes `id` from the keys and from every rule and the root that list it. */
 export function removeKey(store: TrustStore, id: string): { doc: TrustStoreDocument; alsoFrom: string[] } {
   const doc = structuredClone(store.document);
-  if (!Object.prototype.hasOwnProperty.call(doc.keys, id)) throw new UsageError(`the trust store has no key ${id} (it has ${Object.keys(doc.keys).join(', ')})`);
+  if (!Object.prototype.hasOwnProperty.call(doc.keys, id))
+    throw new UsageError(`the trust store has no key ${id} (it has ${Object.keys(doc.keys).join(', ')})`);
   delete doc.keys[id];
   if (Object.keys(doc.keys).length === 0) throw new UsageError(`${id} is the only key: a trust store needs at least one`);
   const left = distinctKeys(doc, store);
   if (left < doc.threshold) {
-    throw new UsageError(`removing ${id} leaves ${left} distinct key(s), below the threshold ${doc.threshold}: it could never be met (lower it first with hotpatch trust set-threshold)`);
+    throw new UsageError(
+      `removing ${id} leaves ${left} distinct key(s), below the threshold ${doc.threshold}: it could never be met (lower it first with hotpatch trust set-threshold)`,
+    );
   }
   const alsoFrom: string[] = [];
   doc.rules?.forEach((rule, i) => {

@@ -20,21 +20,9 @@ export const VERIFICATION_ERROR_CODES = [
 ] as const;
 /** `UNAUTHENTICATED`: the agent refused who the caller is (a wrong or missing bearer token, HTTP 401). */
 export const POLICY_ERROR_CODES = ['POLICY_DENIED', 'REQUIREMENT_UNSATISFIED', 'PLATFORM_MISMATCH', 'UNAUTHENTICATED'] as const;
-export const ROLLOUT_ERROR_CODES = [
-  'APPROVAL_MISSING',
-  'SELF_TEST_FAILED',
-  'CANARY_FAILED',
-  'ABORTED',
-  'LOAD_FAILED',
-  'CRASHED',
-] as const;
+export const ROLLOUT_ERROR_CODES = ['APPROVAL_MISSING', 'SELF_TEST_FAILED', 'CANARY_FAILED', 'ABORTED', 'LOAD_FAILED', 'CRASHED'] as const;
 
-export const ERROR_CODES = [
-  ...REPOSITORY_ERROR_CODES,
-  ...VERIFICATION_ERROR_CODES,
-  ...POLICY_ERROR_CODES,
-  ...ROLLOUT_ERROR_CODES,
-] as const;
+export const ERROR_CODES = [...REPOSITORY_ERROR_CODES, ...VERIFICATION_ERROR_CODES, ...POLICY_ERROR_CODES, ...ROLLOUT_ERROR_CODES] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -70,9 +58,7 @@ export class HotPatchError extends Error {
   }
 
   toJSON(): { code: ErrorCode; message: string; detail?: Record<string, unknown> } {
-    return this.detail === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, detail: this.detail };
+    return this.detail === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, detail: this.detail };
   }
 }
 

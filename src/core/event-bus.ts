@@ -30,9 +30,12 @@ export class EventBus {
       options.onListenerError ??
       ((error, event) => {
         // A message string, not the Error: Node ignores `code` for Error warnings.
-        emitRedactedWarning(`event listener threw while handling ${event.type} for ${event.target}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, {
-          code: 'HOTPATCH_LISTENER_FAILED',
-        });
+        emitRedactedWarning(
+          `event listener threw while handling ${event.type} for ${event.target}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+          {
+            code: 'HOTPATCH_LISTENER_FAILED',
+          },
+        );
       });
   }
 

@@ -1,8 +1,18 @@
 import { HotPatchError, boundMessage } from './errors.js';
 
 export const EVENT_TYPES = [
-  'Planned', 'Fetched', 'Verified', 'Approved', 'Staged', 'CanaryStarted', 'CanaryStep',
-  'Promoted', 'Activated', 'Aborted', 'RolledBack', 'Failed',
+  'Planned',
+  'Fetched',
+  'Verified',
+  'Approved',
+  'Staged',
+  'CanaryStarted',
+  'CanaryStep',
+  'Promoted',
+  'Activated',
+  'Aborted',
+  'RolledBack',
+  'Failed',
   // An operator's request accepted by the agent (who, what), recorded before it acts.
   'Requested',
 ] as const;

@@ -114,12 +114,16 @@ const INSTALLER_METHODS = ['stage', 'verifyStaged', 'load', 'release'] as const;
  * a wrong one fails there, not halfway through an apply.
  */
 export function checkPatchInstaller(value: unknown, what = 'installer'): PatchInstaller {
-  if (typeof value !== 'object' || value === null) throw new HotPatchError('INVALID', `${what} must be an object implementing PatchInstaller, got ${describe(value)}`);
+  if (typeof value !== 'object' || value === null)
+    throw new HotPatchError('INVALID', `${what} must be an object implementing PatchInstaller, got ${describe(value)}`);
   const candidate = value as Record<string, unknown>;
   const missing: string[] = typeof candidate.kind === 'string' && candidate.kind.length > 0 ? [] : ['kind'];
   for (const name of INSTALLER_METHODS) if (typeof candidate[name] !== 'function') missing.push(name);
   if (missing.length > 0) {
-    throw new HotPatchError('INVALID', `${what} does not implement PatchInstaller: missing ${missing.join(', ')} (an installer has kind, stage, verifyStaged, load and release)`);
+    throw new HotPatchError(
+      'INVALID',
+      `${what} does not implement PatchInstaller: missing ${missing.join(', ')} (an installer has kind, stage, verifyStaged, load and release)`,
+    );
   }
   return value as PatchInstaller;
 }

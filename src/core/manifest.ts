@@ -46,8 +46,18 @@ export interface ParsedManifest {
 }
 
 const MANIFEST_FIELDS = new Set([
-  'id', 'target', 'version', 'created_at', 'expires', 'signers', 'payload_hash', 'payload_size',
-  'payload_type', 'min_platform', 'constraints', 'metadata',
+  'id',
+  'target',
+  'version',
+  'created_at',
+  'expires',
+  'signers',
+  'payload_hash',
+  'payload_size',
+  'payload_type',
+  'min_platform',
+  'constraints',
+  'metadata',
 ]);
 const CONSTRAINT_FIELDS = new Set(['platforms', 'node', 'requires']);
 

@@ -28,10 +28,7 @@ const PATTERN_SYNTAX = /^[A-Za-z0-9_.*-]{1,256}$/;
 
 export function parseTargetPattern(value: unknown, field: string): string {
   if (typeof value !== 'string' || !PATTERN_SYNTAX.test(value)) {
-    throw new HotPatchError(
-      'INVALID',
-      `${field} must be a target name or glob of [A-Za-z0-9_.-] and "*", got ${JSON.stringify(value)}`,
-    );
+    throw new HotPatchError('INVALID', `${field} must be a target name or glob of [A-Za-z0-9_.-] and "*", got ${JSON.stringify(value)}`);
   }
   return value;
 }

@@ -1,12 +1,5 @@
 import { HotPatchError, describe } from '../core/index.js';
-import {
-  HASH_ALGORITHMS,
-  SIGNATURE_ALGORITHMS,
-  isHashAlgorithm,
-  isSignatureAlgorithm,
-  type HashAlgorithm,
-  type SignatureAlgorithm,
-} from './algorithms.js';
+import { HASH_ALGORITHMS, SIGNATURE_ALGORITHMS, isHashAlgorithm, isSignatureAlgorithm, type HashAlgorithm, type SignatureAlgorithm } from './algorithms.js';
 
 /*
  * Argument checks for every public entry point of this module (the noble `abytes` habit):
@@ -33,22 +26,18 @@ export function assertString(value: unknown, name: string): asserts value is str
  */
 export function signatureAlgorithmOf(value: unknown, name: string): SignatureAlgorithm {
   if (!isSignatureAlgorithm(value)) {
-    throw new HotPatchError(
-      'ALGORITHM_DISALLOWED',
-      `${name} must be one of ${SIGNATURE_ALGORITHMS.join(', ')}, got ${describe(value)}`,
-      { detail: { alg: typeof value === 'string' ? value : null } },
-    );
+    throw new HotPatchError('ALGORITHM_DISALLOWED', `${name} must be one of ${SIGNATURE_ALGORITHMS.join(', ')}, got ${describe(value)}`, {
+      detail: { alg: typeof value === 'string' ? value : null },
+    });
   }
   return value;
 }
 
 export function hashAlgorithmOf(value: unknown, name: string): HashAlgorithm {
   if (!isHashAlgorithm(value)) {
-    throw new HotPatchError(
-      'ALGORITHM_DISALLOWED',
-      `${name} must be one of ${HASH_ALGORITHMS.join(', ')}, got ${describe(value)}`,
-      { detail: { alg: typeof value === 'string' ? value : null } },
-    );
+    throw new HotPatchError('ALGORITHM_DISALLOWED', `${name} must be one of ${HASH_ALGORITHMS.join(', ')}, got ${describe(value)}`, {
+      detail: { alg: typeof value === 'string' ? value : null },
+    });
   }
   return value;
 }

@@ -176,11 +176,7 @@ export function encodeMlDsa65Spki(publicKey: Uint8Array): Uint8Array {
   if (publicKey.length !== ML_DSA_65_PUBLIC_KEY_LENGTH) {
     throw new DerError(`ML-DSA-65 public key must be ${ML_DSA_65_PUBLIC_KEY_LENGTH} bytes, got ${publicKey.length}`);
   }
-  return encodeTlv(
-    TAG_SEQUENCE,
-    ML_DSA_65_ALGORITHM_IDENTIFIER,
-    encodeTlv(TAG_BIT_STRING, Uint8Array.of(0), publicKey),
-  );
+  return encodeTlv(TAG_SEQUENCE, ML_DSA_65_ALGORITHM_IDENTIFIER, encodeTlv(TAG_BIT_STRING, Uint8Array.of(0), publicKey));
 }
 
 /** Returns the raw 1952-byte public key of an ML-DSA-65 SPKI. */

@@ -2,22 +2,8 @@
  * Public surface of crypto-agile. Key internals (publicMaterial, the DER and PEM codecs) stay
  * unexported so the only way to hold a key is through the importers, which check it.
  */
-export {
-  HASH_ALGORITHMS,
-  SIGNATURE_ALGORITHMS,
-  isHashAlgorithm,
-  isSignatureAlgorithm,
-  type HashAlgorithm,
-  type SignatureAlgorithm,
-} from './algorithms.js';
-export {
-  PrivateKey,
-  PublicKey,
-  generateKeyPair,
-  importPrivateKey,
-  importPublicKey,
-  type GenerateKeyPairOptions,
-} from './keys.js';
+export { HASH_ALGORITHMS, SIGNATURE_ALGORITHMS, isHashAlgorithm, isSignatureAlgorithm, type HashAlgorithm, type SignatureAlgorithm } from './algorithms.js';
+export { PrivateKey, PublicKey, generateKeyPair, importPrivateKey, importPublicKey, type GenerateKeyPairOptions } from './keys.js';
 export { sign, signatureProvider, verifySignature, type SignatureProvider } from './signatures.js';
 export { hashBytes, hashProvider, type HashProvider, type Hasher } from './hashes.js';
 export { timingSafeEqualBytes } from './compare.js';

@@ -1,11 +1,4 @@
-import {
-  createHash,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  randomBytes,
-  type KeyObject,
-} from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
 import { HotPatchError, asObject, describe, rejectUnknownFields } from '../core/index.js';
 import type { SignatureAlgorithm } from './algorithms.js';
@@ -33,12 +26,9 @@ export const DEFAULT_RSA_BITS = 3072;
 export const RSA_PSS_SALT_LENGTH = 32;
 
 /** Key material as the signature providers use it; never leaves this module's internals. */
-export type PublicMaterial =
-  | { readonly kind: 'node'; readonly key: KeyObject }
-  | { readonly kind: 'ml-dsa-65'; readonly publicKey: Uint8Array };
+export type PublicMaterial = { readonly kind: 'node'; readonly key: KeyObject } | { readonly kind: 'ml-dsa-65'; readonly publicKey: Uint8Array };
 export type PrivateMaterial =
-  | { readonly kind: 'node'; readonly key: KeyObject }
-  | { readonly kind: 'ml-dsa-65'; readonly seed: Uint8Array; readonly secretKey: Uint8Array };
+  { readonly kind: 'node'; readonly key: KeyObject } | { readonly kind: 'ml-dsa-65'; readonly seed: Uint8Array; readonly secretKey: Uint8Array };
 
 // Only this module may construct keys: a PublicKey is proof that its bytes were parsed,
 // checked against the declared algorithm and canonicalised.
@@ -217,10 +207,7 @@ export interface GenerateKeyPairOptions {
   rsaBits?: number;
 }
 
-export function generateKeyPair(
-  alg: SignatureAlgorithm,
-  options: GenerateKeyPairOptions = {},
-): { privateKey: PrivateKey; publicKey: PublicKey } {
+export function generateKeyPair(alg: SignatureAlgorithm, options: GenerateKeyPairOptions = {}): { privateKey: PrivateKey; publicKey: PublicKey } {
   const which = signatureAlgorithmOf(alg, 'alg');
   const rsaBits = generateOptions(options).rsaBits;
   let privateKey: PrivateKey;
@@ -235,10 +222,7 @@ export function generateKeyPair(
       privateKey = nodePrivateKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey, which);
       break;
     case 'rsa-pss-sha256':
-      privateKey = nodePrivateKey(
-        generateKeyPairSync('rsa', { modulusLength: rsaBits, publicExponent: 0x10001 }).privateKey,
-        which,
-      );
+      privateKey = nodePrivateKey(generateKeyPairSync('rsa', { modulusLength: rsaBits, publicExponent: 0x10001 }).privateKey, which);
       break;
   }
   return { privateKey, publicKey: privateKey.publicKey() };
@@ -248,17 +232,8 @@ function generateOptions(value: unknown): { rsaBits: number } {
   const options = asObject(value, 'options');
   rejectUnknownFields(options, ['rsaBits'], 'options');
   const rsaBits = options['rsaBits'] ?? DEFAULT_RSA_BITS;
-  if (
-    typeof rsaBits !== 'number' ||
-    !Number.isInteger(rsaBits) ||
-    rsaBits % 8 !== 0 ||
-    rsaBits < MIN_GENERATED_RSA_BITS ||
-    rsaBits > MAX_RSA_BITS
-  ) {
-    throw new HotPatchError(
-      'INVALID',
-      `options.rsaBits must be a multiple of 8 from ${MIN_GENERATED_RSA_BITS} to ${MAX_RSA_BITS}, got ${describe(rsaBits)}`,
-    );
+  if (typeof rsaBits !== 'number' || !Number.isInteger(rsaBits) || rsaBits % 8 !== 0 || rsaBits < MIN_GENERATED_RSA_BITS || rsaBits > MAX_RSA_BITS) {
+    throw new HotPatchError('INVALID', `options.rsaBits must be a multiple of 8 from ${MIN_GENERATED_RSA_BITS} to ${MAX_RSA_BITS}, got ${describe(rsaBits)}`);
   }
   return { rsaBits };
 }
@@ -312,11 +287,9 @@ function nodeKeyAlgorithm(key: KeyObject, what: string): SignatureAlgorithm {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
       if (curve !== 'prime256v1') {
-        throw new HotPatchError(
-          'INVALID',
-          `${what} is an EC key on curve ${curve ?? '(unnamed)'}; ecdsa-p256-sha256 needs P-256 (prime256v1)`,
-          { detail: { curve: curve ?? null } },
-        );
+        throw new HotPatchError('INVALID', `${what} is an EC key on curve ${curve ?? '(unnamed)'}; ecdsa-p256-sha256 needs P-256 (prime256v1)`, {
+          detail: { curve: curve ?? null },
+        });
       }
       return 'ecdsa-p256-sha256';
     }
@@ -329,10 +302,7 @@ function nodeKeyAlgorithm(key: KeyObject, what: string): SignatureAlgorithm {
       // records SHA-1 there by default even for keys restricted to SHA-256.
       const d = key.asymmetricKeyDetails ?? {};
       if (d.hashAlgorithm !== undefined && d.hashAlgorithm !== 'sha256') {
-        throw new HotPatchError(
-          'INVALID',
-          `${what} is an RSASSA-PSS key restricted to ${d.hashAlgorithm}; rsa-pss-sha256 needs SHA-256`,
-        );
+        throw new HotPatchError('INVALID', `${what} is an RSASSA-PSS key restricted to ${d.hashAlgorithm}; rsa-pss-sha256 needs SHA-256`);
       }
       if (d.saltLength !== undefined && d.saltLength > RSA_PSS_SALT_LENGTH) {
         throw new HotPatchError(

@@ -1,20 +1,5 @@
-import {
-  HotPatchError,
-  asObject,
-  describe,
-  integerInRange,
-  matchesTargetPattern,
-  oneOf,
-  parseTargetPattern,
-  rejectUnknownFields,
-} from '../core/index.js';
-import {
-  HASH_ALGORITHMS,
-  SIGNATURE_ALGORITHMS,
-  isHashAlgorithm,
-  type HashAlgorithm,
-  type SignatureAlgorithm,
-} from './algorithms.js';
+import { HotPatchError, asObject, describe, integerInRange, matchesTargetPattern, oneOf, parseTargetPattern, rejectUnknownFields } from '../core/index.js';
+import { HASH_ALGORITHMS, SIGNATURE_ALGORITHMS, isHashAlgorithm, type HashAlgorithm, type SignatureAlgorithm } from './algorithms.js';
 import { MAX_RSA_BITS, PublicKey } from './keys.js';
 
 /*
@@ -95,11 +80,9 @@ export class CryptoPolicy {
     if (key.alg === 'rsa-pss-sha256') {
       const bits = key.bits ?? 0;
       if (bits < rule.minRsaBits) {
-        throw new HotPatchError(
-          'ALGORITHM_DISALLOWED',
-          `${bits}-bit RSA key is below the ${rule.minRsaBits}-bit minimum for ${component}`,
-          { detail: { component, alg: key.alg, bits, minRsaBits: rule.minRsaBits, fingerprint: key.fingerprint } },
-        );
+        throw new HotPatchError('ALGORITHM_DISALLOWED', `${bits}-bit RSA key is below the ${rule.minRsaBits}-bit minimum for ${component}`, {
+          detail: { component, alg: key.alg, bits, minRsaBits: rule.minRsaBits, fingerprint: key.fingerprint },
+        });
       }
     }
   }
@@ -107,18 +90,14 @@ export class CryptoPolicy {
   assertHashAllowed(component: string, alg: string): void {
     const rule = this.ruleFor(component);
     if (!isHashAlgorithm(alg)) {
-      throw new HotPatchError(
-        'ALGORITHM_DISALLOWED',
-        `hash algorithm ${describe(alg)} is unknown (known: ${HASH_ALGORITHMS.join(', ')})`,
-        { detail: { component, alg: typeof alg === 'string' ? alg : null } },
-      );
+      throw new HotPatchError('ALGORITHM_DISALLOWED', `hash algorithm ${describe(alg)} is unknown (known: ${HASH_ALGORITHMS.join(', ')})`, {
+        detail: { component, alg: typeof alg === 'string' ? alg : null },
+      });
     }
     if (!rule.hashes.includes(alg)) {
-      throw new HotPatchError(
-        'ALGORITHM_DISALLOWED',
-        `hash algorithm ${alg} is not allowed for ${component} (allowed: ${listOrNone(rule.hashes)})`,
-        { detail: { component, alg, allowed: rule.hashes } },
-      );
+      throw new HotPatchError('ALGORITHM_DISALLOWED', `hash algorithm ${alg} is not allowed for ${component} (allowed: ${listOrNone(rule.hashes)})`, {
+        detail: { component, alg, allowed: rule.hashes },
+      });
     }
   }
 
@@ -197,10 +176,7 @@ function listOrNone(values: readonly string[]): string {
   return values.length === 0 ? 'none' : values.join(', ');
 }
 
-function parseOptions(
-  value: unknown,
-  field: string,
-): { defaults: AlgorithmRule; components: Array<[string, AlgorithmRule]> } {
+function parseOptions(value: unknown, field: string): { defaults: AlgorithmRule; components: Array<[string, AlgorithmRule]> } {
   const obj = asObject(value, field);
   rejectUnknownFields(obj, OPTION_FIELDS, field);
   const defaults = obj['defaults'] === undefined ? {} : parseRule(obj['defaults'], `${field}.defaults`);

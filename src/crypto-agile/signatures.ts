@@ -3,15 +3,7 @@ import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
 import { HotPatchError, describe } from '../core/index.js';
 import type { SignatureAlgorithm } from './algorithms.js';
 import { assertBytes, signatureAlgorithmOf } from './assert.js';
-import {
-  PrivateKey,
-  PublicKey,
-  RSA_PSS_SALT_LENGTH,
-  privateMaterial,
-  publicMaterial,
-  type PrivateMaterial,
-  type PublicMaterial,
-} from './keys.js';
+import { PrivateKey, PublicKey, RSA_PSS_SALT_LENGTH, privateMaterial, publicMaterial, type PrivateMaterial, type PublicMaterial } from './keys.js';
 
 /*
  * One provider per algorithm, each fixing every parameter (digest, padding, salt, encoding)
@@ -64,11 +56,7 @@ const NODE_SCHEMES: Record<Exclude<SignatureAlgorithm, 'ml-dsa-65'>, NodeScheme>
   },
 };
 
-function checkKey<K extends PublicKey | PrivateKey>(
-  key: unknown,
-  type: abstract new (...args: never[]) => K,
-  alg: SignatureAlgorithm,
-): asserts key is K {
+function checkKey<K extends PublicKey | PrivateKey>(key: unknown, type: abstract new (...args: never[]) => K, alg: SignatureAlgorithm): asserts key is K {
   if (!(key instanceof type)) {
     throw new HotPatchError('INVALID', `key must be a ${type.name}, got ${describe(key)}`);
   }

@@ -91,9 +91,7 @@ export function requiredApprovals(quorum: Quorum, voterCount: number): number {
 
 /** Human form of a quorum rule, for messages. */
 export function describeQuorum(quorum: Quorum): string {
-  return quorum.kind === 'threshold'
-    ? `${quorum.threshold} distinct approver key(s)`
-    : `${quorum.ratio} of the registered voters, at least ${quorum.min}`;
+  return quorum.kind === 'threshold' ? `${quorum.threshold} distinct approver key(s)` : `${quorum.ratio} of the registered voters, at least ${quorum.min}`;
 }
 
 function parseQuorum(value: unknown, distinctKeys: number): Quorum {
@@ -124,4 +122,3 @@ function count(value: unknown, field: string, distinctKeys: number): number {
   }
   return value;
 }
-

@@ -123,7 +123,8 @@ export class StoreConsensus implements Consensus {
     if (typeof vote.envelope !== 'string' || vote.envelope.length === 0) throw new HotPatchError('INVALID', 'vote envelope must be a non-empty string');
     if (options.replacing === undefined) return this.store.create(key, vote.envelope);
     const old = options.replacing;
-    if (old.proposalId !== vote.proposalId || old.keyid !== vote.keyid) throw new HotPatchError('INVALID', 'a vote can only replace the same key id\'s vote on the same proposal');
+    if (old.proposalId !== vote.proposalId || old.keyid !== vote.keyid)
+      throw new HotPatchError('INVALID', "a vote can only replace the same key id's vote on the same proposal");
     return this.store.compareAndSwap(key, old.envelope, vote.envelope);
   }
 
@@ -164,12 +165,14 @@ export class StoreConsensus implements Consensus {
 }
 
 function checkProposalId(id: string): string {
-  if (typeof id !== 'string' || !PROPOSAL_ID.test(id)) throw new HotPatchError('INVALID', `proposal id ${describe(id)} is not a proposal id (p- and 32 hex digits)`);
+  if (typeof id !== 'string' || !PROPOSAL_ID.test(id))
+    throw new HotPatchError('INVALID', `proposal id ${describe(id)} is not a proposal id (p- and 32 hex digits)`);
   return id;
 }
 
 function checkKeyid(keyid: string): string {
-  if (typeof keyid !== 'string' || !APPROVER_KEYID.test(keyid)) throw new HotPatchError('INVALID', `key id ${describe(keyid)} is not a valid key id (1-128 of [A-Za-z0-9._:@-])`);
+  if (typeof keyid !== 'string' || !APPROVER_KEYID.test(keyid))
+    throw new HotPatchError('INVALID', `key id ${describe(keyid)} is not a valid key id (1-128 of [A-Za-z0-9._:@-])`);
   return keyid;
 }
 
@@ -186,6 +189,7 @@ export function setConsensus(consensus: Consensus | undefined): void {
 
 /** The current consensus; INVALID when none was set. */
 export function getConsensus(): Consensus {
-  if (current === undefined) throw new HotPatchError('INVALID', 'no consensus configured: call setConsensus() (e.g. with new StoreConsensus(await openStore(spec)))');
+  if (current === undefined)
+    throw new HotPatchError('INVALID', 'no consensus configured: call setConsensus() (e.g. with new StoreConsensus(await openStore(spec)))');
   return current;
 }

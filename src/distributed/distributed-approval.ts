@@ -2,15 +2,7 @@ import { hostname } from 'node:os';
 import { HotPatchError, describe, type ApprovalRequest, type Approver } from '../core/index.js';
 import type { ApproversList } from './approvers.js';
 import { getConsensus, type Consensus } from './consensus.js';
-import {
-  checkApprovalRequest,
-  countVotes,
-  newProposal,
-  proposalExpiresMs,
-  proposalIdOf,
-  type Proposal,
-  type VoteTally,
-} from './vote.js';
+import { checkApprovalRequest, countVotes, newProposal, proposalExpiresMs, proposalIdOf, type Proposal, type VoteTally } from './vote.js';
 
 export interface DistributedApprovalOptions {
   /** Where proposals and votes live; default: `getConsensus()` at each `approve` call. */
@@ -97,7 +89,11 @@ export class DistributedApproval implements Approver {
     }
     const needVoters = this.#approvers.quorum.kind === 'ratio';
     const [votes, voterCount] = await Promise.all([consensus.votes(id), needVoters ? consensus.voterCount() : Promise.resolve(0)]);
-    const tally = countVotes(proposal, votes, this.#approvers, { now: this.#now(), voterCount, ...(this.#skew === undefined ? {} : { clockSkewMs: this.#skew }) });
+    const tally = countVotes(proposal, votes, this.#approvers, {
+      now: this.#now(),
+      voterCount,
+      ...(this.#skew === undefined ? {} : { clockSkewMs: this.#skew }),
+    });
     return { approved: tally.approved, summary: `${tally.counted.length} of ${tally.required} required approvals on proposal ${id}` };
   }
 

@@ -41,10 +41,13 @@ export class EmbeddedLease implements Lease {
   /** Resolves `lost` when the known expiry passes without a renewal. */
   private armExpiry(): void {
     if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => {
-      if (Date.now() >= this.expiresAt) this.markLost();
-      else this.armExpiry();
-    }, Math.max(0, this.expiresAt - Date.now()));
+    this.expiryTimer = setTimeout(
+      () => {
+        if (Date.now() >= this.expiresAt) this.markLost();
+        else this.armExpiry();
+      },
+      Math.max(0, this.expiresAt - Date.now()),
+    );
     this.expiryTimer.unref();
   }
 

@@ -10,16 +10,7 @@ import { type PollSource, watchPrefix } from './embedded-poll.js';
 import { EmbeddedWriter } from './embedded-writer.js';
 import type { KeyValue, KvStore, Lease, Leadership, WatchEvent } from './kv-store.js';
 import { signal } from './one-shot-signal.js';
-import {
-  checkCandidate,
-  checkElectionName,
-  checkKey,
-  checkLease,
-  checkPositiveInt,
-  checkPrefix,
-  checkTtlMs,
-  checkValue,
-} from './store-checks.js';
+import { checkCandidate, checkElectionName, checkKey, checkLease, checkPositiveInt, checkPrefix, checkTtlMs, checkValue } from './store-checks.js';
 
 /**
  * `EmbeddedStore`: the single-host `KvStore`, a directory holding one JSON document
@@ -115,8 +106,7 @@ export class EmbeddedStore implements KvStore {
     if (options.onWatchError !== undefined && typeof options.onWatchError !== 'function') {
       throw new HotPatchError('INVALID', `onWatchError must be a function, got ${describe(options.onWatchError)}`);
     }
-    this.onWatchError =
-      options.onWatchError ?? ((error) => emitRedactedWarning(`embedded store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
+    this.onWatchError = options.onWatchError ?? ((error) => emitRedactedWarning(`embedded store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
     this.writer = new EmbeddedWriter({
       file: this.file,
       lockFile: path.join(this.dir, LOCK_FILE),
@@ -265,7 +255,8 @@ export class EmbeddedStore implements KvStore {
     this.assertOpen();
     const { result } = await this.writer.mutate((tx, now) => {
       let id: string;
-      do id = String(randomInt(1, 2 ** 47)); while (tx.state.leases.has(id));
+      do id = String(randomInt(1, 2 ** 47));
+      while (tx.state.leases.has(id));
       const expiresAt = now + ttlMs;
       tx.state.leases.set(id, { ttlMs, expiresAt });
       tx.markChanged();

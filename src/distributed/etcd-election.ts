@@ -44,8 +44,9 @@ export class EtcdElections {
     const putOurs = () => this.client.put(key).value(candidate).lease(lease.id);
 
     // step 1: our key, created with our lease; or found, when this lease campaigned before.
-    const res = await call(`campaign ${election}`, () =>
-      this.client.if(key, 'Create', '==', 0).then(putOurs()).else(this.client.get(key)).commit(),
+    const res = await call(
+      `campaign ${election}`,
+      () => this.client.if(key, 'Create', '==', 0).then(putOurs()).else(this.client.get(key)).commit(),
       'write', // a retry finds our own key in the else branch
     );
     let createRevision: bigint;
@@ -56,10 +57,7 @@ export class EtcdElections {
       if (kv === undefined) throw new HotPatchError('IO', `campaign ${election}: our key vanished during the campaign ${QUORUM_HINT}`);
       createRevision = BigInt(kv.create_revision);
       if (kv.value.toString('utf8') !== candidate) {
-        const update = await call(`campaign ${election}`, () =>
-          this.client.if(key, 'Create', '==', String(createRevision)).then(putOurs()).commit(),
-          'write',
-        );
+        const update = await call(`campaign ${election}`, () => this.client.if(key, 'Create', '==', String(createRevision)).then(putOurs()).commit(), 'write');
         if (!update.succeeded) throw new HotPatchError('ABORTED', `campaign for ${election} ended: lease ${lease.id} was lost`);
       }
     }
@@ -67,14 +65,16 @@ export class EtcdElections {
     // step 2: wait until no key of the election was created before ours.
     while (createRevision > 1n) {
       checkInterrupted();
-      const before = await call(`campaign ${election}`, () =>
-        this.client
-          .getAll()
-          .prefix(prefix)
-          .maxCreateRevision(String(createRevision - 1n))
-          .sort('Create', 'Descend')
-          .limit(1)
-          .exec(),
+      const before = await call(
+        `campaign ${election}`,
+        () =>
+          this.client
+            .getAll()
+            .prefix(prefix)
+            .maxCreateRevision(String(createRevision - 1n))
+            .sort('Create', 'Descend')
+            .limit(1)
+            .exec(),
         'read',
       );
       const previous = before.kvs[0];
@@ -95,10 +95,7 @@ export class EtcdElections {
   /** The current leader's candidate id, if any. */
   async leader(election: string): Promise<string | undefined> {
     const prefix = `${ELECTION_PREFIX}${election}/`;
-    const res = await this.operations.call(`leader of ${election}`, () =>
-      this.client.getAll().prefix(prefix).sort('Create', 'Ascend').limit(1).exec(),
-      'read',
-    );
+    const res = await this.operations.call(`leader of ${election}`, () => this.client.getAll().prefix(prefix).sort('Create', 'Ascend').limit(1).exec(), 'read');
     return res.kvs[0]?.value.toString('utf8');
   }
 
@@ -126,7 +123,13 @@ export class EtcdElections {
     // lease is lost, the store closes, or we resign.
     const watcher = await this.watchers.open(
       `watch ${key}`,
-      () => this.client.watch().key(key).startRevision(String(BigInt(revision) + 1n)).only('delete').watcher(),
+      () =>
+        this.client
+          .watch()
+          .key(key)
+          .startRevision(String(BigInt(revision) + 1n))
+          .only('delete')
+          .watcher(),
       (w) => {
         w.on('delete', () => lostSignal.fire());
         w.on('error', () => lostSignal.fire()); // cannot tell any more: step down
@@ -138,8 +141,9 @@ export class EtcdElections {
       lost: lostSignal.promise,
       resign: async () => {
         if (lostSignal.done) return;
-        await this.operations.call(`resign from ${election}`, () =>
-          this.client.if(key, 'Create', '==', String(createRevision)).then(this.client.delete().key(key)).commit(),
+        await this.operations.call(
+          `resign from ${election}`,
+          () => this.client.if(key, 'Create', '==', String(createRevision)).then(this.client.delete().key(key)).commit(),
           'write',
         );
         lostSignal.fire();

@@ -8,16 +8,7 @@ import { EtcdOperations } from './etcd-operations.js';
 import { callRetry, memberCircuit, watchBackoff } from './etcd-policies.js';
 import { EtcdWatchers } from './etcd-watchers.js';
 import type { KeyValue, KvStore, Lease, Leadership, WatchEvent } from './kv-store.js';
-import {
-  checkCandidate,
-  checkElectionName,
-  checkKey,
-  checkLease,
-  checkPositiveInt,
-  checkPrefix,
-  checkTtlMs,
-  checkValue,
-} from './store-checks.js';
+import { checkCandidate, checkElectionName, checkKey, checkLease, checkPositiveInt, checkPrefix, checkTtlMs, checkValue } from './store-checks.js';
 
 /**
  * `EtcdStore`: the fleet `KvStore`, over a real etcd cluster (Raft) through the `etcd3`
@@ -116,8 +107,7 @@ export class EtcdStore implements KvStore {
     if (options.onWatchError !== undefined && typeof options.onWatchError !== 'function') {
       throw new HotPatchError('INVALID', `onWatchError must be a function, got ${describe(options.onWatchError)}`);
     }
-    this.onWatchError =
-      options.onWatchError ?? ((error) => emitRedactedWarning(`etcd store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
+    this.onWatchError = options.onWatchError ?? ((error) => emitRedactedWarning(`etcd store watch: ${error.message}`, { code: `HOTPATCH_${error.code}` }));
     this.operations = new EtcdOperations(this.endpoints, callTimeoutMs, attemptTimeoutMs);
     this.client = new Etcd3({
       ...options.etcd,
@@ -168,8 +158,13 @@ export class EtcdStore implements KvStore {
     checkKey(key);
     checkValue(value);
     const lease = options.lease === undefined ? undefined : checkLease(options.lease, 'options.lease');
-    const res = await this.operations.call(`create ${key}`, () =>
-      this.client.if(key, 'Version', '==', 0).then(this.putOp(key, value, lease)).commit(),
+    const res = await this.operations.call(
+      `create ${key}`,
+      () =>
+        this.client
+          .if(key, 'Version', '==', 0)
+          .then(this.putOp(key, value, lease))
+          .commit(),
       'transaction',
     );
     return res.succeeded;
@@ -179,10 +174,12 @@ export class EtcdStore implements KvStore {
     checkKey(key);
     if (expected !== undefined) checkValue(expected, 'expected');
     checkValue(value);
-    const res = await this.operations.call(`compare-and-swap ${key}`, () =>
-      (expected === undefined ? this.client.if(key, 'Version', '==', 0) : this.client.if(key, 'Value', '==', expected))
-        .then(this.putOp(key, value, undefined))
-        .commit(),
+    const res = await this.operations.call(
+      `compare-and-swap ${key}`,
+      () =>
+        (expected === undefined ? this.client.if(key, 'Version', '==', 0) : this.client.if(key, 'Value', '==', expected))
+          .then(this.putOp(key, value, undefined))
+          .commit(),
       'transaction',
     );
     return res.succeeded;
@@ -223,14 +220,18 @@ export class EtcdStore implements KvStore {
     let inner = undefined as Etcd3Lease | undefined;
     let id: string;
     try {
-      id = await this.operations.call(`grant lease (${ttlSeconds} s)`, () => {
-        // etcd3 sends the grant from the constructor: inside the call, so it gets its context.
-        const created = this.client.lease(ttlSeconds);
-        inner = created;
-        // etcd3 reports a failed grant as 'lost' too; a listener keeps that from being unhandled.
-        created.on('lost', () => undefined);
-        return created.grant();
-      }, 'write');
+      id = await this.operations.call(
+        `grant lease (${ttlSeconds} s)`,
+        () => {
+          // etcd3 sends the grant from the constructor: inside the call, so it gets its context.
+          const created = this.client.lease(ttlSeconds);
+          inner = created;
+          // etcd3 reports a failed grant as 'lost' too; a listener keeps that from being unhandled.
+          created.on('lost', () => undefined);
+          return created.grant();
+        },
+        'write',
+      );
     } catch (error) {
       inner?.release();
       throw error;

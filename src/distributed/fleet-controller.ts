@@ -103,8 +103,10 @@ export class FleetController {
   #loop: Promise<void> | undefined;
 
   constructor(options: FleetControllerOptions) {
-    if (typeof options !== 'object' || options === null) throw new HotPatchError('INVALID', `fleet controller options must be an object, got ${describe(options)}`);
-    if (typeof options.store !== 'object' || options.store === null) throw new HotPatchError('INVALID', `options.store must be a KvStore, got ${describe(options.store)}`);
+    if (typeof options !== 'object' || options === null)
+      throw new HotPatchError('INVALID', `fleet controller options must be an object, got ${describe(options)}`);
+    if (typeof options.store !== 'object' || options.store === null)
+      throw new HotPatchError('INVALID', `options.store must be a KvStore, got ${describe(options.store)}`);
     this.controllerId = parseFleetId(options.controllerId, 'options.controllerId');
     this.keys = fleetKeys(options.prefix);
     this.#store = options.store;
@@ -330,12 +332,15 @@ export class FleetController {
 
   #wakeAfter(ms: number): void {
     if (this.#soakTimer !== undefined) clearTimeout(this.#soakTimer);
-    this.#soakTimer = setTimeout(() => {
-      this.#soakTimer = undefined;
-      this.#schedule();
-      // Capped at the longest delay a Node timer keeps (a longer one would fire after 1 ms and
-      // spin): a long soak wakes early, finds the soak not over, and sleeps again (chained).
-    }, Math.min(2 ** 31 - 1, Math.max(1, ms + 1)));
+    this.#soakTimer = setTimeout(
+      () => {
+        this.#soakTimer = undefined;
+        this.#schedule();
+        // Capped at the longest delay a Node timer keeps (a longer one would fire after 1 ms and
+        // spin): a long soak wakes early, finds the soak not over, and sleeps again (chained).
+      },
+      Math.min(2 ** 31 - 1, Math.max(1, ms + 1)),
+    );
     this.#soakTimer.unref();
   }
 }

@@ -100,11 +100,13 @@ export class FleetMember {
 
   constructor(options: FleetMemberOptions) {
     if (typeof options !== 'object' || options === null) throw new HotPatchError('INVALID', `fleet member options must be an object, got ${describe(options)}`);
-    if (typeof options.store !== 'object' || options.store === null) throw new HotPatchError('INVALID', `options.store must be a KvStore, got ${describe(options.store)}`);
+    if (typeof options.store !== 'object' || options.store === null)
+      throw new HotPatchError('INVALID', `options.store must be a KvStore, got ${describe(options.store)}`);
     for (const fn of ['apply', 'rollback'] as const) {
       if (typeof options[fn] !== 'function') throw new HotPatchError('INVALID', `options.${fn} must be a function, got ${describe(options[fn])}`);
     }
-    if (options.report !== undefined && typeof options.report !== 'function') throw new HotPatchError('INVALID', `options.report must be a function, got ${describe(options.report)}`);
+    if (options.report !== undefined && typeof options.report !== 'function')
+      throw new HotPatchError('INVALID', `options.report must be a function, got ${describe(options.report)}`);
     this.agentId = parseFleetId(options.agentId, 'options.agentId');
     this.ring = parseRing(options.ring, 'options.ring');
     this.keys = fleetKeys(options.prefix);
@@ -113,9 +115,14 @@ export class FleetMember {
     positiveMs(options.reportIntervalMs ?? 1000, 'options.reportIntervalMs');
     positiveMs(options.resyncMs ?? 30_000, 'options.resyncMs');
     this.#options = options;
-    this.#onError =
-      options.onError ?? ((error) => emitRedactedWarning(`fleet agent ${this.agentId}: ${messageOf(error)}`, { code: 'HOTPATCH_FLEET_AGENT' }));
-    this.#registration = new AgentRegistration(options.store, { key: this.key, agentId: this.agentId, ring: this.ring, ttlMs: this.#ttl, onError: this.#onError });
+    this.#onError = options.onError ?? ((error) => emitRedactedWarning(`fleet agent ${this.agentId}: ${messageOf(error)}`, { code: 'HOTPATCH_FLEET_AGENT' }));
+    this.#registration = new AgentRegistration(options.store, {
+      key: this.key,
+      agentId: this.agentId,
+      ring: this.ring,
+      ttlMs: this.#ttl,
+      onError: this.#onError,
+    });
     this.#rollouts = new PrefixMirror(options.store, this.keys.rollouts, {
       // A document that does not parse is reported and ignored: the member keeps following
       // the last version of it that parsed, as if the bad write had not happened.
@@ -255,7 +262,8 @@ export class FleetMember {
     }
     if (!ROLLBACK_STATUSES.includes(status)) return; // paused: start nothing
     if (work !== undefined) {
-      if (work.kind === 'apply' && work.rollout === rollout.id) work.abort.abort(new HotPatchError('ABORTED', `rollout ${rollout.id} ${status}: ${rollout.state.reason ?? 'stopped'}`));
+      if (work.kind === 'apply' && work.rollout === rollout.id)
+        work.abort.abort(new HotPatchError('ABORTED', `rollout ${rollout.id} ${status}: ${rollout.state.reason ?? 'stopped'}`));
       return; // re-evaluated when the work ends
     }
     if (this.#rolledBack.has(rollout.id)) return;

@@ -20,7 +20,20 @@
 import { HotPatchError, asObject, messageOf, parsePatchId } from '../core/index.js';
 import type { PersistableZdtOptions } from '../orchestration/index.js';
 import type { KeyValue, KvStore } from './kv-store.js';
-import { FINAL_ROLLOUT_STATUSES, fleetKeys, parseFleetId, parseRolloutDocument, parseAgentDocument, type RolloutStatus, type EmptyRingPolicy, type RolloutState, type RolloutDocument, type AgentTargetState, type AgentDocument, type FleetKeys } from './fleet-documents.js';
+import {
+  FINAL_ROLLOUT_STATUSES,
+  fleetKeys,
+  parseFleetId,
+  parseRolloutDocument,
+  parseAgentDocument,
+  type RolloutStatus,
+  type EmptyRingPolicy,
+  type RolloutState,
+  type RolloutDocument,
+  type AgentTargetState,
+  type AgentDocument,
+  type FleetKeys,
+} from './fleet-documents.js';
 // --- operator actions ---
 
 export interface RolloutSpec {
@@ -125,27 +138,42 @@ function refuse(doc: RolloutDocument, action: string, allowed: readonly RolloutS
 
 /** running → paused: no ring opens and no agent starts applying until resumed. */
 export function pauseRollout(store: KvStore, id: string, reason = 'paused by operator', options: FleetStoreOptions = {}): Promise<RolloutDocument> {
-  return updateRollout(store, id, (doc) => {
-    if (doc.state.status !== 'running') refuse(doc, 'pause', ['running']);
-    return operatorState(doc, 'paused', reason, (options.now ?? Date.now)());
-  }, options);
+  return updateRollout(
+    store,
+    id,
+    (doc) => {
+      if (doc.state.status !== 'running') refuse(doc, 'pause', ['running']);
+      return operatorState(doc, 'paused', reason, (options.now ?? Date.now)());
+    },
+    options,
+  );
 }
 
 /** paused → running; the current ring's soak starts over. */
 export function resumeRollout(store: KvStore, id: string, reason = 'resumed by operator', options: FleetStoreOptions = {}): Promise<RolloutDocument> {
-  return updateRollout(store, id, (doc) => {
-    if (doc.state.status !== 'paused') refuse(doc, 'resume', ['paused']);
-    return operatorState(doc, 'running', reason, (options.now ?? Date.now)());
-  }, options);
+  return updateRollout(
+    store,
+    id,
+    (doc) => {
+      if (doc.state.status !== 'paused') refuse(doc, 'resume', ['paused']);
+      return operatorState(doc, 'running', reason, (options.now ?? Date.now)());
+    },
+    options,
+  );
 }
 
 /** running / paused / halted → aborted: every agent that applied the patch rolls it back. */
 export function abortRollout(store: KvStore, id: string, reason = 'aborted by operator', options: FleetStoreOptions = {}): Promise<RolloutDocument> {
   const allowed: RolloutStatus[] = ['running', 'paused', 'halted'];
-  return updateRollout(store, id, (doc) => {
-    if (!allowed.includes(doc.state.status)) refuse(doc, 'abort', allowed);
-    return operatorState(doc, 'aborted', reason, (options.now ?? Date.now)());
-  }, options);
+  return updateRollout(
+    store,
+    id,
+    (doc) => {
+      if (!allowed.includes(doc.state.status)) refuse(doc, 'abort', allowed);
+      return operatorState(doc, 'aborted', reason, (options.now ?? Date.now)());
+    },
+    options,
+  );
 }
 
 export interface StoredRollout extends RolloutDocument {

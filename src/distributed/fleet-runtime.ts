@@ -102,7 +102,8 @@ export function runtimeFleetHooks(
       const errors = v.errors - w.errors;
       const rate = errors / calls;
       w.verdict = rate > maxErrorRate ? 'unhealthy' : 'healthy';
-      if (w.verdict === 'unhealthy') w.reason = `${v.label} failed ${errors} of ${calls} calls (${(rate * 100).toFixed(1)}% > ${(maxErrorRate * 100).toFixed(1)}%)`;
+      if (w.verdict === 'unhealthy')
+        w.reason = `${v.label} failed ${errors} of ${calls} calls (${(rate * 100).toFixed(1)}% > ${(maxErrorRate * 100).toFixed(1)}%)`;
       else delete w.reason;
       w.calls = v.calls;
       w.errors = v.errors;
@@ -121,11 +122,18 @@ export function runtimeFleetHooks(
       if (m.version !== order.version) mismatch.push(`version ${m.version} (ordered ${order.version})`);
       if (m.payload_hash.toLowerCase() !== order.payloadHash.toLowerCase()) mismatch.push(`payload hash ${m.payload_hash} (ordered ${order.payloadHash})`);
       if (mismatch.length > 0) {
-        throw new HotPatchError(mismatch.length === 1 && mismatch[0]!.startsWith('payload hash') ? 'HASH_MISMATCH' : 'INVALID', `the signed manifest differs from rollout ${order.id}: ${mismatch.join(', ')}`);
+        throw new HotPatchError(
+          mismatch.length === 1 && mismatch[0]!.startsWith('payload hash') ? 'HASH_MISMATCH' : 'INVALID',
+          `the signed manifest differs from rollout ${order.id}: ${mismatch.join(', ')}`,
+        );
       }
       await options.approver?.approve({ patchId: m.id, target: m.target, version: m.version, payloadHash: m.payload_hash }, signal);
       // The rollout's canary options (checked when its document was parsed) win over the host's defaults.
-      const result = await twoPhaseApply(installer, resolved.verified, resolved.payload, { ...overlayZdtOptions(options.applyOptions, order.zdt), runtime, signal });
+      const result = await twoPhaseApply(installer, resolved.verified, resolved.payload, {
+        ...overlayZdtOptions(options.applyOptions, order.zdt),
+        runtime,
+        signal,
+      });
       const now = state(order.target);
       if (result.outcome === 'promoted' || result.outcome === 'already-active') {
         return { phase: 'promoted', ...now, reason: result.reason };
@@ -135,8 +143,7 @@ export function runtimeFleetHooks(
 
     async rollback(order) {
       const target = runtime.get(order.target);
-      const runsIt =
-        target.applying?.patchId === order.patchId || target.paused?.patchId === order.patchId || target.active.patchId === order.patchId;
+      const runsIt = target.applying?.patchId === order.patchId || target.paused?.patchId === order.patchId || target.active.patchId === order.patchId;
       if (runsIt) await runtime.rollback(order.target, `rollout ${order.id} ${order.state.status}: ${order.state.reason ?? 'rolled back'}`);
       return { phase: 'rolled-back', ...state(order.target), reason: runsIt ? `rolled back ${order.patchId}` : `${order.patchId} was not active` };
     },

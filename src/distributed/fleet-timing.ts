@@ -7,7 +7,8 @@ import { HotPatchError, describe } from '../core/index.js';
 
 /** A period option: a positive number of milliseconds, or INVALID naming `what`. */
 export function positiveMs(value: unknown, what: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new HotPatchError('INVALID', `${what} must be a positive number of ms, got ${describe(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw new HotPatchError('INVALID', `${what} must be a positive number of ms, got ${describe(value)}`);
   return value;
 }
 
@@ -26,11 +27,14 @@ export function everyJittered(periodMs: number, fn: () => void): () => void {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const arm = (): void => {
-    timer = setTimeout(() => {
-      if (stopped) return;
-      arm();
-      fn();
-    }, periodMs * (0.75 + Math.random() / 2));
+    timer = setTimeout(
+      () => {
+        if (stopped) return;
+        arm();
+        fn();
+      },
+      periodMs * (0.75 + Math.random() / 2),
+    );
     timer.unref();
   };
   arm();

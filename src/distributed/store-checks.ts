@@ -101,8 +101,6 @@ export function sleep(ms: number, unref = false): Promise<void> {
   });
 }
 
-
-
 export function asHotPatchError(error: unknown, what: string): HotPatchError {
   if (error instanceof HotPatchError) return error;
   return new HotPatchError('IO', `${what}: ${messageOf(error)}`, { cause: error });

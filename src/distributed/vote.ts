@@ -109,7 +109,8 @@ export function checkApprovalRequest(request: unknown): ApprovalRequest {
 
 export function normalizePayloadHash(value: unknown, field: string): string {
   const m = typeof value === 'string' ? PAYLOAD_HASH.exec(value) : null;
-  if (m === null || m[2]!.length % 2 !== 0) throw new HotPatchError('INVALID', `${field} must be "alg:hex" with an even, non-empty hex digest, got ${describe(value)}`);
+  if (m === null || m[2]!.length % 2 !== 0)
+    throw new HotPatchError('INVALID', `${field} must be "alg:hex" with an even, non-empty hex digest, got ${describe(value)}`);
   return `${m[1]!.toLowerCase()}:${m[2]!.toLowerCase()}`;
 }
 
@@ -154,11 +155,15 @@ export function parseProposal(input: Uint8Array | string | unknown): Proposal {
   const request = checkApprovalRequest(obj);
   const createdMs = parseRfc3339(obj.createdAt, 'proposal createdAt');
   const expiresMs = parseRfc3339(obj.expiresAt, 'proposal expiresAt');
-  if (expiresMs <= createdMs) throw new HotPatchError('INVALID', `proposal expiresAt (${String(obj.expiresAt)}) is not after createdAt (${String(obj.createdAt)})`);
+  if (expiresMs <= createdMs)
+    throw new HotPatchError('INVALID', `proposal expiresAt (${String(obj.expiresAt)}) is not after createdAt (${String(obj.createdAt)})`);
   // A stored proposal is bounded like a new one: otherwise a store writer could pre-create
   // the (deterministic) proposal with a century-long life and have votes count for years.
   if (expiresMs - createdMs > MAX_PROPOSAL_TTL_MS) {
-    throw new HotPatchError('INVALID', `proposal lives ${Math.round((expiresMs - createdMs) / 86_400_000)} days, more than the ${MAX_PROPOSAL_TTL_MS / 86_400_000}-day maximum`);
+    throw new HotPatchError(
+      'INVALID',
+      `proposal lives ${Math.round((expiresMs - createdMs) / 86_400_000)} days, more than the ${MAX_PROPOSAL_TTL_MS / 86_400_000}-day maximum`,
+    );
   }
   if (typeof obj.proposer !== 'string') throw new HotPatchError('INVALID', `proposal proposer must be a string, got ${describe(obj.proposer)}`);
   const id = proposalIdOf(request);
@@ -179,9 +184,7 @@ export function proposalExpiresMs(p: Proposal): number {
 /** Whether `request` asks for exactly the activation `proposal` names. */
 export function proposalMatches(proposal: Proposal, request: ApprovalRequest): boolean {
   const r = checkApprovalRequest(request);
-  return (
-    proposal.patchId === r.patchId && proposal.target === r.target && proposal.version === r.version && proposal.payloadHash === r.payloadHash
-  );
+  return proposal.patchId === r.patchId && proposal.target === r.target && proposal.version === r.version && proposal.payloadHash === r.payloadHash;
 }
 
 /** Signs an approving vote for `proposal` with the approver's private key. */
@@ -269,7 +272,8 @@ export function countVotes(proposal: Proposal, votes: readonly SignedVote[], app
       const expected = field === 'proposalId' ? proposal.id : proposal[field];
       if (payload[field] !== expected) return `vote for another ${FIELD_NAMES[field]} (${payload[field]}, expected ${expected})`;
     }
-    if (payload.expiresAt !== proposal.expiresAt) return `vote for another instance of the proposal (expiring ${payload.expiresAt}, this one ${proposal.expiresAt})`;
+    if (payload.expiresAt !== proposal.expiresAt)
+      return `vote for another instance of the proposal (expiring ${payload.expiresAt}, this one ${proposal.expiresAt})`;
     // step 6: time.
     if (expired) return `proposal expired at ${proposal.expiresAt}`;
     const ts = parseRfc3339(payload.ts, 'vote ts');
@@ -292,7 +296,8 @@ export function parseVotePayload(bytes: Uint8Array): VotePayload {
   const obj = exactFields(decodeJson(bytes, 'vote'), VOTE_FIELDS, 'vote');
   for (const field of VOTE_FIELDS) {
     const v = obj[field];
-    if (typeof v !== 'string' || v.length === 0 || v.length > 512) throw new HotPatchError('INVALID', `vote ${field} must be a non-empty string, got ${describe(v)}`);
+    if (typeof v !== 'string' || v.length === 0 || v.length > 512)
+      throw new HotPatchError('INVALID', `vote ${field} must be a non-empty string, got ${describe(v)}`);
   }
   if (obj.decision !== 'approve') throw new HotPatchError('INVALID', `vote decision must be "approve", got ${describe(obj.decision)}`);
   parseRfc3339(obj.ts, 'vote ts');

@@ -1,24 +1,18 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, HotPatchError, messageOf, parseTargetName, type Manifest, type ManifestFacts, type PatchInstaller, type PayloadType } from '../core/index.js';
 import {
-  checkAdapter,
-  checkApi,
-  checkLoadOptions,
-  esmLoadedModule,
-  loadFailed,
-  webAssembly,
-  type LoadSubject,
-} from './loaders.js';
+  describe,
+  HotPatchError,
+  messageOf,
+  parseTargetName,
+  type Manifest,
+  type ManifestFacts,
+  type PatchInstaller,
+  type PayloadType,
+} from '../core/index.js';
+import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
-import type {
-  DynamicInstallerOptions,
-  LoadedModule,
-  LoadOptions,
-  StagedPayload,
-  WasmInstance,
-  WasmModule,
-} from './types.js';
+import type { DynamicInstallerOptions, LoadedModule, LoadOptions, StagedPayload, WasmInstance, WasmModule } from './types.js';
 
 export const DEFAULT_MAX_LIVE_VERSIONS_PER_TARGET = 16;
 
@@ -32,7 +26,6 @@ interface LiveVersions {
   /** sha256 → wasm instances not yet released; an entry is removed when its count reaches 0. */
   readonly wasm: Map<string, number>;
 }
-
 
 /**
  * Stages verified payloads under `<stageDir>/staging/<sha256>.<ext>` and loads them into the
@@ -74,12 +67,7 @@ export class DynamicInstaller implements PatchInstaller {
    * that is not ours), INVALID (bad arguments, a link or non-regular file at the final name),
    * ABORTED, IO (with the file-system error as cause). Nothing is left behind on failure.
    */
-  stage(
-    manifest: Manifest,
-    facts: ManifestFacts,
-    payload: Uint8Array | AsyncIterable<Uint8Array>,
-    signal?: AbortSignal,
-  ): Promise<StagedPayload> {
+  stage(manifest: Manifest, facts: ManifestFacts, payload: Uint8Array | AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedPayload> {
     return stagePayload(this.stagingDir, manifest, facts, payload, signal);
   }
 

@@ -51,11 +51,9 @@ export function checkApi(value: unknown, required: readonly string[], subject: L
   }
   const missing = missingFunctions(value, required);
   if (missing.length > 0) {
-    throw loadFailed(
-      subject,
-      `${source} lacks ${missing.length} of the ${required.length} functions of ${subject.target}'s interface: ${missing.join(', ')}`,
-      { detail: { missing } },
-    );
+    throw loadFailed(subject, `${source} lacks ${missing.length} of the ${required.length} functions of ${subject.target}'s interface: ${missing.join(', ')}`, {
+      detail: { missing },
+    });
   }
   return value as Record<string, unknown>;
 }
@@ -202,7 +200,9 @@ function copyConfig(value: unknown, path: string, depth: number, ancestors: Set<
     throw new HotPatchError('INVALID', `${path} is ${value === undefined ? 'undefined' : `a ${typeof value}`}, which is not JSON data`);
   }
   if (depth > MAX_TARGET_CONFIG_DEPTH) {
-    throw new HotPatchError('TOO_LARGE', `${field} nests deeper than ${MAX_TARGET_CONFIG_DEPTH} levels (at ${path})`, { detail: { limit: MAX_TARGET_CONFIG_DEPTH } });
+    throw new HotPatchError('TOO_LARGE', `${field} nests deeper than ${MAX_TARGET_CONFIG_DEPTH} levels (at ${path})`, {
+      detail: { limit: MAX_TARGET_CONFIG_DEPTH },
+    });
   }
   // A proxy's traps are code that could answer differently on every read: not data.
   if (nodeTypes.isProxy(value)) throw new HotPatchError('INVALID', `${path} is a Proxy, which is not JSON data`);

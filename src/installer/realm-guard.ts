@@ -84,13 +84,57 @@ function watchedObjects(): [string, object][] {
 
 /** Globals the host and this library rely on; each must stay the very value it was. */
 const WATCHED_GLOBALS = [
-  'Object', 'Array', 'Function', 'String', 'Number', 'Boolean', 'Symbol', 'BigInt', 'Promise', 'Map', 'Set',
-  'WeakMap', 'RegExp', 'Date', 'Error', 'TypeError', 'RangeError', 'JSON', 'Math', 'Reflect', 'Proxy',
-  'ArrayBuffer', 'Uint8Array', 'DataView', 'TextEncoder', 'TextDecoder', 'URL', 'URLSearchParams',
-  'AbortController', 'AbortSignal', 'Buffer', 'process', 'console', 'crypto', 'performance', 'fetch',
-  'Headers', 'Request', 'Response', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval',
-  'setImmediate', 'clearImmediate', 'queueMicrotask', 'structuredClone', 'EventTarget', 'Event',
-  'WebAssembly', 'globalThis',
+  'Object',
+  'Array',
+  'Function',
+  'String',
+  'Number',
+  'Boolean',
+  'Symbol',
+  'BigInt',
+  'Promise',
+  'Map',
+  'Set',
+  'WeakMap',
+  'RegExp',
+  'Date',
+  'Error',
+  'TypeError',
+  'RangeError',
+  'JSON',
+  'Math',
+  'Reflect',
+  'Proxy',
+  'ArrayBuffer',
+  'Uint8Array',
+  'DataView',
+  'TextEncoder',
+  'TextDecoder',
+  'URL',
+  'URLSearchParams',
+  'AbortController',
+  'AbortSignal',
+  'Buffer',
+  'process',
+  'console',
+  'crypto',
+  'performance',
+  'fetch',
+  'Headers',
+  'Request',
+  'Response',
+  'setTimeout',
+  'clearTimeout',
+  'setInterval',
+  'clearInterval',
+  'setImmediate',
+  'clearImmediate',
+  'queueMicrotask',
+  'structuredClone',
+  'EventTarget',
+  'Event',
+  'WebAssembly',
+  'globalThis',
 ] as const;
 
 interface Recorded {
@@ -206,7 +250,8 @@ function restoreTools(out: RealmCheck): void {
     const now = getOwnPropertyDescriptor(Reflect, key);
     if (now !== undefined && now.value === original) continue;
     note(out.changes, `Reflect.${key} replaced`);
-    if (!defineProperty(Reflect, key, { value: original, writable: true, enumerable: false, configurable: true })) note(out.permanent, `Reflect.${key} replaced (cannot be undone)`);
+    if (!defineProperty(Reflect, key, { value: original, writable: true, enumerable: false, configurable: true }))
+      note(out.permanent, `Reflect.${key} replaced (cannot be undone)`);
   }
 }
 

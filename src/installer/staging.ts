@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { describe, emitRedactedWarning, errnoOf, HotPatchError, messageOf, PAYLOAD_TYPES, type Manifest, type ManifestFacts, type PayloadType } from '../core/index.js';
+import {
+  describe,
+  emitRedactedWarning,
+  errnoOf,
+  HotPatchError,
+  messageOf,
+  PAYLOAD_TYPES,
+  type Manifest,
+  type ManifestFacts,
+  type PayloadType,
+} from '../core/index.js';
 import { hashProvider, timingSafeEqualBytes, type Hasher } from '../crypto-agile/index.js';
 import {
   DEFAULT_CHUNK_SIZE,
@@ -85,14 +95,8 @@ function checkStageArguments(manifest: unknown, facts: unknown, payload: unknown
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<Uint8Array> {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
-  );
+  return typeof value === 'object' && value !== null && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
 }
-
-
 
 // --- reading a staged file back ---
 
@@ -125,7 +129,12 @@ export async function digestStagedFile(file: string, keepBytes: boolean): Promis
  * again only when its bytes still are the ones that were checked at staging time (it may have
  * been staged by an earlier process, and the disk is not trusted across a restart).
  */
-export async function verifyStagedFile(file: string, sha256: string, type: PayloadType, keepBytes: boolean): Promise<{ staged: StagedPayload; bytes?: Uint8Array }> {
+export async function verifyStagedFile(
+  file: string,
+  sha256: string,
+  type: PayloadType,
+  keepBytes: boolean,
+): Promise<{ staged: StagedPayload; bytes?: Uint8Array }> {
   const digest = await digestStagedFile(file, keepBytes);
   // Content addresses are public, but comparing digests in constant time everywhere keeps one habit.
   if (!timingSafeEqualBytes(Buffer.from(digest.sha256, 'hex'), Buffer.from(sha256, 'hex'))) {
@@ -184,9 +193,13 @@ function checkedPayload(
       // step 2
       size += chunk.byteLength;
       if (size > expectedSize) {
-        throw new HotPatchError('SIZE_MISMATCH', `payload of patch ${manifest.id} is longer than payload_size ${expectedSize} (read ${size} bytes and stopped)`, {
-          detail: { expected: expectedSize, atLeast: size },
-        });
+        throw new HotPatchError(
+          'SIZE_MISMATCH',
+          `payload of patch ${manifest.id} is longer than payload_size ${expectedSize} (read ${size} bytes and stopped)`,
+          {
+            detail: { expected: expectedSize, atLeast: size },
+          },
+        );
       }
       const copy = new Uint8Array(chunk);
       manifestHasher.update(copy);
@@ -196,9 +209,13 @@ function checkedPayload(
     }
     // step 3
     if (size !== expectedSize) {
-      throw new HotPatchError('SIZE_MISMATCH', `payload of patch ${manifest.id} is ${size} bytes, payload_size says ${expectedSize} (${expectedSize - size} missing)`, {
-        detail: { expected: expectedSize, actual: size },
-      });
+      throw new HotPatchError(
+        'SIZE_MISMATCH',
+        `payload of patch ${manifest.id} is ${size} bytes, payload_size says ${expectedSize} (${expectedSize - size} missing)`,
+        {
+          detail: { expected: expectedSize, actual: size },
+        },
+      );
     }
     // step 4
     const actual = manifestHasher.digest();
@@ -418,8 +435,7 @@ async function unlinkTemp(temp: string): Promise<void> {
  * failure becomes `IO`), with a cleanup failure attached rather than dropped.
  */
 async function removeTemp(temp: string, error: unknown): Promise<HotPatchError> {
-  const primary =
-    error instanceof HotPatchError ? error : new HotPatchError('IO', `cannot stage the payload: ${messageOf(error)}`, { cause: error });
+  const primary = error instanceof HotPatchError ? error : new HotPatchError('IO', `cannot stage the payload: ${messageOf(error)}`, { cause: error });
   try {
     await fsp.unlink(temp);
   } catch (unlinkError) {

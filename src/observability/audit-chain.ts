@@ -248,7 +248,9 @@ export class AuditChainChecker {
   #headVerdict(partialTail: number): { line: number; reason: string } | undefined {
     const n = this.#lines;
     const partial =
-      partialTail > 0 ? `line ${n + 1} is incomplete (${partialTail} bytes without a final newline: an interrupted append, removed when the log is next opened, or a truncated line)` : undefined;
+      partialTail > 0
+        ? `line ${n + 1} is incomplete (${partialTail} bytes without a final newline: an interrupted append, removed when the log is next opened, or a truncated line)`
+        : undefined;
     if (this.#headError !== undefined) return { line: 1, reason: `no line is covered: ${this.#headError}` };
     const head = this.#head;
     if (head === undefined) {
@@ -258,12 +260,16 @@ export class AuditChainChecker {
     if (head.seq > n) {
       return {
         line: n + 1,
-        reason: `line ${n + 1} is missing: state.json's head covers ${head.seq} lines but audit.log has ${n} complete lines (lines were dropped or truncated)` +
+        reason:
+          `line ${n + 1} is missing: state.json's head covers ${head.seq} lines but audit.log has ${n} complete lines (lines were dropped or truncated)` +
           (partial === undefined ? '' : `; ${partial}`),
       };
     }
     if (head.seq > 0 && this.#hashAtHead !== head.hash) {
-      return { line: head.seq, reason: `line ${head.seq} does not match the head in state.json: its SHA-256 is ${this.#hashAtHead} but the head records ${head.hash} (the line or the head was modified)` };
+      return {
+        line: head.seq,
+        reason: `line ${head.seq} does not match the head in state.json: its SHA-256 is ${this.#hashAtHead} but the head records ${head.hash} (the line or the head was modified)`,
+      };
     }
     let covered = head.seq;
     if (n > covered && head.pending !== undefined && this.#hashAfterHead === head.pending) covered += 1;

@@ -4,14 +4,7 @@ import { join } from 'node:path';
 import { emitRedactedWarning, HotPatchError, messageOf, positiveInteger, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
 import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/index.js';
 import { StateStore } from '../rollback/index.js';
-import {
-  ZERO_HASH,
-  checkEvent,
-  encodeLine,
-  formatHead,
-  parseHead,
-  type AuditHead,
-} from './audit-chain.js';
+import { ZERO_HASH, checkEvent, encodeLine, formatHead, parseHead, type AuditHead } from './audit-chain.js';
 import { readTail, reconcileTail, type AuditReconciliation } from './audit-tail.js';
 
 export type { AuditReconciliation } from './audit-tail.js';
@@ -34,8 +27,6 @@ export interface AuditLogOptions {
 
 /** What `attach` calls when an event could not be written (now, or for good). */
 export type AuditFailureHandler = (event: HotPatchEvent, error: HotPatchError) => void;
-
-
 
 /**
  * The tamper-evident audit log: `<stateDir>/audit.log`, one JSON line per event, each carrying
@@ -262,7 +253,8 @@ export class AuditLog {
 
   /** Keeps an event whose append failed for a passing reason; returns the error to report. */
   #onAppendFailure(event: HotPatchEvent, error: unknown, keep: boolean): HotPatchError {
-    const failure = error instanceof HotPatchError ? error : new HotPatchError('IO', `cannot append to audit log ${this.path}: ${messageOf(error)}`, { cause: error });
+    const failure =
+      error instanceof HotPatchError ? error : new HotPatchError('IO', `cannot append to audit log ${this.path}: ${messageOf(error)}`, { cause: error });
     // INVALID / TOO_LARGE are the event's own fault: writing it again would fail again.
     if (failure.code !== 'IO' || this.#closed) return failure;
     this.#lastError = failure;
@@ -270,9 +262,12 @@ export class AuditLog {
     if (!this.#backlog.includes(event)) {
       if (this.#backlog.length >= this.#maxBacklog) {
         this.#lost += 1;
-        emitRedactedWarning(`audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} is lost: ${this.#maxBacklog} events already wait for the log to be writable`, {
-          code: 'HOTPATCH_AUDIT_LOST',
-        });
+        emitRedactedWarning(
+          `audit log ${this.path}: ${event.type} of ${event.id} for ${event.target} is lost: ${this.#maxBacklog} events already wait for the log to be writable`,
+          {
+            code: 'HOTPATCH_AUDIT_LOST',
+          },
+        );
         return failure;
       }
       this.#backlog.push(event);
@@ -339,9 +334,13 @@ export class AuditLog {
         await handle.truncate(this.#size);
         await handle.sync();
       } catch (undo) {
-        this.#broken = new HotPatchError('IO', `audit log ${this.path} is left with a partial line (${messageOf(undo)}); no further appends until it is reopened`, {
-          cause: new AggregateError([cause, undo]),
-        });
+        this.#broken = new HotPatchError(
+          'IO',
+          `audit log ${this.path} is left with a partial line (${messageOf(undo)}); no further appends until it is reopened`,
+          {
+            cause: new AggregateError([cause, undo]),
+          },
+        );
         throw this.#broken;
       }
       throw error;
@@ -411,9 +410,12 @@ export class AuditLog {
     clearTimeout(this.#retryTimer);
     if (this.#backlog.length > 0) {
       this.#lost += this.#backlog.length;
-      emitRedactedWarning(`audit log ${this.path} closed with ${this.#backlog.length} events never written: ${this.#lastError?.message ?? 'the log could not be written'}`, {
-        code: 'HOTPATCH_AUDIT_LOST',
-      });
+      emitRedactedWarning(
+        `audit log ${this.path} closed with ${this.#backlog.length} events never written: ${this.#lastError?.message ?? 'the log could not be written'}`,
+        {
+          code: 'HOTPATCH_AUDIT_LOST',
+        },
+      );
       this.#backlog.length = 0;
     }
     await this.#queue;
@@ -429,7 +431,6 @@ export class AuditLog {
     }
   }
 }
-
 
 /** Closes `handle` after `primary` failed; a close failure is attached to it, never dropped. */
 async function closeAfter(handle: FileHandle, primary: unknown, file: string): Promise<unknown> {

@@ -13,7 +13,6 @@ import { AuditChainChecker, MAX_LINE_BYTES, type AuditEntry, type AuditVerificat
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
-
 /** Reads state.json's `audit_head` without side effects; a state file that does not parse is a verdict, not a crash. */
 async function readRecordedHead(stateDir: string): Promise<{ head: string | undefined; error?: string }> {
   let bytes: Uint8Array;

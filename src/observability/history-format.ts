@@ -40,7 +40,10 @@ export function formatHistory(h: TargetHistory): string {
   const out: string[] = [];
   const log = join(h.stateDir, 'audit.log');
   if (h.audit.ok) out.push(`History of ${h.target} from ${log}: audit log verified (${h.audit.lines} lines, hash chain intact).`);
-  else out.push(`History of ${h.target} from ${log}: AUDIT LOG NOT VERIFIED — first bad line ${h.audit.firstBad?.line ?? '?'}: ${oneLine(h.audit.firstBad?.reason ?? 'unknown')}. Rows from that line on are marked [unverified].`);
+  else
+    out.push(
+      `History of ${h.target} from ${log}: AUDIT LOG NOT VERIFIED — first bad line ${h.audit.firstBad?.line ?? '?'}: ${oneLine(h.audit.firstBad?.reason ?? 'unknown')}. Rows from that line on are marked [unverified].`,
+    );
   if (h.rows.length === 0) {
     out.push(`No history recorded for ${h.target}${h.targets.length === 0 ? '' : ` (targets in the log: ${h.targets.slice(0, 20).join(', ')})`}.`);
     return `${out.join('\n')}\n`;
@@ -49,8 +52,20 @@ export function formatHistory(h: TargetHistory): string {
   out.push('');
   const table = [['VERSION', 'PATCH', 'SERVED FROM', 'SERVED UNTIL', 'OUTCOME', 'ASKED BY', 'REASON']];
   for (const r of h.rows) {
-    const from = r.servedFrom !== undefined ? `${r.servedFrom} (${r.start ?? '?'})` : r.start === 'before-log' ? 'before the log' : `never (tried ${r.attemptedAt ?? r.endedAt ?? '?'})`;
-    const until = r.endedAt !== undefined && r.servedFrom !== undefined ? r.endedAt : r.outcome === 'serving' ? 'now' : r.endedAt !== undefined && r.start === 'before-log' ? r.endedAt : '—';
+    const from =
+      r.servedFrom !== undefined
+        ? `${r.servedFrom} (${r.start ?? '?'})`
+        : r.start === 'before-log'
+          ? 'before the log'
+          : `never (tried ${r.attemptedAt ?? r.endedAt ?? '?'})`;
+    const until =
+      r.endedAt !== undefined && r.servedFrom !== undefined
+        ? r.endedAt
+        : r.outcome === 'serving'
+          ? 'now'
+          : r.endedAt !== undefined && r.start === 'before-log'
+            ? r.endedAt
+            : '—';
     const reason = oneLine(r.reason);
     table.push([
       r.version === '' ? '—' : oneLine(r.version),
@@ -63,6 +78,12 @@ export function formatHistory(h: TargetHistory): string {
     ]);
   }
   const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
-  for (const row of table) out.push(row.map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd());
+  for (const row of table)
+    out.push(
+      row
+        .map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c]!)))
+        .join('  ')
+        .trimEnd(),
+    );
   return `${out.join('\n')}\n`;
 }

@@ -128,7 +128,8 @@ class Replay {
         return this.#restored(entry);
       case 'RolledBack':
         if (this.#attempts.has(e.id)) return this.#refuse(entry, text(d.code) ?? 'CANARY_FAILED');
-        if (this.#current !== undefined && this.#current.patchId === e.id && (text(d.from) ?? this.#current.version) === this.#current.version) return this.#rolledBack(entry);
+        if (this.#current !== undefined && this.#current.patchId === e.id && (text(d.from) ?? this.#current.version) === this.#current.version)
+          return this.#rolledBack(entry);
         if (this.#merge(entry)) return;
         if (text(d.from) !== undefined) {
           this.#current = this.#implied(text(d.from)!, e.id, line);
@@ -222,7 +223,17 @@ class Replay {
 
   /** A row for a version the log shows only by name (serving when it began): no line of its own. */
   #implied(version: string, patchId: string | null, line: number): HistoryRow {
-    const row = this.#add({ version, patchId, start: 'before-log', outcome: 'serving', reason: 'serving when the audit log begins', restarts: 0, firstLine: 0, lastLine: line, verified: true });
+    const row = this.#add({
+      version,
+      patchId,
+      start: 'before-log',
+      outcome: 'serving',
+      reason: 'serving when the audit log begins',
+      restarts: 0,
+      firstLine: 0,
+      lastLine: line,
+      verified: true,
+    });
     this.#servedLast.set(version, row);
     return row;
   }
@@ -264,7 +275,18 @@ class Replay {
     // Which patch that version was: the last row that served it.
     const before = this.#servedLast.get(to);
     const reason = `brought back by the rollback of ${bad.version}: ${e.reason}`;
-    const row: HistoryRow = { version: to, patchId: before === bad ? null : (before?.patchId ?? null), servedFrom: e.ts, start: 'rollback', outcome: 'serving', reason, restarts: 0, firstLine: entry.line, lastLine: entry.line, verified: true };
+    const row: HistoryRow = {
+      version: to,
+      patchId: before === bad ? null : (before?.patchId ?? null),
+      servedFrom: e.ts,
+      start: 'rollback',
+      outcome: 'serving',
+      reason,
+      restarts: 0,
+      firstLine: entry.line,
+      lastLine: entry.line,
+      verified: true,
+    };
     if (by !== undefined) row.requestedBy = by;
     this.#serving(this.#add(row));
   }
@@ -327,10 +349,12 @@ class Replay {
  * `limit` keeps the most recent rows.
  */
 export async function buildHistory(stateDir: string, options: { target: string; limit?: number }): Promise<TargetHistory> {
-  if (typeof stateDir !== 'string' || stateDir.length === 0) throw new HotPatchError('INVALID', `stateDir must be a non-empty string, got ${describe(stateDir)}`);
+  if (typeof stateDir !== 'string' || stateDir.length === 0)
+    throw new HotPatchError('INVALID', `stateDir must be a non-empty string, got ${describe(stateDir)}`);
   const target = parseTargetName(options?.target, 'target');
   const limit = options.limit;
-  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new HotPatchError('INVALID', `limit must be a positive integer, got ${describe(limit)}`);
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1))
+    throw new HotPatchError('INVALID', `limit must be a positive integer, got ${describe(limit)}`);
   const replay = new Replay();
   const targets = new Set<string>();
   const audit = await scanAuditLog(stateDir, (entry) => {

@@ -26,7 +26,8 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
   let stream: DestinationStream;
   if (destination === undefined) stream = pino.destination(1);
   else if (typeof destination === 'number') {
-    if (!Number.isInteger(destination) || destination < 0) throw new HotPatchError('INVALID', `options.destination must be a file descriptor, got ${describe(destination)}`);
+    if (!Number.isInteger(destination) || destination < 0)
+      throw new HotPatchError('INVALID', `options.destination must be a file descriptor, got ${describe(destination)}`);
     stream = pino.destination({ dest: destination, sync: true });
   } else if (typeof destination === 'object' && destination !== null && typeof destination.write === 'function') {
     stream = destination as DestinationStream;
@@ -50,8 +51,10 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
  * `info`. Returns the unsubscribe function.
  */
 export function logEvents(bus: EventBus, logger: Logger): () => void {
-  if (typeof bus !== 'object' || bus === null || typeof bus.subscribe !== 'function') throw new HotPatchError('INVALID', `bus must be an EventBus, got ${describe(bus)}`);
-  if (typeof logger !== 'object' || logger === null || typeof logger.info !== 'function') throw new HotPatchError('INVALID', `logger must be a pino logger, got ${describe(logger)}`);
+  if (typeof bus !== 'object' || bus === null || typeof bus.subscribe !== 'function')
+    throw new HotPatchError('INVALID', `bus must be an EventBus, got ${describe(bus)}`);
+  if (typeof logger !== 'object' || logger === null || typeof logger.info !== 'function')
+    throw new HotPatchError('INVALID', `logger must be a pino logger, got ${describe(logger)}`);
   return bus.subscribe((event: HotPatchEvent) => {
     const fields: Record<string, unknown> = {
       eventType: event.type,

@@ -135,7 +135,8 @@ function stringList(value: unknown): string[] | undefined {
  * its last decisive event. `since` keeps the events at or after that instant.
  */
 export async function buildReport(stateDir: string, options: { since?: Date } = {}): Promise<ComplianceReport> {
-  if (typeof stateDir !== 'string' || stateDir.length === 0) throw new HotPatchError('INVALID', `stateDir must be a non-empty string, got ${describe(stateDir)}`);
+  if (typeof stateDir !== 'string' || stateDir.length === 0)
+    throw new HotPatchError('INVALID', `stateDir must be a non-empty string, got ${describe(stateDir)}`);
   const since = options.since;
   if (since !== undefined && (!(since instanceof Date) || Number.isNaN(since.getTime()))) {
     throw new HotPatchError('INVALID', `options.since must be a valid Date, got ${describe(since)}`);
@@ -234,7 +235,15 @@ function operatorAction({ line, event }: { line: number; event: HotPatchEvent },
   const text = (v: unknown): string => (typeof v === 'string' ? v : '?');
   // The operator's own words (`--reason`) when they gave some; else what was requested.
   const reason = typeof d.reason === 'string' ? d.reason : event.reason;
-  const action: OperatorAction = { line, ts: event.ts, action: text(d.action), target: event.target, credential: text(d.credential), reason, verified: line < firstBad };
+  const action: OperatorAction = {
+    line,
+    ts: event.ts,
+    action: text(d.action),
+    target: event.target,
+    credential: text(d.credential),
+    reason,
+    verified: line < firstBad,
+  };
   if (typeof d.actor === 'string') action.actor = d.actor;
   return action;
 }
@@ -287,7 +296,9 @@ export function formatReport(report: ComplianceReport, format: 'md' | 'json'): s
     out.push('| Line | Time | Action | Target | Credential | Actor (declared) | Reason |');
     out.push('| --- | --- | --- | --- | --- | --- | --- |');
     for (const o of report.operatorActions) {
-      out.push(`| ${o.line}${o.verified ? '' : ' (unverified)'} | ${cell(o.ts)} | ${cell(o.action)} | ${cell(o.target)} | ${cell(o.credential)} | ${cell(o.actor ?? '—')} | ${cell(o.reason)} |`);
+      out.push(
+        `| ${o.line}${o.verified ? '' : ' (unverified)'} | ${cell(o.ts)} | ${cell(o.action)} | ${cell(o.target)} | ${cell(o.credential)} | ${cell(o.actor ?? '—')} | ${cell(o.reason)} |`,
+      );
     }
     out.push('');
   }
@@ -295,12 +306,19 @@ export function formatReport(report: ComplianceReport, format: 'md' | 'json'): s
     out.push(`## ${p.id}`, '');
     out.push(`- Target: \`${p.target}\`, version ${p.version}`);
     out.push(`- Outcome: **${p.outcome}**${p.reasons.length === 0 ? '' : ` (${p.reasons.at(-1)})`}`);
-    if (p.payload_hash !== undefined) out.push(`- Payload: \`${p.payload_hash}\`, manifest created ${p.created_at ?? '?'}${p.expires === undefined ? '' : `, expires ${p.expires}`}`);
+    if (p.payload_hash !== undefined)
+      out.push(`- Payload: \`${p.payload_hash}\`, manifest created ${p.created_at ?? '?'}${p.expires === undefined ? '' : `, expires ${p.expires}`}`);
     if (p.manifestError !== undefined) out.push(`- Signed manifest: not available (${p.manifestError})`);
-    const source = p.signersSource === 'verified-event' ? 'keys that counted at verification' : p.signersSource === 'envelope' ? 'signatures on the envelope' : 'no record';
+    const source =
+      p.signersSource === 'verified-event' ? 'keys that counted at verification' : p.signersSource === 'envelope' ? 'signatures on the envelope' : 'no record';
     out.push(`- Signers: ${p.signers.length === 0 ? '—' : p.signers.join(', ')} (${source})`);
     out.push(`- Approvals: ${p.approvals.length === 0 ? 'none recorded' : p.approvals.map((x) => `${approvalText(x)} at ${x.ts}`).join('; ')}`);
-    if (p.metadata !== undefined) out.push(`- Metadata: ${Object.entries(p.metadata).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+    if (p.metadata !== undefined)
+      out.push(
+        `- Metadata: ${Object.entries(p.metadata)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ')}`,
+      );
     out.push('');
     out.push('| Line | Time | Event | Version | Reason |');
     out.push('| --- | --- | --- | --- | --- |');

@@ -1,4 +1,14 @@
-import { HotPatchError, type ApprovalRequest, type Approver, type ErrorCode, type PatchInstaller, type PatchRepository, type PatchVerifier, type SecurityPolicy, type VerifiedManifest } from '../core/index.js';
+import {
+  HotPatchError,
+  type ApprovalRequest,
+  type Approver,
+  type ErrorCode,
+  type PatchInstaller,
+  type PatchRepository,
+  type PatchVerifier,
+  type SecurityPolicy,
+  type VerifiedManifest,
+} from '../core/index.js';
 import { verifyPatch } from '../verification/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import type { PatchPlan } from './plan.js';
@@ -65,9 +75,18 @@ export async function dryRunPlan(
   } catch (error) {
     return fail('components', error);
   }
-  add('components', true, `repo ${plan.repo}, verifier ${plan.verifier}, security ${plan.security}, installer ${plan.installer}${plan.approver === undefined ? '' : `, approver ${plan.approver}`}`);
+  add(
+    'components',
+    true,
+    `repo ${plan.repo}, verifier ${plan.verifier}, security ${plan.security}, installer ${plan.installer}${plan.approver === undefined ? '' : `, approver ${plan.approver}`}`,
+  );
   const w = windowStatus(plan.window, nowMs);
-  add('window', w.open, w.open ? (plan.window === undefined ? 'no time window' : 'inside its time window') : `outside its time window: ${w.reason}`, w.open ? undefined : 'POLICY_DENIED');
+  add(
+    'window',
+    w.open,
+    w.open ? (plan.window === undefined ? 'no time window' : 'inside its time window') : `outside its time window: ${w.reason}`,
+    w.open ? undefined : 'POLICY_DENIED',
+  );
   if (plan.patch === undefined) {
     return fail('fetch and verify', new HotPatchError('INVALID', 'a dry run needs a plan naming its patch (a polling plan picks its patch when it runs)'));
   }
@@ -76,13 +95,18 @@ export async function dryRunPlan(
   let verified: VerifiedManifest;
   try {
     verified = await verifyPatch(c.repo, c.verifier, plan.patch, { highestVersion: await runtime.highestVersion(plan.target) }, signal);
-    if (verified.manifest.target !== plan.target) throw new HotPatchError('INVALID', `patch ${plan.patch} targets ${verified.manifest.target}, not ${plan.target}`);
+    if (verified.manifest.target !== plan.target)
+      throw new HotPatchError('INVALID', `patch ${plan.patch} targets ${verified.manifest.target}, not ${plan.target}`);
   } catch (error) {
     return fail('fetch and verify', error);
   }
   const m = verified.manifest;
   report.version = m.version;
-  add('fetch and verify', true, `${m.id} ${m.version} verified: signed by ${verified.signers.join(', ')} (threshold ${verified.threshold}), payload ${m.payload_size} bytes, hash matches`);
+  add(
+    'fetch and verify',
+    true,
+    `${m.id} ${m.version} verified: signed by ${verified.signers.join(', ')} (threshold ${verified.threshold}), payload ${m.payload_size} bytes, hash matches`,
+  );
   try {
     c.security.check(verified);
     add('gate', true, `security policy ${plan.security} allows it`);
@@ -91,7 +115,8 @@ export async function dryRunPlan(
   }
 
   const busy = target.applying ?? target.paused;
-  if (target.active.patchId === m.id && target.active.version === m.version) add('target state', false, `${m.id} ${m.version} is already active: nothing to apply`, 'INVALID');
+  if (target.active.patchId === m.id && target.active.version === m.version)
+    add('target state', false, `${m.id} ${m.version} is already active: nothing to apply`, 'INVALID');
   else if (target.frozen !== undefined) add('target state', false, `${plan.target} is frozen: ${target.frozen}`, 'POLICY_DENIED');
   else if (busy !== undefined) add('target state', false, `${plan.target} is busy with patch ${busy.patchId} (${busy.version})`, 'ABORTED');
   else add('target state', true, `${plan.target} is free: ${target.active.version} → ${m.version}`);

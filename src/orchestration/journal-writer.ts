@@ -88,7 +88,7 @@ export class JournalWriter {
   bytesIfOver(plans: readonly PlanState[], added: PlanState): number | undefined {
     // The new entry as the journal holds it: two levels deeper (4 more spaces a line), a comma and a newline.
     const entry = JSON.stringify(added, null, 2);
-    const addedBytes = Buffer.byteLength(entry) + 4 * (entry.split('\n').length) + 2;
+    const addedBytes = Buffer.byteLength(entry) + 4 * entry.split('\n').length + 2;
     const bound = this.journal.textBytes + addedBytes + this.#changes * CHANGE_BOUND_BYTES + plans.length * PLAN_SLACK_BYTES;
     if (bound <= this.#maxBytes) return undefined;
     const bytes = Buffer.byteLength(journalText(plans));

@@ -83,7 +83,8 @@ function entry(value: unknown, field: string): PlanState {
   }
   if (obj.patchId !== undefined) state.patchId = parsePatchId(obj.patchId, `${field}.patchId`);
   if (obj.version !== undefined) {
-    if (typeof obj.version !== 'string' || obj.version.length === 0 || obj.version.length > 256) throw new HotPatchError('INVALID', `${field}.version must be a version string`);
+    if (typeof obj.version !== 'string' || obj.version.length === 0 || obj.version.length > 256)
+      throw new HotPatchError('INVALID', `${field}.version must be a version string`);
     state.version = obj.version;
   }
   if (obj.reason !== undefined) {
@@ -201,5 +202,4 @@ export class Journal {
     this.#queue = next.result.catch(() => undefined); // the caller sees the failure; the queue goes on
     return next.result;
   }
-
 }

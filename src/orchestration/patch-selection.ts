@@ -11,12 +11,12 @@ import { codeOf, type Outcome } from './run-outcome.js';
  * counting patches the runtime recorded as failed. Returns the id, or a waiting outcome.
  */
 export async function selectPatch(
-runtime: HotPatchRuntime,
-plan: PatchPlan,
-c: PlanComponents,
-highestVersion: string | undefined,
-resumePatch: string | undefined,
-signal: AbortSignal | undefined,
+  runtime: HotPatchRuntime,
+  plan: PatchPlan,
+  c: PlanComponents,
+  highestVersion: string | undefined,
+  resumePatch: string | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<string | Outcome> {
   const failed = new Set(runtime.store === undefined ? [] : ((await runtime.store.read()).targets[plan.target]?.failed ?? []));
   const ids = await c.repo.list(signal);

@@ -12,13 +12,34 @@ export type PersistableZdtOptions = Omit<ZdtOptions, 'signal' | 'routingKey' | '
 
 /** Persistable canary options held as numbers (each checked again by `resolveZdtOptions`). */
 export const PERSISTABLE_ZDT_NUMBERS = [
-  'canaryRatio', 'canaryInterval', 'backoffFactor', 'jitterRatio', 'confidence', 'maxErrorExcess', 'maxLatencyShift',
-  'minCallsPerStep', 'minCalls', 'maxInconclusiveExtensions', 'maxErrorRate', 'maxLatencyRatio', 'minLatencySamples',
-  'latencyNoiseFloorMs', 'warmupCalls', 'canaryCallTimeoutMs', 'differentialSampleRate', 'probationMs', 'drainTimeoutMs',
+  'canaryRatio',
+  'canaryInterval',
+  'backoffFactor',
+  'jitterRatio',
+  'confidence',
+  'maxErrorExcess',
+  'maxLatencyShift',
+  'minCallsPerStep',
+  'minCalls',
+  'maxInconclusiveExtensions',
+  'maxErrorRate',
+  'maxLatencyRatio',
+  'minLatencySamples',
+  'latencyNoiseFloorMs',
+  'warmupCalls',
+  'canaryCallTimeoutMs',
+  'differentialSampleRate',
+  'probationMs',
+  'drainTimeoutMs',
   'loadTimeoutMs',
 ] as const satisfies readonly (keyof PersistableZdtOptions)[];
 /** Persistable canary options held as booleans. */
-export const PERSISTABLE_ZDT_BOOLEANS = ['rollbackOnCancel', 'returnErrorOnCanaryFail', 'retryOnBaseline', 'probationWatch'] as const satisfies readonly (keyof PersistableZdtOptions)[];
+export const PERSISTABLE_ZDT_BOOLEANS = [
+  'rollbackOnCancel',
+  'returnErrorOnCanaryFail',
+  'retryOnBaseline',
+  'probationWatch',
+] as const satisfies readonly (keyof PersistableZdtOptions)[];
 /** Every field a stored `zdt` object may have. */
 export const PERSISTABLE_ZDT_FIELDS: readonly string[] = [...PERSISTABLE_ZDT_NUMBERS, ...PERSISTABLE_ZDT_BOOLEANS, 'steps'];
 
@@ -39,7 +60,10 @@ export function checkPersistableZdt(value: unknown, field: string): PersistableZ
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(obj).sort()) {
     if (!FIELDS.has(key)) {
-      throw new HotPatchError('INVALID', `${field} has unknown or non-persistable field ${JSON.stringify(key)} (allowed: ${PERSISTABLE_ZDT_FIELDS.join(', ')})`);
+      throw new HotPatchError(
+        'INVALID',
+        `${field} has unknown or non-persistable field ${JSON.stringify(key)} (allowed: ${PERSISTABLE_ZDT_FIELDS.join(', ')})`,
+      );
     }
     const v = obj[key];
     if (v === undefined) continue;

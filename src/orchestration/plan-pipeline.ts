@@ -65,7 +65,8 @@ export async function runPipeline(
     const announcing: PatchRepository = {
       fetchEnvelope: async (id, s) => {
         const bytes = await c.repo.fetchEnvelope(id, s);
-        if (!quiet) ctx.emit('Fetched', state, `fetched the signed manifest of ${id} from ${plan.repo} (not yet verified)`, { repo: plan.repo, bytes: bytes.length });
+        if (!quiet)
+          ctx.emit('Fetched', state, `fetched the signed manifest of ${id} from ${plan.repo} (not yet verified)`, { repo: plan.repo, bytes: bytes.length });
         await ctx.phase(state, 'verify', `verifying ${id}`);
         return bytes;
       },
@@ -76,10 +77,21 @@ export async function runPipeline(
     const verified = await verifyPatch(announcing, c.verifier, patchId, { highestVersion }, signal);
     const m = verified.manifest;
     if (m.target !== plan.target) {
-      return await ctx.settle(state, { status: 'failed', reason: `patch ${m.id} targets ${m.target}, but plan ${plan.id} targets ${plan.target}`, code: 'INVALID', announce: true });
+      return await ctx.settle(state, {
+        status: 'failed',
+        reason: `patch ${m.id} targets ${m.target}, but plan ${plan.id} targets ${plan.target}`,
+        code: 'INVALID',
+        announce: true,
+      });
     }
     state.version = m.version;
-    if (!quiet) ctx.emit('Verified', state, `${m.id} ${m.version} verified: signed by ${verified.signers.length} key${verified.signers.length === 1 ? '' : 's'} (${verified.signers.join(', ')}; threshold ${verified.threshold})`, { signers: verified.signers, threshold: verified.threshold });
+    if (!quiet)
+      ctx.emit(
+        'Verified',
+        state,
+        `${m.id} ${m.version} verified: signed by ${verified.signers.length} key${verified.signers.length === 1 ? '' : 's'} (${verified.signers.join(', ')}; threshold ${verified.threshold})`,
+        { signers: verified.signers, threshold: verified.threshold },
+      );
 
     // step 3: security gate (allow/deny, requirements, platform).
     await ctx.phase(state, 'gate', `checking ${m.id} against security policy ${plan.security}`);
@@ -107,7 +119,8 @@ export async function runPipeline(
       return await ctx.settle(state, { status: 'waiting', reason: `target ${plan.target} is frozen: ${target.frozen}`, code: 'POLICY_DENIED' });
     }
     const busy = target.applying ?? target.paused;
-    if (busy !== undefined) return await ctx.settle(state, { status: 'waiting', reason: `target ${plan.target} is busy with patch ${busy.patchId} (${busy.version})` });
+    if (busy !== undefined)
+      return await ctx.settle(state, { status: 'waiting', reason: `target ${plan.target} is busy with patch ${busy.patchId} (${busy.version})` });
 
     // step 5: stage, canary, promote (the installer re-checks the hash while staging, so a
     // payload swapped since verification is refused).
@@ -139,7 +152,13 @@ export async function runPipeline(
 }
 
 /** undefined when approved (after publishing `Approved`), otherwise the outcome. */
-async function approve(ctx: PipelineContext, state: PlanState, approver: Approver, verified: VerifiedManifest, signal: AbortSignal | undefined): Promise<Outcome | undefined> {
+async function approve(
+  ctx: PipelineContext,
+  state: PlanState,
+  approver: Approver,
+  verified: VerifiedManifest,
+  signal: AbortSignal | undefined,
+): Promise<Outcome | undefined> {
   const m = verified.manifest;
   const name = state.plan.approver!;
   let returned: unknown;
@@ -152,8 +171,10 @@ async function approve(ctx: PipelineContext, state: PlanState, approver: Approve
     }
     throw error;
   }
-  const detail = typeof returned === 'object' && returned !== null && !Array.isArray(returned) ? { ...(returned as Record<string, unknown>), approver: name } : { approver: name };
+  const detail =
+    typeof returned === 'object' && returned !== null && !Array.isArray(returned)
+      ? { ...(returned as Record<string, unknown>), approver: name }
+      : { approver: name };
   ctx.emit('Approved', state, `${m.id} ${m.version} approved by ${name}`, detail);
   return undefined;
 }
-

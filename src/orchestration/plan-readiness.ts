@@ -22,7 +22,8 @@ export function readiness(state: PlanState, states: ReadonlyMap<string, PlanStat
   }
   const window = windowOutcome(state.plan, nowMs);
   if (window !== undefined && window.status === 'failed') return window;
-  if (notReady.length > 0) return { status: 'waiting', reason: `waiting for ${notReady.length === 1 ? 'dependency' : 'dependencies'} ${notReady.join(', ')} to activate` };
+  if (notReady.length > 0)
+    return { status: 'waiting', reason: `waiting for ${notReady.length === 1 ? 'dependency' : 'dependencies'} ${notReady.join(', ')} to activate` };
   return window;
 }
 

@@ -16,15 +16,7 @@ import { JournalWriter } from './journal-writer.js';
 import { runPipeline, type PipelineContext } from './plan-pipeline.js';
 import { recoveryOutcome } from './recovery.js';
 import { codeOf, resultOf, type Outcome } from './run-outcome.js';
-import {
-  FINAL_STATUSES,
-  checkPlan,
-  planKey,
-  type PatchPlan,
-  type PlanPhase,
-  type PlanRunResult,
-  type PlanState,
-} from './plan.js';
+import { FINAL_STATUSES, checkPlan, planKey, type PatchPlan, type PlanPhase, type PlanRunResult, type PlanState } from './plan.js';
 import { readiness, windowOutcome } from './plan-readiness.js';
 import { runRound, sleep } from './plan-rounds.js';
 import { finishedPlansToDrop } from './plan-retention.js';
@@ -59,7 +51,6 @@ export interface PlannerOptions {
 }
 
 type Components = PlanComponents;
-
 
 /**
  * Runs patch plans: Fetch → Verify → Gate → Approve → Stage → Canary → Activate (or roll
@@ -98,14 +89,16 @@ export class Planner {
    */
   constructor(options: PlannerOptions) {
     if (typeof options !== 'object' || options === null) throw new HotPatchError('INVALID', `planner options must be an object, got ${describe(options)}`);
-    if (!(options.runtime instanceof HotPatchRuntime)) throw new HotPatchError('INVALID', `options.runtime must be a HotPatchRuntime, got ${describe(options.runtime)}`);
+    if (!(options.runtime instanceof HotPatchRuntime))
+      throw new HotPatchError('INVALID', `options.runtime must be a HotPatchRuntime, got ${describe(options.runtime)}`);
     if (options.registries !== undefined && !(options.registries instanceof Registries)) {
       throw new HotPatchError('INVALID', `options.registries must be a Registries instance, got ${describe(options.registries)}`);
     }
     if (options.stateDir !== undefined && options.stateDir !== null && (typeof options.stateDir !== 'string' || options.stateDir.length === 0)) {
       throw new HotPatchError('INVALID', `options.stateDir must be a non-empty path or null, got ${describe(options.stateDir)}`);
     }
-    if (options.now !== undefined && typeof options.now !== 'function') throw new HotPatchError('INVALID', `options.now must be a function, got ${describe(options.now)}`);
+    if (options.now !== undefined && typeof options.now !== 'function')
+      throw new HotPatchError('INVALID', `options.now must be a function, got ${describe(options.now)}`);
     this.runtime = options.runtime;
     this.registries = options.registries ?? defaultRegistries;
     this.#now = options.now ?? Date.now;
@@ -163,13 +156,19 @@ export class Planner {
     }
     for (const dep of normalized.dependsOn ?? []) {
       if (!this.#states.has(dep)) {
-        throw new HotPatchError('INVALID', `plan ${normalized.id} depends on ${dep}, which is not a known plan (add it first; plans are added in dependency order, so there is no cycle)`);
+        throw new HotPatchError(
+          'INVALID',
+          `plan ${normalized.id} depends on ${dep}, which is not a known plan (add it first; plans are added in dependency order, so there is no cycle)`,
+        );
       }
     }
     this.#components(normalized);
     const open = [...this.#states.values()].filter((s) => !FINAL_STATUSES.includes(s.status)).length;
     if (open >= this.#maxOpen) {
-      throw new HotPatchError('TOO_LARGE', `${open} plans are not finished yet (maxOpenPlans ${this.#maxOpen}); finish or remove some before adding ${normalized.id}`);
+      throw new HotPatchError(
+        'TOO_LARGE',
+        `${open} plans are not finished yet (maxOpenPlans ${this.#maxOpen}); finish or remove some before adding ${normalized.id}`,
+      );
     }
     const state: PlanState = { plan: normalized, status: 'pending', reason: 'planned', attempts: 0, updatedAt: new Date().toISOString() };
     this.#states.set(normalized.id, state);
@@ -178,7 +177,10 @@ export class Planner {
       const bytes = this.#writer.bytesIfOver([...this.#states.values()], state);
       if (bytes !== undefined) {
         this.#states.delete(normalized.id);
-        throw new HotPatchError('TOO_LARGE', `adding plan ${normalized.id} would make journal.json ${bytes} bytes, over its limit of ${MAX_JOURNAL_BYTES}; remove finished plans first`);
+        throw new HotPatchError(
+          'TOO_LARGE',
+          `adding plan ${normalized.id} would make journal.json ${bytes} bytes, over its limit of ${MAX_JOURNAL_BYTES}; remove finished plans first`,
+        );
       }
     }
     this.#saveInBackground();
@@ -255,7 +257,10 @@ export class Planner {
         target.abort(`cancelled: ${reason}`);
         return resultOf(state);
       }
-      throw new HotPatchError('ABORTED', `plan ${id} is running (${state.phase ?? 'starting'}); it can be cancelled once that phase ends, or its apply aborted`);
+      throw new HotPatchError(
+        'ABORTED',
+        `plan ${id} is running (${state.phase ?? 'starting'}); it can be cancelled once that phase ends, or its apply aborted`,
+      );
     }
     return this.#settle(state, { status: 'failed', reason: `cancelled: ${reason}`, code: 'ABORTED', announce: true });
   }
@@ -379,7 +384,10 @@ export class Planner {
 
   #ready(): void {
     if (!this.#loaded) {
-      throw new HotPatchError('INVALID', `this planner keeps a journal at ${this.journalPath}: create it with \`await Planner.open(options)\`, which loads the journal first`);
+      throw new HotPatchError(
+        'INVALID',
+        `this planner keeps a journal at ${this.journalPath}: create it with \`await Planner.open(options)\`, which loads the journal first`,
+      );
     }
   }
 

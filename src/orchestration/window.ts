@@ -52,7 +52,10 @@ function minutesOf(value: unknown, field: string, allowEndOfDay: boolean): numbe
   if (m === null) throw new HotPatchError('INVALID', `${field} ${JSON.stringify(value)} is not an "HH:MM" time (00:00-23:59)`);
   const minutes = Number(m[1]) * 60 + Number(m[2]);
   if (minutes > 24 * 60 || (minutes === 24 * 60 && !allowEndOfDay)) {
-    throw new HotPatchError('INVALID', `${field} ${JSON.stringify(value)} is not a time of day${allowEndOfDay ? ' (24:00 is the latest end)' : ' (the latest start is 23:59)'}`);
+    throw new HotPatchError(
+      'INVALID',
+      `${field} ${JSON.stringify(value)} is not a time of day${allowEndOfDay ? ' (24:00 is the latest end)' : ' (the latest start is 23:59)'}`,
+    );
   }
   return minutes;
 }
@@ -101,10 +104,17 @@ export function parseWeeklyWindow(text: string): WeeklyWindow {
 export function formatWeeklyWindow(window: WeeklyWindow): string {
   const idx = window.days.map((d) => WEEKDAYS.indexOf(d)).sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
-    parts.push(j - i >= 2 ? `${WEEKDAYS[idx[i]!]}-${WEEKDAYS[idx[j]!]}` : idx.slice(i, j + 1).map((d) => WEEKDAYS[d]).join(','));
+    parts.push(
+      j - i >= 2
+        ? `${WEEKDAYS[idx[i]!]}-${WEEKDAYS[idx[j]!]}`
+        : idx
+            .slice(i, j + 1)
+            .map((d) => WEEKDAYS[d])
+            .join(','),
+    );
     i = j + 1;
   }
   return `${parts.join(',')} ${window.start}-${window.end} UTC`;
@@ -127,7 +137,10 @@ export function checkWeeklyWindow(value: unknown, field = 'weekly window'): Week
   const start = minutesOf(obj.start, `${field}.start`, false);
   const end = minutesOf(obj.end, `${field}.end`, true);
   if (end <= start) {
-    throw new HotPatchError('INVALID', `${field}: end ${String(obj.end)} must be after start ${String(obj.start)} (a window never spans midnight; use two windows)`);
+    throw new HotPatchError(
+      'INVALID',
+      `${field}: end ${String(obj.end)} must be after start ${String(obj.start)} (a window never spans midnight; use two windows)`,
+    );
   }
   return { days: [...seen].sort((a, b) => a - b).map((i) => WEEKDAYS[i]!), start: obj.start as string, end: obj.end as string };
 }
@@ -209,9 +222,6 @@ export function windowStatus(window: TimeWindow | undefined, nowMs: number): Win
     const parts = [weeklyText === undefined ? undefined : `inside ${weeklyText}`, w.notAfter === undefined ? undefined : `until notAfter ${w.notAfter}`];
     return { open: true, reason: `time window open${parts.some((p) => p !== undefined) ? ` (${parts.filter((p) => p !== undefined).join(', ')})` : ''}` };
   }
-  const why =
-    notBefore !== undefined && nowMs < notBefore
-      ? `before notBefore ${w.notBefore}`
-      : `outside ${weeklyText ?? 'the time window'}`;
+  const why = notBefore !== undefined && nowMs < notBefore ? `before notBefore ${w.notBefore}` : `outside ${weeklyText ?? 'the time window'}`;
   return { open: false, nextOpenMs: next, reason: `${why}; next opening ${new Date(next).toISOString()}` };
 }

@@ -155,8 +155,7 @@ export async function writeFileAtomic(file: string, data: AtomicWriteData, optio
  */
 export async function writeFileExclusive(file: string, data: AtomicWriteData, options: WriteFileAtomicOptions = {}): Promise<void> {
   const target = checkWriteArguments(file, data, options);
-  const exists = (): HotPatchError =>
-    new HotPatchError('INVALID', `${target} already exists; refusing to overwrite it`, { detail: { exists: true } });
+  const exists = (): HotPatchError => new HotPatchError('INVALID', `${target} already exists; refusing to overwrite it`, { detail: { exists: true } });
   try {
     await fsp.lstat(target);
     throw exists();
@@ -185,10 +184,7 @@ export async function writeFileExclusive(file: string, data: AtomicWriteData, op
 function checkWriteArguments(file: unknown, data: unknown, options: WriteFileAtomicOptions): string {
   checkPath(file, 'path');
   if (typeof data !== 'string' && !(data instanceof Uint8Array) && !isIterableData(data)) {
-    throw new HotPatchError(
-      'INVALID',
-      `data must be a Uint8Array, a string or an iterable of Uint8Array chunks, got ${describe(data)}`,
-    );
+    throw new HotPatchError('INVALID', `data must be a Uint8Array, a string or an iterable of Uint8Array chunks, got ${describe(data)}`);
   }
   if (typeof options !== 'object' || options === null) {
     throw new HotPatchError('INVALID', `options must be an object, got ${describe(options)}`);
@@ -234,10 +230,7 @@ async function writeThroughTemp(
     await commit(temp);
     committed = true;
   } catch (error) {
-    const primary =
-      error instanceof HotPatchError
-        ? error
-        : new HotPatchError('IO', `cannot write ${target}: ${messageOf(error)}`, { cause: error });
+    const primary = error instanceof HotPatchError ? error : new HotPatchError('IO', `cannot write ${target}: ${messageOf(error)}`, { cause: error });
     let combined: HotPatchError = primary;
     if (handle !== undefined) {
       try {

@@ -1,16 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { HotPatchError } from '../core/index.js';
-import {
-  DEFAULT_CHUNK_SIZE,
-  checkByteLimit,
-  checkChunkSize,
-  checkPath,
-  fileError,
-  messageOf,
-  throwIfAborted,
-  withCleanupFailure,
-} from './file-checks.js';
+import { DEFAULT_CHUNK_SIZE, checkByteLimit, checkChunkSize, checkPath, fileError, messageOf, throwIfAborted, withCleanupFailure } from './file-checks.js';
 
 /*
  * Bounded reads: a regular file opened without following links (or hanging on a FIFO), read
@@ -58,10 +49,7 @@ function readSize(chunkSize: number, allowed: number, sizeAtOpen: number, offset
  * hanging the open (it is then refused by the fstat check); `O_NOFOLLOW` refuses a link in
  * the last component. Returns the handle and its size at open time.
  */
-export async function openRegularFile(
-  file: string,
-  options: { noFollow?: boolean; what?: string } = {},
-): Promise<{ handle: FileHandle; size: number }> {
+export async function openRegularFile(file: string, options: { noFollow?: boolean; what?: string } = {}): Promise<{ handle: FileHandle; size: number }> {
   const noFollow = options.noFollow ?? true;
   const what = options.what ?? 'file';
   const flags = constants.O_RDONLY | constants.O_NONBLOCK | (noFollow ? constants.O_NOFOLLOW : 0);
@@ -90,11 +78,7 @@ export async function openRegularFile(
  * file is opened on the first `next()`; it is closed when the data ends, on error, on abort
  * and when the consumer stops early (`break` / `return()`).
  */
-export async function* readFileChunks(
-  file: string,
-  maxBytes: number,
-  options: ReadFileOptions = {},
-): AsyncGenerator<Uint8Array, void, undefined> {
+export async function* readFileChunks(file: string, maxBytes: number, options: ReadFileOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
   checkPath(file, 'path');
   checkByteLimit(maxBytes, 'maxBytes');
   const chunkSize = checkChunkSize(options.chunkSize);
@@ -144,11 +128,9 @@ export async function readFileBounded(file: string, maxBytes: number, options: R
   const what = options.what ?? 'file';
   const noFollow = options.noFollow ?? true;
   const tooLarge = (size?: number): HotPatchError =>
-    new HotPatchError(
-      'TOO_LARGE',
-      `${what} ${file} is larger than the limit of ${maxBytes} bytes` + (size === undefined ? '' : ` (it has ${size} bytes)`),
-      { detail: size === undefined ? { limit: maxBytes } : { limit: maxBytes, size } },
-    );
+    new HotPatchError('TOO_LARGE', `${what} ${file} is larger than the limit of ${maxBytes} bytes` + (size === undefined ? '' : ` (it has ${size} bytes)`), {
+      detail: size === undefined ? { limit: maxBytes } : { limit: maxBytes, size },
+    });
   throwIfAborted(options.signal, `reading ${what} ${file}`);
   const { handle, size } = await openRegularFile(file, { noFollow, what });
   let failure: { error: unknown } | undefined;

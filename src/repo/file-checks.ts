@@ -47,8 +47,6 @@ export function checkMode(value: unknown): number | undefined {
 
 // --- error helpers ---
 
-
-
 /** Throws `ABORTED` when the signal has fired; the signal's reason becomes the cause. */
 export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted === true) {

@@ -1,14 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import {
-  HotPatchError,
-  decodeEnvelope,
-  describe,
-  isPatchId,
-  parsePatchId,
-  type PatchId,
-  type PatchRepository,
-} from '../core/index.js';
+import { HotPatchError, decodeEnvelope, describe, isPatchId, parsePatchId, type PatchId, type PatchRepository } from '../core/index.js';
 import { checkWritableTarget, digestingStream, writeFileAtomic, type FileDigest } from './atomic-file.js';
 import { concatBytes, readFileBounded, readFileChunks } from './bounded-read.js';
 import { checkByteLimit, checkChunkSize, fileError, throwIfAborted } from './file-checks.js';
@@ -71,15 +63,11 @@ export class FileSystemRepository implements PatchRepository {
       throw new HotPatchError('INVALID', `repository options must be an object, got ${describe(options)}`);
     }
     this.root = root;
-    this.maxManifestBytes =
-      options.maxManifestBytes === undefined
-        ? DEFAULT_MAX_MANIFEST_BYTES
-        : checkByteLimit(options.maxManifestBytes, 'maxManifestBytes');
+    this.maxManifestBytes = options.maxManifestBytes === undefined ? DEFAULT_MAX_MANIFEST_BYTES : checkByteLimit(options.maxManifestBytes, 'maxManifestBytes');
     if (this.maxManifestBytes >= Number.MAX_SAFE_INTEGER) {
       throw new HotPatchError('INVALID', `maxManifestBytes must be below ${Number.MAX_SAFE_INTEGER}`);
     }
-    this.chunkSize =
-      options.chunkSize === undefined ? DEFAULT_REPOSITORY_CHUNK_SIZE : checkChunkSize(options.chunkSize, 'chunkSize');
+    this.chunkSize = options.chunkSize === undefined ? DEFAULT_REPOSITORY_CHUNK_SIZE : checkChunkSize(options.chunkSize, 'chunkSize');
   }
 
   /** The raw bytes of `<id>.json`; the verifier parses them. */
@@ -164,12 +152,7 @@ export class FileSystemRepository implements PatchRepository {
    */
   async publish(id: PatchId, envelopeJson: string, payload: PayloadSource, options?: WritePayloadOptions): Promise<FileDigest>;
   async publish(id: PatchId, envelopeJson: string, payload?: undefined, options?: WritePayloadOptions): Promise<undefined>;
-  async publish(
-    id: PatchId,
-    envelopeJson: string,
-    payload?: PayloadSource,
-    options: WritePayloadOptions = {},
-  ): Promise<FileDigest | undefined> {
+  async publish(id: PatchId, envelopeJson: string, payload?: PayloadSource, options: WritePayloadOptions = {}): Promise<FileDigest | undefined> {
     const patchId = parsePatchId(id);
     this.#checkEnvelope(patchId, envelopeJson);
     if (payload !== undefined) checkPayloadSource(payload);

@@ -12,11 +12,7 @@ export { concatBytes, openRegularFile, readFileBounded, readFileChunks } from '.
 export type { ReadFileOptions } from './bounded-read.js';
 export { DEFAULT_CHUNK_SIZE, fileError, throwIfAborted, withCleanupFailure } from './file-checks.js';
 export { DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_REPOSITORY_CHUNK_SIZE, FileSystemRepository } from './filesystem-repository.js';
-export type {
-  FileSystemRepositoryOptions,
-  PayloadSource,
-  WritePayloadOptions,
-} from './filesystem-repository.js';
+export type { FileSystemRepositoryOptions, PayloadSource, WritePayloadOptions } from './filesystem-repository.js';
 export { DEFAULT_PATCH_LIFETIME_MS, packPatch } from './pack-patch.js';
 export type { PackPatchOptions, PackedPatch } from './pack-patch.js';
 export { readAhead } from './read-ahead.js';

@@ -75,8 +75,7 @@ export async function packPatch(repository: string | FileSystemRepository, optio
   const expires =
     options.expires === null
       ? undefined
-      : (options.expires ??
-        (Number.isNaN(createdMs) ? undefined : new Date(createdMs + DEFAULT_PATCH_LIFETIME_MS).toISOString().replace('.000Z', 'Z')));
+      : (options.expires ?? (Number.isNaN(createdMs) ? undefined : new Date(createdMs + DEFAULT_PATCH_LIFETIME_MS).toISOString().replace('.000Z', 'Z')));
 
   // Size and hash first, from the source; every field is then checked by the same strict
   // parser the verifier uses, before anything is written to the repository.

@@ -71,5 +71,4 @@ export class StateStore {
     this.#queue = result.catch(() => undefined); // the caller sees the failure; the queue goes on
     return result;
   }
-
 }

@@ -10,14 +10,7 @@ import {
   type VerifiedManifest,
 } from '../core/index.js';
 import { hostPlatform, normalizePlatform } from './platform.js';
-import {
-  parseKeyId,
-  parsePolicyConfig,
-  parseRange,
-  parseVersion,
-  type NormalizedPolicyConfig,
-  type SecurityPolicyConfig,
-} from './policy-config.js';
+import { parseKeyId, parsePolicyConfig, parseRange, parseVersion, type NormalizedPolicyConfig, type SecurityPolicyConfig } from './policy-config.js';
 import { readPolicyFile } from './policy-file.js';
 
 /**
@@ -133,11 +126,9 @@ export class SecurityGate implements SecurityPolicy {
       });
     }
     if (policy.components.allow.length > 0 && !policy.components.allow.some((p) => matchesTargetPattern(p, target))) {
-      throw new HotPatchError(
-        'POLICY_DENIED',
-        `target ${target} is not allowed by policy (allow list: ${policy.components.allow.join(', ')})`,
-        { detail: { rule: 'components.allow', target, allow: [...policy.components.allow] } },
-      );
+      throw new HotPatchError('POLICY_DENIED', `target ${target} is not allowed by policy (allow list: ${policy.components.allow.join(', ')})`, {
+        detail: { rule: 'components.allow', target, allow: [...policy.components.allow] },
+      });
     }
 
     // step 2: every signer that counted is checked; a denied one refuses the patch, and with
@@ -172,21 +163,17 @@ export class SecurityGate implements SecurityPolicy {
 
     // step 4: payload size bound.
     if (manifest.payload_size > policy.maxPayloadBytes) {
-      throw new HotPatchError(
-        'TOO_LARGE',
-        `payload_size ${manifest.payload_size} exceeds the policy maximum ${policy.maxPayloadBytes}`,
-        { detail: { payloadSize: manifest.payload_size, maxPayloadBytes: policy.maxPayloadBytes } },
-      );
+      throw new HotPatchError('TOO_LARGE', `payload_size ${manifest.payload_size} exceeds the policy maximum ${policy.maxPayloadBytes}`, {
+        detail: { payloadSize: manifest.payload_size, maxPayloadBytes: policy.maxPayloadBytes },
+      });
     }
 
     // step 5: the target's version requirement.
     const range = policy.requirements.get(target);
     if (range !== undefined && !rangeSatisfied(manifest.version, range)) {
-      throw new HotPatchError(
-        'REQUIREMENT_UNSATISFIED',
-        `version ${manifest.version} of ${target} does not satisfy the required range ${range}`,
-        { detail: { target, version: manifest.version, range } },
-      );
+      throw new HotPatchError('REQUIREMENT_UNSATISFIED', `version ${manifest.version} of ${target} does not satisfy the required range ${range}`, {
+        detail: { target, version: manifest.version, range },
+      });
     }
 
     // step 6: platform constraints against the host (or the host named in `context`).
@@ -207,11 +194,9 @@ export class SecurityGate implements SecurityPolicy {
     if (constraints?.node !== undefined) {
       const nodeVersion = context.nodeVersion ?? process.versions.node;
       if (!rangeSatisfied(nodeVersion, constraints.node)) {
-        throw new HotPatchError(
-          'PLATFORM_MISMATCH',
-          `Node.js ${nodeVersion} does not satisfy the manifest's constraints.node ${constraints.node}`,
-          { detail: { nodeVersion, range: constraints.node } },
-        );
+        throw new HotPatchError('PLATFORM_MISMATCH', `Node.js ${nodeVersion} does not satisfy the manifest's constraints.node ${constraints.node}`, {
+          detail: { nodeVersion, range: constraints.node },
+        });
       }
     }
 
@@ -219,18 +204,14 @@ export class SecurityGate implements SecurityPolicy {
     for (const [component, wanted] of Object.entries(constraints?.requires ?? {})) {
       const running = policy.versions.get(component);
       if (running === undefined) {
-        throw new HotPatchError(
-          'REQUIREMENT_UNSATISFIED',
-          `requires ${component} ${wanted} but no version of it is running`,
-          { detail: { component, range: wanted, running: null } },
-        );
+        throw new HotPatchError('REQUIREMENT_UNSATISFIED', `requires ${component} ${wanted} but no version of it is running`, {
+          detail: { component, range: wanted, running: null },
+        });
       }
       if (!rangeSatisfied(running, wanted)) {
-        throw new HotPatchError(
-          'REQUIREMENT_UNSATISFIED',
-          `requires ${component} ${wanted} but ${running} is running`,
-          { detail: { component, range: wanted, running } },
-        );
+        throw new HotPatchError('REQUIREMENT_UNSATISFIED', `requires ${component} ${wanted} but ${running} is running`, {
+          detail: { component, range: wanted, running },
+        });
       }
     }
   }

@@ -97,10 +97,7 @@ export function parsePolicyConfig(value: unknown, field = 'policy'): NormalizedP
 /** A signer key id: the same bounds the DSSE envelope puts on `keyid`. */
 export function parseKeyId(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_KEY_ID_LENGTH) {
-    throw new HotPatchError(
-      'INVALID',
-      `${field} must be a key id (a non-empty string of at most ${MAX_KEY_ID_LENGTH} characters), got ${describe(value)}`,
-    );
+    throw new HotPatchError('INVALID', `${field} must be a key id (a non-empty string of at most ${MAX_KEY_ID_LENGTH} characters), got ${describe(value)}`);
   }
   return value;
 }
@@ -120,11 +117,7 @@ export function parseVersion(value: unknown, field: string): string {
   return value;
 }
 
-function allowDeny(
-  value: unknown,
-  field: string,
-  parseItem: (item: unknown, field: string) => string,
-): { allow: string[]; deny: string[] } {
+function allowDeny(value: unknown, field: string, parseItem: (item: unknown, field: string) => string): { allow: string[]; deny: string[] } {
   const out = { allow: [] as string[], deny: [] as string[] };
   if (value === undefined) return out;
   const obj = asObject(value, field);
@@ -154,4 +147,3 @@ function entries(value: unknown, field: string): [string, unknown][] {
   }
   return list;
 }
-

@@ -81,7 +81,5 @@ export function logHypergeometricPmf(x: number, white: number, black: number, dr
   const total = white + black;
   const p = draws / total;
   const q = (total - draws) / total;
-  return (
-    logBinomialPmf(x, white, p, q) + logBinomialPmf(draws - x, black, p, q) - logBinomialPmf(draws, total, p, q)
-  );
+  return logBinomialPmf(x, white, p, q) + logBinomialPmf(draws - x, black, p, q) - logBinomialPmf(draws, total, p, q);
 }

@@ -5,11 +5,7 @@ import { hashProvider, timingSafeEqualBytes } from '../crypto-agile/index.js';
  * Streams a payload through size and hash checks. Throws at the first byte past
  * `payload_size`, so a caller that reads at most payload_size + 1 bytes never reads more.
  */
-export async function checkPayloadStream(
-  manifest: Manifest,
-  facts: ManifestFacts,
-  chunks: AsyncIterable<Uint8Array>,
-): Promise<void> {
+export async function checkPayloadStream(manifest: Manifest, facts: ManifestFacts, chunks: AsyncIterable<Uint8Array>): Promise<void> {
   const hasher = hashProvider(facts.hashAlgorithm).create();
   const expected = manifest.payload_size;
   let size = 0;

@@ -14,11 +14,7 @@ export const TRUST_STORE_COMPONENT = 'hotpatch.trust-root';
  * version is higher. Either half alone is not enough: the old keys prove continuity, the new
  * ones prove the new holders can actually sign. Returns the new store; the caller swaps it in.
  */
-export function rotateTrustStore(
-  current: TrustStore,
-  envelopeBytes: Uint8Array,
-  policy: CryptoPolicy = defaultCryptoPolicy,
-): TrustStore {
+export function rotateTrustStore(current: TrustStore, envelopeBytes: Uint8Array, policy: CryptoPolicy = defaultCryptoPolicy): TrustStore {
   const envelope = decodeEnvelope(envelopeBytes);
   // step 1: the envelope must say it carries a trust store.
   if (envelope.payloadType !== TRUST_STORE_PAYLOAD_TYPE) {
@@ -37,7 +33,10 @@ export function rotateTrustStore(
   }
   const message = pae(envelope.payloadType, envelope.payload);
   // step 4: a threshold of the current root keys, then step 5: of the new root keys.
-  for (const [label, store] of [['current', current], ['new', next]] as const) {
+  for (const [label, store] of [
+    ['current', current],
+    ['new', next],
+  ] as const) {
     const checked = checkSignatures(envelope.signatures, message, store, policy, TRUST_STORE_COMPONENT);
     const rootIds = new Set(store.root.keys);
     const counted = distinctValidKeys(checked, (id) => rootIds.has(id));

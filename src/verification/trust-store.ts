@@ -1,4 +1,13 @@
-import { HotPatchError, asObject, decodeJson, describe, matchesAnyTargetPattern, matchesTargetPattern, parseTargetPattern, rejectUnknownFields } from '../core/index.js';
+import {
+  HotPatchError,
+  asObject,
+  decodeJson,
+  describe,
+  matchesAnyTargetPattern,
+  matchesTargetPattern,
+  parseTargetPattern,
+  rejectUnknownFields,
+} from '../core/index.js';
 import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto-agile/index.js';
 
 /**
@@ -175,4 +184,3 @@ function patterns(value: unknown, field: string): string[] {
   }
   return value.map((p, i) => parseTargetPattern(p, `${field}[${i}]`));
 }
-

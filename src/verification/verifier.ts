@@ -64,10 +64,7 @@ export class DefaultVerifier implements PatchVerifier {
 
     // step 1: envelope type — a signature over another payloadType must never count here.
     if (envelope.payloadType !== MANIFEST_PAYLOAD_TYPE) {
-      throw new HotPatchError(
-        'INVALID',
-        `envelope payloadType is ${JSON.stringify(envelope.payloadType)}, expected ${JSON.stringify(MANIFEST_PAYLOAD_TYPE)}`,
-      );
+      throw new HotPatchError('INVALID', `envelope payloadType is ${JSON.stringify(envelope.payloadType)}, expected ${JSON.stringify(MANIFEST_PAYLOAD_TYPE)}`);
     }
     // step 2: strict manifest parse (the target decides which keys and algorithms apply).
     const { manifest, facts } = parseManifest(envelope.payload);
@@ -89,8 +86,7 @@ export class DefaultVerifier implements PatchVerifier {
       const refused = valid.filter((id) => !targetTrust.authorized.has(id));
       throw new HotPatchError(
         'UNTRUSTED_KEY',
-        `signed by ${authorized.length} of ${required} required keys trusted for target ${target}; ` +
-          `not authorised for it: ${refused.join(', ')}`,
+        `signed by ${authorized.length} of ${required} required keys trusted for target ${target}; ` + `not authorised for it: ${refused.join(', ')}`,
         { detail: { valid: authorized.length, required, target, unauthorized: refused } },
       );
     }
@@ -118,11 +114,9 @@ export class DefaultVerifier implements PatchVerifier {
       );
     }
     if (facts.expiresMs !== undefined && facts.expiresMs + this.#skewMs <= now) {
-      throw new HotPatchError(
-        'EXPIRED',
-        `manifest expired ${formatDuration(now - facts.expiresMs)} ago (expires ${manifest.expires})`,
-        { detail: { expires: manifest.expires, now: new Date(now).toISOString(), overdue_ms: now - facts.expiresMs } },
-      );
+      throw new HotPatchError('EXPIRED', `manifest expired ${formatDuration(now - facts.expiresMs)} ago (expires ${manifest.expires})`, {
+        detail: { expires: manifest.expires, now: new Date(now).toISOString(), overdue_ms: now - facts.expiresMs },
+      });
     }
 
     // step 8: anti-downgrade against the highest version ever recorded for the target.
@@ -132,21 +126,16 @@ export class DefaultVerifier implements PatchVerifier {
       throw new HotPatchError('INVALID', `the highest recorded version of ${target} (${String(highest)}) is not a semver version`);
     }
     if (highest !== undefined && semver.lt(manifest.version, highest)) {
-      throw new HotPatchError(
-        'DOWNGRADE',
-        `version ${manifest.version} of ${target} is lower than the highest recorded version ${highest}`,
-        { detail: { version: manifest.version, highest } },
-      );
+      throw new HotPatchError('DOWNGRADE', `version ${manifest.version} of ${target} is lower than the highest recorded version ${highest}`, {
+        detail: { version: manifest.version, highest },
+      });
     }
 
     // step 9: the payload hash algorithm must be known and allowed before any payload byte is read.
     this.#policy.assertHashAllowed(target, facts.hashAlgorithm);
     const provider = hashProvider(facts.hashAlgorithm);
     if (facts.hashHex.length !== provider.digestLength * 2) {
-      throw new HotPatchError(
-        'INVALID',
-        `payload_hash has ${facts.hashHex.length / 2} bytes but ${facts.hashAlgorithm} digests are ${provider.digestLength}`,
-      );
+      throw new HotPatchError('INVALID', `payload_hash has ${facts.hashHex.length / 2} bytes but ${facts.hashAlgorithm} digests are ${provider.digestLength}`);
     }
 
     return { manifest, facts, envelope, signers: counted, threshold: required };

@@ -1,11 +1,4 @@
-import {
-  HotPatchError,
-  parsePatchId,
-  type PatchRepository,
-  type PatchVerifier,
-  type VerificationContext,
-  type VerifiedManifest,
-} from '../core/index.js';
+import { HotPatchError, parsePatchId, type PatchRepository, type PatchVerifier, type VerificationContext, type VerifiedManifest } from '../core/index.js';
 
 /**
  * The whole trust pipeline for one patch id: fetch the envelope, verify it, then stream the

@@ -12,14 +12,7 @@ import type { CanaryEvidence } from './canary-evidence.js';
 export type StepVerdict = 'Successful' | 'Failed' | 'Inconclusive';
 
 /** Which rule decided a verdict. */
-export type JudgeRule =
-  | 'output-mismatch'
-  | 'overwhelming-errors'
-  | 'error-excess'
-  | 'error-ceiling'
-  | 'latency-shift'
-  | 'insufficient-data'
-  | 'no-regression';
+export type JudgeRule = 'output-mismatch' | 'overwhelming-errors' | 'error-excess' | 'error-ceiling' | 'latency-shift' | 'insufficient-data' | 'no-regression';
 
 /** Every figure a verdict rests on: published in `CanaryStep` events, the CLI line and the audit log. */
 export interface JudgeFigures {
@@ -99,7 +92,15 @@ export function tripAlpha(confidence: number): number {
  * against factor × that bound + slack (exact binomial at α/2); a union bound keeps the level
  * α, so the returned p (doubled) is compared with α.
  */
-export function boundedExcessTest(k: number, n: number, refK: number, refN: number, alpha: number, factor: number, slack: number): { p: number; bound: number } {
+export function boundedExcessTest(
+  k: number,
+  n: number,
+  refK: number,
+  refN: number,
+  alpha: number,
+  factor: number,
+  slack: number,
+): { p: number; bound: number } {
   const bound = Math.min(1, factor * clopperPearsonUpper(refK, refN, 1 - alpha / 2) + slack);
   return { p: Math.min(1, 2 * binomialUpperTail(k, n, bound)), bound };
 }
@@ -204,13 +205,21 @@ export function judge(evidence: CanaryEvidence, look: number, isLastStep: boolea
   const decide = (verdict: StepVerdict, rule: JudgeRule, reason: string): JudgeVerdict => ({ verdict, reason, figures: { ...figures, rule } });
 
   if (evidence.differentialMismatches > 0) {
-    return decide('Failed', 'output-mismatch', `candidate output differed from the baseline in ${evidence.differentialMismatches} of ${evidence.differentialSamples} compared calls`);
+    return decide(
+      'Failed',
+      'output-mismatch',
+      `candidate output differed from the baseline in ${evidence.differentialMismatches} of ${evidence.differentialSamples} compared calls`,
+    );
   }
   if (errors.p < alpha) return decide('Failed', 'error-excess', errorSentence(figures, o, alpha));
   if (o.maxErrorRate < 1 && c.errors > 0) {
     const p = binomialUpperTail(c.errors, c.calls, o.maxErrorRate);
     if (p < alpha) {
-      return decide('Failed', 'error-ceiling', `candidate failed ${count(c.errors)} of ${count(c.calls)} calls (${pct(figures.errorRate)}): above the ${pct(o.maxErrorRate)} ceiling, exact binomial p=${p3(p)} < α=${p3(alpha)}`);
+      return decide(
+        'Failed',
+        'error-ceiling',
+        `candidate failed ${count(c.errors)} of ${count(c.calls)} calls (${pct(figures.errorRate)}): above the ${pct(o.maxErrorRate)} ceiling, exact binomial p=${p3(p)} < α=${p3(alpha)}`,
+      );
     }
   }
   // Significant AND the effect beyond the tolerance (the median past (1 + shift) × baseline + floor).
@@ -226,7 +235,11 @@ export function judge(evidence: CanaryEvidence, look: number, isLastStep: boolea
   // Latency must be judged before promotion whenever the last step has baseline calls at the
   // same moment to compare with (a last step of 100 % has none: its figures say so).
   if (isLastStep && latency.test === 'none' && o.minCalls > 0 && step.ratio < 1) {
-    return decide('Inconclusive', 'insufficient-data', `only ${latency.samples} of ${o.minLatencySamples} latency samples needed on each side before promotion`);
+    return decide(
+      'Inconclusive',
+      'insufficient-data',
+      `only ${latency.samples} of ${o.minLatencySamples} latency samples needed on each side before promotion`,
+    );
   }
   return decide('Successful', 'no-regression', summarySentence(figures));
 }

@@ -49,7 +49,6 @@ export function latencyShare(steps: readonly number[]): number {
 /** Baseline timings owed to timed candidate calls, at most (so both sides are sampled at the same moments). */
 const MAX_ARMED = 8;
 
-
 /** FNV-1a, 32 bits: cheap and well spread for bucketing routing keys. */
 export function fnv1a32(text: string): number {
   let h = 0x811c9dc5;
@@ -296,7 +295,10 @@ export class CanaryRoute {
     this.evidence.candidate.invalid += 1;
     this.#candidateFailed();
     if (this.#options.retryOnBaseline) return onBaseline();
-    throw new HotPatchError('CANARY_FAILED', `candidate ${this.candidate.version} returned an output the target's validate hook refused (${this.#options.methodNames[index]})`);
+    throw new HotPatchError(
+      'CANARY_FAILED',
+      `candidate ${this.candidate.version} returned an output the target's validate hook refused (${this.#options.methodNames[index]})`,
+    );
   }
 
   #baselineAsync(index: number, api: object, thisArg: unknown, args: unknown[], retry = false): unknown {
@@ -366,7 +368,9 @@ export class CanaryRoute {
           answer(resolve, reject, onBaseline);
           return;
         }
-        reject(new HotPatchError('CANARY_FAILED', `candidate ${v.version} did not answer within its ${Math.round(this.deadlines.deadlineMs)} ms canary deadline`));
+        reject(
+          new HotPatchError('CANARY_FAILED', `candidate ${v.version} did not answer within its ${Math.round(this.deadlines.deadlineMs)} ms canary deadline`),
+        );
       });
       Promise.resolve(result).then(
         (value) => {

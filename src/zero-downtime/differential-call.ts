@@ -82,7 +82,13 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
     if (base.threw) b.errors += 1;
     record.baseline(base.threw);
     const failed = cand.threw || broke;
-    record.candidate({ failed, timedOut: false, mismatch: broke || differs(base, cand), candidateMs: call.timed ? cand.ms : undefined, baselineMs: call.timed ? base.ms : undefined });
+    record.candidate({
+      failed,
+      timedOut: false,
+      mismatch: broke || differs(base, cand),
+      candidateMs: call.timed ? cand.ms : undefined,
+      baselineMs: call.timed ? base.ms : undefined,
+    });
     if (base.threw) throw base.error;
     return base.value;
   }
@@ -108,7 +114,13 @@ export function runDifferential(call: DifferentialCall, record: DifferentialReco
   });
   void Promise.all([baseDone, candDone]).then(([bs, { cs, inTime }]) => {
     if (!inTime) return;
-    record.candidate({ failed: cs.threw, timedOut: false, mismatch: differs(bs, cs), candidateMs: call.timed ? cs.ms : undefined, baselineMs: call.timed ? bs.ms : undefined });
+    record.candidate({
+      failed: cs.threw,
+      timedOut: false,
+      mismatch: differs(bs, cs),
+      candidateMs: call.timed ? cs.ms : undefined,
+      baselineMs: call.timed ? bs.ms : undefined,
+    });
   });
   return baseDone.then((s) => {
     if (s.threw) throw s.error;

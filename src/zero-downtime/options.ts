@@ -102,7 +102,9 @@ export function resolveZdtOptions(options: ZdtOptions = {}): ResolvedZdtOptions 
     throw new HotPatchError('INVALID', 'give maxLatencyShift or the older maxLatencyRatio, not both');
   }
   const shift =
-    options.maxLatencyRatio !== undefined ? atLeast(options.maxLatencyRatio, 1, 'maxLatencyRatio') - 1 : nonNegative(options.maxLatencyShift ?? 0.3, 'maxLatencyShift');
+    options.maxLatencyRatio !== undefined
+      ? atLeast(options.maxLatencyRatio, 1, 'maxLatencyRatio') - 1
+      : nonNegative(options.maxLatencyShift ?? 0.3, 'maxLatencyShift');
   const resolved: ResolvedZdtOptions = {
     canaryRatio,
     canaryInterval: timerMs(options.canaryInterval ?? 150, 'canaryInterval'),
@@ -143,19 +145,23 @@ function ratio(value: unknown, name: string): number {
   return value;
 }
 function nonNegative(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new HotPatchError('INVALID', `${name} must be a finite number >= 0, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new HotPatchError('INVALID', `${name} must be a finite number >= 0, got ${String(value)}`);
   return value;
 }
 function atLeast(value: unknown, min: number, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) throw new HotPatchError('INVALID', `${name} must be a number >= ${min}, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min)
+    throw new HotPatchError('INVALID', `${name} must be a number >= ${min}, got ${String(value)}`);
   return value;
 }
 function between(value: unknown, min: number, max: number, name: string): number {
-  if (typeof value !== 'number' || !(value >= min && value <= max)) throw new HotPatchError('INVALID', `${name} must be a number in [${min}, ${max}], got ${String(value)}`);
+  if (typeof value !== 'number' || !(value >= min && value <= max))
+    throw new HotPatchError('INVALID', `${name} must be a number in [${min}, ${max}], got ${String(value)}`);
   return value;
 }
 function integer(value: unknown, min: number, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw new HotPatchError('INVALID', `${name} must be an integer >= ${min}, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    throw new HotPatchError('INVALID', `${name} must be an integer >= ${min}, got ${String(value)}`);
   return value;
 }
 function openUnit(value: unknown, name: string): number {

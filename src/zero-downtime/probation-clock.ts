@@ -14,12 +14,15 @@ export class ProbationClock {
     this.#ends.set(target, ends);
     const arm = (): void => {
       const left = ends - Date.now();
-      const timer = setTimeout(() => {
-        if (ends - Date.now() > 0) return arm(); // a chained long probation: not over yet
-        this.#timers.delete(target);
-        this.#ends.delete(target);
-        onEnd();
-      }, Math.min(Math.max(0, left), 2 ** 31 - 1));
+      const timer = setTimeout(
+        () => {
+          if (ends - Date.now() > 0) return arm(); // a chained long probation: not over yet
+          this.#timers.delete(target);
+          this.#ends.delete(target);
+          onEnd();
+        },
+        Math.min(Math.max(0, left), 2 ** 31 - 1),
+      );
       timer.unref();
       this.#timers.set(target, timer);
     };

@@ -41,7 +41,8 @@ export function watchProbation(
 ): void {
   const refCalls = reference.baseline.calls + reference.baselineBefore.calls;
   const refErrors = reference.baseline.errors + reference.baselineBefore.errors;
-  const refLatency = reference.pairs.length >= reference.baselineLatency.length ? reference.pairs.baseline.view().slice() : reference.baselineLatency.view().slice();
+  const refLatency =
+    reference.pairs.length >= reference.baselineLatency.length ? reference.pairs.baseline.view().slice() : reference.baselineLatency.view().slice();
   const calls0 = promoted.calls;
   const errors0 = promoted.errors;
   const samples = new Float64Array(MAX_SAMPLES);
@@ -156,7 +157,13 @@ async function rollBackRegression(
     return;
   }
   target.routeTo(previous, undefined);
-  runtime.emit('RolledBack', target.name, previous.version, bad.patchId ?? 'builtin', reason, { code: 'CANARY_FAILED', from: bad.version, to: previous.version, phase: 'probation', ...figures });
+  runtime.emit('RolledBack', target.name, previous.version, bad.patchId ?? 'builtin', reason, {
+    code: 'CANARY_FAILED',
+    from: bad.version,
+    to: previous.version,
+    phase: 'probation',
+    ...figures,
+  });
   try {
     await runtime.recordRollback(target, previous, bad);
   } catch (error) {

@@ -100,9 +100,12 @@ export class RecordedVersions {
     try {
       return await this.load(target, record, verifier);
     } catch (error) {
-      emitRedactedWarning(`${target.name}: the previous version ${record.version} (${record.id}) could not be kept warm: ${(error as Error).message}; a rollback will need { to }`, {
-        code: 'HOTPATCH_PREVIOUS_NOT_WARM',
-      });
+      emitRedactedWarning(
+        `${target.name}: the previous version ${record.version} (${record.id}) could not be kept warm: ${(error as Error).message}; a rollback will need { to }`,
+        {
+          code: 'HOTPATCH_PREVIOUS_NOT_WARM',
+        },
+      );
       return undefined;
     }
   }

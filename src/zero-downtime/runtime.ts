@@ -1,4 +1,14 @@
-import { HotPatchError, checkPatchInstaller, defaultEventBus, type EventBus, type EventType, type LoadedModule, type PatchInstaller, type PatchVerifier, emitRedactedWarning } from '../core/index.js';
+import {
+  HotPatchError,
+  checkPatchInstaller,
+  defaultEventBus,
+  type EventBus,
+  type EventType,
+  type LoadedModule,
+  type PatchInstaller,
+  type PatchVerifier,
+  emitRedactedWarning,
+} from '../core/index.js';
 import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
 import semver from 'semver';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
@@ -252,7 +262,10 @@ export class HotPatchRuntime {
     }
     const previous = options.to === undefined ? target.previous : await this.#retained(target, options.to);
     if (previous === undefined) {
-      throw new HotPatchError('NOT_FOUND', `target ${name} has no previous version to roll back to; retained: ${(await this.#retainedList(target)).join(', ')} (roll back to one with { to: VERSION })`);
+      throw new HotPatchError(
+        'NOT_FOUND',
+        `target ${name} has no previous version to roll back to; retained: ${(await this.#retainedList(target)).join(', ')} (roll back to one with { to: VERSION })`,
+      );
     }
     const bad = target.active;
     // Persist, then flip: if the write fails, nothing changed and the caller is told so.
@@ -367,9 +380,12 @@ export class HotPatchRuntime {
     }
     let drained = await version.waitDrained(timeoutMs);
     if (!drained) {
-      emitRedactedWarning(`${target.name} ${version.label}: ${version.inflight} calls still in flight after ${timeoutMs} ms; dispose postponed until they finish`, {
-        code: 'HOTPATCH_DRAIN_TIMEOUT',
-      });
+      emitRedactedWarning(
+        `${target.name} ${version.label}: ${version.inflight} calls still in flight after ${timeoutMs} ms; dispose postponed until they finish`,
+        {
+          code: 'HOTPATCH_DRAIN_TIMEOUT',
+        },
+      );
       const report = { version: version.version, drained: false, inflight: version.inflight };
       void version.waitDrained(2 ** 31 - 1).then(() => this.#dispose(target, version));
       return report;
@@ -427,7 +443,11 @@ export class HotPatchRuntime {
   }
 
   /** @internal a loaded payload as a version of `target`. */
-  versionOfModule(target: Target<object>, mod: LoadedModule, init: { version: string; patchId: string; sha256: string; type: RuntimeVersion['type'] }): RuntimeVersion {
+  versionOfModule(
+    target: Target<object>,
+    mod: LoadedModule,
+    init: { version: string; patchId: string; sha256: string; type: RuntimeVersion['type'] },
+  ): RuntimeVersion {
     const hooks: VersionHooks = {};
     if (mod.selfTest !== undefined) hooks.selfTest = mod.selfTest;
     if (mod.dispose !== undefined) hooks.dispose = mod.dispose;
@@ -489,10 +509,8 @@ export class HotPatchRuntime {
     }
     return reports;
   }
-
 }
 
 function versionStatus(v: RuntimeVersion): VersionStatus {
   return { version: v.version, patchId: v.patchId, inflight: v.inflight };
 }
-

@@ -80,9 +80,7 @@ export class Target<T extends object> {
   /** Set while a patch is being applied to this target. */
   applying: { patchId: string; version: string; control: CanaryControl } | undefined;
   /** Set when an aborted canary was paused (rollbackOnCancel false) awaiting a decision. */
-  paused:
-    | { patchId: string; version: string; promote: () => Promise<void>; rollback: (reason: string) => Promise<void> }
-    | undefined;
+  paused: { patchId: string; version: string; promote: () => Promise<void>; rollback: (reason: string) => Promise<void> } | undefined;
   frozen: string | undefined;
   readonly #router: Router;
 

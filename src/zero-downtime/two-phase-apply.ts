@@ -111,8 +111,7 @@ export async function twoPhaseApply(
     flippedBack = true;
   };
 
-  const abortReason = (): string | undefined =>
-    control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
+  const abortReason = (): string | undefined => control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
 
   /** Every failure path: back to the baseline, candidate disposed once drained, recorded. */
   /**
@@ -165,15 +164,20 @@ export async function twoPhaseApply(
     // the known-answer tests share one deadline: a module that never settles must not hold the
     // target busy for ever (its code keeps whatever it started; it is simply never routed to).
     realm = RealmSnapshot.capture();
-    loadDeadline = deadline(opts.loadTimeoutMs, () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`);
-    const mod = await loadDeadline.race(installer.load(staged, {
-      target: target.name,
-      version: manifest.version,
-      patchId: manifest.id,
-      requiredFunctions: target.keys,
-      ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
-      initContext: { target: target.name, version: manifest.version, patchId: manifest.id, config: target.config },
-    }));
+    loadDeadline = deadline(
+      opts.loadTimeoutMs,
+      () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`,
+    );
+    const mod = await loadDeadline.race(
+      installer.load(staged, {
+        target: target.name,
+        version: manifest.version,
+        patchId: manifest.id,
+        requiredFunctions: target.keys,
+        ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
+        initContext: { target: target.name, version: manifest.version, patchId: manifest.id, config: target.config },
+      }),
+    );
     candidate = runtime.versionOfModule(target as Target<object>, mod, {
       version: manifest.version,
       patchId: manifest.id,
@@ -258,7 +262,12 @@ export async function twoPhaseApply(
         const tamperedNow = tampering(realm, manifest.id, 'during its canary');
         if (tamperedNow !== undefined) return await fail('CANARY_FAILED', tamperedNow);
         last = figures;
-        if (opts.canaryCallTimeoutMs === undefined) canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(canaryRoute.evidence.baselineLatency.view(), canaryRoute.evidence.baselineDuringWarmup.view(), baseline.recentLatencyMs());
+        if (opts.canaryCallTimeoutMs === undefined)
+          canaryRoute.deadlines.deadlineMs = derivedDeadlineMs(
+            canaryRoute.evidence.baselineLatency.view(),
+            canaryRoute.evidence.baselineDuringWarmup.view(),
+            baseline.recentLatencyMs(),
+          );
         const report: StepReport = { step: i + 1, ratio, verdict, reason, figures, intervals: extensions + 1 };
         // One report per step: its latest look (an Inconclusive look is replaced by the next).
         if (extensions === 0) steps.push(report);
@@ -305,7 +314,17 @@ export async function twoPhaseApply(
       version: manifest.version,
       promote: async () => {
         target.paused = undefined;
-        const r = await promoteCandidate(runtime, target as Target<object>, pausedCandidate, opts, emit, 'paused canary promoted by operator', undefined, undefined, pausedRoute);
+        const r = await promoteCandidate(
+          runtime,
+          target as Target<object>,
+          pausedCandidate,
+          opts,
+          emit,
+          'paused canary promoted by operator',
+          undefined,
+          undefined,
+          pausedRoute,
+        );
         if (!r.ok) {
           target.setCanary(null);
           emit('RolledBack', r.reason, { code: r.code });
@@ -322,7 +341,11 @@ export async function twoPhaseApply(
         void runtime.disposeWhenDrained(target as Target<object>, pausedCandidate, opts.drainTimeoutMs);
       },
     };
-    emit('Aborted', `${reason}; canary paused at ${pct(pausedRoute.ratio)} (promote or roll back to finish)`, { code: 'ABORTED', paused: true, ratio: pausedRoute.ratio });
+    emit('Aborted', `${reason}; canary paused at ${pct(pausedRoute.ratio)} (promote or roll back to finish)`, {
+      code: 'ABORTED',
+      paused: true,
+      ratio: pausedRoute.ratio,
+    });
     const error = new HotPatchError('ABORTED', `${reason}; canary of ${manifest.id} paused at ${pct(pausedRoute.ratio)}`, {
       detail: { target: target.name, patchId: manifest.id, paused: true, steps },
     });
@@ -341,7 +364,9 @@ async function promoteCandidate(
   pendingAbort: () => string | undefined = () => undefined,
   figures?: JudgeFigures,
   reference?: CanaryRoute,
-): Promise<{ ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; code: ErrorCode; reason: string; cause: unknown; patchAtFault: boolean }> {
+): Promise<
+  { ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; code: ErrorCode; reason: string; cause: unknown; patchAtFault: boolean }
+> {
   const old = target.active;
   if (old.hooks.exportState !== undefined && candidate.hooks.importState !== undefined) {
     try {
@@ -362,14 +387,26 @@ async function promoteCandidate(
   const aborted = pendingAbort();
   if (aborted !== undefined) return { ok: false, code: 'ABORTED', reason: aborted, cause: undefined, patchAtFault: false };
   if (reference?.tripped !== undefined) {
-    return { ok: false, code: 'CANARY_FAILED', reason: `canary of ${candidate.version} failed before promotion: ${reference.tripped}`, cause: undefined, patchAtFault: true };
+    return {
+      ok: false,
+      code: 'CANARY_FAILED',
+      reason: `canary of ${candidate.version} failed before promotion: ${reference.tripped}`,
+      cause: undefined,
+      patchAtFault: true,
+    };
   }
   // Persist first, then flip: a failed write leaves the old version serving and the state
   // file telling the truth, never a new version the next restart would silently undo.
   try {
     await runtime.recordPromotion(target, candidate, old, opts.probationMs);
   } catch (cause) {
-    return { ok: false, code: 'IO', reason: `recording the promotion of ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`, cause, patchAtFault: false };
+    return {
+      ok: false,
+      code: 'IO',
+      reason: `recording the promotion of ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`,
+      cause,
+      patchAtFault: false,
+    };
   }
   const retired = target.previous;
   target.promoteTo(candidate);

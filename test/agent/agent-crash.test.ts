@@ -10,20 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { verifyAuditLog } from '../../src/observability/index.js';
-import {
-  BUILTIN_VERSION,
-  FAST_ZDT,
-  T,
-  call,
-  hotpatch,
-  makeFixture,
-  openEvents,
-  planOf,
-  startHost,
-  type Fixture,
-  type Host,
-  type HostLine,
-} from './helpers.js';
+import { BUILTIN_VERSION, FAST_ZDT, T, call, hotpatch, makeFixture, openEvents, planOf, startHost, type Fixture, type Host, type HostLine } from './helpers.js';
 
 interface PlanView {
   id: string;
@@ -55,7 +42,13 @@ async function env(patch: string, version: string): Promise<Env> {
     fx,
     sock,
     async start(killOn) {
-      const h = await startHost({ stateDir: fx.stateDir, socketPath: sock, repoDir: fx.repoDir, trustFile: fx.trustFile, ...(killOn === undefined ? {} : { killOn }) });
+      const h = await startHost({
+        stateDir: fx.stateDir,
+        socketPath: sock,
+        repoDir: fx.repoDir,
+        trustFile: fx.trustFile,
+        ...(killOn === undefined ? {} : { killOn }),
+      });
       hosts.push(h);
       return h;
     },
@@ -84,7 +77,9 @@ async function consistentVersion(e: Env, expected: { version: string; patchId: s
   assert.equal(r.status, 200, r.text);
   const t = (r.json.targets as { target: string; active: { version: string; patchId: string | null } }[]).find((x) => x.target === T)!;
   assert.deepEqual({ version: t.active.version, patchId: t.active.patchId }, expected, 'the runtime serves the expected version');
-  const state = JSON.parse(await readFile(join(e.fx.stateDir, 'state.json'), 'utf8')) as { targets: Record<string, { active: { id: string | null; version: string } | null }> };
+  const state = JSON.parse(await readFile(join(e.fx.stateDir, 'state.json'), 'utf8')) as {
+    targets: Record<string, { active: { id: string | null; version: string } | null }>;
+  };
   const saved = state.targets[T]?.active ?? { id: null, version: BUILTIN_VERSION };
   assert.deepEqual({ version: saved.version, patchId: saved.id }, expected, 'state.json records the version the runtime serves');
   return r.json.plans as PlanView[];
@@ -143,7 +138,10 @@ describe('agent host SIGKILLed mid-plan, then restarted', { timeout: 80_000 }, (
     const plans = await consistentVersion(e, { version: BUILTIN_VERSION, patchId: null });
     const p = plans.find((x) => x.id === 'plan-canary')!;
     assert.equal(p.status, 'pending');
-    assert.equal(p.reason, 'interrupted during apply: the process died with crash-canary loading or in canary (1 of 2 deaths before the patch is blamed); will run again');
+    assert.equal(
+      p.reason,
+      'interrupted during apply: the process died with crash-canary loading or in canary (1 of 2 deaths before the patch is blamed); will run again',
+    );
     await auditVerifies(e, second, 'after the restart');
 
     const again = await call({ socketPath: e.sock }, 'POST', '/v1/apply', { planId: 'plan-canary' });
@@ -154,24 +152,28 @@ describe('agent host SIGKILLed mid-plan, then restarted', { timeout: 80_000 }, (
     await stopCleanly(e, second);
   });
 
-  test('killed at Promoted (the promotion is recorded just before the flip) inside its probation: reverted, the plan rolled back', { timeout: 60_000 }, async () => {
-    const e = await env('crash-promoted', '1.1.0');
-    const first = await e.start('Promoted');
-    const reply = call({ socketPath: e.sock }, 'POST', '/v1/apply', { plan: planOf('plan-promoted', 'crash-promoted') });
-    await killed(first, reply);
-    assert.ok(first.lines.some((l) => l.event === 'self-kill' && l.on === 'Promoted'));
-    assert.equal((await journalPlan(e, 'plan-promoted')).status, 'running');
+  test(
+    'killed at Promoted (the promotion is recorded just before the flip) inside its probation: reverted, the plan rolled back',
+    { timeout: 60_000 },
+    async () => {
+      const e = await env('crash-promoted', '1.1.0');
+      const first = await e.start('Promoted');
+      const reply = call({ socketPath: e.sock }, 'POST', '/v1/apply', { plan: planOf('plan-promoted', 'crash-promoted') });
+      await killed(first, reply);
+      assert.ok(first.lines.some((l) => l.event === 'self-kill' && l.on === 'Promoted'));
+      assert.equal((await journalPlan(e, 'plan-promoted')).status, 'running');
 
-    // state.json already named the candidate active (persist, then flip), but it never ran
-    // through its probation: the restart reverts it and the plan is not run again.
-    const second = await e.start();
-    const plans = await consistentVersion(e, { version: BUILTIN_VERSION, patchId: null });
-    assert.equal(plans.find((x) => x.id === 'plan-promoted')?.status, 'rolled-back');
-    const state = JSON.parse(await readFile(join(e.fx.stateDir, 'state.json'), 'utf8')) as { targets: Record<string, { failed: string[] }> };
-    assert.deepEqual(state.targets[T]?.failed, ['crash-promoted']);
-    await auditVerifies(e, second, 'after the restart');
-    await stopCleanly(e, second);
-  });
+      // state.json already named the candidate active (persist, then flip), but it never ran
+      // through its probation: the restart reverts it and the plan is not run again.
+      const second = await e.start();
+      const plans = await consistentVersion(e, { version: BUILTIN_VERSION, patchId: null });
+      assert.equal(plans.find((x) => x.id === 'plan-promoted')?.status, 'rolled-back');
+      const state = JSON.parse(await readFile(join(e.fx.stateDir, 'state.json'), 'utf8')) as { targets: Record<string, { failed: string[] }> };
+      assert.deepEqual(state.targets[T]?.failed, ['crash-promoted']);
+      await auditVerifies(e, second, 'after the restart');
+      await stopCleanly(e, second);
+    },
+  );
 
   test('killed at Activated inside its probation: reverted to last good, the plan rolled back and never run again', { timeout: 60_000 }, async () => {
     const e = await env('crash-activated', '1.1.0');

@@ -11,20 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAgent, type Agent } from '../../src/agent/index.js';
 import type { Target } from '../../src/zero-downtime/index.js';
-import {
-  T,
-  builtin,
-  call,
-  hostRuntime,
-  hotpatch,
-  makeFixture,
-  openEvents,
-  planOf,
-  sha,
-  writeToken,
-  type Endpoint,
-  type Fixture,
-} from './helpers.js';
+import { T, builtin, call, hostRuntime, hotpatch, makeFixture, openEvents, planOf, sha, writeToken, type Endpoint, type Fixture } from './helpers.js';
 
 async function readOrNull(path: string): Promise<string | null> {
   try {
@@ -215,11 +202,14 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
       await writeToken(file, content, mode);
       const dir = join(fx.dir, `state-${name}`);
       const host = hostRuntime(dir);
-      await assert.rejects(startAgent({ stateDir: dir, runtime: host.runtime, http: { port: 0, tokenFile: file }, log: false }), (e: Error & { code?: string }) => {
-        assert.equal(e.code, code, e.message);
-        assert.match(e.message, message);
-        return true;
-      });
+      await assert.rejects(
+        startAgent({ stateDir: dir, runtime: host.runtime, http: { port: 0, tokenFile: file }, log: false }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, code, e.message);
+          assert.match(e.message, message);
+          return true;
+        },
+      );
       host.runtime.close();
     }
     const dir = join(fx.dir, 'state-missing');
@@ -277,7 +267,20 @@ describe('agent on loopback HTTP with a bearer token', { timeout: 60_000 }, () =
       .filter((e) => e.type === 'CanaryStep');
     assert.ok(steps.length > 0);
     for (const e of steps) {
-      for (const field of ['verdict', 'rule', 'candidateCalls', 'candidateErrors', 'baselineCalls', 'baselineErrors', 'errorTest', 'errorP', 'latencyTest', 'alpha', 'confidence', 'warmupExcluded']) {
+      for (const field of [
+        'verdict',
+        'rule',
+        'candidateCalls',
+        'candidateErrors',
+        'baselineCalls',
+        'baselineErrors',
+        'errorTest',
+        'errorP',
+        'latencyTest',
+        'alpha',
+        'confidence',
+        'warmupExcluded',
+      ]) {
         assert.ok(e.detail !== undefined && field in e.detail, `CanaryStep audit line lacks ${field}: ${JSON.stringify(e.detail)}`);
       }
     }

@@ -186,8 +186,14 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.equal(result.json.patchId, 'good-1');
     assert.equal(result.json.version, '1.1.0');
     const steps = result.json.steps as { verdict: string; ratio: number }[];
-    assert.deepEqual(steps.map((s) => s.verdict), ['Successful', 'Successful']);
-    assert.deepEqual(steps.map((s) => s.ratio), FAST_ZDT.steps);
+    assert.deepEqual(
+      steps.map((s) => s.verdict),
+      ['Successful', 'Successful'],
+    );
+    assert.deepEqual(
+      steps.map((s) => s.ratio),
+      FAST_ZDT.steps,
+    );
     assert.ok(calls > 0);
     assert.equal(failures, 0, 'no call failed or answered wrongly during the swap');
     const t = await status();
@@ -200,7 +206,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.equal(again.json.status, 'activated');
   });
 
-  test('POST /v1/apply takes a plan whose zdt carries the judge\'s options; a bad value is refused with 400 INVALID and nothing runs', async () => {
+  test("POST /v1/apply takes a plan whose zdt carries the judge's options; a bad value is refused with 400 INVALID and nothing runs", async () => {
     const { maxLatencyRatio: _ratio, ...fast } = FAST_ZDT;
     const refused: [Record<string, unknown>, RegExp][] = [
       [{ ...fast, confidence: 1.5 }, /confidence must be a number in \(0, 1\)/],
@@ -216,10 +222,26 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
       assert.equal(r.json.code, 'INVALID', r.text);
       assert.match(String(r.json.message), message);
     }
-    assert.deepEqual(agent.planner.plans().map((p) => p.plan.id).filter((id) => id.startsWith('plan-bad-zdt')), [], 'no refused plan was added');
+    assert.deepEqual(
+      agent.planner
+        .plans()
+        .map((p) => p.plan.id)
+        .filter((id) => id.startsWith('plan-bad-zdt')),
+      [],
+      'no refused plan was added',
+    );
     assert.equal((await status()).active.patchId, 'good-1', 'nothing was applied');
 
-    const zdt = { ...fast, maxLatencyShift: 999, confidence: 0.995, maxErrorExcess: 0.001, minCalls: 20, warmupCalls: 0, canaryCallTimeoutMs: 1000, probationWatch: false };
+    const zdt = {
+      ...fast,
+      maxLatencyShift: 999,
+      confidence: 0.995,
+      maxErrorExcess: 0.001,
+      minCalls: 20,
+      warmupCalls: 0,
+      canaryCallTimeoutMs: 1000,
+      probationWatch: false,
+    };
     const { result, failures } = await apply(planOf('plan-good-zdt', 'good-zdt', zdt));
     assert.equal(result.status, 200, result.text);
     assert.equal(result.json.status, 'activated');
@@ -228,7 +250,9 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     // Stored (journal) as given, keys sorted.
     assert.deepEqual(agent.planner.plan('plan-good-zdt').plan.zdt, Object.fromEntries(Object.entries(zdt).sort(([a], [b]) => (a < b ? -1 : 1))));
     await agent.planner.flush();
-    const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as { plans: { plan: { id: string; zdt?: Record<string, unknown> } }[] };
+    const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as {
+      plans: { plan: { id: string; zdt?: Record<string, unknown> } }[];
+    };
     assert.equal(journal.plans.find((p) => p.plan.id === 'plan-good-zdt')?.plan.zdt?.confidence, 0.995);
     assert.equal((await status()).active.patchId, 'good-zdt');
   });
@@ -389,7 +413,12 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     assert.equal(refused.status, 422, refused.text);
     assert.equal(refused.json.ok, false);
     assert.equal(refused.json.status, 'waiting');
-    assert.match(String(refused.json.message), new RegExp(`^plan plan-frozen is waiting, nothing applied yet: target ${T.replace(/\./g, '\\.')} is frozen: quarterly change freeze; it runs by itself when the target is unfrozen — or cancel it \\(hotpatch cancel --plan-id plan-frozen\\)$`));
+    assert.match(
+      String(refused.json.message),
+      new RegExp(
+        `^plan plan-frozen is waiting, nothing applied yet: target ${T.replace(/\./g, '\\.')} is frozen: quarterly change freeze; it runs by itself when the target is unfrozen — or cancel it \\(hotpatch cancel --plan-id plan-frozen\\)$`,
+      ),
+    );
     // A frozen target refuses by policy (README): the plan waits for the unfreeze.
     assert.equal(refused.json.code, 'POLICY_DENIED', refused.text);
     assert.deepEqual((await status()).active, activeBefore, 'nothing was applied while frozen');
@@ -486,7 +515,7 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     }
   });
 
-  test('a second host started on the live agent\'s state directory is refused without touching its state or audit chain', async () => {
+  test("a second host started on the live agent's state directory is refused without touching its state or audit chain", async () => {
     await agent.audit.flush();
     await agent.planner.flush();
     const files = ['audit.log', 'state.json', 'journal.json'];

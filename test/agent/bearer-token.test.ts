@@ -18,7 +18,8 @@ test('roleOf grants operate to the operator token, read to the read-only one, an
   const tokens = { operator: TOKEN, read: READ };
   assert.equal(roleOf(`Bearer ${TOKEN}`, tokens), 'operate');
   assert.equal(roleOf(`bearer ${READ}`, tokens), 'read');
-  for (const header of [undefined, `Bearer ${READ}x`, `Bearer ${TOKEN.slice(1)}`, `Basic ${READ}`, 'Bearer ']) assert.equal(roleOf(header, tokens), undefined, String(header));
+  for (const header of [undefined, `Bearer ${READ}x`, `Bearer ${TOKEN.slice(1)}`, `Basic ${READ}`, 'Bearer '])
+    assert.equal(roleOf(header, tokens), undefined, String(header));
   // Without a read-only token, only the operator's is known.
   assert.equal(roleOf(`Bearer ${READ}`, { operator: TOKEN }), undefined);
   assert.equal(roleOf(`Bearer ${TOKEN}`, { operator: TOKEN }), 'operate');

@@ -30,7 +30,14 @@ describe('event streams are bounded: a cap on open streams, and a client that st
     const tokenFile = join(fx.dir, 'agent.token');
     await writeToken(tokenFile, `${TOKEN}\n`);
     const host = hostRuntime(fx.stateDir);
-    agent = await startAgent({ stateDir: fx.stateDir, runtime: host.runtime, http: { port: 0, tokenFile }, log: false, maxEventStreams: 3, maxEventBacklogBytes: 64 * 1024 });
+    agent = await startAgent({
+      stateDir: fx.stateDir,
+      runtime: host.runtime,
+      http: { port: 0, tokenFile },
+      log: false,
+      maxEventStreams: 3,
+      maxEventBacklogBytes: 64 * 1024,
+    });
     port = Number(/:(\d+)$/.exec(agent.address)![1]);
   });
 
@@ -41,7 +48,10 @@ describe('event streams are bounded: a cap on open streams, and a client that st
 
   test('past maxEventStreams a new stream is refused with 503 TOO_LARGE; closing one makes room', async () => {
     const open = await Promise.all([openStream(port), openStream(port), openStream(port)]);
-    assert.deepEqual(open.map((s) => s.status), [200, 200, 200]);
+    assert.deepEqual(
+      open.map((s) => s.status),
+      [200, 200, 200],
+    );
     const refused = await openStream(port);
     assert.equal(refused.status, 503);
     refused.close();

@@ -154,7 +154,12 @@ export function call(
   body?: unknown,
   options: { headers?: Record<string, string>; chunked?: boolean } = {},
 ): Promise<Reply> {
-  const data = body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? Buffer.from(body as string | Buffer) : Buffer.from(JSON.stringify(body));
+  const data =
+    body === undefined
+      ? undefined
+      : typeof body === 'string' || Buffer.isBuffer(body)
+        ? Buffer.from(body as string | Buffer)
+        : Buffer.from(JSON.stringify(body));
   const headers: Record<string, string> = { ...(options.headers ?? {}) };
   if (data !== undefined) {
     headers['content-type'] ??= 'application/json';

@@ -17,7 +17,20 @@ after(async () => {
   for (const f of fixtures) await f.close();
 });
 
-const FAST = ['--steps', '0.5,1', '--canary-interval', '10', '--min-calls', '0', '--min-calls-per-step', '5', '--warmup-calls', '0', '--max-latency-shift', '999'];
+const FAST = [
+  '--steps',
+  '0.5,1',
+  '--canary-interval',
+  '10',
+  '--min-calls',
+  '0',
+  '--min-calls-per-step',
+  '5',
+  '--warmup-calls',
+  '0',
+  '--max-latency-shift',
+  '999',
+];
 
 interface Env {
   fx: Fixture;
@@ -43,9 +56,15 @@ async function env(): Promise<Env> {
     async serving() {
       const r = await call({ socketPath: sock }, 'GET', '/v1/status');
       const t = (r.json.targets as { target: string; active: { version: string; patchId: string | null } }[]).find((x) => x.target === T)!;
-      const state = JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8')) as { targets: Record<string, { active: { id: string | null; version: string } | null }> };
+      const state = JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8')) as {
+        targets: Record<string, { active: { id: string | null; version: string } | null }>;
+      };
       const saved = state.targets[T]?.active ?? { id: null, version: BUILTIN_VERSION };
-      assert.deepEqual({ version: saved.version, id: saved.id }, { version: t.active.version, id: t.active.patchId }, 'state.json records what the runtime serves');
+      assert.deepEqual(
+        { version: saved.version, id: saved.id },
+        { version: t.active.version, id: t.active.patchId },
+        'state.json records what the runtime serves',
+      );
       return t.active.version;
     },
     async plan(id) {
@@ -62,134 +81,154 @@ async function env(): Promise<Env> {
 
 const show = (r: CliResult): string => `exit ${r.status}\n${r.stdout}\n${r.stderr}`;
 
-test('apply is a new attempt every time and exits 0 only if that version serves; a rollback marks its plan; a freeze leaves the new attempt waiting and the unfreeze resumes it', { timeout: 120_000 }, async () => {
-  const e = await env();
-  await e.fx.publish('pricing-1.0.1', '1.0.1');
-  const host = await e.start();
+test(
+  'apply is a new attempt every time and exits 0 only if that version serves; a rollback marks its plan; a freeze leaves the new attempt waiting and the unfreeze resumes it',
+  { timeout: 120_000 },
+  async () => {
+    const e = await env();
+    await e.fx.publish('pricing-1.0.1', '1.0.1');
+    const host = await e.start();
 
-  const first = await e.cli(['apply', '--target', T, '--patch', 'pricing-1.0.1', ...FAST, '--probation', '0']);
-  assert.equal(first.status, 0, show(first));
-  const firstPlan = String(first.json?.planId);
-  assert.equal(await e.serving(), '1.0.1');
+    const first = await e.cli(['apply', '--target', T, '--patch', 'pricing-1.0.1', ...FAST, '--probation', '0']);
+    assert.equal(first.status, 0, show(first));
+    const firstPlan = String(first.json?.planId);
+    assert.equal(await e.serving(), '1.0.1');
 
-  const back = await e.cli(['rollback', '--target', T, '--reason', 'pricing regression']);
-  assert.equal(back.status, 0, show(back));
-  assert.equal(await e.serving(), BUILTIN_VERSION);
-  const rolled = await e.plan(firstPlan);
-  assert.equal(rolled?.status, 'rolled-back', 'the plan no longer claims its patch is active');
-  assert.match(String(rolled?.reason), /rolled back after its activation: pricing regression/);
+    const back = await e.cli(['rollback', '--target', T, '--reason', 'pricing regression']);
+    assert.equal(back.status, 0, show(back));
+    assert.equal(await e.serving(), BUILTIN_VERSION);
+    const rolled = await e.plan(firstPlan);
+    assert.equal(rolled?.status, 'rolled-back', 'the plan no longer claims its patch is active');
+    assert.match(String(rolled?.reason), /rolled back after its activation: pricing regression/);
 
-  assert.equal((await e.cli(['freeze', '--target', T, '--reason', 'incident review'])).status, 0);
-  const again = await e.cli(['apply', '--target', T, '--patch', 'pricing-1.0.1', ...FAST, '--probation', '0']);
-  assert.notEqual(again.status, 0, `an apply that applied nothing must not exit 0: ${show(again)}`);
-  // A refused apply carries the plan's outcome in the error's detail.
-  const attempt = String((again.json?.detail as { planId?: string } | undefined)?.planId);
-  assert.match(attempt, /^apply-pricing-1\.0\.1-/);
-  assert.notEqual(attempt, firstPlan, 'a new attempt, not the old plan');
-  assert.equal(again.json?.code, 'POLICY_DENIED', show(again));
-  assert.match(String(again.json?.message), /frozen: incident review/);
-  assert.equal(await e.serving(), BUILTIN_VERSION);
+    assert.equal((await e.cli(['freeze', '--target', T, '--reason', 'incident review'])).status, 0);
+    const again = await e.cli(['apply', '--target', T, '--patch', 'pricing-1.0.1', ...FAST, '--probation', '0']);
+    assert.notEqual(again.status, 0, `an apply that applied nothing must not exit 0: ${show(again)}`);
+    // A refused apply carries the plan's outcome in the error's detail.
+    const attempt = String((again.json?.detail as { planId?: string } | undefined)?.planId);
+    assert.match(attempt, /^apply-pricing-1\.0\.1-/);
+    assert.notEqual(attempt, firstPlan, 'a new attempt, not the old plan');
+    assert.equal(again.json?.code, 'POLICY_DENIED', show(again));
+    assert.match(String(again.json?.message), /frozen: incident review/);
+    assert.equal(await e.serving(), BUILTIN_VERSION);
 
-  // Running the old plan again says plainly that nothing ran.
-  const reused = await call({ socketPath: e.sock }, 'POST', '/v1/apply', { planId: firstPlan });
-  assert.equal(reused.json.ok, false, reused.text);
-  assert.equal(reused.json.reused, true);
-  assert.match(String(reused.json.message), /had already ended \(rolled-back\); nothing was run again/);
+    // Running the old plan again says plainly that nothing ran.
+    const reused = await call({ socketPath: e.sock }, 'POST', '/v1/apply', { planId: firstPlan });
+    assert.equal(reused.json.ok, false, reused.text);
+    assert.equal(reused.json.reused, true);
+    assert.match(String(reused.json.message), /had already ended \(rolled-back\); nothing was run again/);
 
-  assert.equal((await e.cli(['freeze', '--target', T, '--unfreeze'])).status, 0);
-  // The unfreeze resumed it in the background: follow its status until it ends.
-  const deadline = Date.now() + 60_000;
-  let p = await e.plan(attempt);
-  while (p?.status === 'waiting' || p?.status === 'running' || p?.status === 'pending') {
-    assert.ok(Date.now() < deadline, `the waiting attempt resumes after the unfreeze: ${JSON.stringify(p)}`);
-    p = await e.plan(attempt);
-  }
-  assert.equal(p?.status, 'activated', JSON.stringify(p));
-  assert.equal(await e.serving(), '1.0.1');
-  const stopped = await host.stop();
-  assert.equal(stopped?.errors, 0);
-  assert.ok((await verifyAuditLog(e.fx.stateDir)).ok);
-});
+    assert.equal((await e.cli(['freeze', '--target', T, '--unfreeze'])).status, 0);
+    // The unfreeze resumed it in the background: follow its status until it ends.
+    const deadline = Date.now() + 60_000;
+    let p = await e.plan(attempt);
+    while (p?.status === 'waiting' || p?.status === 'running' || p?.status === 'pending') {
+      assert.ok(Date.now() < deadline, `the waiting attempt resumes after the unfreeze: ${JSON.stringify(p)}`);
+      p = await e.plan(attempt);
+    }
+    assert.equal(p?.status, 'activated', JSON.stringify(p));
+    assert.equal(await e.serving(), '1.0.1');
+    const stopped = await host.stop();
+    assert.equal(stopped?.errors, 0);
+    assert.ok((await verifyAuditLog(e.fx.stateDir)).ok);
+  },
+);
 
-test('a graceful stop inside probation resumes it; rollback works after a restart, to the previous or --to a retained version; confirm survives a SIGKILL; an unconfirmed version does not', { timeout: 180_000 }, async () => {
-  const e = await env();
-  await e.fx.publish('life-b', '1.2.0');
-  await e.fx.publish('life-c', '1.3.0');
-  await e.fx.publish('life-d', '1.4.0');
-  await e.fx.publish('life-a', '1.1.0');
-  let host = await e.start();
-  assert.equal((await e.cli(['apply', '--target', T, '--patch', 'life-a', ...FAST, '--probation', '0'])).status, 0);
-  const b = await e.cli(['apply', '--target', T, '--patch', 'life-b', ...FAST, '--probation', '600000']);
-  assert.equal(b.status, 0, show(b));
-  assert.equal(await e.serving(), '1.2.0');
+test(
+  'a graceful stop inside probation resumes it; rollback works after a restart, to the previous or --to a retained version; confirm survives a SIGKILL; an unconfirmed version does not',
+  { timeout: 180_000 },
+  async () => {
+    const e = await env();
+    await e.fx.publish('life-b', '1.2.0');
+    await e.fx.publish('life-c', '1.3.0');
+    await e.fx.publish('life-d', '1.4.0');
+    await e.fx.publish('life-a', '1.1.0');
+    let host = await e.start();
+    assert.equal((await e.cli(['apply', '--target', T, '--patch', 'life-a', ...FAST, '--probation', '0'])).status, 0);
+    const b = await e.cli(['apply', '--target', T, '--patch', 'life-b', ...FAST, '--probation', '600000']);
+    assert.equal(b.status, 0, show(b));
+    assert.equal(await e.serving(), '1.2.0');
 
-  // SIGTERM: a deploy, not a crash — the probation is suspended, and resumed at the next start.
-  await host.stop();
-  const suspended = JSON.parse(await readFile(join(e.fx.stateDir, 'state.json'), 'utf8')) as { targets: Record<string, { active: { probation_left_ms?: number } }> };
-  assert.ok((suspended.targets[T]?.active.probation_left_ms ?? -1) > 0, 'the probation time left is recorded');
-  host = await e.start();
-  assert.equal(await e.serving(), '1.2.0', 'a graceful stop does not revert a good fix');
-  assert.equal((await e.plan(String(b.json?.planId)))?.status, 'activated');
+    // SIGTERM: a deploy, not a crash — the probation is suspended, and resumed at the next start.
+    await host.stop();
+    const suspended = JSON.parse(await readFile(join(e.fx.stateDir, 'state.json'), 'utf8')) as {
+      targets: Record<string, { active: { probation_left_ms?: number } }>;
+    };
+    assert.ok((suspended.targets[T]?.active.probation_left_ms ?? -1) > 0, 'the probation time left is recorded');
+    host = await e.start();
+    assert.equal(await e.serving(), '1.2.0', 'a graceful stop does not revert a good fix');
+    assert.equal((await e.plan(String(b.json?.planId)))?.status, 'activated');
 
-  // Rollback after the restart: the recorded previous came back warm.
-  const back = await e.cli(['rollback', '--target', T]);
-  assert.equal(back.status, 0, show(back));
-  assert.equal(await e.serving(), '1.1.0');
-  const toBuiltin = await e.cli(['rollback', '--target', T, '--to', BUILTIN_VERSION]);
-  assert.equal(toBuiltin.status, 0, show(toBuiltin));
-  assert.equal(await e.serving(), BUILTIN_VERSION);
-  const unknown = await e.cli(['rollback', '--target', T, '--to', '9.9.9']);
-  assert.notEqual(unknown.status, 0);
-  assert.match(String(unknown.json?.message), /version 9\.9\.9 of .* is not retained; retained: /);
+    // Rollback after the restart: the recorded previous came back warm.
+    const back = await e.cli(['rollback', '--target', T]);
+    assert.equal(back.status, 0, show(back));
+    assert.equal(await e.serving(), '1.1.0');
+    const toBuiltin = await e.cli(['rollback', '--target', T, '--to', BUILTIN_VERSION]);
+    assert.equal(toBuiltin.status, 0, show(toBuiltin));
+    assert.equal(await e.serving(), BUILTIN_VERSION);
+    const unknown = await e.cli(['rollback', '--target', T, '--to', '9.9.9']);
+    assert.notEqual(unknown.status, 0);
+    assert.match(String(unknown.json?.message), /version 9\.9\.9 of .* is not retained; retained: /);
 
-  // Confirm ends the probation: a SIGKILL then keeps the version.
-  assert.equal((await e.cli(['apply', '--target', T, '--patch', 'life-c', ...FAST, '--probation', '600000'])).status, 0);
-  const standing = async (): Promise<unknown> =>
-    ((await call({ socketPath: e.sock }, 'GET', '/v1/status')).json.targets as { target: string; probation: unknown }[]).find((t) => t.target === T)?.probation;
-  const inProbation = (await standing()) as { good: boolean; leftMs: number };
-  assert.equal(inProbation.good, false, 'status says the version is still in probation');
-  assert.ok(inProbation.leftMs > 0 && inProbation.leftMs <= 600_000);
-  const text = await hotpatch(['status', '--agent', e.sock]);
-  assert.match(text.stdout, /active: {3}1\.3\.0 \(life-c\) in flight \d+, in probation \d+ s more \(a crash before then reverts it; hotpatch confirm ends it\)/);
-  const confirmed = await e.cli(['confirm', '--target', T]);
-  assert.equal(confirmed.status, 0, show(confirmed));
-  assert.deepEqual(await standing(), { good: true });
-  const twice = await e.cli(['confirm', '--target', T]);
-  assert.equal(twice.status, 0, `a retried confirm is not a failure: ${show(twice)}`);
-  assert.match(String(twice.json?.message), /already good: nothing to confirm/);
-  host.child.kill('SIGKILL');
-  await host.exited;
-  host = await e.start();
-  assert.equal(await e.serving(), '1.3.0', 'a confirmed version survives a crash');
+    // Confirm ends the probation: a SIGKILL then keeps the version.
+    assert.equal((await e.cli(['apply', '--target', T, '--patch', 'life-c', ...FAST, '--probation', '600000'])).status, 0);
+    const standing = async (): Promise<unknown> =>
+      ((await call({ socketPath: e.sock }, 'GET', '/v1/status')).json.targets as { target: string; probation: unknown }[]).find((t) => t.target === T)
+        ?.probation;
+    const inProbation = (await standing()) as { good: boolean; leftMs: number };
+    assert.equal(inProbation.good, false, 'status says the version is still in probation');
+    assert.ok(inProbation.leftMs > 0 && inProbation.leftMs <= 600_000);
+    const text = await hotpatch(['status', '--agent', e.sock]);
+    assert.match(
+      text.stdout,
+      /active: {3}1\.3\.0 \(life-c\) in flight \d+, in probation \d+ s more \(a crash before then reverts it; hotpatch confirm ends it\)/,
+    );
+    const confirmed = await e.cli(['confirm', '--target', T]);
+    assert.equal(confirmed.status, 0, show(confirmed));
+    assert.deepEqual(await standing(), { good: true });
+    const twice = await e.cli(['confirm', '--target', T]);
+    assert.equal(twice.status, 0, `a retried confirm is not a failure: ${show(twice)}`);
+    assert.match(String(twice.json?.message), /already good: nothing to confirm/);
+    host.child.kill('SIGKILL');
+    await host.exited;
+    host = await e.start();
+    assert.equal(await e.serving(), '1.3.0', 'a confirmed version survives a crash');
 
-  // Not confirmed, then a crash: reverted to last good, and the plan says so.
-  const d = await e.cli(['apply', '--target', T, '--patch', 'life-d', ...FAST, '--probation', '600000']);
-  assert.equal(d.status, 0, show(d));
-  host.child.kill('SIGKILL');
-  await host.exited;
-  host = await e.start();
-  assert.equal(await e.serving(), '1.3.0');
-  assert.equal((await e.plan(String(d.json?.planId)))?.status, 'rolled-back');
+    // Not confirmed, then a crash: reverted to last good, and the plan says so.
+    const d = await e.cli(['apply', '--target', T, '--patch', 'life-d', ...FAST, '--probation', '600000']);
+    assert.equal(d.status, 0, show(d));
+    host.child.kill('SIGKILL');
+    await host.exited;
+    host = await e.start();
+    assert.equal(await e.serving(), '1.3.0');
+    assert.equal((await e.plan(String(d.json?.planId)))?.status, 'rolled-back');
 
-  const stopped = await host.stop();
-  assert.equal(stopped?.errors, 0);
-  assert.equal(stopped?.wrong, 0);
-  assert.ok((await verifyAuditLog(e.fx.stateDir)).ok);
-  const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: { type: string; detail?: { action?: string } } }).event);
-  assert.deepEqual(
-    audit.filter((x) => x.type === 'Requested').map((x) => x.detail?.action),
-    ['apply', 'apply', 'rollback', 'rollback', 'rollback', 'apply', 'confirm', 'confirm', 'apply'],
-  );
+    const stopped = await host.stop();
+    assert.equal(stopped?.errors, 0);
+    assert.equal(stopped?.wrong, 0);
+    assert.ok((await verifyAuditLog(e.fx.stateDir)).ok);
+    const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { event: { type: string; detail?: { action?: string } } }).event);
+    assert.deepEqual(
+      audit.filter((x) => x.type === 'Requested').map((x) => x.detail?.action),
+      ['apply', 'apply', 'rollback', 'rollback', 'rollback', 'apply', 'confirm', 'confirm', 'apply'],
+    );
 
-  // The deployment history tells the same story.
-  const history = await buildHistory(e.fx.stateDir, { target: T });
-  assert.ok(history.audit.ok);
-  const row = (patchId: string) => history.rows.filter((r) => r.patchId === patchId).at(-1);
-  assert.equal(row('life-b')?.outcome, 'rolled-back', JSON.stringify(row('life-b')));
-  assert.ok((row('life-b')?.restarts ?? 0) >= 1, 'life-b served across the graceful restart');
-  assert.equal(row('life-d')?.outcome, 'reverted-at-restart', JSON.stringify(row('life-d')));
-  assert.deepEqual(history.rows.filter((r) => r.outcome === 'serving').map((r) => [r.patchId, r.version]), [['life-c', '1.3.0']]);
-});
+    // The deployment history tells the same story.
+    const history = await buildHistory(e.fx.stateDir, { target: T });
+    assert.ok(history.audit.ok);
+    const row = (patchId: string) => history.rows.filter((r) => r.patchId === patchId).at(-1);
+    assert.equal(row('life-b')?.outcome, 'rolled-back', JSON.stringify(row('life-b')));
+    assert.ok((row('life-b')?.restarts ?? 0) >= 1, 'life-b served across the graceful restart');
+    assert.equal(row('life-d')?.outcome, 'reverted-at-restart', JSON.stringify(row('life-d')));
+    assert.deepEqual(
+      history.rows.filter((r) => r.outcome === 'serving').map((r) => [r.patchId, r.version]),
+      [['life-c', '1.3.0']],
+    );
+  },
+);
 
 test('apply --dry-run says whether a patch would apply now, check by check, and changes nothing', { timeout: 60_000 }, async () => {
   const e = await env();
@@ -223,7 +262,10 @@ test('apply --dry-run says whether a patch would apply now, check by check, and 
   const stateAfter = await readFile(join(e.fx.stateDir, 'state.json'), 'utf8').catch(() => '');
   assert.equal(JSON.parse(stateAfter || '{"targets":{}}').targets[T]?.active ?? null, JSON.parse(stateBefore || '{"targets":{}}').targets[T]?.active ?? null);
   await host.stop();
-  const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: { type: string; detail?: { action?: string } } }).event);
+  const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { event: { type: string; detail?: { action?: string } } }).event);
   assert.ok(!audit.some((x) => x.type === 'Staged' || x.type === 'Fetched' || x.type === 'Planned'), 'a dry run publishes no pipeline event');
   assert.equal(audit.filter((x) => x.type === 'Requested' && x.detail?.action === 'dry-run').length, 3, 'each dry run is recorded as a request');
 });
@@ -236,7 +278,12 @@ test('an apply a freeze left waiting says it will run at the unfreeze, and hotpa
   const waiting = await e.cli(['apply', '--target', T, '--patch', 'cancel-me', ...FAST, '--probation', '0']);
   assert.equal(waiting.status, 1, show(waiting));
   const planId = String((waiting.json?.detail as { planId?: string } | undefined)?.planId);
-  assert.match(String(waiting.json?.message), new RegExp(`^plan ${planId} is waiting, nothing applied yet: .*frozen: incident 42; it runs by itself when the target is unfrozen — or cancel it \\(hotpatch cancel --plan-id ${planId}\\)$`));
+  assert.match(
+    String(waiting.json?.message),
+    new RegExp(
+      `^plan ${planId} is waiting, nothing applied yet: .*frozen: incident 42; it runs by itself when the target is unfrozen — or cancel it \\(hotpatch cancel --plan-id ${planId}\\)$`,
+    ),
+  );
 
   const cancelled = await e.cli(['cancel', '--plan-id', planId, '--reason', 'not during the incident']);
   assert.equal(cancelled.status, 0, show(cancelled));
@@ -251,6 +298,9 @@ test('an apply a freeze left waiting says it will run at the unfreeze, and hotpa
   assert.equal((runWaiting.json.plans as { id: string; status: string }[]).find((p) => p.id === planId)?.status, 'failed');
   assert.equal(await e.serving(), BUILTIN_VERSION);
   await host.stop();
-  const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { event: { type: string; id: string } }).event);
+  const audit = (await readFile(join(e.fx.stateDir, 'audit.log'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { event: { type: string; id: string } }).event);
   assert.ok(!audit.some((x) => x.type === 'Staged' && x.id === 'cancel-me'), 'the cancelled patch was never staged');
 });

@@ -46,7 +46,14 @@ test('each named token is recorded by name in the Requested event and the report
   const agent = await startAgent({
     stateDir: fx.stateDir,
     runtime: host.runtime,
-    http: { port: 0, tokenFile: legacy.file, tokens: [{ name: 'alice', file: alice.file, role: 'operate' }, { name: 'grafana', file: grafana.file, role: 'read' }] },
+    http: {
+      port: 0,
+      tokenFile: legacy.file,
+      tokens: [
+        { name: 'alice', file: alice.file, role: 'operate' },
+        { name: 'grafana', file: grafana.file, role: 'read' },
+      ],
+    },
     log: false,
   });
   try {
@@ -68,59 +75,100 @@ test('each named token is recorded by name in the Requested event and the report
     const records = await requested(fx.stateDir);
     assert.deepEqual(
       records.map((e) => [e.detail.action, e.detail.credential, e.detail.token]),
-      [['freeze', 'token:alice', 'alice'], ['unfreeze', 'operator-token', 'operator']],
+      [
+        ['freeze', 'token:alice', 'alice'],
+        ['unfreeze', 'operator-token', 'operator'],
+      ],
     );
     assert.equal(records[0]!.reason, `freeze of ${T} requested by token:alice (alice@ops)`);
     const report = await buildReport(fx.stateDir);
-    assert.deepEqual(report.operatorActions.map((o) => o.credential), ['token:alice', 'operator-token']);
+    assert.deepEqual(
+      report.operatorActions.map((o) => o.credential),
+      ['token:alice', 'operator-token'],
+    );
     assert.match(formatReport(report, 'md'), /\| freeze \| xps\.crypto\.hash\.sha256 \| token:alice \| alice@ops \|/);
     // No record holds any piece of any token.
     const log = await readFile(join(fx.stateDir, 'audit.log'), 'utf8');
-    for (const t of [alice.token, grafana.token, legacy.token]) for (let k = 0; k + 6 <= t.length; k++) assert.ok(!log.includes(t.slice(k, k + 6)), 'the audit log holds a piece of a token');
+    for (const t of [alice.token, grafana.token, legacy.token])
+      for (let k = 0; k + 6 <= t.length; k++) assert.ok(!log.includes(t.slice(k, k + 6)), 'the audit log holds a piece of a token');
   } finally {
     await agent.close();
     await fx.close();
   }
 });
 
-test('startAgent refuses duplicate tokens, duplicate or malformed names, unknown roles and fields, loose files and no token at all, before claiming anything', { timeout: 60_000 }, async () => {
-  const fx = await makeFixture('hotpatch-named-tokens-bad-');
-  try {
-    const alice = await tokenFile(fx, 'alice');
-    const bob = await tokenFile(fx, 'bob');
-    const loose = await tokenFile(fx, 'loose', 0o640);
-    const aliceAgain = join(fx.dir, 'alice-again.token');
-    await writeToken(aliceAgain, `  ${alice.token}  \n`);
-    const cases: [string, Record<string, unknown>, RegExp][] = [
-      ['the same token under two names', { tokens: [{ name: 'alice', file: alice.file, role: 'operate' }, { name: 'bob', file: aliceAgain, role: 'read' }] }, /token "bob" \(.*alice-again\.token\) is the token "alice" \(.*alice\.token\): they must differ/],
-      ['a named token equal to tokenFile', { tokenFile: alice.file, tokens: [{ name: 'bob', file: aliceAgain, role: 'operate' }] }, /token "bob" .* is the operator token/],
-      ['two tokens named alike', { tokens: [{ name: 'alice', file: alice.file, role: 'operate' }, { name: 'alice', file: bob.file, role: 'read' }] }, /two tokens are named "alice"/],
-      ['a name taken by tokenFile', { tokenFile: alice.file, tokens: [{ name: 'operator', file: bob.file, role: 'read' }] }, /two tokens are named "operator"/],
-      ['a malformed name', { tokens: [{ name: 'al ice', file: alice.file, role: 'operate' }] }, /http\.tokens\[0\]\.name must be/],
-      ['an unknown role', { tokens: [{ name: 'alice', file: alice.file, role: 'admin' }] }, /http\.tokens\[0\]\.role must be "operate" or "read"/],
-      ['an unknown field', { tokens: [{ name: 'alice', file: alice.file, role: 'read', scope: 'all' }] }, /http\.tokens\[0\] has unknown field "scope" \(allowed: name, file, role\)/],
-      ['a token file others can read', { tokens: [{ name: 'alice', file: loose.file, role: 'read' }] }, /mode 640: it must be 0600/],
-      ['no token at all', { tokens: [] }, /at least one token/],
-    ];
-    for (const [what, http, message] of cases) {
-      const dir = join(fx.dir, `state-${cases.findIndex((c) => c[0] === what)}`);
-      const host = hostRuntime(dir);
-      const started = await startAgent({ stateDir: dir, runtime: host.runtime, http: { port: 0, ...http }, log: false }).catch((e: unknown) => e);
-      host.runtime.close();
-      if (!(started instanceof Error)) {
-        await (started as Agent).close();
-        assert.fail(`startAgent took ${what}`);
+test(
+  'startAgent refuses duplicate tokens, duplicate or malformed names, unknown roles and fields, loose files and no token at all, before claiming anything',
+  { timeout: 60_000 },
+  async () => {
+    const fx = await makeFixture('hotpatch-named-tokens-bad-');
+    try {
+      const alice = await tokenFile(fx, 'alice');
+      const bob = await tokenFile(fx, 'bob');
+      const loose = await tokenFile(fx, 'loose', 0o640);
+      const aliceAgain = join(fx.dir, 'alice-again.token');
+      await writeToken(aliceAgain, `  ${alice.token}  \n`);
+      const cases: [string, Record<string, unknown>, RegExp][] = [
+        [
+          'the same token under two names',
+          {
+            tokens: [
+              { name: 'alice', file: alice.file, role: 'operate' },
+              { name: 'bob', file: aliceAgain, role: 'read' },
+            ],
+          },
+          /token "bob" \(.*alice-again\.token\) is the token "alice" \(.*alice\.token\): they must differ/,
+        ],
+        [
+          'a named token equal to tokenFile',
+          { tokenFile: alice.file, tokens: [{ name: 'bob', file: aliceAgain, role: 'operate' }] },
+          /token "bob" .* is the operator token/,
+        ],
+        [
+          'two tokens named alike',
+          {
+            tokens: [
+              { name: 'alice', file: alice.file, role: 'operate' },
+              { name: 'alice', file: bob.file, role: 'read' },
+            ],
+          },
+          /two tokens are named "alice"/,
+        ],
+        [
+          'a name taken by tokenFile',
+          { tokenFile: alice.file, tokens: [{ name: 'operator', file: bob.file, role: 'read' }] },
+          /two tokens are named "operator"/,
+        ],
+        ['a malformed name', { tokens: [{ name: 'al ice', file: alice.file, role: 'operate' }] }, /http\.tokens\[0\]\.name must be/],
+        ['an unknown role', { tokens: [{ name: 'alice', file: alice.file, role: 'admin' }] }, /http\.tokens\[0\]\.role must be "operate" or "read"/],
+        [
+          'an unknown field',
+          { tokens: [{ name: 'alice', file: alice.file, role: 'read', scope: 'all' }] },
+          /http\.tokens\[0\] has unknown field "scope" \(allowed: name, file, role\)/,
+        ],
+        ['a token file others can read', { tokens: [{ name: 'alice', file: loose.file, role: 'read' }] }, /mode 640: it must be 0600/],
+        ['no token at all', { tokens: [] }, /at least one token/],
+      ];
+      for (const [what, http, message] of cases) {
+        const dir = join(fx.dir, `state-${cases.findIndex((c) => c[0] === what)}`);
+        const host = hostRuntime(dir);
+        const started = await startAgent({ stateDir: dir, runtime: host.runtime, http: { port: 0, ...http }, log: false }).catch((e: unknown) => e);
+        host.runtime.close();
+        if (!(started instanceof Error)) {
+          await (started as Agent).close();
+          assert.fail(`startAgent took ${what}`);
+        }
+        assert.equal((started as Error & { code?: string }).code, 'INVALID', `${what}: ${started.message}`);
+        assert.match(started.message, message, what);
+        for (const t of [alice.token, bob.token]) assert.ok(!started.message.includes(t.slice(0, 6)), `${what}: the message holds a token`);
+        await assert.rejects(access(join(dir, 'agent.lock')), { code: 'ENOENT' }, `${what}: nothing claimed`);
+        await assert.rejects(access(join(dir, 'audit.log')), { code: 'ENOENT' }, `${what}: nothing written`);
       }
-      assert.equal((started as Error & { code?: string }).code, 'INVALID', `${what}: ${started.message}`);
-      assert.match(started.message, message, what);
-      for (const t of [alice.token, bob.token]) assert.ok(!started.message.includes(t.slice(0, 6)), `${what}: the message holds a token`);
-      await assert.rejects(access(join(dir, 'agent.lock')), { code: 'ENOENT' }, `${what}: nothing claimed`);
-      await assert.rejects(access(join(dir, 'audit.log')), { code: 'ENOENT' }, `${what}: nothing written`);
+    } finally {
+      await fx.close();
     }
-  } finally {
-    await fx.close();
-  }
-});
+  },
+);
 
 test('a presented token is compared with every token, whichever matches and whether any does', () => {
   const made = ['first', 'second', 'third', 'fourth'].map((name, i) => ({ name, token: `${name}-token-0123456789-${i}` }));
@@ -142,6 +190,10 @@ test('a presented token is compared with every token, whichever matches and whet
     });
     const hit = matchToken(presented === undefined ? undefined : `Bearer ${presented}`, tokens);
     assert.equal(hit?.name, made.find((m) => m.token === presented)?.name, String(presented));
-    assert.deepEqual(reads, made.map((m) => m.name), `every token compared for ${String(presented)}`);
+    assert.deepEqual(
+      reads,
+      made.map((m) => m.name),
+      `every token compared for ${String(presented)}`,
+    );
   }
 });

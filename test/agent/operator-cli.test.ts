@@ -82,13 +82,32 @@ describe('hotpatch operator commands against an agent in another process', { tim
   });
 
   test('apply without --json prints plain progress lines (not a TTY): canary step, ratio, verdict, calls judged', async () => {
-    const r = await hotpatch(['apply', '--agent', sock, '--target', T, '--patch', 'cli-good-1', '--steps', '0.5,1', '--canary-interval', '20', '--min-calls', '0']);
+    const r = await hotpatch([
+      'apply',
+      '--agent',
+      sock,
+      '--target',
+      T,
+      '--patch',
+      'cli-good-1',
+      '--steps',
+      '0.5,1',
+      '--canary-interval',
+      '20',
+      '--min-calls',
+      '0',
+    ]);
     assert.equal(r.status, 0, showFailure(r));
     assert.match(r.stdout, /^canary step 1\/2 at 50\.0%: Successful( \([^)]*\))? — [\d,]+ calls?, 0 errors\b/m);
     assert.match(r.stdout, /^canary step 2\/2 at 100\.0%: Successful( \([^)]*\))? — [\d,]+ calls?, 0 errors\b/m);
-    const judged = [...r.stdout.matchAll(/^canary step \d\/2 at [\d.]+%: Successful( \([^)]*\))? — ([\d,]+) calls?, 0 errors\b/gm)].map((m) => Number(m[2]!.replaceAll(',', '')));
+    const judged = [...r.stdout.matchAll(/^canary step \d\/2 at [\d.]+%: Successful( \([^)]*\))? — ([\d,]+) calls?, 0 errors\b/gm)].map((m) =>
+      Number(m[2]!.replaceAll(',', '')),
+    );
     assert.equal(judged.length, 2, r.stdout);
-    assert.ok(judged.every((n) => n > 0), `calls were judged: ${judged.join(', ')}`);
+    assert.ok(
+      judged.every((n) => n > 0),
+      `calls were judged: ${judged.join(', ')}`,
+    );
     assert.doesNotMatch(r.stdout, /undefined|NaN/, 'no missing figure is printed');
     assert.match(r.stdout, /^Promoted +cli-good-1 1\.1\.0: every canary step passed\b/m);
     assert.match(r.stdout, /^Activated +cli-good-1 1\.1\.0: /m);
@@ -109,7 +128,11 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.equal(r.json?.version, '1.2.0');
     // A step may first be Inconclusive (too few calls at its first look); each step ends Successful.
     const steps = r.json?.steps as { step: number; verdict: string }[];
-    assert.deepEqual([1, 2].map((n) => steps.filter((x) => x.step === n).at(-1)?.verdict), ['Successful', 'Successful'], JSON.stringify(steps));
+    assert.deepEqual(
+      [1, 2].map((n) => steps.filter((x) => x.step === n).at(-1)?.verdict),
+      ['Successful', 'Successful'],
+      JSON.stringify(steps),
+    );
     assert.ok(steps.every((x) => x.verdict !== 'Failed'));
     assert.equal((await agentStatus()).active.version, '1.2.0');
   });
@@ -205,20 +228,46 @@ describe('hotpatch operator commands against an agent in another process', { tim
     assert.equal((await agentStatus()).active.version, '1.5.0', 'nothing was applied');
   });
 
-  test('apply with the canary flags: the stored plan carries them, and each progress line shows the judge\'s figures', async () => {
+  test("apply with the canary flags: the stored plan carries them, and each progress line shows the judge's figures", async () => {
     const r = await hotpatch([
-      'apply', '--agent', sock, '--target', T, '--patch', 'cli-good-6',
-      '--steps', '0.5,1', '--canary-interval', '20', '--confidence', '0.995', '--max-error-excess', '0.001', '--max-latency-shift', '999',
-      '--min-calls', '50', '--min-calls-per-step', '20', '--warmup-calls', '0', '--call-timeout', '1000', '--probation', '0',
+      'apply',
+      '--agent',
+      sock,
+      '--target',
+      T,
+      '--patch',
+      'cli-good-6',
+      '--steps',
+      '0.5,1',
+      '--canary-interval',
+      '20',
+      '--confidence',
+      '0.995',
+      '--max-error-excess',
+      '0.001',
+      '--max-latency-shift',
+      '999',
+      '--min-calls',
+      '50',
+      '--min-calls-per-step',
+      '20',
+      '--warmup-calls',
+      '0',
+      '--call-timeout',
+      '1000',
+      '--probation',
+      '0',
       '--no-probation-watch',
     ]);
     assert.equal(r.status, 0, showFailure(r));
     const step1 = /^canary step 1\/2 at 50\.0%: Successful.*$/m.exec(r.stdout)?.[0];
     assert.ok(step1 !== undefined, r.stdout);
-    assert.match(step1, / — [\d,]+ calls, 0 errors \(baseline [\d.]+% of [\d,]+\)/, 'the calls judged against the baseline\'s');
+    assert.match(step1, / — [\d,]+ calls, 0 errors \(baseline [\d.]+% of [\d,]+\)/, "the calls judged against the baseline's");
     assert.doesNotMatch(r.stdout, /undefined|NaN/);
     assert.match(r.stdout, /^plan apply-cli-good-6-\d{8}T\d{6}Z-[0-9a-f]{4}: activated — /m);
-    const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as { plans: { plan: { id: string; zdt?: Record<string, unknown> } }[] };
+    const journal = JSON.parse(await readFile(join(fx.stateDir, 'journal.json'), 'utf8')) as {
+      plans: { plan: { id: string; zdt?: Record<string, unknown> } }[];
+    };
     assert.deepEqual(journal.plans.find((p) => p.plan.id.startsWith('apply-cli-good-6-'))?.plan.zdt, {
       canaryCallTimeoutMs: 1000,
       canaryInterval: 20,
@@ -240,11 +289,19 @@ describe('hotpatch operator commands against an agent in another process', { tim
     const events = hotpatch(['events', '--agent', sock, '--count', '2', '--json'], { timeoutMs: 20_000 });
     // Once the follower's stream is open, one apply publishes the two events it waits for:
     // Requested (the operator's request), then Planned.
-    await until(async () => ((await call({ socketPath: sock }, 'GET', '/v1/status')).json.eventStreams as number) > streamsBefore, 15_000, 'the follower to attach', 20);
+    await until(
+      async () => ((await call({ socketPath: sock }, 'GET', '/v1/status')).json.eventStreams as number) > streamsBefore,
+      15_000,
+      'the follower to attach',
+      20,
+    );
     await call({ socketPath: sock }, 'POST', '/v1/apply', { plan: planOf('ping-0', 'unpublished-0') });
     const r = await events;
     assert.equal(r.status, 0, showFailure(r));
-    const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(lines.length, 3, r.stdout);
     assert.equal(lines[0]!.type, 'Requested');
     assert.match(String(lines[0]!.reason), /^apply of xps\.crypto\.hash\.sha256 requested by unix-socket$/);
@@ -307,7 +364,10 @@ describe('hotpatch operator commands against an agent in another process', { tim
 
     const js = await hotpatch(['report', '--state', fx.stateDir, '--format', 'json']);
     assert.equal(js.status, 0, showFailure(js));
-    const report = JSON.parse(js.stdout) as { audit: { ok: boolean }; patches: { id: string; signers: string[]; signersSource: string; outcome: string; version: string; payload_hash?: string; reasons: string[] }[] };
+    const report = JSON.parse(js.stdout) as {
+      audit: { ok: boolean };
+      patches: { id: string; signers: string[]; signersSource: string; outcome: string; version: string; payload_hash?: string; reasons: string[] }[];
+    };
     assert.equal(report.audit.ok, true);
     const p3 = report.patches.find((p) => p.id === 'cli-good-3');
     assert.ok(p3 !== undefined, js.stdout);
@@ -320,7 +380,10 @@ describe('hotpatch operator commands against an agent in another process', { tim
     // An operator abort publishes Aborted, then RolledBack once calls are routed back: the last decides.
     const p5 = report.patches.find((p) => p.id === 'cli-good-5');
     assert.equal(p5?.outcome, 'rolled-back');
-    assert.ok(p5?.reasons.some((x) => /^Aborted: pager went off/.test(x)), JSON.stringify(p5?.reasons));
+    assert.ok(
+      p5?.reasons.some((x) => /^Aborted: pager went off/.test(x)),
+      JSON.stringify(p5?.reasons),
+    );
 
     const future = '2999-01-01T00:00:00Z';
     const none = await hotpatch(['report', '--state', fx.stateDir, '--since', future, '--format', 'json']);

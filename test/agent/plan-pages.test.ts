@@ -25,7 +25,9 @@ async function seedJournal(stateDir: string): Promise<void> {
   const updatedAt = new Date().toISOString();
   const plans = Array.from({ length: TOTAL }, (_, i) => ({
     plan: planOf(idOf(i), `patch-${i}`),
-    ...(i < FAILED ? { status: 'failed', phase: 'verify', code: 'UNTRUSTED_KEY', reason: `patch-${i} is signed by an unknown key` } : { status: 'pending', reason: 'planned' }),
+    ...(i < FAILED
+      ? { status: 'failed', phase: 'verify', code: 'UNTRUSTED_KEY', reason: `patch-${i} is signed by an unknown key` }
+      : { status: 'pending', reason: 'planned' }),
     attempts: i < FAILED ? 1 : 0,
     updatedAt,
   }));
@@ -68,7 +70,10 @@ describe('plans are served a page at a time', { timeout: 60_000 }, () => {
 
   test('GET /v1/plans without parameters returns the first 100 plans in the order they were added, the total and a next cursor', async () => {
     const first = await page('/v1/plans');
-    assert.deepEqual(first.plans.map((p) => p.id), Array.from({ length: 100 }, (_, i) => idOf(i)));
+    assert.deepEqual(
+      first.plans.map((p) => p.id),
+      Array.from({ length: 100 }, (_, i) => idOf(i)),
+    );
     assert.equal(first.total, TOTAL);
     assert.match(String(first.next), CURSOR);
   });
@@ -85,7 +90,10 @@ describe('plans are served a page at a time', { timeout: 60_000 }, () => {
       path = `/v1/plans?limit=300&after=${encodeURIComponent(p.next)}`;
     }
     assert.equal(pages, Math.ceil(TOTAL / 300));
-    assert.deepEqual(seen, agent.planner.plans().map((s) => s.plan.id));
+    assert.deepEqual(
+      seen,
+      agent.planner.plans().map((s) => s.plan.id),
+    );
   });
 
   test('a plan added while a client pages is on a later page, and none is skipped or repeated', async () => {
@@ -95,7 +103,10 @@ describe('plans are served a page at a time', { timeout: 60_000 }, () => {
     assert.equal(rest.next, undefined);
     const ids = [...first.plans, ...rest.plans].map((p) => p.id);
     assert.equal(new Set(ids).size, ids.length, 'no plan repeated');
-    assert.deepEqual(ids, agent.planner.plans().map((s) => s.plan.id));
+    assert.deepEqual(
+      ids,
+      agent.planner.plans().map((s) => s.plan.id),
+    );
     assert.equal(ids.at(-1), 'plan-added-late');
     assert.equal(rest.total, TOTAL + 1);
     await agent.planner.removePlan('plan-added-late');
@@ -112,10 +123,10 @@ describe('plans are served a page at a time', { timeout: 60_000 }, () => {
     // The page ending at the fifth-last failed plan, then ten from there on.
     const upTo = await page(`/v1/plans?limit=${FAILED - 4}`);
     const small = await call(ep, 'GET', `/v1/status?limit=10&after=${encodeURIComponent(upTo.next!)}`);
-    assert.deepEqual((small.json.plans as { id: string; status: string }[]).map((p) => [p.id, p.status]), [
-      ...Array.from({ length: 4 }, (_, i) => [idOf(FAILED - 4 + i), 'failed']),
-      ...Array.from({ length: 6 }, (_, i) => [idOf(FAILED + i), 'pending']),
-    ]);
+    assert.deepEqual(
+      (small.json.plans as { id: string; status: string }[]).map((p) => [p.id, p.status]),
+      [...Array.from({ length: 4 }, (_, i) => [idOf(FAILED - 4 + i), 'failed']), ...Array.from({ length: 6 }, (_, i) => [idOf(FAILED + i), 'pending'])],
+    );
     // Bounded by the page, whatever the number of plans: the whole list would be 11 times as long.
     assert.ok(r.text.length < 60_000, `status is ${r.text.length} bytes`);
   });
@@ -157,17 +168,29 @@ describe('plans are served a page at a time', { timeout: 60_000 }, () => {
     await agent.planner.removePlan(last);
     const rest = await page(`/v1/plans?limit=1000&after=${encodeURIComponent(first.next!)}`);
     assert.equal(rest.plans[0]!.id, idOf(50));
-    assert.deepEqual([...first.plans.slice(0, -1), ...rest.plans].map((p) => p.id), agent.planner.plans().map((s) => s.plan.id).slice(0, 1000 + 49));
+    assert.deepEqual(
+      [...first.plans.slice(0, -1), ...rest.plans].map((p) => p.id),
+      agent.planner
+        .plans()
+        .map((s) => s.plan.id)
+        .slice(0, 1000 + 49),
+    );
     // The next page goes on from where this one ended, though the list shifted under it.
     const tail = await page(`/v1/plans?limit=1000&after=${encodeURIComponent(rest.next!)}`);
-    assert.deepEqual([...first.plans.slice(0, -1), ...rest.plans, ...tail.plans].map((p) => p.id), agent.planner.plans().map((s) => s.plan.id));
+    assert.deepEqual(
+      [...first.plans.slice(0, -1), ...rest.plans, ...tail.plans].map((p) => p.id),
+      agent.planner.plans().map((s) => s.plan.id),
+    );
     assert.equal(tail.next, undefined);
   });
 
   test('hotpatch status follows the pages and lists every plan, with --json and without', async () => {
     const json = await hotpatch(['status', '--agent', agent.address, '--json']);
     assert.equal(json.status, 0, json.stderr);
-    assert.deepEqual((json.json?.plans as { id: string }[]).map((p) => p.id), agent.planner.plans().map((s) => s.plan.id));
+    assert.deepEqual(
+      (json.json?.plans as { id: string }[]).map((p) => p.id),
+      agent.planner.plans().map((s) => s.plan.id),
+    );
     const human = await hotpatch(['status', '--agent', agent.address]);
     assert.equal(human.status, 0, human.stderr);
     const total = agent.planner.plans().length;

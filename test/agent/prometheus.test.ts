@@ -70,7 +70,7 @@ describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
     await fx?.close();
   });
 
-  test('hotpatch_events_total reaches Prometheus and matches the agent\'s own count', { timeout: 60_000 }, async () => {
+  test("hotpatch_events_total reaches Prometheus and matches the agent's own count", { timeout: 60_000 }, async () => {
     const binary = await findPrometheus();
     assert.ok(binary !== undefined, 'prometheus is not installed (not on PATH, not /usr/bin/prometheus): install it with apt-get install -y prometheus');
     const version = spawnSync(binary, ['--version'], { encoding: 'utf8' });
@@ -116,12 +116,7 @@ describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
     );
     prom = spawn(
       binary,
-      [
-        `--config.file=${config}`,
-        `--storage.tsdb.path=${join(fx.dir, 'tsdb')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-        '--log.level=warn',
-      ],
+      [`--config.file=${config}`, `--storage.tsdb.path=${join(fx.dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     prom.stdout!.setEncoding('utf8').on('data', (d: string) => (promLog += d));
@@ -150,7 +145,10 @@ describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    assert.ok(value !== undefined, `no hotpatch_events_total sample with a type label in Prometheus after 30 s; last answer: ${last}\nprometheus log:\n${promLog}`);
+    assert.ok(
+      value !== undefined,
+      `no hotpatch_events_total sample with a type label in Prometheus after 30 s; last answer: ${last}\nprometheus log:\n${promLog}`,
+    );
     assert.equal(value, expected, 'Prometheus reads the same count the agent serves');
     assert.equal(labels?.__name__, 'hotpatch_events_total');
     assert.equal(labels?.target, T);

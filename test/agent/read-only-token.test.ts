@@ -12,7 +12,20 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAgent, type Agent } from '../../src/agent/index.js';
 import type { Target } from '../../src/zero-downtime/index.js';
-import { BUILTIN_VERSION, T, builtin, call, hostRuntime, hotpatch, makeFixture, openEvents, planOf, writeToken, type Endpoint, type Fixture } from './helpers.js';
+import {
+  BUILTIN_VERSION,
+  T,
+  builtin,
+  call,
+  hostRuntime,
+  hotpatch,
+  makeFixture,
+  openEvents,
+  planOf,
+  writeToken,
+  type Endpoint,
+  type Fixture,
+} from './helpers.js';
 
 async function readOrNull(path: string): Promise<string | null> {
   try {
@@ -110,7 +123,13 @@ describe('a read-only token may read the agent and change nothing', { timeout: 6
   test('the 403 comes before the body is read: a request whose body never ends is still answered', async () => {
     const status = await new Promise<number>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port, method: 'POST', path: '/v1/freeze', headers: { authorization: `Bearer ${reader.token}`, 'content-type': 'application/json', 'content-length': '100000' } },
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/v1/freeze',
+          headers: { authorization: `Bearer ${reader.token}`, 'content-type': 'application/json', 'content-length': '100000' },
+        },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);
@@ -135,8 +154,13 @@ describe('a read-only token may read the agent and change nothing', { timeout: 6
     const named = await call(operator, 'POST', '/v1/apply', { planId: 'no-such-plan' });
     assert.equal(named.status, 404, named.text);
     for (const authorization of [`Bearer ${randomBytes(24).toString('hex')}`, `Bearer ${reader.token}x`, `Bearer ${operator.token!.slice(1)}`]) {
-      for (const [method, path] of [['GET', '/v1/status'], ['POST', '/v1/freeze']] as const) {
-        const r = await call({ host: '127.0.0.1', port }, method, path, method === 'POST' ? { target: T, reason: 'wrong' } : undefined, { headers: { authorization } });
+      for (const [method, path] of [
+        ['GET', '/v1/status'],
+        ['POST', '/v1/freeze'],
+      ] as const) {
+        const r = await call({ host: '127.0.0.1', port }, method, path, method === 'POST' ? { target: T, reason: 'wrong' } : undefined, {
+          headers: { authorization },
+        });
         assert.equal(r.status, 401, `${method} ${path}: ${r.text}`);
       }
     }
@@ -173,7 +197,12 @@ describe('a read-only token may read the agent and change nothing', { timeout: 6
     for (const [file, message] of cases) {
       const dir = join(fx.dir, `state-${file.endsWith('same.token') ? 'same' : 'world'}`);
       const host = hostRuntime(dir);
-      const started = await startAgent({ stateDir: dir, runtime: host.runtime, http: { port: 0, tokenFile: operatorFile, readTokenFile: file }, log: false }).catch((e: unknown) => e);
+      const started = await startAgent({
+        stateDir: dir,
+        runtime: host.runtime,
+        http: { port: 0, tokenFile: operatorFile, readTokenFile: file },
+        log: false,
+      }).catch((e: unknown) => e);
       host.runtime.close();
       if (!(started instanceof Error)) {
         await (started as Agent).close();

@@ -12,7 +12,22 @@ import { after, before, describe, test } from 'node:test';
 import { startAgent, type Agent } from '../../src/agent/index.js';
 import { HotPatchError, Registries, type ApprovalRequest } from '../../src/core/index.js';
 import type { Target } from '../../src/zero-downtime/index.js';
-import { BUILTIN_VERSION, T, builtin, call, hostRuntime, kat, makeFixture, openEvents, planOf, publish, goodSource, type Endpoint, type Fixture, type Reply } from './helpers.js';
+import {
+  BUILTIN_VERSION,
+  T,
+  builtin,
+  call,
+  hostRuntime,
+  kat,
+  makeFixture,
+  openEvents,
+  planOf,
+  publish,
+  goodSource,
+  type Endpoint,
+  type Fixture,
+  type Reply,
+} from './helpers.js';
 
 const T2 = 'xps.crypto.hash.sha256-second';
 
@@ -103,11 +118,14 @@ describe('requests in flight are bounded by maxRequestsInFlight', { timeout: 60_
 
       // A body announced but never sent: the refusal does not wait for it.
       const slow = await new Promise<number>((resolve, reject) => {
-        const req = request({ socketPath, method: 'POST', path: '/v1/freeze', headers: { 'content-type': 'application/json', 'content-length': '100000' } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-          req.destroy();
-        });
+        const req = request(
+          { socketPath, method: 'POST', path: '/v1/freeze', headers: { 'content-type': 'application/json', 'content-length': '100000' } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+            req.destroy();
+          },
+        );
         req.on('error', (e) => (req.destroyed ? undefined : reject(e)));
         req.write('{"target":');
       });
@@ -120,7 +138,11 @@ describe('requests in flight are bounded by maxRequestsInFlight', { timeout: 60_
       } finally {
         stream.close();
       }
-      assert.deepEqual(agent.planner.plans().map((p) => p.plan.id), ['inflight-plan-a', 'inflight-plan-b'], 'the refused requests added nothing');
+      assert.deepEqual(
+        agent.planner.plans().map((p) => p.plan.id),
+        ['inflight-plan-a', 'inflight-plan-b'],
+        'the refused requests added nothing',
+      );
     } finally {
       approver.deny();
       // Settled whatever happened above, so no reply outlives the test.

@@ -61,7 +61,12 @@ async function rejectsWith(promise: Promise<unknown>, code: string, pattern?: Re
 test('a patch packed from bytes and signed by two keys verifies with verifyPatch (threshold 2)', async () => {
   const dir = join(root, 'bytes', 'repo'); // created by packPatch
   const packed = await packPatch(dir, {
-    id: 'greet-1', target: TARGET, version: '1.0.1', type: 'esm', payload: new TextEncoder().encode(SOURCE), metadata: { ticket: 'T-1' },
+    id: 'greet-1',
+    target: TARGET,
+    version: '1.0.1',
+    type: 'esm',
+    payload: new TextEncoder().encode(SOURCE),
+    metadata: { ticket: 'T-1' },
   });
   assert.equal(packed.repository, dir);
   assert.equal(packed.replaced, false);
@@ -74,7 +79,10 @@ test('a patch packed from bytes and signed by two keys verifies with verifyPatch
   await rejectsWith(verifyPatch(repo, verifier(2), 'greet-1'), 'THRESHOLD_NOT_MET');
 
   const first = await signPatch(dir, 'greet-1', keys.ed.privateKey, { keyid: 'ed' });
-  assert.deepEqual({ signatures: first.signatures, replaced: first.replaced, counts: first.counts, alg: first.alg }, { signatures: ['ed'], replaced: false, counts: true, alg: 'ed25519' });
+  assert.deepEqual(
+    { signatures: first.signatures, replaced: first.replaced, counts: first.counts, alg: first.alg },
+    { signatures: ['ed'], replaced: false, counts: true, alg: 'ed25519' },
+  );
   await rejectsWith(verifyPatch(repo, verifier(2), 'greet-1'), 'THRESHOLD_NOT_MET');
   const second = await signPatch(repo, 'greet-1', keys.pq.privateKey, { keyid: 'pq' });
   assert.deepEqual(second.signatures, ['ed', 'pq']);
@@ -92,8 +100,15 @@ test('a patch packed from a file, with every manifest option, verifies; re-signi
   await writeFile(file, SOURCE);
   const repoDir = join(dir, 'repo');
   const packed = await packPatch(repoDir, {
-    id: 'greet-2', target: TARGET, version: '2.0.0', type: 'esm', payload: { fromFile: file }, hash: 'sha3-256',
-    createdAt: '2025-01-01T00:00:00Z', expires: '2099-01-01T00:00:00Z', signers: ['ec', 'ed'],
+    id: 'greet-2',
+    target: TARGET,
+    version: '2.0.0',
+    type: 'esm',
+    payload: { fromFile: file },
+    hash: 'sha3-256',
+    createdAt: '2025-01-01T00:00:00Z',
+    expires: '2099-01-01T00:00:00Z',
+    signers: ['ec', 'ed'],
     constraints: { node: '>=20', platforms: [`${process.platform}-${process.arch}`], requires: { 'xps.core': '^1.0.0' } },
   });
   assert.match(packed.manifest.payload_hash, /^sha3-256:[0-9a-f]{64}$/);

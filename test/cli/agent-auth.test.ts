@@ -69,7 +69,11 @@ describe('the CLI against an agent on loopback HTTP with tokens', { timeout: 60_
       const r = await hotpatchAsync([...args, '--agent', agent.address, '--token-file', wrongFile, '--json'], { env });
       assert.equal(r.status, 3, `${args[0]}: ${show(r)}`);
       assert.equal(r.json?.code, 'UNAUTHENTICATED', args[0]);
-      assert.equal(String(r.json?.message).startsWith(`the agent refused the token in ${wrongFile} (401): wrong or missing token`), true, String(r.json?.message));
+      assert.equal(
+        String(r.json?.message).startsWith(`the agent refused the token in ${wrongFile} (401): wrong or missing token`),
+        true,
+        String(r.json?.message),
+      );
       assert.match(r.stderr, /^hotpatch: UNAUTHENTICATED: the agent refused the token in /m);
     }
     assert.equal(target.frozen, undefined);

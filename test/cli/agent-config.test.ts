@@ -33,7 +33,8 @@ async function config(path: string, body: unknown): Promise<string> {
 }
 
 async function clear(): Promise<void> {
-  for (const f of [join(work, '.hotpatch.json'), join(xdg, 'hotpatch', 'config.json'), join(home, '.config', 'hotpatch', 'config.json')]) await rm(f, { force: true });
+  for (const f of [join(work, '.hotpatch.json'), join(xdg, 'hotpatch', 'config.json'), join(home, '.config', 'hotpatch', 'config.json')])
+    await rm(f, { force: true });
 }
 
 function status(args: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): CliResult {
@@ -115,7 +116,7 @@ test('a config file is parsed strictly and read bounded: each refusal is a usage
   }
 });
 
-test('a config file anyone may write, or another user\'s, is refused: it decides where the token goes', async () => {
+test("a config file anyone may write, or another user's, is refused: it decides where the token goes", async () => {
   await clear();
   const file = await config(join(work, '.hotpatch.json'), { agent: 'a.sock' });
   await chmod(file, 0o666);

@@ -23,18 +23,30 @@ test('every canary flag sets its option; flags not given leave the defaults alon
   assert.deepEqual(options([]), {});
   assert.deepEqual(
     options([
-      '--steps', '0.005, 0.05,0.25,0.5',
-      '--canary-ratio', '0.005',
-      '--canary-interval', '200',
-      '--confidence', '0.995',
-      '--max-error-excess', '0.001',
-      '--max-latency-shift', '0.5',
-      '--min-calls', '2000',
-      '--min-calls-per-step', '80',
-      '--warmup-calls', '0',
-      '--call-timeout', '750',
-      '--load-timeout', '5000',
-      '--probation', '120000',
+      '--steps',
+      '0.005, 0.05,0.25,0.5',
+      '--canary-ratio',
+      '0.005',
+      '--canary-interval',
+      '200',
+      '--confidence',
+      '0.995',
+      '--max-error-excess',
+      '0.001',
+      '--max-latency-shift',
+      '0.5',
+      '--min-calls',
+      '2000',
+      '--min-calls-per-step',
+      '80',
+      '--warmup-calls',
+      '0',
+      '--call-timeout',
+      '750',
+      '--load-timeout',
+      '5000',
+      '--probation',
+      '120000',
       '--no-probation-watch',
       '--retry-on-baseline',
     ]),
@@ -60,7 +72,10 @@ test('every canary flag sets its option; flags not given leave the defaults alon
 });
 
 test('numbers are read strictly: empty, words, hex, blanks and overflowing values are usage errors naming the flag', () => {
-  assert.throws(() => canaryOptionsFromFlags({ 'min-calls': '' }), (e) => e instanceof UsageError && /--min-calls needs a value/.test(e.message));
+  assert.throws(
+    () => canaryOptionsFromFlags({ 'min-calls': '' }),
+    (e) => e instanceof UsageError && /--min-calls needs a value/.test(e.message),
+  );
   for (const [flag, value] of [
     ['min-calls', 'abc'],
     ['confidence', '1e999'],
@@ -95,20 +110,31 @@ test('values the canary refuses are usage errors carrying its message and the fl
   for (const [values, message] of refused) assert.throws(() => canaryOptionsFromFlags(values), usage(message), JSON.stringify(values));
 });
 
-test('flags laid over a plan file\'s zdt win field by field; --max-latency-shift replaces the file\'s older maxLatencyRatio', () => {
+test("flags laid over a plan file's zdt win field by field; --max-latency-shift replaces the file's older maxLatencyRatio", () => {
   const file = { steps: [0.5, 1], minCalls: 10, maxLatencyRatio: 3 };
   assert.deepEqual(withCanaryFlags(file, { minCalls: 500, confidence: 0.9 }, 'zdt'), { confidence: 0.9, maxLatencyRatio: 3, minCalls: 500, steps: [0.5, 1] });
   assert.deepEqual(withCanaryFlags(file, { maxLatencyShift: 0.2 }, 'zdt'), { maxLatencyShift: 0.2, minCalls: 10, steps: [0.5, 1] });
   assert.deepEqual(withCanaryFlags(undefined, { warmupCalls: 0 }, 'zdt'), { warmupCalls: 0 });
   assert.throws(() => withCanaryFlags('fast', { minCalls: 1 }, 'zdt'), usage(/must be an object of canary options/));
   assert.throws(() => withCanaryFlags({ bogus: 1 }, { minCalls: 1 }, 'zdt'), usage(/unknown or non-persistable field "bogus"/));
-  assert.throws(() => withCanaryFlags({ probationMs: 2 ** 31 }, { minCalls: 1 }, 'zdt'), usage(/^zdt: probationMs must be at most/), 'the merge is checked as a whole');
+  assert.throws(
+    () => withCanaryFlags({ probationMs: 2 ** 31 }, { minCalls: 1 }, 'zdt'),
+    usage(/^zdt: probationMs must be at most/),
+    'the merge is checked as a whole',
+  );
 });
 
 test('hotpatch apply: a bad canary flag exits 2 with INVALID before any agent is reached', () => {
   const sock = join(dir, 'no-agent.sock'); // nothing listens: reaching it would be exit 3 (IO)
   const base = ['apply', '--agent', sock, '--target', 'xps.crypto.hash.sha256', '--patch', 'p1', '--json'];
-  for (const bad of [['--min-calls', 'abc'], ['--confidence', '1e999'], ['--confidence', '1'], ['--call-timeout', '0'], ['--probation', '9999999999'], ['--steps', '0.5,0.2']]) {
+  for (const bad of [
+    ['--min-calls', 'abc'],
+    ['--confidence', '1e999'],
+    ['--confidence', '1'],
+    ['--call-timeout', '0'],
+    ['--probation', '9999999999'],
+    ['--steps', '0.5,0.2'],
+  ]) {
     const r = hotpatch([...base, ...bad]);
     assert.equal(r.status, 2, `${bad.join(' ')}: ${r.stderr}`);
     assert.equal(r.json?.ok, false);
@@ -123,17 +149,39 @@ test('hotpatch apply: a bad canary flag exits 2 with INVALID before any agent is
   assert.equal(good.json?.code, 'IO');
 });
 
-test('hotpatch apply: canary flags go with --plan FILE (checked with the file\'s zdt) but not with --plan-id', async () => {
+test("hotpatch apply: canary flags go with --plan FILE (checked with the file's zdt) but not with --plan-id", async () => {
   const sock = join(dir, 'no-agent.sock');
   const planFile = join(dir, 'plan.json');
-  await writeFile(planFile, JSON.stringify({ id: 'p1', target: 'xps.a', repo: 'default', verifier: 'default', security: 'default', installer: 'default', zdt: { maxLatencyRatio: 2, steps: [0.5, 1] } }));
+  await writeFile(
+    planFile,
+    JSON.stringify({
+      id: 'p1',
+      target: 'xps.a',
+      repo: 'default',
+      verifier: 'default',
+      security: 'default',
+      installer: 'default',
+      zdt: { maxLatencyRatio: 2, steps: [0.5, 1] },
+    }),
+  );
   const withPlanId = hotpatch(['apply', '--agent', sock, '--plan-id', 'p1', '--min-calls', '5', '--json']);
   assert.equal(withPlanId.status, 2);
   assert.match(String(withPlanId.json?.message), /not --plan-id/);
   // The flag's maxLatencyShift replaces the file's maxLatencyRatio (both would be refused): the plan goes on to the missing agent (exit 3).
   assert.equal(hotpatch(['apply', '--agent', sock, '--plan', planFile, '--max-latency-shift', '0.5', '--json']).status, 3);
   const badMerge = join(dir, 'bad-plan.json');
-  await writeFile(badMerge, JSON.stringify({ id: 'p1', target: 'xps.a', repo: 'default', verifier: 'default', security: 'default', installer: 'default', zdt: { steps: [0.5, 1], typo: 1 } }));
+  await writeFile(
+    badMerge,
+    JSON.stringify({
+      id: 'p1',
+      target: 'xps.a',
+      repo: 'default',
+      verifier: 'default',
+      security: 'default',
+      installer: 'default',
+      zdt: { steps: [0.5, 1], typo: 1 },
+    }),
+  );
   const r = hotpatch(['apply', '--agent', sock, '--plan', badMerge, '--min-calls', '5', '--json']);
   assert.equal(r.status, 2, r.stderr);
   assert.equal(r.json?.code, 'INVALID');
@@ -141,7 +189,10 @@ test('hotpatch apply: canary flags go with --plan FILE (checked with the file\'s
 });
 
 test('hotpatch apply --help and fleet --help list the canary flags', () => {
-  for (const command of [['apply', '--help'], ['fleet', '--help']]) {
+  for (const command of [
+    ['apply', '--help'],
+    ['fleet', '--help'],
+  ]) {
     const r = hotpatch(command);
     assert.equal(r.status, 0);
     for (const flag of CANARY_FLAG_NAMES) assert.match(r.stdout, new RegExp(`--${flag}\\b`), `${command[0]}: --${flag}`);
@@ -151,8 +202,25 @@ test('hotpatch apply --help and fleet --help list the canary flags', () => {
 test('hotpatch fleet rollout: a bad canary flag exits 2 and the store is never opened', async () => {
   const storeDir = join(dir, 'fleet-store');
   const r = hotpatch([
-    'fleet', 'rollout', '--store', storeDir, '--target', 'xps.a', '--patch', 'p1', '--version', '1.0.1',
-    '--payload-hash', `sha256:${'0'.repeat(64)}`, '--rings', '2', '--soak', '0', '--max-error-excess', '1.5', '--json',
+    'fleet',
+    'rollout',
+    '--store',
+    storeDir,
+    '--target',
+    'xps.a',
+    '--patch',
+    'p1',
+    '--version',
+    '1.0.1',
+    '--payload-hash',
+    `sha256:${'0'.repeat(64)}`,
+    '--rings',
+    '2',
+    '--soak',
+    '0',
+    '--max-error-excess',
+    '1.5',
+    '--json',
   ]);
   assert.equal(r.status, 2, r.stderr);
   assert.equal(r.json?.code, 'INVALID');

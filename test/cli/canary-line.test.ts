@@ -37,7 +37,7 @@ test('a full CanaryStep detail reads as one line: step, ratio, verdict, rule, ca
   );
 });
 
-test('a failed step shows the candidate\'s error rate, its timeouts, compared outputs that differed and how many intervals it took', () => {
+test("a failed step shows the candidate's error rate, its timeouts, compared outputs that differed and how many intervals it took", () => {
   const line = formatCanaryStep({
     ...FULL,
     step: 1,
@@ -66,10 +66,13 @@ test('a failed step shows the candidate\'s error rate, its timeouts, compared ou
 test('latency not judged yet reads as such, with the samples gathered so far', () => {
   const { latencyP: _p, latencyRatio: _r, ...rest } = FULL;
   const line = formatCanaryStep({ ...rest, verdict: 'Inconclusive', rule: 'insufficient-data', latencyTest: 'none', latencySamples: 12, intervals: 2 });
-  assert.equal(line, 'canary step 2/4 at 5.0%: Inconclusive (insufficient-data, 2 intervals) — 812 calls, 0 errors (baseline 0.00% of 15,400), p=1; latency not judged (12 samples)');
+  assert.equal(
+    line,
+    'canary step 2/4 at 5.0%: Inconclusive (insufficient-data, 2 intervals) — 812 calls, 0 errors (baseline 0.00% of 15,400), p=1; latency not judged (12 samples)',
+  );
 });
 
-test('an older agent\'s figures (no rule, no p-values, p99s instead) still read well', () => {
+test("an older agent's figures (no rule, no p-values, p99s instead) still read well", () => {
   const older = {
     step: 1,
     of: 2,
@@ -87,12 +90,18 @@ test('an older agent\'s figures (no rule, no p-values, p99s instead) still read 
     differentialSamples: 120,
     differentialMismatches: 0,
   };
-  assert.equal(formatCanaryStep(older), 'canary step 1/2 at 50.0%: Successful — 120 calls, 0 errors (baseline 131 calls); latency ×1.06 (p99 0.042 vs 0.040 ms)');
+  assert.equal(
+    formatCanaryStep(older),
+    'canary step 1/2 at 50.0%: Successful — 120 calls, 0 errors (baseline 131 calls); latency ×1.06 (p99 0.042 vs 0.040 ms)',
+  );
 });
 
 test('a sparse detail leaves out what is missing, never printing undefined or NaN', () => {
   assert.equal(formatCanaryStep({ step: 1, verdict: 'Successful' }), 'canary step 1: Successful');
-  assert.equal(formatCanaryStep({ step: 3, of: 4, ratio: 0.25, verdict: 'Inconclusive', candidateCalls: 1 }), 'canary step 3/4 at 25.0%: Inconclusive — 1 call');
+  assert.equal(
+    formatCanaryStep({ step: 3, of: 4, ratio: 0.25, verdict: 'Inconclusive', candidateCalls: 1 }),
+    'canary step 3/4 at 25.0%: Inconclusive — 1 call',
+  );
   assert.equal(formatCanaryStep({}), 'canary step: no verdict');
   assert.equal(formatCanaryStep(undefined), 'canary step: no verdict');
   assert.equal(formatCanaryStep({ baselineCalls: 10, baselineErrors: 1 }), 'canary step: no verdict — baseline 10.00% of 10');
@@ -113,7 +122,14 @@ test('a sparse detail leaves out what is missing, never printing undefined or Na
 });
 
 test('strings from the agent cannot drive the terminal: control characters are replaced and length is bounded', () => {
-  const line = formatCanaryStep({ step: 1, of: 1, verdict: 'Successful\x1b[2J\r', rule: `no-regression\n${'x'.repeat(500)}`, latencyTest: 'mann\u202ewhitney', latencySamples: 5 });
+  const line = formatCanaryStep({
+    step: 1,
+    of: 1,
+    verdict: 'Successful\x1b[2J\r',
+    rule: `no-regression\n${'x'.repeat(500)}`,
+    latencyTest: 'mann\u202ewhitney',
+    latencySamples: 5,
+  });
   assert.doesNotMatch(line, /[\x00-\x1f\x7f\u202e]/);
   assert.ok(line.length < 220, `bounded: ${line.length}`);
   assert.match(line, /^canary step 1\/1: Successful\?\[2J\? \(no-regression\?x+\) — latency \(mann\?whitney, 5 samples\)$/);

@@ -65,7 +65,24 @@ test('keygen, pack, sign and verify work end to end for every algorithm, with a 
     trust[alg] = { alg, public_key: await readFile(join(keys, `${alg}.pub`), 'utf8') };
   }
   await writeFile(join(dir, 'trust.json'), JSON.stringify({ keys: trust, threshold: 4 }));
-  const packed = hotpatch(['pack', '--repo', repo, '--id', 'p1', '--target', 'xps.demo.f', '--version', '2.0.0', '--type', 'esm', '--payload', payload, '--meta', 'ticket=SEC-1', '--json']);
+  const packed = hotpatch([
+    'pack',
+    '--repo',
+    repo,
+    '--id',
+    'p1',
+    '--target',
+    'xps.demo.f',
+    '--version',
+    '2.0.0',
+    '--type',
+    'esm',
+    '--payload',
+    payload,
+    '--meta',
+    'ticket=SEC-1',
+    '--json',
+  ]);
   assert.equal(packed.status, 0, packed.stderr);
   for (const alg of algs) assert.equal(hotpatch(['sign', '--repo', repo, '--id', 'p1', '--key', join(keys, `${alg}.key`)]).status, 0, alg);
   const v = hotpatch(['verify', '--repo', repo, '--id', 'p1', '--trust', join(dir, 'trust.json'), '--json']);
@@ -82,7 +99,13 @@ test('a rejected patch exits 1, a missing repository exits 3', async () => {
   await writeFile(payload, 'export const api = {};\n');
   hotpatch(['keygen', '--alg', 'ed25519', '--out', keys, '--name', 'a']);
   hotpatch(['keygen', '--alg', 'ed25519', '--out', keys, '--name', 'b']);
-  const trust = { keys: { a: { alg: 'ed25519', public_key: await readFile(join(keys, 'a.pub'), 'utf8') }, b: { alg: 'ed25519', public_key: await readFile(join(keys, 'b.pub'), 'utf8') } }, threshold: 2 };
+  const trust = {
+    keys: {
+      a: { alg: 'ed25519', public_key: await readFile(join(keys, 'a.pub'), 'utf8') },
+      b: { alg: 'ed25519', public_key: await readFile(join(keys, 'b.pub'), 'utf8') },
+    },
+    threshold: 2,
+  };
   await writeFile(join(dir, 'r-trust.json'), JSON.stringify(trust));
   hotpatch(['pack', '--repo', repo, '--id', 'p', '--target', 't.x', '--version', '1.0.0', '--type', 'esm', '--payload', payload]);
   hotpatch(['sign', '--repo', repo, '--id', 'p', '--key', join(keys, 'a.key')]);

@@ -97,7 +97,12 @@ describe('a reader that closes early', { timeout: 60_000 }, () => {
       // Events until the CLI has noticed (each request waits for the previous: no sleeping).
       while (!exited() && flips < 5_000) {
         flips += 1;
-        const reply = await call({ socketPath: socket.replace(/^unix:/, '') }, 'POST', flips % 2 === 1 ? '/v1/freeze' : '/v1/unfreeze', flips % 2 === 1 ? { target: T, reason: 'epipe test' } : { target: T });
+        const reply = await call(
+          { socketPath: socket.replace(/^unix:/, '') },
+          'POST',
+          flips % 2 === 1 ? '/v1/freeze' : '/v1/unfreeze',
+          flips % 2 === 1 ? { target: T, reason: 'epipe test' } : { target: T },
+        );
         assert.equal(reply.status, 200, reply.text);
       }
     });

@@ -28,8 +28,25 @@ test('pack prints its headline once, then the hash and expiry; sign prints one l
   const hash = createHash('sha256').update(source).digest('hex');
   const repo = join(dir, 'repo');
   assert.equal(hotpatch(['keygen', '--alg', 'ed25519', '--out', join(dir, 'keys'), '--name', 'k1']).status, 0);
-  const pack = ['pack', '--repo', repo, '--id', 'p1', '--target', 'xps.a', '--version', '1.0.0', '--type', 'esm', '--payload', payload,
-    '--created-at', '2030-01-01T00:00:00Z', '--expires', '2030-02-01T00:00:00Z'];
+  const pack = [
+    'pack',
+    '--repo',
+    repo,
+    '--id',
+    'p1',
+    '--target',
+    'xps.a',
+    '--version',
+    '1.0.0',
+    '--type',
+    'esm',
+    '--payload',
+    payload,
+    '--created-at',
+    '2030-01-01T00:00:00Z',
+    '--expires',
+    '2030-02-01T00:00:00Z',
+  ];
 
   const packed = hotpatch(pack);
   assert.equal(packed.status, 0, packed.stderr);
@@ -63,7 +80,7 @@ function helpCommands(): string[][] {
   return [['--help'], ...names.map((n) => [n, '--help']), ['fleet', 'rollout', '--help'], ['audit', 'verify', '--help'], ['trust', 'rotate', '--help']];
 }
 
-test('every command\'s --help fits in 100 columns, and each synopsis continues under its first option', () => {
+test("every command's --help fits in 100 columns, and each synopsis continues under its first option", () => {
   for (const argv of helpCommands()) {
     const r = hotpatch(argv);
     assert.equal(r.status, 0, `${argv.join(' ')}: ${r.stderr}`);
@@ -73,7 +90,10 @@ test('every command\'s --help fits in 100 columns, and each synopsis continues u
     // The synopsis: from the first line to the first blank one.
     const synopsis = text.slice(0, text.indexOf('') === -1 ? text.length : text.indexOf(''));
     const starts = synopsis.filter((l) => l.startsWith('hotpatch ')).map((l) => /^hotpatch(?: [a-z][a-z-]*)+ +(?=[-[(A-Z])/.exec(l)?.[0].length);
-    assert.ok(starts.every((s) => s !== undefined && s === starts[0]), `${argv.join(' ')}: forms start their options at one column: ${starts.join(', ')}`);
+    assert.ok(
+      starts.every((s) => s !== undefined && s === starts[0]),
+      `${argv.join(' ')}: forms start their options at one column: ${starts.join(', ')}`,
+    );
     for (const l of synopsis.filter((x) => !x.startsWith('hotpatch '))) {
       assert.equal(/^ */.exec(l)![0].length, starts[0], `${argv.join(' ')}: continuation aligned: ${l}`);
     }
@@ -91,10 +111,22 @@ Its second line too.
   assert.equal(out[0], 'hotpatch demo-cmd --alpha VALUE [--bravo B]');
   assert.equal(out[1], '                  (--charlie C | --delta D) [--echo E]');
   assert.equal(out[2], '                  [--echo E] [--echo E] [--echo E]');
-  assert.ok(out.every((l) => [...l].length <= 60), out.join('\n'));
+  assert.ok(
+    out.every((l) => [...l].length <= 60),
+    out.join('\n'),
+  );
   assert.ok(out.includes('A paragraph that is short stays as written.'));
   assert.ok(out.includes('Its second line too.'));
   const row = out.slice(out.findIndex((l) => l.startsWith('  --flag X')));
   assert.ok(row.length > 1 && row.slice(1).every((l) => l.startsWith(' '.repeat(16) + 'word')), row.join('\n'));
-  assert.equal(formatTable([['a', 'one two three'], ['long', 'x']], 12), '  a     one\n        two\n        three\n  long  x');
+  assert.equal(
+    formatTable(
+      [
+        ['a', 'one two three'],
+        ['long', 'x'],
+      ],
+      12,
+    ),
+    '  a     one\n        two\n        three\n  long  x',
+  );
 });

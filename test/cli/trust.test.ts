@@ -16,7 +16,12 @@ let keys: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-trust-'));
   keys = join(dir, 'keys');
-  for (const [name, alg] of [['a', 'ed25519'], ['b', 'ecdsa-p256-sha256'], ['c', 'ed25519'], ['pq', 'ml-dsa-65']]) {
+  for (const [name, alg] of [
+    ['a', 'ed25519'],
+    ['b', 'ecdsa-p256-sha256'],
+    ['c', 'ed25519'],
+    ['pq', 'ml-dsa-65'],
+  ]) {
     const r = hotpatch(['keygen', '--alg', alg!, '--out', keys, '--name', name!]);
     assert.equal(r.status, 0, r.stderr);
   }
@@ -53,7 +58,10 @@ test('a store built only by trust init, add-key and set-threshold parses, and ve
 
   const store = parseTrustStore(await readFile(file));
   assert.deepEqual([...store.keys.keys()], ['a', 'bee', 'pq']);
-  assert.deepEqual([...store.keys.values()].map((k) => k.key.alg), ['ed25519', 'ecdsa-p256-sha256', 'ml-dsa-65']);
+  assert.deepEqual(
+    [...store.keys.values()].map((k) => k.key.alg),
+    ['ed25519', 'ecdsa-p256-sha256', 'ml-dsa-65'],
+  );
   assert.deepEqual(store.keys.get('pq')!.targets, ['xps.crypto.*', 'xps.demo.*']);
   assert.equal(store.threshold, 2);
   assert.equal(store.version, 1);
@@ -115,9 +123,16 @@ test('remove-key also takes the key out of the rules and the root that list it, 
   const pem = async (n: string): Promise<string> => readFile(pub(n), 'utf8');
   const doc = {
     version: 3,
-    keys: { a: { alg: 'ed25519', public_key: await pem('a') }, b: { alg: 'ecdsa-p256-sha256', public_key: await pem('b') }, c: { alg: 'ed25519', public_key: await pem('c') } },
+    keys: {
+      a: { alg: 'ed25519', public_key: await pem('a') },
+      b: { alg: 'ecdsa-p256-sha256', public_key: await pem('b') },
+      c: { alg: 'ed25519', public_key: await pem('c') },
+    },
     threshold: 1,
-    rules: [{ targets: ['xps.crypto.*'], threshold: 1, keys: ['a', 'c'] }, { targets: ['xps.db.*'], threshold: 2, keys: ['b', 'c'] }],
+    rules: [
+      { targets: ['xps.crypto.*'], threshold: 1, keys: ['a', 'c'] },
+      { targets: ['xps.db.*'], threshold: 2, keys: ['b', 'c'] },
+    ],
     root: { keys: ['a', 'b', 'c'], threshold: 2 },
   };
   await writeFile(file, JSON.stringify(doc));
@@ -128,7 +143,10 @@ test('remove-key also takes the key out of the rules and the root that list it, 
   assert.match(String(removed.json?.message), /removed a \(also from rules\[0\], root\)/);
   const store = parseTrustStore(await readFile(file));
   assert.equal(store.version, 4);
-  assert.deepEqual(store.rules.map((r) => r.keys), [['c'], ['b', 'c']]);
+  assert.deepEqual(
+    store.rules.map((r) => r.keys),
+    [['c'], ['b', 'c']],
+  );
   assert.deepEqual(store.root, { keys: ['b', 'c'], threshold: 2 });
 });
 

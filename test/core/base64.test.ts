@@ -42,7 +42,12 @@ test('for any string, decodeBase64 either refuses it with INVALID or it is the o
         return;
       }
       const urlSafe = /[-_]/.test(text);
-      assert.equal(Buffer.from(out.value).toString(urlSafe ? 'base64url' : 'base64').replace(/=+$/, ''), bare(text));
+      assert.equal(
+        Buffer.from(out.value)
+          .toString(urlSafe ? 'base64url' : 'base64')
+          .replace(/=+$/, ''),
+        bare(text),
+      );
       // Padding, when written, is exactly the amount the length calls for.
       if (text !== bare(text) || pem) assert.equal(text.length % 4, 0);
       assert.ok(!(urlSafe && /[+/]/.test(text)), 'never both alphabets');
@@ -53,13 +58,21 @@ test('for any string, decodeBase64 either refuses it with INVALID or it is the o
 
 test('for any bytes whose encoding has unused trailing bits, setting one of them makes the text INVALID', () => {
   fc.assert(
-    fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }).filter((b) => b.length % 3 !== 0), fc.boolean(), (bytes, padded) => {
-      const body = bare(encodeBase64(bytes));
-      const last = ALPHABET.indexOf(body.at(-1)!);
-      // 1 byte left over: 4 unused bits; 2 bytes: 2 unused bits. The lowest is always unused.
-      const flipped = `${body.slice(0, -1)}${ALPHABET[last ^ 1]}`;
-      throwsCode(() => decodeBase64(padded ? flipped.padEnd(body.length + (4 - (body.length % 4)) % 4, '=') : flipped, 'sig'), 'INVALID', /^sig is not canonical base64$/);
-    }),
+    fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 64 }).filter((b) => b.length % 3 !== 0),
+      fc.boolean(),
+      (bytes, padded) => {
+        const body = bare(encodeBase64(bytes));
+        const last = ALPHABET.indexOf(body.at(-1)!);
+        // 1 byte left over: 4 unused bits; 2 bytes: 2 unused bits. The lowest is always unused.
+        const flipped = `${body.slice(0, -1)}${ALPHABET[last ^ 1]}`;
+        throwsCode(
+          () => decodeBase64(padded ? flipped.padEnd(body.length + ((4 - (body.length % 4)) % 4), '=') : flipped, 'sig'),
+          'INVALID',
+          /^sig is not canonical base64$/,
+        );
+      },
+    ),
     { numRuns: 300 },
   );
 });

@@ -54,9 +54,16 @@ test('base64 garbage, bad shapes and unknown fields in an envelope are INVALID',
     { payloadType: 'x', payload: 'AR==', signatures: [] },
   ];
   for (const b of bad) {
-    assert.throws(() => decodeEnvelope(JSON.stringify(b)), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID', JSON.stringify(b));
+    assert.throws(
+      () => decodeEnvelope(JSON.stringify(b)),
+      (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+      JSON.stringify(b),
+    );
   }
-  assert.throws(() => decodeEnvelope('{"payloadType":'), (e: unknown) => e instanceof HotPatchError && e.code === 'PARSE');
+  assert.throws(
+    () => decodeEnvelope('{"payloadType":'),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'PARSE',
+  );
 });
 
 test('URL-safe base64 is accepted as DSSE allows', () => {

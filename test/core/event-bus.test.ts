@@ -52,5 +52,8 @@ test('unsubscribe stops delivery and an unknown event type is refused', () => {
   off();
   bus.publish(init);
   assert.equal(n, 0);
-  assert.throws(() => bus.publish({ ...init, type: 'Exploded' as never }), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
+  assert.throws(
+    () => bus.publish({ ...init, type: 'Exploded' as never }),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
 });

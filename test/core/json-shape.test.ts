@@ -49,17 +49,24 @@ test('for any JSON text, decodeJson gives what JSON.parse gives, from text and f
 
 test('for any string, decodeJson refuses with PARSE exactly when JSON.parse throws', () => {
   fc.assert(
-    fc.property(fc.oneof(fc.string(), fc.jsonValue().map((v) => JSON.stringify(v)), fc.jsonValue().map((v) => `${JSON.stringify(v)},`)), (text) => {
-      let parses = true;
-      try {
-        JSON.parse(text);
-      } catch {
-        parses = false;
-      }
-      const out = outcomeOf(() => decodeJson(text, 'doc'));
-      assert.equal(out.ok, parses);
-      if (!out.ok) assert.equal(out.error.code, 'PARSE');
-    }),
+    fc.property(
+      fc.oneof(
+        fc.string(),
+        fc.jsonValue().map((v) => JSON.stringify(v)),
+        fc.jsonValue().map((v) => `${JSON.stringify(v)},`),
+      ),
+      (text) => {
+        let parses = true;
+        try {
+          JSON.parse(text);
+        } catch {
+          parses = false;
+        }
+        const out = outcomeOf(() => decodeJson(text, 'doc'));
+        assert.equal(out.ok, parses);
+        if (!out.ok) assert.equal(out.error.code, 'PARSE');
+      },
+    ),
     { numRuns: 500 },
   );
 });
@@ -121,7 +128,10 @@ test('for any value, describe is short and never dumps an object, an array or a 
   assert.equal(describe(new Map()), 'an instance of Map');
   assert.equal(describe(new Uint8Array(2)), 'an instance of Uint8Array');
   assert.equal(describe(Object.create(null)), 'an object');
-  assert.equal(describe(() => 'source code'), 'a function');
+  assert.equal(
+    describe(() => 'source code'),
+    'a function',
+  );
 });
 
 test('for any value and range, integerInRange accepts exactly the safe integers inside it', () => {
@@ -137,7 +147,10 @@ test('for any value and range, integerInRange accepts exactly the safe integers 
         assert.equal(out.ok, inside);
         if (!out.ok) {
           assert.equal(out.error.code, 'INVALID');
-          assert.match(out.error.message, max === undefined ? new RegExp(`^rings must be an integer >= ${min}, got `) : new RegExp(`^rings must be an integer from ${min} to ${max}, got `));
+          assert.match(
+            out.error.message,
+            max === undefined ? new RegExp(`^rings must be an integer >= ${min}, got `) : new RegExp(`^rings must be an integer from ${min} to ${max}, got `),
+          );
         }
       },
     ),
@@ -164,13 +177,19 @@ test('for any value, boundedString and stringField accept exactly the non-empty 
 test('for any value, oneOf, canonicalVersion and optional accept exactly what they name', () => {
   const STATUSES = ['running', 'paused'] as const;
   fc.assert(
-    fc.property(fc.oneof(fc.constantFrom<unknown>('running', 'paused', 'Running', '', '1.2.3', 'v1.2.3', ' 1.2.3', '1.2', '1.2.3-rc.1'), fc.jsonValue()), (value) => {
-      assert.equal(outcomeOf(() => oneOf(value, STATUSES, 'state.status')).ok, value === 'running' || value === 'paused');
-      const isVersion = typeof value === 'string' && semver.valid(value) === value;
-      assert.equal(outcomeOf(() => canonicalVersion(value, 'version')).ok, isVersion, JSON.stringify(value));
-      assert.equal(optional(undefined, () => assert.fail('parse must not run for an absent value')), undefined);
-      assert.equal(outcomeOf(() => optional(value, (v) => oneOf(v, STATUSES, 'status'))).ok, value === 'running' || value === 'paused');
-    }),
+    fc.property(
+      fc.oneof(fc.constantFrom<unknown>('running', 'paused', 'Running', '', '1.2.3', 'v1.2.3', ' 1.2.3', '1.2', '1.2.3-rc.1'), fc.jsonValue()),
+      (value) => {
+        assert.equal(outcomeOf(() => oneOf(value, STATUSES, 'state.status')).ok, value === 'running' || value === 'paused');
+        const isVersion = typeof value === 'string' && semver.valid(value) === value;
+        assert.equal(outcomeOf(() => canonicalVersion(value, 'version')).ok, isVersion, JSON.stringify(value));
+        assert.equal(
+          optional(undefined, () => assert.fail('parse must not run for an absent value')),
+          undefined,
+        );
+        assert.equal(outcomeOf(() => optional(value, (v) => oneOf(v, STATUSES, 'status'))).ok, value === 'running' || value === 'paused');
+      },
+    ),
     { numRuns: 300 },
   );
 });
@@ -190,5 +209,6 @@ test('for any instant, utcTimestamp accepts its ISO form and refuses offsets, lo
 
 test('a canonical version is what semver writes back unchanged', () => {
   assert.equal(canonicalVersion('1.2.3-rc.1', 'version'), '1.2.3-rc.1');
-  for (const bad of ['v1.2.3', ' 1.2.3', '1.2', '01.2.3', 1]) throwsCode(() => canonicalVersion(bad, 'rollout.version'), 'INVALID', /^rollout\.version must be a canonical semver version/);
+  for (const bad of ['v1.2.3', ' 1.2.3', '1.2', '01.2.3', 1])
+    throwsCode(() => canonicalVersion(bad, 'rollout.version'), 'INVALID', /^rollout\.version must be a canonical semver version/);
 });

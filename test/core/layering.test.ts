@@ -8,7 +8,22 @@ import ts from 'typescript';
 // listed before it, never after; the folder order is the contract. The imports are read by
 // the TypeScript compiler's own parser — static imports, re-exports, `import type` and
 // dynamic `import()` alike — and another module is reached only through its index.
-const LAYERS = ['core', 'stats', 'crypto-agile', 'repo', 'verification', 'security', 'rollback', 'installer', 'zero-downtime', 'observability', 'orchestration', 'distributed', 'agent', 'cli'];
+const LAYERS = [
+  'core',
+  'stats',
+  'crypto-agile',
+  'repo',
+  'verification',
+  'security',
+  'rollback',
+  'installer',
+  'zero-downtime',
+  'observability',
+  'orchestration',
+  'distributed',
+  'agent',
+  'cli',
+];
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
@@ -55,7 +70,8 @@ test('every src module imports only modules of lower layers, through their index
           problems.push(`${file}:${line} imports ${specifier}, outside the layered modules`);
           continue;
         }
-        if (LAYERS.indexOf(t.module) > LAYERS.indexOf(layer)) problems.push(`${file}:${line} imports ${t.module} (a higher layer)${dynamic ? ' with import()' : ''}`);
+        if (LAYERS.indexOf(t.module) > LAYERS.indexOf(layer))
+          problems.push(`${file}:${line} imports ${t.module} (a higher layer)${dynamic ? ' with import()' : ''}`);
         if (t.inside !== 'index.js') problems.push(`${file}:${line} imports ${specifier}: past ${t.module}'s index`);
       }
     }
@@ -65,11 +81,17 @@ test('every src module imports only modules of lower layers, through their index
 
 test('the import reader sees static, re-exported, type-only and dynamic imports', () => {
   const all = files('src').flatMap((f) => importsOf(f));
-  assert.ok(all.some((i) => i.dynamic && i.specifier === './etcd-store.js'), 'the lazy etcd import is read');
+  assert.ok(
+    all.some((i) => i.dynamic && i.specifier === './etcd-store.js'),
+    'the lazy etcd import is read',
+  );
   assert.ok(all.some((i) => !i.dynamic && i.specifier === '../core/index.js'));
 });
 
 test('every src folder is placed in the layer order', () => {
   const folders = readdirSync('src').filter((n) => statSync(join('src', n)).isDirectory());
-  assert.deepEqual(folders.filter((f) => !LAYERS.includes(f)), []);
+  assert.deepEqual(
+    folders.filter((f) => !LAYERS.includes(f)),
+    [],
+  );
 });

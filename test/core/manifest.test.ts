@@ -43,13 +43,25 @@ test('uppercase hex and algorithm names are accepted and normalised to lowercase
 });
 
 test('truncated JSON and invalid UTF-8 are PARSE errors', () => {
-  assert.equal(codeOf(() => parseManifest(JSON.stringify(base).slice(0, 40))), 'PARSE');
-  assert.equal(codeOf(() => parseManifest(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]))), 'PARSE');
+  assert.equal(
+    codeOf(() => parseManifest(JSON.stringify(base).slice(0, 40))),
+    'PARSE',
+  );
+  assert.equal(
+    codeOf(() => parseManifest(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]))),
+    'PARSE',
+  );
 });
 
 test('unknown fields, at the top and inside constraints, are INVALID', () => {
-  assert.equal(codeOf(() => parseManifest({ ...base, extra: 1 })), 'INVALID');
-  assert.equal(codeOf(() => parseManifest({ ...base, constraints: { cpu: 'x' } })), 'INVALID');
+  assert.equal(
+    codeOf(() => parseManifest({ ...base, extra: 1 })),
+    'INVALID',
+  );
+  assert.equal(
+    codeOf(() => parseManifest({ ...base, constraints: { cpu: 'x' } })),
+    'INVALID',
+  );
 });
 
 test('wrong types and missing fields are INVALID', () => {
@@ -71,19 +83,42 @@ test('wrong types and missing fields are INVALID', () => {
     { ...base, metadata: { n: 1 } },
     { ...base, constraints: { node: 'not a range!!' } },
   ];
-  for (const c of cases) assert.equal(codeOf(() => parseManifest(c)), 'INVALID', JSON.stringify(c));
+  for (const c of cases)
+    assert.equal(
+      codeOf(() => parseManifest(c)),
+      'INVALID',
+      JSON.stringify(c),
+    );
   for (const field of ['id', 'target', 'version', 'created_at', 'payload_hash', 'payload_size', 'payload_type']) {
     const copy: Record<string, unknown> = { ...base };
     delete copy[field];
-    assert.equal(codeOf(() => parseManifest(copy)), 'INVALID', field);
+    assert.equal(
+      codeOf(() => parseManifest(copy)),
+      'INVALID',
+      field,
+    );
   }
 });
 
 test('unparseable and impossible dates are INVALID, and expires must follow created_at', () => {
-  for (const created_at of ['yesterday', '2025-02-30T00:00:00Z', '2025-10-27 09:00:00', '2025-10-27T09:00:00', '2025-10-27T24:00:00Z', '2025-10-27T09:00:60Z']) {
-    assert.equal(codeOf(() => parseManifest({ ...base, created_at })), 'INVALID', created_at);
+  for (const created_at of [
+    'yesterday',
+    '2025-02-30T00:00:00Z',
+    '2025-10-27 09:00:00',
+    '2025-10-27T09:00:00',
+    '2025-10-27T24:00:00Z',
+    '2025-10-27T09:00:60Z',
+  ]) {
+    assert.equal(
+      codeOf(() => parseManifest({ ...base, created_at })),
+      'INVALID',
+      created_at,
+    );
   }
-  assert.equal(codeOf(() => parseManifest({ ...base, expires: base.created_at })), 'INVALID');
+  assert.equal(
+    codeOf(() => parseManifest({ ...base, expires: base.created_at })),
+    'INVALID',
+  );
 });
 
 test('RFC 3339 offsets are applied', () => {

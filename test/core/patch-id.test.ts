@@ -9,9 +9,16 @@ test('ids of the patch id grammar are accepted', () => {
 
 test('path tricks, NUL, unicode, empty and over-long ids are INVALID', () => {
   for (const id of ['', '../x', 'a/b', 'a\\b', 'a\0b', 'ünï', '.hidden', '-x', 'a..b', 'x'.repeat(129), ' a', 'a ']) {
-    assert.throws(() => parsePatchId(id), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID', JSON.stringify(id));
+    assert.throws(
+      () => parsePatchId(id),
+      (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+      JSON.stringify(id),
+    );
   }
-  assert.throws(() => parsePatchId(42), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
+  assert.throws(
+    () => parsePatchId(42),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
 });
 
 test('property: an accepted id never contains a path separator or ".."', () => {

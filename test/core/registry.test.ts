@@ -21,8 +21,17 @@ test('the free functions register on the default instance', () => {
 test('an unknown name is NOT_FOUND, listing the known ones; a duplicate or bad name is INVALID', () => {
   const r = new Registries();
   r.approvers.register('one', approver);
-  assert.throws(() => r.approvers.get('two'), (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND' && e.message.includes('one'));
-  assert.throws(() => r.approvers.register('one', approver), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
-  assert.throws(() => r.approvers.register('../x', approver), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
+  assert.throws(
+    () => r.approvers.get('two'),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND' && e.message.includes('one'),
+  );
+  assert.throws(
+    () => r.approvers.register('one', approver),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
+  assert.throws(
+    () => r.approvers.register('../x', approver),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
   r.approvers.register('one', approver, { replace: true });
 });

@@ -53,7 +53,7 @@ test('property: after redaction no 6-character fragment of the secret remains, a
   }
 });
 
-test('process warnings that quote other code\'s errors are bounded and redacted too', async () => {
+test("process warnings that quote other code's errors are bounded and redacted too", async () => {
   const unregister = registerSecret(TOKEN);
   const seen: string[] = [];
   const onWarning = (w: Error & { code?: string }): void => void (w.code === 'HOTPATCH_TEST_LEAK' && seen.push(w.message));

@@ -6,10 +6,8 @@ import { hex, throwsCode, toHex, utf8 } from './helpers.js';
 // FIPS 180-2 appendix B/C/D and FIPS 202 example values for the message "abc".
 const ABC_VECTORS = {
   sha256: 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
-  sha384:
-    'cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7',
-  sha512:
-    'ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f',
+  sha384: 'cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7',
+  sha512: 'ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f',
   'sha3-256': '3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532',
 } as const;
 
@@ -56,7 +54,14 @@ test('a hasher is single use: update or digest after digest is refused', () => {
 
 test('hashing refuses data that is not a Uint8Array, naming the argument', () => {
   throwsCode(() => hashBytes('sha256', 'abc' as never), 'INVALID', /^data must be a Uint8Array/);
-  throwsCode(() => hashProvider('sha256').create().update([1] as never), 'INVALID', /^chunk must be a Uint8Array/);
+  throwsCode(
+    () =>
+      hashProvider('sha256')
+        .create()
+        .update([1] as never),
+    'INVALID',
+    /^chunk must be a Uint8Array/,
+  );
 });
 
 test('constant-time comparison says equal for equal bytes and unequal for one differing byte', () => {

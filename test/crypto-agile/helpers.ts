@@ -28,8 +28,7 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
 export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
   const body = concat(...parts);
   const n = body.length;
-  const len =
-    n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
   return concat(Uint8Array.of(tag, ...len), body);
 }
 
@@ -42,7 +41,6 @@ export function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
   out[i] = out[i]! ^ (1 << (bit % 8));
   return out;
 }
-
 
 const pairs = new Map<SignatureAlgorithm, { privateKey: PrivateKey; publicKey: PublicKey }>();
 

@@ -1,15 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import {
-  PublicKey,
-  SIGNATURE_ALGORITHMS,
-  generateKeyPair,
-  importPrivateKey,
-  importPublicKey,
-  sign,
-  verifySignature,
-} from '../../src/crypto-agile/index.js';
+import { PublicKey, SIGNATURE_ALGORITHMS, generateKeyPair, importPrivateKey, importPublicKey, sign, verifySignature } from '../../src/crypto-agile/index.js';
 import { concat, hex, keyPair, pem, throwsCode, tlv, toBase64, toHex, utf8 } from './helpers.js';
 
 const ML_DSA_65_ALG_ID = hex('300b0609608648016503040312');
@@ -51,11 +43,7 @@ test('the fingerprint is the lowercase hex SHA-256 of the SPKI DER', () => {
 for (const actual of SIGNATURE_ALGORITHMS) {
   for (const declared of SIGNATURE_ALGORITHMS.filter((a) => a !== actual)) {
     test(`an ${actual} public key declared as ${declared} is refused as INVALID`, () => {
-      throwsCode(
-        () => importPublicKey(declared, keyPair(actual).publicKey.toPem()),
-        'INVALID',
-        new RegExp(`${actual} key but was declared as ${declared}`),
-      );
+      throwsCode(() => importPublicKey(declared, keyPair(actual).publicKey.toPem()), 'INVALID', new RegExp(`${actual} key but was declared as ${declared}`));
     });
   }
 }

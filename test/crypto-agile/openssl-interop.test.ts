@@ -79,9 +79,16 @@ test('openssl verifies the Ed25519, ECDSA and RSA-PSS signatures made here', () 
     const r =
       alg === 'ed25519'
         ? openssl('pkeyutl', '-verify', '-rawin', '-pubin', '-inkey', pubFile, '-in', messageFile, '-sigfile', sigFile)
-        : openssl('dgst', '-sha256', '-verify', pubFile, '-signature', sigFile,
+        : openssl(
+            'dgst',
+            '-sha256',
+            '-verify',
+            pubFile,
+            '-signature',
+            sigFile,
             ...(alg === 'rsa-pss-sha256' ? ['-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:32'] : []),
-            messageFile);
+            messageFile,
+          );
     assert.equal(r.status, 0, `${alg}: ${r.stdout}${r.stderr}`);
   }
 });

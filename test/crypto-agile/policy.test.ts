@@ -141,7 +141,11 @@ test('a policy survives a round trip through JSON', () => {
 
 test('fromJSON refuses unknown fields at every level', () => {
   throwsCode(() => CryptoPolicy.fromJSON({ defaults: {}, extra: 1 }), 'INVALID', /^policy has unknown field "extra" \(allowed: defaults, components\)$/);
-  throwsCode(() => CryptoPolicy.fromJSON({ defaults: { signature: ['ed25519'] } }), 'INVALID', /^policy\.defaults has unknown field "signature" \(allowed: signatures, hashes, minRsaBits\)$/);
+  throwsCode(
+    () => CryptoPolicy.fromJSON({ defaults: { signature: ['ed25519'] } }),
+    'INVALID',
+    /^policy\.defaults has unknown field "signature" \(allowed: signatures, hashes, minRsaBits\)$/,
+  );
   throwsCode(() => CryptoPolicy.fromJSON({ components: { a: { hash: [] } } }), 'INVALID', /^policy\.components\["a"\] has unknown field "hash"/);
 });
 
@@ -151,7 +155,17 @@ test('fromJSON refuses unknown algorithms as INVALID', () => {
 });
 
 test('fromJSON refuses malformed values', () => {
-  for (const bad of [null, [], 'policy', { defaults: [] }, { components: [] }, { defaults: { minRsaBits: 2048.5 } }, { defaults: { minRsaBits: 512 } }, { defaults: { signatures: 'ed25519' } }, { components: { 'bad pattern': {} } }]) {
+  for (const bad of [
+    null,
+    [],
+    'policy',
+    { defaults: [] },
+    { components: [] },
+    { defaults: { minRsaBits: 2048.5 } },
+    { defaults: { minRsaBits: 512 } },
+    { defaults: { signatures: 'ed25519' } },
+    { components: { 'bad pattern': {} } },
+  ]) {
     throwsCode(() => CryptoPolicy.fromJSON(bad), 'INVALID');
   }
 });

@@ -11,20 +11,15 @@ for (const alg of SIGNATURE_ALGORITHMS) {
   test(`for any ${alg} message, the signature verifies and one flipped bit anywhere makes it fail`, () => {
     const { privateKey, publicKey } = keyPair(alg);
     fc.assert(
-      fc.property(
-        fc.uint8Array({ minLength: 1, maxLength: 512 }),
-        fc.boolean(),
-        fc.nat(),
-        (message, inMessage, position) => {
-          const signature = sign(privateKey, message);
-          assert.equal(verifySignature(publicKey, message, signature), true);
-          if (inMessage) {
-            assert.equal(verifySignature(publicKey, flipBit(message, position % (message.length * 8)), signature), false);
-          } else {
-            assert.equal(verifySignature(publicKey, message, flipBit(signature, position % (signature.length * 8))), false);
-          }
-        },
-      ),
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 512 }), fc.boolean(), fc.nat(), (message, inMessage, position) => {
+        const signature = sign(privateKey, message);
+        assert.equal(verifySignature(publicKey, message, signature), true);
+        if (inMessage) {
+          assert.equal(verifySignature(publicKey, flipBit(message, position % (message.length * 8)), signature), false);
+        } else {
+          assert.equal(verifySignature(publicKey, message, flipBit(signature, position % (signature.length * 8))), false);
+        }
+      }),
       { numRuns: RUNS[alg] },
     );
   });
@@ -41,12 +36,12 @@ test('for any random bytes offered as a signature, verification returns false wi
 
 const SIGNATURE_LENGTH = { ed25519: 64, 'ecdsa-p256-sha256': 72, 'rsa-pss-sha256': 256, 'ml-dsa-65': 3309 } as const;
 
-test('for any random bytes of exactly a signature\'s length, verification returns false without throwing', () => {
+test("for any random bytes of exactly a signature's length, verification returns false without throwing", () => {
   fc.assert(
     fc.property(
-      fc.constantFrom(...SIGNATURE_ALGORITHMS).chain((alg) =>
-        fc.tuple(fc.constant(alg), fc.uint8Array({ minLength: SIGNATURE_LENGTH[alg], maxLength: SIGNATURE_LENGTH[alg] })),
-      ),
+      fc
+        .constantFrom(...SIGNATURE_ALGORITHMS)
+        .chain((alg) => fc.tuple(fc.constant(alg), fc.uint8Array({ minLength: SIGNATURE_LENGTH[alg], maxLength: SIGNATURE_LENGTH[alg] }))),
       ([alg, garbage]) => {
         assert.equal(verifySignature(keyPair(alg).publicKey, Uint8Array.of(1, 2, 3), garbage), false);
       },

@@ -20,7 +20,10 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-approval-cli-'));
   spec = `file:${join(dir, 'store')}`;
   const entries: Record<string, unknown> = {};
-  for (const [name, alg] of [['alice', 'ed25519'], ['bob', 'ml-dsa-65']] as const) {
+  for (const [name, alg] of [
+    ['alice', 'ed25519'],
+    ['bob', 'ml-dsa-65'],
+  ] as const) {
     const r = hotpatch(['keygen', '--alg', alg, '--out', join(dir, 'keys'), '--name', name, '--json']);
     assert.equal(r.status, 0, r.stderr);
     Object.assign(entries, r.json?.trust_entry);
@@ -62,14 +65,22 @@ test('approve signs and stores a vote once; proposals shows what counts against 
   const listed = hotpatch(['proposals', '--store', spec, '--approvers', approversFile, '--json']);
   assert.equal(listed.status, 0, listed.stderr);
   const row = (listed.json?.proposals as Record<string, unknown>[]).find((p) => p.id === id)!;
-  assert.deepEqual([row.patchId, row.version, row.status, row.votes, row.counted, row.required, row.approved], ['fix-rt', '2.0.0', 'open', 1, ['alice'], 2, false]);
+  assert.deepEqual(
+    [row.patchId, row.version, row.status, row.votes, row.counted, row.required, row.approved],
+    ['fix-rt', '2.0.0', 'open', 1, ['alice'], 2, false],
+  );
   const human = hotpatch(['proposals', '--store', spec, '--approvers', approversFile]);
   assert.match(human.stdout, new RegExp(`${id}  fix-rt ${TARGET} 2\\.0\\.0  open until \\S+  1 vote\\(s\\), 1 of 2 counting\\n`));
 
   // An agent waiting for this activation is approved once bob (ML-DSA-65) votes from the CLI.
   const store = await EmbeddedStore.open(join(dir, 'store'), { pollMs: 20 });
   try {
-    const approval = new DistributedApproval({ consensus: new StoreConsensus(store), approvers: parseApprovers(await readFile(approversFile)), waitMs: 20_000, pollMs: 100 });
+    const approval = new DistributedApproval({
+      consensus: new StoreConsensus(store),
+      approvers: parseApprovers(await readFile(approversFile)),
+      waitMs: 20_000,
+      pollMs: 100,
+    });
     const waiting = approval.waitForQuorum({ patchId: 'fix-rt', target: TARGET, version: '2.0.0', payloadHash: HASH });
     const bob = hotpatch(['approve', '--store', spec, '--proposal', id, '--key', key('bob'), '--json']);
     assert.equal(bob.status, 0, bob.stderr);
@@ -88,7 +99,10 @@ test('approve refuses an unknown or expired proposal (exit 1); bad flags and fil
   assert.match(unknown.stderr, /no proposal p-0+ in the store/);
 
   const store = await EmbeddedStore.open(join(dir, 'store'));
-  const old = newProposal({ patchId: 'fix-old', target: TARGET, version: '1.0.0', payloadHash: HASH }, { now: Date.now() - 7_200_000, ttlMs: 3_600_000, proposer: 'test' });
+  const old = newProposal(
+    { patchId: 'fix-old', target: TARGET, version: '1.0.0', payloadHash: HASH },
+    { now: Date.now() - 7_200_000, ttlMs: 3_600_000, proposer: 'test' },
+  );
   try {
     assert.equal(await new StoreConsensus(store).propose(old), true);
   } finally {

@@ -86,10 +86,10 @@ test('an expired proposal counts nothing; a vote outside its lifetime, or for an
   const early = voteBy(alice, proposal, T0 - 60_000);
   const future = voteBy(bob, proposal, T0 + 600_000);
   const t = countVotes(proposal, [early, future], list, at);
-  assert.deepEqual(t.ignored.map((i) => i.reason.replace(/cast at [^,]+/, 'cast at X')), [
-    'vote cast at X, before the proposal was made (2030-01-01T00:00:00.000Z)',
-    'vote cast at X, in the future',
-  ]);
+  assert.deepEqual(
+    t.ignored.map((i) => i.reason.replace(/cast at [^,]+/, 'cast at X')),
+    ['vote cast at X, before the proposal was made (2030-01-01T00:00:00.000Z)', 'vote cast at X, in the future'],
+  );
   // The same activation proposed again after expiry: the old votes were for the old instance.
   const renewed = newProposal(requestOf(), { now: T0 + 3_700_000, ttlMs: 3_600_000, proposer: 'test' });
   assert.equal(renewed.id, proposal.id);
@@ -127,7 +127,15 @@ test('malformed votes are ignored with a reason: garbage, wrong type, two signat
   assert.deepEqual(tally.counted, []);
   assert.deepEqual(
     tally.ignored.map((i) => i.reason.split(':')[0]),
-    ['malformed envelope', 'wrong payload type "application/vnd.xps.hotpatch.manifest+json"', 'a vote carries exactly one signature, this one 2', 'signed as "alice" but stored under "bob"', 'malformed vote', 'malformed vote', 'vote names key id "bob"'],
+    [
+      'malformed envelope',
+      'wrong payload type "application/vnd.xps.hotpatch.manifest+json"',
+      'a vote carries exactly one signature, this one 2',
+      'signed as "alice" but stored under "bob"',
+      'malformed vote',
+      'malformed vote',
+      'vote names key id "bob"',
+    ],
   );
 });
 
@@ -157,9 +165,15 @@ test('the approvers list is parsed strictly', () => {
   assert.throws(() => parseApprovers(approversDoc([alice, bob], {})), assertCode('INVALID'));
   assert.throws(() => parseApprovers({ keys: {}, quorum: { threshold: 1 } }), assertCode('INVALID', /no keys/));
   assert.throws(() => parseApprovers({ keys: { 'a/b': { alg: 'ed25519', public_key: alice.publicPem } }, quorum: { threshold: 1 } }), assertCode('INVALID'));
-  assert.throws(() => parseApprovers({ keys: { a: { alg: 'ecdsa-p256-sha256', public_key: alice.publicPem } }, quorum: { threshold: 1 } }), assertCode('INVALID'));
+  assert.throws(
+    () => parseApprovers({ keys: { a: { alg: 'ecdsa-p256-sha256', public_key: alice.publicPem } }, quorum: { threshold: 1 } }),
+    assertCode('INVALID'),
+  );
   assert.throws(() => parseApprovers({ keys: { a: { alg: 'ed25519', public_key: 'AAAA' } }, quorum: { threshold: 1 } }), assertCode('INVALID'));
-  assert.throws(() => parseApprovers({ keys: { a: { alg: 'dsa', public_key: alice.publicPem } }, quorum: { threshold: 1 } }), assertCode('ALGORITHM_DISALLOWED'));
+  assert.throws(
+    () => parseApprovers({ keys: { a: { alg: 'dsa', public_key: alice.publicPem } }, quorum: { threshold: 1 } }),
+    assertCode('ALGORITHM_DISALLOWED'),
+  );
   assert.throws(() => parseApprovers('{"keys":'), assertCode('PARSE'));
 });
 
@@ -181,7 +195,10 @@ test('a proposal id is the same for the same activation on every agent, and bind
 test('property: the counted set never holds two keys with one fingerprint, and only listed keys whose vote verifies count', () => {
   // A pool of keys: listed ones (some under two ids), and unlisted ones posing under listed ids.
   const keys = [approverKey('k0'), approverKey('k1', 'ecdsa-p256-sha256'), approverKey('k2'), approverKey('k3')];
-  const aliases = [{ ...keys[0]!, keyid: 'k0-alias' }, { ...keys[1]!, keyid: 'k1-alias' }];
+  const aliases = [
+    { ...keys[0]!, keyid: 'k0-alias' },
+    { ...keys[1]!, keyid: 'k1-alias' },
+  ];
   const listed = [...keys.slice(0, 3), ...aliases];
   const pool = parseApprovers(approversDoc(listed, { threshold: 3 }));
   const outsider = approverKey('k3');
@@ -199,12 +216,20 @@ test('property: the counted set never holds two keys with one fingerprint, and o
   fc.assert(
     fc.property(fc.array(fc.nat({ max: variants.length - 1 }), { maxLength: 24 }), (picks) => {
       const chosen = picks.map((i) => variants[i]!);
-      const tally = countVotes(p, chosen.map((c) => c.vote), pool, { now: T0 + 5000, voterCount: 0 });
+      const tally = countVotes(
+        p,
+        chosen.map((c) => c.vote),
+        pool,
+        { now: T0 + 5000, voterCount: 0 },
+      );
       const prints = tally.counted.map((id) => fingerprint.get(id));
       assert.equal(new Set(prints).size, prints.length, 'two counted keys share a fingerprint');
       for (const id of tally.counted) {
         assert.ok(pool.keys.has(id), `${id} is not listed`);
-        assert.ok(chosen.some((c) => c.kind === 'valid' && c.vote.keyid === id), `${id} counted without a valid vote`);
+        assert.ok(
+          chosen.some((c) => c.kind === 'valid' && c.vote.keyid === id),
+          `${id} counted without a valid vote`,
+        );
       }
       // Every distinct listed key with a valid vote counts (the set is also maximal).
       const expected = new Set(chosen.filter((c) => c.kind === 'valid').map((c) => fingerprint.get(c.vote.keyid)));
@@ -234,5 +259,8 @@ test('a stored proposal that lives longer than the 30-day maximum is refused, so
     expiresAt: new Date(created.getTime() + 100 * 365 * 86_400_000).toISOString(),
     proposer: 'mallory',
   };
-  assert.throws(() => parseProposal(JSON.stringify(stored)), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /maximum/.test((e as Error).message));
+  assert.throws(
+    () => parseProposal(JSON.stringify(stored)),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /maximum/.test((e as Error).message),
+  );
 });

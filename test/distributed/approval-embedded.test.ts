@@ -66,7 +66,10 @@ test('with an embedded store: approve proposes, waits, and resolves once a quoru
   // Repeated votes are not stored twice.
   const proposal = (await voter.proposal(result.proposalId))!;
   assert.equal(await voter.vote(voteBy(alice, proposal, Date.now())), false);
-  assert.deepEqual((await voter.votes(result.proposalId)).map((v) => v.keyid), ['alice', 'bob', 'mallory']);
+  assert.deepEqual(
+    (await voter.votes(result.proposalId)).map((v) => v.keyid),
+    ['alice', 'bob', 'mallory'],
+  );
 });
 
 test('with an embedded store: a quorum not reached in time is APPROVAL_MISSING, saying how far off and why votes were ignored', async () => {
@@ -77,7 +80,10 @@ test('with an embedded store: a quorum not reached in time is APPROVAL_MISSING, 
   const started = Date.now();
   await assert.rejects(
     approval.approve(request),
-    assertCode('APPROVAL_MISSING', /^approval of emb-missing 1\.0\.1: 1 of 2 required approvals \(ignored: mallory: unknown key\); proposal p-[0-9a-f]{32}, waited 400 ms$/),
+    assertCode(
+      'APPROVAL_MISSING',
+      /^approval of emb-missing 1\.0\.1: 1 of 2 required approvals \(ignored: mallory: unknown key\); proposal p-[0-9a-f]{32}, waited 400 ms$/,
+    ),
   );
   await voting;
   // A lower bound only (a busy machine makes it longer, never shorter): it really waited.
@@ -124,9 +130,12 @@ test('an expired proposal is renewed by the next approve; votes for the old inst
   assert.equal(await agent.propose(old), true);
   for (const k of [alice, bob]) await agent.vote(signVote(old, k.privateKey, k.keyid, { now: Date.now() - 7_000_000 }));
   const approval = new DistributedApproval({ consensus: agent, approvers: list, waitMs: 300, pollMs: 50, proposalTtlMs: 600_000 });
-  await assert.rejects(approval.approve(request), assertCode('APPROVAL_MISSING', /0 of 2 required approvals \(ignored: alice: vote for another instance of the proposal/));
+  await assert.rejects(
+    approval.approve(request),
+    assertCode('APPROVAL_MISSING', /0 of 2 required approvals \(ignored: alice: vote for another instance of the proposal/),
+  );
   const renewed = (await agent.proposal(old.id))!;
-  assert.ok(Date.parse(renewed.expiresAt) > Date.now() + 500_000, 'renewed for the approver\'s ttl');
+  assert.ok(Date.parse(renewed.expiresAt) > Date.now() + 500_000, "renewed for the approver's ttl");
   // Fresh votes replace the stale ones (compare-and-swap on the exact stale vote).
   for (const k of [alice, bob]) {
     const stale = (await agent.votes(old.id)).find((v) => v.keyid === k.keyid)!;
@@ -184,7 +193,10 @@ test('store errors never approve: IO while waiting fails closed with IO; an erro
   const approval = new DistributedApproval({ consensus: flaky, approvers: list, waitMs: 300, pollMs: 50 });
   await assert.rejects(
     approval.approve(request),
-    assertCode('IO', /^approval of emb-flaky 1\.0\.1: consensus store unavailable, not approving \(fail closed\): etcd unreachable or without quorum; proposal p-/),
+    assertCode(
+      'IO',
+      /^approval of emb-flaky 1\.0\.1: consensus store unavailable, not approving \(fail closed\): etcd unreachable or without quorum; proposal p-/,
+    ),
   );
   // The error clears after two more failed reads: the wait retried through them.
   failedReads = 0;

@@ -16,18 +16,7 @@ import {
 import type { PatchPlan } from '../../src/orchestration/index.js';
 import { makeEnv, planOf, types, withTraffic } from '../orchestration/helpers.js';
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
-import {
-  approverKey,
-  approversDoc,
-  approversOf,
-  hashOf,
-  payloadOf,
-  rawVote,
-  requestOf,
-  tampered,
-  voteBy,
-  waitFor,
-} from './approval-helpers.js';
+import { approverKey, approversDoc, approversOf, hashOf, payloadOf, rawVote, requestOf, tampered, voteBy, waitFor } from './approval-helpers.js';
 
 // A real 3-member etcd cluster on loopback: quorum approval through it, members killed
 // during voting, and votes written straight into etcd by someone who holds no approver key.
@@ -85,7 +74,11 @@ test('etcd: a Planner plan with a DistributedApproval approver waits for the sig
       await waitFor(async () => (await voter.proposals()).some((p) => p.patchId === 'fix-etcd'), 15_000, 'the proposal');
       const proposal = (await voter.proposals()).find((p) => p.patchId === 'fix-etcd')!;
       assert.deepEqual([proposal.target, proposal.version], ['xps.crypto.hash.sha256', '1.0.1']);
-      assert.equal(proc.events.some((e) => e.type === 'Approved'), false, 'approved before any vote');
+      assert.equal(
+        proc.events.some((e) => e.type === 'Approved'),
+        false,
+        'approved before any vote',
+      );
       for (const k of [alice, carol]) await voter.vote(voteBy(k, proposal, Date.now()));
     })();
     const [{ result, errors }] = await Promise.all([withTraffic(proc, planner.runOnce('p1')), voting]);
@@ -206,7 +199,8 @@ test('etcd: forged, duplicated, expired and wrong-hash votes written straight in
   const expiredRequest = requestOf({ patchId: 'etcd-expired', payloadHash: hashOf('expired') });
   const expired = newProposal(expiredRequest, { now: Date.now() - 7_200_000, ttlMs: 3_600_000, proposer: 'old' });
   await raw.put(`${PREFIX}/proposals/${expired.id}`).value(JSON.stringify(expired));
-  for (const k of [alice, bob]) await raw.put(`${PREFIX}/votes/${expired.id}/${k.keyid}`).value(signVote(expired, k.privateKey, k.keyid, { now: Date.now() - 7_100_000 }).envelope);
+  for (const k of [alice, bob])
+    await raw.put(`${PREFIX}/votes/${expired.id}/${k.keyid}`).value(signVote(expired, k.privateKey, k.keyid, { now: Date.now() - 7_100_000 }).envelope);
   await assert.rejects(
     new DistributedApproval({ consensus: agent, approvers: list, waitMs: 500, pollMs: 100 }).approve(expiredRequest),
     (e: HotPatchError) => e.code === 'APPROVAL_MISSING' && /0 of 2 required approvals \(ignored: alice: vote for another instance/.test(e.message),

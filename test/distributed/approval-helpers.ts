@@ -1,14 +1,6 @@
 import { createHash } from 'node:crypto';
 import { encodeEnvelope, decodeEnvelope, type ApprovalRequest } from '../../src/core/index.js';
-import {
-  VOTE_PAYLOAD_TYPE,
-  newProposal,
-  parseApprovers,
-  signVote,
-  type ApproversList,
-  type Proposal,
-  type SignedVote,
-} from '../../src/distributed/index.js';
+import { VOTE_PAYLOAD_TYPE, newProposal, parseApprovers, signVote, type ApproversList, type Proposal, type SignedVote } from '../../src/distributed/index.js';
 import { signEnvelope, signerOf, testKey, type TestKey } from '../support/patches.js';
 import { until } from '../support/wait.js';
 
@@ -17,7 +9,8 @@ import { until } from '../support/wait.js';
 export { assertCode } from '../support/assertions.js';
 
 /** Polls `predicate` (it reads the store) every 20 ms until it holds; fails after `timeoutMs`. */
-export const waitFor = (predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> => until(predicate, timeoutMs, what, 20);
+export const waitFor = (predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> =>
+  until(predicate, timeoutMs, what, 20);
 
 /** Shared by the approval tests (approval-*.test.ts). */
 

@@ -46,7 +46,6 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-
 test('embedded store, one machine: a good patch reaches 9 agents ring by ring; the CLI shows the fleet', async () => {
   const prefix = testPrefix('embedded-good');
   const fleet = await startFleet({ openStore: open, prefix, rings: [3, 3, 3], patches: [GOOD], leaseTtlMs: LEASE_MS });
@@ -56,12 +55,20 @@ test('embedded store, one machine: a good patch reaches 9 agents ring by ring; t
   const store = await open();
   try {
     await Promise.race([a.controller.whenLeading(), b.controller.whenLeading()]);
-    const rollout = await createRollout(store, { target: GOOD.verified.manifest.target, patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 3, soakMs: 200 }, { prefix });
-    const done = await waitFor('the rollout to complete', async () => {
-      const r = await getRollout(store, rollout.id, { prefix });
-      assert.ok(['running', 'completed'].includes(r.state.status), `rollout ${r.state.status}: ${r.state.reason}`);
-      return r.state.status === 'completed' ? r : undefined;
-    }, 30_000);
+    const rollout = await createRollout(
+      store,
+      { target: GOOD.verified.manifest.target, patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 3, soakMs: 200 },
+      { prefix },
+    );
+    const done = await waitFor(
+      'the rollout to complete',
+      async () => {
+        const r = await getRollout(store, rollout.id, { prefix });
+        assert.ok(['running', 'completed'].includes(r.state.status), `rollout ${r.state.status}: ${r.state.reason}`);
+        return r.state.status === 'completed' ? r : undefined;
+      },
+      30_000,
+    );
     assert.equal(done.state.ring, 3);
     await waitFor('every agent on 1.0.1', () => fleet.agents.every((x) => x.target.active.version === '1.0.1'));
     assertRingOrder(fleet.log, rollout.id, 3);
@@ -69,9 +76,14 @@ test('embedded store, one machine: a good patch reaches 9 agents ring by ring; t
     // The rings were opened once each, in order, whichever controller led at the time.
     const rings = transitions.filter((t) => t.to.ring !== t.from.ring).map((t) => t.to.ring);
     assert.deepEqual(rings, [1, 2, 3]);
-    assert.equal(fleet.agents.reduce((n, x) => n + x.traffic.failures, 0), 0);
+    assert.equal(
+      fleet.agents.reduce((n, x) => n + x.traffic.failures, 0),
+      0,
+    );
 
-    await waitFor('every agent to report 1.0.1', async () => (await fleetStatus(store, { prefix })).agents.every((x) => x.targets['xps.crypto.hash.sha256']?.version === '1.0.1'));
+    await waitFor('every agent to report 1.0.1', async () =>
+      (await fleetStatus(store, { prefix })).agents.every((x) => x.targets['xps.crypto.hash.sha256']?.version === '1.0.1'),
+    );
     const status = await cli(['fleet', 'status', '--store', dir, '--prefix', prefix]);
     assert.equal(status.status, 0, status.stderr);
     const agents = status.json.agents as { agentId: string; ring: number; targets: Record<string, { version: string; phase: string; health: string }> }[];
@@ -95,7 +107,10 @@ test('operator actions: pause holds the ring, resume continues, abort is refused
     const spec = { target: 'xps.crypto.hash.sha256', patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 2, soakMs: 0 };
     const r = await createRollout(store, { ...spec, id: 'ops-1' }, { prefix });
     assert.equal(r.state.status, 'running');
-    await assert.rejects(createRollout(store, { ...spec, id: 'ops-2' }, { prefix }), (e: unknown) => isCode('INVALID')(e) && /already has rollout ops-1/.test((e as Error).message));
+    await assert.rejects(
+      createRollout(store, { ...spec, id: 'ops-2' }, { prefix }),
+      (e: unknown) => isCode('INVALID')(e) && /already has rollout ops-1/.test((e as Error).message),
+    );
     assert.equal((await pauseRollout(store, 'ops-1', 'change freeze', { prefix })).state.status, 'paused');
     await assert.rejects(pauseRollout(store, 'ops-1', 'again', { prefix }), isCode('INVALID'));
     assert.equal((await resumeRollout(store, 'ops-1', undefined, { prefix })).state.status, 'running');
@@ -106,7 +121,28 @@ test('operator actions: pause holds the ring, resume continues, abort is refused
     await assert.rejects(pauseRollout(store, 'nope', undefined, { prefix }), isCode('NOT_FOUND'));
 
     // The same through the command line.
-    const created = await cli(['fleet', 'rollout', '--store', dir, '--prefix', prefix, '--id', 'ops-3', '--target', spec.target, '--patch', GOOD.id, '--version', GOOD.version, '--payload-hash', GOOD.payloadHash, '--rings', '3', '--soak', '100']);
+    const created = await cli([
+      'fleet',
+      'rollout',
+      '--store',
+      dir,
+      '--prefix',
+      prefix,
+      '--id',
+      'ops-3',
+      '--target',
+      spec.target,
+      '--patch',
+      GOOD.id,
+      '--version',
+      GOOD.version,
+      '--payload-hash',
+      GOOD.payloadHash,
+      '--rings',
+      '3',
+      '--soak',
+      '100',
+    ]);
     assert.equal(created.status, 0, created.stderr);
     assert.equal((created.json.rollout as { rings: number }).rings, 3);
     assert.equal((await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3'])).json.ok, true);
@@ -120,7 +156,29 @@ test('operator actions: pause holds the ring, resume continues, abort is refused
     assert.equal((await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'missing'])).status, 3);
     // Usage errors: exit 2, nothing opened.
     assert.equal((await cli(['fleet', 'rollout', '--store', dir, '--target', 'x'])).status, 2);
-    assert.equal((await cli(['fleet', 'rollout', '--store', dir, '--target', 'a.b', '--patch', 'p', '--version', '1.0.0', '--payload-hash', 'sha256:00', '--rings', 'two', '--soak', '1'])).status, 2);
+    assert.equal(
+      (
+        await cli([
+          'fleet',
+          'rollout',
+          '--store',
+          dir,
+          '--target',
+          'a.b',
+          '--patch',
+          'p',
+          '--version',
+          '1.0.0',
+          '--payload-hash',
+          'sha256:00',
+          '--rings',
+          'two',
+          '--soak',
+          '1',
+        ])
+      ).status,
+      2,
+    );
     assert.equal((await cli(['fleet', 'status', '--store', dir, '--rollout', 'x'])).status, 2);
     assert.equal((await cli(['fleet', 'explode', '--store', dir])).status, 2);
     assert.equal((await cli(['fleet'])).status, 2);
@@ -134,15 +192,25 @@ test('stored documents are parsed strictly: unknown fields, bad states and misma
   const keys = fleetKeys(prefix);
   const store = await open();
   try {
-    const good = await createRollout(store, { id: 'p-1', target: 'xps.crypto.hash.sha256', patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 2, soakMs: 0 }, { prefix });
+    const good = await createRollout(
+      store,
+      { id: 'p-1', target: 'xps.crypto.hash.sha256', patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 2, soakMs: 0 },
+      { prefix },
+    );
     const copy = { ...good, id: 'p-2' };
     await store.put(`${keys.rollouts}p-3`, JSON.stringify(copy)); // a document under another key
     await store.put(`${keys.rollouts}p-4`, JSON.stringify({ ...good, id: 'p-4', extra: 1 }));
     await store.put(`${keys.rollouts}p-5`, JSON.stringify({ ...good, id: 'p-5', state: { status: 'exploded', ring: 0 } }));
     await store.put(`${keys.rollouts}p-6`, '{not json');
     const status = await fleetStatus(store, { prefix });
-    assert.deepEqual(status.rollouts.map((r) => r.id), ['p-1']);
-    assert.deepEqual(status.problems.map((p) => p.key.slice(keys.rollouts.length)), ['p-3', 'p-4', 'p-5', 'p-6']);
+    assert.deepEqual(
+      status.rollouts.map((r) => r.id),
+      ['p-1'],
+    );
+    assert.deepEqual(
+      status.problems.map((p) => p.key.slice(keys.rollouts.length)),
+      ['p-3', 'p-4', 'p-5', 'p-6'],
+    );
     assert.throws(() => parseRolloutDocument({ ...good, rings: 0 }), isCode('INVALID'));
     assert.throws(() => parseRolloutDocument({ ...good, payloadHash: 'md5' }), isCode('INVALID'));
     assert.throws(() => parseRolloutDocument({ ...good, state: { ...good.state, ring: 3 } }), /from 0 to 2/);
@@ -169,7 +237,15 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
     // only the pause can keep ring 2 closed.
     await waitFor('ring 1 to report ready', async () => {
       const ring1 = (await fleetStatus(store, { prefix })).agents.filter((x) => x.ring === 1);
-      return ring1.length === 2 && ring1.every((x) => x.targets[T]?.version === '1.0.1' && (x.targets[T]?.phase === 'promoted' || x.targets[T]?.phase === 'activated') && x.targets[T]?.health === 'healthy');
+      return (
+        ring1.length === 2 &&
+        ring1.every(
+          (x) =>
+            x.targets[T]?.version === '1.0.1' &&
+            (x.targets[T]?.phase === 'promoted' || x.targets[T]?.phase === 'activated') &&
+            x.targets[T]?.health === 'healthy',
+        )
+      );
     });
     await ctl.controller.tick();
     const soakFrom = Date.now();
@@ -184,14 +260,21 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
     await abortRollout(store, r.id, 'bad idea', { prefix });
     await waitFor('every agent back on 1.0.0', () => fleet.agents.every((x) => x.target.active.version === '1.0.0'));
     await Promise.all(fleet.agents.map((x) => x.member.idle()));
-    const applied = fleet.log.filter((e) => e.rollout === r.id && e.event === 'apply-end' && e.phase === 'promoted').map((e) => e.agent).sort();
-    const rolledBack = fleet.log.filter((e) => e.rollout === r.id && e.event === 'rollback').map((e) => e.agent).sort();
+    const applied = fleet.log
+      .filter((e) => e.rollout === r.id && e.event === 'apply-end' && e.phase === 'promoted')
+      .map((e) => e.agent)
+      .sort();
+    const rolledBack = fleet.log
+      .filter((e) => e.rollout === r.id && e.event === 'rollback')
+      .map((e) => e.agent)
+      .sort();
     assert.ok(applied.length >= 4, 'rings 0 and 1 had promoted');
     assert.deepEqual(rolledBack, applied, 'every agent that promoted the patch rolled it back');
     await ctl.controller.tick(); // one more full pass over the rollouts
     assert.equal((await getRollout(store, r.id, { prefix })).state.status, 'aborted', 'the controller leaves an aborted rollout alone');
     await waitFor('the reports to show rolled-back', async () =>
-      (await fleetStatus(store, { prefix })).agents.every((x) => x.targets[T]?.version === '1.0.0' && x.targets[T]?.phase !== 'promoted'));
+      (await fleetStatus(store, { prefix })).agents.every((x) => x.targets[T]?.version === '1.0.0' && x.targets[T]?.phase !== 'promoted'),
+    );
   } finally {
     await store.close();
     await ctl.close();
@@ -255,7 +338,10 @@ test('a controller restarted mid-rollout resumes from the stored state', async (
     assert.ok(resumed.length > 0);
     assert.equal(resumed[0]!.from.ring, 1, 'the new controller started from ring 1, where the stored state was');
     assert.equal(resumed[0]!.from.healthySince, stored.state.healthySince, 'and kept the soak clock that was running');
-    assert.deepEqual(fleet.log.filter((e) => e.rollout === r.id && e.event === 'apply-start').map((e) => e.ring), [0, 1, 2]);
+    assert.deepEqual(
+      fleet.log.filter((e) => e.rollout === r.id && e.event === 'apply-start').map((e) => e.ring),
+      [0, 1, 2],
+    );
   } finally {
     await store.close();
     await second?.close();
@@ -285,11 +371,13 @@ test('an agent whose lease is lost while it lives registers again', async () => 
   const leases: Lease[] = [];
   // The agent's own store, recording the leases it is granted.
   const store: KvStore = Object.create(base, {
-    grantLease: { value: async (ttlMs: number) => {
-      const lease = await base.grantLease(ttlMs);
-      leases.push(lease);
-      return lease;
-    } },
+    grantLease: {
+      value: async (ttlMs: number) => {
+        const lease = await base.grantLease(ttlMs);
+        leases.push(lease);
+        return lease;
+      },
+    },
   }) as KvStore;
   const member = new FleetMember({
     store,

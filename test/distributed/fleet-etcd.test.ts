@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createRollout, fleetStatus, getRollout, type KvStore, type RolloutDocument, type RolloutStatus, type RolloutTransition } from '../../src/distributed/index.js';
+import {
+  createRollout,
+  fleetStatus,
+  getRollout,
+  type KvStore,
+  type RolloutDocument,
+  type RolloutStatus,
+  type RolloutTransition,
+} from '../../src/distributed/index.js';
 import { EtcdStore } from '../../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 import {
@@ -45,12 +53,16 @@ async function rollout(store: KvStore, prefix: string, p: TestPatch, soakMs: num
 
 /** Waits until the rollout reaches one of `ends`; fails at once if it reaches any other final state. */
 async function settle(store: KvStore, prefix: string, id: string, ends: readonly RolloutStatus[], timeoutMs = 30_000): Promise<RolloutDocument> {
-  return waitFor(`rollout ${id} to become ${ends.join(' or ')}`, async () => {
-    const r = await getRollout(store, id, { prefix });
-    if (ends.includes(r.state.status)) return r;
-    if (['completed', 'rolled-back', 'aborted'].includes(r.state.status)) throw new Error(`rollout ${id} ended ${r.state.status}: ${r.state.reason}`);
-    return undefined;
-  }, timeoutMs);
+  return waitFor(
+    `rollout ${id} to become ${ends.join(' or ')}`,
+    async () => {
+      const r = await getRollout(store, id, { prefix });
+      if (ends.includes(r.state.status)) return r;
+      if (['completed', 'rolled-back', 'aborted'].includes(r.state.status)) throw new Error(`rollout ${id} ended ${r.state.status}: ${r.state.reason}`);
+      return undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** The controllers' record of a transition (its CAS may land before the controller hears back). */
@@ -58,7 +70,8 @@ async function recorded(transitions: RolloutTransition[], id: string, status: Ro
   await waitFor(`the controller to record ${id} ${status}`, () => transitions.some((t) => t.rollout === id && t.to.status === status));
 }
 
-const started = (fleet: Fleet, id: string, ring: number): number => fleet.log.filter((e) => e.rollout === id && e.ring === ring && e.event === 'apply-start').length;
+const started = (fleet: Fleet, id: string, ring: number): number =>
+  fleet.log.filter((e) => e.rollout === id && e.ring === ring && e.event === 'apply-start').length;
 
 describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
   const prefix = testPrefix('etcd-rings');
@@ -90,19 +103,31 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     // No ring-1 agent applied before all ring-0 agents promoted; likewise ring 2 after ring 1.
     assertRingOrder(fleet.log, r.id, 3, RINGS);
     await waitFor('every agent on 1.0.1', () => fleet.agents.every((x) => x.target.active.version === '1.0.1'));
-    assert.equal(fleet.agents.reduce((n, x) => n + x.traffic.failures, 0), 0);
+    assert.equal(
+      fleet.agents.reduce((n, x) => n + x.traffic.failures, 0),
+      0,
+    );
     const mine = transitions.filter((t) => t.rollout === r.id);
     // Each ring opened once, in order (compare-and-swap: never twice, whoever led).
-    assert.deepEqual(mine.filter((t) => t.to.ring !== t.from.ring).map((t) => t.to.ring), [1, 2, 3]);
+    assert.deepEqual(
+      mine.filter((t) => t.to.ring !== t.from.ring).map((t) => t.to.ring),
+      [1, 2, 3],
+    );
     // Each ring soaked at least soakMs after its last agent was ready.
     for (const t of mine.filter((x) => x.to.ring !== x.from.ring)) {
       assert.ok(Date.parse(t.to.updatedAt!) - Date.parse(t.from.healthySince!) >= 200, `ring ${t.from.ring} soaked too briefly`);
     }
     const status = await waitFor('every agent to report 1.0.1, promoted and healthy', async () => {
       const s = await fleetStatus(operator, { prefix });
-      return s.agents.length === 30 && s.agents.every((x) => x.targets[T]?.version === '1.0.1' && x.targets[T]?.phase === 'promoted' && x.targets[T]?.health === 'healthy') ? s : undefined;
+      return s.agents.length === 30 &&
+        s.agents.every((x) => x.targets[T]?.version === '1.0.1' && x.targets[T]?.phase === 'promoted' && x.targets[T]?.health === 'healthy')
+        ? s
+        : undefined;
     });
-    assert.deepEqual(RINGS.map((_, ring) => status.agents.filter((x) => x.ring === ring).length), RINGS);
+    assert.deepEqual(
+      RINGS.map((_, ring) => status.agents.filter((x) => x.ring === ring).length),
+      RINGS,
+    );
     // The operator's view, through --store etcd://…
     const spec = `etcd://${cluster.endpoints.map((e) => e.replace('http://', '')).join(',')}`;
     const shown = await cli(['fleet', 'status', '--store', spec, '--prefix', prefix]);
@@ -112,12 +137,37 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     assert.ok(['ctl-a', 'ctl-b'].includes(shown.json.controller as string));
   });
 
-  test('a rollout\'s canary options round-trip through etcd: the CLI writes them, every reader parses them back, operator actions keep them', async () => {
+  test("a rollout's canary options round-trip through etcd: the CLI writes them, every reader parses them back, operator actions keep them", async () => {
     const elsewhere = testPrefix('etcd-zdt'); // no agent or controller there: the document is only stored and read
     const spec = `etcd://${cluster.endpoints.map((e) => e.replace('http://', '')).join(',')}`;
     const created = await cli([
-      'fleet', 'rollout', '--store', spec, '--prefix', elsewhere, '--id', 'etcd-zdt-1', '--target', T, '--patch', GOOD.id, '--version', GOOD.version,
-      '--payload-hash', GOOD.payloadHash, '--rings', '3', '--soak', '0', '--confidence', '0.995', '--min-calls', '300', '--max-latency-shift', '0.5', '--no-probation-watch',
+      'fleet',
+      'rollout',
+      '--store',
+      spec,
+      '--prefix',
+      elsewhere,
+      '--id',
+      'etcd-zdt-1',
+      '--target',
+      T,
+      '--patch',
+      GOOD.id,
+      '--version',
+      GOOD.version,
+      '--payload-hash',
+      GOOD.payloadHash,
+      '--rings',
+      '3',
+      '--soak',
+      '0',
+      '--confidence',
+      '0.995',
+      '--min-calls',
+      '300',
+      '--max-latency-shift',
+      '0.5',
+      '--no-probation-watch',
     ]);
     assert.equal(created.status, 0, created.stderr);
     const zdt = { confidence: 0.995, maxLatencyShift: 0.5, minCalls: 300, probationWatch: false };
@@ -139,13 +189,19 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     assert.match(done.state.reason ?? '', /ring 0\) failed fleet-bad-kat-103: .*SELF_TEST_FAILED/);
     assert.equal(done.state.ring, 0);
     const statuses = transitions.filter((t) => t.rollout === r.id).map((t) => t.to.status);
-    assert.deepEqual(statuses.filter((s, i) => s !== statuses[i - 1]), ['halted', 'rolling-back', 'rolled-back']);
+    assert.deepEqual(
+      statuses.filter((s, i) => s !== statuses[i - 1]),
+      ['halted', 'rolling-back', 'rolled-back'],
+    );
     assert.ok(started(fleet, r.id, 0) >= 1);
     assert.equal(started(fleet, r.id, 1), 0, 'no ring-1 agent was told to apply');
     assert.equal(started(fleet, r.id, 2), 0);
     await Promise.all(fleet.agents.map((x) => x.member.idle()));
     for (const agent of fleet.agents) assert.equal(agent.target.active.version, before.get(agent.id), `${agent.id} ends on its old version`);
-    assert.equal(fleet.agents.reduce((n, x) => n + x.traffic.failures, 0), 0);
+    assert.equal(
+      fleet.agents.reduce((n, x) => n + x.traffic.failures, 0),
+      0,
+    );
   });
 
   test('a patch promoted in ring 0 that turns unhealthy while soaking is rolled back on every ring-0 agent', async () => {
@@ -164,8 +220,18 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
       sick.traffic.poisoned = false;
     }
     await Promise.all(fleet.agents.map((x) => x.member.idle()));
-    const rolledBack = fleet.log.filter((e) => e.rollout === r.id && e.event === 'rollback').map((e) => e.agent).sort();
-    assert.deepEqual(rolledBack, fleet.ring(0).map((x) => x.id).sort(), 'every ring-0 agent rolled the promoted patch back');
+    const rolledBack = fleet.log
+      .filter((e) => e.rollout === r.id && e.event === 'rollback')
+      .map((e) => e.agent)
+      .sort();
+    assert.deepEqual(
+      rolledBack,
+      fleet
+        .ring(0)
+        .map((x) => x.id)
+        .sort(),
+      'every ring-0 agent rolled the promoted patch back',
+    );
     for (const agent of fleet.agents) assert.equal(agent.target.active.version, before.get(agent.id), `${agent.id} ends on its old version`);
     assert.equal(started(fleet, r.id, 1), 0);
     assert.equal(started(fleet, r.id, 2), 0);
@@ -201,11 +267,19 @@ describe('failures of fleet members during a rollout (30 agents, 3 rings, etcd)'
     try {
       const r = await rollout(operator, prefix, GOOD, 200);
       await waitFor('the victim to start applying', () => started(fleet, r.id, 1) > 0 && fleet.log.some((e) => e.agent === victim.id && e.rollout === r.id));
-      await waitFor('the rest of ring 1 to promote', () => fleet.ring(1).filter((x) => x !== victim).every((x) => x.target.active.version === '1.0.1'));
+      await waitFor('the rest of ring 1 to promote', () =>
+        fleet
+          .ring(1)
+          .filter((x) => x !== victim)
+          .every((x) => x.target.active.version === '1.0.1'),
+      );
       const killedAt = Date.now();
       await victim.member.kill(); // releases its lease without revoking: a crash
       const listed = await fleetStatus(operator, { prefix });
-      assert.ok(listed.agents.some((x) => x.agentId === victim.id), 'a dead agent stays listed until its lease expires');
+      assert.ok(
+        listed.agents.some((x) => x.agentId === victim.id),
+        'a dead agent stays listed until its lease expires',
+      );
       assert.equal((await getRollout(operator, r.id, { prefix })).state.ring, 1, 'ring 1 waits for the silent agent');
       await waitFor('the dead agent to drop out', async () => !(await fleetStatus(operator, { prefix })).agents.some((x) => x.agentId === victim.id), 10_000);
       const droppedAt = Date.now();
@@ -241,7 +315,10 @@ describe('failures of fleet members during a rollout (30 agents, 3 rings, etcd)'
     const mine = transitions.filter((t) => t.rollout === r.id);
     const afterKill = mine.filter((t) => Date.parse(t.to.updatedAt!) > killedAt);
     assert.ok(afterKill.length > 0);
-    assert.ok(afterKill.every((t) => t.by === standby.controller.controllerId), 'only the standby acted after the kill');
+    assert.ok(
+      afterKill.every((t) => t.by === standby.controller.controllerId),
+      'only the standby acted after the kill',
+    );
     // It resumed where the stored state was: no ring was opened twice, none went back.
     const opened = mine.filter((t) => t.to.ring !== t.from.ring).map((t) => t.to.ring);
     assert.deepEqual(opened, [1, 2, 3]);

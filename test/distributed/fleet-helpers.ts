@@ -139,64 +139,87 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     errors,
     ring: (n) => agents.filter((a) => a.ring === n),
     async close() {
-      await Promise.all(agents.map(async (a) => {
-        a.traffic.stop();
-        await a.member.stop().catch(() => {});
-        await a.store.close().catch(() => {});
-        await a.world.close();
-      }));
+      await Promise.all(
+        agents.map(async (a) => {
+          a.traffic.stop();
+          await a.member.stop().catch(() => {});
+          await a.store.close().catch(() => {});
+          await a.world.close();
+        }),
+      );
     },
   };
   try {
-    const specs = options.rings.flatMap((count, ring) => Array.from({ length: count }, (_, i) => ({ ring, id: `agent-r${ring}-${String(i).padStart(2, '0')}` })));
-    await Promise.all(specs.map(async ({ ring, id }) => {
-      const store = await options.openStore();
-      const w = await world();
-      const target = w.runtime.target<DigestApi>(T, {
-        version: '1.0.0',
-        impl: { digest: sha256hex },
-        deterministic: true,
-        selfTest: (api) => {
-          if (api.digest('abc') !== ABC) throw new Error('host KAT abc');
-        },
-      });
-      const hooks = runtimeFleetHooks(w.runtime, w.installer, (order) => {
-        const p = byId.get(order.patchId);
-        if (p === undefined) throw new HotPatchError('NOT_FOUND', `no patch ${order.patchId} in the test repository`);
-        return p;
-      }, { applyOptions: CANARY });
-      const agent: TestAgent = { id, ring, store, world: w, target, traffic: new Traffic(target), hold: undefined, member: undefined as unknown as FleetMember };
-      agent.member = new FleetMember({
-        store,
-        agentId: id,
-        ring,
-        prefix: options.prefix,
-        leaseTtlMs: options.leaseTtlMs ?? 1500,
-        reportIntervalMs: options.reportIntervalMs ?? 100,
-        resyncMs: 2000,
-        report: hooks.report,
-        onError: (e) => errors.push(e),
-        async apply(order: RolloutOrder, signal: AbortSignal): Promise<MemberReport> {
-          log.push({ agent: id, ring, rollout: order.id, event: 'apply-start', at: Date.now() });
-          if (agent.hold !== undefined) {
-            await Promise.race([agent.hold, new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }))]);
-          }
-          try {
-            const r = await hooks.apply(order, signal);
-            log.push({ agent: id, ring, rollout: order.id, event: 'apply-end', phase: r.phase, at: Date.now() });
-            return r;
-          } catch (error) {
-            log.push({ agent: id, ring, rollout: order.id, event: 'apply-end', phase: 'threw', at: Date.now() });
-            throw error;
-          }
-        },
-        async rollback(order: RolloutOrder): Promise<MemberReport> {
-          log.push({ agent: id, ring, rollout: order.id, event: 'rollback', at: Date.now() });
-          return hooks.rollback(order);
-        },
-      });
-      agents.push(agent);
-    }));
+    const specs = options.rings.flatMap((count, ring) =>
+      Array.from({ length: count }, (_, i) => ({ ring, id: `agent-r${ring}-${String(i).padStart(2, '0')}` })),
+    );
+    await Promise.all(
+      specs.map(async ({ ring, id }) => {
+        const store = await options.openStore();
+        const w = await world();
+        const target = w.runtime.target<DigestApi>(T, {
+          version: '1.0.0',
+          impl: { digest: sha256hex },
+          deterministic: true,
+          selfTest: (api) => {
+            if (api.digest('abc') !== ABC) throw new Error('host KAT abc');
+          },
+        });
+        const hooks = runtimeFleetHooks(
+          w.runtime,
+          w.installer,
+          (order) => {
+            const p = byId.get(order.patchId);
+            if (p === undefined) throw new HotPatchError('NOT_FOUND', `no patch ${order.patchId} in the test repository`);
+            return p;
+          },
+          { applyOptions: CANARY },
+        );
+        const agent: TestAgent = {
+          id,
+          ring,
+          store,
+          world: w,
+          target,
+          traffic: new Traffic(target),
+          hold: undefined,
+          member: undefined as unknown as FleetMember,
+        };
+        agent.member = new FleetMember({
+          store,
+          agentId: id,
+          ring,
+          prefix: options.prefix,
+          leaseTtlMs: options.leaseTtlMs ?? 1500,
+          reportIntervalMs: options.reportIntervalMs ?? 100,
+          resyncMs: 2000,
+          report: hooks.report,
+          onError: (e) => errors.push(e),
+          async apply(order: RolloutOrder, signal: AbortSignal): Promise<MemberReport> {
+            log.push({ agent: id, ring, rollout: order.id, event: 'apply-start', at: Date.now() });
+            if (agent.hold !== undefined) {
+              await Promise.race([
+                agent.hold,
+                new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
+              ]);
+            }
+            try {
+              const r = await hooks.apply(order, signal);
+              log.push({ agent: id, ring, rollout: order.id, event: 'apply-end', phase: r.phase, at: Date.now() });
+              return r;
+            } catch (error) {
+              log.push({ agent: id, ring, rollout: order.id, event: 'apply-end', phase: 'threw', at: Date.now() });
+              throw error;
+            }
+          },
+          async rollback(order: RolloutOrder): Promise<MemberReport> {
+            log.push({ agent: id, ring, rollout: order.id, event: 'rollback', at: Date.now() });
+            return hooks.rollback(order);
+          },
+        });
+        agents.push(agent);
+      }),
+    );
     agents.sort((a, b) => a.ring - b.ring || (a.id < b.id ? -1 : 1));
     await Promise.all(agents.map((a) => a.member.start()));
     return fleet;
@@ -213,7 +236,11 @@ export interface TestController {
   close(): Promise<void>;
 }
 
-export async function startController(openStore: () => Promise<KvStore>, options: Omit<FleetControllerOptions, 'store'>, transitions: RolloutTransition[] = []): Promise<TestController> {
+export async function startController(
+  openStore: () => Promise<KvStore>,
+  options: Omit<FleetControllerOptions, 'store'>,
+  transitions: RolloutTransition[] = [],
+): Promise<TestController> {
   const store = await openStore();
   const controller = new FleetController({
     leaseTtlMs: 2000,
@@ -248,7 +275,12 @@ export function testPrefix(name: string): string {
  * Ring order: no agent of ring r started applying before every agent of ring r-1 that
  * applied had promoted. Returns, per ring, when its first apply started and last promotion ended.
  */
-export function assertRingOrder(log: readonly LogEntry[], rollout: string, rings: number, expectedPerRing?: readonly number[]): { firstStart: number; lastPromoted: number }[] {
+export function assertRingOrder(
+  log: readonly LogEntry[],
+  rollout: string,
+  rings: number,
+  expectedPerRing?: readonly number[],
+): { firstStart: number; lastPromoted: number }[] {
   const out: { firstStart: number; lastPromoted: number }[] = [];
   for (let r = 0; r < rings; r++) {
     const entries = log.filter((e) => e.rollout === rollout && e.ring === r);

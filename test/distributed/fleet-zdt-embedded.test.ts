@@ -43,8 +43,26 @@ const spec = (p: TestPatch, extra: Partial<RolloutSpec> = {}): RolloutSpec => ({
   ...extra,
 });
 /** The judge's options with values other than their defaults, given unsorted. */
-const ZDT = { steps: [0.25, 1], minCalls: 100, confidence: 0.995, warmupCalls: 0, maxLatencyShift: 0.5, probationWatch: false, canaryCallTimeoutMs: 800, maxErrorExcess: 0.001 };
-const SORTED_ZDT = { canaryCallTimeoutMs: 800, confidence: 0.995, maxErrorExcess: 0.001, maxLatencyShift: 0.5, minCalls: 100, probationWatch: false, steps: [0.25, 1], warmupCalls: 0 };
+const ZDT = {
+  steps: [0.25, 1],
+  minCalls: 100,
+  confidence: 0.995,
+  warmupCalls: 0,
+  maxLatencyShift: 0.5,
+  probationWatch: false,
+  canaryCallTimeoutMs: 800,
+  maxErrorExcess: 0.001,
+};
+const SORTED_ZDT = {
+  canaryCallTimeoutMs: 800,
+  confidence: 0.995,
+  maxErrorExcess: 0.001,
+  maxLatencyShift: 0.5,
+  minCalls: 100,
+  probationWatch: false,
+  steps: [0.25, 1],
+  warmupCalls: 0,
+};
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-zdt-'));
@@ -84,7 +102,7 @@ test('a rollout stores its canary options; every reader parses back what the wri
   }
 });
 
-test('canary options of a rollout are checked like a plan\'s: a bad one is refused with INVALID and nothing is stored', async () => {
+test("canary options of a rollout are checked like a plan's: a bad one is refused with INVALID and nothing is stored", async () => {
   const prefix = testPrefix('zdt-refused');
   const keys = fleetKeys(prefix);
   const store = await open();
@@ -101,15 +119,24 @@ test('canary options of a rollout are checked like a plan\'s: a bad one is refus
     for (const [zdt, message] of refused) {
       await assert.rejects(createRollout(store, spec(GOOD, { zdt: zdt as RolloutSpec['zdt'] }), { prefix }), isCode('INVALID', message), JSON.stringify(zdt));
     }
-    await assert.rejects(createRollout(store, spec(GOOD, { zdt: [] as unknown as RolloutSpec['zdt'] }), { prefix }), isCode('INVALID', /rollout\.zdt must be a JSON object/));
+    await assert.rejects(
+      createRollout(store, spec(GOOD, { zdt: [] as unknown as RolloutSpec['zdt'] }), { prefix }),
+      isCode('INVALID', /rollout\.zdt must be a JSON object/),
+    );
     assert.deepEqual(await store.list(keys.rollouts), [], 'nothing was stored');
 
     // A document written by someone else with a bad zdt is listed as a problem, never acted on.
     const good = await createRollout(store, spec(GOOD, { id: 'zdt-ok', zdt: { minCalls: 10 } }), { prefix });
     await store.put(`${keys.rollouts}zdt-bad`, JSON.stringify({ ...good, id: 'zdt-bad', zdt: { minCalls: -1 } }));
     const listed = await listRollouts(store, { prefix });
-    assert.deepEqual(listed.rollouts.map((r) => r.id), ['zdt-ok']);
-    assert.deepEqual(listed.problems.map((p) => p.key.slice(keys.rollouts.length)), ['zdt-bad']);
+    assert.deepEqual(
+      listed.rollouts.map((r) => r.id),
+      ['zdt-ok'],
+    );
+    assert.deepEqual(
+      listed.problems.map((p) => p.key.slice(keys.rollouts.length)),
+      ['zdt-bad'],
+    );
     assert.match(listed.problems[0]!.error, /minCalls/);
     await abortRollout(store, 'zdt-ok', 'done', { prefix });
   } finally {
@@ -127,23 +154,33 @@ test('a live rollout with canary options: the controller keeps them through ever
     // The agents' own canary runs [0.5, 1]; the rollout asks for [0.2, 1] (and keeps the test fast).
     const zdt = { steps: [0.2, 1], minCalls: 0, minCallsPerStep: 5, maxLatencyShift: 999, confidence: 0.995, probationWatch: false };
     const r = await createRollout(store, spec(GOOD, { zdt }), { prefix });
-    const done = await waitFor('the rollout to complete', async () => {
-      const now = await getRollout(store, r.id, { prefix });
-      assert.ok(['running', 'completed'].includes(now.state.status), `rollout ${now.state.status}: ${now.state.reason}`);
-      return now.state.status === 'completed' ? now : undefined;
-    }, 30_000);
-    assert.deepEqual(done.zdt, r.zdt, 'the controller\'s writes kept the canary options');
+    const done = await waitFor(
+      'the rollout to complete',
+      async () => {
+        const now = await getRollout(store, r.id, { prefix });
+        assert.ok(['running', 'completed'].includes(now.state.status), `rollout ${now.state.status}: ${now.state.reason}`);
+        return now.state.status === 'completed' ? now : undefined;
+      },
+      30_000,
+    );
+    assert.deepEqual(done.zdt, r.zdt, "the controller's writes kept the canary options");
     assert.ok(ctl.transitions.filter((t) => t.rollout === r.id).length >= 2, 'the controller wrote the document');
     for (const agent of fleet.agents) {
       assert.equal(agent.target.active.version, '1.0.1', agent.id);
       const ratios = agent.world.events.filter((e) => e.type === 'CanaryStep' && e.id === GOOD.id).map((e) => e.detail?.ratio);
       assert.ok(ratios.length > 0, `${agent.id} ran a canary`);
-      assert.ok(ratios.every((x) => x === 0.2 || x === 1), `${agent.id} used the rollout's steps: ${ratios.join(', ')}`);
+      assert.ok(
+        ratios.every((x) => x === 0.2 || x === 1),
+        `${agent.id} used the rollout's steps: ${ratios.join(', ')}`,
+      );
       assert.ok(ratios.includes(0.2), `${agent.id}: ${ratios.join(', ')}`);
       const of = agent.world.events.find((e) => e.type === 'CanaryStep' && e.id === GOOD.id)?.detail?.of;
       assert.equal(of, 2);
     }
-    assert.equal(fleet.agents.reduce((n, x) => n + x.traffic.failures, 0), 0);
+    assert.equal(
+      fleet.agents.reduce((n, x) => n + x.traffic.failures, 0),
+      0,
+    );
   } finally {
     await store.close();
     await ctl.close();
@@ -151,11 +188,30 @@ test('a live rollout with canary options: the controller keeps them through ever
   }
 });
 
-test('hotpatch fleet rollout: the canary flags become the rollout\'s zdt and status shows them; a bad flag exits 2 and writes nothing', async () => {
+test("hotpatch fleet rollout: the canary flags become the rollout's zdt and status shows them; a bad flag exits 2 and writes nothing", async () => {
   const prefix = testPrefix('zdt-cli');
   const store = await open();
   try {
-    const base = ['fleet', 'rollout', '--store', dir, '--prefix', prefix, '--target', T, '--patch', GOOD.id, '--version', GOOD.version, '--payload-hash', GOOD.payloadHash, '--rings', '2', '--soak', '0'];
+    const base = [
+      'fleet',
+      'rollout',
+      '--store',
+      dir,
+      '--prefix',
+      prefix,
+      '--target',
+      T,
+      '--patch',
+      GOOD.id,
+      '--version',
+      GOOD.version,
+      '--payload-hash',
+      GOOD.payloadHash,
+      '--rings',
+      '2',
+      '--soak',
+      '0',
+    ];
     const bad = await cli([...base, '--id', 'cli-bad', '--confidence', '2']);
     assert.equal(bad.status, 2, bad.stderr);
     assert.equal(bad.json.code, 'INVALID');
@@ -165,9 +221,39 @@ test('hotpatch fleet rollout: the canary flags become the rollout\'s zdt and sta
     assert.match(String(word.json.message), /^--min-calls must be a number/);
     assert.deepEqual((await listRollouts(store, { prefix })).rollouts, [], 'nothing was written');
 
-    const created = await cli([...base, '--id', 'cli-zdt', '--steps', '0.1,0.5', '--confidence', '0.995', '--min-calls', '250', '--warmup-calls', '0', '--max-latency-shift', '0.4', '--call-timeout', '900', '--probation', '30000', '--no-probation-watch', '--retry-on-baseline']);
+    const created = await cli([
+      ...base,
+      '--id',
+      'cli-zdt',
+      '--steps',
+      '0.1,0.5',
+      '--confidence',
+      '0.995',
+      '--min-calls',
+      '250',
+      '--warmup-calls',
+      '0',
+      '--max-latency-shift',
+      '0.4',
+      '--call-timeout',
+      '900',
+      '--probation',
+      '30000',
+      '--no-probation-watch',
+      '--retry-on-baseline',
+    ]);
     assert.equal(created.status, 0, created.stderr);
-    const expected = { canaryCallTimeoutMs: 900, confidence: 0.995, maxLatencyShift: 0.4, minCalls: 250, probationMs: 30_000, probationWatch: false, retryOnBaseline: true, steps: [0.1, 0.5], warmupCalls: 0 };
+    const expected = {
+      canaryCallTimeoutMs: 900,
+      confidence: 0.995,
+      maxLatencyShift: 0.4,
+      minCalls: 250,
+      probationMs: 30_000,
+      probationWatch: false,
+      retryOnBaseline: true,
+      steps: [0.1, 0.5],
+      warmupCalls: 0,
+    };
     assert.deepEqual((created.json.rollout as { zdt: unknown }).zdt, expected);
     assert.match(String(created.json.message), /canary canaryCallTimeoutMs=900 confidence=0\.995 .*steps=0\.1,0\.5/);
     assert.deepEqual((await getRollout(store, 'cli-zdt', { prefix })).zdt, expected);
@@ -183,12 +269,20 @@ test('hotpatch fleet rollout: the canary flags become the rollout\'s zdt and sta
   }
 });
 
-test('runtimeFleetHooks: health keeps its own 0.01 error-rate default whatever the canary\'s maxErrorRate; its own maxErrorRate option sets it', async () => {
+test("runtimeFleetHooks: health keeps its own 0.01 error-rate default whatever the canary's maxErrorRate; its own maxErrorRate option sets it", async () => {
   const w = await world();
   try {
     let n = 0;
     // One call in 20 throws: 5 % errors.
-    const target = w.runtime.target<DigestApi>(T, { version: '1.0.0', impl: { digest: (s) => { if (++n % 20 === 0) throw new Error('flaky'); return sha256hex(s); } } });
+    const target = w.runtime.target<DigestApi>(T, {
+      version: '1.0.0',
+      impl: {
+        digest: (s) => {
+          if (++n % 20 === 0) throw new Error('flaky');
+          return sha256hex(s);
+        },
+      },
+    });
     const noPatch = (): never => {
       throw new HotPatchError('NOT_FOUND', 'no patches here');
     };
@@ -208,7 +302,7 @@ test('runtimeFleetHooks: health keeps its own 0.01 error-rate default whatever t
     assert.equal(off?.health, 'unhealthy', 'the canary ceiling of 1 (off) does not turn the health rule off');
     assert.match(off?.reason ?? '', /failed 10 of 200 calls \(5\.0% > 1\.0%\)/);
     assert.equal(defaults.report()[0]?.health, 'unhealthy');
-    assert.equal(lenient.report()[0]?.health, 'healthy', 'runtimeFleetHooks\'s own maxErrorRate decides');
+    assert.equal(lenient.report()[0]?.health, 'healthy', "runtimeFleetHooks's own maxErrorRate decides");
     assert.throws(() => runtimeFleetHooks(w.runtime, w.installer, noPatch, { maxErrorRate: 2 }), isCode('INVALID'));
   } finally {
     await w.close();

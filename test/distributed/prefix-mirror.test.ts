@@ -73,9 +73,10 @@ test('a resync brings back what a lost watch event missed, and parses only the v
   let dropping = false;
   // A watch that loses its events while `dropping` is set.
   const store = wrap(base, {
-    watch: (prefix: string, onEvent: (event: WatchEvent) => void) => base.watch(prefix, (e) => {
-      if (!dropping) onEvent(e);
-    }),
+    watch: (prefix: string, onEvent: (event: WatchEvent) => void) =>
+      base.watch(prefix, (e) => {
+        if (!dropping) onEvent(e);
+      }),
   });
   try {
     await base.put('/m/kept', '1');

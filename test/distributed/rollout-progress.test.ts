@@ -42,13 +42,19 @@ test('a ring whose alive agents all run the version, promoted and healthy, opens
 
 test('the last ring passing completes the rollout', () => {
   const step = nextStep(rollout({ ring: 2 }), [agent('a', 2, ready)], NOW, 'ctl');
-  assert.deepEqual(step?.writes.map((w) => [w.status, w.ring]), [['completed', 3]]);
+  assert.deepEqual(
+    step?.writes.map((w) => [w.status, w.ring]),
+    [['completed', 3]],
+  );
 });
 
 test('a failure in any ring halts the rollout and then rolls it back, in two writes', () => {
   const failed = { phase: 'failed', rollout: 'r-1', reason: 'self-test failed' } as const;
   const step = nextStep(rollout({ ring: 1 }), [agent('a', 0, ready), agent('b', 2, failed)], NOW, 'ctl');
-  assert.deepEqual(step?.writes.map((w) => w.status), ['halted', 'rolling-back']);
+  assert.deepEqual(
+    step?.writes.map((w) => w.status),
+    ['halted', 'rolling-back'],
+  );
   assert.match(step?.writes[0]?.reason ?? '', /agent b \(ring 2\) failed p-1: self-test failed/);
 });
 
@@ -68,7 +74,10 @@ test('a rollout rolling back waits while an agent runs its patch or is busy with
   const r = rollout({ status: 'rolling-back', ring: 1, reason: 'halted' });
   assert.equal(nextStep(r, [agent('a', 0, ready)], NOW, 'ctl'), undefined);
   assert.equal(nextStep(r, [agent('a', 0, { phase: 'rolling-back', rollout: 'r-1' })], NOW, 'ctl'), undefined);
-  assert.deepEqual(nextStep(r, [agent('a', 0, { version: '1.0.0', phase: 'rolled-back', rollout: 'r-1' })], NOW, 'ctl')?.writes.map((w) => w.status), ['rolled-back']);
+  assert.deepEqual(
+    nextStep(r, [agent('a', 0, { version: '1.0.0', phase: 'rolled-back', rollout: 'r-1' })], NOW, 'ctl')?.writes.map((w) => w.status),
+    ['rolled-back'],
+  );
 });
 
 test('paused, completed and aborted rollouts are left alone', () => {

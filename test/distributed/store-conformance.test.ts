@@ -216,7 +216,7 @@ function conformance(name: string, setup: () => Promise<{ backend: Backend; tear
       assert.equal(await settlesWithin(bPending, 300), false);
       la.release(); // a "dies": it stops renewing, nobody resigns
       assert.equal(await settlesWithin(a.lost, SETTLES_MS), true, 'a learns it lost leadership');
-      const b = await withDeadline(bPending, SETTLES_MS, 'b to take over once a\'s lease ran out');
+      const b = await withDeadline(bPending, SETTLES_MS, "b to take over once a's lease ran out");
       assert.equal(await sa.leader(election), 'candidate-b');
       await b.resign();
       await lb.revoke();

@@ -149,22 +149,34 @@ async function pausedWriterScenario(operation: 'cas' | 'put', stage: CommitStage
 }
 
 describe('EmbeddedStore fencing: a writer whose lock was broken never commits stale state', () => {
-  test('a compare-and-swap stopped with SIGSTOP after reading, whose lock is broken, is re-evaluated; none of the 30 acknowledged increments is lost', { timeout: 60_000 }, async () => {
-    const { acknowledged, result, final, leftovers } = await pausedWriterScenario('cas', 'written');
-    assert.deepEqual(acknowledged, Array.from({ length: INCREMENTS }, (_, i) => String(i + 1)), 'each acknowledged CAS advanced the counter by one');
-    assert.equal(final, String(INCREMENTS), `every acknowledged CAS is in the final value (got ${final})`);
-    assert.equal(result, false, 'the stale CAS (0 → 1) was evaluated again on the new state, and refused');
-    assert.deepEqual(leftovers, [], 'the stopped writer\'s temp file was fenced (removed) by the next writer');
-  });
+  test(
+    'a compare-and-swap stopped with SIGSTOP after reading, whose lock is broken, is re-evaluated; none of the 30 acknowledged increments is lost',
+    { timeout: 60_000 },
+    async () => {
+      const { acknowledged, result, final, leftovers } = await pausedWriterScenario('cas', 'written');
+      assert.deepEqual(
+        acknowledged,
+        Array.from({ length: INCREMENTS }, (_, i) => String(i + 1)),
+        'each acknowledged CAS advanced the counter by one',
+      );
+      assert.equal(final, String(INCREMENTS), `every acknowledged CAS is in the final value (got ${final})`);
+      assert.equal(result, false, 'the stale CAS (0 → 1) was evaluated again on the new state, and refused');
+      assert.deepEqual(leftovers, [], "the stopped writer's temp file was fenced (removed) by the next writer");
+    },
+  );
 
-  test('a put stopped with SIGSTOP after its lock check, just before its rename, is redone on the new state; no acknowledged increment is lost', { timeout: 60_000 }, async () => {
-    const { acknowledged, result, final, late, leftovers } = await pausedWriterScenario('put', 'verified');
-    assert.equal(acknowledged.length, INCREMENTS);
-    assert.equal(final, String(INCREMENTS), `every acknowledged CAS is in the final value (got ${final})`);
-    assert.equal(result, true);
-    assert.equal(late, 'written late', 'the put was redone, on top of the increments');
-    assert.deepEqual(leftovers, []);
-  });
+  test(
+    'a put stopped with SIGSTOP after its lock check, just before its rename, is redone on the new state; no acknowledged increment is lost',
+    { timeout: 60_000 },
+    async () => {
+      const { acknowledged, result, final, late, leftovers } = await pausedWriterScenario('put', 'verified');
+      assert.equal(acknowledged.length, INCREMENTS);
+      assert.equal(final, String(INCREMENTS), `every acknowledged CAS is in the final value (got ${final})`);
+      assert.equal(result, true);
+      assert.equal(late, 'written late', 'the put was redone, on top of the increments');
+      assert.deepEqual(leftovers, []);
+    },
+  );
 
   test('over random interleavings with injected lock breaks mid-commit, no acknowledged write is lost', { timeout: 120_000 }, async () => {
     type Step = { kind: 'cas' | 'put'; stage: CommitStage | 'none'; competing: number };
@@ -208,7 +220,11 @@ describe('EmbeddedStore fencing: a writer whose lock was broken never commits st
             const where = JSON.stringify(steps);
             assert.equal(Number(await b.get('/counter')), increments, `acknowledged increments all counted after ${where}`);
             for (const [key, value] of puts) assert.equal(await b.get(key), value, `acknowledged ${key} kept after ${where}`);
-            assert.deepEqual((await readdir(dir)).filter((n) => n !== 'store.json'), [], 'no lock or temp file left behind');
+            assert.deepEqual(
+              (await readdir(dir)).filter((n) => n !== 'store.json'),
+              [],
+              'no lock or temp file left behind',
+            );
           } finally {
             setCommitHookForTests(undefined);
             await Promise.all([a.close(), b.close()]);

@@ -55,7 +55,7 @@ after(async () => {
 });
 
 describe('EmbeddedStore across processes', () => {
-  test('two instances on one directory see each other\'s writes and watch events', { timeout: 10_000 }, async () => {
+  test("two instances on one directory see each other's writes and watch events", { timeout: 10_000 }, async () => {
     const dir = await tempDir();
     const [a, b] = [await open(dir), await open(dir)];
     const seenByA: WatchEvent[] = [];
@@ -76,7 +76,7 @@ describe('EmbeddedStore across processes', () => {
     assert.ok(a.requestCount > 0 && b.requestCount > 0);
   });
 
-  test('a child process writing into the store is seen by the parent\'s watch; its lease ends when it is killed', { timeout: 15_000 }, async () => {
+  test("a child process writing into the store is seen by the parent's watch; its lease ends when it is killed", { timeout: 15_000 }, async () => {
     const dir = await tempDir();
     const parent = await open(dir);
     const events: WatchEvent[] = [];
@@ -96,11 +96,15 @@ describe('EmbeddedStore across processes', () => {
     });
     const exited = new Promise((resolve) => proc.once('exit', resolve));
     try {
-      await eventually('the child\'s two puts', 10_000, () => events.length >= 2 || proc.exitCode !== null);
-      assert.deepEqual(events.slice(0, 2), [
-        { type: 'put', key: '/child/hello', value: String(proc.pid) },
-        { type: 'put', key: '/child/alive', value: 'yes' },
-      ], stderr);
+      await eventually("the child's two puts", 10_000, () => events.length >= 2 || proc.exitCode !== null);
+      assert.deepEqual(
+        events.slice(0, 2),
+        [
+          { type: 'put', key: '/child/hello', value: String(proc.pid) },
+          { type: 'put', key: '/child/alive', value: 'yes' },
+        ],
+        stderr,
+      );
       // Renewed while the child lives.
       await sleep(1200);
       assert.equal(await parent.get('/child/alive'), 'yes');
@@ -110,7 +114,7 @@ describe('EmbeddedStore across processes', () => {
     }
     // The dead child renews no more: its key goes after the TTL, seen by the parent's watch
     // (the watcher's poll is what deletes it: nobody else touches the store).
-    await eventually('the delete of the dead child\'s leased key', 10_000, () => events.some((e) => e.type === 'delete'));
+    await eventually("the delete of the dead child's leased key", 10_000, () => events.some((e) => e.type === 'delete'));
     assert.deepEqual(events.at(-1), { type: 'delete', key: '/child/alive' });
     assert.equal(await parent.get('/child/hello'), String(proc.pid));
     await stop();

@@ -21,8 +21,7 @@ const HANG_GUARD_MS = 10_000;
 /** Calls `attempt` until it resolves; fails after `ms` quoting the last error. */
 const eventually = <T>(what: string, ms: number, attempt: () => Promise<T>): Promise<T> => retry(what, attempt, ms, 100);
 
-const isIoWithoutQuorum = (e: unknown): boolean =>
-  e instanceof HotPatchError && e.code === 'IO' && /etcd unreachable or without quorum/.test(e.message);
+const isIoWithoutQuorum = (e: unknown): boolean => e instanceof HotPatchError && e.code === 'IO' && /etcd unreachable or without quorum/.test(e.message);
 
 /** A failed write whose outcome is unknown says so: it may still commit when quorum returns. */
 const isIoUnknownOutcome = (e: unknown): boolean =>
@@ -185,13 +184,20 @@ describe('EtcdStore on a failing 3-member cluster', () => {
       failing(s.put('/x', 'v'), 'put'),
       failing(s.create('/x', 'v'), 'create'),
       failing(s.grantLease(1000), 'grantLease'),
-      failing(s.watch('/x', () => undefined), 'watch'),
+      failing(
+        s.watch('/x', () => undefined),
+        'watch',
+      ),
     ]);
     assert.ok(s.requestCount >= 0);
   });
 
   test('a member that refused a connection is skipped for memberBackoffMs: the calls after it go to the others', { timeout: 30_000 }, async () => {
-    const s = new EtcdStore({ endpoints: [`http://127.0.0.1:${await closedPort()}`, cluster.endpoints[0]!], memberBackoffMs: 600_000, onWatchError: () => undefined });
+    const s = new EtcdStore({
+      endpoints: [`http://127.0.0.1:${await closedPort()}`, cluster.endpoints[0]!],
+      memberBackoffMs: 600_000,
+      onWatchError: () => undefined,
+    });
     stores.push(s);
     await s.put('/circuit/k', 'v');
     const before = s.requestCount;
@@ -215,7 +221,14 @@ describe('EtcdStore on a failing 3-member cluster', () => {
       // timeout is what ends its wait for etcd to confirm it.
       await Promise.all([
         assert.rejects(withDeadline(s.get('/silent'), HANG_GUARD_MS, 'get'), isIoWithoutQuorum),
-        assert.rejects(withDeadline(s.watch('/silent/', () => undefined), HANG_GUARD_MS, 'watch'), isIoWithoutQuorum),
+        assert.rejects(
+          withDeadline(
+            s.watch('/silent/', () => undefined),
+            HANG_GUARD_MS,
+            'watch',
+          ),
+          isIoWithoutQuorum,
+        ),
       ]);
     } finally {
       for (const socket of sockets) socket.destroy();

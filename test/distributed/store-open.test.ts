@@ -46,10 +46,31 @@ test('etcd://host:port,… opens an etcd store on http endpoints (connecting laz
 });
 
 test('anything else is INVALID', async () => {
-  for (const spec of ['', '  ', 'etcd://', 'etcd://host', 'etcd://h:0', 'etcd://h:70000', 'etcd://a:1,', 'etcd://a:1/path', 'http://x:1', 'ftp:/x', 's3://bucket', 'file:', 'file://remote-host/x', 'a\0b']) {
+  for (const spec of [
+    '',
+    '  ',
+    'etcd://',
+    'etcd://host',
+    'etcd://h:0',
+    'etcd://h:70000',
+    'etcd://a:1,',
+    'etcd://a:1/path',
+    'http://x:1',
+    'ftp:/x',
+    's3://bucket',
+    'file:',
+    'file://remote-host/x',
+    'a\0b',
+  ]) {
     await assert.rejects(openStore(spec), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID', JSON.stringify(spec));
   }
   await assert.rejects(openStore(42 as unknown as string), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
-  assert.throws(() => new EtcdStore({ endpoints: [] }), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
-  assert.throws(() => new EtcdStore({ endpoints: ['127.0.0.1:2379'] }), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
+  assert.throws(
+    () => new EtcdStore({ endpoints: [] }),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
+  assert.throws(
+    () => new EtcdStore({ endpoints: ['127.0.0.1:2379'] }),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
 });

@@ -191,8 +191,24 @@ describe('the example service and patch, as a user runs them', { timeout: 120_00
     await writeFile(env.HOTPATCH_TRUST!, JSON.stringify({ keys: keygen.json?.trust_entry, threshold: 1 }));
     const built = await runNode([BUILD, '--out', join(dir, 'patch.mjs')]);
     assert.equal(built.status, 0, show(built));
-    const pack = await hotpatch(['pack', '--repo', env.HOTPATCH_REPO!, '--id', 'pricing-fix-1', '--target', TARGET, '--version', '1.0.1',
-      '--type', 'esm', '--payload', join(dir, 'patch.mjs'), '--signer', 'example-ci', '--json']);
+    const pack = await hotpatch([
+      'pack',
+      '--repo',
+      env.HOTPATCH_REPO!,
+      '--id',
+      'pricing-fix-1',
+      '--target',
+      TARGET,
+      '--version',
+      '1.0.1',
+      '--type',
+      'esm',
+      '--payload',
+      join(dir, 'patch.mjs'),
+      '--signer',
+      'example-ci',
+      '--json',
+    ]);
     assert.equal(pack.status, 0, show(pack));
     const sign = await hotpatch(['sign', '--repo', env.HOTPATCH_REPO!, '--id', 'pricing-fix-1', '--key', join(dir, 'keys', 'example-ci.key'), '--json']);
     assert.equal(sign.status, 0, show(sign));
@@ -203,11 +219,45 @@ describe('the example service and patch, as a user runs them', { timeout: 120_00
       assert.match(String(ready.agent), /^http:\/\/127\.0\.0\.1:\d+$/);
       assert.deepEqual(ready.active, { version: '1.0.0', patchId: null });
       // The built-in's bug: exactly 10 units get no discount.
-      assert.deepEqual(await quoteOf(api, 10), { sku: 'widget', quantity: 10, unitCents: 250, discountPercent: 0, totalCents: 2500, currency: 'EUR', engine: '1.0.0' });
+      assert.deepEqual(await quoteOf(api, 10), {
+        sku: 'widget',
+        quantity: 10,
+        unitCents: 250,
+        discountPercent: 0,
+        totalCents: 2500,
+        currency: 'EUR',
+        engine: '1.0.0',
+      });
 
-      const apply = hotpatch(['apply', '--agent', String(ready.agent), '--token-file', env.HOTPATCH_TOKEN_FILE!, '--target', TARGET, '--patch', 'pricing-fix-1',
-        '--steps', '0.5,1', '--canary-interval', '20', '--min-calls-per-step', '5', '--min-calls', '0', '--warmup-calls', '0',
-        '--max-latency-shift', '1000', '--probation', '0', '--json'], { timeoutMs: 60_000 });
+      const apply = hotpatch(
+        [
+          'apply',
+          '--agent',
+          String(ready.agent),
+          '--token-file',
+          env.HOTPATCH_TOKEN_FILE!,
+          '--target',
+          TARGET,
+          '--patch',
+          'pricing-fix-1',
+          '--steps',
+          '0.5,1',
+          '--canary-interval',
+          '20',
+          '--min-calls-per-step',
+          '5',
+          '--min-calls',
+          '0',
+          '--warmup-calls',
+          '0',
+          '--max-latency-shift',
+          '1000',
+          '--probation',
+          '0',
+          '--json',
+        ],
+        { timeoutMs: 60_000 },
+      );
       const traffic = await clients(api, apply);
       const applied = await apply;
       assert.equal(applied.status, 0, show(applied));
@@ -217,7 +267,15 @@ describe('the example service and patch, as a user runs them', { timeout: 120_00
       assert.deepEqual([...traffic.engines].sort(), ['1.0.0', '1.0.1']);
 
       // The fix, with the host's prices and currency that reached it through ctx.config.
-      assert.deepEqual(await quoteOf(api, 10), { sku: 'widget', quantity: 10, unitCents: 250, discountPercent: 10, totalCents: 2250, currency: 'EUR', engine: '1.0.1' });
+      assert.deepEqual(await quoteOf(api, 10), {
+        sku: 'widget',
+        quantity: 10,
+        unitCents: 250,
+        discountPercent: 10,
+        totalCents: 2250,
+        currency: 'EUR',
+        engine: '1.0.1',
+      });
       assert.deepEqual(JSON.parse((await getText(`${api}/version`)).body), { target: TARGET, version: '1.0.1', patchId: 'pricing-fix-1', canary: false });
       const metrics = await getText(`${api}/metrics`);
       assert.match(metrics.body, /hotpatch_active_version_info\{target="example\.pricing\.quote",version="1\.0\.1"\} 1/);

@@ -107,7 +107,10 @@ test('load refuses a module with a syntax error', async () => {
 test('load refuses a module whose init throws, naming the cause', async () => {
   await withTempDir(async (dir) => {
     const installer = new DynamicInstaller(dir);
-    const staged = await stageEsm(installer, 'export const api = { add: (a, b) => a + b };\nexport async function init() { throw new Error("no key material"); }\n');
+    const staged = await stageEsm(
+      installer,
+      'export const api = { add: (a, b) => a + b };\nexport async function init() { throw new Error("no key material"); }\n',
+    );
     const error = await rejectsWith(installer.load(staged, options()), 'LOAD_FAILED', /init\(ctx\) threw: no key material/);
     assert.equal((error.cause as Error).message, 'no key material');
     assert.equal(error.detail?.target, TARGET);
@@ -154,7 +157,7 @@ test('load refuses a staged file that was modified on disk afterwards with HASH_
   });
 });
 
-test('load refuses a staged record that does not point into this installer\'s staging directory', async () => {
+test("load refuses a staged record that does not point into this installer's staging directory", async () => {
   await withTempDir(async (dir) => {
     const installer = new DynamicInstaller(dir);
     const staged = await stageEsm(installer, 'export const api = { add: (a, b) => a + b };\n');
@@ -219,14 +222,17 @@ test('load instantiates a real wasm module through the target adapter', async ()
     const staged = await stageWasm(installer);
     assert.ok(staged.path.endsWith('.wasm'));
     let seenInstance: unknown;
-    const loaded = await installer.load(staged, options({
-      adapter: {
-        toApi(exports, instance) {
-          seenInstance = instance;
-          return wasmAdapter.toApi(exports, instance);
+    const loaded = await installer.load(
+      staged,
+      options({
+        adapter: {
+          toApi(exports, instance) {
+            seenInstance = instance;
+            return wasmAdapter.toApi(exports, instance);
+          },
         },
-      },
-    }));
+      }),
+    );
     assert.equal((loaded.api as { add(a: number, b: number): number }).add(2, 3), 5);
     assert.ok(seenInstance !== undefined && typeof (seenInstance as { exports?: unknown }).exports === 'object');
     assert.equal(installer.liveVersions(TARGET), 1);
@@ -266,16 +272,17 @@ test('load reports a wasm module whose imports are not satisfied as LOAD_FAILED'
     const installer = new DynamicInstaller(dir);
     // (module (import "env" "f" (func)))
     const importing = new Uint8Array([
-      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-      0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
-      0x02, 0x09, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x01, 0x66, 0x00, 0x00,
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x02, 0x09, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x01, 0x66, 0x00, 0x00,
     ]);
     const staged = await stageWasm(installer, importing);
     await rejectsWith(installer.load(staged, options({ adapter: wasmAdapter })), 'LOAD_FAILED', /instantiating/);
-    const loaded = await installer.load(staged, options({
-      requiredFunctions: [],
-      adapter: { imports: { env: { f: () => undefined } }, toApi: () => ({}) },
-    }));
+    const loaded = await installer.load(
+      staged,
+      options({
+        requiredFunctions: [],
+        adapter: { imports: { env: { f: () => undefined } }, toApi: () => ({}) },
+      }),
+    );
     assert.deepEqual(loaded.api, {});
   });
 });

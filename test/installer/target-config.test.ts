@@ -149,7 +149,15 @@ describe('a target config that is not plain JSON data is refused when the target
     ['a class instance', { price: new Money(5) }, /config\.price is a Money/],
     ['a cycle', cyclic, /config\.self refers back to an enclosing object/],
     ['a sparse array', { tiers: sparse }, /config\.tiers must be a dense array/],
-    ['a getter', { get rate() { return 1; } }, /config\.rate is an accessor/],
+    [
+      'a getter',
+      {
+        get rate() {
+          return 1;
+        },
+      },
+      /config\.rate is an accessor/,
+    ],
     ['a symbol key', { [Symbol('k')]: 1 }, /symbol key/],
     ['a Proxy', { nested: new Proxy({}, {}) }, /config\.nested is a Proxy/],
     ['an odd key, named exactly', { 'a b': { c: () => 0 } }, /config\["a b"\]\.c is a function/],
@@ -189,7 +197,11 @@ describe('a target config is bounded', () => {
   test('a config nested deeper than 32 levels is refused with TOO_LARGE when the target is declared', () => {
     assert.doesNotThrow(() => checkTargetConfig(nested(MAX_TARGET_CONFIG_DEPTH)));
     const runtime = new HotPatchRuntime({ bus: new EventBus(), durationProbeMs: 0 });
-    throwsCode(() => runtime.target(T, { version: '1.0.0', impl: builtin, config: nested(MAX_TARGET_CONFIG_DEPTH + 1) }), 'TOO_LARGE', /nests deeper than 32 levels/);
+    throwsCode(
+      () => runtime.target(T, { version: '1.0.0', impl: builtin, config: nested(MAX_TARGET_CONFIG_DEPTH + 1) }),
+      'TOO_LARGE',
+      /nests deeper than 32 levels/,
+    );
     runtime.close();
   });
 

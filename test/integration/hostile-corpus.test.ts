@@ -11,14 +11,7 @@ import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { mkdir, open, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import {
-  HotPatchError,
-  MANIFEST_PAYLOAD_TYPE,
-  decodeJson,
-  pae,
-  type ErrorCode,
-  type VerificationContext,
-} from '../../src/core/index.js';
+import { HotPatchError, MANIFEST_PAYLOAD_TYPE, decodeJson, pae, type ErrorCode, type VerificationContext } from '../../src/core/index.js';
 import { CryptoPolicy, generateKeyPair, hashBytes, sign } from '../../src/crypto-agile/index.js';
 import { FileSystemRepository, readFileBounded } from '../../src/repo/index.js';
 import { SecurityGate } from '../../src/security/index.js';
@@ -193,9 +186,11 @@ function badId(id: string, decoy: (env: Env) => Promise<void>, inProcessCli = fa
   };
 }
 
-const decoyIn = (sub: (env: Env) => string, fileId: string) => async (env: Env): Promise<void> => {
-  await writePatch(sub(env), fileId, { manifestId: 'decoy', signers: TWO_OF_THREE });
-};
+const decoyIn =
+  (sub: (env: Env) => string, fileId: string) =>
+  async (env: Env): Promise<void> => {
+    await writePatch(sub(env), fileId, { manifestId: 'decoy', signers: TWO_OF_THREE });
+  };
 
 function wrongType(field: string, value: unknown): HostileCase {
   return {
@@ -390,7 +385,10 @@ const CASES: HostileCase[] = [
   // --- patch ids (checked before any file is touched; each has a decoy that would verify) ---
   {
     name: 'an id with "../"',
-    setup: badId('../escape', decoyIn((env) => env.dir, 'escape')),
+    setup: badId(
+      '../escape',
+      decoyIn((env) => env.dir, 'escape'),
+    ),
     expectCode: 'INVALID',
     cliExit: 2,
     message: /not a valid patch id/,
@@ -407,35 +405,51 @@ const CASES: HostileCase[] = [
   },
   {
     name: 'an id with a NUL byte',
-    setup: badId('p\0.json', decoyIn((env) => env.repo, 'p'), true),
+    setup: badId(
+      'p\0.json',
+      decoyIn((env) => env.repo, 'p'),
+      true,
+    ),
     expectCode: 'INVALID',
     cliExit: 2,
     message: /not a valid patch id/,
   },
   {
     name: 'an id with non-ASCII characters',
-    setup: badId('pätch', decoyIn((env) => env.repo, 'pätch')),
+    setup: badId(
+      'pätch',
+      decoyIn((env) => env.repo, 'pätch'),
+    ),
     expectCode: 'INVALID',
     cliExit: 2,
     message: /not a valid patch id/,
   },
   {
     name: 'an id with a leading dot',
-    setup: badId('.hidden', decoyIn((env) => env.repo, '.hidden')),
+    setup: badId(
+      '.hidden',
+      decoyIn((env) => env.repo, '.hidden'),
+    ),
     expectCode: 'INVALID',
     cliExit: 2,
     message: /not a valid patch id/,
   },
   {
     name: 'an id of 129 characters',
-    setup: badId('a'.repeat(129), decoyIn((env) => env.repo, 'a'.repeat(129))),
+    setup: badId(
+      'a'.repeat(129),
+      decoyIn((env) => env.repo, 'a'.repeat(129)),
+    ),
     expectCode: 'INVALID',
     cliExit: 2,
     message: /not a valid patch id/,
   },
   {
     name: 'an id containing ".."',
-    setup: badId('a..b', decoyIn((env) => env.repo, 'a..b')),
+    setup: badId(
+      'a..b',
+      decoyIn((env) => env.repo, 'a..b'),
+    ),
     expectCode: 'INVALID',
     cliExit: 2,
     message: /not a valid patch id/,
@@ -683,10 +697,7 @@ const CASES: HostileCase[] = [
     setup: async (env) => {
       const weak: Signer = {
         keyid: 'rsa-weak',
-        sign: (m) =>
-          new Uint8Array(
-            nodeSign('sha256', m, { key: WEAK_RSA.privateKey, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
-          ),
+        sign: (m) => new Uint8Array(nodeSign('sha256', m, { key: WEAK_RSA.privateKey, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })),
       };
       await writePatch(env.repo, 'p', { signers: [s1, weak] });
       const pem = WEAK_RSA.publicKey.export({ type: 'spki', format: 'pem' }) as string;
@@ -1247,11 +1258,13 @@ interface SignCase {
   extra?: string[];
 }
 
-const keyFile = (name: string, content: string | Uint8Array) => async (dir: string): Promise<string> => {
-  const path = join(dir, name);
-  await writeFile(path, content, { mode: 0o600 });
-  return path;
-};
+const keyFile =
+  (name: string, content: string | Uint8Array) =>
+  async (dir: string): Promise<string> => {
+    const path = join(dir, name);
+    await writeFile(path, content, { mode: 0o600 });
+    return path;
+  };
 
 const SIGN_CASES: SignCase[] = [
   { name: 'a key file of plain text', key: keyFile('notes.key', 'this is not a key\n') },
@@ -1297,7 +1310,10 @@ test('sign with a good key does change the envelope (the control for the sign ca
   const args = ['sign', '--json', '--repo', repo, '--id', 'p', '--key', keyPath];
   assertCliOutcome(await runHotpatch(args), 0, 'OK', 'sign');
   const envelope = JSON.parse(await readFile(join(repo, 'p.json'), 'utf8')) as { signatures: Array<{ keyid: string }> };
-  assert.deepEqual(envelope.signatures.map((s) => s.keyid), ['k1']);
+  assert.deepEqual(
+    envelope.signatures.map((s) => s.keyid),
+    ['k1'],
+  );
 });
 
 // --- defects found by this corpus, each fixed in src/ and kept here as a regression test ------
@@ -1318,78 +1334,69 @@ for (const [name, make] of [
   });
 }
 
-test(
-  'SecurityGate.fromFile refuses a FIFO promptly instead of blocking in open()',
-  async () => {
-    const fifo = join(root, 'policy-bug.fifo');
-    mkfifo(fifo);
-    const pending = SecurityGate.fromFile(fifo).then(
-      () => 'accepted',
+test('SecurityGate.fromFile refuses a FIFO promptly instead of blocking in open()', async () => {
+  const fifo = join(root, 'policy-bug.fifo');
+  mkfifo(fifo);
+  const pending = SecurityGate.fromFile(fifo).then(
+    () => 'accepted',
+    (error: unknown) => (error instanceof HotPatchError ? error.code : String(error)),
+  );
+  const timedOut = Symbol('timeout');
+  let timer: NodeJS.Timeout | undefined;
+  // A hang guard: refusing a FIFO takes no waiting, only a blocking open(2) reaches it.
+  const first = await Promise.race([pending, new Promise((resolve) => (timer = setTimeout(() => resolve(timedOut), HANG_GUARD_MS)))]);
+  clearTimeout(timer);
+  if (first === timedOut) {
+    // Unblock the reader stuck in open(2) so the test process can exit.
+    closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+    await pending;
+  }
+  assert.notEqual(first, timedOut, `SecurityGate.fromFile(fifo) was still pending after ${HANG_GUARD_MS} ms`);
+  assert.equal(first, 'INVALID');
+});
+
+test('a state.json whose highest_version is not a string does not silently switch anti-downgrade off', async () => {
+  const dir = join(root, 'state-bug');
+  const repo = join(dir, 'repo');
+  const state = join(dir, 'state');
+  await mkdir(repo, { recursive: true });
+  await mkdir(state);
+  await validPatch({ dir, repo, outside: dir });
+  await writeFile(join(state, 'state.json'), JSON.stringify({ format: 1, targets: { [TARGET]: { highest_version: 2 } } }));
+  const trustPath = join(dir, 'trust.json');
+  await writeFile(trustPath, textOf(baseTrust()));
+  const cli = await runHotpatch(['verify', '--json', '--repo', repo, '--id', 'p', '--trust', trustPath, '--state', state]);
+  assert.notEqual(cli.status, 0, `a corrupt anti-downgrade record let version 1.2.3 through: ${cli.stdout}`);
+});
+
+test('a highestVersion that is not semver is refused with a HotPatchError, not a TypeError', async () => {
+  const dir = join(root, 'highest-bug');
+  await mkdir(dir, { recursive: true });
+  await validPatch({ dir, repo: dir, outside: dir });
+  const verifier = new DefaultVerifier(parseTrustStore(baseTrust()), { cryptoPolicy: new CryptoPolicy() });
+  await assert.rejects(
+    verifyPatch(new FileSystemRepository(dir), verifier, 'p', { highestVersion: 'not-a-version' }),
+    (error: unknown) => error instanceof HotPatchError && error.code === 'INVALID',
+  );
+});
+
+test('a manifest version that is not a canonical SemVer string ("v1.2.3", " 1.2.3 ") is refused with INVALID', async () => {
+  const dir = join(root, 'version-bug');
+  const repo = join(dir, 'repo');
+  await mkdir(repo, { recursive: true });
+  const trustPath = join(dir, 'trust.json');
+  await writeFile(trustPath, textOf(baseTrust()));
+  const verifier = new DefaultVerifier(parseTrustStore(baseTrust()), { cryptoPolicy: new CryptoPolicy() });
+  for (const [id, version] of [
+    ['v-prefix', 'v1.2.3'],
+    ['blanks', ' 1.2.3 '],
+  ] as const) {
+    await writePatch(repo, id, { signers: TWO_OF_THREE, manifest: { version } });
+    const lib = await verifyPatch(new FileSystemRepository(repo), verifier, id).then(
+      (v) => `accepted as ${JSON.stringify(v.manifest.version)}`,
       (error: unknown) => (error instanceof HotPatchError ? error.code : String(error)),
     );
-    const timedOut = Symbol('timeout');
-    let timer: NodeJS.Timeout | undefined;
-    // A hang guard: refusing a FIFO takes no waiting, only a blocking open(2) reaches it.
-    const first = await Promise.race([pending, new Promise((resolve) => (timer = setTimeout(() => resolve(timedOut), HANG_GUARD_MS)))]);
-    clearTimeout(timer);
-    if (first === timedOut) {
-      // Unblock the reader stuck in open(2) so the test process can exit.
-      closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
-      await pending;
-    }
-    assert.notEqual(first, timedOut, `SecurityGate.fromFile(fifo) was still pending after ${HANG_GUARD_MS} ms`);
-    assert.equal(first, 'INVALID');
-  },
-);
-
-test(
-  'a state.json whose highest_version is not a string does not silently switch anti-downgrade off',
-  async () => {
-    const dir = join(root, 'state-bug');
-    const repo = join(dir, 'repo');
-    const state = join(dir, 'state');
-    await mkdir(repo, { recursive: true });
-    await mkdir(state);
-    await validPatch({ dir, repo, outside: dir });
-    await writeFile(join(state, 'state.json'), JSON.stringify({ format: 1, targets: { [TARGET]: { highest_version: 2 } } }));
-    const trustPath = join(dir, 'trust.json');
-    await writeFile(trustPath, textOf(baseTrust()));
-    const cli = await runHotpatch(['verify', '--json', '--repo', repo, '--id', 'p', '--trust', trustPath, '--state', state]);
-    assert.notEqual(cli.status, 0, `a corrupt anti-downgrade record let version 1.2.3 through: ${cli.stdout}`);
-  },
-);
-
-test(
-  'a highestVersion that is not semver is refused with a HotPatchError, not a TypeError',
-  async () => {
-    const dir = join(root, 'highest-bug');
-    await mkdir(dir, { recursive: true });
-    await validPatch({ dir, repo: dir, outside: dir });
-    const verifier = new DefaultVerifier(parseTrustStore(baseTrust()), { cryptoPolicy: new CryptoPolicy() });
-    await assert.rejects(
-      verifyPatch(new FileSystemRepository(dir), verifier, 'p', { highestVersion: 'not-a-version' }),
-      (error: unknown) => error instanceof HotPatchError && error.code === 'INVALID',
-    );
-  },
-);
-
-test(
-  'a manifest version that is not a canonical SemVer string ("v1.2.3", " 1.2.3 ") is refused with INVALID',
-  async () => {
-    const dir = join(root, 'version-bug');
-    const repo = join(dir, 'repo');
-    await mkdir(repo, { recursive: true });
-    const trustPath = join(dir, 'trust.json');
-    await writeFile(trustPath, textOf(baseTrust()));
-    const verifier = new DefaultVerifier(parseTrustStore(baseTrust()), { cryptoPolicy: new CryptoPolicy() });
-    for (const [id, version] of [['v-prefix', 'v1.2.3'], ['blanks', ' 1.2.3 ']] as const) {
-      await writePatch(repo, id, { signers: TWO_OF_THREE, manifest: { version } });
-      const lib = await verifyPatch(new FileSystemRepository(repo), verifier, id).then(
-        (v) => `accepted as ${JSON.stringify(v.manifest.version)}`,
-        (error: unknown) => (error instanceof HotPatchError ? error.code : String(error)),
-      );
-      assert.equal(lib, 'INVALID', `library, version ${JSON.stringify(version)}`);
-      assertCliOutcome(await runHotpatch(['verify', '--json', '--repo', repo, '--id', id, '--trust', trustPath]), 1, 'INVALID', 'verify');
-    }
-  },
-);
+    assert.equal(lib, 'INVALID', `library, version ${JSON.stringify(version)}`);
+    assertCliOutcome(await runHotpatch(['verify', '--json', '--repo', repo, '--id', id, '--trust', trustPath]), 1, 'INVALID', 'verify');
+  }
+});

@@ -182,7 +182,10 @@ test('signatures made by hotpatch keygen + hotpatch sign (Ed25519 and ECDSA P-25
   }
 
   const envelope = decodeEnvelope(await readFile(join(ws.repo, 'hp-patch.json')));
-  assert.deepEqual(envelope.signatures.map((s) => s.keyid), ['hp-ed', 'hp-ec']);
+  assert.deepEqual(
+    envelope.signatures.map((s) => s.keyid),
+    ['hp-ed', 'hp-ec'],
+  );
   const paeFile = await writePae(ws, envelope);
   const sigFiles: Record<string, string> = {};
   for (const s of envelope.signatures) {

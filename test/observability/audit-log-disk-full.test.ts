@@ -83,7 +83,8 @@ test('a backlog past maxBacklog loses the newest events, counts them, and close(
     const log = new AuditLog(disk.dir, { maxBacklog: 2, retryMs: 60_000 });
     await log.open();
     await disk.fill();
-    for (let i = 0; i < 3; i++) await assert.rejects(log.append(event('CanaryStep', 'p', { reason: `s${i}` })), (e: unknown) => e instanceof HotPatchError && e.code === 'IO');
+    for (let i = 0; i < 3; i++)
+      await assert.rejects(log.append(event('CanaryStep', 'p', { reason: `s${i}` })), (e: unknown) => e instanceof HotPatchError && e.code === 'IO');
     assert.equal(log.pendingAppends, 2);
     assert.equal(log.lostAppends, 1);
     await log.close();

@@ -23,7 +23,10 @@ test('appended events form a SHA-256 chain whose head state.json records, and it
     const lines = await logLines(dir);
     assert.equal(lines.length, 3);
     const parsed = lines.map((l) => JSON.parse(l) as { seq: number; prev: string; event: { reason: string } });
-    assert.deepEqual(parsed.map((p) => p.seq), [1, 2, 3]);
+    assert.deepEqual(
+      parsed.map((p) => p.seq),
+      [1, 2, 3],
+    );
     assert.equal(parsed[0]!.prev, ZERO_HASH);
     assert.equal(parsed[1]!.prev, sha256(lines[0]!));
     assert.equal(parsed[2]!.prev, sha256(lines[1]!));
@@ -75,32 +78,62 @@ async function tampered(tamper: (dir: string, lines: string[]) => Promise<void>)
 }
 
 test('editing the content of a middle line is detected at that line', async () => {
-  const v = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 2 ? l.replace('event 3', 'event X') : l))));
+  const v = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.map((l, i) => (i === 2 ? l.replace('event 3', 'event X') : l)),
+    ),
+  );
   assert.equal(v.ok, false);
   assert.equal(v.firstBad?.line, 3);
   assert.match(v.firstBad!.reason, /line 3 was modified/);
 });
 
 test('editing the content of the last line is detected against the head', async () => {
-  const v = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 4 ? l.replace('event 5', 'event X') : l))));
+  const v = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.map((l, i) => (i === 4 ? l.replace('event 5', 'event X') : l)),
+    ),
+  );
   assert.equal(v.firstBad?.line, 5);
   assert.match(v.firstBad!.reason, /does not match the head/);
 });
 
 test('a line that no longer parses is named', async () => {
-  const v = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 1 ? l.slice(0, -1) : l))));
+  const v = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.map((l, i) => (i === 1 ? l.slice(0, -1) : l)),
+    ),
+  );
   assert.equal(v.firstBad?.line, 2);
   assert.match(v.firstBad!.reason, /JSON/);
 });
 
 test('a line or an event with an unknown field is named, with the fields allowed', async () => {
-  const extra = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 1 ? l.replace('{"seq"', '{"x":1,"seq"') : l))));
+  const extra = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.map((l, i) => (i === 1 ? l.replace('{"seq"', '{"x":1,"seq"') : l)),
+    ),
+  );
   assert.equal(extra.firstBad?.line, 2);
   assert.match(extra.firstBad!.reason, /^line 2 has unknown field "x" \(allowed: seq, prev, event\)$/);
-  const inEvent = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 2 ? l.replace('"event":{', '"event":{"colour":"red",') : l))));
+  const inEvent = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.map((l, i) => (i === 2 ? l.replace('"event":{', '"event":{"colour":"red",') : l)),
+    ),
+  );
   assert.equal(inEvent.firstBad?.line, 3);
   assert.match(inEvent.firstBad!.reason, /^line 3: event has unknown field "colour" \(allowed: type, id, target, version, reason, ts, detail\)$/);
-  const array = await tampered((dir, lines) => writeLog(dir, lines.map((l, i) => (i === 0 ? '[1]' : l))));
+  const array = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.map((l, i) => (i === 0 ? '[1]' : l)),
+    ),
+  );
   assert.equal(array.firstBad?.line, 1);
   assert.match(array.firstBad!.reason, /^line 1 must be a JSON object, got an array$/);
 });
@@ -112,7 +145,12 @@ test('reordering two lines is detected at the first of them', async () => {
 });
 
 test('deleting a middle line is detected where it was', async () => {
-  const v = await tampered((dir, lines) => writeLog(dir, lines.filter((_, i) => i !== 2)));
+  const v = await tampered((dir, lines) =>
+    writeLog(
+      dir,
+      lines.filter((_, i) => i !== 2),
+    ),
+  );
   assert.equal(v.firstBad?.line, 3);
   assert.match(v.firstBad!.reason, /removed/);
 });
@@ -268,8 +306,14 @@ test('100 events published synchronously are appended in order, each fsynced, se
     await log.close();
     const lines = (await logLines(dir)).map((l) => JSON.parse(l) as { seq: number; event: { reason: string } });
     assert.equal(lines.length, 100);
-    assert.deepEqual(lines.map((l) => l.seq), Array.from({ length: 100 }, (_, i) => i + 1));
-    assert.deepEqual(lines.map((l) => l.event.reason), Array.from({ length: 100 }, (_, i) => `step ${i + 1}`));
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      lines.map((l) => l.event.reason),
+      Array.from({ length: 100 }, (_, i) => `step ${i + 1}`),
+    );
     assert.equal(log.failedAppends, 0);
     const v = await verifyAuditLog(dir);
     assert.equal(v.ok, true);
@@ -311,7 +355,10 @@ test('append rejects what is not an event, and a closed log', async () => {
   try {
     const log = new AuditLog(dir);
     await assert.rejects(log.append({ type: 'Nope' } as never), (e) => e instanceof HotPatchError && e.code === 'INVALID' && /event.type/.test(e.message));
-    await assert.rejects(log.append(event('Staged', 'p', { detail: { big: 'x'.repeat(300 * 1024) } })), (e) => e instanceof HotPatchError && e.code === 'TOO_LARGE');
+    await assert.rejects(
+      log.append(event('Staged', 'p', { detail: { big: 'x'.repeat(300 * 1024) } })),
+      (e) => e instanceof HotPatchError && e.code === 'TOO_LARGE',
+    );
     await log.close();
     await assert.rejects(log.append(event('Staged', 'p')), (e) => e instanceof HotPatchError && e.code === 'INVALID' && /closed/.test(e.message));
     assert.equal(log.failedAppends, 3);

@@ -39,8 +39,15 @@ test('a patch killed with its process before its promotion reached the log leave
     ['Failed', 'fix-d', '1.4.0', { restored: '1.3.0' }],
     ['Activated', 'fix-c', '1.3.0'],
   ]);
-  assert.deepEqual(rows.filter(([, , outcome]) => outcome === 'serving'), [['1.3.0', 'fix-c', 'serving']], JSON.stringify(rows));
-  assert.deepEqual(rows.find(([, id]) => id === 'fix-d'), ['1.4.0', 'fix-d', 'reverted-at-restart']);
+  assert.deepEqual(
+    rows.filter(([, , outcome]) => outcome === 'serving'),
+    [['1.3.0', 'fix-c', 'serving']],
+    JSON.stringify(rows),
+  );
+  assert.deepEqual(
+    rows.find(([, id]) => id === 'fix-d'),
+    ['1.4.0', 'fix-d', 'reverted-at-restart'],
+  );
 });
 
 test('a patch whose promotion reached the log and that was reverted at restart ends its row; the version restored serves in a new one', async () => {

@@ -74,7 +74,13 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
       files[name] = join(fx.dir, `${name}.token`);
       await writeToken(files[name]!, tokens[name]!);
     }
-    const http = { port: 0, tokens: [{ name: 'alice', file: files.alice!, role: 'operate' as const }, { name: 'bob', file: files.bob!, role: 'operate' as const }] };
+    const http = {
+      port: 0,
+      tokens: [
+        { name: 'alice', file: files.alice!, role: 'operate' as const },
+        { name: 'bob', file: files.bob!, role: 'operate' as const },
+      ],
+    };
     const defaults = { repository: fx.repoDir, trustStore: fx.trustFile };
     const first = hostRuntime(fx.stateDir);
     let agent: Agent = await startAgent({ stateDir: fx.stateDir, runtime: first.runtime, http, defaults, log: false });
@@ -89,7 +95,10 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
       const load = await apply('bob', 'plan-load', 'h-load');
       assert.equal(load.json.code, 'LOAD_FAILED', load.text);
       // A canary that stays open until bob aborts it.
-      const aborting = withTraffic(first.target, call(as('alice'), 'POST', '/v1/apply', { plan: planOf('plan-abort', 'h-abort', { ...LONG_ZDT, probationMs: 0 }) }));
+      const aborting = withTraffic(
+        first.target,
+        call(as('alice'), 'POST', '/v1/apply', { plan: planOf('plan-abort', 'h-abort', { ...LONG_ZDT, probationMs: 0 }) }),
+      );
       await until(() => first.target.canary !== null, 15_000, 'the canary of h-abort');
       assert.equal((await call(as('bob'), 'POST', '/v1/abort', { target: T, reason: 'wrong window' })).status, 200);
       assert.equal((await aborting).json.code, 'ABORTED');
@@ -127,7 +136,16 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
       ['', 'h-old', null, 'refused', 'DOWNGRADE', 'token:alice', null, 0],
       ['1.1.0', 'h-good', 'rollback', 'serving', null, 'token:bob', null, 1],
     ]);
-    const [builtinRow, good, refused, , aborted, next, , back] = h.rows as HistoryRow[] as [HistoryRow, HistoryRow, HistoryRow, HistoryRow, HistoryRow, HistoryRow, HistoryRow, HistoryRow];
+    const [builtinRow, good, refused, , aborted, next, , back] = h.rows as HistoryRow[] as [
+      HistoryRow,
+      HistoryRow,
+      HistoryRow,
+      HistoryRow,
+      HistoryRow,
+      HistoryRow,
+      HistoryRow,
+      HistoryRow,
+    ];
     assert.equal(good.requestedBy?.token, 'alice');
     assert.equal(good.requestedBy?.actor, 'alice@ops');
     assert.equal(good.plan, 'plan-good');
@@ -175,11 +193,21 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
     const history = json.json?.history as { rows: HistoryRow[]; total: number; audit: { ok: boolean } };
     assert.equal(json.json?.ok, true);
     assert.equal(history.total, 8);
-    assert.deepEqual(history.rows.map((r) => [r.patchId, r.outcome]), [['h-old', 'refused'], ['h-good', 'serving']]);
+    assert.deepEqual(
+      history.rows.map((r) => [r.patchId, r.outcome]),
+      [
+        ['h-old', 'refused'],
+        ['h-good', 'serving'],
+      ],
+    );
 
     const limited = await hotpatch(['history', '--target', T, '--state', fx.stateDir, '--limit', '1']);
     assert.match(limited.stdout, /The 1 most recent of 8 rows\./);
-    for (const bad of [['--limit', '0'], ['--limit', '2x'], ['--target', 'no/slashes']]) {
+    for (const bad of [
+      ['--limit', '0'],
+      ['--limit', '2x'],
+      ['--target', 'no/slashes'],
+    ]) {
       const r = await hotpatch(['history', '--target', T, '--state', fx.stateDir, ...bad, '--json']);
       assert.equal(r.status, 2, `${bad.join(' ')}: ${r.stdout}${r.stderr}`);
       assert.equal(r.json?.code, 'INVALID');
@@ -198,7 +226,10 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
     assert.equal(v.ok, false);
     const h = await buildHistory(copy, { target: T });
     assert.equal(h.audit.firstBad?.line, lines.length);
-    assert.deepEqual(h.rows.map((r) => r.verified), [true, true, true, true, true, true, true, false]);
+    assert.deepEqual(
+      h.rows.map((r) => r.verified),
+      [true, true, true, true, true, true, true, false],
+    );
     const text = await hotpatch(['history', '--target', T, '--state', copy]);
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stdout, new RegExp(`AUDIT LOG NOT VERIFIED — first bad line ${lines.length}: `));
@@ -206,41 +237,45 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
   });
 });
 
-test('a version promoted and then lost with its process inside its probation is shown reverted at restart, and the last good one restored', { timeout: 60_000 }, async () => {
-  const fx = await makeFixture('hotpatch-history-crash-');
-  try {
-    await fx.publish('h-crash', '2.0.0');
-    const sock = join(fx.dir, 'agent.sock');
-    const config = { stateDir: fx.stateDir, socketPath: sock, repoDir: fx.repoDir, trustFile: fx.trustFile };
-    const host = await startHost(config);
+test(
+  'a version promoted and then lost with its process inside its probation is shown reverted at restart, and the last good one restored',
+  { timeout: 60_000 },
+  async () => {
+    const fx = await makeFixture('hotpatch-history-crash-');
     try {
-      // A long probation: the process dies inside it.
-      const r = await call({ socketPath: sock }, 'POST', '/v1/apply', { plan: planOf('plan-crash', 'h-crash', { ...FAST_ZDT, probationMs: 600_000 }) });
-      assert.equal(r.status, 200, r.text);
-      host.child.kill('SIGUSR2');
-      await host.waitLine((l) => l.event === 'flushed', 10_000, 'the flushed line');
+      await fx.publish('h-crash', '2.0.0');
+      const sock = join(fx.dir, 'agent.sock');
+      const config = { stateDir: fx.stateDir, socketPath: sock, repoDir: fx.repoDir, trustFile: fx.trustFile };
+      const host = await startHost(config);
+      try {
+        // A long probation: the process dies inside it.
+        const r = await call({ socketPath: sock }, 'POST', '/v1/apply', { plan: planOf('plan-crash', 'h-crash', { ...FAST_ZDT, probationMs: 600_000 }) });
+        assert.equal(r.status, 200, r.text);
+        host.child.kill('SIGUSR2');
+        await host.waitLine((l) => l.event === 'flushed', 10_000, 'the flushed line');
+      } finally {
+        await host.kill();
+      }
+      const again = await startHost(config);
+      try {
+        const active = again.lines.find((l) => l.event === 'ready')?.active as { version: string } | undefined;
+        assert.equal(active?.version, BUILTIN_VERSION);
+        again.child.kill('SIGUSR2');
+        await again.waitLine((l) => l.event === 'flushed', 10_000, 'the flushed line');
+      } finally {
+        await again.stop();
+      }
+      const h = await buildHistory(fx.stateDir, { target: T });
+      assert.equal(h.audit.ok, true, JSON.stringify(h.audit.firstBad));
+      assert.deepEqual(h.rows.map(shape), [
+        [BUILTIN_VERSION, null, 'before-log', 'replaced', null, null, null, 0],
+        ['2.0.0', 'h-crash', 'promoted', 'reverted-at-restart', null, 'unix-socket', null, 0],
+        [BUILTIN_VERSION, 'builtin', 'restored', 'serving', null, null, null, 0],
+      ]);
+      assert.match(h.rows[1]!.reason, /the process stopped inside its 600000 ms probation/);
+      assert.ok(h.rows[1]!.servedFrom !== undefined && h.rows[1]!.endedAt !== undefined, 'it served, then was reverted');
     } finally {
-      await host.kill();
+      await fx.close();
     }
-    const again = await startHost(config);
-    try {
-      const active = again.lines.find((l) => l.event === 'ready')?.active as { version: string } | undefined;
-      assert.equal(active?.version, BUILTIN_VERSION);
-      again.child.kill('SIGUSR2');
-      await again.waitLine((l) => l.event === 'flushed', 10_000, 'the flushed line');
-    } finally {
-      await again.stop();
-    }
-    const h = await buildHistory(fx.stateDir, { target: T });
-    assert.equal(h.audit.ok, true, JSON.stringify(h.audit.firstBad));
-    assert.deepEqual(h.rows.map(shape), [
-      [BUILTIN_VERSION, null, 'before-log', 'replaced', null, null, null, 0],
-      ['2.0.0', 'h-crash', 'promoted', 'reverted-at-restart', null, 'unix-socket', null, 0],
-      [BUILTIN_VERSION, 'builtin', 'restored', 'serving', null, null, null, 0],
-    ]);
-    assert.match(h.rows[1]!.reason, /the process stopped inside its 600000 ms probation/);
-    assert.ok(h.rows[1]!.servedFrom !== undefined && h.rows[1]!.endedAt !== undefined, 'it served, then was reverted');
-  } finally {
-    await fx.close();
-  }
-});
+  },
+);

@@ -55,8 +55,20 @@ test('the logger honours its level and refuses bad options', () => {
   const logger = createLogger({ destination: out.stream, level: 'warn' });
   logger.info('hidden');
   logger.warn({ a: 1 }, 'shown');
-  assert.deepEqual(out.lines().map((l) => l.msg), ['shown']);
-  assert.throws(() => createLogger({ level: 'loud' }), (e) => e instanceof HotPatchError && e.code === 'INVALID' && /level/.test(e.message));
-  assert.throws(() => createLogger({ destination: -1 }), (e) => e instanceof HotPatchError && /destination/.test(e.message));
-  assert.throws(() => logEvents({} as never, logger), (e) => e instanceof HotPatchError && /bus/.test(e.message));
+  assert.deepEqual(
+    out.lines().map((l) => l.msg),
+    ['shown'],
+  );
+  assert.throws(
+    () => createLogger({ level: 'loud' }),
+    (e) => e instanceof HotPatchError && e.code === 'INVALID' && /level/.test(e.message),
+  );
+  assert.throws(
+    () => createLogger({ destination: -1 }),
+    (e) => e instanceof HotPatchError && /destination/.test(e.message),
+  );
+  assert.throws(
+    () => logEvents({} as never, logger),
+    (e) => e instanceof HotPatchError && /bus/.test(e.message),
+  );
 });

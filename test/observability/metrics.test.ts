@@ -122,23 +122,28 @@ test('with Object.prototype polluted (as a hostile payload might leave it), even
   }
 });
 
-test('a canary shows its ratio and both versions\' calls; after promotion only the new version is active', async () => {
+test("a canary shows its ratio and both versions' calls; after promotion only the new version is active", async () => {
   const { target, metrics } = setup();
   const candidate = version(target, '1.1.0', 100);
-  const route = new CanaryRoute(target.active, candidate, {
-    patchId: 'patch-1.1.0',
-    deterministic: false,
-    differentialSampleRate: 0,
-    retryOnBaseline: false,
-    routingKey: undefined,
-    random: () => 0.5,
-    warmupCalls: 0,
-    latencyShare: 0.25,
-    confidence: 0.99,
-    deadlineMs: 5000,
-    validate: undefined,
-    methodNames: target.keys,
-  }, 0.25);
+  const route = new CanaryRoute(
+    target.active,
+    candidate,
+    {
+      patchId: 'patch-1.1.0',
+      deterministic: false,
+      differentialSampleRate: 0,
+      retryOnBaseline: false,
+      routingKey: undefined,
+      random: () => 0.5,
+      warmupCalls: 0,
+      latencyShare: 0.25,
+      confidence: 0.99,
+      deadlineMs: 5000,
+      validate: undefined,
+      methodNames: target.keys,
+    },
+    0.25,
+  );
   target.setCanary(route);
   call(target, 400, 0);
   let s = parse(await metrics.metrics());
@@ -233,5 +238,8 @@ test('metrics live on their own registry, take a prefix, and close() detaches th
   metrics.close();
   assert.equal(bus.listenerCount, 0);
   assert.equal(await metrics.metrics(), '\n');
-  assert.throws(() => new HotPatchMetrics({ runtime, bus, prefix: 'bad prefix' }), (e) => e instanceof HotPatchError && e.code === 'INVALID');
+  assert.throws(
+    () => new HotPatchMetrics({ runtime, bus, prefix: 'bad prefix' }),
+    (e) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
 });

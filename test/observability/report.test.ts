@@ -27,7 +27,10 @@ async function writeManifest(dir: string, id: string, version: string, keys: [st
     payload_type: 'esm',
     metadata: { ticket: 'SEC-1234' },
   };
-  const envelope = signManifest(manifest, keys.map(([keyid, pair]) => signerOf(keyid, pair.privateKey)));
+  const envelope = signManifest(
+    manifest,
+    keys.map(([keyid, pair]) => signerOf(keyid, pair.privateKey)),
+  );
   await mkdir(join(dir, 'manifests'), { recursive: true });
   await writeFile(join(dir, 'manifests', `${id}.json`), envelope);
   return payloadHash;
@@ -43,7 +46,10 @@ function at(type: EventType, id: string, version: string, extra: Partial<HotPatc
 async function world(): Promise<{ dir: string; cleanup: () => Promise<void>; hashA: string }> {
   clock = Date.parse('2025-10-27T10:00:00Z');
   const t = await tempDir();
-  const hashA = await writeManifest(t.dir, 'hotfix-a', '1.2.4', [['team-key-1', ci], ['build-bot', bot]]);
+  const hashA = await writeManifest(t.dir, 'hotfix-a', '1.2.4', [
+    ['team-key-1', ci],
+    ['build-bot', bot],
+  ]);
   await writeManifest(t.dir, 'hotfix-b', '1.2.5', [['team-key-1', ci]]);
   const log = new AuditLog(t.dir);
   const events = [
@@ -72,11 +78,14 @@ test('the report lists each patch with its manifest, signers, approvals, timesta
     const r = await buildReport(dir);
     assert.equal(r.audit.ok, true);
     assert.equal(r.audit.lines, 13);
-    assert.deepEqual(r.patches.map((p) => [p.id, p.outcome]), [
-      ['hotfix-a', 'activated'],
-      ['hotfix-b', 'rolled-back'],
-      ['hotfix-c', 'in-progress'],
-    ]);
+    assert.deepEqual(
+      r.patches.map((p) => [p.id, p.outcome]),
+      [
+        ['hotfix-a', 'activated'],
+        ['hotfix-b', 'rolled-back'],
+        ['hotfix-c', 'in-progress'],
+      ],
+    );
     const [a, b, c] = r.patches;
     assert.equal(a!.target, 'xps.crypto.hash.sha256');
     assert.equal(a!.version, '1.2.4');
@@ -85,7 +94,10 @@ test('the report lists each patch with its manifest, signers, approvals, timesta
     assert.deepEqual(a!.metadata, { ticket: 'SEC-1234' });
     assert.deepEqual(a!.signers, ['team-key-1', 'build-bot']);
     assert.equal(a!.signersSource, 'verified-event');
-    assert.deepEqual(a!.approvals.map((x) => x.detail), [{ approvers: ['alice', 'bob'] }]);
+    assert.deepEqual(
+      a!.approvals.map((x) => x.detail),
+      [{ approvers: ['alice', 'bob'] }],
+    );
     assert.equal(a!.firstEventAt, '2025-10-27T10:02:00.000Z');
     assert.equal(a!.lastEventAt, '2025-10-27T10:09:00.000Z');
     assert.deepEqual(a!.reasons, ['Activated: 1.2.4 active, 1.2.3 kept warm for rollback']);
@@ -125,7 +137,10 @@ test('since keeps only later events', async () => {
   const { dir, cleanup } = await world();
   try {
     const r = await buildReport(dir, { since: new Date('2025-10-27T10:10:00Z') });
-    assert.deepEqual(r.patches.map((p) => p.id), ['hotfix-b', 'hotfix-c']);
+    assert.deepEqual(
+      r.patches.map((p) => p.id),
+      ['hotfix-b', 'hotfix-c'],
+    );
     assert.equal(r.since, '2025-10-27T10:10:00.000Z');
   } finally {
     await cleanup();
@@ -136,12 +151,21 @@ test('a broken audit chain is reported in the report, never hidden', async () =>
   const { dir, cleanup } = await world();
   try {
     const lines = await logLines(dir);
-    await writeLog(dir, lines.map((l, i) => (i === 10 ? l.replace('hotfix-b', 'hotfix-z') : l)));
+    await writeLog(
+      dir,
+      lines.map((l, i) => (i === 10 ? l.replace('hotfix-b', 'hotfix-z') : l)),
+    );
     const r = await buildReport(dir);
     assert.equal(r.audit.ok, false);
     assert.equal(r.audit.firstBad?.line, 11);
     const b = r.patches.find((p) => p.id === 'hotfix-b')!;
-    assert.deepEqual(b.timeline.map((t) => [t.line, t.verified]), [[10, true], [12, false]]);
+    assert.deepEqual(
+      b.timeline.map((t) => [t.line, t.verified]),
+      [
+        [10, true],
+        [12, false],
+      ],
+    );
     const md = formatReport(r, 'md');
     assert.match(md, /\*\*Audit log: NOT VERIFIED — first bad line 11: line 11 was modified/);
     assert.match(md, /\| 12 \(unverified\) \|/);

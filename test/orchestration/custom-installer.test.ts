@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Registries, registerInstaller, type LoadOptions, type LoadedModule, type Manifest, type ManifestFacts, type PatchInstaller, type PayloadType, type StagedPayload } from '../../src/core/index.js';
+import {
+  Registries,
+  registerInstaller,
+  type LoadOptions,
+  type LoadedModule,
+  type Manifest,
+  type ManifestFacts,
+  type PatchInstaller,
+  type PayloadType,
+  type StagedPayload,
+} from '../../src/core/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import { type PatchPlan } from '../../src/orchestration/index.js';
 import { HotPatchRuntime } from '../../src/zero-downtime/index.js';
@@ -42,7 +52,7 @@ class LedgerInstaller implements PatchInstaller {
   }
 }
 
-test('an installer of the service\'s own that implements PatchInstaller runs a plan end to end and restores it after a restart', async () => {
+test("an installer of the service's own that implements PatchInstaller runs a plan end to end and restores it after a restart", async () => {
   const env = await makeEnv();
   try {
     const proc = env.process();
@@ -81,6 +91,9 @@ test('an installer missing part of the contract is refused where it is handed ov
   assert.throws(() => new Registries().installers.register('fake', partial as unknown as PatchInstaller), names);
   assert.throws(() => registerInstaller('fake', partial as unknown as PatchInstaller), names);
   assert.throws(() => new HotPatchRuntime({ installer: partial as unknown as PatchInstaller }), names);
-  assert.throws(() => new Registries().installers.register('none', { stage() {}, verifyStaged() {}, load() {}, release() {} } as unknown as PatchInstaller), (e) => isCode('INVALID')(e) && /missing kind/.test((e as Error).message));
+  assert.throws(
+    () => new Registries().installers.register('none', { stage() {}, verifyStaged() {}, load() {}, release() {} } as unknown as PatchInstaller),
+    (e) => isCode('INVALID')(e) && /missing kind/.test((e as Error).message),
+  );
   assert.throws(() => new Registries().installers.register('str', 'dynamic' as unknown as PatchInstaller), isCode('INVALID'));
 });

@@ -128,7 +128,10 @@ export async function makeEnv(options: { stateDir?: string } = {}): Promise<Env>
 }
 
 /** The fields every test plan shares. */
-export function planOf(id: string, extra: Record<string, unknown> = {}): { id: string; target: string; repo: string; verifier: string; security: string; installer: string; zdt: PlanZdtOptions } & Record<string, unknown> {
+export function planOf(
+  id: string,
+  extra: Record<string, unknown> = {},
+): { id: string; target: string; repo: string; verifier: string; security: string; installer: string; zdt: PlanZdtOptions } & Record<string, unknown> {
   return { id, target: T, repo: 'fs', verifier: 'default', security: 'gate', installer: 'dynamic', zdt: FAST_ZDT, ...extra };
 }
 

@@ -12,17 +12,22 @@ import { planOf } from './helpers.js';
 const LIMIT = 96 * 1024;
 
 function planState(id: string): PlanState {
-  return { plan: planOf(id, { patch: `fix-${id}` }) as PlanState['plan'], status: 'pending', reason: 'planned', attempts: 0, updatedAt: new Date().toISOString() };
+  return {
+    plan: planOf(id, { patch: `fix-${id}` }) as PlanState['plan'],
+    status: 'pending',
+    reason: 'planned',
+    attempts: 0,
+    updatedAt: new Date().toISOString(),
+  };
 }
 
 /** A change the planner makes to a plan between writes; reasons of every kind of character up to their bound. */
 const changeArb = fc.record({
   plan: fc.nat(),
-  reason: fc.oneof(
-    fc.string({ maxLength: 64 }),
-    fc.string({ unit: 'binary', minLength: MAX_REASON / 2, maxLength: MAX_REASON }),
-    { arbitrary: fc.constantFrom('\u0000'.repeat(MAX_REASON), 'é'.repeat(MAX_REASON), '"'.repeat(MAX_REASON)), weight: 2 },
-  ),
+  reason: fc.oneof(fc.string({ maxLength: 64 }), fc.string({ unit: 'binary', minLength: MAX_REASON / 2, maxLength: MAX_REASON }), {
+    arbitrary: fc.constantFrom('\u0000'.repeat(MAX_REASON), 'é'.repeat(MAX_REASON), '"'.repeat(MAX_REASON)),
+    weight: 2,
+  }),
   status: fc.constantFrom('pending', 'waiting', 'running', 'activated', 'failed'),
   /** Write now and wait for it; write in the background; or add a plan next. */
   then: fc.constantFrom('save', 'background', 'add'),
@@ -80,7 +85,10 @@ test('a write that failed is kept, retried by flush, and recognised as a journal
     const { writeFile, mkdir } = await import('node:fs/promises');
     await writeFile(dir, 'not a directory');
     const writer = new JournalWriter(new Journal(dir), () => states, LIMIT);
-    const failed = await writer.save().then(() => undefined, (error: unknown) => error);
+    const failed = await writer.save().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     assert.ok(failed !== undefined && writer.isWriteError(failed), 'the write failed and is known as a journal write error');
     assert.equal(writer.isWriteError(new Error('other')), false);
     await assert.rejects(writer.flush(), 'flush retries the failed write and throws again');
@@ -88,10 +96,12 @@ test('a write that failed is kept, retried by flush, and recognised as a journal
     await mkdir(dir);
     await writer.flush();
     const reread = await new Journal(dir).load();
-    assert.deepEqual(reread.plans.map((p) => p.plan.id), ['p1']);
+    assert.deepEqual(
+      reread.plans.map((p) => p.plan.id),
+      ['p1'],
+    );
     writer.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
-

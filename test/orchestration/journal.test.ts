@@ -32,7 +32,10 @@ test('recover(): a plan left running whose patch the restarted runtime has activ
     const restarted = await second.open();
     assert.equal(restarted.plan('p1').status, 'running', 'open() reports the journal as it is');
     const results = await restarted.recover();
-    assert.deepEqual(results.map((r) => [r.planId, r.status, r.patchId]), [['p1', 'activated', 'fix-101']]);
+    assert.deepEqual(
+      results.map((r) => [r.planId, r.status, r.patchId]),
+      [['p1', 'activated', 'fix-101']],
+    );
     assert.match(results[0]!.reason, /found active after a restart/);
     assert.equal((await env.journal()).plans[0]!.status, 'activated');
     assert.deepEqual(await restarted.recover(), [], 'recovering twice is harmless');
@@ -83,7 +86,10 @@ test('recover(): a plan interrupted before anything was applied goes back to pen
     const second = env.process();
     await second.runtime.restore();
     const restarted = await second.open();
-    assert.deepEqual(restarted.plans().map((p) => p.plan.id), ['p1', 'p2']);
+    assert.deepEqual(
+      restarted.plans().map((p) => p.plan.id),
+      ['p1', 'p2'],
+    );
     // runOnce on a plan a crash left running recovers it first, then runs it.
     const { result } = await withTraffic(second, restarted.runOnce('p1'));
     assert.equal(result.status, 'activated', result.reason);
@@ -117,7 +123,10 @@ test('open() restores the plans of the journal; a corrupted journal is an error,
     const reopened = await env.process().open();
     assert.deepEqual(reopened.plans(), planner.plans());
     assert.equal(reopened.addPlan(planOf('p2', { dependsOn: ['p1'] }) as PatchPlan).status, 'pending', 'identical plan: harmless');
-    assert.deepEqual((await readdir(env.stateDir)).filter((n) => n.endsWith('.tmp')), []);
+    assert.deepEqual(
+      (await readdir(env.stateDir)).filter((n) => n.endsWith('.tmp')),
+      [],
+    );
 
     const path = join(env.stateDir, 'journal.json');
     const good = await readFile(path, 'utf8');
@@ -170,10 +179,19 @@ test('parseJournal accepts what the planner writes and documents the format', ()
     ],
   });
   const parsed = parseJournal(new TextEncoder().encode(text), 'journal.json');
-  assert.deepEqual(parsed.plans.map((p) => [p.plan.id, p.status, p.crashes]), [['p0', 'activated', undefined], ['p1', 'waiting', 1]]);
+  assert.deepEqual(
+    parsed.plans.map((p) => [p.plan.id, p.status, p.crashes]),
+    [
+      ['p0', 'activated', undefined],
+      ['p1', 'waiting', 1],
+    ],
+  );
   for (const bad of [-1, 1.5, '2', null]) {
     const broken = text.replace('"crashes":1', `"crashes":${JSON.stringify(bad)}`);
-    assert.throws(() => parseJournal(new TextEncoder().encode(broken), 'journal.json'), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /crashes must be a non-negative integer/.test(e.message));
+    assert.throws(
+      () => parseJournal(new TextEncoder().encode(broken), 'journal.json'),
+      (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /crashes must be a non-negative integer/.test(e.message),
+    );
   }
 });
 
@@ -195,7 +213,10 @@ test('a 17,423-character reason is bounded by the writer, and a reader meeting a
     const old = { format: 1, plans: [{ plan, status: 'failed', reason: long, attempts: 1, updatedAt: '2030-01-01T00:00:00Z' }] };
     const parsed = parseJournal(new TextEncoder().encode(JSON.stringify(old)), 'journal.json');
     assert.ok(parsed.plans[0]!.reason!.length <= 4096);
-    assert.throws(() => parseJournal(new TextEncoder().encode(JSON.stringify({ format: 1, plans: [{ ...old.plans[0], reason: 42 }] })), 'journal.json'), isCode('INVALID'));
+    assert.throws(
+      () => parseJournal(new TextEncoder().encode(JSON.stringify({ format: 1, plans: [{ ...old.plans[0], reason: 42 }] })), 'journal.json'),
+      isCode('INVALID'),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -10,7 +10,8 @@ import { Planner, type PatchPlan } from '../../src/orchestration/index.js';
 import { makeEnv, planOf } from './helpers.js';
 
 /** A plan that fails at once: its target is not declared in the process. */
-const doomed = (id: string, extra: Record<string, unknown> = {}): PatchPlan => planOf(id, { target: 'xps.not.declared', patch: 'nothing', ...extra }) as PatchPlan;
+const doomed = (id: string, extra: Record<string, unknown> = {}): PatchPlan =>
+  planOf(id, { target: 'xps.not.declared', patch: 'nothing', ...extra }) as PatchPlan;
 
 test('finished plans past keepFinishedPlans are dropped oldest first, from memory and journal.json alike; one a kept plan depends on stays', async () => {
   const env = await makeEnv();
@@ -28,10 +29,16 @@ test('finished plans past keepFinishedPlans are dropped oldest first, from memor
     const ids = planner.plans().map((p) => p.plan.id);
     assert.deepEqual(ids, ['base', 'child', 'f4', 'f5'], 'base (needed by child) and the newest finished ones');
     const journal = await env.journal();
-    assert.deepEqual(journal.plans.map((p) => (p.plan as { id: string }).id), ids);
+    assert.deepEqual(
+      journal.plans.map((p) => (p.plan as { id: string }).id),
+      ids,
+    );
     // Every run was announced even though its plan is gone now.
     assert.equal(proc.events.filter((e) => e.type === 'Failed').length, 6);
-    assert.throws(() => planner.plan('f1'), (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND');
+    assert.throws(
+      () => planner.plan('f1'),
+      (e: unknown) => e instanceof HotPatchError && e.code === 'NOT_FOUND',
+    );
   } finally {
     await env.close();
   }
@@ -48,8 +55,14 @@ test('open() compacts a journal holding more finished plans than it keeps', asyn
     await first.flush();
     assert.equal((await env.journal()).plans.length, 6);
     const reopened = await env.process().open({ keepFinishedPlans: 2 });
-    assert.deepEqual(reopened.plans().map((p) => p.plan.id), ['old5', 'old6']);
-    assert.deepEqual((await env.journal()).plans.map((p) => (p.plan as { id: string }).id), ['old5', 'old6']);
+    assert.deepEqual(
+      reopened.plans().map((p) => p.plan.id),
+      ['old5', 'old6'],
+    );
+    assert.deepEqual(
+      (await env.journal()).plans.map((p) => (p.plan as { id: string }).id),
+      ['old5', 'old6'],
+    );
   } finally {
     await env.close();
   }
@@ -61,12 +74,18 @@ test('plans not yet finished are capped by maxOpenPlans (TOO_LARGE), and room co
     const planner = await env.process().open({ maxOpenPlans: 2 });
     planner.addPlan(doomed('a'));
     planner.addPlan(doomed('b'));
-    assert.throws(() => planner.addPlan(doomed('c')), (e: unknown) => e instanceof HotPatchError && e.code === 'TOO_LARGE' && /maxOpenPlans 2/.test(e.message));
+    assert.throws(
+      () => planner.addPlan(doomed('c')),
+      (e: unknown) => e instanceof HotPatchError && e.code === 'TOO_LARGE' && /maxOpenPlans 2/.test(e.message),
+    );
     await planner.flush();
     assert.equal((await env.journal()).plans.length, 2, 'the refused plan was never written');
     await planner.runOnce('a');
     planner.addPlan(doomed('c'));
-    assert.deepEqual(planner.plans().map((p) => p.plan.id), ['a', 'b', 'c']);
+    assert.deepEqual(
+      planner.plans().map((p) => p.plan.id),
+      ['a', 'b', 'c'],
+    );
   } finally {
     await env.close();
   }

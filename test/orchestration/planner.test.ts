@@ -38,10 +38,13 @@ test('a plan runs Fetch → Verify → Gate → Approve → Stage → Canary →
     await env.publish('fix-101', '1.0.1');
     // At each of these events the journal on disk must already name the phase in progress.
     const seen: string[] = [];
-    proc.runtime.bus.subscribe((e) => {
-      const plan = (JSON.parse(readFileSync(join(env.stateDir, 'journal.json'), 'utf8')) as { plans: { status: string; phase?: string }[] }).plans[0]!;
-      seen.push(`${e.type}:${plan.status}/${plan.phase ?? '-'}`);
-    }, { types: ['Fetched', 'Approved', 'Staged', 'CanaryStarted'] });
+    proc.runtime.bus.subscribe(
+      (e) => {
+        const plan = (JSON.parse(readFileSync(join(env.stateDir, 'journal.json'), 'utf8')) as { plans: { status: string; phase?: string }[] }).plans[0]!;
+        seen.push(`${e.type}:${plan.status}/${plan.phase ?? '-'}`);
+      },
+      { types: ['Fetched', 'Approved', 'Staged', 'CanaryStarted'] },
+    );
 
     planner.addPlan(planOf('p1', { patch: 'fix-101', approver: 'quorum' }) as PatchPlan);
     const { result, errors } = await withTraffic(proc, planner.runOnce('p1'));
@@ -51,7 +54,16 @@ test('a plan runs Fetch → Verify → Gate → Approve → Stage → Canary →
     assert.equal(errors, 0);
     assert.equal(proc.target.active.version, '1.0.1');
     assert.deepEqual(types(proc.events), [
-      'Planned', 'Fetched', 'Verified', 'Approved', 'Staged', 'CanaryStarted', 'CanaryStep', 'CanaryStep', 'Promoted', 'Activated',
+      'Planned',
+      'Fetched',
+      'Verified',
+      'Approved',
+      'Staged',
+      'CanaryStarted',
+      'CanaryStep',
+      'CanaryStep',
+      'Promoted',
+      'Activated',
     ]);
     const verified = proc.events.find((e) => e.type === 'Verified')!;
     assert.deepEqual(verified.detail, { plan: 'p1', signers: ['ci'], threshold: 1 });
@@ -237,7 +249,11 @@ test('an approver that says APPROVAL_MISSING makes the plan wait; once it approv
     assert.deepEqual(types(proc.events).slice(0, 5), ['Planned', 'Fetched', 'Verified', 'Approved', 'Staged']);
 
     // An approver that fails otherwise fails the plan.
-    proc.registries.approvers.register('broken', { approve: async () => { throw new HotPatchError('IO', 'vote store unreachable'); } });
+    proc.registries.approvers.register('broken', {
+      approve: async () => {
+        throw new HotPatchError('IO', 'vote store unreachable');
+      },
+    });
     planner.addPlan(planOf('p2', { patch: 'fix-101', approver: 'broken', target: T }) as PatchPlan);
     // fix-101 is active now, so p2 finishes before asking; use a fresh patch for the failing approver.
     await env.publish('fix-102', '1.0.2');
@@ -297,7 +313,10 @@ test('addPlan validates strictly: fields, ids, dependencies, components, canary 
     assert.throws(() => planner.addPlan({ ...base, target: 'no spaces' } as PatchPlan), isCode('INVALID'));
     assert.throws(() => planner.addPlan({ ...base, patch: 'a..b' } as PatchPlan), isCode('INVALID'));
     assert.throws(() => planner.addPlan({ ...base, dependsOn: ['ghost'] } as PatchPlan), isCode('INVALID'));
-    assert.throws(() => planner.addPlan({ ...base, dependsOn: ['p1'] } as PatchPlan), (e) => isCode('INVALID')(e) && /cycle/.test((e as Error).message));
+    assert.throws(
+      () => planner.addPlan({ ...base, dependsOn: ['p1'] } as PatchPlan),
+      (e) => isCode('INVALID')(e) && /cycle/.test((e as Error).message),
+    );
     assert.throws(() => planner.addPlan({ ...base, repo: 'http' } as PatchPlan), isCode('NOT_FOUND'));
     assert.throws(() => planner.addPlan({ ...base, approver: 'nobody' } as PatchPlan), isCode('NOT_FOUND'));
     assert.throws(() => planner.addPlan({ ...base, zdt: { steps: [0.5, 0.25] } } as PatchPlan), isCode('INVALID'));
@@ -330,7 +349,7 @@ test('a plan already running refuses a concurrent run with ABORTED; a second pla
   }
 });
 
-test('a run aborted through the caller\'s signal fails with ABORTED and keeps the baseline', async () => {
+test("a run aborted through the caller's signal fails with ABORTED and keeps the baseline", async () => {
   const { env, proc, planner } = await setup();
   try {
     await env.publish('fix-101', '1.0.1');
@@ -351,7 +370,10 @@ test('a planner without a journal works in memory; one with a journal must be op
   const env = await makeEnv();
   try {
     const proc = env.process();
-    assert.throws(() => new Planner({ runtime: proc.runtime, registries: proc.registries }).plans(), (e) => isCode('INVALID')(e) && /Planner.open/.test((e as Error).message));
+    assert.throws(
+      () => new Planner({ runtime: proc.runtime, registries: proc.registries }).plans(),
+      (e) => isCode('INVALID')(e) && /Planner.open/.test((e as Error).message),
+    );
     const memory = new Planner({ runtime: proc.runtime, registries: proc.registries, stateDir: null });
     await env.publish('fix-101', '1.0.1');
     memory.addPlan(planOf('p1', { patch: 'fix-101' }) as PatchPlan);

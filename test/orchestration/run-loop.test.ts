@@ -51,7 +51,10 @@ test('runLoop runs dependencies first, one plan per target at a time, in one rou
     });
     const controller = new AbortController();
     const loop = planner.runLoop(controller.signal, 60_000); // one round only: everything must settle in it
-    await withTraffic(proc, until(() => planner.plans().every((p) => p.status === 'activated'), 30_000, 'all plans to activate'));
+    await withTraffic(
+      proc,
+      until(() => planner.plans().every((p) => p.status === 'activated'), 30_000, 'all plans to activate'),
+    );
     controller.abort();
     await loop;
     assert.equal(overlap, false);
@@ -70,7 +73,11 @@ test('stopping runLoop mid-canary aborts the apply, keeps the baseline and leave
     const planner = await proc.open();
     await env.publish('fix-101', '1.0.1');
     // A polling plan; the shutdown lands inside the first canary step.
-    planner.addPlan(planOf('poll', { zdt: { steps: [0.5, 1], canaryInterval: 300, backoffFactor: 1, jitterRatio: 0, minCallsPerStep: 5, maxLatencyRatio: 1000 } }) as PatchPlan);
+    planner.addPlan(
+      planOf('poll', {
+        zdt: { steps: [0.5, 1], canaryInterval: 300, backoffFactor: 1, jitterRatio: 0, minCallsPerStep: 5, maxLatencyRatio: 1000 },
+      }) as PatchPlan,
+    );
     const controller = new AbortController();
     proc.runtime.bus.subscribe(() => controller.abort(), { types: ['CanaryStarted'] });
     const loop = planner.runLoop(controller.signal, 20);

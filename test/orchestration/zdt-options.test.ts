@@ -32,7 +32,7 @@ const JUDGE_OPTIONS = {
 
 const BASE = { id: 'p1', target: 'xps.a', repo: 'fs', verifier: 'v', security: 's', installer: 'i' };
 
-test('a plan accepts the judge\'s canary options beside the older ones, and normalises them with sorted keys', () => {
+test("a plan accepts the judge's canary options beside the older ones, and normalises them with sorted keys", () => {
   const plan = checkPlan({ ...BASE, zdt: { steps: [0.005, 0.05, 0.5], canaryRatio: 0.005, retryOnBaseline: true, minCallsPerStep: 50, ...JUDGE_OPTIONS } });
   assert.deepEqual(plan.zdt, {
     canaryCallTimeoutMs: 750,
@@ -57,7 +57,7 @@ test('a plan accepts the judge\'s canary options beside the older ones, and norm
   assert.deepEqual(checkPlan({ ...BASE, zdt: { maxErrorRate: 1 } }).zdt, { maxErrorRate: 1 });
 });
 
-test('a plan\'s canary options are refused with INVALID when unknown, mistyped or out of range', () => {
+test("a plan's canary options are refused with INVALID when unknown, mistyped or out of range", () => {
   const refused: [Record<string, unknown>, RegExp][] = [
     [{ confidence: 1 }, /confidence must be a number in \(0, 1\)/],
     [{ confidence: 0 }, /confidence/],
@@ -97,7 +97,13 @@ test('a plan\'s canary options are refused with INVALID when unknown, mistyped o
 
 test('overlayZdtOptions lays options over defaults field by field, and one latency tolerance replaces the other', () => {
   const base = { steps: [0.5, 1], minCalls: 0, maxLatencyRatio: 1000, canaryInterval: 25 };
-  assert.deepEqual(overlayZdtOptions(base, { minCalls: 200, confidence: 0.9 }), { steps: [0.5, 1], minCalls: 200, maxLatencyRatio: 1000, canaryInterval: 25, confidence: 0.9 });
+  assert.deepEqual(overlayZdtOptions(base, { minCalls: 200, confidence: 0.9 }), {
+    steps: [0.5, 1],
+    minCalls: 200,
+    maxLatencyRatio: 1000,
+    canaryInterval: 25,
+    confidence: 0.9,
+  });
   assert.deepEqual(overlayZdtOptions(base, { maxLatencyShift: 0.5 }), { steps: [0.5, 1], minCalls: 0, canaryInterval: 25, maxLatencyShift: 0.5 });
   assert.deepEqual(overlayZdtOptions({ maxLatencyShift: 0.1 }, { maxLatencyRatio: 3 }), { maxLatencyRatio: 3 });
   assert.deepEqual(overlayZdtOptions(base, undefined), base);
@@ -105,7 +111,7 @@ test('overlayZdtOptions lays options over defaults field by field, and one laten
   assert.equal(base.maxLatencyRatio, 1000, 'the base is not changed');
 });
 
-test('a plan with the judge\'s canary options survives a restart: the journal stores them, the reopened planner has the same plan and runs it', async () => {
+test("a plan with the judge's canary options survives a restart: the journal stores them, the reopened planner has the same plan and runs it", async () => {
   const env = await makeEnv();
   try {
     const first = env.process();
@@ -143,9 +149,11 @@ test('a plan with the judge\'s canary options survives a restart: the journal st
   }
 });
 
-test('parseJournal takes a plan whose zdt carries the judge\'s options and refuses one out of range with INVALID', () => {
+test("parseJournal takes a plan whose zdt carries the judge's options and refuses one out of range with INVALID", () => {
   const journal = (zdt: Record<string, unknown>): Uint8Array =>
-    new TextEncoder().encode(JSON.stringify({ format: 1, plans: [{ plan: { ...BASE, zdt }, status: 'pending', attempts: 0, updatedAt: '2030-01-01T00:00:00Z' }] }));
+    new TextEncoder().encode(
+      JSON.stringify({ format: 1, plans: [{ plan: { ...BASE, zdt }, status: 'pending', attempts: 0, updatedAt: '2030-01-01T00:00:00Z' }] }),
+    );
   assert.deepEqual(parseJournal(journal({ ...JUDGE_OPTIONS }), 'journal.json').plans[0]!.plan.zdt, { ...JUDGE_OPTIONS });
   assert.throws(() => parseJournal(journal({ confidence: 1.5 }), 'journal.json'), isCode('INVALID', /plan p1: zdt: confidence/));
   assert.throws(() => parseJournal(journal({ probationMs: 2 ** 31 }), 'journal.json'), isCode('INVALID', /probationMs/));

@@ -5,13 +5,7 @@ import { chmod, mkdir, open, readFile, stat, symlink, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
-import {
-  copyFileAtomic,
-  readFileBounded,
-  readFileChunks,
-  writeFileAtomic,
-  writeFileExclusive,
-} from '../../src/repo/index.js';
+import { copyFileAtomic, readFileBounded, readFileChunks, writeFileAtomic, writeFileExclusive } from '../../src/repo/index.js';
 import { collect, mkfifo, openFdCount, rejectsWith, tempFilesIn, withTempDir } from './helpers.js';
 
 test('writeFileAtomic creates and then replaces a file, leaving no temp file', async () => {

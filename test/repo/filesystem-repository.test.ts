@@ -6,15 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { PatchId } from '../../src/core/index.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, FileSystemRepository } from '../../src/repo/index.js';
-import {
-  collect,
-  envelopeJson,
-  mkfifo,
-  openFdCount,
-  rejectsWith,
-  tempFilesIn,
-  withTempDir,
-} from './helpers.js';
+import { collect, envelopeJson, mkfifo, openFdCount, rejectsWith, tempFilesIn, withTempDir } from './helpers.js';
 import { bytesReadDuring } from '../support/io.js';
 
 const pid = (value: string): PatchId => value as PatchId;
@@ -30,7 +22,10 @@ test('a published patch round-trips through fetchEnvelope, openPayload, readPayl
     assert.equal(Buffer.from(await repo.fetchEnvelope(pid('hotfix-1'))).toString('utf8'), json);
     const chunks: Uint8Array[] = [];
     for await (const chunk of repo.openPayload(pid('hotfix-1'), 2501)) chunks.push(chunk);
-    assert.deepEqual(chunks.map((c) => c.length), [1000, 1000, 500]);
+    assert.deepEqual(
+      chunks.map((c) => c.length),
+      [1000, 1000, 500],
+    );
     assert.ok(Buffer.concat(chunks).equals(payload));
     assert.ok(Buffer.from(await repo.readPayload(pid('hotfix-1'), 2500)).equals(payload));
     assert.deepEqual(await repo.list(), ['hotfix-1']);

@@ -38,8 +38,6 @@ export function openFdCount(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-
-
 export function mkfifo(path: string): void {
   execFileSync('mkfifo', [path]);
 }

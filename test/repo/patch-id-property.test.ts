@@ -15,7 +15,8 @@ const notPatchId = fc
     fc.string({ unit: 'grapheme', maxLength: 40 }),
     fc.string({ unit: 'binary', maxLength: 40 }),
     fc.constantFrom('', '.', '..', '../x', 'a/b', 'a\0b', '.a', '-a', '_a', 'a..b', 'x'.repeat(129)),
-    fc.tuple(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/), fc.constantFrom('/', '\\', '\0', ' ', '..', '\u00e9', '\n'), fc.string({ maxLength: 5 }))
+    fc
+      .tuple(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/), fc.constantFrom('/', '\\', '\0', ' ', '..', '\u00e9', '\n'), fc.string({ maxLength: 5 }))
       .map(([a, b, c]) => a + b + c),
   )
   .filter((s) => !isPatchId(s));

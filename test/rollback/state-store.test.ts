@@ -22,7 +22,10 @@ test('concurrent updates are serialised and each sees the previous one, and the 
     );
     const onDisk = parseStateFile(await readFile(join(dir, 'state.json')), 'state.json');
     assert.equal(onDisk.targets[T]?.failed.length, 25);
-    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.endsWith('.tmp')),
+      [],
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -59,7 +62,10 @@ test('the state file parser is strict about formats, fields and records', () => 
   assert.throws(() => parseStateFile(enc({ ...ok, extra: 1 }), 's'), isCode('INVALID'));
   assert.throws(() => parseStateFile(enc({ format: 1, targets: { [T]: { active: { id: 'p', version: '1.0.0' } } } }), 's'), isCode('INVALID'));
   assert.throws(() => parseStateFile(enc({ format: 1, targets: { [T]: { highest_version: 2 } } }), 's'), isCode('INVALID'));
-  assert.throws(() => parseStateFile(enc({ format: 1, targets: { [T]: { active: { id: 'p', version: '1.0.0', sha256: 'XYZ', type: 'esm' } } } }), 's'), isCode('INVALID'));
+  assert.throws(
+    () => parseStateFile(enc({ format: 1, targets: { [T]: { active: { id: 'p', version: '1.0.0', sha256: 'XYZ', type: 'esm' } } } }), 's'),
+    isCode('INVALID'),
+  );
 });
 
 test('the failed list of a target is bounded by the writer: the newest 1,000 ids are kept', async () => {

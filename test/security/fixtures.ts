@@ -4,10 +4,7 @@ import type { Manifest, PatchId, VerifiedManifest } from '../../src/core/index.j
 export { throwsCode, rejectsWith as rejectsCode } from '../support/assertions.js';
 
 /** A verified manifest built by hand: the gate only reads manifest, signers and threshold. */
-export function verified(
-  overrides: Partial<Manifest> = {},
-  extra: { signers?: string[]; threshold?: number } = {},
-): VerifiedManifest {
+export function verified(overrides: Partial<Manifest> = {}, extra: { signers?: string[]; threshold?: number } = {}): VerifiedManifest {
   const manifest: Manifest = {
     id: 'hotfix-2025-10-27' as PatchId,
     target: 'xps.crypto.hash.sha256',

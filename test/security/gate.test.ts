@@ -156,10 +156,7 @@ describe('step 6: platform constraints', () => {
   });
 
   test('a min_platform for another architecture is refused', () => {
-    throwsCode(
-      () => new SecurityGate().check(verified({ min_platform: 'linux-x86_64' }), { platform: 'linux-arm64' }),
-      'PLATFORM_MISMATCH',
-    );
+    throwsCode(() => new SecurityGate().check(verified({ min_platform: 'linux-x86_64' }), { platform: 'linux-arm64' }), 'PLATFORM_MISMATCH');
   });
 
   test('a Node.js version outside constraints.node is refused with PLATFORM_MISMATCH', () => {
@@ -180,10 +177,7 @@ describe('step 6: platform constraints', () => {
 describe('step 7: components the patch requires', () => {
   test('a required component with no running version is refused with REQUIREMENT_UNSATISFIED', () => {
     const gate = new SecurityGate();
-    const err = throwsCode(
-      () => gate.check(verified({ constraints: { requires: { 'xps.crypto.core': '>=1.0.0' } } })),
-      'REQUIREMENT_UNSATISFIED',
-    );
+    const err = throwsCode(() => gate.check(verified({ constraints: { requires: { 'xps.crypto.core': '>=1.0.0' } } })), 'REQUIREMENT_UNSATISFIED');
     assert.equal(err.message, 'requires xps.crypto.core >=1.0.0 but no version of it is running');
   });
 

@@ -27,9 +27,7 @@ test('satisfies follows the current requirement and refuses prereleases of a pla
 
 const part = fc.nat({ max: 4 });
 const prerelease = fc.option(fc.constantFrom('alpha', 'beta.1', 'rc.2', '0'), { nil: undefined });
-const version = fc
-  .tuple(part, part, part, prerelease)
-  .map(([a, b, c, pre]) => `${a}.${b}.${c}${pre === undefined ? '' : `-${pre}`}`);
+const version = fc.tuple(part, part, part, prerelease).map(([a, b, c, pre]) => `${a}.${b}.${c}${pre === undefined ? '' : `-${pre}`}`);
 const operator = fc.constantFrom('', '=', '>', '>=', '<', '<=', '~', '^');
 const comparator = fc.tuple(operator, version).map(([op, v]) => `${op}${v}`);
 const xRange = fc.tuple(part, fc.constantFrom('x', '*')).map(([a, x]) => `${a}.${x}`);

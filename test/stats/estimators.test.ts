@@ -41,14 +41,30 @@ test('median averages the two middle values and leaves its argument untouched', 
   assert.equal(median(typed), 4);
   assert.deepEqual([...typed], [5, 3, 9, 1]);
   assert.ok(Number.isNaN(median([])));
-  fc.assert(fc.property(samples, (xs) => assert.equal(median(xs), naiveMedian(xs))), { seed: 40, numRuns: 200 });
+  fc.assert(
+    fc.property(samples, (xs) => assert.equal(median(xs), naiveMedian(xs))),
+    { seed: 40, numRuns: 200 },
+  );
 });
 
 test('quantile interpolates linearly like R type 7', () => {
   // quantile(c(1, 2, 3, 4, 10), 0.3) = 2.2; quantile(1:10, 0.25) = 3.25; quantile(1:10, 0.9) = 9.1
   assert.ok(Math.abs(quantile([10, 4, 3, 2, 1], 0.3) - 2.2) < 1e-15);
-  assert.equal(quantile(Array.from({ length: 10 }, (_, i) => i + 1), 0.25), 3.25);
-  assert.ok(Math.abs(quantile(Array.from({ length: 10 }, (_, i) => i + 1), 0.9) - 9.1) < 1e-14);
+  assert.equal(
+    quantile(
+      Array.from({ length: 10 }, (_, i) => i + 1),
+      0.25,
+    ),
+    3.25,
+  );
+  assert.ok(
+    Math.abs(
+      quantile(
+        Array.from({ length: 10 }, (_, i) => i + 1),
+        0.9,
+      ) - 9.1,
+    ) < 1e-14,
+  );
   assert.equal(quantile([3, 1, 2], 0), 1);
   assert.equal(quantile([3, 1, 2], 1), 3);
   assert.equal(quantile([3, 1, 2], 0.5), 2);
@@ -112,10 +128,20 @@ test('hodges-lehmann over maxPairs uses the evenly strided subsample of each sor
 test('hodges-lehmann recovers a shift of 3 ms on 8,000 latencies per side, subsampled or exact', () => {
   const rand = prng(45);
   const y = lognormals(rand, 8000);
-  assert.ok(Math.abs(hodgesLehmannShift(y.map((v) => v + 3), y) - 3) < 1e-9);
+  assert.ok(
+    Math.abs(
+      hodgesLehmannShift(
+        y.map((v) => v + 3),
+        y,
+      ) - 3,
+    ) < 1e-9,
+  );
   const x = lognormals(rand, 8000).map((v) => v + 3);
   // CPU time, not wall-clock: a busy machine cannot stretch it.
-  const { result: [subsampled, exact], cpuMs } = cpuTimeOf(() => [hodgesLehmannShift(x, y), hodgesLehmannShift(x, y, Infinity)] as const);
+  const {
+    result: [subsampled, exact],
+    cpuMs,
+  } = cpuTimeOf(() => [hodgesLehmannShift(x, y), hodgesLehmannShift(x, y, Infinity)] as const);
   assert.ok(Math.abs(subsampled - 3) < 0.5, `subsampled ${subsampled}`);
   assert.ok(Math.abs(exact - 3) < 0.3, `exact ${exact}`);
   assert.ok(Math.abs(subsampled - exact) < 0.3);

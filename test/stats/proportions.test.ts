@@ -3,16 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { HotPatchError } from '../../src/core/index.js';
 import { binomialUpperTail, clopperPearsonUpper, fisherExactGreater, normalSf } from '../../src/stats/index.js';
-import {
-  binomialDraw,
-  choose,
-  exactBinomialUpper,
-  exactFisherGreater,
-  naiveBinomialCdf,
-  prng,
-  ratio,
-  relErr,
-} from './reference.js';
+import { binomialDraw, choose, exactBinomialUpper, exactFisherGreater, naiveBinomialCdf, prng, ratio, relErr } from './reference.js';
 import { cpuTimeOf } from '../support/cpu-time.js';
 
 const isInvalid = (e: unknown): boolean => e instanceof HotPatchError && e.code === 'INVALID';
@@ -37,11 +28,13 @@ test('fisher exact equals C(1000, 5) / C(200000, 5) when all five errors are in 
 test('fisher exact matches a BigInt hypergeometric on random tables up to 60 calls per group', () => {
   fc.assert(
     fc.property(
-      fc.integer({ min: 0, max: 60 }).chain((n1) =>
-        fc.integer({ min: 0, max: 60 }).chain((n2) =>
-          fc.tuple(fc.constant(n1), fc.constant(n2), fc.integer({ min: 0, max: n1 }), fc.integer({ min: 0, max: n2 })),
+      fc
+        .integer({ min: 0, max: 60 })
+        .chain((n1) =>
+          fc
+            .integer({ min: 0, max: 60 })
+            .chain((n2) => fc.tuple(fc.constant(n1), fc.constant(n2), fc.integer({ min: 0, max: n1 }), fc.integer({ min: 0, max: n2 }))),
         ),
-      ),
       ([n1, n2, k1, k2]) => {
         const p = fisherExactGreater(k1, n1, k2, n2);
         const expected = exactFisherGreater(k1, n1, k2, n2);
@@ -73,10 +66,14 @@ test('fisher exact stays exact with a billion calls per group, in both tails and
 test('fisher exact with a million errors over two billion calls is fast and agrees with the normal approximation', () => {
   // mean 500,000 errors in group 1, sd ≈ 500: 1,000 over is 2 sd, 3,000 over is 6 sd.
   // CPU time, not wall-clock: a busy machine cannot stretch it.
-  const { result: [near, far, below], cpuMs } = cpuTimeOf(
-    () => [fisherExactGreater(501_000, 1e9, 499_000, 1e9), fisherExactGreater(503_000, 1e9, 497_000, 1e9), fisherExactGreater(499_000, 1e9, 501_000, 1e9)] as const,
+  const {
+    result: [near, far, below],
+    cpuMs,
+  } = cpuTimeOf(
+    () =>
+      [fisherExactGreater(501_000, 1e9, 499_000, 1e9), fisherExactGreater(503_000, 1e9, 497_000, 1e9), fisherExactGreater(499_000, 1e9, 501_000, 1e9)] as const,
   );
-  const sd = Math.sqrt(1e6 * 0.25 * (2e9 - 1e6) / (2e9 - 1));
+  const sd = Math.sqrt((1e6 * 0.25 * (2e9 - 1e6)) / (2e9 - 1));
   assert.ok(relErr(near, normalSf(999.5 / sd)) < 0.02, `near ${near}`);
   assert.ok(relErr(far, normalSf(2999.5 / sd)) < 0.05, `far ${far}`);
   assert.ok(relErr(below, normalSf(-1000.5 / sd)) < 0.001, `below ${below}`);
@@ -104,7 +101,11 @@ test('binomial upper tail matches an exact BigInt sum for n up to 60 and p of 1e
   fc.assert(
     fc.property(
       fc.integer({ min: 0, max: 60 }).chain((n) =>
-        fc.tuple(fc.constant(n), fc.integer({ min: 0, max: n }), fc.constantFrom(1e3, 1e6, 1e9).chain((den) => fc.tuple(fc.integer({ min: 0, max: den }), fc.constant(den)))),
+        fc.tuple(
+          fc.constant(n),
+          fc.integer({ min: 0, max: n }),
+          fc.constantFrom(1e3, 1e6, 1e9).chain((den) => fc.tuple(fc.integer({ min: 0, max: den }), fc.constant(den))),
+        ),
       ),
       ([n, k, [num, den]]) => {
         const p = binomialUpperTail(k, n, num / den);

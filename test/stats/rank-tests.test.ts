@@ -84,28 +84,32 @@ test('mann-whitney uses the exact distribution up to 20 per side', () => {
 
 test('mann-whitney with ties matches the normal approximation with tie and continuity correction', () => {
   fc.assert(
-    fc.property(fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 40 }), fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 40 }), (x, y) => {
-      const pooled = [...x, ...y];
-      const ranks = averageRanks(pooled);
-      const n1 = x.length;
-      const n2 = y.length;
-      const n = n1 + n2;
-      const u = ranks.slice(0, n1).reduce((a, b) => a + b, 0) - (n1 * (n1 + 1)) / 2;
-      const ties = tieSizes(pooled).reduce((a, t) => a + t ** 3 - t, 0);
-      const sigma = Math.sqrt(((n1 * n2) / 12) * (n + 1 - ties / (n * (n - 1))));
-      const r = mannWhitneyGreater(x, y);
-      assert.equal(r.statistic, u);
-      assert.equal(r.statistic, pairCount(x, y));
-      assert.equal(r.n1, n1);
-      assert.equal(r.n2, n2);
-      if (sigma === 0) {
-        assert.deepEqual([r.z, r.p], [0, 1]);
-        return;
-      }
-      const z = (u - (n1 * n2) / 2 - 0.5) / sigma;
-      assert.ok(Math.abs(r.z - z) < 1e-12, `z ${r.z} vs ${z}`);
-      if (ties > 0) assert.ok(relErr(r.p, normalSf(z)) < 1e-12);
-    }),
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 40 }),
+      fc.array(fc.integer({ min: 0, max: 6 }), { minLength: 1, maxLength: 40 }),
+      (x, y) => {
+        const pooled = [...x, ...y];
+        const ranks = averageRanks(pooled);
+        const n1 = x.length;
+        const n2 = y.length;
+        const n = n1 + n2;
+        const u = ranks.slice(0, n1).reduce((a, b) => a + b, 0) - (n1 * (n1 + 1)) / 2;
+        const ties = tieSizes(pooled).reduce((a, t) => a + t ** 3 - t, 0);
+        const sigma = Math.sqrt(((n1 * n2) / 12) * (n + 1 - ties / (n * (n - 1))));
+        const r = mannWhitneyGreater(x, y);
+        assert.equal(r.statistic, u);
+        assert.equal(r.statistic, pairCount(x, y));
+        assert.equal(r.n1, n1);
+        assert.equal(r.n2, n2);
+        if (sigma === 0) {
+          assert.deepEqual([r.z, r.p], [0, 1]);
+          return;
+        }
+        const z = (u - (n1 * n2) / 2 - 0.5) / sigma;
+        assert.ok(Math.abs(r.z - z) < 1e-12, `z ${r.z} vs ${z}`);
+        if (ties > 0) assert.ok(relErr(r.p, normalSf(z)) < 1e-12);
+      },
+    ),
     { seed: 31, numRuns: 200 },
   );
 });
@@ -131,7 +135,10 @@ test('mann-whitney on empty samples gives p = 1 and z = 0', () => {
 });
 
 test('mann-whitney rejects same-distribution samples at about alpha, over 400 seeded pairs', () => {
-  const cases = fc.sample(fc.record({ seed: fc.integer(), n1: fc.integer({ min: 30, max: 300 }), n2: fc.integer({ min: 30, max: 300 }) }), { seed: 33, numRuns: RUNS });
+  const cases = fc.sample(fc.record({ seed: fc.integer(), n1: fc.integer({ min: 30, max: 300 }), n2: fc.integer({ min: 30, max: 300 }) }), {
+    seed: 33,
+    numRuns: RUNS,
+  });
   let rejections = 0;
   for (const c of cases) {
     const rand = prng(c.seed);
@@ -220,8 +227,17 @@ test('wilcoxon rejects symmetric zero-median differences at about alpha, over 40
 });
 
 test('rank tests reject NaN and infinite samples with HotPatchError INVALID naming the element', () => {
-  assert.throws(() => mannWhitneyGreater([1, NaN], [1]), (e: unknown) => isInvalid(e) && /x\[1\]/.test((e as Error).message));
-  assert.throws(() => mannWhitneyGreater([1], [Infinity]), (e: unknown) => isInvalid(e) && /y\[0\]/.test((e as Error).message));
-  assert.throws(() => wilcoxonSignedRankGreater(new Float64Array([0, NaN])), (e: unknown) => isInvalid(e) && /d\[1\]/.test((e as Error).message));
+  assert.throws(
+    () => mannWhitneyGreater([1, NaN], [1]),
+    (e: unknown) => isInvalid(e) && /x\[1\]/.test((e as Error).message),
+  );
+  assert.throws(
+    () => mannWhitneyGreater([1], [Infinity]),
+    (e: unknown) => isInvalid(e) && /y\[0\]/.test((e as Error).message),
+  );
+  assert.throws(
+    () => wilcoxonSignedRankGreater(new Float64Array([0, NaN])),
+    (e: unknown) => isInvalid(e) && /d\[1\]/.test((e as Error).message),
+  );
   assert.throws(() => mannWhitneyGreater(null as unknown as number[], [1]), isInvalid);
 });

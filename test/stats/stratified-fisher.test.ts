@@ -39,7 +39,11 @@ const stratum = fc
   .map(({ n1, n2, a, b }) => ({ n1, n2, k1: n1 === 0 ? 0 : a % (n1 + 1), k2: n2 === 0 ? 0 : b % (n2 + 1) }));
 
 test('one stratum gives exactly the one-sided Fisher exact p-value', () => {
-  for (const s of [{ k1: 3, n1: 4, k2: 1, n2: 4 }, { k1: 5, n1: 1000, k2: 0, n2: 199_000 }, { k1: 40, n1: 2000, k2: 120, n2: 6000 }]) {
+  for (const s of [
+    { k1: 3, n1: 4, k2: 1, n2: 4 },
+    { k1: 5, n1: 1000, k2: 0, n2: 199_000 },
+    { k1: 40, n1: 2000, k2: 120, n2: 6000 },
+  ]) {
     const exact = fisherExactGreater(s.k1, s.n1, s.k2, s.n2);
     assert.ok(Math.abs(stratifiedFisherGreater([s]) - exact) <= 1e-9 * exact + 1e-15, `${JSON.stringify(s)}`);
   }
@@ -60,7 +64,10 @@ test('strata without events change nothing, and bad counts are INVALID', () => {
   const s = { k1: 4, n1: 50, k2: 1, n2: 150 };
   assert.equal(stratifiedFisherGreater([s, { k1: 0, n1: 1e6, k2: 0, n2: 1e6 }]), stratifiedFisherGreater([s]));
   assert.equal(stratifiedFisherGreater([]), 1);
-  assert.throws(() => stratifiedFisherGreater([{ k1: 5, n1: 4, k2: 0, n2: 4 }]), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID');
+  assert.throws(
+    () => stratifiedFisherGreater([{ k1: 5, n1: 4, k2: 0, n2: 4 }]),
+    (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID',
+  );
 });
 
 test('past 20,000 events the Cochran–Mantel–Haenszel approximation answers, close to the exact test where both apply', async () => {
@@ -74,7 +81,12 @@ test('past 20,000 events the Cochran–Mantel–Haenszel approximation answers, 
   const approx = cochranMantelHaenszelGreater(strata);
   assert.ok(Math.abs(Math.log10(exact) - Math.log10(approx)) < 0.3, `exact ${exact} vs CMH ${approx}`);
   // Large counts (1e8 calls a step, 1 % errors): answered in one pass, same-rate strata not significant.
-  const big = [0.005, 0.05, 0.25, 0.5].map((r) => ({ k1: Math.round(1e8 * r * 0.01), n1: Math.round(1e8 * r), k2: Math.round(1e8 * (1 - r) * 0.01), n2: Math.round(1e8 * (1 - r)) }));
+  const big = [0.005, 0.05, 0.25, 0.5].map((r) => ({
+    k1: Math.round(1e8 * r * 0.01),
+    n1: Math.round(1e8 * r),
+    k2: Math.round(1e8 * (1 - r) * 0.01),
+    n2: Math.round(1e8 * (1 - r)),
+  }));
   const p = stratifiedFisherGreater(big);
   assert.ok(p > 0.2 && p <= 1, String(p));
   const worse = big.map((s) => ({ ...s, k1: Math.round(s.k1 * 1.05) }));

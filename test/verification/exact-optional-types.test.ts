@@ -32,8 +32,22 @@ export async function check(target: string): Promise<string> {
     );
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     const r = await runNode([
-      tsc, '--noEmit', '--strict', '--exactOptionalPropertyTypes', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext',
-      '--target', 'es2022', '--types', 'node', '--typeRoots', resolve('node_modules/@types'), join(dir, 'consumer.ts'),
+      tsc,
+      '--noEmit',
+      '--strict',
+      '--exactOptionalPropertyTypes',
+      '--skipLibCheck',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--types',
+      'node',
+      '--typeRoots',
+      resolve('node_modules/@types'),
+      join(dir, 'consumer.ts'),
     ]);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
   } finally {

@@ -34,18 +34,26 @@ export function envelopeBytes(
 ): Uint8Array {
   const payloadType = options.payloadType ?? MANIFEST_PAYLOAD_TYPE;
   const body = new TextEncoder().encode(JSON.stringify(manifest));
-  const envelope = signEnvelope(payloadType, body, signers.map((k) => signerOf(k.keyid, k.privateKey)), {
-    ...(options.signedType === undefined ? {} : { signedType: options.signedType }),
-    ...(options.extraSignatures === undefined ? {} : { extraSignatures: options.extraSignatures }),
-  });
+  const envelope = signEnvelope(
+    payloadType,
+    body,
+    signers.map((k) => signerOf(k.keyid, k.privateKey)),
+    {
+      ...(options.signedType === undefined ? {} : { signedType: options.signedType }),
+      ...(options.extraSignatures === undefined ? {} : { extraSignatures: options.extraSignatures }),
+    },
+  );
   return new TextEncoder().encode(envelope);
 }
 
-export function trustDoc(keys: TestKey[], threshold: number, extra: Partial<TrustStoreDocument> = {}, targets: Record<string, string[]> = {}): TrustStoreDocument {
+export function trustDoc(
+  keys: TestKey[],
+  threshold: number,
+  extra: Partial<TrustStoreDocument> = {},
+  targets: Record<string, string[]> = {},
+): TrustStoreDocument {
   return {
-    keys: Object.fromEntries(
-      keys.map((k) => [k.keyid, { alg: k.alg, public_key: k.publicPem, ...(targets[k.keyid] ? { targets: targets[k.keyid] } : {}) }]),
-    ),
+    keys: Object.fromEntries(keys.map((k) => [k.keyid, { alg: k.alg, public_key: k.publicPem, ...(targets[k.keyid] ? { targets: targets[k.keyid] } : {}) }])),
     threshold,
     ...extra,
   };

@@ -22,10 +22,7 @@ test('for any payload type and body, paeFor(type)(body) is byte for byte pae(typ
 
 test('the manifest PAE spells out the type and both lengths in ASCII', () => {
   const body = new TextEncoder().encode('{"a":1}');
-  assert.equal(
-    Buffer.from(paeFor(MANIFEST_PAYLOAD_TYPE)(body)).toString('utf8'),
-    `DSSEv1 ${MANIFEST_PAYLOAD_TYPE.length} ${MANIFEST_PAYLOAD_TYPE} 7 {"a":1}`,
-  );
+  assert.equal(Buffer.from(paeFor(MANIFEST_PAYLOAD_TYPE)(body)).toString('utf8'), `DSSEv1 ${MANIFEST_PAYLOAD_TYPE.length} ${MANIFEST_PAYLOAD_TYPE} 7 {"a":1}`);
   assert.equal(Buffer.from(paeFor('é')(new Uint8Array(0))).toString('utf8'), 'DSSEv1 2 é 0 ');
 });
 

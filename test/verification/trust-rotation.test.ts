@@ -12,7 +12,13 @@ const current = parseTrustStore(trustDoc([old1, old2], 2));
 
 function signedStore(doc: TrustStoreDocument, signers: TestKey[], payloadType = TRUST_STORE_PAYLOAD_TYPE): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify(doc));
-  return new TextEncoder().encode(signEnvelope(payloadType, body, signers.map((k) => signerOf(k.keyid, k.privateKey))));
+  return new TextEncoder().encode(
+    signEnvelope(
+      payloadType,
+      body,
+      signers.map((k) => signerOf(k.keyid, k.privateKey)),
+    ),
+  );
 }
 
 // The new store keeps old-1 (so old-2 can retire) and adds two new keys.

@@ -89,7 +89,10 @@ test('a version below the highest recorded one is DOWNGRADE; the same version is
   const bytes = envelopeBytes(manifestFor({ version: '1.2.3' }), [a]);
   assert.throws(() => verifier.verifyEnvelope(bytes, { highestVersion: '1.10.0' }), assertCode('DOWNGRADE'));
   verifier.verifyEnvelope(bytes, { highestVersion: '1.2.3' });
-  assert.throws(() => verifier.verifyEnvelope(bytes, { highestVersion: (t) => (t === 'xps.crypto.hash.sha256' ? '2.0.0' : undefined) }), assertCode('DOWNGRADE'));
+  assert.throws(
+    () => verifier.verifyEnvelope(bytes, { highestVersion: (t) => (t === 'xps.crypto.hash.sha256' ? '2.0.0' : undefined) }),
+    assertCode('DOWNGRADE'),
+  );
 });
 
 test('an algorithm switched off at runtime stops counting, and switching it back restores it', () => {

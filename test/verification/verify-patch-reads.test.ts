@@ -59,7 +59,11 @@ test('verifyPatch hands the verifier a default FileSystemRepository payload in 1
   const payload = randomBytes(2 * MIB + MIB / 2);
   await withRepo(payload, payload, async (dir, verifier) => {
     const sizes: number[] = [];
-    const verified = await verifyPatch(new FileSystemRepository(dir), recordingVerifier(verifier, (c) => sizes.push(c.length)), ID);
+    const verified = await verifyPatch(
+      new FileSystemRepository(dir),
+      recordingVerifier(verifier, (c) => sizes.push(c.length)),
+      ID,
+    );
     assert.equal(verified.manifest.payload_size, payload.length);
     assert.deepEqual(sizes, [MIB, MIB, MIB / 2]);
   });
@@ -69,11 +73,19 @@ test('an explicit chunkSize, smaller or larger than 1 MiB, is the size of the re
   const payload = randomBytes(5 * MIB);
   await withRepo(payload, payload, async (dir, verifier) => {
     const small: number[] = [];
-    await verifyPatch(new FileSystemRepository(dir, { chunkSize: 64 * 1024 }), recordingVerifier(verifier, (c) => small.push(c.length)), ID);
+    await verifyPatch(
+      new FileSystemRepository(dir, { chunkSize: 64 * 1024 }),
+      recordingVerifier(verifier, (c) => small.push(c.length)),
+      ID,
+    );
     assert.equal(small.length, 80);
     assert.ok(small.every((n) => n === 64 * 1024));
     const large: number[] = [];
-    await verifyPatch(new FileSystemRepository(dir, { chunkSize: 4 * MIB }), recordingVerifier(verifier, (c) => large.push(c.length)), ID);
+    await verifyPatch(
+      new FileSystemRepository(dir, { chunkSize: 4 * MIB }),
+      recordingVerifier(verifier, (c) => large.push(c.length)),
+      ID,
+    );
     assert.deepEqual(large, [4 * MIB, MIB]);
   });
 });
@@ -95,7 +107,11 @@ test("a custom PatchRepository's openPayload is what verifyPatch reads", async (
       list: (signal) => files.list(signal),
     };
     const sizes: number[] = [];
-    await verifyPatch(custom, recordingVerifier(verifier, (c) => sizes.push(c.length)), ID);
+    await verifyPatch(
+      custom,
+      recordingVerifier(verifier, (c) => sizes.push(c.length)),
+      ID,
+    );
     assert.deepEqual(asked, [payload.length + 1]);
     assert.deepEqual(sizes, [1000, 2000]);
   });

@@ -73,10 +73,13 @@ test('an abort that arrives during the state handover is honoured: the old versi
     await until(() => target.applying !== undefined && target.canary !== null, 15_000, 'the canary to start');
     // Wait until the canary step is judged and the handover has begun.
     await new Promise<void>((resolve) => {
-      const off = w.bus.subscribe(() => {
-        off();
-        resolve();
-      }, { types: ['CanaryStep'] });
+      const off = w.bus.subscribe(
+        () => {
+          off();
+          resolve();
+        },
+        { types: ['CanaryStep'] },
+      );
     });
     await w.runtime.rollback(T, 'operator changed their mind');
     release();

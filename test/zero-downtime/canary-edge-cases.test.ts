@@ -14,7 +14,15 @@ test('a run of candidate errors during the state handover, after the last look, 
     const src = `export const api = { f(x) { if (globalThis.__edgeBroken === true) throw new Error('broken'); return x + 1; } };
 export async function importState() { globalThis.__edgeBroken = true; for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r)); }`;
     const { verified, payload } = signedPatch('edge-handover', T, '1.0.1', src);
-    const apply = twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, steps: [0.5], canaryInterval: 20, minCalls: 0, minCallsPerStep: 20, warmupCalls: 0, minLatencySamples: 1 });
+    const apply = twoPhaseApply(w.installer, verified, payload, {
+      runtime: w.runtime,
+      steps: [0.5],
+      canaryInterval: 20,
+      minCalls: 0,
+      minCallsPerStep: 20,
+      warmupCalls: 0,
+      minLatencySamples: 1,
+    });
     await drive((i) => {
       try {
         return target.api.f(i);
@@ -39,7 +47,13 @@ test('with retryOnBaseline at a step of 1, re-answered calls are not baseline ev
     for (let i = 0; i < 20_000; i++) target.api.f(i); // the baseline's record: 20,000 calls, no error
     const src = `let n = 0; export const api = { f(x) { if (++n % 200 === 0) throw new Error('rare'); return x + 1; } };`;
     const { verified, payload } = signedPatch('edge-retry', T, '1.0.1', src);
-    const apply = twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, steps: [1], canaryInterval: 30, minCalls: 20_000, retryOnBaseline: true });
+    const apply = twoPhaseApply(w.installer, verified, payload, {
+      runtime: w.runtime,
+      steps: [1],
+      canaryInterval: 30,
+      minCalls: 20_000,
+      retryOnBaseline: true,
+    });
     const load = await drive((i) => target.api.f(i), apply);
     await assert.rejects(apply, isCode('CANARY_FAILED'));
     assert.equal(load.errors.length, 0, 'every failed candidate call was answered by the baseline');
@@ -69,7 +83,13 @@ test('a slow baseline answer in a shadow call does not count against an async ca
     const src = `export const api = { async g(x) { return x * 2; } };`;
     const { verified, payload } = signedPatch('edge-shadow', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, {
-      runtime: w.runtime, steps: [0.5], canaryInterval: 200, minCalls: 0, minCallsPerStep: 20, canaryCallTimeoutMs: 60, maxLatencyShift: 1000,
+      runtime: w.runtime,
+      steps: [0.5],
+      canaryInterval: 200,
+      minCalls: 0,
+      minCallsPerStep: 20,
+      canaryCallTimeoutMs: 60,
+      maxLatencyShift: 1000,
     });
     const loads = await Promise.all(Array.from({ length: 8 }, () => drive((i) => target.api.g(i), apply)));
     const result = await apply;
@@ -98,7 +118,13 @@ test('a baseline that throws synchronously while re-answering a rejected async c
     const src = `export const api = { h(x) { return Promise.reject(new Error('candidate fails')); } };`;
     const { verified, payload } = signedPatch('edge-answer', T, '1.0.1', src);
     const started = new Promise<void>((resolve) => w.bus.subscribe((e) => e.type === 'CanaryStarted' && resolve()));
-    const apply = twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, steps: [1], canaryInterval: 60_000, retryOnBaseline: true, returnErrorOnCanaryFail: false });
+    const apply = twoPhaseApply(w.installer, verified, payload, {
+      runtime: w.runtime,
+      steps: [1],
+      canaryInterval: 60_000,
+      retryOnBaseline: true,
+      returnErrorOnCanaryFail: false,
+    });
     await started;
     // At a step of 1 every call goes to the candidate; its rejection is re-answered by the
     // baseline, which throws synchronously for a negative input: the caller must see that throw.

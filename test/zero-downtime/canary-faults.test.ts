@@ -18,13 +18,20 @@ const KEY = 'k'.repeat(32);
 const signImpl = {
   sign: (s: string): string => {
     const salt = randomBytes(8).toString('hex');
-    return `${salt}.${createHmac('sha256', KEY).update(salt + s).digest('hex')}`;
+    return `${salt}.${createHmac('sha256', KEY)
+      .update(salt + s)
+      .digest('hex')}`;
   },
 };
 const validToken = (out: unknown, args: readonly unknown[]): boolean => {
   if (typeof out !== 'string') return false;
   const [salt, mac] = out.split('.');
-  return mac === createHmac('sha256', KEY).update(`${salt}${String(args[0])}`).digest('hex');
+  return (
+    mac ===
+    createHmac('sha256', KEY)
+      .update(`${salt}${String(args[0])}`)
+      .digest('hex')
+  );
 };
 const lookupImpl = {
   async lookup(key: string): Promise<string> {
@@ -52,7 +59,14 @@ after(async () => {
   await burners.stop();
 });
 
-async function apply(w: World, id: string, target: string, source: string, load: (i: number) => unknown, options: Record<string, unknown> = {}): Promise<{ result?: ApplyResult; error?: HotPatchError; load: Awaited<ReturnType<typeof drive>> }> {
+async function apply(
+  w: World,
+  id: string,
+  target: string,
+  source: string,
+  load: (i: number) => unknown,
+  options: Record<string, unknown> = {},
+): Promise<{ result?: ApplyResult; error?: HotPatchError; load: Awaited<ReturnType<typeof drive>> }> {
   const { verified, payload } = signedPatch(id, target, '1.0.1', source);
   const running = twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, probationMs: 0, ...options });
   const driven = await drive(load, running);
@@ -160,11 +174,18 @@ export const api = { async lookup(key) { calls += 1; if (calls % 100 === 50) ret
     try {
       const t = w.runtime.target(SIGN, { version: '1.0.0', impl: signImpl, idempotent: true, validate: validToken });
       const src = signPatch(`if (calls % 100 === 7) return 'zz.' + s;`);
-      const r = await apply(w, 'sign-wrong', SIGN, src, (i) => {
-        const out = t.api.sign(`m${i}`);
-        assert.ok(validToken(out, [`m${i}`]), `a caller got ${out}`);
-        return out;
-      }, { retryOnBaseline: true });
+      const r = await apply(
+        w,
+        'sign-wrong',
+        SIGN,
+        src,
+        (i) => {
+          const out = t.api.sign(`m${i}`);
+          assert.ok(validToken(out, [`m${i}`]), `a caller got ${out}`);
+          return out;
+        },
+        { retryOnBaseline: true },
+      );
       assert.equal(r.error?.code, 'CANARY_FAILED', r.result?.reason);
       const step = failedStep(w.events)!;
       assert.ok((step.invalidOutputs as number) > 0);

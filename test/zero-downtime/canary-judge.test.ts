@@ -112,7 +112,10 @@ test('paired latency: 1.5× slower fails, 1.2× slower passes, with the effect a
   assert.equal(slow.figures.rule, 'latency-shift');
   assert.equal(slow.figures.latencyTest, 'wilcoxon-paired');
   assert.ok(Math.abs(slow.figures.latencyRatio! - 1.5) < 0.1, String(slow.figures.latencyRatio));
-  assert.match(slow.reason, /candidate latency ×1\.\d\d the baseline's \(tolerated ×1\.30\): Wilcoxon signed-rank \(paired\) one-sided p=\S+ < α=\S+ over 800 pairs/);
+  assert.match(
+    slow.reason,
+    /candidate latency ×1\.\d\d the baseline's \(tolerated ×1\.30\): Wilcoxon signed-rank \(paired\) one-sided p=\S+ < α=\S+ over 800 pairs/,
+  );
   const ok = judge(paired(1.2), 1, false, DEFAULTS);
   assert.equal(ok.verdict, 'Successful');
   assert.ok(ok.figures.latencyP! > 0.5, String(ok.figures.latencyP));

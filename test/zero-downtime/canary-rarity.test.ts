@@ -23,41 +23,48 @@ export const api = {
 };
 `;
 
-test('an identical, freshly imported candidate whose data the service evicts between its calls is promoted with the default steps', { timeout: 120_000 }, async () => {
-  const builtin = (await import(`data:text/javascript,${encodeURIComponent(SOURCE)}`)) as { api: { score(s: string): number } };
-  const burners = await startCpuBurners(1);
-  const w = await world();
-  try {
-    const target = w.runtime.target('xps.test.rarity.score', { version: '1.0.0', impl: builtin.api });
-    // The service's other work: 1 MiB of memory traffic between two calls of the target.
-    const traffic = new Int32Array(256 * 1024);
-    let running = true;
-    let sink = 0;
-    const load = (async () => {
-      while (running) {
-        for (let j = 0; j < 64; j++) {
-          for (let i = 0; i < traffic.length; i += 16) sink += traffic[i]!++;
-          sink += target.api.score('/session/peer-bench');
+test(
+  'an identical, freshly imported candidate whose data the service evicts between its calls is promoted with the default steps',
+  { timeout: 120_000 },
+  async () => {
+    const builtin = (await import(`data:text/javascript,${encodeURIComponent(SOURCE)}`)) as { api: { score(s: string): number } };
+    const burners = await startCpuBurners(1);
+    const w = await world();
+    try {
+      const target = w.runtime.target('xps.test.rarity.score', { version: '1.0.0', impl: builtin.api });
+      // The service's other work: 1 MiB of memory traffic between two calls of the target.
+      const traffic = new Int32Array(256 * 1024);
+      let running = true;
+      let sink = 0;
+      const load = (async () => {
+        while (running) {
+          for (let j = 0; j < 64; j++) {
+            for (let i = 0; i < traffic.length; i += 16) sink += traffic[i]!++;
+            sink += target.api.score('/session/peer-bench');
+          }
+          await new Promise((resolve) => setImmediate(resolve));
         }
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    })();
-    const { verified, payload } = signedPatch('rarity-1', 'xps.test.rarity.score', '1.0.1', `${SOURCE}// the same code, a new version\n`);
-    const result = await twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, probationMs: 0 }).finally(() => {
-      running = false;
-    });
-    await load;
-    assert.equal(result.outcome, 'promoted', result.reason);
-    // Latency was judged, from the 25 % step on, and only there.
-    const steps = w.events.filter((e) => e.type === 'CanaryStep').map((e) => e.detail as { ratio: number; latencySamples: number });
-    assert.ok(steps.some((s) => s.latencySamples > 0), 'latency was judged before promotion');
-    for (const s of steps) if (s.ratio < 0.25) assert.equal(s.latencySamples, 0, `no latency sample at the ${s.ratio} step`);
-    assert.ok(sink !== 0.5);
-  } finally {
-    await w.close();
-    await burners.stop();
-  }
-});
+      })();
+      const { verified, payload } = signedPatch('rarity-1', 'xps.test.rarity.score', '1.0.1', `${SOURCE}// the same code, a new version\n`);
+      const result = await twoPhaseApply(w.installer, verified, payload, { runtime: w.runtime, probationMs: 0 }).finally(() => {
+        running = false;
+      });
+      await load;
+      assert.equal(result.outcome, 'promoted', result.reason);
+      // Latency was judged, from the 25 % step on, and only there.
+      const steps = w.events.filter((e) => e.type === 'CanaryStep').map((e) => e.detail as { ratio: number; latencySamples: number });
+      assert.ok(
+        steps.some((s) => s.latencySamples > 0),
+        'latency was judged before promotion',
+      );
+      for (const s of steps) if (s.ratio < 0.25) assert.equal(s.latencySamples, 0, `no latency sample at the ${s.ratio} step`);
+      assert.ok(sink !== 0.5);
+    } finally {
+      await w.close();
+      await burners.stop();
+    }
+  },
+);
 
 test('latency is timed from the 25 % step, or from the last step below 1 when every step is smaller', () => {
   assert.equal(latencyShare([0.004, 0.05, 0.25, 0.5]), 0.25);

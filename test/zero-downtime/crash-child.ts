@@ -17,16 +17,7 @@ import { EventBus, HotPatchError } from '../../src/core/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import { HotPatchRuntime, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { seeded, signedPatch } from './fixtures.js';
-import {
-  BUILTIN_VERSION,
-  PATCHES,
-  TARGET,
-  expectedDigest,
-  patchSource,
-  type ChildAction,
-  type ChildConfig,
-  type PatchName,
-} from './crash-shared.js';
+import { BUILTIN_VERSION, PATCHES, TARGET, expectedDigest, patchSource, type ChildAction, type ChildConfig, type PatchName } from './crash-shared.js';
 
 function out(line: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);

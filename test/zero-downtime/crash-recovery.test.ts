@@ -21,15 +21,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseStateFile, type StateFile, type TargetState } from '../../src/rollback/index.js';
 import { seeded } from './fixtures.js';
-import {
-  BUILTIN_VERSION,
-  PATCHES,
-  TARGET,
-  expectedDigest,
-  patchSha256,
-  type ChildAction,
-  type ChildConfig,
-} from './crash-shared.js';
+import { BUILTIN_VERSION, PATCHES, TARGET, expectedDigest, patchSha256, type ChildAction, type ChildConfig } from './crash-shared.js';
 
 const CHILD = fileURLToPath(new URL('./crash-child.js', import.meta.url));
 const PROBE = 'probe';
@@ -126,7 +118,10 @@ class Child {
   }
 
   describe(): string {
-    return `stdout:\n${this.lines.map((l) => JSON.stringify(l)).join('\n').slice(-4000)}\nstderr:\n${this.stderr.slice(-4000)}`;
+    return `stdout:\n${this.lines
+      .map((l) => JSON.stringify(l))
+      .join('\n')
+      .slice(-4000)}\nstderr:\n${this.stderr.slice(-4000)}`;
   }
 
   /** Bus events printed by the child. */
@@ -267,7 +262,10 @@ async function restartAndCheck(dir: string, expected: Expected, label: string, t
     assert.equal(child.events('Failed').length, 0, where);
   } else {
     assert.equal(dropped?.patchId, expected.drop, where);
-    assert.ok(child.events('Failed').some((e) => e.id === expected.drop), `a Failed event for ${expected.drop}: ${where}`);
+    assert.ok(
+      child.events('Failed').some((e) => e.id === expected.drop),
+      `a Failed event for ${expected.drop}: ${where}`,
+    );
   }
   const disk = await checkDisk(dir, tampered);
   assert.deepEqual(disk.stateTemps, [], `restore removes the temp files of a crashed state write: ${where}`);
@@ -314,7 +312,10 @@ test('SIGKILL while the payload is being staged: no half file under a content ad
 
     // The leftovers of the crash do not get in the way of applying the same patch again.
     const { child: retry } = await runToEnd({ stateDir: dir, actions: [apply('S', 0), { op: 'waitGood' }] });
-    assert.ok(retry.lines.some((l) => l.event === 'applied' && l.outcome === 'promoted'), retry.describe());
+    assert.ok(
+      retry.lines.some((l) => l.event === 'applied' && l.outcome === 'promoted'),
+      retry.describe(),
+    );
     assertNoLoadErrors(retry);
     const after = await checkDisk(dir);
     assert.ok(after.staged.includes(patchSha256(S)));
@@ -453,7 +454,10 @@ test('SIGKILL inside the probation of a patch that is also the last good version
     actions: [apply('B', 0), { op: 'waitGood' }, apply('A', LONG_PROBATION), apply('B', LONG_PROBATION)],
   });
   try {
-    await child.waitFor((l) => l.event === 'applied' && l.id === B.id && l.outcome === 'promoted' && child.lines.filter((x) => x.event === 'applied').length === 3, 'B promoted again');
+    await child.waitFor(
+      (l) => l.event === 'applied' && l.id === B.id && l.outcome === 'promoted' && child.lines.filter((x) => x.event === 'applied').length === 3,
+      'B promoted again',
+    );
     const exit = await child.kill();
     assertNoLoadErrors(child);
     const disk = await checkDisk(dir);
@@ -557,7 +561,10 @@ test('SIGKILL at each write of state.json (cut mid-write, or right after the ren
             const child = new Child({ stateDir: dir, actions: plan, killAtStateWrite: { n, how } });
             const exit = await child.closed;
             assert.equal(exit.signal, 'SIGKILL', child.describe());
-            assert.ok(child.lines.some((l) => l.event === 'injected-kill'), child.describe());
+            assert.ok(
+              child.lines.some((l) => l.event === 'injected-kill'),
+              child.describe(),
+            );
             assertNoLoadErrors(child);
             const disk = await checkDisk(dir);
             if (how === 'mid') assert.equal(disk.stateTemps.length, 1, 'the cut temp file is there');
@@ -617,7 +624,10 @@ test('a staged file changed on disk between runs is not restored: the hash check
     assert.match(reason, new RegExp(patchSha256(A)));
     // Applying the patch again replaces the changed bytes under its content address.
     const { child } = await runToEnd({ stateDir: one, actions: [apply('A', 0), { op: 'waitGood' }] });
-    assert.ok(child.lines.some((l) => l.event === 'applied' && l.id === A.id && l.outcome === 'promoted'), child.describe());
+    assert.ok(
+      child.lines.some((l) => l.event === 'applied' && l.id === A.id && l.outcome === 'promoted'),
+      child.describe(),
+    );
     assert.ok((await checkDisk(one)).staged.includes(patchSha256(A)));
     await restartAndCheck(one, { version: A.version, patchId: A.id }, 're-applied after tampering');
   } finally {

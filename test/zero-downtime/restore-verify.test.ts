@@ -45,7 +45,10 @@ test('a module planted in staging/ with a forged state.json record is not run wh
     await writeFile(staged, source);
     await chmod(staged, 0o444);
     const record = { id: 'never-signed', version: '9.9.9', sha256: sha, type: 'esm', promoted_at: new Date().toISOString(), probation_ms: 0, good: true };
-    await writeFile(join(w.dir, 'state.json'), JSON.stringify({ format: 1, targets: { [T]: { active: record, previous: null, last_good: record, failed: [] } } }));
+    await writeFile(
+      join(w.dir, 'state.json'),
+      JSON.stringify({ format: 1, targets: { [T]: { active: record, previous: null, last_good: record, failed: [] } } }),
+    );
     const { runtime, target } = restarted(w.dir);
     const reports = await runtime.restore();
     assert.equal(reports[0]?.patchId, null);

@@ -25,7 +25,6 @@ function gate(): Gate {
   return { promise, open };
 }
 
-
 /**
  * Awaits `p` while holding the event loop open: drain timers are unref'd (a drain must not keep
  * a process alive), so in a test with nothing else pending the process would exit first.
@@ -46,7 +45,15 @@ function record(key: string): string[] {
 }
 
 /** Applies a patch with the fastest real canary, calling `poke` meanwhile so the candidate gets calls. */
-async function promote(w: World, name: string, id: string, version: string, source: string, poke: () => unknown, extra: ApplyOptions = {}): Promise<ApplyResult> {
+async function promote(
+  w: World,
+  name: string,
+  id: string,
+  version: string,
+  source: string,
+  poke: () => unknown,
+  extra: ApplyOptions = {},
+): Promise<ApplyResult> {
   const { verified, payload } = signedPatch(id, name, version, source);
   const apply = twoPhaseApply(w.installer, verified, payload, { ...FASTEST, runtime: w.runtime, ...extra });
   const load = await drive(poke, apply);
@@ -186,7 +193,7 @@ export const api = {
   },
 };`;
 
-test('this is the active version\'s own object: nested this.helper() stays on the version the call began on across a promotion and a rollback', async () => {
+test("this is the active version's own object: nested this.helper() stays on the version the call began on across a promotion and a rollback", async () => {
   const w = await world();
   try {
     const name = 'xps.test.this';
@@ -313,7 +320,13 @@ test('arguments and return values travel untouched (same identity, same count), 
       assert.equal(later.length, 2);
     };
     await check();
-    const canary = await startCanary(w, name, 'arguments-1', '1.0.1', 'export const api = { echo: (...args) => args, async echoLater(...args) { await null; return args; } };');
+    const canary = await startCanary(
+      w,
+      name,
+      'arguments-1',
+      '1.0.1',
+      'export const api = { echo: (...args) => args, async echoLater(...args) { await null; return args; } };',
+    );
     try {
       for (let i = 0; i < 20; i++) await check();
     } finally {
@@ -542,13 +555,19 @@ test('declaration errors are INVALID, an unknown target name is NOT_FOUND, and n
     assert.throws(() => rt.target('xps.test.i1', { version: '1.0.0', impl: {} }), invalid);
     assert.throws(() => rt.target('xps.test.i2', { version: '1.0.0', impl: { a: 1, b: 'x' } }), invalid);
     assert.throws(() => rt.target('xps.test.i3', { version: '1.0.0', impl: null as unknown as object }), invalid);
-    assert.throws(() => rt.target('xps.test.decl', { version: '2.0.0', impl: { g: () => 2 } }), (e: unknown) => invalid(e) && /already declared/.test((e as Error).message));
+    assert.throws(
+      () => rt.target('xps.test.decl', { version: '2.0.0', impl: { g: () => 2 } }),
+      (e: unknown) => invalid(e) && /already declared/.test((e as Error).message),
+    );
     assert.throws(
       () => rt.target('xps.test.a1', { version: '1.0.0', impl: { f: () => 1 }, asyncMethods: ['nope' as 'f'] }),
       (e: unknown) => invalid(e) && /nope/.test((e as Error).message),
     );
     assert.throws(() => rt.target('bad name!', { version: '1.0.0', impl: { f: () => 1 } }), invalid);
-    assert.throws(() => rt.get('xps.test.nowhere'), (e: unknown) => isCode('NOT_FOUND')(e) && /xps\.test\.decl/.test((e as Error).message));
+    assert.throws(
+      () => rt.get('xps.test.nowhere'),
+      (e: unknown) => isCode('NOT_FOUND')(e) && /xps\.test\.decl/.test((e as Error).message),
+    );
     assert.deepEqual(
       rt.list().map((t) => t.name),
       ['xps.test.decl'],

@@ -19,7 +19,16 @@ const PATCHES = {
   b: signedPatch('inv-b', T, '1.0.2', `export const api = { f: (x) => x + 1 };`),
   bad: signedPatch('inv-bad', T, '1.0.3', `export const api = { f: (x) => { throw new Error('broken'); } };`),
 };
-const OPTIONS = { steps: [0.5], canaryInterval: 5, jitterRatio: 0, minCalls: 0, minCallsPerStep: 5, warmupCalls: 0, minLatencySamples: 5, maxLatencyShift: 1000 };
+const OPTIONS = {
+  steps: [0.5],
+  canaryInterval: 5,
+  jitterRatio: 0,
+  minCalls: 0,
+  minCallsPerStep: 5,
+  warmupCalls: 0,
+  minLatencySamples: 5,
+  maxLatencyShift: 1000,
+};
 
 type Op =
   | { kind: 'apply'; patch: keyof typeof PATCHES; probation: boolean }
@@ -122,7 +131,12 @@ test('state.json never lists the active patch as failed and matches what runs, o
             runtime = new HotPatchRuntime({ stateDir: w.dir, bus: new EventBus(), installer: new DynamicInstaller(w.dir), verifier, durationProbeMs: 0 });
             target = declare(runtime);
             await runtime.restore();
-            if (o.graceful || good) assert.equal(target.active.version, before, `a ${o.graceful ? 'graceful restart' : 'restart of a good version'} reverted ${before} after ${JSON.stringify(done)}`);
+            if (o.graceful || good)
+              assert.equal(
+                target.active.version,
+                before,
+                `a ${o.graceful ? 'graceful restart' : 'restart of a good version'} reverted ${before} after ${JSON.stringify(done)}`,
+              );
           }
           await checkInvariants(w.dir, target, done);
         }

@@ -9,7 +9,11 @@ const invalid = (e: unknown): boolean => e instanceof HotPatchError && e.code ==
 
 test('timer options beyond 2^31 − 1 ms are refused with INVALID rather than firing after 1 ms', () => {
   for (const name of ['probationMs', 'canaryInterval', 'drainTimeoutMs', 'canaryCallTimeoutMs']) {
-    assert.throws(() => resolveZdtOptions({ [name]: THIRTY_DAYS }), (e: unknown) => invalid(e) && new RegExp(`^${name} must be at most ${MAX_TIMER_MS}`).test((e as Error).message), name);
+    assert.throws(
+      () => resolveZdtOptions({ [name]: THIRTY_DAYS }),
+      (e: unknown) => invalid(e) && new RegExp(`^${name} must be at most ${MAX_TIMER_MS}`).test((e as Error).message),
+      name,
+    );
     assert.doesNotThrow(() => resolveZdtOptions({ [name]: MAX_TIMER_MS }), name);
   }
   assert.throws(() => new HotPatchRuntime({ durationProbeMs: THIRTY_DAYS }), invalid);
@@ -17,8 +21,14 @@ test('timer options beyond 2^31 − 1 ms are refused with INVALID rather than fi
 
 test('growing canary intervals are capped at the longest delay a timer keeps', () => {
   const opts = { canaryInterval: 150, backoffFactor: 1.5, jitterRatio: 0 };
-  assert.equal(canaryIntervalMs(80, opts, () => 0.5), MAX_TIMER_MS);
-  assert.equal(canaryIntervalMs(0, opts, () => 0.5), 150);
+  assert.equal(
+    canaryIntervalMs(80, opts, () => 0.5),
+    MAX_TIMER_MS,
+  );
+  assert.equal(
+    canaryIntervalMs(0, opts, () => 0.5),
+    150,
+  );
 });
 
 test('an operator rollback refuses a drain timeout a timer cannot keep', async () => {

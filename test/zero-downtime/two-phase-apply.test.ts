@@ -24,15 +24,24 @@ test('a good patch is promoted step by step while every call succeeds', async ()
     const load = await drive((i) => target.api.digest(`m${i}`), apply);
     const result = await apply;
     assert.equal(result.outcome, 'promoted');
-    assert.deepEqual(result.steps.map((s) => s.verdict), ['Successful', 'Successful', 'Successful', 'Successful']);
-    assert.deepEqual(result.steps.map((s) => s.ratio), [0.004, 0.05, 0.25, 0.5]);
+    assert.deepEqual(
+      result.steps.map((s) => s.verdict),
+      ['Successful', 'Successful', 'Successful', 'Successful'],
+    );
+    assert.deepEqual(
+      result.steps.map((s) => s.ratio),
+      [0.004, 0.05, 0.25, 0.5],
+    );
     assert.ok(result.steps.every((s) => s.figures.rule === 'no-regression' && s.figures.candidateErrors === 0));
     assert.equal(load.errors.length, 0);
     assert.ok(load.ok > 100);
     assert.equal(target.active.version, '1.0.1');
     assert.equal(target.previous?.version, '1.0.0');
     // Each look is a CanaryStep event (an Inconclusive look waits for more calls).
-    assert.deepEqual(types(w.events).filter((t) => t !== 'CanaryStep'), ['Staged', 'CanaryStarted', 'Promoted', 'Activated']);
+    assert.deepEqual(
+      types(w.events).filter((t) => t !== 'CanaryStep'),
+      ['Staged', 'CanaryStarted', 'Promoted', 'Activated'],
+    );
     assert.ok(types(w.events).filter((t) => t === 'CanaryStep').length >= 4);
     const promoted = w.events.find((e) => e.type === 'Promoted')!;
     assert.match(promoted.reason, /candidate calls, 0 errors .* \(Fisher exact p=1\); latency ×[\d.]+ \(Wilcoxon signed-rank \(paired\)/);
@@ -53,7 +62,10 @@ test('a patch that throws on 10% of calls is rolled back with CANARY_FAILED and 
     const { verified, payload } = signedPatch('flaky-1', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
     await drive((i) => target.api.digest(`m${i}`), apply);
-    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /against the baseline's 0 of [\d,]+.*Fisher exact one-sided p=/.test((e as Error).message));
+    await assert.rejects(
+      apply,
+      (e: unknown) => isCode('CANARY_FAILED')(e) && /against the baseline's 0 of [\d,]+.*Fisher exact one-sided p=/.test((e as Error).message),
+    );
     assert.equal(target.active.version, '1.0.0');
     assert.equal(target.canary, null);
     assert.equal(target.api.digest('abc'), builtin.digest('abc'));
@@ -81,7 +93,11 @@ test('a patch three times slower fails the latency test beyond the tolerated shi
     const { verified, payload } = signedPatch('slow-1', T, '1.0.1', src);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime, maxLatencyRatio: 2 });
     await drive((i) => target.api.digest(`m${i}`), apply);
-    await assert.rejects(apply, (e: unknown) => isCode('CANARY_FAILED')(e) && /candidate latency ×[\d.]+ the baseline's \(tolerated ×2\.00\): Mann–Whitney U one-sided p=/.test((e as Error).message));
+    await assert.rejects(
+      apply,
+      (e: unknown) =>
+        isCode('CANARY_FAILED')(e) && /candidate latency ×[\d.]+ the baseline's \(tolerated ×2\.00\): Mann–Whitney U one-sided p=/.test((e as Error).message),
+    );
     assert.equal(target.active.version, '1.0.0');
   } finally {
     await w.close();
@@ -171,7 +187,10 @@ test('a patch that pollutes Object.prototype or replaces fetch while loading is 
       const { verified, payload } = signedPatch(`tamper-${i}`, T, `1.0.${i + 1}`, source);
       await assert.rejects(twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime }), (e: unknown) => {
         assert.ok(e instanceof HotPatchError && e.code === 'LOAD_FAILED', String(e));
-        assert.match(e.message, /changed the process's shared built-ins while loading \((Object\.prototype\.polluted added|globalThis\.fetch replaced)\); every change undone, and the patch refused/);
+        assert.match(
+          e.message,
+          /changed the process's shared built-ins while loading \((Object\.prototype\.polluted added|globalThis\.fetch replaced)\); every change undone, and the patch refused/,
+        );
         return true;
       });
       assert.equal(target.active.version, '1.0.0');
@@ -217,7 +236,10 @@ let n = 0;
 export const api = { digest: (s) => { if (++n === 50) Object.prototype.sneaky = 1; return createHash('sha256').update(s).digest('hex'); } };`;
     const { verified, payload } = signedPatch('sneaky-1', T, '1.0.1', source);
     const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, runtime: w.runtime });
-    await drive((i) => target.api.digest(`m${i}`), apply.catch(() => undefined));
+    await drive(
+      (i) => target.api.digest(`m${i}`),
+      apply.catch(() => undefined),
+    );
     await assert.rejects(apply, (e: unknown) => {
       assert.ok(e instanceof HotPatchError && e.code === 'CANARY_FAILED', String(e));
       assert.match(e.message, /changed the process's shared built-ins during its canary \(Object\.prototype\.sneaky added\)/);
@@ -232,7 +254,10 @@ export const api = { digest: (s) => { if (++n === 50) Object.prototype.sneaky = 
 
 test('loadTimeoutMs must be a positive timer', () => {
   for (const bad of [0, -1, 2 ** 31, Number.NaN]) {
-    assert.throws(() => resolveZdtOptions({ loadTimeoutMs: bad }), (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /loadTimeoutMs/.test(e.message));
+    assert.throws(
+      () => resolveZdtOptions({ loadTimeoutMs: bad }),
+      (e: unknown) => e instanceof HotPatchError && e.code === 'INVALID' && /loadTimeoutMs/.test(e.message),
+    );
   }
 });
 
@@ -364,7 +389,10 @@ test('a canary without traffic is never promoted: Inconclusive, then CANARY_FAIL
     );
     const steps = w.events.filter((e) => e.type === 'CanaryStep');
     assert.equal(steps.length, 4);
-    assert.deepEqual(steps.map((e) => e.detail?.verdict), ['Inconclusive', 'Inconclusive', 'Inconclusive', 'Failed']);
+    assert.deepEqual(
+      steps.map((e) => e.detail?.verdict),
+      ['Inconclusive', 'Inconclusive', 'Inconclusive', 'Failed'],
+    );
   } finally {
     await w.close();
   }
@@ -378,7 +406,10 @@ test('a second apply to a busy target is refused clearly, and a frozen target re
     const two = signedPatch('two', T, '1.0.2', GOOD);
     const first = twoPhaseApply(w.installer, one.verified, one.payload, { ...FAST, runtime: w.runtime });
     await until(() => target.applying?.patchId === 'one', 15_000, 'the first apply to hold the target');
-    await assert.rejects(twoPhaseApply(w.installer, two.verified, two.payload, { ...FAST, runtime: w.runtime }), (e: unknown) => isCode('ABORTED')(e) && /busy with patch one/.test((e as Error).message));
+    await assert.rejects(
+      twoPhaseApply(w.installer, two.verified, two.payload, { ...FAST, runtime: w.runtime }),
+      (e: unknown) => isCode('ABORTED')(e) && /busy with patch one/.test((e as Error).message),
+    );
     await drive((i) => target.api.digest(`m${i}`), first);
     await first;
     target.frozen = 'incident INC-7';

@@ -111,7 +111,8 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
       throw error;
     }
     if (!withCanary) return { plan };
-    if (typeof plan !== 'object' || plan === null || Array.isArray(plan)) throw new UsageError(`plan file ${planFile} must hold a plan object to take canary flags`);
+    if (typeof plan !== 'object' || plan === null || Array.isArray(plan))
+      throw new UsageError(`plan file ${planFile} must hold a plan object to take canary flags`);
     const fromFile = plan as Record<string, unknown>;
     return { plan: { ...fromFile, zdt: withCanaryFlags(fromFile.zdt, canary, `plan file ${planFile}: zdt with the canary flags`) } };
   }
@@ -197,7 +198,10 @@ class Progress {
 
 /** `apply-<patch>-<UTC time>-<random>`: unique per attempt, within the 128-character id grammar. */
 function attemptId(patch: string): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const suffix = `-${stamp}-${randomBytes(2).toString('hex')}`;
   return `apply-${patch.slice(0, 128 - 'apply-'.length - suffix.length)}${suffix}`;
 }

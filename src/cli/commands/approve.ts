@@ -2,14 +2,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { HotPatchError } from '../../core/index.js';
 import { importPrivateKey, type PrivateKey } from '../../crypto-agile/index.js';
-import {
-  APPROVER_KEYID,
-  PROPOSAL_ID,
-  countVotes,
-  parseApprovers,
-  proposalExpiresMs,
-  signVote,
-} from '../../distributed/index.js';
+import { APPROVER_KEYID, PROPOSAL_ID, countVotes, parseApprovers, proposalExpiresMs, signVote } from '../../distributed/index.js';
 import { readFileBounded } from '../../repo/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, EXIT_REJECTED, UsageError } from '../cli-error.js';
@@ -33,7 +26,8 @@ its approvers list.`,
     const { values, help } = parseCommandArgs(argv, { ...STORE_FLAGS, proposal: { type: 'string' }, key: { type: 'string' }, keyid: { type: 'string' } });
     if (help) return printHelp(out, this.usage);
     const id = requireString(values, 'proposal');
-    if (!PROPOSAL_ID.test(id)) throw new UsageError(`--proposal ${JSON.stringify(id)} is not a proposal id (p- and 32 hex digits, as printed by hotpatch propose)`);
+    if (!PROPOSAL_ID.test(id))
+      throw new UsageError(`--proposal ${JSON.stringify(id)} is not a proposal id (p- and 32 hex digits, as printed by hotpatch propose)`);
     const keyPath = requireString(values, 'key');
     const keyid = optionalString(values, 'keyid') ?? basename(keyPath).replace(/\.key$/, '');
     if (!APPROVER_KEYID.test(keyid)) throw new UsageError(`key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid`);
@@ -45,7 +39,12 @@ its approvers list.`,
       if (proposal === undefined) return refuse(out, new HotPatchError('NOT_FOUND', `no proposal ${id} in the store (hotpatch proposals lists them)`));
       const now = Date.now();
       if (proposalExpiresMs(proposal) <= now) {
-        return refuse(out, new HotPatchError('EXPIRED', `proposal ${id} (${proposal.patchId} ${proposal.version}) expired at ${proposal.expiresAt}; not voting`, { detail: { expiresAt: proposal.expiresAt } }));
+        return refuse(
+          out,
+          new HotPatchError('EXPIRED', `proposal ${id} (${proposal.patchId} ${proposal.version}) expired at ${proposal.expiresAt}; not voting`, {
+            detail: { expiresAt: proposal.expiresAt },
+          }),
+        );
       }
       const vote = signVote(proposal, privateKey, keyid, { now });
       let outcome: 'cast' | 'already' | 'replaced' = 'cast';

@@ -6,7 +6,7 @@ import { printHelp, type Command } from '../command.js';
 
 export const auditCommand: Command = {
   name: 'audit',
-  summary: 'audit verify: check the hash chain of a state directory\'s audit log',
+  summary: "audit verify: check the hash chain of a state directory's audit log",
   usage: `hotpatch audit verify --state DIR [--json]
 
 Checks every line of DIR/audit.log: it parses, its seq follows, it carries the SHA-256

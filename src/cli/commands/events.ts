@@ -27,12 +27,17 @@ ${AGENT_HELP}`,
     out.closed.addEventListener('abort', stop, { once: true });
     let seen = 0;
     try {
-      await followEvents(agent, optionalString(values, 'target'), (e) => {
-        seen += 1;
-        if (out.json) out.raw(`${JSON.stringify(e)}\n`);
-        else out.line(`${e.ts} ${e.type.padEnd(13)} ${e.target} ${e.version} ${e.id}${e.reason === '' ? '' : `: ${e.reason}`}`);
-        if (seen >= count) controller.abort();
-      }, controller.signal);
+      await followEvents(
+        agent,
+        optionalString(values, 'target'),
+        (e) => {
+          seen += 1;
+          if (out.json) out.raw(`${JSON.stringify(e)}\n`);
+          else out.line(`${e.ts} ${e.type.padEnd(13)} ${e.target} ${e.version} ${e.id}${e.reason === '' ? '' : `: ${e.reason}`}`);
+          if (seen >= count) controller.abort();
+        },
+        controller.signal,
+      );
     } finally {
       process.off('SIGINT', stop);
       out.closed.removeEventListener('abort', stop);

@@ -147,7 +147,10 @@ function prepare(action: Sub, values: Record<string, unknown>, options: { prefix
       };
       return async (store, out) => {
         const doc = await createRollout(store, spec, options);
-        out.success(`rollout ${doc.id} created: ${doc.patchId} (${doc.version}) on ${doc.target} over ${doc.rings} ring(s), soak ${doc.soakMs} ms${canaryText(doc)}`, { rollout: doc });
+        out.success(
+          `rollout ${doc.id} created: ${doc.patchId} (${doc.version}) on ${doc.target} over ${doc.rings} ring(s), soak ${doc.soakMs} ms${canaryText(doc)}`,
+          { rollout: doc },
+        );
       };
     }
     case 'pause':
@@ -187,7 +190,9 @@ function printStatus(out: Output, status: FleetStatus): void {
       const targets = Object.entries(a.targets);
       if (targets.length === 0) out.line(`  ${a.agentId}  (no target reported)`);
       for (const [name, t] of targets) {
-        out.line(`  ${a.agentId}  ${name}  ${t.version}${t.patchId === undefined ? ' (built-in)' : ` (${t.patchId})`}  ${t.phase}  ${t.health}${t.reason === undefined ? '' : `  — ${t.reason}`}`);
+        out.line(
+          `  ${a.agentId}  ${name}  ${t.version}${t.patchId === undefined ? ' (built-in)' : ` (${t.patchId})`}  ${t.phase}  ${t.health}${t.reason === undefined ? '' : `  — ${t.reason}`}`,
+        );
       }
     }
   }

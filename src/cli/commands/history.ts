@@ -21,7 +21,8 @@ every row, with its full reason, in the last line.`,
     const { values, help } = parseCommandArgs(argv, { target: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' } });
     if (help) return printHelp(out, this.usage);
     const target = requireString(values, 'target');
-    if (!isTargetName(target)) throw new UsageError(`--target ${JSON.stringify(String(target).slice(0, 80))} is not a target name (dotted segments of [A-Za-z0-9_-])`);
+    if (!isTargetName(target))
+      throw new UsageError(`--target ${JSON.stringify(String(target).slice(0, 80))} is not a target name (dotted segments of [A-Za-z0-9_-])`);
     const state = requireString(values, 'state');
     const limitText = optionalString(values, 'limit');
     let limit: number | undefined;

@@ -41,7 +41,8 @@ to replace an existing patch unless --force.`,
     if (help) return printHelp(out, this.usage);
     const repoDir = requireString(values, 'repo');
     const id = requireString(values, 'id');
-    if (!isPatchId(id)) throw new UsageError(`--id ${JSON.stringify(id)} is not a valid patch id (1-128 of [A-Za-z0-9._-], starting with a letter or digit, no "..")`);
+    if (!isPatchId(id))
+      throw new UsageError(`--id ${JSON.stringify(id)} is not a valid patch id (1-128 of [A-Za-z0-9._-], starting with a letter or digit, no "..")`);
     const payloadPath = requireString(values, 'payload');
     const hashAlg: HashAlgorithm = (() => {
       const h = optionalString(values, 'hash') ?? 'sha256';

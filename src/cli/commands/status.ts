@@ -5,7 +5,11 @@ import { EXIT_OK } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { AGENT_FLAGS, AGENT_HELP, AGENT_USAGE, agentOf } from './agent-flags.js';
 
-interface VersionView { version: string; patchId: string | null; inflight: number }
+interface VersionView {
+  version: string;
+  patchId: string | null;
+  inflight: number;
+}
 interface TargetView {
   target: string;
   active: VersionView;
@@ -15,7 +19,14 @@ interface TargetView {
   canary?: { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number };
 }
 
-interface PlanView { id: string; target: string; status: string; patch?: string; version?: string; reason?: string }
+interface PlanView {
+  id: string;
+  target: string;
+  status: string;
+  patch?: string;
+  version?: string;
+  reason?: string;
+}
 
 /** Plans per request: the agent's largest page. */
 const PAGE = 1000;
@@ -59,17 +70,25 @@ ${AGENT_HELP}`,
     for (const t of targets) {
       const v = (x: VersionView): string => `${x.version} ${x.patchId === null ? '(built-in)' : `(${x.patchId})`} in flight ${x.inflight}`;
       out.line(`${t.target}`);
-      const standing = t.probation === undefined ? '' : t.probation.good ? ', good' : `, in probation ${Math.ceil(t.probation.leftMs / 1000)} s more (a crash before then reverts it; hotpatch confirm ends it)`;
+      const standing =
+        t.probation === undefined
+          ? ''
+          : t.probation.good
+            ? ', good'
+            : `, in probation ${Math.ceil(t.probation.leftMs / 1000)} s more (a crash before then reverts it; hotpatch confirm ends it)`;
       out.line(`  active:   ${v(t.active)}${standing}`);
       if (t.previous !== undefined) out.line(`  previous: ${v(t.previous)}`);
       if (t.frozen !== undefined) out.line(`  frozen:   ${t.frozen}`);
       if (t.canary !== undefined) {
         const c = t.canary;
-        out.line(`  canary:   ${c.version} (${c.patchId}) at ${(c.ratio * 100).toFixed(1)}%: ${c.candidateCalls} calls, ${c.candidateErrors} errors; baseline ${c.baselineCalls} calls`);
+        out.line(
+          `  canary:   ${c.version} (${c.patchId}) at ${(c.ratio * 100).toFixed(1)}%: ${c.candidateCalls} calls, ${c.candidateErrors} errors; baseline ${c.baselineCalls} calls`,
+        );
       }
     }
     if (plans.length > 0) out.line('plans:');
-    for (const p of plans) out.line(`  ${p.id}  ${p.target}  ${p.status}${p.patch === undefined ? '' : `  ${p.patch}`}${p.reason === undefined ? '' : `  — ${p.reason}`}`);
+    for (const p of plans)
+      out.line(`  ${p.id}  ${p.target}  ${p.status}${p.patch === undefined ? '' : `  ${p.patch}`}${p.reason === undefined ? '' : `  — ${p.reason}`}`);
     out.success(`${targets.length} target(s), ${plans.length} plan(s)`, { targets, plans });
     return EXIT_OK;
   },

@@ -5,7 +5,13 @@ import { printHelp, type Command } from '../command.js';
 import { AGENT_FLAGS, AGENT_USAGE, agentOf } from './agent-flags.js';
 
 /** promote / abort / rollback / freeze: one POST naming a target. */
-function targetAction(name: string, summary: string, usageTail: string, help: string, body: (v: Record<string, unknown>) => { path: string; body: Record<string, unknown> }): Command {
+function targetAction(
+  name: string,
+  summary: string,
+  usageTail: string,
+  help: string,
+  body: (v: Record<string, unknown>) => { path: string; body: Record<string, unknown> },
+): Command {
   return {
     name,
     summary,
@@ -28,15 +34,27 @@ function targetAction(name: string, summary: string, usageTail: string, help: st
   };
 }
 
-export const promoteCommand = targetAction('promote', 'finish a running or paused canary now', '', 'Promotes the candidate of the running (or paused) canary of T at once.', (v) => ({
-  path: '/v1/promote',
-  body: { target: requireString(v, 'target') },
-}));
+export const promoteCommand = targetAction(
+  'promote',
+  'finish a running or paused canary now',
+  '',
+  'Promotes the candidate of the running (or paused) canary of T at once.',
+  (v) => ({
+    path: '/v1/promote',
+    body: { target: requireString(v, 'target') },
+  }),
+);
 
-export const abortCommand = targetAction('abort', 'stop a running apply', ' [--reason TEXT]', 'Stops the apply running on T; its canary is rolled back (or paused, per the plan).', (v) => {
-  const reason = optionalString(v, 'reason');
-  return { path: '/v1/abort', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }) } };
-});
+export const abortCommand = targetAction(
+  'abort',
+  'stop a running apply',
+  ' [--reason TEXT]',
+  'Stops the apply running on T; its canary is rolled back (or paused, per the plan).',
+  (v) => {
+    const reason = optionalString(v, 'reason');
+    return { path: '/v1/abort', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }) } };
+  },
+);
 
 export const rollbackCommand = targetAction(
   'rollback',
@@ -46,7 +64,10 @@ export const rollbackCommand = targetAction(
   (v) => {
     const reason = optionalString(v, 'reason');
     const to = optionalString(v, 'to');
-    return { path: '/v1/rollback', body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }), ...(to === undefined ? {} : { to }) } };
+    return {
+      path: '/v1/rollback',
+      body: { target: requireString(v, 'target'), ...(reason === undefined ? {} : { reason }), ...(to === undefined ? {} : { to }) },
+    };
   },
 );
 
@@ -61,8 +82,14 @@ export const confirmCommand = targetAction(
   },
 );
 
-export const freezeCommand = targetAction('freeze', 'freeze (or --unfreeze) a target: no patch is applied while frozen', ' (--reason TEXT | --unfreeze)', 'A frozen target refuses every apply (POLICY_DENIED) until unfrozen.', (v) => {
-  const target = requireString(v, 'target');
-  if (v.unfreeze === true) return { path: '/v1/unfreeze', body: { target } };
-  return { path: '/v1/freeze', body: { target, reason: requireString(v, 'reason') } };
-});
+export const freezeCommand = targetAction(
+  'freeze',
+  'freeze (or --unfreeze) a target: no patch is applied while frozen',
+  ' (--reason TEXT | --unfreeze)',
+  'A frozen target refuses every apply (POLICY_DENIED) until unfrozen.',
+  (v) => {
+    const target = requireString(v, 'target');
+    if (v.unfreeze === true) return { path: '/v1/unfreeze', body: { target } };
+    return { path: '/v1/freeze', body: { target, reason: requireString(v, 'reason') } };
+  },
+);

@@ -126,7 +126,12 @@ function summary(store: TrustStore): Record<string, unknown> {
   return {
     version: store.version,
     threshold: store.threshold,
-    keys: [...store.keys.values()].map((k) => ({ id: k.keyid, alg: k.key.alg, fingerprint: `sha256:${k.key.fingerprint}`, ...(k.targets === undefined ? {} : { targets: k.targets }) })),
+    keys: [...store.keys.values()].map((k) => ({
+      id: k.keyid,
+      alg: k.key.alg,
+      fingerprint: `sha256:${k.key.fingerprint}`,
+      ...(k.targets === undefined ? {} : { targets: k.targets }),
+    })),
     rules: store.rules.length,
     root: store.root,
   };
@@ -159,7 +164,10 @@ async function edit(action: 'add-key' | 'remove-key' | 'set-threshold', values: 
   // Every flag and argument is checked before the file is read.
   let threshold: number | undefined;
   if (action === 'set-threshold') {
-    if (positionals.length !== 1) throw new UsageError(`trust set-threshold takes one number N, got ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`);
+    if (positionals.length !== 1)
+      throw new UsageError(
+        `trust set-threshold takes one number N, got ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`,
+      );
     threshold = thresholdArg(positionals[0]!, 'the threshold N');
   }
   const { bytes, value: store } = await loadTrustStoreFile(path);
@@ -261,13 +269,16 @@ async function signNext(values: Values, out: Output): Promise<number> {
   if (existing === undefined) await writeFile(envelopePath, text, true);
   else await replaceFile(envelopePath, existing.bytes, text, MAX_ENVELOPE_BYTES);
   const verb = signatures.length === earlier.length ? 're-signed' : 'signed';
-  out.success(`${verb} trust store version ${next.version} (${nextPath}) as ${keyid} (${privateKey.alg}) in ${envelopePath}; ${signatures.length} signature(s) now`, {
-    envelope: envelopePath,
-    version: next.version,
-    keyid,
-    alg: privateKey.alg,
-    signatures: signatures.map((s) => s.keyid),
-  });
+  out.success(
+    `${verb} trust store version ${next.version} (${nextPath}) as ${keyid} (${privateKey.alg}) in ${envelopePath}; ${signatures.length} signature(s) now`,
+    {
+      envelope: envelopePath,
+      version: next.version,
+      keyid,
+      alg: privateKey.alg,
+      signatures: signatures.map((s) => s.keyid),
+    },
+  );
   return EXIT_OK;
 }
 

@@ -75,7 +75,12 @@ Everything runs in a temporary directory, removed at the end unless --keep.`,
         const file = join(dir, `${id}.mjs`);
         await writeFile(file, source);
         const { manifest } = await packPatch(repo, {
-          id, target: TARGET, version, type: 'esm', payload: { fromFile: file }, metadata: { ticket: 'SEC-1234' },
+          id,
+          target: TARGET,
+          version,
+          type: 'esm',
+          payload: { fromFile: file },
+          metadata: { ticket: 'SEC-1234' },
         });
         say(`packed ${id}: ${manifest.target} ${manifest.version} (${manifest.payload_size} bytes, ${manifest.payload_hash})`);
         for (const k of by) {
@@ -106,7 +111,9 @@ Everything runs in a temporary directory, removed at the end unless --keep.`,
       cleanup.push(() => load.stop());
       say(`HTTP service on http://127.0.0.1:${service.port}/hash, steady load started (6 clients, every answer checked)`);
 
-      const timeline: { at: string; version: string; event: string; reason: string }[] = [{ at: at(), version: '1.0.0', event: 'built-in', reason: 'service started' }];
+      const timeline: { at: string; version: string; event: string; reason: string }[] = [
+        { at: at(), version: '1.0.0', event: 'built-in', reason: 'service started' },
+      ];
       let rollbackReason: string | undefined;
       bus.subscribe((e: HotPatchEvent) => {
         const d = e.detail ?? {};
@@ -162,17 +169,32 @@ Everything runs in a temporary directory, removed at the end unless --keep.`,
       out.line(`  ${String(results[0]?.planId)}: ${String(results[0]?.status)}`);
       out.line(`  ${String(results[1]?.planId)}: ${String(results[1]?.status)} — ${rollbackReason ?? String(results[1]?.reason)}`);
       out.line(`  active version now: ${finalVersion}`);
-      out.line(`  audit verify: ${audit.ok ? `OK (${audit.lines} lines, hash chain intact)` : `BROKEN at line ${audit.firstBad?.line}: ${audit.firstBad?.reason}`}`);
+      out.line(
+        `  audit verify: ${audit.ok ? `OK (${audit.lines} lines, hash chain intact)` : `BROKEN at line ${audit.firstBad?.line}: ${audit.firstBad?.reason}`}`,
+      );
       out.line(`  took ${((performance.now() - started) / 1000).toFixed(1)}s`);
-      const summary = { served: s.served, failed: s.failed, wrong: s.wrong, timeline, results, rollbackReason, activeVersion: finalVersion, audit: { ok: audit.ok, lines: audit.lines } };
+      const summary = {
+        served: s.served,
+        failed: s.failed,
+        wrong: s.wrong,
+        timeline,
+        results,
+        rollbackReason,
+        activeVersion: finalVersion,
+        audit: { ok: audit.ok, lines: audit.lines },
+      };
       if (ok) {
         out.success(`demo finished: ${s.served} requests served, 0 failed; 1.0.1 promoted, 1.0.2 rolled back; audit OK`, summary);
         return EXIT_OK;
       }
       out.failure(
-        new HotPatchError('CANARY_FAILED', `the demo did not end as it must: ${JSON.stringify({ failed: s.failed, good, faultyRolledBack, audit: audit.ok, finalVersion })}`, {
-          detail: summary,
-        }),
+        new HotPatchError(
+          'CANARY_FAILED',
+          `the demo did not end as it must: ${JSON.stringify({ failed: s.failed, good, faultyRolledBack, audit: audit.ok, finalVersion })}`,
+          {
+            detail: summary,
+          },
+        ),
       );
       return EXIT_REJECTED;
     } finally {
