@@ -1,11 +1,10 @@
-import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { emitRedactedWarning, HotPatchError, messageOf, positiveInteger, type EventBus, type EventType, type HotPatchEvent } from '../core/index.js';
-import { fileError, fsyncDirectory, withCleanupFailure } from '../repo/index.js';
 import { StateStore } from '../rollback/index.js';
-import { ZERO_HASH, checkEvent, encodeLine, formatHead, parseHead, type AuditHead } from './audit-chain.js';
-import { readTail, reconcileTail, type AuditReconciliation } from './audit-tail.js';
+import { ZERO_HASH, checkEvent, encodeLine, formatHead } from './audit-chain.js';
+import { openAuditFile } from './audit-open.js';
+import type { AuditReconciliation } from './audit-tail.js';
 
 export type { AuditReconciliation } from './audit-tail.js';
 
@@ -138,74 +137,13 @@ export class AuditLog {
   }
 
   async #open(): Promise<void> {
-    try {
-      await fsp.mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-    } catch (cause) {
-      throw new HotPatchError('IO', `cannot create state directory ${this.stateDir}: ${messageOf(cause)}`, { cause });
-    }
-    const state = await this.store.read();
-    // A malformed head is refused, never replaced: appending would erase the evidence.
-    const head: AuditHead = state.audit_head === undefined ? { seq: 0, hash: ZERO_HASH } : parseHead(state.audit_head);
-    const handle = await this.#openFile();
-    try {
-      const size = (await handle.stat()).size;
-      const tail = await readTail(handle, size);
-      const { reconciliation: r, seq, hash } = reconcileTail(head, tail);
-      let end = size;
-      if (r.consistent && tail.partial > 0) {
-        end = size - tail.partial;
-        try {
-          await handle.truncate(end);
-          await handle.sync();
-        } catch (cause) {
-          throw new HotPatchError('IO', `cannot cut the interrupted last line of ${this.path}: ${messageOf(cause)}`, { cause });
-        }
-        r.truncatedBytes = tail.partial;
-      }
-      if (r.consistent && (head.pending !== undefined || seq !== head.seq)) {
-        await this.store.update((s) => {
-          s.audit_head = formatHead({ seq, hash });
-        });
-      }
-      if (!r.consistent) {
-        emitRedactedWarning(`audit log ${this.path} does not match state.json: ${r.reason}; left as it is, run audit verify`, {
-          code: 'HOTPATCH_AUDIT_INCONSISTENT',
-        });
-      }
-      this.#needsNewline = !r.consistent && tail.partial > 0;
-      this.#seq = seq;
-      this.#hash = hash;
-      this.#size = end;
-      this.#handle = handle;
-      this.#reconciliation = r;
-    } catch (error) {
-      throw await closeAfter(handle, error, this.path);
-    }
-  }
-
-  async #openFile(): Promise<FileHandle> {
-    const flags = constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW;
-    let handle: FileHandle;
-    let created = false;
-    try {
-      handle = await fsp.open(this.path, flags | constants.O_CREAT | constants.O_EXCL, 0o600);
-      created = true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw fileError(error, 'create', this.path, 'audit log');
-      try {
-        handle = await fsp.open(this.path, flags);
-      } catch (again) {
-        throw fileError(again, 'open', this.path, 'audit log');
-      }
-    }
-    try {
-      const st = await handle.stat();
-      if (!st.isFile()) throw new HotPatchError('INVALID', `audit log ${this.path} is not a regular file`);
-      if (created) await fsyncDirectory(this.stateDir); // the new name survives a crash
-    } catch (error) {
-      throw await closeAfter(handle, error instanceof HotPatchError ? error : fileError(error, 'stat', this.path, 'audit log'), this.path);
-    }
-    return handle;
+    const opened = await openAuditFile(this.stateDir, this.path, this.store);
+    this.#needsNewline = opened.needsNewline;
+    this.#seq = opened.seq;
+    this.#hash = opened.hash;
+    this.#size = opened.size;
+    this.#handle = opened.handle;
+    this.#reconciliation = opened.reconciliation;
   }
 
   /**
@@ -429,15 +367,5 @@ export class AuditLog {
         throw new HotPatchError('IO', `cannot close audit log ${this.path}: ${messageOf(cause)}`, { cause });
       }
     }
-  }
-}
-
-/** Closes `handle` after `primary` failed; a close failure is attached to it, never dropped. */
-async function closeAfter(handle: FileHandle, primary: unknown, file: string): Promise<unknown> {
-  try {
-    await handle.close();
-    return primary;
-  } catch (closeError) {
-    return withCleanupFailure(primary, closeError, `closing ${file}`);
   }
 }

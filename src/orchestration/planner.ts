@@ -1,54 +1,21 @@
-import {
-  HotPatchError,
-  Registries,
-  boundMessage,
-  defaultRegistries,
-  describe,
-  emitRedactedWarning,
-  type EventType,
-  type HotPatchEvent,
-  positiveInteger,
-} from '../core/index.js';
-import { HotPatchRuntime } from '../zero-downtime/index.js';
+import { HotPatchError, Registries, describe, emitRedactedWarning, type EventType, type HotPatchEvent } from '../core/index.js';
+import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { dryRunPlan, type DryRunReport, type PlanComponents } from './dry-run.js';
-import { Journal, MAX_JOURNAL_BYTES, MAX_REASON } from './journal.js';
+import { Journal, MAX_JOURNAL_BYTES } from './journal.js';
 import { JournalWriter } from './journal-writer.js';
 import { runPipeline, type PipelineContext } from './plan-pipeline.js';
-import { recoveryOutcome } from './recovery.js';
+import { markRolledBackAfterActivation, recoverPlans, recoveryOutcome } from './recovery.js';
 import { codeOf, resultOf, type Outcome } from './run-outcome.js';
-import { FINAL_STATUSES, checkPlan, planKey, type PatchPlan, type PlanPhase, type PlanRunResult, type PlanState } from './plan.js';
+import { FINAL_STATUSES, checkPlan, type PatchPlan, type PlanPhase, type PlanRunResult, type PlanState } from './plan.js';
+import { admitPlan } from './plan-admission.js';
+import { plannerSettings, type PlannerOptions } from './planner-options.js';
 import { readiness, windowOutcome } from './plan-readiness.js';
 import { runRound, sleep } from './plan-rounds.js';
 import { finishedPlansToDrop } from './plan-retention.js';
+import { recordPhase, settlePlan, type SettleContext } from './plan-settle.js';
+import { cancelPlan } from './plan-cancel.js';
 
-export interface PlannerOptions {
-  /** The runtime whose targets the plans patch (and whose bus carries the events). */
-  runtime: HotPatchRuntime;
-  /** Where plans find their components by name (default: `defaultRegistries`). */
-  registries?: Registries;
-  /**
-   * Directory of the journal (`<stateDir>/journal.json`); default `runtime.stateDir`.
-   * `null`: no journal (plans live in memory only).
-   */
-  stateDir?: string | null;
-  /** Clock of the time windows (epoch ms; default `Date.now`). Signatures and expiry always use the real clock. */
-  now?: () => number;
-  /**
-   * Deaths of the process during one plan's apply phase (its patch loading, self-testing or
-   * in canary) before the patch is blamed (default 2: one death may be unrelated — a deploy,
-   * the OOM killer elsewhere — a second in a row is the patch). At the limit the plan fails
-   * with CRASHED, the patch is recorded as failed in state.json, and nothing runs it again.
-   */
-  maxApplyCrashes?: number;
-  /**
-   * Finished plans (activated, failed, rolled-back) kept, newest first (default 500); older
-   * ones no kept plan depends on are dropped from memory and the journal as plans finish
-   * (their history stays in the audit log). Bounds the journal and `plans()`.
-   */
-  keepFinishedPlans?: number;
-  /** Plans not yet finished at once (default 1000); one more is refused with TOO_LARGE. */
-  maxOpenPlans?: number;
-}
+export type { PlannerOptions } from './planner-options.js';
 
 type Components = PlanComponents;
 
@@ -81,6 +48,7 @@ export class Planner {
   #looping = false;
   readonly #offRolledBack: () => void;
   readonly #pipelineContext: PipelineContext;
+  readonly #settleContext: SettleContext;
 
   /**
    * A planner without a journal is ready at once. With one (the default when the runtime has
@@ -88,24 +56,14 @@ export class Planner {
    * every method refuses with INVALID, so an unread journal is never overwritten.
    */
   constructor(options: PlannerOptions) {
-    if (typeof options !== 'object' || options === null) throw new HotPatchError('INVALID', `planner options must be an object, got ${describe(options)}`);
-    if (!(options.runtime instanceof HotPatchRuntime))
-      throw new HotPatchError('INVALID', `options.runtime must be a HotPatchRuntime, got ${describe(options.runtime)}`);
-    if (options.registries !== undefined && !(options.registries instanceof Registries)) {
-      throw new HotPatchError('INVALID', `options.registries must be a Registries instance, got ${describe(options.registries)}`);
-    }
-    if (options.stateDir !== undefined && options.stateDir !== null && (typeof options.stateDir !== 'string' || options.stateDir.length === 0)) {
-      throw new HotPatchError('INVALID', `options.stateDir must be a non-empty path or null, got ${describe(options.stateDir)}`);
-    }
-    if (options.now !== undefined && typeof options.now !== 'function')
-      throw new HotPatchError('INVALID', `options.now must be a function, got ${describe(options.now)}`);
-    this.runtime = options.runtime;
-    this.registries = options.registries ?? defaultRegistries;
-    this.#now = options.now ?? Date.now;
-    this.#maxApplyCrashes = positiveInteger(options.maxApplyCrashes ?? 2, 'options.maxApplyCrashes');
-    this.#keepFinished = positiveInteger(options.keepFinishedPlans ?? 500, 'options.keepFinishedPlans');
-    this.#maxOpen = positiveInteger(options.maxOpenPlans ?? 1000, 'options.maxOpenPlans');
-    const dir = options.stateDir === null ? undefined : (options.stateDir ?? options.runtime.stateDir);
+    const settings = plannerSettings(options);
+    this.runtime = settings.runtime;
+    this.registries = settings.registries;
+    this.#now = settings.now;
+    this.#maxApplyCrashes = settings.maxApplyCrashes;
+    this.#keepFinished = settings.keepFinished;
+    this.#maxOpen = settings.maxOpen;
+    const dir = settings.journalDir;
     this.#writer = dir === undefined ? undefined : new JournalWriter(new Journal(dir), () => [...this.#states.values()].map((s) => structuredClone(s)));
     this.#offRolledBack = this.runtime.bus.subscribe((e) => this.#onRolledBack(e), { types: ['RolledBack'] });
     this.journalPath = this.#writer?.journal.path;
@@ -118,6 +76,12 @@ export class Planner {
       windowCheck: (state) => windowOutcome(state.plan, this.#now()),
       announced: this.#announced,
       isJournalError: (error) => this.#writer?.isWriteError(error) === true,
+    };
+    this.#settleContext = {
+      prune: (keep) => this.#prune(keep),
+      save: () => this.#save(),
+      emit: (type, state, reason, detail) => this.#emit(type, state, reason, detail),
+      announced: this.#announced,
     };
   }
 
@@ -149,27 +113,8 @@ export class Planner {
   addPlan(plan: PatchPlan): PlanState {
     this.#ready();
     const normalized = checkPlan(plan);
-    const existing = this.#states.get(normalized.id);
-    if (existing !== undefined) {
-      if (planKey(existing.plan) === planKey(normalized)) return structuredClone(existing);
-      throw new HotPatchError('INVALID', `a different plan with id ${normalized.id} already exists (remove it first)`, { detail: { plan: normalized.id } });
-    }
-    for (const dep of normalized.dependsOn ?? []) {
-      if (!this.#states.has(dep)) {
-        throw new HotPatchError(
-          'INVALID',
-          `plan ${normalized.id} depends on ${dep}, which is not a known plan (add it first; plans are added in dependency order, so there is no cycle)`,
-        );
-      }
-    }
-    this.#components(normalized);
-    const open = [...this.#states.values()].filter((s) => !FINAL_STATUSES.includes(s.status)).length;
-    if (open >= this.#maxOpen) {
-      throw new HotPatchError(
-        'TOO_LARGE',
-        `${open} plans are not finished yet (maxOpenPlans ${this.#maxOpen}); finish or remove some before adding ${normalized.id}`,
-      );
-    }
+    const existing = admitPlan(normalized, this.#states, () => this.#components(normalized), this.#maxOpen);
+    if (existing !== undefined) return structuredClone(existing);
     const state: PlanState = { plan: normalized, status: 'pending', reason: 'planned', attempts: 0, updatedAt: new Date().toISOString() };
     this.#states.set(normalized.id, state);
     if (this.#writer !== undefined) {
@@ -250,19 +195,7 @@ export class Planner {
   async cancel(id: string, reason = 'cancelled by operator'): Promise<PlanRunResult> {
     this.#ready();
     const state = this.#get(id);
-    if (FINAL_STATUSES.includes(state.status)) throw new HotPatchError('INVALID', `plan ${id} has already ended (${state.status}): nothing to cancel`);
-    if (this.#running.has(id)) {
-      const target = this.runtime.list().find((t) => t.name === state.plan.target);
-      if (state.phase === 'apply' && target?.applying !== undefined && target.applying.patchId === state.patchId) {
-        target.abort(`cancelled: ${reason}`);
-        return resultOf(state);
-      }
-      throw new HotPatchError(
-        'ABORTED',
-        `plan ${id} is running (${state.phase ?? 'starting'}); it can be cancelled once that phase ends, or its apply aborted`,
-      );
-    }
-    return this.#settle(state, { status: 'failed', reason: `cancelled: ${reason}`, code: 'ABORTED', announce: true });
+    return cancelPlan(state, reason, this.#running.has(id), this.runtime, (s, outcome) => this.#settle(s, outcome));
   }
 
   /** Stops following the runtime's events (the journal stays as written). */
@@ -276,14 +209,12 @@ export class Planner {
    * says so, so status, plans, state.json and the report agree.
    */
   #onRolledBack(event: HotPatchEvent): void {
-    for (const s of this.#states.values()) {
-      if (s.status !== 'activated' || s.patchId !== event.id || s.plan.target !== event.target || this.#running.has(s.plan.id)) continue;
-      s.status = 'rolled-back';
-      s.reason = boundMessage(`rolled back after its activation: ${event.reason}`, MAX_REASON);
-      delete s.code;
-      s.updatedAt = new Date().toISOString();
-      this.#saveInBackground();
-    }
+    markRolledBackAfterActivation(
+      event,
+      this.#states.values(),
+      (id) => this.#running.has(id),
+      () => this.#saveInBackground(),
+    );
   }
 
   /** Waits for background journal writes; a write that failed is retried once, then thrown. */
@@ -354,30 +285,13 @@ export class Planner {
   async recover(): Promise<PlanRunResult[]> {
     this.#ready();
     await this.flush();
-    const results: PlanRunResult[] = [];
-    const saved = this.runtime.store === undefined ? undefined : await this.runtime.store.read();
-    for (const state of this.#states.values()) {
-      if (this.#running.has(state.plan.id)) continue;
-      if (state.status === 'running') {
-        await this.#recoverOne(state);
-        results.push(resultOf(state));
-        continue;
-      }
-      // An activated plan whose patch the restart reverted (it died inside its probation)
-      // must not keep claiming it runs.
-      const patchId = state.patchId;
-      if (state.status === 'activated' && patchId !== undefined && saved?.targets[state.plan.target]?.failed.includes(patchId) === true) {
-        const active = this.runtime.list().find((t) => t.name === state.plan.target)?.active;
-        if (active?.patchId !== patchId) {
-          await this.#settle(state, {
-            status: 'rolled-back',
-            reason: `${patchId} was reverted after a restart (the runtime recorded it as failed); now on ${active?.version ?? 'another version'}`,
-          });
-          results.push(resultOf(state));
-        }
-      }
-    }
-    return results;
+    return recoverPlans({
+      runtime: this.runtime,
+      states: this.#states,
+      isRunning: (id) => this.#running.has(id),
+      recoverOne: (state) => this.#recoverOne(state),
+      settle: (state, outcome) => this.#settle(state, outcome),
+    });
   }
 
   // --- internals ---
@@ -445,47 +359,13 @@ export class Planner {
   }
 
   /** Records the start of a phase (status running) before the phase begins. */
-  async #phase(state: PlanState, phase: PlanPhase, reason: string): Promise<void> {
-    state.status = 'running';
-    state.phase = phase;
-    state.reason = reason;
-    delete state.code;
-    state.updatedAt = new Date().toISOString();
-    await this.#save();
+  #phase(state: PlanState, phase: PlanPhase, reason: string): Promise<void> {
+    return recordPhase(this.#settleContext, state, phase, reason);
   }
 
   /** Records where a run ended; unchanged waits are not rewritten (a polling loop stays quiet). */
-  async #settle(state: PlanState, outcome: Outcome): Promise<PlanRunResult> {
-    // Reasons quote errors, some from payloads: bounded and free of registered secrets here,
-    // so what plans() shows is what the journal holds.
-    const reason = boundMessage(outcome.reason, MAX_REASON);
-    const changed = state.status !== outcome.status || state.reason !== reason || state.code !== outcome.code;
-    state.status = outcome.status;
-    state.reason = reason;
-    if (outcome.code === undefined) delete state.code;
-    else state.code = outcome.code;
-    let journalError: string | undefined;
-    if (changed) {
-      state.updatedAt = new Date().toISOString();
-      if (FINAL_STATUSES.includes(outcome.status)) this.#prune(state);
-      try {
-        await this.#save();
-      } catch (error) {
-        // The outcome happened whether or not it reaches the journal: it is what the caller is
-        // told and what the plan shows; the write is retried (flush, the next run, every second).
-        journalError = `the outcome is not in journal.json yet: ${(error as Error).message}`;
-        emitRedactedWarning(`plan ${state.plan.id} is ${outcome.status}, but ${journalError}`, { code: 'HOTPATCH_JOURNAL_WRITE_FAILED' });
-      }
-      if (outcome.announce === true && outcome.status === 'failed') {
-        this.#emit('Failed', state, outcome.reason, outcome.code === undefined ? {} : { code: outcome.code });
-      }
-    }
-    if (outcome.status !== 'waiting') this.#announced.delete(state.plan.id);
-    const result = resultOf(state);
-    if (journalError !== undefined) result.journalError = journalError;
-    if (outcome.apply !== undefined) result.apply = outcome.apply;
-    if (outcome.nextOpenMs !== undefined) result.nextOpenMs = outcome.nextOpenMs;
-    return result;
+  #settle(state: PlanState, outcome: Outcome): Promise<PlanRunResult> {
+    return settlePlan(this.#settleContext, state, outcome);
   }
 
   /** Dependencies, window, target and components, then the pipeline. */

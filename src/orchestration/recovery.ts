@@ -1,7 +1,8 @@
-import { emitRedactedWarning } from '../core/index.js';
+import { boundMessage, emitRedactedWarning, type HotPatchEvent } from '../core/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
-import type { PlanState } from './plan.js';
-import type { Outcome } from './run-outcome.js';
+import { MAX_REASON } from './journal.js';
+import type { PlanRunResult, PlanState } from './plan.js';
+import { resultOf, type Outcome } from './run-outcome.js';
 
 /**
  * Where a plan the journal left `running` stands after a restart (see `Planner.recover`):
@@ -55,4 +56,68 @@ export async function recoveryOutcome(state: PlanState, runtime: HotPatchRuntime
     };
   }
   return { outcome: { status: 'pending', reason: `interrupted during ${phase}; will run again` } };
+}
+
+/** What recovering the plans needs of their planner. */
+export interface RecoveryContext {
+  readonly runtime: HotPatchRuntime;
+  /** The plans, live: settling one may drop finished plans from it. */
+  readonly states: ReadonlyMap<string, PlanState>;
+  /** Whether this process is running the plan now (then it is left alone). */
+  isRunning(id: string): boolean;
+  /** Settles a plan the journal left `running` (see `recoveryOutcome`). */
+  recoverOne(state: PlanState): Promise<void>;
+  settle(state: PlanState, outcome: Outcome): Promise<PlanRunResult>;
+}
+
+/**
+ * The body of `Planner.recover`: settles each plan the journal left `running`, and turns
+ * `rolled-back` each activated plan whose patch the restart reverted. Returns what changed.
+ */
+export async function recoverPlans(ctx: RecoveryContext): Promise<PlanRunResult[]> {
+  const results: PlanRunResult[] = [];
+  const saved = ctx.runtime.store === undefined ? undefined : await ctx.runtime.store.read();
+  for (const state of ctx.states.values()) {
+    if (ctx.isRunning(state.plan.id)) continue;
+    if (state.status === 'running') {
+      await ctx.recoverOne(state);
+      results.push(resultOf(state));
+      continue;
+    }
+    // An activated plan whose patch the restart reverted (it died inside its probation)
+    // must not keep claiming it runs.
+    const patchId = state.patchId;
+    if (state.status === 'activated' && patchId !== undefined && saved?.targets[state.plan.target]?.failed.includes(patchId) === true) {
+      const active = ctx.runtime.list().find((t) => t.name === state.plan.target)?.active;
+      if (active?.patchId !== patchId) {
+        await ctx.settle(state, {
+          status: 'rolled-back',
+          reason: `${patchId} was reverted after a restart (the runtime recorded it as failed); now on ${active?.version ?? 'another version'}`,
+        });
+        results.push(resultOf(state));
+      }
+    }
+  }
+  return results;
+}
+
+/**
+ * A version a plan activated was rolled back later (operator, probation watch): the plan
+ * says so, so status, plans, state.json and the report agree. `changed` is called for each
+ * plan so marked (the caller writes the journal).
+ */
+export function markRolledBackAfterActivation(
+  event: HotPatchEvent,
+  states: Iterable<PlanState>,
+  isRunning: (id: string) => boolean,
+  changed: () => void,
+): void {
+  for (const s of states) {
+    if (s.status !== 'activated' || s.patchId !== event.id || s.plan.target !== event.target || isRunning(s.plan.id)) continue;
+    s.status = 'rolled-back';
+    s.reason = boundMessage(`rolled back after its activation: ${event.reason}`, MAX_REASON);
+    delete s.code;
+    s.updatedAt = new Date().toISOString();
+    changed();
+  }
 }
