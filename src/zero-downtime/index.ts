@@ -6,6 +6,8 @@ export { CanaryRoute, LATENCY_SHARE, fnv1a32, latencyShare, type CanaryRouteOpti
 export { isThenable } from './thenable.js';
 export { RuntimeVersion, type RuntimeVersionInit, type VersionHooks } from './runtime-version.js';
 export { Target, interfaceKeys, type CanaryControl, type TargetDeclaration } from './target.js';
-export { HotPatchRuntime, type DrainReport, type RestoreReport, type RuntimeOptions, type TargetStatus, type VersionStatus } from './runtime.js';
+export { HotPatchRuntime, type RestoreReport, type RuntimeOptions } from './runtime.js';
+export { type TargetStatus, type VersionStatus } from './runtime-status.js';
+export { type DrainReport } from './version-disposal.js';
 export { runSelfTests } from './recorded-versions.js';
 export { defaultRuntime, twoPhaseApply, type ApplyOptions, type ApplyOutcome, type ApplyResult, type StepReport } from './two-phase-apply.js';

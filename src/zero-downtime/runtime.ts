@@ -16,6 +16,9 @@ import { Target, type TargetDeclaration } from './target.js';
 import { MAX_TIMER_MS } from './options.js';
 import { ProbationClock } from './probation-clock.js';
 import { RecordedVersions, restoredMeta } from './recorded-versions.js';
+import { retainedList, retainedVersion } from './retained-versions.js';
+import { probationLeftMs, probationStanding, targetStatus, type TargetStatus } from './runtime-status.js';
+import { VersionDisposal, type DrainReport } from './version-disposal.js';
 
 export interface RuntimeOptions {
   /** Where state.json, staging/ and manifests/ live; without it nothing is persisted. */
@@ -33,28 +36,6 @@ export interface RuntimeOptions {
   durationProbeMs?: number;
 }
 
-export interface VersionStatus {
-  version: string;
-  patchId: string | null;
-  inflight: number;
-}
-
-export interface TargetStatus {
-  target: string;
-  active: VersionStatus;
-  previous: VersionStatus | undefined;
-  frozen: string | undefined;
-  /**
-   * The active version's standing: `good` (probation passed, confirmed, or the built-in: a
-   * restart keeps it), or in probation with `leftMs` to go (a crash before then reverts it;
-   * a graceful stop suspends it).
-   */
-  probation: { good: true } | { good: false; leftMs: number };
-  canary:
-    | { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number; candidate: VersionStatus }
-    | undefined;
-}
-
 export interface RestoreReport {
   target: string;
   /** The version now active. */
@@ -62,12 +43,6 @@ export interface RestoreReport {
   patchId: string | null;
   /** The persisted active version that was not restored, and why. */
   dropped?: { patchId: string | null; version: string; reason: string };
-}
-
-export interface DrainReport {
-  version: string;
-  drained: boolean;
-  inflight: number;
 }
 
 /** How often a steady call is timed for the duration histogram, per target. */
@@ -90,8 +65,8 @@ export class HotPatchRuntime {
   readonly #meta = new WeakMap<RuntimeVersion, Partial<VersionRecord>>();
   readonly #probes: NodeJS.Timeout[] = [];
   readonly #probeMs: number;
-  /** Versions over loaded payloads not yet disposed (any target: a module may serve several). */
-  readonly #modules = new Set<RuntimeVersion>();
+  /** Disposes retired versions once drained; knows which versions share a loaded module. */
+  readonly #disposal: VersionDisposal;
 
   constructor(options: RuntimeOptions = {}) {
     this.bus = options.bus ?? defaultEventBus;
@@ -100,6 +75,7 @@ export class HotPatchRuntime {
     this.rollbackIndex = this.store === undefined ? undefined : new RollbackIndex(this.store);
     this.installer = options.installer === undefined ? undefined : checkPatchInstaller(options.installer, 'options.installer');
     this.verifier = options.verifier;
+    this.#disposal = new VersionDisposal(this.installer);
     const probeMs = options.durationProbeMs ?? DURATION_PROBE_MS;
     if (!Number.isFinite(probeMs) || probeMs < 0 || probeMs > MAX_TIMER_MS) {
       throw new HotPatchError('INVALID', `durationProbeMs must be between 0 and ${MAX_TIMER_MS} ms, got ${probeMs}`);
@@ -134,42 +110,7 @@ export class HotPatchRuntime {
   }
 
   status(): TargetStatus[] {
-    return this.list().map((t) => {
-      const canary = t.canary;
-      return {
-        target: t.name,
-        active: versionStatus(t.active),
-        previous: t.previous === undefined ? undefined : versionStatus(t.previous),
-        frozen: t.frozen,
-        probation: this.#standing(t.name, t.active),
-        canary:
-          canary === null || t.applying === undefined
-            ? undefined
-            : {
-                patchId: t.applying.patchId,
-                version: t.applying.version,
-                ratio: canary.ratio,
-                candidateCalls: canary.candidateStats.calls,
-                candidateErrors: canary.candidateStats.errors,
-                baselineCalls: canary.baselineStats.calls,
-                candidate: versionStatus(canary.candidate),
-              },
-      };
-    });
-  }
-
-  #standing(name: string, version: RuntimeVersion): TargetStatus['probation'] {
-    const meta = this.#meta.get(version);
-    if (version.patchId === null || meta === undefined || meta.good === true) return { good: true };
-    return { good: false, leftMs: Math.max(0, Math.round(this.#probationLeftMs(name, meta))) };
-  }
-
-  /** Probation left: from the running timer's deadline (a resumed probation too), else from the promotion. */
-  #probationLeftMs(name: string, meta: Partial<VersionRecord>): number {
-    const ends = this.#probation.endsAt(name);
-    if (ends !== undefined) return ends - Date.now();
-    const promotedMs = meta.promoted_at === undefined ? Date.now() : Date.parse(meta.promoted_at);
-    return promotedMs + (meta.probation_ms ?? 0) - Date.now();
+    return this.list().map((t) => targetStatus(t, probationStanding(t.active, this.#meta.get(t.active), this.#probation.endsAt(t.name))));
   }
 
   /** Publishes one event on the runtime's bus. */
@@ -260,11 +201,18 @@ export class HotPatchRuntime {
     if (!(drainTimeoutMs >= 0 && drainTimeoutMs <= MAX_TIMER_MS)) {
       throw new HotPatchError('INVALID', `drainTimeoutMs must be between 0 and ${MAX_TIMER_MS} ms, got ${String(drainTimeoutMs)}`);
     }
-    const previous = options.to === undefined ? target.previous : await this.#retained(target, options.to);
+    const previous =
+      options.to === undefined
+        ? target.previous
+        : await retainedVersion(target, options.to, this.store, async (record) => {
+            const version = await this.#recordedVersions().load(target, record, this.verifier);
+            this.#meta.set(version, restoredMeta(record));
+            return version;
+          });
     if (previous === undefined) {
       throw new HotPatchError(
         'NOT_FOUND',
-        `target ${name} has no previous version to roll back to; retained: ${(await this.#retainedList(target)).join(', ')} (roll back to one with { to: VERSION })`,
+        `target ${name} has no previous version to roll back to; retained: ${(await retainedList(target, this.store)).join(', ')} (roll back to one with { to: VERSION })`,
       );
     }
     const bad = target.active;
@@ -324,7 +272,7 @@ export class HotPatchRuntime {
       const version = this.get(name).active;
       const meta = this.#meta.get(version);
       if (version.patchId === null || meta === undefined || meta.good === true) continue;
-      left.push([name, version.patchId, Math.min(MAX_TIMER_MS, Math.max(0, Math.round(this.#probationLeftMs(name, meta))))]);
+      left.push([name, version.patchId, Math.min(MAX_TIMER_MS, Math.max(0, Math.round(probationLeftMs(meta, this.#probation.endsAt(name)))))]);
     }
     this.close();
     if (this.store === undefined || left.length === 0) return;
@@ -344,74 +292,12 @@ export class HotPatchRuntime {
     return new RecordedVersions(this.installer, this.stateDir, (target, mod, init) => this.versionOfModule(target, mod, init));
   }
 
-  /** The version `to` among those kept for `target`: warm previous, built-in, last good, recorded previous. */
-  async #retained(target: Target<object>, to: string): Promise<RuntimeVersion> {
-    if (typeof to !== 'string' || to.length === 0) throw new HotPatchError('INVALID', `to must be a version string, got ${String(to)}`);
-    if (target.active.version === to) throw new HotPatchError('INVALID', `${target.name} already serves ${to}`);
-    if (target.previous?.version === to) return target.previous;
-    if (target.builtin.version === to) return target.builtin;
-    const saved = this.store === undefined ? undefined : (await this.store.read()).targets[target.name];
-    for (const record of [saved?.last_good ?? null, saved?.previous ?? null]) {
-      if (record === null || record.version !== to || record.id === null) continue;
-      const version = await this.#recordedVersions().load(target, record, this.verifier);
-      this.#meta.set(version, restoredMeta(record));
-      return version;
-    }
-    throw new HotPatchError('NOT_FOUND', `version ${to} of ${target.name} is not retained; retained: ${(await this.#retainedList(target)).join(', ')}`);
-  }
-
-  async #retainedList(target: Target<object>): Promise<string[]> {
-    const saved = this.store === undefined ? undefined : (await this.store.read()).targets[target.name];
-    const out = new Set<string>();
-    if (target.previous !== undefined) out.add(`${target.previous.version} (previous)`);
-    if (saved?.last_good != null && saved.last_good.version !== target.active.version) out.add(`${saved.last_good.version} (last good)`);
-    if (saved?.previous != null && saved.previous.version !== target.previous?.version) out.add(`${saved.previous.version} (recorded previous)`);
-    if (target.builtin.version !== target.active.version) out.add(`${target.builtin.version} (built-in)`);
-    return out.size === 0 ? ['none'] : [...out];
-  }
-
   /**
    * Disposes a version once its in-flight calls are done. A drain timeout is reported (a
    * process warning and the returned report), never forced: disposal then waits on.
    */
-  async disposeWhenDrained(target: Target<object>, version: RuntimeVersion, timeoutMs: number): Promise<DrainReport> {
-    if (version === target.active || version === target.previous || version.disposed) {
-      return { version: version.version, drained: true, inflight: version.inflight };
-    }
-    let drained = await version.waitDrained(timeoutMs);
-    if (!drained) {
-      emitRedactedWarning(
-        `${target.name} ${version.label}: ${version.inflight} calls still in flight after ${timeoutMs} ms; dispose postponed until they finish`,
-        {
-          code: 'HOTPATCH_DRAIN_TIMEOUT',
-        },
-      );
-      const report = { version: version.version, drained: false, inflight: version.inflight };
-      void version.waitDrained(2 ** 31 - 1).then(() => this.#dispose(target, version));
-      return report;
-    }
-    await this.#dispose(target, version);
-    drained = true;
-    return { version: version.version, drained, inflight: 0 };
-  }
-
-  async #dispose(target: Target<object>, version: RuntimeVersion): Promise<void> {
-    // A version that became active or previous again (re-promoted) must stay alive.
-    if (version.disposed || version === target.active || version === target.previous) return;
-    version.disposed = true;
-    this.#modules.delete(version);
-    // ES modules are cached per file: a re-applied payload (A → B → A) gives a new version
-    // over the same module — maybe still loading or self-testing. The module's dispose()
-    // runs only when the last version over it goes.
-    if (version.sha256 !== undefined && [...this.#modules].some((v) => v.sha256 === version.sha256)) return;
-    if (version.patchId !== null && version.sha256 !== undefined) this.installer?.release(target.name, version.sha256);
-    try {
-      await version.hooks.dispose?.();
-    } catch (error) {
-      emitRedactedWarning(`dispose() of ${target.name} ${version.label} threw: ${error instanceof Error ? error.message : String(error)}`, {
-        code: 'HOTPATCH_DISPOSE_FAILED',
-      });
-    }
+  disposeWhenDrained(target: Target<object>, version: RuntimeVersion, timeoutMs: number): Promise<DrainReport> {
+    return this.#disposal.whenDrained(target, version, timeoutMs);
   }
 
   #startProbation(target: Target<object>, version: RuntimeVersion, probationMs: number): void {
@@ -454,7 +340,7 @@ export class HotPatchRuntime {
     if (mod.exportState !== undefined) hooks.exportState = mod.exportState;
     if (mod.importState !== undefined) hooks.importState = mod.importState;
     const version = target.versionFrom(mod.api, { ...init, hooks });
-    this.#modules.add(version);
+    this.#disposal.track(version);
     return version;
   }
 
@@ -509,8 +395,4 @@ export class HotPatchRuntime {
     }
     return reports;
   }
-}
-
-function versionStatus(v: RuntimeVersion): VersionStatus {
-  return { version: v.version, patchId: v.patchId, inflight: v.inflight };
 }

@@ -5,11 +5,13 @@ import { RealmSnapshot } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
 import { CanaryRoute, latencyShare, type OutputValidator } from './canary-route.js';
-import { resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
+import { resolveZdtOptions, type ZdtOptions } from './options.js';
 import { runSelfTests } from './recorded-versions.js';
-import { HotPatchRuntime, type DrainReport } from './runtime.js';
+import { HotPatchRuntime } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
-import { watchProbation } from './probation-watch.js';
+import { promoteCandidate } from './promote-candidate.js';
+import { waitInterval } from './canary-wait.js';
+import type { DrainReport } from './version-disposal.js';
 import { canaryIntervalMs } from './schedule.js';
 import { deadline, type Deadline } from './deadline.js';
 import { quantile } from '../stats/index.js';
@@ -54,8 +56,6 @@ function tampering(realm: RealmSnapshot, patchId: string, when: string): string 
 
 /** The runtime used when `twoPhaseApply` is not given one (no state directory: nothing persisted). */
 export const defaultRuntime = new HotPatchRuntime();
-
-type Wake = 'elapsed' | 'promote' | 'abort' | 'tripped';
 
 /**
  * Applies a verified patch to its target with no dropped call (seed: twoPhaseApply).
@@ -352,88 +352,6 @@ export async function twoPhaseApply(
     handled.add(error);
     throw error;
   }
-}
-
-async function promoteCandidate(
-  runtime: HotPatchRuntime,
-  target: Target<object>,
-  candidate: RuntimeVersion,
-  opts: ResolvedZdtOptions,
-  emit: (type: 'Promoted' | 'Activated', reason: string, detail?: Record<string, unknown>) => void,
-  why: string,
-  pendingAbort: () => string | undefined = () => undefined,
-  figures?: JudgeFigures,
-  reference?: CanaryRoute,
-): Promise<
-  { ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; code: ErrorCode; reason: string; cause: unknown; patchAtFault: boolean }
-> {
-  const old = target.active;
-  if (old.hooks.exportState !== undefined && candidate.hooks.importState !== undefined) {
-    try {
-      const state = await old.hooks.exportState();
-      await candidate.hooks.importState(state);
-    } catch (cause) {
-      return {
-        ok: false,
-        code: 'ABORTED',
-        reason: `state handover from ${old.version} to ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`,
-        cause,
-        patchAtFault: true,
-      };
-    }
-  }
-  // An abort or rollback that arrived during the handover is honoured, not acknowledged and lost;
-  // so is a trip (a run of candidate errors) after the last look.
-  const aborted = pendingAbort();
-  if (aborted !== undefined) return { ok: false, code: 'ABORTED', reason: aborted, cause: undefined, patchAtFault: false };
-  if (reference?.tripped !== undefined) {
-    return {
-      ok: false,
-      code: 'CANARY_FAILED',
-      reason: `canary of ${candidate.version} failed before promotion: ${reference.tripped}`,
-      cause: undefined,
-      patchAtFault: true,
-    };
-  }
-  // Persist first, then flip: a failed write leaves the old version serving and the state
-  // file telling the truth, never a new version the next restart would silently undo.
-  try {
-    await runtime.recordPromotion(target, candidate, old, opts.probationMs);
-  } catch (cause) {
-    return {
-      ok: false,
-      code: 'IO',
-      reason: `recording the promotion of ${candidate.version} failed: ${(cause as Error).message}; ${old.version} kept`,
-      cause,
-      patchAtFault: false,
-    };
-  }
-  const retired = target.previous;
-  target.promoteTo(candidate);
-  emit('Promoted', why, { from: old.version, ...(figures === undefined ? {} : { figures }) });
-  emit('Activated', `${candidate.version} active, ${old.version} kept warm for rollback`, { previous: old.version, probationMs: opts.probationMs });
-  // Keep judging after promotion: the promoted version against what the previous one showed.
-  if (opts.probationWatch && opts.probationMs > 0 && reference !== undefined) watchProbation(runtime, target, candidate, old, reference.evidence, opts);
-  const drain = retired === undefined ? undefined : runtime.disposeWhenDrained(target, retired, opts.drainTimeoutMs);
-  return { ok: true, reason: why, drain };
-}
-
-function waitInterval(ms: number, opts: ResolvedZdtOptions, control: CanaryControl, tripped: () => boolean): Promise<Wake> {
-  if (tripped()) return Promise.resolve('tripped');
-  if (control.abortReason !== undefined || opts.signal?.aborted === true) return Promise.resolve('abort');
-  if (control.promoteRequested) return Promise.resolve('promote');
-  return new Promise((resolve) => {
-    const finish = (why: Wake): void => {
-      clearTimeout(timer);
-      opts.signal?.removeEventListener('abort', onAbort);
-      control.wake = () => {};
-      resolve(why);
-    };
-    const onAbort = (): void => finish('abort');
-    const timer = setTimeout(() => finish('elapsed'), ms);
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    control.wake = () => finish(tripped() ? 'tripped' : control.abortReason !== undefined ? 'abort' : control.promoteRequested ? 'promote' : 'elapsed');
-  });
 }
 
 /** Until the baseline's latency is measured, an async candidate call gets this long (ms). */
