@@ -94,7 +94,6 @@ export class CanaryRoute {
   #armed = 0;
   /** This step's share is at least `latencyShare`: timings count for the latency test. */
   #latencyTimed = false;
-  #timingTick = 0;
   #nextTripCheck = 3;
 
   constructor(baseline: RuntimeVersion, candidate: RuntimeVersion, options: CanaryRouteOptions, firstRatio: number) {
@@ -165,12 +164,14 @@ export class CanaryRoute {
       ev.warmupExcluded += 1;
       // The baseline is still timed meanwhile (kept apart): async deadlines need its latency
       // early — densely until the reservoir is full, then one in 64.
-      if (this.#armed < MAX_ARMED && (ev.baselineDuringWarmup.length < 256 || (++this.#timingTick & 63) === 0)) this.#armed += 1;
+      if (this.#armed < MAX_ARMED && (ev.baselineDuringWarmup.length < 256 || (this.#next() & 63) === 0)) this.#armed += 1;
       return false;
     }
     // Densely until 1,024 samples (or pairs, for shadow calls) are kept, then one call in 64
-    // (each timing reads the clock twice on each side: about 35 ns a read).
-    return Math.max(ev.candidateLatency.length, ev.pairs.length) < 1024 || (++this.#timingTick & 63) === 0;
+    // (each timing reads the clock twice on each side: about 35 ns a read), drawn at random:
+    // a fixed period (every 64th call) would alias with a patch's own period — one that
+    // allocates every 16th call had every timed call be an allocating one.
+    return Math.max(ev.candidateLatency.length, ev.pairs.length) < 1024 || (this.#next() & 63) === 0;
   }
 
   /** A timed candidate call's duration; the baseline is owed a timing at the same moment. */
