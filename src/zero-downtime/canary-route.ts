@@ -92,6 +92,8 @@ export class CanaryRoute {
   readonly #plain: boolean;
   #state: number;
   #armed = 0;
+  /** Candidate calls until the next timed one, once sampling is sparse (a random gap). */
+  #untilTimed = 1;
   /** This step's share is at least `latencyShare`: timings count for the latency test. */
   #latencyTimed = false;
   #nextTripCheck = 3;
@@ -168,10 +170,14 @@ export class CanaryRoute {
       return false;
     }
     // Densely until 1,024 samples (or pairs, for shadow calls) are kept, then one call in 64
-    // (each timing reads the clock twice on each side: about 35 ns a read), drawn at random:
-    // a fixed period (every 64th call) would alias with a patch's own period — one that
-    // allocates every 16th call had every timed call be an allocating one.
-    return Math.max(ev.candidateLatency.length, ev.pairs.length) < 1024 || (this.#next() & 63) === 0;
+    // on average (each timing reads the clock twice on each side: about 35 ns a read), at
+    // random gaps of 1 to 128 calls: a fixed period (every 64th call) would alias with a
+    // patch's own — one that allocates every 16th call had every timed call be an allocating
+    // one. A countdown keeps the common call to one decrement.
+    if (Math.max(ev.candidateLatency.length, ev.pairs.length) < 1024) return true;
+    if (--this.#untilTimed > 0) return false;
+    this.#untilTimed = 1 + (this.#next() & 127);
+    return true;
   }
 
   /** A timed candidate call's duration; the baseline is owed a timing at the same moment. */
