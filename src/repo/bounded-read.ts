@@ -45,6 +45,23 @@ function readSize(chunkSize: number, allowed: number, sizeAtOpen: number, offset
 }
 
 /**
+ * One read of at most `want` bytes into a fresh, unpooled buffer (consumers may keep chunks,
+ * and a view into a shared pool would expose unrelated bytes through `.buffer`): the bytes
+ * read, or undefined at the end of the file.
+ */
+async function readChunk(handle: FileHandle, want: number, file: string, what: string): Promise<Uint8Array | undefined> {
+  const buffer = new Uint8Array(want);
+  let bytesRead: number;
+  try {
+    ({ bytesRead } = await handle.read(buffer, 0, want, null));
+  } catch (error) {
+    throw fileError(error, 'read', file, what);
+  }
+  if (bytesRead === 0) return undefined;
+  return bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
+}
+
+/**
  * Opens `file` read-only and makes sure it is a regular file. `O_NONBLOCK` keeps a FIFO from
  * hanging the open (it is then refused by the fstat check); `O_NOFOLLOW` refuses a link in
  * the last component. Returns the handle and its size at open time.
@@ -91,19 +108,10 @@ export async function* readFileChunks(file: string, maxBytes: number, options: R
     let remaining = maxBytes;
     while (remaining > 0) {
       throwIfAborted(signal, `reading ${what} ${file}`);
-      const want = readSize(chunkSize, remaining, size, maxBytes - remaining);
-      // A fresh, unpooled buffer per chunk: consumers may keep chunks, and a view into a
-      // shared pool would expose unrelated bytes through `.buffer`.
-      const buffer = new Uint8Array(want);
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await handle.read(buffer, 0, want, null));
-      } catch (error) {
-        throw fileError(error, 'read', file, what);
-      }
-      if (bytesRead === 0) break;
-      remaining -= bytesRead;
-      yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
+      const chunk = await readChunk(handle, readSize(chunkSize, remaining, size, maxBytes - remaining), file, what);
+      if (chunk === undefined) break;
+      remaining -= chunk.length;
+      yield chunk;
     }
   } catch (error) {
     failure = { error };
@@ -141,17 +149,10 @@ export async function readFileBounded(file: string, maxBytes: number, options: R
     const limit = maxBytes + 1;
     while (total < limit) {
       throwIfAborted(options.signal, `reading ${what} ${file}`);
-      const want = readSize(chunkSize, limit - total, size, total);
-      const buffer = new Uint8Array(want);
-      let bytesRead: number;
-      try {
-        ({ bytesRead } = await handle.read(buffer, 0, want, null));
-      } catch (error) {
-        throw fileError(error, 'read', file, what);
-      }
-      if (bytesRead === 0) break;
-      chunks.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
-      total += bytesRead;
+      const chunk = await readChunk(handle, readSize(chunkSize, limit - total, size, total), file, what);
+      if (chunk === undefined) break;
+      chunks.push(chunk);
+      total += chunk.length;
     }
     if (total > maxBytes) throw tooLarge();
     return concatBytes(chunks, total);
