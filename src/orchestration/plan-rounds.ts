@@ -2,7 +2,7 @@ import { emitRedactedWarning } from '../core/index.js';
 import { FINAL_STATUSES, type PlanState, type PlanStatus } from './plan.js';
 
 /** Statuses a round (or `runWaiting`) may run. */
-export const RUNNABLE: readonly PlanStatus[] = ['pending', 'waiting'];
+const RUNNABLE: readonly PlanStatus[] = ['pending', 'waiting'];
 
 /**
  * One round of the planner's loop: the due plans by target lanes (one plan per target at a

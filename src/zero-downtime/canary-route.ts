@@ -35,7 +35,7 @@ export interface CanaryRouteOptions {
 const TWO_32 = 2 ** 32;
 
 /** The smallest share at which the latency test times the sides (unless no step below 1 reaches it). */
-export const LATENCY_SHARE = 0.25;
+const LATENCY_SHARE = 0.25;
 
 /**
  * The share from which a canary with these steps times its sides for the latency test: 0.25,
