@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { startAgent, type Agent } from '../../src/agent/index.js';
 import { matchToken, type AgentToken } from '../../src/agent/token.js';
 import { buildReport, formatReport } from '../../src/observability/index.js';
-import { T, call, hostRuntime, hotpatch, makeFixture, writeToken, type Fixture } from './helpers.js';
+import { T, call, endpointOf, hostRuntime, hotpatch, makeFixture, writeToken, type Endpoint, type Fixture } from './helpers.js';
 
 interface Recorded {
   type: string;
@@ -57,8 +57,7 @@ test('each named token is recorded by name in the Requested event and the report
     log: false,
   });
   try {
-    const port = Number(/:(\d+)$/.exec(agent.address)![1]);
-    const as = (token: string): { host: string; port: number; token: string } => ({ host: '127.0.0.1', port, token });
+    const as = (token: string): Endpoint => endpointOf(agent.address, token);
     const frozen = await call(as(alice.token), 'POST', '/v1/freeze', { target: T, reason: 'change freeze' }, { headers: { 'x-hotpatch-actor': 'alice@ops' } });
     assert.equal(frozen.status, 200, frozen.text);
     // The read token reads, and is refused every change before anything is recorded.

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { startAgent } from '../../src/agent/index.js';
 import { HotPatchError } from '../../src/core/index.js';
 import { buildReport, formatReport } from '../../src/observability/index.js';
-import { FAST_ZDT, T, call, hostRuntime, hotpatch, makeFixture, planOf, writeToken } from './helpers.js';
+import { FAST_ZDT, T, call, endpointOf, hostRuntime, hotpatch, makeFixture, planOf, writeToken } from './helpers.js';
 
 test(
   'operator requests are recorded before they act, with credential and declared actor, and the report lists them apart from patches',
@@ -31,8 +31,7 @@ test(
       log: false,
     });
     try {
-      const port = Number(/:(\d+)$/.exec(agent.address)![1]);
-      const ep = { host: '127.0.0.1', port, token };
+      const ep = endpointOf(agent.address, token);
       const frozen = await call(ep, 'POST', '/v1/freeze', { target: T, reason: 'change freeze' }, { headers: { 'x-hotpatch-actor': 'alice@ops\u00e9' } });
       assert.equal(frozen.status, 200, frozen.text);
       const cli = await hotpatch(['freeze', '--agent', agent.address, '--token-file', tokenFile, '--target', T, '--unfreeze', '--json']);
@@ -97,8 +96,7 @@ export function selfTest() { const t = readFileSync(${JSON.stringify(tokenFile)}
       log: false,
     });
     try {
-      const port = Number(/:(\d+)$/.exec(agent.address)![1]);
-      const r = await call({ host: '127.0.0.1', port, token }, 'POST', '/v1/apply', { plan: planOf('plan-leaky', 'leaky', FAST_ZDT) });
+      const r = await call(endpointOf(agent.address, token), 'POST', '/v1/apply', { plan: planOf('plan-leaky', 'leaky', FAST_ZDT) });
       assert.equal(r.status, 422, r.text);
       assert.equal(r.json.code, 'SELF_TEST_FAILED');
       assert.match(String(r.json.message), /token \[redacted\] piece \[redacted\]/);

@@ -21,6 +21,7 @@ import {
   T,
   builtin,
   call,
+  endpointOf,
   faultySource,
   hostRuntime,
   hotpatch,
@@ -85,8 +86,7 @@ describe('the history of a target built by a real agent', { timeout: 120_000 }, 
     const first = hostRuntime(fx.stateDir);
     let agent: Agent = await startAgent({ stateDir: fx.stateDir, runtime: first.runtime, http, defaults, log: false });
     try {
-      const port = Number(/:(\d+)$/.exec(agent.address)![1]);
-      const as = (name: string): Endpoint => ({ host: '127.0.0.1', port, token: tokens[name]! });
+      const as = (name: string): Endpoint => endpointOf(agent.address, tokens[name]!);
       const apply = async (who: string, plan: string, patch: string): Promise<Reply> =>
         withTraffic(first.target, call(as(who), 'POST', '/v1/apply', { plan: planOf(plan, patch, ZDT) }, { headers: { 'x-hotpatch-actor': `${who}@ops` } }));
       assert.equal((await apply('alice', 'plan-good', 'h-good')).status, 200);
