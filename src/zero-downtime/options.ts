@@ -37,7 +37,7 @@ export interface ZdtOptions {
    * Absolute slack added to the tolerated latency (ms, default 0.00002 = 20 ns): the clock's
    * own cost and granularity, so a method of a few ns is not "2× slower" by a few ns. (The
    * cold code of a rarely-run candidate needs no slack: latency is timed only from a share
-   * where both sides run about as often — see `latencyShare` in canary-route.ts.)
+   * where both sides run about as often — see `latencyShare` in canary-route-options.ts.)
    */
   latencyNoiseFloorMs?: number;
   /** The candidate's first calls, excluded from latency while V8 optimises it (default 1000). */
