@@ -12,6 +12,7 @@ export {
   type PatchPlan,
   type PersistableZdtOptions,
   type PlanPhase,
+  type PlanPin,
   type PlanRunResult,
   type PlanState,
   type PlanStatus,

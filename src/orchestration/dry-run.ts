@@ -12,6 +12,7 @@ import {
 import { verifyPatch } from '../verification/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import type { PatchPlan } from './plan.js';
+import { manifestMismatch } from './plan-pin.js';
 import { windowStatus } from './window.js';
 
 /** The components a plan names, looked up in the registries. */
@@ -95,8 +96,8 @@ export async function dryRunPlan(
   let verified: VerifiedManifest;
   try {
     verified = await verifyPatch(c.repo, c.verifier, plan.patch, { highestVersion: await runtime.highestVersion(plan.target) }, signal);
-    if (verified.manifest.target !== plan.target)
-      throw new HotPatchError('INVALID', `patch ${plan.patch} targets ${verified.manifest.target}, not ${plan.target}`);
+    const mismatch = manifestMismatch(plan, verified.manifest);
+    if (mismatch !== undefined) throw mismatch;
   } catch (error) {
     return fail('fetch and verify', error);
   }

@@ -8,6 +8,7 @@ export type { PlannerOptions } from './planner.js';
 export type { DryRunCheck, DryRunCheckName, DryRunReport } from './dry-run.js';
 export { FINAL_STATUSES, PLAN_PHASES, PLAN_STATUSES, checkPlan } from './plan.js';
 export type { PatchPlan, PlanPhase, PlanRunResult, PlanState, PlanStatus, PlanZdtOptions } from './plan.js';
+export type { PlanPin } from './plan-pin.js';
 export { WEEKDAYS, checkTimeWindow, checkWeeklyWindow, formatWeeklyWindow, parseWeeklyWindow, windowStatus } from './window.js';
 export type { TimeWindow, WeeklyWindow, Weekday, WindowStatus } from './window.js';
 export { PERSISTABLE_ZDT_BOOLEANS, PERSISTABLE_ZDT_FIELDS, PERSISTABLE_ZDT_NUMBERS, checkPersistableZdt, overlayZdtOptions } from './persistable-zdt.js';

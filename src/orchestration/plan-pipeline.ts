@@ -3,6 +3,7 @@ import { verifyPatch } from '../verification/index.js';
 import { twoPhaseApply, type HotPatchRuntime, type Target } from '../zero-downtime/index.js';
 import type { PlanComponents as Components } from './dry-run.js';
 import { selectPatch } from './patch-selection.js';
+import { manifestMismatch } from './plan-pin.js';
 import { failureOutcome, type Outcome } from './run-outcome.js';
 import type { PlanPhase, PlanRunResult, PlanState } from './plan.js';
 
@@ -76,14 +77,8 @@ export async function runPipeline(
     // step 2: verify — signatures, threshold, expiry, anti-downgrade, then size and hash of the payload.
     const verified = await verifyPatch(announcing, c.verifier, patchId, { highestVersion }, signal);
     const m = verified.manifest;
-    if (m.target !== plan.target) {
-      return await ctx.settle(state, {
-        status: 'failed',
-        reason: `patch ${m.id} targets ${m.target}, but plan ${plan.id} targets ${plan.target}`,
-        code: 'INVALID',
-        announce: true,
-      });
-    }
+    const mismatch = manifestMismatch(plan, m);
+    if (mismatch !== undefined) return await ctx.settle(state, { status: 'failed', reason: mismatch.message, code: mismatch.code, announce: true });
     state.version = m.version;
     if (!quiet)
       ctx.emit(

@@ -1,6 +1,7 @@
 import { HotPatchError, asObject, describe, parsePatchId, parseTargetName, rejectUnknownFields, type ErrorCode } from '../core/index.js';
 import type { ApplyResult } from '../zero-downtime/index.js';
 import { checkPersistableZdt, type PersistableZdtOptions } from './persistable-zdt.js';
+import { checkPlanPin, type PlanPin } from './plan-pin.js';
 import { checkTimeWindow, type TimeWindow } from './window.js';
 
 /**
@@ -28,6 +29,8 @@ export interface PatchPlan {
   /** Plans that must be `activated` before this one runs; one that fails fails this one. */
   dependsOn?: string[];
   zdt?: PlanZdtOptions;
+  /** The exact version and payload hash the patch must have (a fleet rollout's); another build is refused. */
+  pin?: PlanPin;
 }
 
 export const PLAN_STATUSES = ['pending', 'waiting', 'running', 'activated', 'failed', 'rolled-back'] as const;
@@ -78,7 +81,7 @@ export interface PlanRunResult {
   journalError?: string;
 }
 
-const PLAN_FIELDS = ['id', 'target', 'patch', 'repo', 'verifier', 'security', 'installer', 'approver', 'window', 'dependsOn', 'zdt'] as const;
+const PLAN_FIELDS = ['id', 'target', 'patch', 'repo', 'verifier', 'security', 'installer', 'approver', 'window', 'dependsOn', 'zdt', 'pin'] as const;
 const PLAN_FIELD_SET = new Set<string>(PLAN_FIELDS);
 /** The registries' own name grammar (core/registry.ts). */
 const COMPONENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
@@ -125,6 +128,10 @@ export function checkPlan(value: unknown, field = 'plan'): PatchPlan {
     if (deps.length > 0) plan.dependsOn = deps;
   }
   if (obj.zdt !== undefined) plan.zdt = checkPersistableZdt(obj.zdt, `${where}: zdt`);
+  if (obj.pin !== undefined) {
+    if (patch === undefined) throw new HotPatchError('INVALID', `${where}: a pin needs the plan to name its patch`);
+    plan.pin = checkPlanPin(obj.pin, where);
+  }
   return plan;
 }
 
