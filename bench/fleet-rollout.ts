@@ -31,9 +31,23 @@
  * stay flat (<= 1.1×: the per-agent cost is O(1), whatever the fleet size), and convergence
  * takes no more than twice as long (<= 2×). 200 agents are shown for the shape of the curve.
  *
+ * Rollouts are signed as in production: the spec by one operator key (ed25519), each state by
+ * the controller's key; every agent verifies each rollout document it receives (the spec's
+ * and the state's signature), so the convergence time includes those verifications.
+ *
  * --quick: 50 and 1,000 agents (the goals keep their meaning), 2 measured rollouts each.
  */
-import { FleetController, FleetMember, createRollout, type MemberReport, type RolloutOrder, type TargetReport } from '../src/distributed/index.js';
+import { generateKeyPair } from '../src/crypto-agile/index.js';
+import {
+  FleetController,
+  FleetMember,
+  createRollout,
+  type MemberReport,
+  type RolloutOrder,
+  type RolloutSigner,
+  type TargetReport,
+} from '../src/distributed/index.js';
+import { parseTrustStore, type TrustStore } from '../src/verification/index.js';
 import { EtcdStore } from '../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from '../test/distributed/etcd-cluster.js';
 import { judge, median, type Row } from './harness.js';
@@ -49,6 +63,26 @@ const RESYNC_MS = 600_000;
 const START_BATCH = 50;
 const REQUESTS_GOAL = '<= 1.1';
 const CONVERGENCE_GOAL = '<= 2';
+
+/** One operator key (the fleet role, threshold 1) and one controller key. */
+function signingKeys(): { trust: TrustStore; operator: RolloutSigner; controller: RolloutSigner } {
+  const operator = generateKeyPair('ed25519');
+  const controller = generateKeyPair('ed25519');
+  const trust = parseTrustStore({
+    keys: {
+      'bench-operator': { alg: 'ed25519', public_key: operator.publicKey.toPem() },
+      'bench-controller': { alg: 'ed25519', public_key: controller.publicKey.toPem() },
+    },
+    threshold: 1,
+    fleet: { keys: ['bench-operator'], threshold: 1 },
+    controllers: { keys: ['bench-controller'] },
+  });
+  return {
+    trust,
+    operator: { keyid: 'bench-operator', privateKey: operator.privateKey },
+    controller: { keyid: 'bench-controller', privateKey: controller.privateKey },
+  };
+}
 
 interface Figures {
   convergenceMs: number[];
@@ -67,6 +101,7 @@ class BenchAgent {
     id: string,
     ring: number,
     prefix: string,
+    trust: TrustStore,
     errors: unknown[],
   ) {
     this.member = new FleetMember({
@@ -74,6 +109,7 @@ class BenchAgent {
       agentId: id,
       ring,
       prefix,
+      trust,
       leaseTtlMs: LEASE_TTL_MS,
       resyncMs: RESYNC_MS,
       apply: async (order: RolloutOrder): Promise<MemberReport> => {
@@ -101,11 +137,14 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
   const errors: unknown[] = [];
   const controllerStore = new EtcdStore({ endpoints: cluster.endpoints });
   const operator = new EtcdStore({ endpoints: cluster.endpoints });
+  const keys = signingKeys();
   let completed: ((id: string) => void) | undefined;
   const controller = new FleetController({
     store: controllerStore,
     controllerId: 'bench-controller',
     prefix,
+    trust: keys.trust,
+    signer: keys.controller,
     resyncMs: RESYNC_MS,
     onError: (error) => errors.push(error),
     onTransition: (t) => {
@@ -138,7 +177,7 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
         rings: 3,
         soakMs: 0,
       },
-      { prefix },
+      { prefix, trust: keys.trust, signers: [keys.operator] },
     );
     const id = await done.finally(() => clearTimeout(timer));
     const ms = performance.now() - t0;
@@ -153,7 +192,9 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
   };
   try {
     for (let i = 0; i < n; i++)
-      agents.push(new BenchAgent(new EtcdStore({ endpoints: cluster.endpoints }), `agent-${String(i).padStart(4, '0')}`, ringOf(i, n), prefix, errors));
+      agents.push(
+        new BenchAgent(new EtcdStore({ endpoints: cluster.endpoints }), `agent-${String(i).padStart(4, '0')}`, ringOf(i, n), prefix, keys.trust, errors),
+      );
     const startedAt = performance.now();
     for (let i = 0; i < n; i += START_BATCH) await Promise.all(agents.slice(i, i + START_BATCH).map((a) => a.member.start()));
     const startMs = performance.now() - startedAt;

@@ -1,16 +1,28 @@
 import { HotPatchError, describe, emitRedactedWarning, messageOf } from '../core/index.js';
+import type { CryptoPolicy } from '../crypto-agile/index.js';
+import type { TrustStore } from '../verification/index.js';
 import type { KvStore, Lease, Leadership } from './kv-store.js';
 import {
+  OPERATOR,
+  checkControllerSigner,
   fleetKeys,
+  nextTrail,
   parseFleetId,
+  readStoredRollout,
+  signRolloutState,
+  specDigest,
+  specOf,
   storedAgent,
   storedRollout,
+  storedRolloutText,
   type FleetKeys,
-  type RolloutDocument,
+  type RolloutSigner,
   type RolloutState,
   type StoredAgent,
   type StoredRollout,
 } from './fleet-rollout.js';
+import { RolloutVerifier } from './rollout-verify.js';
+import { RolloutReplayGuard } from './rollout-replay.js';
 import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
 import { PrefixMirror } from './prefix-mirror.js';
 import { ACTIVE_ROLLOUT_STATUSES, nextStep } from './rollout-progress.js';
@@ -25,8 +37,14 @@ export interface RolloutTransition {
 
 export interface FleetControllerOptions {
   store: KvStore;
-  /** This controller's name in the election (a standby uses another). */
+  /** This controller's name in the election (a standby uses another), and the `by` of the states it writes. */
   controllerId: string;
+  /** The trust store rollouts are verified against: a rollout that does not verify is never acted on. */
+  trust: TrustStore;
+  /** This controller's key, one of the trust store's `controllers`: it signs every state this controller writes. */
+  signer: RolloutSigner;
+  /** Algorithm policy of the signature checks (default: the built-in one). */
+  cryptoPolicy?: CryptoPolicy;
   prefix?: string;
   /** TTL of the election lease (default 10 s): a dead leader is replaced this long after its last renewal. */
   leaseTtlMs?: number;
@@ -56,6 +74,10 @@ type FleetEntry = { kind: 'agent'; agent: StoredAgent } | { kind: 'rollout'; rol
  * text read, so a restarted controller or a standby resumes where the last one stopped, and
  * two controllers can never both apply a transition (the second CAS fails).
  *
+ * Every rollout is verified against the trust store (and an older state than one already seen
+ * refused, rollout-replay.ts) before it is acted on, and every state written is signed by this
+ * controller's key (`seq` + 1, the previous state appended to the trail).
+ *
  * The leader reads a copy of `<prefix>/` kept current by one watch (`PrefixMirror`): a pass
  * costs no request, and each agent report is parsed once. A pass runs after each batch of
  * changes (one per turn of the event loop, however many reports the batch held), every
@@ -78,6 +100,10 @@ export class FleetController {
   readonly controllerId: string;
   readonly keys: FleetKeys;
   readonly #store: KvStore;
+  readonly #verifier: RolloutVerifier;
+  readonly #signer: RolloutSigner;
+  /** Outlives each term's copy of the fleet: a replay is refused even by a controller that led before. */
+  readonly #replays = new RolloutReplayGuard();
   readonly #ttl: number;
   readonly #pollMs: number;
   readonly #resyncMs: number;
@@ -108,8 +134,12 @@ export class FleetController {
     if (typeof options.store !== 'object' || options.store === null)
       throw new HotPatchError('INVALID', `options.store must be a KvStore, got ${describe(options.store)}`);
     this.controllerId = parseFleetId(options.controllerId, 'options.controllerId');
+    // `by: "operator"` is how readers tell operators' states from controllers'.
+    if (this.controllerId === OPERATOR) throw new HotPatchError('INVALID', `options.controllerId cannot be ${JSON.stringify(OPERATOR)}`);
     this.keys = fleetKeys(options.prefix);
     this.#store = options.store;
+    this.#signer = checkControllerSigner(options.trust, options.signer);
+    this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
     this.#ttl = positiveMs(options.leaseTtlMs ?? 10_000, 'options.leaseTtlMs');
     this.#pollMs = positiveMs(options.pollMs ?? 1000, 'options.pollMs');
     this.#resyncMs = positiveMs(options.resyncMs ?? 30_000, 'options.resyncMs');
@@ -221,20 +251,36 @@ export class FleetController {
     const poll = setInterval(() => this.#schedule(), this.#pollMs);
     poll.unref();
     this.#timers.push(() => clearInterval(poll));
-    this.#timers.push(everyJittered(this.#resyncMs, () => void view.resync().then(() => this.#schedule(), this.#onError)));
+    this.#timers.push(
+      everyJittered(this.#resyncMs, () => {
+        this.#verifier.forget();
+        void view.resync().then(() => this.#schedule(), this.#onError);
+      }),
+    );
     for (const w of this.#leadWaiters.splice(0)) w();
     this.#schedule();
   }
 
-  /** Agents and rollouts that parse and are named by their key; anything else is not acted on. */
+  /** Agents that parse and rollouts that verify, each named by its key; anything else is not acted on. */
   #parse(key: string, raw: string): FleetEntry | undefined {
     try {
       if (key.startsWith(this.keys.agents)) return { kind: 'agent', agent: storedAgent({ key, value: raw }, this.keys) };
-      if (key.startsWith(this.keys.rollouts)) return { kind: 'rollout', rollout: storedRollout({ key, value: raw }, this.keys) };
     } catch {
       // Like `fleetStatus`'s problems: a document that does not parse is never acted on.
+      return undefined;
     }
-    return undefined;
+    if (!key.startsWith(this.keys.rollouts)) return undefined;
+    try {
+      const rollout = storedRollout({ key, value: raw }, this.keys, this.#verifier);
+      this.#replays.accept(rollout);
+      return { kind: 'rollout', rollout };
+    } catch (error) {
+      // Reported once per stored text (the copy keeps the text): a forged or replayed rollout is worth knowing about.
+      this.#onError(
+        new HotPatchError(error instanceof HotPatchError ? error.code : 'INVALID', `ignoring rollout at ${key}: ${messageOf(error)}`, { cause: error }),
+      );
+      return undefined;
+    }
   }
 
   #stepDown(): void {
@@ -305,29 +351,18 @@ export class FleetController {
     return false;
   }
 
-  /** CAS of the whole document against the exact text read; nothing is written unless leading. */
+  /** The next state, signed, by CAS of the whole document against the exact text read; nothing is written unless leading. */
   async #write(r: StoredRollout, state: RolloutState): Promise<StoredRollout | undefined> {
     if (!this.#leading) return undefined;
-    const doc: RolloutDocument = {
-      id: r.id,
-      target: r.target,
-      patchId: r.patchId,
-      version: r.version,
-      payloadHash: r.payloadHash,
-      rings: r.rings,
-      soakMs: r.soakMs,
-      emptyRings: r.emptyRings,
-      ...(r.zdt === undefined ? {} : { zdt: r.zdt }),
-      createdAt: r.createdAt,
-      state,
-    };
-    const raw = JSON.stringify(doc);
+    const spec = readStoredRollout(r.raw).spec;
+    const raw = storedRolloutText(spec, signRolloutState(r, specDigest(spec), state, [this.#signer]));
     if (!(await this.#store.compareAndSwap(r.key, r.raw, raw))) return undefined;
     let replaced = this.#superseded.get(r.key);
     if (replaced === undefined) this.#superseded.set(r.key, (replaced = new Set()));
     replaced.add(r.raw);
     this.#onTransition?.({ rollout: r.id, from: r.state, to: state, by: this.controllerId });
-    return { ...doc, raw, key: r.key };
+    const stateSigners = { role: 'controller' as const, keyids: [this.#signer.keyid] };
+    return { ...specOf(r), state, seq: r.seq + 1, trail: nextTrail(r), signers: r.signers, stateSigners, raw, key: r.key };
   }
 
   #wakeAfter(ms: number): void {

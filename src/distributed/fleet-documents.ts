@@ -29,6 +29,18 @@ export type RolloutStatus = (typeof ROLLOUT_STATUSES)[number];
 export const FINAL_ROLLOUT_STATUSES: readonly RolloutStatus[] = ['rolled-back', 'completed', 'aborted'];
 /** States in which agents that applied the rollout's patch roll it back. */
 export const ROLLBACK_STATUSES: readonly RolloutStatus[] = ['halted', 'rolling-back', 'rolled-back', 'aborted'];
+/** The states one controller key may sign: the ring rules' outcomes, never a pause or an abort. */
+export const CONTROLLER_STATUSES: readonly RolloutStatus[] = ['running', 'halted', 'rolling-back', 'rolled-back', 'completed'];
+/** The states operators sign with the fleet's `stopThreshold` (the safe direction). */
+export const OPERATOR_STOP_STATUSES: readonly RolloutStatus[] = ['paused', 'aborted'];
+/** The states operators sign with the fleet's full `threshold` (moving forward again: resume). */
+export const OPERATOR_GO_STATUSES: readonly RolloutStatus[] = ['running'];
+/** How many earlier states a signed state carries (the oldest are dropped). */
+export const MAX_ROLLOUT_TRAIL = 64;
+/** Longest reason kept in a trail entry (the writer cuts longer ones). */
+export const MAX_TRAIL_REASON = 256;
+/** `by` of the states operators sign. */
+export const OPERATOR = 'operator';
 
 /** The phase an agent reports for one target. */
 export const FLEET_PHASES = ['idle', 'applying', 'promoted', 'activated', 'failed', 'rolling-back', 'rolled-back'] as const;
@@ -51,10 +63,26 @@ export interface RolloutState {
   reason?: string;
   /** Who wrote this state: a controller id or `operator`. */
   by?: string;
+  /** The operator's own `user@host`, as they declared it: recorded, never trusted. */
+  actor?: string;
   updatedAt?: string;
 }
 
-export interface RolloutDocument {
+/** One earlier state of a rollout, as the signed state carries its history. */
+export interface RolloutTrailEntry {
+  seq: number;
+  status: RolloutStatus;
+  ring: number;
+  by: string;
+  updatedAt: string;
+  reason?: string;
+}
+
+/**
+ * What the operators sign to start a rollout (the payload of the spec envelope): what to
+ * apply, over how many rings, with which canary options. Never changes once signed.
+ */
+export interface SignedRolloutSpec {
   id: string;
   target: string;
   patchId: string;
@@ -72,7 +100,44 @@ export interface RolloutDocument {
    */
   zdt?: PersistableZdtOptions;
   createdAt: string;
+}
+
+/** What an operator asks for (`signRolloutSpec`, `createRollout`): a `SignedRolloutSpec` with defaults. */
+export interface RolloutSpec {
+  /** Default: `<patchId>-<base36 creation time>`. */
+  id?: string;
+  target: string;
+  patchId: string;
+  version: string;
+  payloadHash: string;
+  rings: number;
+  soakMs: number;
+  /** Default `wait`: a ring with no alive agent holds the rollout (never widen without evidence). */
+  emptyRings?: EmptyRingPolicy;
+  /** Canary options of every agent's apply (see `SignedRolloutSpec.zdt`); absent: each agent's own. */
+  zdt?: PersistableZdtOptions;
+}
+
+/** Who vouched for the current state: the spec's operators (the implicit first state), operators, or one controller. */
+export interface RolloutStateSigners {
+  role: 'operator' | 'controller' | 'spec';
+  /** The key ids counted (one per distinct public key); empty when the document was not verified. */
+  keyids: string[];
+}
+
+/**
+ * A rollout as stored at `<prefix>/rollouts/<id>` (rollout-signing.ts has the stored form):
+ * the signed spec, its current signed state, and who signed them.
+ */
+export interface RolloutDocument extends SignedRolloutSpec {
   state: RolloutState;
+  /** The state's sequence number: 0 for the implicit first state, +1 per state written. */
+  seq: number;
+  /** The earlier states, oldest first (at most MAX_ROLLOUT_TRAIL). */
+  trail: RolloutTrailEntry[];
+  /** The spec's key ids counted (one per distinct public key); empty when the document was not verified. */
+  signers: string[];
+  stateSigners: RolloutStateSigners;
 }
 
 /** What an agent receives: the rollout document itself. */
@@ -128,42 +193,87 @@ function decoded(input: string | unknown, what: string): Record<string, unknown>
   return asObject(typeof input === 'string' ? decodeJson(input, what) : input, what);
 }
 
-/** Parses a stored rollout document strictly (anyone able to write the store could have written it). */
-export function parseRolloutDocument(input: string | unknown): RolloutDocument {
-  const what = 'rollout';
-  const o = decoded(input, what);
-  rejectUnknownFields(o, ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt', 'state'], what);
-  const rings = integerInRange(o.rings, 'rollout.rings', 1, 100);
-  const soakMs = integerInRange(o.soakMs, 'rollout.soakMs', 0);
+const SPEC_FIELDS = ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt'];
+const STATE_FIELDS = ['rollout', 'spec', 'seq', 'status', 'ring', 'ringStartedAt', 'healthySince', 'reason', 'by', 'actor', 'updatedAt', 'trail'];
+const TRAIL_FIELDS = ['seq', 'status', 'ring', 'by', 'updatedAt', 'reason'];
+const SPEC_DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** The payload of a rollout spec envelope (bytes, text or value), parsed strictly; zdt comes back normalised. */
+export function parseRolloutSpec(input: Uint8Array | string | unknown, what = 'rollout'): SignedRolloutSpec {
+  const o = asObject(input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, what) : input, what);
+  rejectUnknownFields(o, SPEC_FIELDS, what);
   const payloadHash = stringField(o, 'payloadHash', what);
-  if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `rollout.payloadHash must look like sha256:<hex>, got ${describe(payloadHash)}`);
-  const w = 'rollout.state';
-  const s = asObject(o.state, w);
-  rejectUnknownFields(s, ['status', 'ring', 'ringStartedAt', 'healthySince', 'reason', 'by', 'updatedAt'], w);
-  const state: RolloutState = { status: oneOf(s.status, ROLLOUT_STATUSES, `${w}.status`), ring: integerInRange(s.ring, `${w}.ring`, 0, rings) };
-  const ringStartedAt = optional(s.ringStartedAt, (v) => utcTimestamp(v, `${w}.ringStartedAt`));
-  if (ringStartedAt !== undefined) state.ringStartedAt = ringStartedAt;
-  const healthySince = optional(s.healthySince, (v) => utcTimestamp(v, `${w}.healthySince`));
-  if (healthySince !== undefined) state.healthySince = healthySince;
-  const reason = stringField(s, 'reason', w, { optional: true });
-  if (reason !== undefined) state.reason = reason;
-  const by = stringField(s, 'by', w, { optional: true });
-  if (by !== undefined) state.by = by;
-  const updatedAt = optional(s.updatedAt, (v) => utcTimestamp(v, `${w}.updatedAt`));
-  if (updatedAt !== undefined) state.updatedAt = updatedAt;
+  if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `${what}.payloadHash must look like sha256:<hex>, got ${describe(payloadHash)}`);
   return {
-    id: parseFleetId(o.id, 'rollout.id'),
-    target: parseTargetName(o.target, 'rollout.target'),
-    patchId: parsePatchId(o.patchId, 'rollout.patchId'),
-    version: canonicalVersion(o.version, 'rollout.version'),
+    id: parseFleetId(o.id, `${what}.id`),
+    target: parseTargetName(o.target, `${what}.target`),
+    patchId: parsePatchId(o.patchId, `${what}.patchId`),
+    version: canonicalVersion(o.version, `${what}.version`),
     payloadHash,
-    rings,
-    soakMs,
-    emptyRings: o.emptyRings === undefined ? 'wait' : oneOf(o.emptyRings, ['wait', 'skip'] as const, 'rollout.emptyRings'),
-    ...(o.zdt === undefined ? {} : { zdt: checkPersistableZdt(o.zdt, 'rollout.zdt') }),
-    createdAt: utcTimestamp(o.createdAt, 'rollout.createdAt'),
-    state,
+    rings: integerInRange(o.rings, `${what}.rings`, 1, 100),
+    soakMs: integerInRange(o.soakMs, `${what}.soakMs`, 0),
+    emptyRings: o.emptyRings === undefined ? 'wait' : oneOf(o.emptyRings, ['wait', 'skip'] as const, `${what}.emptyRings`),
+    ...(o.zdt === undefined ? {} : { zdt: checkPersistableZdt(o.zdt, `${what}.zdt`) }),
+    createdAt: utcTimestamp(o.createdAt, `${what}.createdAt`),
   };
+}
+
+/** The payload of a rollout state envelope, parsed strictly (what it names is checked against the spec by the verifier). */
+export interface RolloutStatePayload {
+  rollout: string;
+  /** `sha256:<hex>` of the spec envelope's payload bytes. */
+  spec: string;
+  seq: number;
+  state: RolloutState & { by: string; updatedAt: string };
+  trail: RolloutTrailEntry[];
+}
+
+/** A state envelope's payload (bytes, text or value) for a rollout of `rings` rings, parsed strictly. */
+export function parseRolloutStatePayload(input: Uint8Array | string | unknown, rings: number, what = 'rollout state'): RolloutStatePayload {
+  const o = asObject(input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, what) : input, what);
+  rejectUnknownFields(o, STATE_FIELDS, what);
+  const spec = stringField(o, 'spec', what, { max: 80 });
+  if (!SPEC_DIGEST.test(spec)) throw new HotPatchError('INVALID', `${what}.spec must be sha256:<64 lowercase hex digits>, got ${describe(spec)}`);
+  const seq = integerInRange(o.seq, `${what}.seq`, 1);
+  const state: RolloutState & { by: string; updatedAt: string } = {
+    status: oneOf(o.status, ROLLOUT_STATUSES, `${what}.status`),
+    ring: integerInRange(o.ring, `${what}.ring`, 0, rings),
+    by: stringField(o, 'by', what, { max: 256 }),
+    updatedAt: utcTimestamp(o.updatedAt, `${what}.updatedAt`),
+  };
+  const ringStartedAt = optional(o.ringStartedAt, (v) => utcTimestamp(v, `${what}.ringStartedAt`));
+  if (ringStartedAt !== undefined) state.ringStartedAt = ringStartedAt;
+  const healthySince = optional(o.healthySince, (v) => utcTimestamp(v, `${what}.healthySince`));
+  if (healthySince !== undefined) state.healthySince = healthySince;
+  const reason = stringField(o, 'reason', what, { optional: true });
+  if (reason !== undefined) state.reason = reason;
+  const actor = stringField(o, 'actor', what, { optional: true, max: 256 });
+  if (actor !== undefined) state.actor = actor;
+  return { rollout: parseFleetId(o.rollout, `${what}.rollout`), spec, seq, state, trail: parseTrail(o.trail, seq, rings, `${what}.trail`) };
+}
+
+/** Earlier states, oldest first: at most MAX_ROLLOUT_TRAIL, their seqs rising and below the state's own. */
+function parseTrail(value: unknown, seq: number, rings: number, what: string): RolloutTrailEntry[] {
+  if (!Array.isArray(value) || value.length > MAX_ROLLOUT_TRAIL) {
+    throw new HotPatchError('INVALID', `${what} must be an array of at most ${MAX_ROLLOUT_TRAIL} entries, got ${describe(value)}`);
+  }
+  let previous = -1;
+  return value.map((raw, i) => {
+    const w = `${what}[${i}]`;
+    const t = asObject(raw, w);
+    rejectUnknownFields(t, TRAIL_FIELDS, w);
+    const entry: RolloutTrailEntry = {
+      seq: integerInRange(t.seq, `${w}.seq`, previous + 1, seq - 1),
+      status: oneOf(t.status, ROLLOUT_STATUSES, `${w}.status`),
+      ring: integerInRange(t.ring, `${w}.ring`, 0, rings),
+      by: stringField(t, 'by', w, { max: 256 }),
+      updatedAt: utcTimestamp(t.updatedAt, `${w}.updatedAt`),
+    };
+    const reason = stringField(t, 'reason', w, { optional: true, max: MAX_TRAIL_REASON });
+    if (reason !== undefined) entry.reason = reason;
+    previous = entry.seq;
+    return entry;
+  });
 }
 
 /** Parses a stored agent document strictly. */

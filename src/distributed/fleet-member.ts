@@ -1,14 +1,17 @@
 import { HotPatchError, describe, emitRedactedWarning, messageOf } from '../core/index.js';
+import type { CryptoPolicy } from '../crypto-agile/index.js';
+import type { TrustStore } from '../verification/index.js';
 import { AgentRegistration, type TargetReport } from './agent-registration.js';
 import type { KvStore } from './kv-store.js';
 import { PrefixMirror } from './prefix-mirror.js';
 import {
+  FUTURE_SKEW_MS,
   ROLLBACK_STATUSES,
   fleetKeys,
   newestFirst,
   parseFleetId,
   parseRing,
-  parseRolloutDocument,
+  RolloutVerifier,
   type AgentDocument,
   type FleetHealth,
   type FleetKeys,
@@ -17,11 +20,9 @@ import {
   type RolloutOrder,
 } from './fleet-rollout.js';
 import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
+import { RolloutReplayGuard } from './rollout-replay.js';
 
 export type { TargetReport } from './agent-registration.js';
-
-/** How far in the future a rollout's creation time may lie (clock skew between hosts). */
-const FUTURE_SKEW_MS = 60_000;
 
 /** The outcome of an apply or rollback callback. */
 export interface MemberReport {
@@ -40,6 +41,14 @@ export interface FleetMemberOptions {
   ring: number;
   /** Key prefix of the fleet (default `/xps/hotpatch/fleet`). */
   prefix?: string;
+  /**
+   * The trust store every rollout is verified against (its `fleet` role is required, its
+   * `controllers` role signs the controllers' states): a rollout that does not verify is
+   * never acted on.
+   */
+  trust: TrustStore;
+  /** Algorithm policy of the signature checks (default: the built-in one). */
+  cryptoPolicy?: CryptoPolicy;
   /** TTL of the registration lease (default 10 s): a dead agent drops out this long after its last renewal. */
   leaseTtlMs?: number;
   /** Applies the order's patch to its target (in a host: verify, then twoPhaseApply). Aborted by `signal` when the rollout halts. */
@@ -71,8 +80,9 @@ const DEFAULT_LEASE_TTL_MS = 10_000;
 /**
  * One agent of a fleet. Registers `<prefix>/agents/<agentId>` with a lease and writes there,
  * per target, the version, phase and health it runs (`AgentRegistration`). Keeps a copy of
- * `<prefix>/rollouts/` current by a watch (`PrefixMirror`) and, for each target, follows the
- * newest rollout:
+ * `<prefix>/rollouts/` current by a watch (`PrefixMirror`), verifying each rollout against the
+ * trust store (rollout-verify.ts) and refusing an older state than one already seen
+ * (rollout-replay.ts), and, for each target, follows the newest rollout:
  *  - `running` with `state.ring >= ring` (or `completed`): apply it once;
  *  - `paused`: start nothing (an apply under way finishes);
  *  - `halted`, `rolling-back`, `rolled-back`, `aborted`: abort an apply under way, and roll
@@ -89,6 +99,8 @@ export class FleetMember {
   readonly #onError: (error: unknown) => void;
   readonly #registration: AgentRegistration;
   readonly #rollouts: PrefixMirror<RolloutDocument>;
+  readonly #replays = new RolloutReplayGuard();
+  readonly #verifier: RolloutVerifier;
   /** The rollouts of each target, by id, with their creation time in ms (what `#current` picks from). */
   readonly #byTarget = new Map<string, Map<string, { doc: RolloutDocument; createdMs: number }>>();
   /** Rollouts this agent applied (value: the outcome phase) and rolled back. */
@@ -107,6 +119,13 @@ export class FleetMember {
     }
     if (options.report !== undefined && typeof options.report !== 'function')
       throw new HotPatchError('INVALID', `options.report must be a function, got ${describe(options.report)}`);
+    if (typeof options.trust !== 'object' || options.trust === null || options.trust.fleet === undefined) {
+      throw new HotPatchError(
+        'INVALID',
+        `options.trust must be a trust store with a fleet role (the operators who sign rollouts), got ${describe(options.trust)}`,
+      );
+    }
+    this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
     this.agentId = parseFleetId(options.agentId, 'options.agentId');
     this.ring = parseRing(options.ring, 'options.ring');
     this.keys = fleetKeys(options.prefix);
@@ -124,8 +143,9 @@ export class FleetMember {
       onError: this.#onError,
     });
     this.#rollouts = new PrefixMirror(options.store, this.keys.rollouts, {
-      // A document that does not parse is reported and ignored: the member keeps following
-      // the last version of it that parsed, as if the bad write had not happened.
+      // A document that does not verify, or replays an older state, is reported and ignored:
+      // the member keeps following the last version of it that verified, as if the bad write
+      // had not happened.
       parse: (key, raw) => this.#parse(key, raw) ?? this.#rollouts.get(key),
       onChange: (_key, before, after) => this.#onRolloutChange(before, after),
     });
@@ -208,11 +228,13 @@ export class FleetMember {
 
   #parse(key: string, raw: string): RolloutDocument | undefined {
     try {
-      const doc = parseRolloutDocument(raw);
+      const doc = this.#verifier.verify(raw);
       if (`${this.keys.rollouts}${doc.id}` !== key) throw new HotPatchError('INVALID', `rollout id ${doc.id} does not match its key ${key}`);
+      this.#replays.accept(doc);
       return doc;
     } catch (error) {
-      this.#onError(new HotPatchError('INVALID', `ignoring rollout at ${key}: ${messageOf(error)}`, { cause: error }));
+      const code = error instanceof HotPatchError ? error.code : 'INVALID';
+      this.#onError(new HotPatchError(code, `ignoring rollout at ${key}: ${messageOf(error)}`, { cause: error }));
       return undefined;
     }
   }
@@ -230,6 +252,7 @@ export class FleetMember {
 
   /** Re-reads every rollout (a safety net besides the watch) and looks at every target again. */
   async #resync(): Promise<void> {
+    this.#verifier.forget();
     await this.#rollouts.resync();
     for (const target of this.#byTarget.keys()) this.#evaluate(target);
     void this.#registration.flush();

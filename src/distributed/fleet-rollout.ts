@@ -11,121 +11,183 @@
  *                               the one active controller (election names are one key
  *                               segment, so the prefix's slashes become colons)
  *
- * Whoever can write to the store can start or stop a rollout, but never make an agent run an
- * unsigned patch: an order names a patch id, version and payload hash, and each agent fetches
+ * Every rollout is signed (rollout-signing.ts, rollout-verify.ts): its spec by `fleet.threshold`
+ * of the trust store's fleet operators, each state by one controller or by operators. A store
+ * writer alone can delete a rollout or put back an older signed text, never order a rollout,
+ * a ring, a pause, an abort or a rollback. And an order only names a patch: each agent fetches
  * and verifies the signed patch itself, refusing one whose manifest differs from the order.
- * A rollout's `zdt` (canary options) is likewise only what a store writer may choose: it can
- * make the canary more or less strict, never change which signed code runs.
  */
-import { HotPatchError, asObject, messageOf, parsePatchId } from '../core/index.js';
-import type { PersistableZdtOptions } from '../orchestration/index.js';
+import { HotPatchError, asObject, describe, messageOf, type Envelope } from '../core/index.js';
+import type { CryptoPolicy } from '../crypto-agile/index.js';
+import type { TrustStore } from '../verification/index.js';
 import type { KeyValue, KvStore } from './kv-store.js';
 import {
   FINAL_ROLLOUT_STATUSES,
+  OPERATOR,
   fleetKeys,
   parseFleetId,
-  parseRolloutDocument,
   parseAgentDocument,
   type RolloutStatus,
-  type EmptyRingPolicy,
   type RolloutState,
   type RolloutDocument,
+  type RolloutSpec,
   type AgentTargetState,
   type AgentDocument,
   type FleetKeys,
 } from './fleet-documents.js';
-// --- operator actions ---
+import { checkSigners, signRolloutSpec, signRolloutState, specDigest, storedRolloutText, type RolloutSigner } from './rollout-signing.js';
+import { RolloutVerifier, parseRolloutDocument, readStoredSpec, verifyRolloutDocument } from './rollout-verify.js';
 
-export interface RolloutSpec {
-  /** Default: `<patchId>-<base36 time>`. */
-  id?: string;
-  target: string;
-  patchId: string;
-  version: string;
-  payloadHash: string;
-  rings: number;
-  soakMs: number;
-  /** Default `wait`: a ring with no alive agent holds the rollout (never widen without evidence). */
-  emptyRings?: EmptyRingPolicy;
-  /** Canary options of every agent's apply (see `RolloutDocument.zdt`); absent: each agent's own. */
-  zdt?: PersistableZdtOptions;
-}
+// --- operator actions ---
 
 export interface FleetStoreOptions {
   prefix?: string;
   /** Clock (epoch ms) for the timestamps written; default Date.now. */
   now?: () => number;
+  /**
+   * The trust store rollouts are verified against (its `fleet` and `controllers` roles). Reads
+   * without it (`getRollout`, `listRollouts`, `fleetStatus`) show what is stored, unverified.
+   */
+  trust?: TrustStore;
+  /** Algorithm policy of the signature checks (default: the built-in one). */
+  cryptoPolicy?: CryptoPolicy;
+}
+
+/** What an operator's write needs: the trust store, and the operators' keys to sign with. */
+export interface RolloutActionOptions extends FleetStoreOptions {
+  trust: TrustStore;
+  /** Fleet operators' keys: enough of them for the fleet's threshold (stopThreshold for pause and abort). */
+  signers: readonly RolloutSigner[];
+  /** The operator's own `user@host`, recorded in the state (not trusted: anyone can claim a name). */
+  actor?: string;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+/** How far in the future a rollout's creation time may lie (agents ignore one dated later). */
+export const FUTURE_SKEW_MS = 60_000;
+
+function requireTrust(options: FleetStoreOptions, what: string): TrustStore {
+  if (options.trust === undefined) throw new HotPatchError('INVALID', `${what} needs options.trust: rollouts are verified against its fleet role`);
+  return options.trust;
+}
 
 /**
- * Creates a rollout in state `running` at ring 0. Refused (INVALID) while another rollout of
- * the same target is not final: one rollout per target at a time, so agents never get two
- * orders for one target.
+ * Signs `spec` with `options.signers` and submits it (`submitRollout`): a rollout in state
+ * `running` at ring 0. Refused before anything is written when the signatures do not meet
+ * the fleet's threshold for the target.
  */
-export async function createRollout(store: KvStore, spec: RolloutSpec, options: FleetStoreOptions = {}): Promise<RolloutDocument> {
-  const keys = fleetKeys(options.prefix);
-  const now = (options.now ?? Date.now)();
+export async function createRollout(store: KvStore, spec: RolloutSpec, options: RolloutActionOptions): Promise<RolloutDocument> {
+  requireTrust(options ?? {}, 'createRollout');
   const input = asObject(spec, 'rollout spec');
-  const patchId = parsePatchId(input.patchId, 'patchId');
-  const id = input.id === undefined ? `${patchId.slice(0, 110)}-${now.toString(36)}` : parseFleetId(input.id, 'rollout id');
-  const doc = parseRolloutDocument({
-    id,
-    target: input.target,
-    patchId,
-    version: input.version,
-    payloadHash: input.payloadHash,
-    rings: input.rings,
-    soakMs: input.soakMs,
-    emptyRings: input.emptyRings ?? 'wait',
-    ...(input.zdt === undefined ? {} : { zdt: input.zdt }),
-    createdAt: iso(now),
-    state: { status: 'running', ring: 0, ringStartedAt: iso(now), by: 'operator', updatedAt: iso(now) },
-  });
+  const createdAt = iso((options.now ?? Date.now)());
+  return submitRollout(store, signRolloutSpec({ ...(input as unknown as RolloutSpec), createdAt }, checkSigners(options.signers, 'options.signers')), options);
+}
+
+/**
+ * Stores a signed rollout spec (from `signRolloutSpec`, perhaps signed by several operators
+ * with `addRolloutSpecSignature`) after verifying it as every agent will. Refused (INVALID)
+ * while another rollout of the same target is not final: one rollout per target at a time,
+ * so agents never get two orders for one target.
+ */
+export async function submitRollout(store: KvStore, envelope: Envelope, options: FleetStoreOptions & { trust: TrustStore }): Promise<RolloutDocument> {
+  const trust = requireTrust(options ?? {}, 'submitRollout');
+  const keys = fleetKeys(options.prefix);
+  const e = asObject(envelope, 'rollout spec envelope');
+  const signatures = Array.isArray(e.signatures) ? (e.signatures as unknown[]) : undefined;
+  if (
+    !(e.payload instanceof Uint8Array) ||
+    typeof e.payloadType !== 'string' ||
+    signatures?.every((x) => asObject(x, 'signature').sig instanceof Uint8Array) !== true
+  ) {
+    throw new HotPatchError('INVALID', 'the rollout spec envelope must be an Envelope as signRolloutSpec returns it (decodeEnvelope reads one from JSON)');
+  }
+  const text = storedRolloutText(envelope);
+  const doc = verifyRolloutDocument(text, trust, options.cryptoPolicy);
+  const now = (options.now ?? Date.now)();
+  if (Date.parse(doc.createdAt) > now + FUTURE_SKEW_MS) {
+    throw new HotPatchError('INVALID', `rollout ${doc.id} is dated ${doc.createdAt}, in the future: agents would ignore it`);
+  }
   const busy = (await listRollouts(store, options)).rollouts.find((r) => r.target === doc.target && !FINAL_ROLLOUT_STATUSES.includes(r.state.status));
   if (busy !== undefined) {
     throw new HotPatchError('INVALID', `target ${doc.target} already has rollout ${busy.id} (${busy.state.status}); finish or abort it first`, {
       detail: { rollout: busy.id, status: busy.state.status },
     });
   }
-  if (!(await store.create(`${keys.rollouts}${doc.id}`, JSON.stringify(doc)))) {
+  if (!(await store.create(`${keys.rollouts}${doc.id}`, text))) {
     throw new HotPatchError('INVALID', `rollout ${doc.id} already exists`);
   }
   return doc;
 }
 
+/** One rollout: verified when `options.trust` is given, else as stored (unverified). */
 export async function getRollout(store: KvStore, id: string, options: FleetStoreOptions = {}): Promise<RolloutDocument> {
   const keys = fleetKeys(options.prefix);
   const raw = await store.get(`${keys.rollouts}${parseFleetId(id, 'rollout id')}`);
   if (raw === undefined) throw new HotPatchError('NOT_FOUND', `no rollout named ${id}`);
-  return parseRolloutDocument(raw);
+  return readRollout(raw, options);
+}
+
+function readRollout(raw: string, options: FleetStoreOptions): RolloutDocument {
+  return options.trust === undefined ? parseRolloutDocument(raw) : verifyRolloutDocument(raw, options.trust, options.cryptoPolicy);
 }
 
 /**
- * Read-modify-CAS on one rollout: `change` returns the new state, or throws to refuse.
- * Retried (bounded) when someone else changed the document in between.
+ * Read-verify-sign-CAS on one rollout, as operators: `change` returns the new state (its
+ * `by`, `actor` and `updatedAt` are set here), or throws to refuse. The new state is signed
+ * by `options.signers` and verified before it is written (too few signatures: nothing is
+ * written). Retried (bounded) when someone else changed the document in between.
  */
-export async function updateRollout(
+export function updateRollout(
   store: KvStore,
   id: string,
   change: (doc: RolloutDocument) => RolloutState,
-  options: FleetStoreOptions = {},
+  options: RolloutActionOptions,
 ): Promise<RolloutDocument> {
+  return writeOperatorState(store, id, change, options, false);
+}
+
+/**
+ * `updateRollout`; with `overDamagedState`, a stored state that does not verify (a store
+ * writer's) is written over as if the spec stood alone (seq 0, running at ring 0), provided
+ * the spec verifies: how an abort still reaches agents (they take an operators' abort
+ * whatever its seq, rollout-replay.ts).
+ */
+async function writeOperatorState(
+  store: KvStore,
+  id: string,
+  change: (doc: RolloutDocument) => RolloutState,
+  options: RolloutActionOptions,
+  overDamagedState: boolean,
+): Promise<RolloutDocument> {
+  const trust = requireTrust(options ?? {}, 'updateRollout');
+  const signers = checkSigners(options.signers, 'options.signers');
+  if (options.actor !== undefined && (typeof options.actor !== 'string' || options.actor.length === 0 || options.actor.length > 256)) {
+    throw new HotPatchError('INVALID', `options.actor must be a string of 1-256 characters, got ${describe(options.actor)}`);
+  }
   const keys = fleetKeys(options.prefix);
   const key = `${keys.rollouts}${parseFleetId(id, 'rollout id')}`;
   for (let attempt = 0; attempt < 20; attempt++) {
     const raw = await store.get(key);
     if (raw === undefined) throw new HotPatchError('NOT_FOUND', `no rollout named ${id}`);
-    const doc = parseRolloutDocument(raw);
-    const next: RolloutDocument = { ...doc, state: change(doc) };
-    if (await store.compareAndSwap(key, raw, JSON.stringify(next))) return next;
+    const spec = readStoredSpec(raw);
+    let doc: RolloutDocument;
+    try {
+      doc = verifyRolloutDocument(raw, trust, options.cryptoPolicy);
+    } catch (error) {
+      if (!overDamagedState) throw error;
+      doc = verifyRolloutDocument(storedRolloutText(spec), trust, options.cryptoPolicy);
+    }
+    const state: RolloutState = { ...change(doc), by: OPERATOR, updatedAt: iso((options.now ?? Date.now)()) };
+    if (options.actor !== undefined) state.actor = options.actor;
+    const text = storedRolloutText(spec, signRolloutState(doc, specDigest(spec), state, signers));
+    const next = verifyRolloutDocument(text, trust, options.cryptoPolicy);
+    if (await store.compareAndSwap(key, raw, text)) return next;
   }
   throw new HotPatchError('IO', `rollout ${id} kept changing under 20 attempts to update it`);
 }
 
-function operatorState(doc: RolloutDocument, status: RolloutStatus, reason: string, now: number): RolloutState {
-  const state: RolloutState = { status, ring: doc.state.ring, reason, by: 'operator', updatedAt: iso(now) };
+function operatorState(doc: RolloutDocument, status: RolloutStatus, reason: string): RolloutState {
+  const state: RolloutState = { status, ring: doc.state.ring, reason };
   if (doc.state.ringStartedAt !== undefined) state.ringStartedAt = doc.state.ringStartedAt;
   return state;
 }
@@ -136,43 +198,48 @@ function refuse(doc: RolloutDocument, action: string, allowed: readonly RolloutS
   });
 }
 
-/** running → paused: no ring opens and no agent starts applying until resumed. */
-export function pauseRollout(store: KvStore, id: string, reason = 'paused by operator', options: FleetStoreOptions = {}): Promise<RolloutDocument> {
+/** running → paused (signed by the fleet's stopThreshold): no ring opens and no agent starts applying until resumed. */
+export function pauseRollout(store: KvStore, id: string, reason = 'paused by operator', options: RolloutActionOptions): Promise<RolloutDocument> {
   return updateRollout(
     store,
     id,
     (doc) => {
       if (doc.state.status !== 'running') refuse(doc, 'pause', ['running']);
-      return operatorState(doc, 'paused', reason, (options.now ?? Date.now)());
+      return operatorState(doc, 'paused', reason);
     },
     options,
   );
 }
 
-/** paused → running; the current ring's soak starts over. */
-export function resumeRollout(store: KvStore, id: string, reason = 'resumed by operator', options: FleetStoreOptions = {}): Promise<RolloutDocument> {
+/** paused → running (signed by the fleet's full threshold); the current ring's soak starts over. */
+export function resumeRollout(store: KvStore, id: string, reason = 'resumed by operator', options: RolloutActionOptions): Promise<RolloutDocument> {
   return updateRollout(
     store,
     id,
     (doc) => {
       if (doc.state.status !== 'paused') refuse(doc, 'resume', ['paused']);
-      return operatorState(doc, 'running', reason, (options.now ?? Date.now)());
+      return operatorState(doc, 'running', reason);
     },
     options,
   );
 }
 
-/** running / paused / halted → aborted: every agent that applied the patch rolls it back. */
-export function abortRollout(store: KvStore, id: string, reason = 'aborted by operator', options: FleetStoreOptions = {}): Promise<RolloutDocument> {
+/**
+ * running / paused / halted → aborted (signed by the fleet's stopThreshold): every agent that
+ * applied the patch rolls it back. Works over a stored state that does not verify (see
+ * `writeOperatorState`), as long as the spec does.
+ */
+export function abortRollout(store: KvStore, id: string, reason = 'aborted by operator', options: RolloutActionOptions): Promise<RolloutDocument> {
   const allowed: RolloutStatus[] = ['running', 'paused', 'halted'];
-  return updateRollout(
+  return writeOperatorState(
     store,
     id,
     (doc) => {
       if (!allowed.includes(doc.state.status)) refuse(doc, 'abort', allowed);
-      return operatorState(doc, 'aborted', reason, (options.now ?? Date.now)());
+      return operatorState(doc, 'aborted', reason);
     },
     options,
+    true,
   );
 }
 
@@ -191,9 +258,10 @@ export interface FleetProblem {
   error: string;
 }
 
+/** Rollouts as stored: verified when `options.trust` is given (one that does not verify is a problem), else unverified. */
 export async function listRollouts(store: KvStore, options: FleetStoreOptions = {}): Promise<{ rollouts: StoredRollout[]; problems: FleetProblem[] }> {
   const keys = fleetKeys(options.prefix);
-  const out = parseAll(await store.list(keys.rollouts), (kv) => storedRollout(kv, keys));
+  const out = parseAll(await store.list(keys.rollouts), (kv) => storedRollout(kv, keys, options));
   return { rollouts: out.items, problems: out.problems };
 }
 
@@ -204,9 +272,17 @@ export async function listAgents(store: KvStore, options: FleetStoreOptions = {}
   return { agents: out.items, problems: out.problems };
 }
 
-/** A stored rollout document, parsed; throws (INVALID, PARSE) when it does not parse or its id is not its key's. */
-export function storedRollout(kv: Pick<KeyValue, 'key' | 'value'>, keys: FleetKeys): StoredRollout {
-  const doc = parseRolloutDocument(kv.value);
+/**
+ * A stored rollout document, verified against `options.trust` or by a `RolloutVerifier`
+ * (unverified without either); throws (INVALID, PARSE, a signature code) when it does not
+ * verify or its id is not its key's.
+ */
+export function storedRollout(
+  kv: Pick<KeyValue, 'key' | 'value'>,
+  keys: FleetKeys,
+  options: Pick<FleetStoreOptions, 'trust' | 'cryptoPolicy'> | RolloutVerifier = {},
+): StoredRollout {
+  const doc = options instanceof RolloutVerifier ? options.verify(kv.value) : readRollout(kv.value, options);
   namedByKey(doc.id, kv.key, keys.rollouts, 'id');
   return { ...doc, raw: kv.value, key: kv.key };
 }
@@ -243,10 +319,11 @@ export interface FleetStatus {
   agents: StoredAgent[];
   /** Rollouts, newest first. */
   rollouts: StoredRollout[];
-  /** Stored documents that did not parse (never acted on). */
+  /** Stored documents that did not parse, or (with a trust store) did not verify: never acted on. */
   problems: FleetProblem[];
 }
 
+/** Agents, rollouts and the leading controller; with `options.trust`, a rollout that does not verify is listed in `problems`. */
 export async function fleetStatus(store: KvStore, options: FleetStoreOptions = {}): Promise<FleetStatus> {
   const keys = fleetKeys(options.prefix);
   const [agents, rollouts, controller] = await Promise.all([listAgents(store, options), listRollouts(store, options), store.leader(keys.controller)]);
@@ -285,5 +362,8 @@ export function failureOf(report: AgentTargetState | undefined, rollout: Rollout
   return undefined;
 }
 
-// The documents and their parsers live in fleet-documents.ts; importers of this module see them here too.
+// The documents and their parsers live in fleet-documents.ts, the signed form in
+// rollout-signing.ts and rollout-verify.ts; importers of this module see them here too.
 export * from './fleet-documents.js';
+export * from './rollout-signing.js';
+export * from './rollout-verify.js';

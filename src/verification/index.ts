@@ -1,4 +1,14 @@
-export { parseTrustStore, trustForTarget, type TargetTrust, type TrustRule, type TrustStore, type TrustStoreDocument, type TrustedKey } from './trust-store.js';
+export {
+  keyAllowsTarget,
+  parseTrustStore,
+  trustForTarget,
+  type FleetRole,
+  type TargetTrust,
+  type TrustRule,
+  type TrustStore,
+  type TrustStoreDocument,
+  type TrustedKey,
+} from './trust-store.js';
 export { checkSignatures, distinctValidKeys, summarize, type CheckedSignature, type SignatureStatus } from './signature-check.js';
 export { checkPayloadStream } from './payload-check.js';
 export { DefaultVerifier, type VerifierOptions } from './verifier.js';

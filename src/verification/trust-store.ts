@@ -14,7 +14,10 @@ import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto
  * The trust store (README "Trust store"; docs/ARCHITECTURE.md "Trust store"), plus two
  * optional fields for rotation (TUF-style root chaining): `version` (integer, default 1; a
  * rotation must increase it) and `root` (which keys may sign the next trust store, and how
- * many must; default: every key, the store's threshold).
+ * many must; default: every key, the store's threshold). Two optional roles sign fleet
+ * rollouts (distributed/rollout-signing.ts): `fleet`, the operators (a rollout and the states
+ * that move it forward need `threshold` of them, the states that stop it `stopThreshold`,
+ * default `threshold`), and `controllers`, the fleet controllers (one signs a state alone).
  */
 export interface TrustStoreDocument {
   version?: number;
@@ -22,6 +25,16 @@ export interface TrustStoreDocument {
   threshold: number;
   rules?: { targets: string[]; threshold: number; keys: string[] }[];
   root?: { keys: string[]; threshold: number };
+  fleet?: { keys: string[]; threshold: number; stopThreshold?: number };
+  controllers?: { keys: string[] };
+}
+
+/** The operators of a fleet: who signs rollouts, and how many must (see TrustStoreDocument). */
+export interface FleetRole {
+  keys: string[];
+  threshold: number;
+  /** For the states that move a rollout to safety (pause, abort); never above `threshold`. */
+  stopThreshold: number;
 }
 
 export interface TrustedKey {
@@ -43,6 +56,10 @@ export interface TrustStore {
   threshold: number;
   rules: readonly TrustRule[];
   root: { keys: string[]; threshold: number };
+  /** Absent: nobody may sign a rollout (agents refuse every one). */
+  fleet?: FleetRole;
+  /** Absent: no controller may sign a rollout state. */
+  controllers?: { keys: string[] };
   /** The document it was loaded from, for re-serialisation. */
   document: TrustStoreDocument;
 }
@@ -57,10 +74,12 @@ export interface TargetTrust {
   ruleIndex: number | undefined;
 }
 
-const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root']);
+const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers']);
 const KEY_FIELDS = new Set(['alg', 'public_key', 'targets']);
 const RULE_FIELDS = new Set(['targets', 'threshold', 'keys']);
 const ROOT_FIELDS = new Set(['keys', 'threshold']);
+const FLEET_FIELDS = new Set(['keys', 'threshold', 'stopThreshold']);
+const CONTROLLERS_FIELDS = new Set(['keys']);
 const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const MAX_KEYS = 256;
 
@@ -129,7 +148,31 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
     root = { keys: rootKeys, threshold: thresholdOf(r.threshold, 'trust store root.threshold', rootDistinct) };
   }
 
-  return { version, keys, threshold, rules, root, document: value as TrustStoreDocument };
+  const store: TrustStore = { version, keys, threshold, rules, root, document: value as TrustStoreDocument };
+  if (obj.fleet !== undefined) store.fleet = fleetRole(obj.fleet, keys);
+  if (obj.controllers !== undefined) {
+    const c = asObject(obj.controllers, 'trust store controllers');
+    rejectUnknownFields(c, CONTROLLERS_FIELDS, 'trust store controllers');
+    store.controllers = { keys: keyIds(c.keys, 'trust store controllers.keys', keys) };
+  }
+  return store;
+}
+
+function fleetRole(value: unknown, keys: ReadonlyMap<string, TrustedKey>): FleetRole {
+  const f = asObject(value, 'trust store fleet');
+  rejectUnknownFields(f, FLEET_FIELDS, 'trust store fleet');
+  const fleetKeys = keyIds(f.keys, 'trust store fleet.keys', keys);
+  const distinct = new Set(fleetKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
+  const threshold = thresholdOf(f.threshold, 'trust store fleet.threshold', distinct);
+  const stopThreshold = f.stopThreshold === undefined ? threshold : thresholdOf(f.stopThreshold, 'trust store fleet.stopThreshold', distinct);
+  // Stopping is the safe direction: it may need fewer operators, never more.
+  if (stopThreshold > threshold) {
+    throw new HotPatchError(
+      'INVALID',
+      `trust store fleet.stopThreshold ${stopThreshold} is above fleet.threshold ${threshold}: stopping a rollout would be harder than starting it`,
+    );
+  }
+  return { keys: fleetKeys, threshold, stopThreshold };
 }
 
 /**
@@ -144,7 +187,7 @@ export function trustForTarget(store: TrustStore, target: string): TargetTrust {
   const authorized = new Set(
     candidates.filter((id) => {
       const k = store.keys.get(id);
-      return k !== undefined && (k.targets === undefined || k.targets.some((p) => matchesTargetPattern(p, target)));
+      return k !== undefined && keyAllowsTarget(k, target);
     }),
   );
   return {
@@ -153,6 +196,11 @@ export function trustForTarget(store: TrustStore, target: string): TargetTrust {
     authorized,
     ruleIndex: rule === undefined ? undefined : ruleIndex,
   };
+}
+
+/** Whether a key's own `targets` patterns let it vouch for `target` (no patterns: every target). */
+export function keyAllowsTarget(key: TrustedKey, target: string): boolean {
+  return key.targets === undefined || key.targets.some((p) => matchesTargetPattern(p, target));
 }
 
 function thresholdOf(value: unknown, field: string, distinctKeys: number): number {

@@ -11,7 +11,8 @@ import {
   fleetKeys,
   fleetStatus,
   getRollout,
-  parseRolloutDocument,
+  parseRolloutSpec,
+  parseRolloutStatePayload,
   pauseRollout,
   resumeRollout,
   type KvStore,
@@ -19,11 +20,27 @@ import {
   type RolloutSpec,
   type RolloutTransition,
 } from '../../src/distributed/index.js';
-import { GOOD_SOURCE, T, assertRingOrder, cli, patch, startController, startFleet, testPrefix, waitFor, type TestPatch } from './fleet-helpers.js';
+import {
+  FLEET_TRUST,
+  GOOD_SOURCE,
+  T,
+  assertRingOrder,
+  cli,
+  ops,
+  patch,
+  startController,
+  startFleet,
+  testPrefix,
+  waitFor,
+  writeFleetFiles,
+  type TestPatch,
+} from './fleet-helpers.js';
 import { isCode } from '../support/assertions.js';
 import { until } from '../support/wait.js';
 
 let dir: string;
+/** The CLI's --trust and --key files (fleet-helpers' keys). */
+let files: Awaited<ReturnType<typeof writeFleetFiles>>;
 /** Leases renewed through a file (lock, write, fsync): generous, so a loaded machine does not drop agents. */
 const LEASE_MS = 3000;
 const open = (): Promise<KvStore> => EmbeddedStore.open(dir, { pollMs: 25 });
@@ -39,11 +56,15 @@ const spec = (p: TestPatch, soakMs: number, extra: Partial<RolloutSpec> = {}): R
   ...extra,
 });
 
+let keysDir: string;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-embedded-'));
+  keysDir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-keys-'));
+  files = await writeFleetFiles(keysDir);
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
+  await rm(keysDir, { recursive: true, force: true });
 });
 
 test('embedded store, one machine: a good patch reaches 9 agents ring by ring; the CLI shows the fleet', async () => {
@@ -58,12 +79,12 @@ test('embedded store, one machine: a good patch reaches 9 agents ring by ring; t
     const rollout = await createRollout(
       store,
       { target: GOOD.verified.manifest.target, patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 3, soakMs: 200 },
-      { prefix },
+      ops(prefix),
     );
     const done = await waitFor(
       'the rollout to complete',
       async () => {
-        const r = await getRollout(store, rollout.id, { prefix });
+        const r = await getRollout(store, rollout.id, { prefix, trust: FLEET_TRUST });
         assert.ok(['running', 'completed'].includes(r.state.status), `rollout ${r.state.status}: ${r.state.reason}`);
         return r.state.status === 'completed' ? r : undefined;
       },
@@ -82,10 +103,12 @@ test('embedded store, one machine: a good patch reaches 9 agents ring by ring; t
     );
 
     await waitFor('every agent to report 1.0.1', async () =>
-      (await fleetStatus(store, { prefix })).agents.every((x) => x.targets['xps.crypto.hash.sha256']?.version === '1.0.1'),
+      (await fleetStatus(store, { prefix, trust: FLEET_TRUST })).agents.every((x) => x.targets['xps.crypto.hash.sha256']?.version === '1.0.1'),
     );
-    const status = await cli(['fleet', 'status', '--store', dir, '--prefix', prefix]);
+    const status = await cli(['fleet', 'status', '--store', dir, '--prefix', prefix, '--trust', files.trust]);
     assert.equal(status.status, 0, status.stderr);
+    assert.equal(status.json.verified, true);
+    assert.deepEqual(status.json.problems, []);
     const agents = status.json.agents as { agentId: string; ring: number; targets: Record<string, { version: string; phase: string; health: string }> }[];
     assert.equal(agents.length, 9);
     assert.deepEqual([...new Set(agents.map((x) => x.ring))], [0, 1, 2]);
@@ -105,20 +128,20 @@ test('operator actions: pause holds the ring, resume continues, abort is refused
   const store = await open();
   try {
     const spec = { target: 'xps.crypto.hash.sha256', patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 2, soakMs: 0 };
-    const r = await createRollout(store, { ...spec, id: 'ops-1' }, { prefix });
+    const r = await createRollout(store, { ...spec, id: 'ops-1' }, ops(prefix));
     assert.equal(r.state.status, 'running');
     await assert.rejects(
-      createRollout(store, { ...spec, id: 'ops-2' }, { prefix }),
+      createRollout(store, { ...spec, id: 'ops-2' }, ops(prefix)),
       (e: unknown) => isCode('INVALID')(e) && /already has rollout ops-1/.test((e as Error).message),
     );
-    assert.equal((await pauseRollout(store, 'ops-1', 'change freeze', { prefix })).state.status, 'paused');
-    await assert.rejects(pauseRollout(store, 'ops-1', 'again', { prefix }), isCode('INVALID'));
-    assert.equal((await resumeRollout(store, 'ops-1', undefined, { prefix })).state.status, 'running');
-    const aborted = await abortRollout(store, 'ops-1', 'wrong build', { prefix });
+    assert.equal((await pauseRollout(store, 'ops-1', 'change freeze', ops(prefix))).state.status, 'paused');
+    await assert.rejects(pauseRollout(store, 'ops-1', 'again', ops(prefix)), isCode('INVALID'));
+    assert.equal((await resumeRollout(store, 'ops-1', undefined, ops(prefix))).state.status, 'running');
+    const aborted = await abortRollout(store, 'ops-1', 'wrong build', ops(prefix));
     assert.equal(aborted.state.status, 'aborted');
     assert.equal(aborted.state.reason, 'wrong build');
-    await assert.rejects(resumeRollout(store, 'ops-1', undefined, { prefix }), isCode('INVALID'));
-    await assert.rejects(pauseRollout(store, 'nope', undefined, { prefix }), isCode('NOT_FOUND'));
+    await assert.rejects(resumeRollout(store, 'ops-1', undefined, ops(prefix)), isCode('INVALID'));
+    await assert.rejects(pauseRollout(store, 'nope', undefined, ops(prefix)), isCode('NOT_FOUND'));
 
     // The same through the command line.
     const created = await cli([
@@ -142,18 +165,63 @@ test('operator actions: pause holds the ring, resume continues, abort is refused
       '3',
       '--soak',
       '100',
+      ...files.signing,
     ]);
     assert.equal(created.status, 0, created.stderr);
     assert.equal((created.json.rollout as { rings: number }).rings, 3);
-    assert.equal((await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3'])).json.ok, true);
-    const again = await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3']);
+    assert.deepEqual((created.json.rollout as { signers: string[] }).signers, ['ops-alice', 'ops-bob']);
+    // One operator is enough to stop (stopThreshold 1), not to go on (threshold 2).
+    const alone = ['--trust', files.trust, '--key', files.alice];
+    const paused = await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', ...alone]);
+    assert.equal(paused.json.ok, true, paused.stderr);
+    assert.match(String((paused.json.rollout as { state: { actor: string } }).state.actor), /@/);
+    const again = await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', ...files.signing]);
     assert.equal(again.status, 1);
     assert.equal(again.json.code, 'INVALID');
-    assert.equal((await cli(['fleet', 'resume', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3'])).json.ok, true);
-    const abort = await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', '--reason', 'operator said so']);
+    const resumedAlone = await cli(['fleet', 'resume', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', ...alone]);
+    assert.equal(resumedAlone.status, 1);
+    assert.equal(resumedAlone.json.code, 'THRESHOLD_NOT_MET');
+    assert.equal((await getRollout(store, 'ops-3', { prefix, trust: FLEET_TRUST })).state.status, 'paused', 'nothing was written');
+    assert.equal((await cli(['fleet', 'resume', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', ...files.signing])).json.ok, true);
+    const abort = await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', '--reason', 'operator said so', ...alone]);
     assert.equal(abort.status, 0);
     assert.equal((abort.json.rollout as { state: { status: string; reason: string } }).state.reason, 'operator said so');
-    assert.equal((await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'missing'])).status, 3);
+    assert.equal((await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'missing', ...files.signing])).status, 3);
+    // A rollout signed by one operator of the two needed is refused before anything is written.
+    const underSigned = await cli([
+      'fleet',
+      'rollout',
+      '--store',
+      dir,
+      '--prefix',
+      prefix,
+      '--id',
+      'ops-4',
+      '--target',
+      spec.target,
+      '--patch',
+      GOOD.id,
+      '--version',
+      GOOD.version,
+      '--payload-hash',
+      GOOD.payloadHash,
+      '--rings',
+      '1',
+      '--soak',
+      '0',
+      '--trust',
+      files.trust,
+      '--key',
+      `ops-alice=${files.alice}`,
+    ]);
+    assert.equal(underSigned.status, 1);
+    assert.equal(underSigned.json.code, 'THRESHOLD_NOT_MET');
+    await assert.rejects(getRollout(store, 'ops-4', { prefix }), isCode('NOT_FOUND'));
+    // Signed writes need the trust store and at least one key: usage errors.
+    assert.equal((await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', '--key', files.alice])).status, 2);
+    assert.equal((await cli(['fleet', 'pause', '--store', dir, '--prefix', prefix, '--rollout', 'ops-3', '--trust', files.trust])).status, 2);
+    assert.equal((await cli(['fleet', 'pause', '--store', dir, '--rollout', 'ops-3', ...files.signing, '--keyid', 'x'])).status, 2);
+    assert.equal((await cli(['fleet', 'status', '--store', dir, '--key', files.alice])).status, 2);
     // Usage errors: exit 2, nothing opened.
     assert.equal((await cli(['fleet', 'rollout', '--store', dir, '--target', 'x'])).status, 2);
     assert.equal(
@@ -187,7 +255,7 @@ test('operator actions: pause holds the ring, resume continues, abort is refused
   }
 });
 
-test('stored documents are parsed strictly: unknown fields, bad states and mismatched keys are ignored', async () => {
+test('stored documents are parsed strictly: unknown fields, bad states, unsigned documents and mismatched keys are ignored', async () => {
   const prefix = testPrefix('embedded-parse');
   const keys = fleetKeys(prefix);
   const store = await open();
@@ -195,26 +263,32 @@ test('stored documents are parsed strictly: unknown fields, bad states and misma
     const good = await createRollout(
       store,
       { id: 'p-1', target: 'xps.crypto.hash.sha256', patchId: GOOD.id, version: GOOD.version, payloadHash: GOOD.payloadHash, rings: 2, soakMs: 0 },
-      { prefix },
+      ops(prefix),
     );
-    const copy = { ...good, id: 'p-2' };
-    await store.put(`${keys.rollouts}p-3`, JSON.stringify(copy)); // a document under another key
-    await store.put(`${keys.rollouts}p-4`, JSON.stringify({ ...good, id: 'p-4', extra: 1 }));
-    await store.put(`${keys.rollouts}p-5`, JSON.stringify({ ...good, id: 'p-5', state: { status: 'exploded', ring: 0 } }));
+    const raw = (await store.get(`${keys.rollouts}p-1`))!;
+    await store.put(`${keys.rollouts}p-3`, raw); // a document under another key
+    await store.put(`${keys.rollouts}p-4`, JSON.stringify({ ...JSON.parse(raw), extra: 1 }));
+    await store.put(`${keys.rollouts}p-5`, JSON.stringify({ ...JSON.parse(raw), state: { status: 'exploded', ring: 0 } }));
     await store.put(`${keys.rollouts}p-6`, '{not json');
-    const status = await fleetStatus(store, { prefix });
+    // The unsigned form rollouts had before they were signed.
+    const { signers: _s, stateSigners: _ss, seq: _seq, trail: _t, ...unsigned } = { ...good, id: 'p-7' };
+    await store.put(`${keys.rollouts}p-7`, JSON.stringify(unsigned));
+    const status = await fleetStatus(store, { prefix, trust: FLEET_TRUST });
     assert.deepEqual(
       status.rollouts.map((r) => r.id),
       ['p-1'],
     );
     assert.deepEqual(
       status.problems.map((p) => p.key.slice(keys.rollouts.length)),
-      ['p-3', 'p-4', 'p-5', 'p-6'],
+      ['p-3', 'p-4', 'p-5', 'p-6', 'p-7'],
     );
-    assert.throws(() => parseRolloutDocument({ ...good, rings: 0 }), isCode('INVALID'));
-    assert.throws(() => parseRolloutDocument({ ...good, payloadHash: 'md5' }), isCode('INVALID'));
-    assert.throws(() => parseRolloutDocument({ ...good, state: { ...good.state, ring: 3 } }), /from 0 to 2/);
-    assert.throws(() => parseRolloutDocument({ ...good, patchId: '../etc' }), isCode('INVALID'));
+    const spec = JSON.parse(Buffer.from(JSON.parse(raw).spec.payload, 'base64').toString()) as Record<string, unknown>;
+    assert.deepEqual(parseRolloutSpec(spec).id, 'p-1');
+    assert.throws(() => parseRolloutSpec({ ...spec, rings: 0 }), isCode('INVALID'));
+    assert.throws(() => parseRolloutSpec({ ...spec, payloadHash: 'md5' }), isCode('INVALID'));
+    assert.throws(() => parseRolloutSpec({ ...spec, patchId: '../etc' }), isCode('INVALID'));
+    const state = { rollout: 'p-1', spec: `sha256:${'0'.repeat(64)}`, seq: 1, status: 'running', ring: 3, by: 'ctl', updatedAt: good.createdAt, trail: [] };
+    assert.throws(() => parseRolloutStatePayload(state, 2), /from 0 to 2/);
     assert.throws(() => fleetKeys('no-leading-slash'), isCode('INVALID'));
   } finally {
     await store.close();
@@ -228,15 +302,15 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
   const store = await open();
   try {
     await ctl.controller.whenLeading();
-    const r = await createRollout(store, spec(GOOD, 300), { prefix });
-    await waitFor('ring 1 to open', async () => (await getRollout(store, r.id, { prefix })).state.ring === 1);
-    await pauseRollout(store, r.id, 'hold on', { prefix });
+    const r = await createRollout(store, spec(GOOD, 300), ops(prefix));
+    await waitFor('ring 1 to open', async () => (await getRollout(store, r.id, { prefix, trust: FLEET_TRUST })).state.ring === 1);
+    await pauseRollout(store, r.id, 'hold on', ops(prefix));
     await waitFor('ring 1 to promote', () => fleet.ring(1).every((x) => x.target.active.version === '1.0.1'));
     // Ring 1 reported promoted and healthy: unpaused, one controller pass would start its 300 ms
     // soak and a pass after the soak would open ring 2. Both passes run here, a soak apart, so
     // only the pause can keep ring 2 closed.
     await waitFor('ring 1 to report ready', async () => {
-      const ring1 = (await fleetStatus(store, { prefix })).agents.filter((x) => x.ring === 1);
+      const ring1 = (await fleetStatus(store, { prefix, trust: FLEET_TRUST })).agents.filter((x) => x.ring === 1);
       return (
         ring1.length === 2 &&
         ring1.every(
@@ -251,13 +325,13 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
     const soakFrom = Date.now();
     await until(() => Date.now() - soakFrom > 300, 15_000, 'the 300 ms soak to pass');
     await ctl.controller.tick();
-    const paused = await getRollout(store, r.id, { prefix });
+    const paused = await getRollout(store, r.id, { prefix, trust: FLEET_TRUST });
     assert.equal(paused.state.status, 'paused');
     assert.equal(paused.state.ring, 1, 'no ring opens while paused');
     assert.equal(fleet.log.filter((e) => e.rollout === r.id && e.ring === 2).length, 0);
-    await resumeRollout(store, r.id, undefined, { prefix });
-    await waitFor('ring 2 to open after the resume', async () => (await getRollout(store, r.id, { prefix })).state.ring === 2);
-    await abortRollout(store, r.id, 'bad idea', { prefix });
+    await resumeRollout(store, r.id, undefined, ops(prefix));
+    await waitFor('ring 2 to open after the resume', async () => (await getRollout(store, r.id, { prefix, trust: FLEET_TRUST })).state.ring === 2);
+    await abortRollout(store, r.id, 'bad idea', ops(prefix));
     await waitFor('every agent back on 1.0.0', () => fleet.agents.every((x) => x.target.active.version === '1.0.0'));
     await Promise.all(fleet.agents.map((x) => x.member.idle()));
     const applied = fleet.log
@@ -271,9 +345,9 @@ test('a live rollout: pause holds the next ring, resume continues, abort rolls b
     assert.ok(applied.length >= 4, 'rings 0 and 1 had promoted');
     assert.deepEqual(rolledBack, applied, 'every agent that promoted the patch rolled it back');
     await ctl.controller.tick(); // one more full pass over the rollouts
-    assert.equal((await getRollout(store, r.id, { prefix })).state.status, 'aborted', 'the controller leaves an aborted rollout alone');
+    assert.equal((await getRollout(store, r.id, { prefix, trust: FLEET_TRUST })).state.status, 'aborted', 'the controller leaves an aborted rollout alone');
     await waitFor('the reports to show rolled-back', async () =>
-      (await fleetStatus(store, { prefix })).agents.every((x) => x.targets[T]?.version === '1.0.0' && x.targets[T]?.phase !== 'promoted'),
+      (await fleetStatus(store, { prefix, trust: FLEET_TRUST })).agents.every((x) => x.targets[T]?.version === '1.0.0' && x.targets[T]?.phase !== 'promoted'),
     );
   } finally {
     await store.close();
@@ -289,21 +363,21 @@ test('a ring with no alive agent holds the rollout by default; with emptyRings s
   const store = await open();
   try {
     await ctl.controller.whenLeading();
-    const waiting = await createRollout(store, spec(GOOD, 50), { prefix });
+    const waiting = await createRollout(store, spec(GOOD, 50), ops(prefix));
     const held = await waitFor('the rollout to wait at ring 1', async () => {
-      const r = await getRollout(store, waiting.id, { prefix });
+      const r = await getRollout(store, waiting.id, { prefix, trust: FLEET_TRUST });
       return r.state.reason === 'waiting: ring 1 has no alive agent' ? r : undefined;
     });
     assert.equal(held.state.status, 'running');
     await ctl.controller.tick(); // one more full pass over the rollouts
-    assert.equal((await getRollout(store, waiting.id, { prefix })).state.ring, 1);
+    assert.equal((await getRollout(store, waiting.id, { prefix, trust: FLEET_TRUST })).state.ring, 1);
     assert.equal(fleet.log.filter((e) => e.rollout === waiting.id && e.ring === 2).length, 0, 'ring 2 never ordered past an empty ring');
-    await abortRollout(store, waiting.id, 'replaced by a skipping rollout', { prefix });
+    await abortRollout(store, waiting.id, 'replaced by a skipping rollout', ops(prefix));
     await waitFor('ring 0 back on 1.0.0', () => fleet.ring(0).every((x) => x.target.active.version === '1.0.0'));
 
-    const skipping = await createRollout(store, spec(GOOD2, 50, { emptyRings: 'skip' }), { prefix });
+    const skipping = await createRollout(store, spec(GOOD2, 50, { emptyRings: 'skip' }), ops(prefix));
     const done = await waitFor('the skipping rollout to complete', async () => {
-      const r = await getRollout(store, skipping.id, { prefix });
+      const r = await getRollout(store, skipping.id, { prefix, trust: FLEET_TRUST });
       return r.state.status === 'completed' ? r : undefined;
     });
     assert.equal(done.state.ring, 3);
@@ -325,15 +399,15 @@ test('a controller restarted mid-rollout resumes from the stored state', async (
   let second: Awaited<ReturnType<typeof startController>> | undefined;
   try {
     await first.controller.whenLeading();
-    const r = await createRollout(store, spec(GOOD, 400), { prefix });
+    const r = await createRollout(store, spec(GOOD, 400), ops(prefix));
     await waitFor('ring 1 to soak', async () => {
-      const s = (await getRollout(store, r.id, { prefix })).state;
+      const s = (await getRollout(store, r.id, { prefix, trust: FLEET_TRUST })).state;
       return s.ring === 1 && s.healthySince !== undefined;
     });
     await first.close(); // resigns: nothing of its progress is kept in memory anywhere
-    const stored = await getRollout(store, r.id, { prefix });
+    const stored = await getRollout(store, r.id, { prefix, trust: FLEET_TRUST });
     second = await startController(open, { controllerId: 'ctl', prefix, leaseTtlMs: LEASE_MS });
-    await waitFor('the rollout to complete', async () => (await getRollout(store, r.id, { prefix })).state.status === 'completed');
+    await waitFor('the rollout to complete', async () => (await getRollout(store, r.id, { prefix, trust: FLEET_TRUST })).state.status === 'completed');
     const resumed = second.transitions.filter((t) => t.rollout === r.id);
     assert.ok(resumed.length > 0);
     assert.equal(resumed[0]!.from.ring, 1, 'the new controller started from ring 1, where the stored state was');
@@ -384,6 +458,7 @@ test('an agent whose lease is lost while it lives registers again', async () => 
     agentId: 'relet-1',
     ring: 0,
     prefix,
+    trust: FLEET_TRUST,
     leaseTtlMs: 1000,
     apply: async () => ({ phase: 'promoted', version: '1.0.0' }),
     rollback: async () => ({ phase: 'rolled-back', version: '1.0.0' }),

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   createRollout,
@@ -12,17 +15,20 @@ import {
 import { EtcdStore } from '../../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 import {
+  FLEET_TRUST,
   GOOD_SOURCE,
   POISONED_SOURCE,
   SELF_TEST_FAILS_SOURCE,
   T,
   assertRingOrder,
   cli,
+  ops,
   patch,
   startController,
   startFleet,
   testPrefix,
   waitFor,
+  writeFleetFiles,
   type Fleet,
   type TestController,
   type TestPatch,
@@ -40,15 +46,21 @@ const POISONED = patch('fleet-poisoned-104', '1.0.4', POISONED_SOURCE);
 const PATCHES = [GOOD, GOOD2, BAD_KAT, POISONED];
 const RINGS = [4, 10, 16]; // 30 agents: ring 0 = canary hosts, then wider rings
 
+/** The CLI's --trust and --key files (fleet-helpers' keys). */
+let keysDir: string;
+let files: Awaited<ReturnType<typeof writeFleetFiles>>;
 before(async () => {
   cluster = await startEtcdCluster();
+  keysDir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-etcd-keys-'));
+  files = await writeFleetFiles(keysDir);
 });
 after(async () => {
   await cluster?.stop();
+  if (keysDir !== undefined) await rm(keysDir, { recursive: true, force: true });
 });
 
 async function rollout(store: KvStore, prefix: string, p: TestPatch, soakMs: number): Promise<RolloutDocument> {
-  return createRollout(store, { target: T, patchId: p.id, version: p.version, payloadHash: p.payloadHash, rings: 3, soakMs }, { prefix });
+  return createRollout(store, { target: T, patchId: p.id, version: p.version, payloadHash: p.payloadHash, rings: 3, soakMs }, ops(prefix));
 }
 
 /** Waits until the rollout reaches one of `ends`; fails at once if it reaches any other final state. */
@@ -56,7 +68,7 @@ async function settle(store: KvStore, prefix: string, id: string, ends: readonly
   return waitFor(
     `rollout ${id} to become ${ends.join(' or ')}`,
     async () => {
-      const r = await getRollout(store, id, { prefix });
+      const r = await getRollout(store, id, { prefix, trust: FLEET_TRUST });
       if (ends.includes(r.state.status)) return r;
       if (['completed', 'rolled-back', 'aborted'].includes(r.state.status)) throw new Error(`rollout ${id} ended ${r.state.status}: ${r.state.reason}`);
       return undefined;
@@ -118,7 +130,7 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
       assert.ok(Date.parse(t.to.updatedAt!) - Date.parse(t.from.healthySince!) >= 200, `ring ${t.from.ring} soaked too briefly`);
     }
     const status = await waitFor('every agent to report 1.0.1, promoted and healthy', async () => {
-      const s = await fleetStatus(operator, { prefix });
+      const s = await fleetStatus(operator, { prefix, trust: FLEET_TRUST });
       return s.agents.length === 30 &&
         s.agents.every((x) => x.targets[T]?.version === '1.0.1' && x.targets[T]?.phase === 'promoted' && x.targets[T]?.health === 'healthy')
         ? s
@@ -130,7 +142,7 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     );
     // The operator's view, through --store etcd://…
     const spec = `etcd://${cluster.endpoints.map((e) => e.replace('http://', '')).join(',')}`;
-    const shown = await cli(['fleet', 'status', '--store', spec, '--prefix', prefix]);
+    const shown = await cli(['fleet', 'status', '--store', spec, '--prefix', prefix, '--trust', files.trust]);
     assert.equal(shown.status, 0, shown.stderr);
     assert.equal((shown.json.agents as unknown[]).length, 30);
     assert.equal((shown.json.rollouts as { id: string; state: { status: string; ring: number } }[])[0]?.state.status, 'completed');
@@ -168,6 +180,7 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
       '--max-latency-shift',
       '0.5',
       '--no-probation-watch',
+      ...files.signing,
     ]);
     assert.equal(created.status, 0, created.stderr);
     const zdt = { confidence: 0.995, maxLatencyShift: 0.5, minCalls: 300, probationWatch: false };
@@ -176,7 +189,20 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     const status = await fleetStatus(operator, { prefix: elsewhere });
     assert.deepEqual(status.problems, []);
     assert.deepEqual(status.rollouts[0]?.zdt, zdt);
-    const aborted = await cli(['fleet', 'abort', '--store', spec, '--prefix', elsewhere, '--rollout', 'etcd-zdt-1']);
+    const aborted = await cli([
+      'fleet',
+      'abort',
+      '--store',
+      spec,
+      '--prefix',
+      elsewhere,
+      '--rollout',
+      'etcd-zdt-1',
+      '--trust',
+      files.trust,
+      '--key',
+      files.bob,
+    ]);
     assert.equal(aborted.status, 0, aborted.stderr);
     assert.deepEqual((await getRollout(operator, 'etcd-zdt-1', { prefix: elsewhere })).zdt, zdt);
   });
@@ -208,7 +234,7 @@ describe('a 30-agent fleet over 3 rings on a 3-member etcd cluster', () => {
     const before = new Map(fleet.agents.map((x) => [x.id, x.target.active.version]));
     const r = await rollout(operator, prefix, POISONED, 5000);
     // Every canary host promoted it (it serves ordinary input correctly) and the soak began.
-    await waitFor('ring 0 to soak', async () => (await getRollout(operator, r.id, { prefix })).state.healthySince !== undefined);
+    await waitFor('ring 0 to soak', async () => (await getRollout(operator, r.id, { prefix, trust: FLEET_TRUST })).state.healthySince !== undefined);
     for (const agent of fleet.ring(0)) assert.equal(agent.target.active.version, '1.0.4');
     const sick = fleet.ring(0)[1]!;
     sick.traffic.poisoned = true; // traffic it cannot serve: its error rate climbs
@@ -275,13 +301,17 @@ describe('failures of fleet members during a rollout (30 agents, 3 rings, etcd)'
       );
       const killedAt = Date.now();
       await victim.member.kill(); // releases its lease without revoking: a crash
-      const listed = await fleetStatus(operator, { prefix });
+      const listed = await fleetStatus(operator, { prefix, trust: FLEET_TRUST });
       assert.ok(
         listed.agents.some((x) => x.agentId === victim.id),
         'a dead agent stays listed until its lease expires',
       );
-      assert.equal((await getRollout(operator, r.id, { prefix })).state.ring, 1, 'ring 1 waits for the silent agent');
-      await waitFor('the dead agent to drop out', async () => !(await fleetStatus(operator, { prefix })).agents.some((x) => x.agentId === victim.id), 10_000);
+      assert.equal((await getRollout(operator, r.id, { prefix, trust: FLEET_TRUST })).state.ring, 1, 'ring 1 waits for the silent agent');
+      await waitFor(
+        'the dead agent to drop out',
+        async () => !(await fleetStatus(operator, { prefix, trust: FLEET_TRUST })).agents.some((x) => x.agentId === victim.id),
+        10_000,
+      );
       const droppedAt = Date.now();
       assert.ok(droppedAt - killedAt >= 500, `dropped ${droppedAt - killedAt} ms after the kill: only by lease expiry`);
       const done = await settle(operator, prefix, r.id, ['completed']);
@@ -291,7 +321,7 @@ describe('failures of fleet members during a rollout (30 agents, 3 rings, etcd)'
       assert.ok(ring1Passed !== undefined && Date.parse(ring1Passed.to.updatedAt!) >= killedAt, 'ring 1 passed only after the kill');
       for (const agent of fleet.agents) if (agent !== victim) assert.equal(agent.target.active.version, '1.0.1', agent.id);
       assert.equal(victim.target.active.version, '1.0.0', 'the killed agent never applied');
-      assert.equal((await fleetStatus(operator, { prefix })).agents.length, 29);
+      assert.equal((await fleetStatus(operator, { prefix, trust: FLEET_TRUST })).agents.length, 29);
     } finally {
       release();
     }
@@ -299,18 +329,20 @@ describe('failures of fleet members during a rollout (30 agents, 3 rings, etcd)'
 
   test('the controller killed mid-rollout is replaced by the standby, which resumes from the stored state and finishes', async () => {
     const r = await rollout(operator, prefix, GOOD2, 300);
-    await waitFor('ring 1 to open', async () => (await getRollout(operator, r.id, { prefix })).state.ring >= 1);
+    await waitFor('ring 1 to open', async () => (await getRollout(operator, r.id, { prefix, trust: FLEET_TRUST })).state.ring >= 1);
     const leader = a.controller.leading ? a : b;
     const standby = leader === a ? b : a;
     assert.equal(standby.controller.leading, false);
     const killedAt = Date.now();
-    const ringAtKill = (await getRollout(operator, r.id, { prefix })).state.ring;
+    const ringAtKill = (await getRollout(operator, r.id, { prefix, trust: FLEET_TRUST })).state.ring;
     leader.controller.kill(); // releases its election lease without resigning: a crash
     assert.equal(leader.controller.leading, false, 'a killed controller stops acting at once');
     // Takes over once the dead leader's lease runs out; the deadline only catches a standby that never does.
     await withDeadline(standby.controller.whenLeading(), 20_000, 'the standby to take over');
     const done = await settle(operator, prefix, r.id, ['completed']);
     assert.equal(done.state.ring, 3);
+    // The standby signed what it wrote with its own key, which every agent took.
+    assert.deepEqual(done.stateSigners, { role: 'controller', keyids: [standby.controller.controllerId] });
     await recorded(transitions, r.id, 'completed');
     const mine = transitions.filter((t) => t.rollout === r.id);
     const afterKill = mine.filter((t) => Date.parse(t.to.updatedAt!) > killedAt);

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { runCli } from '../../src/cli/main.js';
 import { HotPatchError, type VerifiedManifest } from '../../src/core/index.js';
@@ -9,10 +11,14 @@ import {
   type FleetControllerOptions,
   type KvStore,
   type MemberReport,
+  type RolloutActionOptions,
   type RolloutOrder,
+  type RolloutSigner,
   type RolloutTransition,
 } from '../../src/distributed/index.js';
+import { parseTrustStore, type TrustStore, type TrustStoreDocument } from '../../src/verification/index.js';
 import type { Target, ZdtOptions } from '../../src/zero-downtime/index.js';
+import { testKey, type TestKey } from '../support/patches.js';
 import { signedPatch, world, type World } from '../zero-downtime/fixtures.js';
 
 /** The target every test agent declares: a SHA-256 hex digest service. */
@@ -21,6 +27,56 @@ export type DigestApi = { digest(s: string): string };
 
 export const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
 const ABC = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
+
+// --- the fleet's keys ---------------------------------------------------------------------
+
+/**
+ * Operators alice and bob (a rollout or a resume needs both: fleet.threshold 2; a pause or an
+ * abort either: stopThreshold 1), carol (a fleet key restricted to xps.net.*), the controllers
+ * ctl-a and ctl-b, and outsider (in the trust store, in no role).
+ */
+export const KEYS = {
+  alice: testKey('ops-alice'),
+  bob: testKey('ops-bob'),
+  carol: testKey('ops-carol'),
+  ctlA: testKey('ctl-a'),
+  ctlB: testKey('ctl-b'),
+  outsider: testKey('outsider'),
+};
+export const signerOf = (k: TestKey): RolloutSigner => ({ keyid: k.keyid, privateKey: k.privateKey });
+export const FLEET_TRUST_DOCUMENT: TrustStoreDocument = {
+  keys: Object.fromEntries(
+    Object.values(KEYS).map((k) => [k.keyid, { alg: k.alg, public_key: k.publicPem, ...(k === KEYS.carol ? { targets: ['xps.net.*'] } : {}) }]),
+  ),
+  threshold: 1,
+  fleet: { keys: ['ops-alice', 'ops-bob', 'ops-carol'], threshold: 2, stopThreshold: 1 },
+  controllers: { keys: ['ctl-a', 'ctl-b'] },
+};
+export const FLEET_TRUST: TrustStore = parseTrustStore(FLEET_TRUST_DOCUMENT);
+/** Both operators: enough for anything. */
+export const OPERATORS: RolloutSigner[] = [signerOf(KEYS.alice), signerOf(KEYS.bob)];
+/** The controllers' keys by controller id (any other id signs with ctl-a's key). */
+const CONTROLLER_SIGNERS: Record<string, RolloutSigner> = { 'ctl-a': signerOf(KEYS.ctlA), 'ctl-b': signerOf(KEYS.ctlB) };
+export const controllerSigner = (controllerId: string): RolloutSigner => CONTROLLER_SIGNERS[controllerId] ?? signerOf(KEYS.ctlA);
+
+/** What an operator's call needs, signed by both operators unless `signers` says otherwise. */
+export function ops(prefix: string, signers: RolloutSigner[] = OPERATORS): RolloutActionOptions {
+  return { prefix, trust: FLEET_TRUST, signers };
+}
+
+/** The trust store and the operators' key files, as the CLI reads them: `--trust` and `--key` arguments. */
+export async function writeFleetFiles(dir: string): Promise<{ trust: string; alice: string; bob: string; signing: string[] }> {
+  const trust = join(dir, 'fleet-trust.json');
+  await writeFile(trust, JSON.stringify(FLEET_TRUST_DOCUMENT));
+  const files: Record<string, string> = {};
+  for (const k of [KEYS.alice, KEYS.bob]) {
+    files[k.keyid] = join(dir, `${k.keyid}.key`);
+    await writeFile(files[k.keyid]!, k.privateKey.toPem(), { mode: 0o600 });
+  }
+  const alice = files['ops-alice']!;
+  const bob = files['ops-bob']!;
+  return { trust, alice, bob, signing: ['--trust', trust, '--key', alice, '--key', bob] };
+}
 
 /** A correct implementation, as a really signed patch. */
 export const GOOD_SOURCE = `import { createHash } from 'node:crypto';
@@ -117,6 +173,8 @@ export interface FleetOptions {
   patches: readonly TestPatch[];
   leaseTtlMs?: number;
   reportIntervalMs?: number;
+  /** Default FLEET_TRUST. */
+  trust?: TrustStore;
 }
 
 export interface Fleet {
@@ -190,6 +248,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
           agentId: id,
           ring,
           prefix: options.prefix,
+          trust: options.trust ?? FLEET_TRUST,
           leaseTtlMs: options.leaseTtlMs ?? 1500,
           reportIntervalMs: options.reportIntervalMs ?? 100,
           resyncMs: 2000,
@@ -236,15 +295,18 @@ export interface TestController {
   close(): Promise<void>;
 }
 
+/** A controller signing with its own key (`controllerSigner`) and trusting FLEET_TRUST, unless told otherwise. */
 export async function startController(
   openStore: () => Promise<KvStore>,
-  options: Omit<FleetControllerOptions, 'store'>,
+  options: Omit<FleetControllerOptions, 'store' | 'trust' | 'signer'> & Partial<Pick<FleetControllerOptions, 'trust' | 'signer'>>,
   transitions: RolloutTransition[] = [],
 ): Promise<TestController> {
   const store = await openStore();
   const controller = new FleetController({
     leaseTtlMs: 2000,
     pollMs: 50,
+    trust: FLEET_TRUST,
+    signer: controllerSigner(options.controllerId),
     ...options,
     store,
     onTransition: (t) => transitions.push(t),

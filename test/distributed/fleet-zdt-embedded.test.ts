@@ -18,16 +18,38 @@ import {
   fleetStatus,
   getRollout,
   listRollouts,
-  parseRolloutDocument,
+  ROLLOUT_SPEC_PAYLOAD_TYPE,
   pauseRollout,
   resumeRollout,
   runtimeFleetHooks,
+  verifyRolloutDocument,
   type KvStore,
   type RolloutSpec,
 } from '../../src/distributed/index.js';
 import { world } from '../zero-downtime/fixtures.js';
-import { GOOD_SOURCE, T, cli, patch, sha256hex, startController, startFleet, testPrefix, waitFor, type DigestApi, type TestPatch } from './fleet-helpers.js';
+import {
+  FLEET_TRUST,
+  KEYS,
+  GOOD_SOURCE,
+  T,
+  cli,
+  ops,
+  patch,
+  sha256hex,
+  startController,
+  startFleet,
+  testPrefix,
+  waitFor,
+  writeFleetFiles,
+  type DigestApi,
+  type TestPatch,
+} from './fleet-helpers.js';
 import { isCode } from '../support/assertions.js';
+import { signEnvelope, signerOf as testSigner } from '../support/patches.js';
+
+/** The signed spec payload of a stored rollout text. */
+const specPayload = (raw: string): Record<string, unknown> =>
+  JSON.parse(Buffer.from((JSON.parse(raw) as { spec: { payload: string } }).spec.payload, 'base64').toString()) as Record<string, unknown>;
 
 let dir: string;
 const LEASE_MS = 3000;
@@ -64,11 +86,17 @@ const SORTED_ZDT = {
   warmupCalls: 0,
 };
 
+let keysDir: string;
+/** The CLI's --trust and --key arguments. */
+let signing: string[];
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-zdt-'));
+  keysDir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-zdt-keys-'));
+  signing = (await writeFleetFiles(keysDir)).signing;
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
+  await rm(keysDir, { recursive: true, force: true });
 });
 
 test('a rollout stores its canary options; every reader parses back what the writers wrote, and operator actions keep them', async () => {
@@ -76,27 +104,27 @@ test('a rollout stores its canary options; every reader parses back what the wri
   const keys = fleetKeys(prefix);
   const store = await open();
   try {
-    const created = await createRollout(store, spec(GOOD, { id: 'zdt-1', zdt: ZDT }), { prefix });
+    const created = await createRollout(store, spec(GOOD, { id: 'zdt-1', zdt: ZDT }), ops(prefix));
     assert.deepEqual(created.zdt, SORTED_ZDT);
     const raw = await store.get(`${keys.rollouts}zdt-1`);
     assert.ok(raw !== undefined);
-    assert.deepEqual(JSON.parse(raw).zdt, SORTED_ZDT, 'stored as normalised');
-    assert.deepEqual(parseRolloutDocument(raw), created, 'the strict reader takes what createRollout wrote');
-    assert.deepEqual(await getRollout(store, 'zdt-1', { prefix }), created);
-    const status = await fleetStatus(store, { prefix });
+    assert.deepEqual(specPayload(raw).zdt, SORTED_ZDT, 'signed and stored as normalised');
+    assert.deepEqual(verifyRolloutDocument(raw, FLEET_TRUST), created, 'the strict reader takes what createRollout wrote');
+    assert.deepEqual(await getRollout(store, 'zdt-1', { prefix, trust: FLEET_TRUST }), created);
+    const status = await fleetStatus(store, { prefix, trust: FLEET_TRUST });
     assert.deepEqual(status.problems, []);
     assert.deepEqual(status.rollouts[0]?.zdt, SORTED_ZDT);
 
-    assert.deepEqual((await pauseRollout(store, 'zdt-1', 'hold', { prefix })).zdt, SORTED_ZDT);
-    assert.deepEqual((await resumeRollout(store, 'zdt-1', undefined, { prefix })).zdt, SORTED_ZDT);
-    assert.deepEqual((await abortRollout(store, 'zdt-1', 'done', { prefix })).zdt, SORTED_ZDT);
-    assert.deepEqual((await getRollout(store, 'zdt-1', { prefix })).zdt, SORTED_ZDT);
+    assert.deepEqual((await pauseRollout(store, 'zdt-1', 'hold', ops(prefix))).zdt, SORTED_ZDT);
+    assert.deepEqual((await resumeRollout(store, 'zdt-1', undefined, ops(prefix))).zdt, SORTED_ZDT);
+    assert.deepEqual((await abortRollout(store, 'zdt-1', 'done', ops(prefix))).zdt, SORTED_ZDT);
+    assert.deepEqual((await getRollout(store, 'zdt-1', { prefix, trust: FLEET_TRUST })).zdt, SORTED_ZDT);
 
     // A rollout without canary options has no zdt field at all.
-    const plain = await createRollout(store, spec(GOOD, { id: 'zdt-2' }), { prefix });
+    const plain = await createRollout(store, spec(GOOD, { id: 'zdt-2' }), ops(prefix));
     assert.equal('zdt' in plain, false);
-    assert.equal('zdt' in JSON.parse((await store.get(`${keys.rollouts}zdt-2`))!), false);
-    await abortRollout(store, 'zdt-2', 'done', { prefix });
+    assert.equal('zdt' in specPayload((await store.get(`${keys.rollouts}zdt-2`))!), false);
+    await abortRollout(store, 'zdt-2', 'done', ops(prefix));
   } finally {
     await store.close();
   }
@@ -117,18 +145,25 @@ test("canary options of a rollout are checked like a plan's: a bad one is refuse
       [{ colour: 'red' }, /unknown or non-persistable field "colour"/],
     ];
     for (const [zdt, message] of refused) {
-      await assert.rejects(createRollout(store, spec(GOOD, { zdt: zdt as RolloutSpec['zdt'] }), { prefix }), isCode('INVALID', message), JSON.stringify(zdt));
+      await assert.rejects(createRollout(store, spec(GOOD, { zdt: zdt as RolloutSpec['zdt'] }), ops(prefix)), isCode('INVALID', message), JSON.stringify(zdt));
     }
     await assert.rejects(
-      createRollout(store, spec(GOOD, { zdt: [] as unknown as RolloutSpec['zdt'] }), { prefix }),
+      createRollout(store, spec(GOOD, { zdt: [] as unknown as RolloutSpec['zdt'] }), ops(prefix)),
       isCode('INVALID', /rollout\.zdt must be a JSON object/),
     );
     assert.deepEqual(await store.list(keys.rollouts), [], 'nothing was stored');
 
     // A document written by someone else with a bad zdt is listed as a problem, never acted on.
-    const good = await createRollout(store, spec(GOOD, { id: 'zdt-ok', zdt: { minCalls: 10 } }), { prefix });
-    await store.put(`${keys.rollouts}zdt-bad`, JSON.stringify({ ...good, id: 'zdt-bad', zdt: { minCalls: -1 } }));
-    const listed = await listRollouts(store, { prefix });
+    const good = await createRollout(store, spec(GOOD, { id: 'zdt-ok', zdt: { minCalls: 10 } }), ops(prefix));
+    // Even signed by both operators: the spec's zdt is checked as strictly as createRollout checks it.
+    const bad = { ...specPayload((await store.get(`${keys.rollouts}zdt-ok`))!), id: 'zdt-bad', zdt: { minCalls: -1 } };
+    const envelope = signEnvelope(ROLLOUT_SPEC_PAYLOAD_TYPE, new TextEncoder().encode(JSON.stringify(bad)), [
+      testSigner(KEYS.alice.keyid, KEYS.alice.privateKey),
+      testSigner(KEYS.bob.keyid, KEYS.bob.privateKey),
+    ]);
+    await store.put(`${keys.rollouts}zdt-bad`, JSON.stringify({ spec: JSON.parse(envelope) }));
+    assert.equal(good.id, 'zdt-ok');
+    const listed = await listRollouts(store, { prefix, trust: FLEET_TRUST });
     assert.deepEqual(
       listed.rollouts.map((r) => r.id),
       ['zdt-ok'],
@@ -138,7 +173,7 @@ test("canary options of a rollout are checked like a plan's: a bad one is refuse
       ['zdt-bad'],
     );
     assert.match(listed.problems[0]!.error, /minCalls/);
-    await abortRollout(store, 'zdt-ok', 'done', { prefix });
+    await abortRollout(store, 'zdt-ok', 'done', ops(prefix));
   } finally {
     await store.close();
   }
@@ -153,11 +188,11 @@ test('a live rollout with canary options: the controller keeps them through ever
     await ctl.controller.whenLeading();
     // The agents' own canary runs [0.5, 1]; the rollout asks for [0.2, 1] (and keeps the test fast).
     const zdt = { steps: [0.2, 1], minCalls: 0, minCallsPerStep: 5, maxLatencyShift: 999, confidence: 0.995, probationWatch: false };
-    const r = await createRollout(store, spec(GOOD, { zdt }), { prefix });
+    const r = await createRollout(store, spec(GOOD, { zdt }), ops(prefix));
     const done = await waitFor(
       'the rollout to complete',
       async () => {
-        const now = await getRollout(store, r.id, { prefix });
+        const now = await getRollout(store, r.id, { prefix, trust: FLEET_TRUST });
         assert.ok(['running', 'completed'].includes(now.state.status), `rollout ${now.state.status}: ${now.state.reason}`);
         return now.state.status === 'completed' ? now : undefined;
       },
@@ -211,6 +246,7 @@ test("hotpatch fleet rollout: the canary flags become the rollout's zdt and stat
       '2',
       '--soak',
       '0',
+      ...signing,
     ];
     const bad = await cli([...base, '--id', 'cli-bad', '--confidence', '2']);
     assert.equal(bad.status, 2, bad.stderr);
@@ -219,7 +255,7 @@ test("hotpatch fleet rollout: the canary flags become the rollout's zdt and stat
     const word = await cli([...base, '--id', 'cli-bad', '--min-calls', 'many']);
     assert.equal(word.status, 2);
     assert.match(String(word.json.message), /^--min-calls must be a number/);
-    assert.deepEqual((await listRollouts(store, { prefix })).rollouts, [], 'nothing was written');
+    assert.deepEqual((await listRollouts(store, { prefix, trust: FLEET_TRUST })).rollouts, [], 'nothing was written');
 
     const created = await cli([
       ...base,
@@ -256,12 +292,12 @@ test("hotpatch fleet rollout: the canary flags become the rollout's zdt and stat
     };
     assert.deepEqual((created.json.rollout as { zdt: unknown }).zdt, expected);
     assert.match(String(created.json.message), /canary canaryCallTimeoutMs=900 confidence=0\.995 .*steps=0\.1,0\.5/);
-    assert.deepEqual((await getRollout(store, 'cli-zdt', { prefix })).zdt, expected);
-    const status = await cli(['fleet', 'status', '--store', dir, '--prefix', prefix]);
+    assert.deepEqual((await getRollout(store, 'cli-zdt', { prefix, trust: FLEET_TRUST })).zdt, expected);
+    const status = await cli(['fleet', 'status', '--store', dir, '--prefix', prefix, '--trust', signing[1]!]);
     assert.equal(status.status, 0);
     assert.deepEqual((status.json.rollouts as { id: string; zdt?: unknown }[]).find((x) => x.id === 'cli-zdt')?.zdt, expected);
     assert.deepEqual(status.json.problems, []);
-    const plain = await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'cli-zdt']);
+    const plain = await cli(['fleet', 'abort', '--store', dir, '--prefix', prefix, '--rollout', 'cli-zdt', ...signing]);
     assert.equal(plain.status, 0);
     assert.deepEqual((plain.json.rollout as { zdt: unknown }).zdt, expected);
   } finally {

@@ -1,4 +1,8 @@
+import { stat } from 'node:fs/promises';
+import { hostname, userInfo } from 'node:os';
+import { basename } from 'node:path';
 import { HotPatchError } from '../../core/index.js';
+import { importPrivateKey } from '../../crypto-agile/index.js';
 import {
   abortRollout,
   createRollout,
@@ -10,23 +14,38 @@ import {
   type FleetStatus,
   type KvStore,
   type RolloutDocument,
+  type RolloutSigner,
 } from '../../distributed/index.js';
-import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { readFileBounded } from '../../repo/index.js';
+import type { TrustStore } from '../../verification/index.js';
+import { optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
 import { CANARY_FLAGS, CANARY_FLAG_NAMES, CANARY_HELP, CANARY_USAGE, canaryOptionsFromFlags } from '../canary-flags.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
+import { loadTrustStore } from '../config-files.js';
 import type { Output } from '../output.js';
 
-const USAGE = `hotpatch fleet status   --store SPEC [--prefix P] [--json]
-hotpatch fleet rollout  --store SPEC --target T --patch ID --version V --payload-hash H
-                        --rings N --soak MS [--id ROLLOUT] [--skip-empty-rings] [--prefix P]
+const USAGE = `hotpatch fleet status   --store SPEC [--trust FILE] [--prefix P] [--json]
+hotpatch fleet rollout  --store SPEC --trust FILE --key FILE… --target T --patch ID
+                        --version V --payload-hash H --rings N --soak MS [--id ROLLOUT]
+                        [--skip-empty-rings] [--keyid KEYID] [--prefix P]
 ${CANARY_USAGE.replace(/^/gm, '                        ')} [--json]
-hotpatch fleet pause    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
-hotpatch fleet resume   --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
-hotpatch fleet abort    --store SPEC --rollout ID [--reason TEXT] [--prefix P] [--json]
+hotpatch fleet pause    --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
+                        [--keyid KEYID] [--prefix P] [--json]
+hotpatch fleet resume   --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
+                        [--keyid KEYID] [--prefix P] [--json]
+hotpatch fleet abort    --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
+                        [--keyid KEYID] [--prefix P] [--json]
 
 --store names the shared store: etcd://HOST:PORT[,HOST:PORT…] for a fleet, or the embedded
 store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet.
+
+Rollouts are signed. --trust is the trust store the agents use: its fleet role says which
+operators' keys sign rollouts and how many must (fleet.threshold for a rollout or a resume,
+fleet.stopThreshold for a pause or an abort). --key is an operator's private key file as
+hotpatch keygen writes it (DIR/KEYID.key; KEYID=FILE or --keyid KEYID names another key id),
+given once per operator signing. Too few keys: refused, nothing written. status verifies each
+rollout when given --trust (one that does not verify is listed as ignored).
 
 status lists the alive agents by ring (per target: version, phase, health) and the rollouts
 (ring, status, reason). rollout creates a rollout at ring 0 (the canary hosts); the active
@@ -55,6 +74,9 @@ const FLAGS = {
   'skip-empty-rings': { type: 'boolean' },
   rollout: { type: 'string' },
   reason: { type: 'string' },
+  trust: { type: 'string' },
+  key: { type: 'string', multiple: true },
+  keyid: { type: 'string' },
   ...CANARY_FLAGS,
 } as const;
 
@@ -62,13 +84,16 @@ const SUBCOMMANDS = ['status', 'rollout', 'pause', 'resume', 'abort'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
 
 /** Flags each subcommand accepts (besides --store, --prefix, --json, --help). */
+const SIGNING = ['trust', 'key', 'keyid'];
 const ALLOWED: Record<Sub, readonly string[]> = {
-  status: [],
-  rollout: ['target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings', ...CANARY_FLAG_NAMES],
-  pause: ['rollout', 'reason'],
-  resume: ['rollout', 'reason'],
-  abort: ['rollout', 'reason'],
+  status: ['trust'],
+  rollout: ['target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings', ...CANARY_FLAG_NAMES, ...SIGNING],
+  pause: ['rollout', 'reason', ...SIGNING],
+  resume: ['rollout', 'reason', ...SIGNING],
+  abort: ['rollout', 'reason', ...SIGNING],
 };
+const MAX_KEY_FILE = 64 * 1024;
+const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
 function integerFlag(values: Record<string, unknown>, name: string, min: number): number {
   const text = requireString(values, name);
@@ -107,8 +132,8 @@ export const fleetCommand: Command = {
     } catch (error) {
       throw new UsageError(`--prefix: ${(error as Error).message}`, 'INVALID', { cause: error });
     }
-    // Every flag is checked before the store is opened.
-    const run = prepare(action, values, options);
+    // Every flag is checked, and the trust store and keys read, before the store is opened.
+    const run = await prepare(action, values, options, out.warn.bind(out));
     let store: KvStore;
     try {
       store = await openStore(spec);
@@ -127,10 +152,13 @@ export const fleetCommand: Command = {
 
 type Runner = (store: KvStore, out: Output) => Promise<void>;
 
-function prepare(action: Sub, values: Record<string, unknown>, options: { prefix?: string }): Runner {
+async function prepare(action: Sub, values: Record<string, unknown>, base: { prefix?: string }, warn: (text: string) => void): Promise<Runner> {
   switch (action) {
-    case 'status':
-      return async (store, out) => printStatus(out, await fleetStatus(store, options));
+    case 'status': {
+      const trustPath = optionalString(values, 'trust');
+      const options = trustPath === undefined ? base : { ...base, trust: await loadTrustStore(trustPath) };
+      return async (store, out) => printStatus(out, await fleetStatus(store, options), trustPath !== undefined);
+    }
     case 'rollout': {
       const id = optionalString(values, 'id');
       const zdt = canaryOptionsFromFlags(values);
@@ -145,6 +173,7 @@ function prepare(action: Sub, values: Record<string, unknown>, options: { prefix
         emptyRings: values['skip-empty-rings'] === true ? ('skip' as const) : ('wait' as const),
         ...(Object.keys(zdt).length === 0 ? {} : { zdt }),
       };
+      const options = { ...base, ...(await signing(values, warn)) };
       return async (store, out) => {
         const doc = await createRollout(store, spec, options);
         out.success(
@@ -159,11 +188,56 @@ function prepare(action: Sub, values: Record<string, unknown>, options: { prefix
       const id = requireString(values, 'rollout');
       const reason = optionalString(values, 'reason');
       const fn = action === 'pause' ? pauseRollout : action === 'resume' ? resumeRollout : abortRollout;
+      const options = { ...base, ...(await signing(values, warn)) };
       return async (store, out) => {
         const doc = await fn(store, id, reason ?? `${action}d by operator`, options);
         out.success(`rollout ${doc.id} ${doc.state.status} at ring ${doc.state.ring}/${doc.rings}`, { rollout: doc });
       };
     }
+  }
+}
+
+/** The trust store and the operators' keys of a signed write, and who the operator says they are. */
+async function signing(values: Record<string, unknown>, warn: (text: string) => void): Promise<{ trust: TrustStore; signers: RolloutSigner[]; actor: string }> {
+  const trustPath = requireString(values, 'trust');
+  const keys = stringList(values, 'key');
+  if (keys.length === 0) throw new UsageError("--key is required: rollouts are signed by the fleet operators' keys (one --key per operator)");
+  const keyid = optionalString(values, 'keyid');
+  if (keyid !== undefined && keys.length > 1) throw new UsageError('--keyid names the key of a single --key; with several, write --key KEYID=FILE');
+  const trust = await loadTrustStore(trustPath);
+  const signers: RolloutSigner[] = [];
+  for (const item of keys) {
+    const at = item.indexOf('=');
+    const [id, path] = at > 0 ? [item.slice(0, at), item.slice(at + 1)] : [keyid ?? basename(item).replace(/\.key$/, ''), item];
+    if (!KEYID.test(id)) throw new UsageError(`key id ${JSON.stringify(id)} of --key ${item} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid or KEYID=FILE`);
+    if (signers.some((s) => s.keyid === id)) throw new UsageError(`--key names key id ${id} twice`);
+    signers.push({ keyid: id, privateKey: await loadPrivateKey(path, warn) });
+  }
+  let actor = 'unknown';
+  try {
+    actor = `${userInfo().username}@${hostname()}`.slice(0, 256);
+  } catch {
+    // No user name (a container's uid without an entry): the actor is only a record anyway.
+  }
+  return { trust, signers, actor };
+}
+
+async function loadPrivateKey(path: string, warn: (text: string) => void): Promise<RolloutSigner['privateKey']> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileBounded(path, MAX_KEY_FILE, { noFollow: false, what: 'key file' });
+  } catch (error) {
+    // The key file is the operator's own input: a wrong one is a usage error (exit 2).
+    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${path}: ${error.message}`, error.code, { cause: error });
+    throw error;
+  }
+  const mode = (await stat(path)).mode & 0o077;
+  if (mode !== 0) warn(`${path} is readable by group or others (mode ${(0o600 | mode).toString(8)}); keep private keys 0600`);
+  try {
+    return importPrivateKey(new TextDecoder().decode(bytes));
+  } catch (error) {
+    if (error instanceof HotPatchError) throw new UsageError(`--key ${path}: ${error.message}`, error.code, { cause: error });
+    throw error;
   }
 }
 
@@ -176,11 +250,13 @@ function canaryText(r: RolloutDocument): string {
 
 function describeRollout(r: RolloutDocument): string {
   const ring = r.state.status === 'completed' ? `${r.rings}/${r.rings}` : `${r.state.ring}/${r.rings}`;
-  return `${r.id}  ${r.target} → ${r.version} (${r.patchId})  ${r.state.status}  ring ${ring}${canaryText(r)}${r.state.reason === undefined ? '' : `  — ${r.state.reason}`}`;
+  const signed = r.signers.length === 0 ? '' : `  signed by ${r.signers.join(', ')}; state ${r.seq} by ${r.state.by ?? 'operator'}`;
+  return `${r.id}  ${r.target} → ${r.version} (${r.patchId})  ${r.state.status}  ring ${ring}${canaryText(r)}${signed}${r.state.reason === undefined ? '' : `  — ${r.state.reason}`}`;
 }
 
-function printStatus(out: Output, status: FleetStatus): void {
+function printStatus(out: Output, status: FleetStatus, verified: boolean): void {
   out.line(`controller: ${status.controller ?? 'none leading'}`);
+  if (!verified) out.line('rollouts: signatures not checked (pass --trust to verify them)');
   const rings = [...new Set(status.agents.map((a) => a.ring))].sort((a, b) => a - b);
   if (rings.length === 0) out.line('agents: none alive');
   for (const ring of rings) {
@@ -203,6 +279,7 @@ function printStatus(out: Output, status: FleetStatus): void {
   const rollouts = status.rollouts.map(({ key: _key, raw: _raw, ...r }) => r);
   out.success(`${status.agents.length} agent(s) in ${rings.length} ring(s), ${status.rollouts.length} rollout(s)`, {
     controller: status.controller ?? null,
+    verified,
     agents,
     rollouts,
     problems: status.problems,
