@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HotPatchError, Registries, emitRedactedWarning, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
+import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
@@ -10,13 +10,15 @@ import { FileSystemRepository, readFileBounded } from '../repo/index.js';
 import { SecurityGate } from '../security/index.js';
 import { DefaultVerifier, parseTrustStore } from '../verification/index.js';
 import { HotPatchRuntime } from '../zero-downtime/index.js';
-import { AUDIT_MODES, requestRecorder, type AuditMode } from './operator-record.js';
+import { joinFleet, prepareFleet, type AgentFleet, type AgentFleetOptions } from './fleet-join.js';
+import { AUDIT_MODES, actionRecorder, requestRecorder, type AuditMode } from './operator-record.js';
 import type { AgentContext } from './routes.js';
 import { requestHandler } from './serve.js';
 import { lockStateDir } from './state-lock.js';
 import { readAgentTokens, type HttpTokenOption } from './token.js';
 
 export type { HttpTokenOption } from './token.js';
+export type { AgentFleet, AgentFleetOptions } from './fleet-join.js';
 
 export interface AgentOptions {
   /** State directory: state.json, staging/, manifests/, journal.json, audit.log, agent.sock. */
@@ -58,6 +60,12 @@ export interface AgentOptions {
   maxApplyCrashes?: number;
   keepFinishedPlans?: number;
   maxOpenPlans?: number;
+  /**
+   * Join a fleet: register with a lease in the store, report each target's version, phase and
+   * health, and apply the fleet's signed rollouts through this agent's own Planner (README
+   * "Fleets").
+   */
+  fleet?: AgentFleetOptions;
 }
 
 export interface Agent {
@@ -68,6 +76,8 @@ export interface Agent {
   readonly audit: AuditLog;
   /** `unix:<path>` or `http://127.0.0.1:<port>`: what `hotpatch --agent` takes. */
   readonly address: string;
+  /** The fleet membership, when started with `fleet`. */
+  readonly fleet: AgentFleet | undefined;
   close(): Promise<void>;
 }
 
@@ -98,6 +108,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const auditMode = options.auditMode ?? 'fail-closed';
     if (!AUDIT_MODES.includes(auditMode)) throw new HotPatchError('INVALID', `auditMode must be one of ${AUDIT_MODES.join(', ')}, got ${String(auditMode)}`);
     const plannerOptions = plannerLimits(options);
+    const fleetPlan = options.fleet === undefined ? undefined : await prepareFleet(options.fleet, options.defaults?.trustStore);
     const tokens = options.http === undefined ? undefined : await readAgentTokens(options.http);
     // The tokens are cut out of every message the agent records (a payload may read the file).
     for (const t of tokens ?? []) undo.push(registerSecret(t.token));
@@ -175,6 +186,18 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       maxEventBacklogBytes: positiveInteger(options.maxEventBacklogBytes ?? 1024 * 1024, 'maxEventBacklogBytes'),
       recordRequest: requestRecorder(audit, bus, auditMode),
     };
+    // Last: the agent follows rollouts only once it can serve, record and plan.
+    let fleet: AgentFleet | undefined;
+    if (fleetPlan !== undefined) {
+      const onFleetError = (error: unknown): void => {
+        if (logger !== undefined) logger.warn({ fleet: true, code: error instanceof HotPatchError ? error.code : undefined }, messageOf(error));
+        else emitRedactedWarning(`fleet: ${messageOf(error)}`, { code: 'HOTPATCH_FLEET_AGENT' });
+      };
+      fleet = await joinFleet(fleetPlan, planner, actionRecorder(audit, bus, auditMode), onFleetError);
+      const joined = fleet;
+      undo.push(() => joined.stop());
+      ctx.fleet = { agentId: fleet.agentId, ring: fleet.ring, prefix: fleet.prefix };
+    }
     const streams = ctx.streams;
     // Said once, where the operator looks: where the agent listens and what it came up with.
     logger?.info(
@@ -195,6 +218,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       metrics,
       audit,
       address,
+      fleet,
       async close() {
         if (closed) return;
         closed = true;

@@ -15,16 +15,17 @@ import type { TokenCredential } from './token.js';
 export type AuditMode = 'fail-closed' | 'fail-open';
 export const AUDIT_MODES: readonly AuditMode[] = ['fail-closed', 'fail-open'];
 /** Requests that move a target back to safety: never refused for want of a record. */
-const TO_SAFETY = new Set(['abort', 'rollback', 'freeze', 'cancel', 'dry-run']);
+const TO_SAFETY = new Set(['abort', 'rollback', 'freeze', 'cancel', 'dry-run', 'fleet-rollback']);
 
 /** How a request was admitted, and who its sender says they are. */
 export interface RequestIdentity {
   /**
    * unix-socket (the file mode is the check), or the bearer token that admitted it:
    * `token:<name>` for a named token (`http.tokens`), operator-token or read-token for
-   * `http.tokenFile` / `http.readTokenFile`.
+   * `http.tokenFile` / `http.readTokenFile`; `fleet-rollout` for an order of a signed fleet
+   * rollout (its signers are in the record's detail).
    */
-  credential: 'unix-socket' | TokenCredential;
+  credential: 'unix-socket' | TokenCredential | 'fleet-rollout';
   /** The token's name ("operator" and "read" for the two legacy files); absent on the socket. */
   token?: string;
   /** `x-hotpatch-actor`: self-declared (the CLI sends user@host), kept for the record, never trusted. */
@@ -49,10 +50,11 @@ export function identityOf(req: IncomingMessage): RequestIdentity {
 }
 
 export type RequestRecorder = (req: IncomingMessage, action: string, target: string, detail?: Record<string, unknown>) => Promise<void>;
+/** Records an action whose identity is not an HTTP request's (a fleet order), the same way. */
+export type ActionRecorder = (who: RequestIdentity, action: string, target: string, detail?: Record<string, unknown>) => Promise<void>;
 
-export function requestRecorder(audit: AuditLog, bus: EventBus, mode: AuditMode): RequestRecorder {
-  return async (req, action, target, detail = {}) => {
-    const who = identityOf(req);
+export function actionRecorder(audit: AuditLog, bus: EventBus, mode: AuditMode): ActionRecorder {
+  return async (who, action, target, detail = {}) => {
     const by = `${who.credential}${who.actor === undefined ? '' : ` (${who.actor})`}`;
     const event = createEvent({
       type: 'Requested',
@@ -83,4 +85,9 @@ export function requestRecorder(audit: AuditLog, bus: EventBus, mode: AuditMode)
     }
     bus.publish(event);
   };
+}
+
+export function requestRecorder(audit: AuditLog, bus: EventBus, mode: AuditMode): RequestRecorder {
+  const record = actionRecorder(audit, bus, mode);
+  return (req, action, target, detail) => record(identityOf(req), action, target, detail);
 }

@@ -19,6 +19,8 @@ export interface AgentContext {
   maxEventBacklogBytes: number;
   /** Records an operator request before it acts (refuses it when the record cannot be written, in fail-closed mode). */
   recordRequest: RequestRecorder;
+  /** Set when the agent is in a fleet: who it is there. */
+  fleet?: { agentId: string; ring: number; prefix: string };
 }
 
 type Handler = (ctx: AgentContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
@@ -51,6 +53,7 @@ export const ROUTES: Readonly<Record<string, Route>> = {
       total,
       planCounts: counts,
       eventStreams: ctx.streams.size,
+      ...(ctx.fleet === undefined ? {} : { fleet: ctx.fleet }),
       ...(next === undefined ? {} : { next }),
     });
   }),

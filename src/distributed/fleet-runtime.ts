@@ -1,7 +1,8 @@
 import { HotPatchError, checkPatchInstaller, describe, type Approver, type PatchInstaller, type VerifiedManifest } from '../core/index.js';
 import { overlayZdtOptions } from '../orchestration/index.js';
-import { HotPatchRuntime, twoPhaseApply, type Target, type ZdtOptions } from '../zero-downtime/index.js';
-import type { FleetHealth, RolloutOrder } from './fleet-rollout.js';
+import { HotPatchRuntime, twoPhaseApply, type ZdtOptions } from '../zero-downtime/index.js';
+import { fleetHealthReporter, type FleetHealthOptions } from './fleet-health.js';
+import type { RolloutOrder } from './fleet-rollout.js';
 import type { MemberReport, TargetReport } from './fleet-member.js';
 
 /** A verified patch and its payload, as `twoPhaseApply` takes them. */
@@ -17,24 +18,12 @@ export interface ResolvedPatch {
  */
 export type PatchResolver = (order: RolloutOrder, signal: AbortSignal) => Promise<ResolvedPatch> | ResolvedPatch;
 
-export interface RuntimeFleetHooksOptions {
+export interface RuntimeFleetHooksOptions extends FleetHealthOptions {
   /**
    * Options of each `twoPhaseApply` (canary steps, thresholds…); a rollout's own `zdt`
    * options override them field by field. The runtime and signal are set here.
    */
   applyOptions?: Omit<ZdtOptions, 'signal'>;
-  /** Only these targets are reported (default: every target of the runtime). */
-  targets?: readonly string[];
-  /**
-   * Error rate above which a target's active version is unhealthy (default 0.01), judged over
-   * windows of at least `minCalls` calls (default 20). Only this option sets it: the canary's
-   * `maxErrorRate` (in `applyOptions`) is an absolute ceiling that is off by default (1), so
-   * it no longer stands in for the fleet's health rule.
-   */
-  maxErrorRate?: number;
-  minCalls?: number;
-  /** Replaces the default health rule. */
-  health?: (target: Target<object>) => FleetHealth | { health: FleetHealth; reason?: string };
   /**
    * Asked before every apply (e.g. a `DistributedApproval`): rollout documents are not
    * signed, so an approval quorum is what keeps a store writer from rolling out a signed
@@ -47,14 +36,6 @@ export interface RuntimeFleetHooks {
   apply(order: RolloutOrder, signal: AbortSignal): Promise<MemberReport>;
   rollback(order: RolloutOrder): Promise<MemberReport>;
   report(): TargetReport[];
-}
-
-interface HealthWindow {
-  version: object;
-  calls: number;
-  errors: number;
-  verdict: FleetHealth;
-  reason?: string;
 }
 
 /**
@@ -78,37 +59,10 @@ export function runtimeFleetHooks(
   if (!(runtime instanceof HotPatchRuntime)) throw new HotPatchError('INVALID', `runtime must be a HotPatchRuntime, got ${describe(runtime)}`);
   checkPatchInstaller(installer, 'installer');
   if (typeof resolvePatch !== 'function') throw new HotPatchError('INVALID', `resolvePatch must be a function, got ${describe(resolvePatch)}`);
-  // The health rule's own default: not `applyOptions.maxErrorRate`, whose default of 1 means "off".
-  const maxErrorRate = options.maxErrorRate ?? 0.01;
-  const minCalls = options.minCalls ?? 20;
-  if (!(maxErrorRate >= 0 && maxErrorRate <= 1)) throw new HotPatchError('INVALID', `maxErrorRate must be in [0, 1], got ${describe(maxErrorRate)}`);
-  if (!Number.isSafeInteger(minCalls) || minCalls < 1) throw new HotPatchError('INVALID', `minCalls must be a positive integer, got ${describe(minCalls)}`);
-  const windows = new Map<string, HealthWindow>();
-
+  const report = fleetHealthReporter(runtime, options);
   const state = (name: string): { version: string; patchId: string | null } => {
     const active = runtime.get(name).active;
     return { version: active.version, patchId: active.patchId };
-  };
-
-  const defaultHealth = (target: Target<object>): { health: FleetHealth; reason?: string } => {
-    const v = target.active;
-    let w = windows.get(target.name);
-    if (w === undefined || w.version !== v) {
-      w = { version: v, calls: 0, errors: 0, verdict: 'healthy' };
-      windows.set(target.name, w);
-    }
-    const calls = v.calls - w.calls;
-    if (calls >= minCalls) {
-      const errors = v.errors - w.errors;
-      const rate = errors / calls;
-      w.verdict = rate > maxErrorRate ? 'unhealthy' : 'healthy';
-      if (w.verdict === 'unhealthy')
-        w.reason = `${v.label} failed ${errors} of ${calls} calls (${(rate * 100).toFixed(1)}% > ${(maxErrorRate * 100).toFixed(1)}%)`;
-      else delete w.reason;
-      w.calls = v.calls;
-      w.errors = v.errors;
-    }
-    return w.reason === undefined ? { health: w.verdict } : { health: w.verdict, reason: w.reason };
   };
 
   return {
@@ -148,15 +102,6 @@ export function runtimeFleetHooks(
       return { phase: 'rolled-back', ...state(order.target), reason: runsIt ? `rolled back ${order.patchId}` : `${order.patchId} was not active` };
     },
 
-    report() {
-      const targets = options.targets === undefined ? runtime.list() : options.targets.map((t) => runtime.get(t));
-      return targets.map((t) => {
-        const verdict = options.health === undefined ? defaultHealth(t) : options.health(t);
-        const h: { health: FleetHealth; reason?: string } = typeof verdict === 'string' ? { health: verdict } : verdict;
-        const r: TargetReport = { target: t.name, version: t.active.version, patchId: t.active.patchId, health: h.health };
-        if (h.reason !== undefined) r.reason = h.reason;
-        return r;
-      });
-    },
+    report,
   };
 }

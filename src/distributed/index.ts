@@ -40,13 +40,21 @@ export {
   type DistributedApprovalOptions,
 } from './distributed-approval.js';
 export {
+  CONTROLLER_STATUSES,
   DEFAULT_FLEET_PREFIX,
   FINAL_ROLLOUT_STATUSES,
   FLEET_HEALTH,
   FLEET_PHASES,
+  FUTURE_SKEW_MS,
+  MAX_ROLLOUT_TRAIL,
+  OPERATOR_GO_STATUSES,
+  OPERATOR_STOP_STATUSES,
   ROLLBACK_STATUSES,
+  ROLLOUT_SPEC_PAYLOAD_TYPE,
+  ROLLOUT_STATE_PAYLOAD_TYPE,
   ROLLOUT_STATUSES,
   abortRollout,
+  addRolloutSpecSignature,
   createRollout,
   failureOf,
   fleetKeys,
@@ -59,11 +67,20 @@ export {
   parseFleetId,
   parseRing,
   parseRolloutDocument,
+  parseRolloutSpec,
+  parseRolloutStatePayload,
   pauseRollout,
+  readStoredRollout,
   readyFor,
   resumeRollout,
   runsRollout,
+  signRolloutSpec,
+  signRolloutState,
+  specDigest,
+  storedRolloutText,
+  submitRollout,
   updateRollout,
+  verifyRolloutDocument,
   type AgentDocument,
   type AgentTargetState,
   type EmptyRingPolicy,
@@ -73,16 +90,26 @@ export {
   type FleetProblem,
   type FleetStatus,
   type FleetStoreOptions,
+  type RolloutActionOptions,
   type RolloutDocument,
   type RolloutOrder,
+  type RolloutSigner,
   type RolloutSpec,
   type RolloutState,
+  type RolloutStatePayload,
+  type RolloutStateSigners,
   type RolloutStatus,
+  type RolloutTrailEntry,
+  type SignedRolloutSpec,
   type StoredAgent,
   type StoredRollout,
 } from './fleet-rollout.js';
+export { RolloutReplayGuard } from './rollout-replay.js';
+export { RolloutVerifier, readStoredSpec } from './rollout-verify.js';
 export { FleetMember, type FleetMemberOptions, type MemberReport, type TargetReport } from './fleet-member.js';
 export { runtimeFleetHooks, type PatchResolver, type ResolvedPatch, type RuntimeFleetHooks, type RuntimeFleetHooksOptions } from './fleet-runtime.js';
+export { plannerFleetHooks, fleetPlanId, type FleetHooks, type PlannerFleetHooksOptions } from './fleet-planner.js';
+export { fleetHealthReporter, type FleetHealthOptions } from './fleet-health.js';
 export { FleetController, type FleetControllerOptions, type RolloutTransition } from './fleet-controller.js';
 export { EmbeddedStore, STORE_FILE, LOCK_FILE } from './embedded-store.js';
 export { STORE_FORMAT, EVENT_LOG_SIZE } from './embedded-document.js';
