@@ -1,5 +1,4 @@
 import { emitRedactedWarning } from '../core/index.js';
-import { mannWhitneyGreater, median } from '../stats/index.js';
 import type { CanaryEvidence } from './canary-evidence.js';
 import { boundedExcessTest, count, lookAlpha, p3, pct, tripAlpha } from './canary-judge.js';
 import type { ResolvedZdtOptions } from './options.js';
@@ -7,16 +6,13 @@ import type { HotPatchRuntime } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
 import type { Target } from './target.js';
 
-/** Latency samples kept of the promoted version during its probation. */
-const MAX_SAMPLES = 2048;
 /**
  * After promotion there is no baseline at the same moment, only what the previous version
- * showed during the canary; so latency must be this many times further off than the canary's
- * tolerance before the watch acts (a busier machine must not read as a regression).
- */
-const LATENCY_MARGIN = 2;
-/**
- * Likewise for errors: the promoted version fails only if its error rate is significantly
+ * showed during the canary. Latency is therefore not judged here at all: a busier machine
+ * reads as a slower version (seen: ×7.7 after promotion, with the patch unchanged, when two of
+ * three etcd members died under a fleet of six service processes), and slow patches are caught
+ * during the canary, where both versions run at the same moment. Errors depend far less on
+ * the machine's load, and are judged with a margin: the promoted version fails only if its error rate is significantly
  * above twice what the previous version showed (its upper confidence bound) plus 0.1 % of
  * calls, so a downstream hiccup after promotion is not blamed on the patch.
  */
@@ -24,11 +20,11 @@ const ERROR_FACTOR = 2;
 const ERROR_SLACK = 0.001;
 
 /**
- * Keeps judging a promoted version through its probation: its errors and latency against
- * what the previous version showed during the canary. A clear regression routes every call
+ * Keeps judging a promoted version through its probation: its errors against what the
+ * previous version showed during the canary. A clear regression routes every call
  * back to the warm previous version at once (a field write), then records the rollback and
  * marks the patch failed. Errors are checked on the error path itself (a version failing
- * every call is caught within a few calls); latency and errors again at each look. With
+ * every call is caught within a few calls) and again at each look. With
  * `retryOnBaseline`, a failed call is re-run on the previous version, so callers see none.
  */
 export function watchProbation(
@@ -41,12 +37,8 @@ export function watchProbation(
 ): void {
   const refCalls = reference.baseline.calls + reference.baselineBefore.calls;
   const refErrors = reference.baseline.errors + reference.baselineBefore.errors;
-  const refLatency =
-    reference.pairs.length >= reference.baselineLatency.length ? reference.pairs.baseline.view().slice() : reference.baselineLatency.view().slice();
   const calls0 = promoted.calls;
   const errors0 = promoted.errors;
-  const samples = new Float64Array(MAX_SAMPLES);
-  let sampleCount = 0;
   let nextErrorCheck = 3;
   let look = 0;
   let stopped = false;
@@ -58,7 +50,6 @@ export function watchProbation(
     stopped = true;
     clearInterval(timer);
     if (promoted.onError === onError) promoted.onError = null;
-    if (promoted.latencyTap === onLatency) promoted.latencyTap = null;
     if (!regressed && promoted.fallback === previous) promoted.fallback = null;
   };
   const stillWatched = (): boolean => {
@@ -88,10 +79,6 @@ export function watchProbation(
     const t = errorTest(f, alpha);
     if (t.p < alpha) regress(errorReason(f, t, alpha), { rule: 'overwhelming-errors', ...f, errorP: t.p, alpha });
   };
-  const onLatency = (seconds: number): void => {
-    if (sampleCount < MAX_SAMPLES) samples[sampleCount++] = seconds * 1000;
-    else samples[Math.floor(opts.random() * MAX_SAMPLES)] = seconds * 1000;
-  };
 
   const lookNow = (): void => {
     if (!stillWatched()) return;
@@ -102,20 +89,6 @@ export function watchProbation(
       const t = errorTest(f, alpha);
       if (t.p < alpha) return regress(errorReason(f, t, alpha), { rule: 'error-excess', ...f, errorP: t.p, alpha, look });
     }
-    if (sampleCount >= opts.minLatencySamples && refLatency.length >= opts.minLatencySamples) {
-      const factor = LATENCY_MARGIN * (1 + opts.maxLatencyShift);
-      const c = samples.subarray(0, sampleCount);
-      const scaled = refLatency.map((x) => factor * x + opts.latencyNoiseFloorMs);
-      const ratio = median(c) / Math.max(median(refLatency), 1e-6);
-      const { p } = mannWhitneyGreater(c, scaled);
-      if (p < alpha && ratio > factor) {
-        return regress(
-          `after promotion ${promoted.version}'s latency is ×${ratio.toFixed(2)} what ${previous.version} showed during the canary (acted on beyond ×${factor.toFixed(2)}): ` +
-            `Mann–Whitney U p=${p3(p)} < α=${p3(alpha)} over ${count(c.length)} samples`,
-          { rule: 'latency-shift', latencyRatio: ratio, latencyP: p, latencySamples: c.length, alpha, look },
-        );
-      }
-    }
   };
 
   const regress = (reason: string, figures: Record<string, unknown>): void => {
@@ -124,7 +97,6 @@ export function watchProbation(
   };
 
   promoted.onError = onError;
-  promoted.latencyTap = onLatency;
   // An idempotent target keeps its callers answered: a failed call is re-run on the previous version.
   if (opts.retryOnBaseline) promoted.fallback = previous;
   const timer = setInterval(lookNow, Math.max(250, Math.min(5000, opts.probationMs / 20)));

@@ -46,8 +46,6 @@ export class RuntimeVersion {
   onError: (() => void) | null = null;
   /** While a watched probation runs with `retryOnBaseline`: a failed call is re-run on this (warm previous) version. */
   fallback: RuntimeVersion | null = null;
-  /** Told of every sampled duration (seconds) while a probation watch runs. */
-  latencyTap: ((seconds: number) => void) | null = null;
   /** Durations (seconds) of sampled calls not yet collected by metrics; a bounded ring. */
   readonly #latency = new Float64Array(LATENCY_RING);
   #latencyCount = 0;
@@ -67,7 +65,6 @@ export class RuntimeVersion {
 
   /** Records the duration of a sampled call (seconds). */
   addLatency(seconds: number): void {
-    if (this.latencyTap !== null) this.latencyTap(seconds);
     this.#recent[this.#recentCount % RECENT_RING] = seconds * 1000;
     this.#recentCount += 1;
     this.#latency[this.#latencyCount % LATENCY_RING] = seconds;
