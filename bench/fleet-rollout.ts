@@ -5,16 +5,23 @@
  * A real 3-member etcd cluster on loopback (test/distributed/etcd-cluster.ts). Each agent is
  * a FleetMember with its own EtcdStore client (its own gRPC channels), report poll 1 s, in 3
  * rings of 10 % / 30 % / 60 % of the agents. Time-driven traffic is kept out of the measured
- * rollouts and stated in the note instead: a 60 s lease (keep-alives go every 20 s, 3 per TTL
- * per agent whatever happens) and a 10 min resync (one list of the rollouts per agent per
- * period; 30 s by default). One FleetController (default lease, poll 1 s; it acts on watch
- * events, from its own copy of the fleet). The apply callback is trivial (it switches a
- * version string at once, so an agent's `applying` and `promoted` reports fall in one turn and
- * go out as one write; a real apply takes longer and writes `applying` first, one request
- * more per agent): the benchmark measures coordination, not patching. Soak 0 ms, so a ring
- * passes as soon as its last agent reports. Everything (the agents, their gRPC clients and the
- * controller) shares this one process and its 2 cores with the 3 etcd members, so the
- * convergence time includes N clients' event handling on this machine's cores.
+ * rollouts and stated in the note instead: a 10 min lease (keep-alives go every 200 s, 3 per
+ * TTL per agent whatever happens; a 1,000-agent rollout takes seconds, so a shorter lease would
+ * count keep-alives as rollout traffic) and a 10 min resync (one list of the rollouts per agent
+ * per period; 30 s by default). One FleetController (default lease, poll 1 s; it acts on watch
+ * events, from its own copy of the fleet). Soak 0 ms, so a ring passes as soon as its last
+ * agent reports. Everything (the agents, their gRPC clients and the controller) shares this
+ * one process and its 2 cores with the 3 etcd members, so the convergence time includes N
+ * clients' event handling on this machine's cores.
+ *
+ * Each agent applies every order as a production agent does (`plannerFleetHooks`): a plan of
+ * its own Planner (journal in its own state directory), its patch fetched from a repository
+ * directory every agent reads, verified against the agent's trust store, security gate,
+ * staged and loaded by its own DynamicInstaller, one canary step at 100 % judged on the
+ * calls a pump gives every target under apply (one look after 1 ms), promoted. So the
+ * convergence time includes N real applies on these cores (journal and staging fsyncs, one
+ * module load per agent), and an agent writes `applying` before its outcome: two report
+ * writes per agent per rollout.
  *
  * Per size: start the agents, 50 at a time (a fleet does not boot in one instant, and 1,000
  * clients connecting at once from one process starve each other past the 3 s call deadline;
@@ -25,7 +32,8 @@
  * per agent = the growth of every agent store's `requestCount` from before `createRollout`
  * until every agent is idle with its last report written, divided by the agent count (unary
  * RPCs, watch/keep-alive streams and keep-alive messages, retries included); controller
- * requests = its store's growth. Median over the rollouts.
+ * requests = its store's growth. Median over the rollouts. Each rollout's patch is packed and
+ * signed into the repository before the clock starts.
  *
  * Ratios are against 50 agents. Goals, at 1,000 agents (20× the agents): requests per agent
  * stay flat (<= 1.1×: the per-agent cost is O(1), whatever the fleet size), and convergence
@@ -37,17 +45,18 @@
  *
  * --quick: 50 and 1,000 agents (the goals keep their meaning), 2 measured rollouts each.
  */
-import { generateKeyPair } from '../src/crypto-agile/index.js';
-import {
-  FleetController,
-  FleetMember,
-  createRollout,
-  type MemberReport,
-  type RolloutOrder,
-  type RolloutSigner,
-  type TargetReport,
-} from '../src/distributed/index.js';
-import { parseTrustStore, type TrustStore } from '../src/verification/index.js';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EventBus, Registries } from '../src/core/index.js';
+import { generateKeyPair, type PrivateKey } from '../src/crypto-agile/index.js';
+import { FleetController, FleetMember, createRollout, plannerFleetHooks, type RolloutSigner } from '../src/distributed/index.js';
+import { DynamicInstaller } from '../src/installer/index.js';
+import { Planner, type PlanZdtOptions } from '../src/orchestration/index.js';
+import { FileSystemRepository, packPatch } from '../src/repo/index.js';
+import { SecurityGate } from '../src/security/index.js';
+import { DefaultVerifier, parseTrustStore, signPatch, type TrustStore } from '../src/verification/index.js';
+import { HotPatchRuntime, type Target } from '../src/zero-downtime/index.js';
 import { EtcdStore } from '../src/distributed/etcd-store.js';
 import { startEtcdCluster, type EtcdCluster } from '../test/distributed/etcd-cluster.js';
 import { judge, median, type Row } from './harness.js';
@@ -57,23 +66,42 @@ const FULL = { sizes: [50, 200, 1000], rollouts: 5 };
 const QUICK = { sizes: [50, 1000], rollouts: 2 };
 const TARGET = 'bench.fleet.target';
 const TIMEOUT_MS = 60_000;
-const LEASE_TTL_MS = 60_000;
+const LEASE_TTL_MS = 600_000;
 const RESYNC_MS = 600_000;
 /** Agents started together: see the header. */
 const START_BATCH = 50;
 const REQUESTS_GOAL = '<= 1.1';
 const CONVERGENCE_GOAL = '<= 2';
+/** Every agent's canary: one step at 100 %, judged once it has a call (the pump below gives them). */
+const CANARY: PlanZdtOptions = {
+  steps: [1],
+  canaryInterval: 1,
+  backoffFactor: 1,
+  jitterRatio: 0,
+  minCallsPerStep: 1,
+  minCalls: 0,
+  probationMs: 0,
+  drainTimeoutMs: 1000,
+};
 
-/** One operator key (the fleet role, threshold 1) and one controller key. */
-function signingKeys(): { trust: TrustStore; operator: RolloutSigner; controller: RolloutSigner } {
+type BenchApi = { double(n: number): number };
+const builtin: BenchApi = { double: (n) => n * 2 };
+/** The patch of version `v`: the same answers (the target is deterministic: its outputs are compared). */
+const patchSource = (v: string): string => `// ${v}\nexport const api = { double: (n) => n * 2 };\n`;
+
+/** One operator key (the fleet role, threshold 1), one controller key, one key signing patches. */
+function signingKeys(): { trust: TrustStore; operator: RolloutSigner; controller: RolloutSigner; patches: PrivateKey } {
   const operator = generateKeyPair('ed25519');
   const controller = generateKeyPair('ed25519');
+  const patches = generateKeyPair('ed25519');
   const trust = parseTrustStore({
     keys: {
       'bench-operator': { alg: 'ed25519', public_key: operator.publicKey.toPem() },
       'bench-controller': { alg: 'ed25519', public_key: controller.publicKey.toPem() },
+      'bench-ci': { alg: 'ed25519', public_key: patches.publicKey.toPem() },
     },
     threshold: 1,
+    rules: [{ targets: ['bench.*'], threshold: 1, keys: ['bench-ci'] }],
     fleet: { keys: ['bench-operator'], threshold: 1 },
     controllers: { keys: ['bench-controller'] },
   });
@@ -81,6 +109,7 @@ function signingKeys(): { trust: TrustStore; operator: RolloutSigner; controller
     trust,
     operator: { keyid: 'bench-operator', privateKey: operator.privateKey },
     controller: { keyid: 'bench-controller', privateKey: controller.privateKey },
+    patches: patches.privateKey,
   };
 }
 
@@ -92,36 +121,47 @@ interface Figures {
   startMs: number;
 }
 
-class BenchAgent {
-  version = '1.0.0';
-  patchId: string | undefined;
-  readonly member: FleetMember;
-  constructor(
-    readonly store: EtcdStore,
-    id: string,
-    ring: number,
-    prefix: string,
-    trust: TrustStore,
-    errors: unknown[],
-  ) {
-    this.member = new FleetMember({
-      store,
-      agentId: id,
-      ring,
-      prefix,
-      trust,
-      leaseTtlMs: LEASE_TTL_MS,
-      resyncMs: RESYNC_MS,
-      apply: async (order: RolloutOrder): Promise<MemberReport> => {
-        this.version = order.version;
-        this.patchId = order.patchId;
-        return { phase: 'promoted', version: order.version, patchId: order.patchId, health: 'healthy' };
-      },
-      rollback: async (): Promise<MemberReport> => ({ phase: 'rolled-back', version: this.version }),
-      report: (): TargetReport[] => [{ target: TARGET, version: this.version, patchId: this.patchId ?? null, health: 'healthy' }],
-      onError: (error) => errors.push(error),
-    });
-  }
+/** One service: a runtime with the target, its Planner and the FleetMember applying orders through it. */
+interface BenchAgent {
+  store: EtcdStore;
+  runtime: HotPatchRuntime;
+  target: Target<BenchApi>;
+  planner: Planner;
+  member: FleetMember;
+}
+
+async function benchAgent(
+  store: EtcdStore,
+  id: string,
+  ring: number,
+  prefix: string,
+  dirs: { state: string; repo: string },
+  trust: TrustStore,
+  errors: unknown[],
+): Promise<BenchAgent> {
+  await mkdir(dirs.state, { mode: 0o700 });
+  const installer = new DynamicInstaller(dirs.state);
+  const runtime = new HotPatchRuntime({ stateDir: dirs.state, bus: new EventBus(), installer });
+  const target = runtime.target<BenchApi>(TARGET, { version: '1.0.0', impl: builtin, deterministic: true });
+  const registries = new Registries();
+  registries.repositories.register('default', new FileSystemRepository(dirs.repo));
+  registries.verifiers.register('default', new DefaultVerifier(trust));
+  registries.security.register('default', new SecurityGate());
+  registries.installers.register('default', installer);
+  const planner = await Planner.open({ runtime, registries, stateDir: dirs.state });
+  const hooks = plannerFleetHooks(planner, { zdt: CANARY });
+  const member = new FleetMember({
+    store,
+    agentId: id,
+    ring,
+    prefix,
+    trust,
+    leaseTtlMs: LEASE_TTL_MS,
+    resyncMs: RESYNC_MS,
+    ...hooks,
+    onError: (error) => errors.push(error),
+  });
+  return { store, runtime, target, planner, member };
 }
 
 function ringOf(i: number, n: number): number {
@@ -138,6 +178,13 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
   const controllerStore = new EtcdStore({ endpoints: cluster.endpoints });
   const operator = new EtcdStore({ endpoints: cluster.endpoints });
   const keys = signingKeys();
+  const root = await mkdtemp(join(tmpdir(), `hotpatch-bench-fleet-${n}-`));
+  const repo = join(root, 'repo');
+  await mkdir(repo);
+  // Calls for the canaries: every target under apply gets a few each millisecond (idle ones none).
+  const pump = setInterval(() => {
+    for (const a of agents) if (a.target.applying !== undefined) for (let i = 0; i < 4; i++) a.target.api.double(i);
+  }, 1);
   let completed: ((id: string) => void) | undefined;
   const controller = new FleetController({
     store: controllerStore,
@@ -160,6 +207,9 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
     const agentRequests = requestsOf(agents);
     const controllerRequests = controllerStore.requestCount;
     const version = `1.0.${k}`;
+    const patchId = `bench-patch-${k}`;
+    const packed = await packPatch(repo, { id: patchId, target: TARGET, version, type: 'esm', payload: new TextEncoder().encode(patchSource(version)) });
+    await signPatch(repo, patchId, keys.patches, { keyid: 'bench-ci' });
     let timer: NodeJS.Timeout | undefined;
     const done = new Promise<string>((resolve, reject) => {
       completed = resolve;
@@ -171,9 +221,9 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
       {
         id: `bench-${n}-${k}`,
         target: TARGET,
-        patchId: `bench-patch-${k}`,
+        patchId,
         version,
-        payloadHash: `sha256:${k.toString(16).padStart(64, '0')}`,
+        payloadHash: packed.manifest.payload_hash,
         rings: 3,
         soakMs: 0,
       },
@@ -183,7 +233,7 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
     const ms = performance.now() - t0;
     if (id !== r.id) throw new Error(`completed ${id}, expected ${r.id}`);
     // Every agent runs the version (the controller saw them all promoted).
-    const behind = agents.filter((a) => a.version !== version).length;
+    const behind = agents.filter((a) => a.target.active.version !== version).length;
     if (behind > 0) throw new Error(`${behind} agent(s) of ${n} do not run ${version} after completion`);
     // Every agent's last report is written before counting.
     await Promise.all(agents.map((a) => a.member.idle()));
@@ -191,10 +241,11 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
     return { ms, perAgent: (requestsOf(agents) - agentRequests) / n, controller: controllerStore.requestCount - controllerRequests };
   };
   try {
-    for (let i = 0; i < n; i++)
-      agents.push(
-        new BenchAgent(new EtcdStore({ endpoints: cluster.endpoints }), `agent-${String(i).padStart(4, '0')}`, ringOf(i, n), prefix, keys.trust, errors),
-      );
+    for (let i = 0; i < n; i++) {
+      const id = `agent-${String(i).padStart(4, '0')}`;
+      const store = new EtcdStore({ endpoints: cluster.endpoints });
+      agents.push(await benchAgent(store, id, ringOf(i, n), prefix, { state: join(root, id), repo }, keys.trust, errors));
+    }
     const startedAt = performance.now();
     for (let i = 0; i < n; i += START_BATCH) await Promise.all(agents.slice(i, i + START_BATCH).map((a) => a.member.start()));
     const startMs = performance.now() - startedAt;
@@ -217,8 +268,12 @@ async function measure(cluster: EtcdCluster, n: number, rollouts: number): Promi
       agents.map(async (a) => {
         await a.member.stop().catch(() => {});
         await a.store.close().catch(() => {});
+        a.planner.close();
+        a.runtime.close();
       }),
     );
+    clearInterval(pump);
+    await rm(root, { recursive: true, force: true });
     await controllerStore.close().catch(() => {});
     await operator.close().catch(() => {});
   }

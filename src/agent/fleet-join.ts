@@ -4,6 +4,7 @@ import {
   FleetMember,
   openStore,
   parseFleetId,
+  parseLabels,
   parseRing,
   plannerFleetHooks,
   type KvStore,
@@ -23,7 +24,10 @@ export interface AgentFleetOptions {
   ring: number;
   /** Default: the host name, with characters outside [A-Za-z0-9._-] replaced by "-". Unique in the fleet. */
   agentId?: string;
-  /** Reported with the agent (e.g. `{ "zone": "eu-1" }`): at most 16, names and values 1-64 printable characters. */
+  /**
+   * Written in the agent's registration and shown by `fleet status` (e.g. `{ "zone": "eu-1" }`):
+   * at most 16, names 1-64 of [A-Za-z0-9._-], values 1-64 printable ASCII characters.
+   */
   labels?: Record<string, string>;
   /** Key prefix of the fleet (default `/xps/hotpatch/fleet`). */
   prefix?: string;
@@ -85,7 +89,7 @@ export interface PreparedFleet {
 }
 
 /**
- * Checks the `fleet` options (unknown fields, the agent id, the ring) and reads the trust store
+ * Checks the `fleet` options (unknown fields, the agent id, the ring, the labels) and reads the trust store
  * that signs rollouts, refusing one without a `fleet` role (no rollout could ever verify).
  */
 export async function prepareFleet(options: AgentFleetOptions, defaultTrustStore: string | undefined): Promise<PreparedFleet> {
@@ -104,6 +108,7 @@ export async function prepareFleet(options: AgentFleetOptions, defaultTrustStore
   }
   const agentId = options.agentId === undefined ? defaultAgentId() : parseFleetId(options.agentId, 'fleet.agentId');
   parseRing(options.ring, 'fleet.ring');
+  if (options.labels !== undefined) parseLabels(options.labels, 'fleet.labels');
   if (typeof options.store !== 'string' && (typeof options.store !== 'object' || options.store === null)) {
     throw new HotPatchError('INVALID', `fleet.store must be a store spec (etcd://…, file:…) or a KvStore, got ${describe(options.store)}`);
   }

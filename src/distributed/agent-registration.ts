@@ -23,6 +23,8 @@ export interface AgentRegistrationOptions {
   key: string;
   agentId: string;
   ring: number;
+  /** Written in the document as they are (checked by the caller: `parseLabels`). */
+  labels?: Record<string, string>;
   ttlMs: number;
   onError: (error: unknown) => void;
 }
@@ -63,7 +65,14 @@ export class AgentRegistration {
   /** The document this agent writes (a copy). */
   get document(): AgentDocument {
     const targets = Object.fromEntries([...this.#targets].map(([k, v]) => [k, { ...v }]));
-    return { agentId: this.#options.agentId, ring: this.#options.ring, targets, startedAt: this.#startedAt };
+    const labels = this.#options.labels;
+    return {
+      agentId: this.#options.agentId,
+      ring: this.#options.ring,
+      ...(labels === undefined ? {} : { labels: { ...labels } }),
+      targets,
+      startedAt: this.#startedAt,
+    };
   }
 
   target(name: string): AgentTargetState | undefined {

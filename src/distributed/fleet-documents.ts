@@ -158,6 +158,8 @@ export interface AgentTargetState {
 export interface AgentDocument {
   agentId: string;
   ring: number;
+  /** What the agent says about itself (e.g. `{ "zone": "eu-1" }`): shown, never trusted. */
+  labels?: Record<string, string>;
   targets: Record<string, AgentTargetState>;
   startedAt?: string;
 }
@@ -184,6 +186,31 @@ export function parseFleetId(value: unknown, what: string): string {
 
 export function parseRing(value: unknown, what = 'ring'): number {
   return integerInRange(value, what, 0, 999);
+}
+
+export const MAX_AGENT_LABELS = 16;
+const LABEL_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const LABEL_VALUE = /^[\x20-\x7e]{1,64}$/;
+
+/**
+ * An agent's labels: at most 16, names 1-64 of [A-Za-z0-9._-], values 1-64 printable ASCII
+ * characters. Bounded because every agent's document is listed by every `fleet status`, and
+ * plain so a terminal shows them as written. Returns a copy with the names sorted (the same
+ * labels always serialise to the same text).
+ */
+export function parseLabels(value: unknown, what: string): Record<string, string> {
+  const o = asObject(value, what);
+  const names = Object.keys(o).sort();
+  if (names.length > MAX_AGENT_LABELS) throw new HotPatchError('INVALID', `${what} has ${names.length} labels, at most ${MAX_AGENT_LABELS} are allowed`);
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    if (!LABEL_NAME.test(name)) throw new HotPatchError('INVALID', `${what}: label name ${describe(name)} must be 1-64 of [A-Za-z0-9._-]`);
+    const v = o[name];
+    if (typeof v !== 'string' || !LABEL_VALUE.test(v))
+      throw new HotPatchError('INVALID', `${what}.${name} must be 1-64 printable ASCII characters, got ${describe(v)}`);
+    out[name] = v;
+  }
+  return out;
 }
 
 const PAYLOAD_HASH = /^[a-z0-9-]{2,16}:[0-9a-fA-F]{32,128}$/;
@@ -280,7 +307,7 @@ function parseTrail(value: unknown, seq: number, rings: number, what: string): R
 export function parseAgentDocument(input: string | unknown): AgentDocument {
   const what = 'agent';
   const o = decoded(input, what);
-  rejectUnknownFields(o, ['agentId', 'ring', 'targets', 'startedAt'], what);
+  rejectUnknownFields(o, ['agentId', 'ring', 'labels', 'targets', 'startedAt'], what);
   const targets: Record<string, AgentTargetState> = {};
   for (const [name, value] of Object.entries(asObject(o.targets, 'agent.targets'))) {
     const w = `agent.targets[${JSON.stringify(name)}]`;
@@ -300,6 +327,7 @@ export function parseAgentDocument(input: string | unknown): AgentDocument {
     targets[name] = state;
   }
   const doc: AgentDocument = { agentId: parseFleetId(o.agentId, 'agent.agentId'), ring: parseRing(o.ring, 'agent.ring'), targets };
+  if (o.labels !== undefined) doc.labels = parseLabels(o.labels, 'agent.labels');
   const startedAt = optional(o.startedAt, (v) => utcTimestamp(v, 'agent.startedAt'));
   if (startedAt !== undefined) doc.startedAt = startedAt;
   return doc;

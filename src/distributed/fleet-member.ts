@@ -10,6 +10,7 @@ import {
   fleetKeys,
   newestFirst,
   parseFleetId,
+  parseLabels,
   parseRing,
   RolloutVerifier,
   type AgentDocument,
@@ -39,6 +40,12 @@ export interface FleetMemberOptions {
   agentId: string;
   /** The ring this agent belongs to (0 = canary hosts). */
   ring: number;
+  /**
+   * Written in the agent's registration and shown by `fleetStatus` (e.g. `{ "zone": "eu-1" }`):
+   * at most 16, names 1-64 of [A-Za-z0-9._-], values 1-64 printable ASCII characters. Said
+   * by the agent about itself, so never a reason to trust it.
+   */
+  labels?: Record<string, string>;
   /** Key prefix of the fleet (default `/xps/hotpatch/fleet`). */
   prefix?: string;
   /**
@@ -51,7 +58,10 @@ export interface FleetMemberOptions {
   cryptoPolicy?: CryptoPolicy;
   /** TTL of the registration lease (default 10 s): a dead agent drops out this long after its last renewal. */
   leaseTtlMs?: number;
-  /** Applies the order's patch to its target (in a host: verify, then twoPhaseApply). Aborted by `signal` when the rollout halts. */
+  /**
+   * Applies the order's patch to its target (in a host: `plannerFleetHooks`, a pinned plan
+   * through the host's own Planner). Aborted by `signal` when the rollout halts.
+   */
   apply: (order: RolloutOrder, signal: AbortSignal) => Promise<MemberReport>;
   /** Rolls the order's patch back (idempotent: nothing to do when it is not active). */
   rollback: (order: RolloutOrder) => Promise<MemberReport>;
@@ -66,6 +76,20 @@ export interface FleetMemberOptions {
   resyncMs?: number;
   /** Errors of the store or the callbacks that do not stop the member (default: a process warning). */
   onError?: (error: unknown) => void;
+}
+
+/**
+ * The reason work is aborted with when the member itself stops (a shutdown, a crash), as
+ * opposed to its rollout stopping: the order still stands, and a restarted member gives it
+ * again (`isMemberStopping` tells the two apart).
+ */
+function memberStopping(agentId: string): HotPatchError {
+  return new HotPatchError('ABORTED', `fleet agent ${agentId} is stopping`, { detail: { memberStopping: true } });
+}
+
+/** Was an apply aborted because its member stops (not because its rollout did)? */
+export function isMemberStopping(reason: unknown): boolean {
+  return reason instanceof HotPatchError && reason.code === 'ABORTED' && reason.detail?.memberStopping === true;
 }
 
 interface Work {
@@ -128,6 +152,7 @@ export class FleetMember {
     this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
     this.agentId = parseFleetId(options.agentId, 'options.agentId');
     this.ring = parseRing(options.ring, 'options.ring');
+    const labels = options.labels === undefined ? undefined : parseLabels(options.labels, 'options.labels');
     this.keys = fleetKeys(options.prefix);
     this.key = `${this.keys.agents}${this.agentId}`;
     this.#ttl = positiveMs(options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS, 'options.leaseTtlMs');
@@ -139,6 +164,7 @@ export class FleetMember {
       key: this.key,
       agentId: this.agentId,
       ring: this.ring,
+      ...(labels === undefined ? {} : { labels }),
       ttlMs: this.#ttl,
       onError: this.#onError,
     });
@@ -206,7 +232,7 @@ export class FleetMember {
     if (!revoke) lease?.release();
     for (const stop of this.#timers) stop();
     this.#timers = [];
-    for (const w of this.#work.values()) w.abort.abort(new HotPatchError('ABORTED', `fleet agent ${this.agentId} is stopping`));
+    for (const w of this.#work.values()) w.abort.abort(memberStopping(this.agentId));
     await this.#rollouts.stop().catch(this.#onError);
     if (!revoke) return;
     // A clean stop lets aborted work end (bounded: a callback that ignores its signal is not waited on forever).
@@ -218,7 +244,10 @@ export class FleetMember {
     const report = this.#options.report;
     if (report === undefined) return;
     try {
-      this.#registration.mergeReports(report());
+      // A target under apply or rollback is left to its outcome, written together with the
+      // host's view taken right after it: a poll in between (the new version already active,
+      // the plan still settling) would be one more write saying half of it.
+      this.#registration.mergeReports(report().filter((r) => !this.#work.has((r as TargetReport | undefined)?.target ?? '')));
     } catch (error) {
       this.#onError(error);
     }
@@ -326,12 +355,12 @@ export class FleetMember {
         rollout: rollout.id,
         reason: result.reason,
       });
-      // The host's own view (health, version) is taken again right after the change.
-      this.#pollReport();
     })()
       .catch(this.#onError)
       .finally(() => {
         if (this.#work.get(target) === work) this.#work.delete(target);
+        // The host's own view (health, version) is taken again right after the change, in the same write.
+        this.#pollReport();
         this.#forget();
         void this.#registration.flush();
         this.#evaluate(target);

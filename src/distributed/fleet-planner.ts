@@ -1,10 +1,18 @@
 import { createHash } from 'node:crypto';
 import { HotPatchError, describe, isPatchId, messageOf, type HotPatchEvent } from '../core/index.js';
-import { FINAL_STATUSES, Planner, type PatchPlan, type PlanRunResult } from '../orchestration/index.js';
+import {
+  FINAL_STATUSES,
+  Planner,
+  checkPersistableZdt,
+  overlayZdtOptions,
+  type PatchPlan,
+  type PlanRunResult,
+  type PlanZdtOptions,
+} from '../orchestration/index.js';
 import type { TargetReport } from './agent-registration.js';
 import type { RolloutOrder } from './fleet-documents.js';
 import { fleetHealthReporter, type FleetHealthOptions } from './fleet-health.js';
-import type { MemberReport } from './fleet-member.js';
+import { isMemberStopping, type MemberReport } from './fleet-member.js';
 
 export interface PlannerFleetHooksOptions extends FleetHealthOptions {
   /**
@@ -14,6 +22,11 @@ export interface PlannerFleetHooksOptions extends FleetHealthOptions {
    * for its own approval quorum.
    */
   components?: { repo?: string; verifier?: string; security?: string; installer?: string; approver?: string };
+  /**
+   * This host's canary options for every rollout's plan (checked like a plan's `zdt`); a
+   * rollout's own `zdt` is laid over them field by field, so the operators' choice wins.
+   */
+  zdt?: PlanZdtOptions;
   /** How long a plan left waiting (approval, window, freeze, busy target) waits before it is run again (default 1000 ms; sooner when one of its events arrives). */
   retryMs?: number;
   /** Called when the agent acts on an order, before it acts (the agent records it in its audit log). */
@@ -52,6 +65,9 @@ export function plannerFleetHooks(planner: Planner, options: PlannerFleetHooksOp
   const retryMs = options.retryMs ?? 1000;
   if (!Number.isSafeInteger(retryMs) || retryMs < 1 || retryMs > 2 ** 31 - 1)
     throw new HotPatchError('INVALID', `retryMs must be a whole number of milliseconds in [1, 2^31-1], got ${describe(retryMs)}`);
+  if (options.onOrder !== undefined && typeof options.onOrder !== 'function')
+    throw new HotPatchError('INVALID', `onOrder must be a function, got ${describe(options.onOrder)}`);
+  const hostZdt = options.zdt === undefined ? undefined : checkPersistableZdt(options.zdt, 'zdt');
   const runtime = planner.runtime;
   const c = options.components ?? {};
   const report = fleetHealthReporter(runtime, options);
@@ -60,22 +76,27 @@ export function plannerFleetHooks(planner: Planner, options: PlannerFleetHooksOp
     return { version: active.version, patchId: active.patchId };
   };
 
-  const planFor = (order: RolloutOrder): PatchPlan => ({
-    id: fleetPlanId(order.id),
-    target: order.target,
-    patch: order.patchId,
-    repo: c.repo ?? 'default',
-    verifier: c.verifier ?? 'default',
-    security: c.security ?? 'default',
-    installer: c.installer ?? 'default',
-    ...(c.approver === undefined ? {} : { approver: c.approver }),
-    ...(order.zdt === undefined ? {} : { zdt: order.zdt }),
-    pin: { version: order.version, payloadHash: order.payloadHash },
-  });
+  const planFor = (order: RolloutOrder): PatchPlan => {
+    const zdt = hostZdt === undefined && order.zdt === undefined ? undefined : overlayZdtOptions(hostZdt, order.zdt);
+    return {
+      id: fleetPlanId(order.id),
+      target: order.target,
+      patch: order.patchId,
+      repo: c.repo ?? 'default',
+      verifier: c.verifier ?? 'default',
+      security: c.security ?? 'default',
+      installer: c.installer ?? 'default',
+      ...(c.approver === undefined ? {} : { approver: c.approver }),
+      ...(zdt === undefined ? {} : { zdt }),
+      pin: { version: order.version, payloadHash: order.payloadHash },
+    };
+  };
 
   /** Resolves after `retryMs`, or sooner when the plan publishes an event or the signal aborts. */
   const nextLook = (planId: string, signal: AbortSignal): Promise<void> =>
     new Promise((resolve) => {
+      // An aborted signal fires no more 'abort' events.
+      if (signal.aborted) return resolve();
       const done = (): void => {
         clearTimeout(timer);
         off();
@@ -89,6 +110,26 @@ export function plannerFleetHooks(planner: Planner, options: PlannerFleetHooksOp
       signal.addEventListener('abort', done, { once: true });
     });
 
+  /**
+   * After the member stopped an apply. The rollout stopped (halted, aborted…): the plan must
+   * never run later by itself, so one that has not ended is cancelled. The member itself
+   * stops (a shutdown): the order still stands and the restarted member gives it again, so
+   * the plan is dropped from the planner (its history stays in the audit log) when it has not
+   * ended, or ended only because this stop cut its run short — the same order then makes it
+   * afresh. Kept, it would either be run with no member following its rollout (an unfreeze
+   * runs waiting plans), or stand, ended, for an outcome the order never had.
+   */
+  const afterStop = async (planId: string, reason: unknown, interrupted: boolean): Promise<void> => {
+    const state = planner.plans().find((s) => s.plan.id === planId);
+    if (state === undefined) return;
+    const ended = FINAL_STATUSES.includes(state.status);
+    if (isMemberStopping(reason)) {
+      if (!ended || interrupted) await planner.removePlan(planId).catch(() => {});
+    } else if (!ended) {
+      await planner.cancel(planId, messageOf(reason)).catch(() => {});
+    }
+  };
+
   const outcome = (order: RolloutOrder, r: PlanRunResult): MemberReport => {
     const now = serving(order.target);
     if (r.status === 'activated') return { phase: 'promoted', ...now, reason: r.reason };
@@ -100,6 +141,8 @@ export function plannerFleetHooks(planner: Planner, options: PlannerFleetHooksOp
       await options.onOrder?.(order, 'apply');
       const plan = planFor(order);
       planner.addPlan(plan);
+      /** The plan's last run ended because `signal` aborted it (failed, ABORTED). */
+      let interrupted = false;
       try {
         for (;;) {
           if (signal.aborted) throw signal.reason ?? new HotPatchError('ABORTED', `rollout ${order.id} stopped`);
@@ -119,15 +162,13 @@ export function plannerFleetHooks(planner: Planner, options: PlannerFleetHooksOp
             // Run by someone else right now (the planner's loop, an unfreeze): look again after it.
             if (!(error instanceof HotPatchError && error.code === 'ABORTED') || signal.aborted) throw error;
           }
-          if (result !== undefined && FINAL_STATUSES.includes(result.status)) return outcome(order, result);
+          // A run the stop cut short is the stop's doing, not the plan's outcome (see afterStop).
+          interrupted = signal.aborted && result?.status === 'failed' && result.code === 'ABORTED';
+          if (!interrupted && result !== undefined && FINAL_STATUSES.includes(result.status)) return outcome(order, result);
           await nextLook(plan.id, signal);
         }
-      } catch (error) {
-        // The rollout stopped (halted, aborted) while this plan waited or ran: it must never run later by itself.
-        if (signal.aborted && !FINAL_STATUSES.includes(planner.plan(plan.id).status)) {
-          await planner.cancel(plan.id, `rollout ${order.id} stopped: ${messageOf(signal.reason ?? error)}`).catch(() => {});
-        }
-        throw error;
+      } finally {
+        if (signal.aborted) await afterStop(plan.id, signal.reason, interrupted);
       }
     },
 

@@ -46,6 +46,7 @@ export {
   FLEET_HEALTH,
   FLEET_PHASES,
   FUTURE_SKEW_MS,
+  MAX_AGENT_LABELS,
   MAX_ROLLOUT_TRAIL,
   OPERATOR_GO_STATUSES,
   OPERATOR_STOP_STATUSES,
@@ -65,6 +66,7 @@ export {
   newestFirst,
   parseAgentDocument,
   parseFleetId,
+  parseLabels,
   parseRing,
   parseRolloutDocument,
   parseRolloutSpec,
@@ -107,7 +109,6 @@ export {
 export { RolloutReplayGuard } from './rollout-replay.js';
 export { RolloutVerifier, readStoredSpec } from './rollout-verify.js';
 export { FleetMember, type FleetMemberOptions, type MemberReport, type TargetReport } from './fleet-member.js';
-export { runtimeFleetHooks, type PatchResolver, type ResolvedPatch, type RuntimeFleetHooks, type RuntimeFleetHooksOptions } from './fleet-runtime.js';
 export { plannerFleetHooks, fleetPlanId, type FleetHooks, type PlannerFleetHooksOptions } from './fleet-planner.js';
 export { fleetHealthReporter, type FleetHealthOptions } from './fleet-health.js';
 export { FleetController, type FleetControllerOptions, type RolloutTransition } from './fleet-controller.js';

@@ -12,7 +12,8 @@ import { startAgent, type Agent } from '../../src/agent/index.js';
 import { createRollout, fleetPlanId, fleetStatus, openStore, type KvStore } from '../../src/distributed/index.js';
 import { CI_TRUST } from '../support/patches.js';
 import { isCode } from '../support/assertions.js';
-import { FLEET_TRUST, FLEET_TRUST_DOCUMENT, OPERATORS, startController, testPrefix, type TestController } from '../distributed/fleet-helpers.js';
+import { FLEET_TRUST, FLEET_TRUST_DOCUMENT, OPERATORS } from '../support/fleet-keys.js';
+import { startController, testPrefix, type TestController } from '../distributed/fleet-helpers.js';
 import { FAST_ZDT, T, faultySource, hostRuntime, makeFixture, until, type Fixture } from './helpers.js';
 
 /** One trust store for both jobs: the ci key signs patches, the fleet's operators and controllers sign rollouts. */
@@ -56,7 +57,7 @@ async function setup(name: string): Promise<Setup> {
     runtime,
     defaults: { repository: f.repoDir, trustStore },
     log: false,
-    fleet: { store: `file:${storeDir}`, ring: 0, agentId: 'host-a', prefix, leaseTtlMs: 2000, reportIntervalMs: 50 },
+    fleet: { store: `file:${storeDir}`, ring: 0, agentId: 'host-a', labels: { zone: 'eu-1', role: 'api' }, prefix, leaseTtlMs: 2000, reportIntervalMs: 50 },
   });
   // Live calls for the canary to judge.
   const traffic = setInterval(() => {
@@ -86,6 +87,9 @@ test('an agent started with `fleet` registers, and applies a signed rollout thro
   try {
     assert.deepEqual([s.agent.fleet?.agentId, s.agent.fleet?.ring], ['host-a', 0]);
     await until(async () => (await fleetStatus(s.store, { prefix: s.prefix })).agents.some((a) => a.agentId === 'host-a' && a.targets[T]?.version === '1.0.0'));
+    // Its labels are in its registration, as the fleet's status shows it.
+    const registered = (await fleetStatus(s.store, { prefix: s.prefix })).agents.find((a) => a.agentId === 'host-a');
+    assert.deepEqual(registered?.labels, { role: 'api', zone: 'eu-1' });
 
     await s.f.publish('fix-201', '1.0.1');
     const rollout = await createRollout(
@@ -163,7 +167,7 @@ test('a faulty patch rolled out to the agent fails its canary there and is repor
   }
 });
 
-test('joining a fleet needs a trust store with a fleet role; a refused start leaves the state directory free', async () => {
+test('joining a fleet needs a trust store with a fleet role and well-formed labels; a refused start leaves the state directory free', async () => {
   const f = await makeFixture('hotpatch-fleet-join-bad-');
   try {
     const storeDir = join(f.dir, 'fleet-store');
@@ -199,6 +203,20 @@ test('joining a fleet needs a trust store with a fleet role; a refused start lea
       }),
       isCode('INVALID'),
     );
+    // Labels are checked with the other fleet options, before the agent claims anything.
+    for (const labels of [{ 'my zone': 'eu' }, { zone: '' }, { zone: 'eu\n1' }, Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`l${i}`, 'x']))]) {
+      await assert.rejects(
+        startAgent({
+          stateDir: f.stateDir,
+          runtime,
+          defaults: { repository: f.repoDir, trustStore: await writeAgentTrust(f) },
+          log: false,
+          fleet: { store: `file:${storeDir}`, ring: 0, agentId: 'x', labels },
+        }),
+        (e: Error) => isCode('INVALID')(e) && /fleet\.labels/.test(e.message),
+        JSON.stringify(labels),
+      );
+    }
     // The directory is free again: a correct start works.
     const agent = await startAgent({
       stateDir: f.stateDir,

@@ -3,9 +3,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { EmbeddedStore, parseAgentDocument, type KvStore, type Lease } from '../../src/distributed/index.js';
+import {
+  EmbeddedStore,
+  FleetMember,
+  fleetKeys,
+  fleetStatus,
+  parseAgentDocument,
+  type FleetMemberOptions,
+  type KvStore,
+  type Lease,
+} from '../../src/distributed/index.js';
 import { AgentRegistration } from '../../src/distributed/agent-registration.js';
-import { T } from './fleet-helpers.js';
+import { assertCode } from '../support/assertions.js';
+import { FLEET_TRUST } from '../support/fleet-keys.js';
+import { T, testPrefix } from './fleet-helpers.js';
 
 let dir: string;
 let seq = 0;
@@ -98,5 +109,119 @@ test('an unchanged report writes nothing', async () => {
   } finally {
     registration.leave()?.release();
     await base.close();
+  }
+});
+
+/** A member that never acts (no rollout is written here): only its registration matters. */
+function idleMember(store: KvStore, prefix: string, labels: unknown): FleetMember {
+  const options: FleetMemberOptions = {
+    store,
+    agentId: 'labelled-1',
+    ring: 1,
+    prefix,
+    trust: FLEET_TRUST,
+    labels: labels as Record<string, string>,
+    apply: () => Promise.reject(new Error('no rollout here')),
+    rollback: () => Promise.reject(new Error('no rollout here')),
+  };
+  return new FleetMember(options);
+}
+
+/** Labels refused, each with what the error names. */
+const BAD_LABELS: [string, unknown, RegExp][] = [
+  ['17 labels', Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`l${i}`, 'x'])), /17 labels, at most 16/],
+  ['an empty name', { '': 'x' }, /label name "" must be 1-64 of/],
+  ['a name of 65 characters', { ['n'.repeat(65)]: 'x' }, /label name "n+.*" must be 1-64 of/],
+  ['a name with a space', { 'my zone': 'x' }, /label name "my zone"/],
+  ['a name with a slash', { 'a/b': 'x' }, /label name "a\/b"/],
+  ['an empty value', { zone: '' }, /zone must be 1-64 printable ASCII characters/],
+  ['a value of 65 characters', { zone: 'v'.repeat(65) }, /zone must be 1-64 printable ASCII/],
+  ['a value with a newline', { zone: 'eu\n1' }, /zone must be 1-64 printable ASCII/],
+  ['a value with an escape character', { zone: 'eu\u001b[31m' }, /zone must be 1-64 printable ASCII/],
+  ['a value outside ASCII', { zone: 'zürich' }, /zone must be 1-64 printable ASCII/],
+  ['a number as a value', { zone: 1 }, /zone must be 1-64 printable ASCII characters, got number 1/],
+  ['an array of labels', ['zone'], /labels must be a JSON object/],
+  ['null', null, /labels must be a JSON object/],
+];
+
+test("an agent's labels are written in its registration, sorted, and fleetStatus shows them; an agent without labels writes none", async () => {
+  const store = await EmbeddedStore.open(join(dir, `s${++seq}`), { pollMs: 10 });
+  const prefix = testPrefix('labels');
+  // The bounds themselves are allowed: 16 labels, names and values of 64 characters, spaces and punctuation in values.
+  const labels: Record<string, string> = { zone: 'eu-west 1', 'rack.id': 'r-12_b', owner: '~ops@example (team A)' };
+  for (let i = 0; i < 12; i++) labels[`x${i}`] = String(i);
+  labels['n'.repeat(64)] = 'v'.repeat(64);
+  assert.equal(Object.keys(labels).length, 16);
+  const member = idleMember(store, prefix, labels);
+  const plain = new FleetMember({
+    store,
+    agentId: 'plain-1',
+    ring: 0,
+    prefix,
+    trust: FLEET_TRUST,
+    apply: () => Promise.reject(new Error('no rollout here')),
+    rollback: () => Promise.reject(new Error('no rollout here')),
+  });
+  try {
+    await member.start();
+    await plain.start();
+    assert.deepEqual(member.document.labels, labels);
+    const raw = await store.get(`${fleetKeys(prefix).agents}labelled-1`);
+    assert.ok(raw !== undefined);
+    assert.deepEqual(Object.keys(JSON.parse(raw).labels as object), Object.keys(labels).sort(), 'written with the names sorted');
+    const status = await fleetStatus(store, { prefix });
+    assert.deepEqual(status.problems, []);
+    assert.deepEqual(
+      status.agents.map((a) => [a.agentId, a.labels]),
+      [
+        ['plain-1', undefined],
+        ['labelled-1', labels],
+      ],
+    );
+    assert.equal('labels' in JSON.parse((await store.get(`${fleetKeys(prefix).agents}plain-1`))!), false);
+  } finally {
+    await member.stop();
+    await plain.stop();
+    await store.close();
+  }
+});
+
+test('bad labels are refused (INVALID) when the member is built, before it touches the store', async () => {
+  const store = await EmbeddedStore.open(join(dir, `s${++seq}`), { pollMs: 10 });
+  const prefix = testPrefix('bad-labels');
+  try {
+    for (const [what, labels, message] of BAD_LABELS) {
+      assert.throws(() => idleMember(store, prefix, labels), assertCode('INVALID', message), what);
+    }
+    assert.deepEqual(await store.list(fleetKeys(prefix).agents), [], 'nothing was registered');
+  } finally {
+    await store.close();
+  }
+});
+
+test("a stored agent document's labels are parsed as strictly: fleetStatus lists a document with bad labels as a problem", async () => {
+  const store = await EmbeddedStore.open(join(dir, `s${++seq}`), { pollMs: 10 });
+  const prefix = testPrefix('stored-labels');
+  const keys = fleetKeys(prefix);
+  const doc = (labels: unknown): Record<string, unknown> => ({ agentId: 'a-1', ring: 0, labels, targets: {} });
+  try {
+    assert.deepEqual(parseAgentDocument(doc({ zone: 'eu-1' })).labels, { zone: 'eu-1' });
+    for (const [what, labels, message] of BAD_LABELS) {
+      assert.throws(() => parseAgentDocument(JSON.stringify(doc(labels))), assertCode('INVALID', message), what);
+    }
+    await store.put(`${keys.agents}a-1`, JSON.stringify(doc({ zone: 'eu\n1' })));
+    await store.put(`${keys.agents}a-2`, JSON.stringify({ ...doc({ zone: 'eu-2' }), agentId: 'a-2' }));
+    const status = await fleetStatus(store, { prefix });
+    assert.deepEqual(
+      status.agents.map((a) => [a.agentId, a.labels]),
+      [['a-2', { zone: 'eu-2' }]],
+    );
+    assert.deepEqual(
+      status.problems.map((p) => p.key),
+      [`${keys.agents}a-1`],
+    );
+    assert.match(status.problems[0]!.error, /agent\.labels\.zone must be 1-64 printable ASCII/);
+  } finally {
+    await store.close();
   }
 });

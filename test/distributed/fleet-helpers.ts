@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { runCli } from '../../src/cli/main.js';
-import { HotPatchError, type VerifiedManifest } from '../../src/core/index.js';
+import { Registries, type VerifiedManifest } from '../../src/core/index.js';
 import {
   FleetController,
   FleetMember,
-  runtimeFleetHooks,
+  plannerFleetHooks,
   type FleetControllerOptions,
   type KvStore,
   type MemberReport,
@@ -16,10 +17,17 @@ import {
   type RolloutSigner,
   type RolloutTransition,
 } from '../../src/distributed/index.js';
-import { parseTrustStore, type TrustStore, type TrustStoreDocument } from '../../src/verification/index.js';
-import type { Target, ZdtOptions } from '../../src/zero-downtime/index.js';
-import { testKey, type TestKey } from '../support/patches.js';
+import { Planner, type PlanZdtOptions } from '../../src/orchestration/index.js';
+import { FileSystemRepository } from '../../src/repo/index.js';
+import { SecurityGate } from '../../src/security/index.js';
+import { DefaultVerifier, parseTrustStore, type TrustStore } from '../../src/verification/index.js';
+import type { Target } from '../../src/zero-downtime/index.js';
+import { FLEET_TRUST, OPERATORS, controllerSigner } from '../support/fleet-keys.js';
+import { CI_TRUST, publishPatch } from '../support/patches.js';
 import { signedPatch, world, type World } from '../zero-downtime/fixtures.js';
+
+// The fleet's keys and trust store live in test/support (fleet processes and joined agents use them too).
+export { FLEET_TRUST, FLEET_TRUST_DOCUMENT, KEYS, OPERATORS, controllerSigner, signerOf, writeFleetFiles } from '../support/fleet-keys.js';
 
 /** The target every test agent declares: a SHA-256 hex digest service. */
 export const T = 'xps.crypto.hash.sha256';
@@ -28,54 +36,9 @@ export type DigestApi = { digest(s: string): string };
 export const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
 const ABC = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
 
-// --- the fleet's keys ---------------------------------------------------------------------
-
-/**
- * Operators alice and bob (a rollout or a resume needs both: fleet.threshold 2; a pause or an
- * abort either: stopThreshold 1), carol (a fleet key restricted to xps.net.*), the controllers
- * ctl-a and ctl-b, and outsider (in the trust store, in no role).
- */
-export const KEYS = {
-  alice: testKey('ops-alice'),
-  bob: testKey('ops-bob'),
-  carol: testKey('ops-carol'),
-  ctlA: testKey('ctl-a'),
-  ctlB: testKey('ctl-b'),
-  outsider: testKey('outsider'),
-};
-export const signerOf = (k: TestKey): RolloutSigner => ({ keyid: k.keyid, privateKey: k.privateKey });
-export const FLEET_TRUST_DOCUMENT: TrustStoreDocument = {
-  keys: Object.fromEntries(
-    Object.values(KEYS).map((k) => [k.keyid, { alg: k.alg, public_key: k.publicPem, ...(k === KEYS.carol ? { targets: ['xps.net.*'] } : {}) }]),
-  ),
-  threshold: 1,
-  fleet: { keys: ['ops-alice', 'ops-bob', 'ops-carol'], threshold: 2, stopThreshold: 1 },
-  controllers: { keys: ['ctl-a', 'ctl-b'] },
-};
-export const FLEET_TRUST: TrustStore = parseTrustStore(FLEET_TRUST_DOCUMENT);
-/** Both operators: enough for anything. */
-export const OPERATORS: RolloutSigner[] = [signerOf(KEYS.alice), signerOf(KEYS.bob)];
-/** The controllers' keys by controller id (any other id signs with ctl-a's key). */
-const CONTROLLER_SIGNERS: Record<string, RolloutSigner> = { 'ctl-a': signerOf(KEYS.ctlA), 'ctl-b': signerOf(KEYS.ctlB) };
-export const controllerSigner = (controllerId: string): RolloutSigner => CONTROLLER_SIGNERS[controllerId] ?? signerOf(KEYS.ctlA);
-
 /** What an operator's call needs, signed by both operators unless `signers` says otherwise. */
 export function ops(prefix: string, signers: RolloutSigner[] = OPERATORS): RolloutActionOptions {
   return { prefix, trust: FLEET_TRUST, signers };
-}
-
-/** The trust store and the operators' key files, as the CLI reads them: `--trust` and `--key` arguments. */
-export async function writeFleetFiles(dir: string): Promise<{ trust: string; alice: string; bob: string; signing: string[] }> {
-  const trust = join(dir, 'fleet-trust.json');
-  await writeFile(trust, JSON.stringify(FLEET_TRUST_DOCUMENT));
-  const files: Record<string, string> = {};
-  for (const k of [KEYS.alice, KEYS.bob]) {
-    files[k.keyid] = join(dir, `${k.keyid}.key`);
-    await writeFile(files[k.keyid]!, k.privateKey.toPem(), { mode: 0o600 });
-  }
-  const alice = files['ops-alice']!;
-  const bob = files['ops-bob']!;
-  return { trust, alice, bob, signing: ['--trust', trust, '--key', alice, '--key', bob] };
 }
 
 /** A correct implementation, as a really signed patch. */
@@ -98,15 +61,17 @@ export interface TestPatch {
   id: string;
   version: string;
   payloadHash: string;
+  /** The ES module `startFleet` publishes, ci-signed, into the fleet's repository. */
+  source: string;
 }
 
 export function patch(id: string, version: string, source: string): TestPatch {
   const p = signedPatch(id, T, version, source);
-  return { ...p, id, version, payloadHash: p.verified.manifest.payload_hash };
+  return { ...p, id, version, payloadHash: p.verified.manifest.payload_hash, source };
 }
 
-/** Fast canary: two steps, short intervals, no jitter (the load below gives enough calls). */
-export const CANARY: Omit<ZdtOptions, 'signal'> = {
+/** Fast canary: two steps, short intervals, no jitter (the load below gives enough calls). The agents' own canary options. */
+export const CANARY: PlanZdtOptions = {
   steps: [0.5, 1],
   canaryInterval: 25,
   backoffFactor: 1,
@@ -159,6 +124,8 @@ export interface TestAgent {
   store: KvStore;
   world: World;
   target: Target<DigestApi>;
+  /** The agent's own Planner (journal in its state directory): every order runs as one of its plans. */
+  planner: Planner;
   member: FleetMember;
   traffic: Traffic;
   /** Set to hold this agent's applies until released (a hung host). */
@@ -170,6 +137,7 @@ export interface FleetOptions {
   prefix: string;
   /** Agents per ring, e.g. [4, 10, 16]. */
   rings: readonly number[];
+  /** Published, really signed by the ci key, into the repository every agent fetches from. */
   patches: readonly TestPatch[];
   leaseTtlMs?: number;
   reportIntervalMs?: number;
@@ -181,20 +149,42 @@ export interface Fleet {
   agents: TestAgent[];
   log: LogEntry[];
   errors: unknown[];
+  /** The repository directory every agent's `default` repository reads. */
+  repoDir: string;
+  /** Publishes one more patch into the fleet's repository. */
+  publish(p: TestPatch): Promise<void>;
   ring(n: number): TestAgent[];
   close(): Promise<void>;
 }
 
-/** Starts in-process agents, each with its own store client, runtime, state directory and traffic. */
+/** Components as an agent's `defaults` register them: each agent fetches, verifies and gates for itself. */
+function agentRegistries(repoDir: string, w: World): Registries {
+  const registries = new Registries();
+  registries.repositories.register('default', new FileSystemRepository(repoDir));
+  registries.verifiers.register('default', new DefaultVerifier(parseTrustStore(CI_TRUST)));
+  registries.security.register('default', new SecurityGate());
+  registries.installers.register('default', w.installer);
+  return registries;
+}
+
+/**
+ * Starts in-process agents, each with its own store client, runtime, state directory, Planner
+ * and traffic. Every agent applies orders as a production agent does (`plannerFleetHooks`):
+ * a plan fetched from the shared repository, verified against the ci key, gated, journaled,
+ * canaried with the agents' own CANARY options under the rollout's.
+ */
 export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const log: LogEntry[] = [];
   const errors: unknown[] = [];
   const agents: TestAgent[] = [];
-  const byId = new Map(options.patches.map((p) => [p.id, p]));
+  const repoDir = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-repo-'));
+  const publish = (p: TestPatch): Promise<void> => publishPatch(repoDir, p.id, T, p.version, p.source);
   const fleet: Fleet = {
     agents,
     log,
     errors,
+    repoDir,
+    publish,
     ring: (n) => agents.filter((a) => a.ring === n),
     async close() {
       await Promise.all(
@@ -202,12 +192,15 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
           a.traffic.stop();
           await a.member.stop().catch(() => {});
           await a.store.close().catch(() => {});
+          a.planner.close();
           await a.world.close();
         }),
       );
+      await rm(repoDir, { recursive: true, force: true });
     },
   };
   try {
+    for (const p of options.patches) await publish(p);
     const specs = options.rings.flatMap((count, ring) =>
       Array.from({ length: count }, (_, i) => ({ ring, id: `agent-r${ring}-${String(i).padStart(2, '0')}` })),
     );
@@ -223,22 +216,20 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
             if (api.digest('abc') !== ABC) throw new Error('host KAT abc');
           },
         });
-        const hooks = runtimeFleetHooks(
-          w.runtime,
-          w.installer,
-          (order) => {
-            const p = byId.get(order.patchId);
-            if (p === undefined) throw new HotPatchError('NOT_FOUND', `no patch ${order.patchId} in the test repository`);
-            return p;
-          },
-          { applyOptions: CANARY },
-        );
+        const planner = await Planner.open({ runtime: w.runtime, registries: agentRegistries(repoDir, w), stateDir: w.dir }).catch(async (error: unknown) => {
+          await store.close().catch(() => {});
+          await w.close();
+          throw error;
+        });
+        // A plan left waiting (a busy target) is looked at again soon: tests wait on outcomes, not on timers.
+        const hooks = plannerFleetHooks(planner, { zdt: CANARY, retryMs: 50 });
         const agent: TestAgent = {
           id,
           ring,
           store,
           world: w,
           target,
+          planner,
           traffic: new Traffic(target),
           hold: undefined,
           member: undefined as unknown as FleetMember,

@@ -9,7 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { HotPatchError } from '../../src/core/index.js';
 import {
   EmbeddedStore,
   abortRollout,
@@ -20,12 +19,13 @@ import {
   listRollouts,
   ROLLOUT_SPEC_PAYLOAD_TYPE,
   pauseRollout,
+  plannerFleetHooks,
   resumeRollout,
-  runtimeFleetHooks,
   verifyRolloutDocument,
   type KvStore,
   type RolloutSpec,
 } from '../../src/distributed/index.js';
+import { Planner } from '../../src/orchestration/index.js';
 import { world } from '../zero-downtime/fixtures.js';
 import {
   FLEET_TRUST,
@@ -199,6 +199,8 @@ test('a live rollout with canary options: the controller keeps them through ever
       30_000,
     );
     assert.deepEqual(done.zdt, r.zdt, "the controller's writes kept the canary options");
+    // Its compare-and-swap can land before the controller hears back: wait for its record of the completion.
+    await waitFor('the controller to record the completion', () => ctl.transitions.some((t) => t.rollout === r.id && t.to.status === 'completed'));
     assert.ok(ctl.transitions.filter((t) => t.rollout === r.id).length >= 2, 'the controller wrote the document');
     for (const agent of fleet.agents) {
       assert.equal(agent.target.active.version, '1.0.1', agent.id);
@@ -305,8 +307,9 @@ test("hotpatch fleet rollout: the canary flags become the rollout's zdt and stat
   }
 });
 
-test("runtimeFleetHooks: health keeps its own 0.01 error-rate default whatever the canary's maxErrorRate; its own maxErrorRate option sets it", async () => {
+test("the fleet hooks' health keeps its own 0.01 error-rate default whatever the canary's maxErrorRate; its own maxErrorRate option sets it", async () => {
   const w = await world();
+  const planner = new Planner({ runtime: w.runtime, stateDir: null });
   try {
     let n = 0;
     // One call in 20 throws: 5 % errors.
@@ -319,12 +322,9 @@ test("runtimeFleetHooks: health keeps its own 0.01 error-rate default whatever t
         },
       },
     });
-    const noPatch = (): never => {
-      throw new HotPatchError('NOT_FOUND', 'no patches here');
-    };
-    const ceilingOff = runtimeFleetHooks(w.runtime, w.installer, noPatch, { applyOptions: { maxErrorRate: 1 } });
-    const defaults = runtimeFleetHooks(w.runtime, w.installer, noPatch);
-    const lenient = runtimeFleetHooks(w.runtime, w.installer, noPatch, { maxErrorRate: 0.1, applyOptions: { maxErrorRate: 0.001 } });
+    const ceilingOff = plannerFleetHooks(planner, { zdt: { maxErrorRate: 1 } });
+    const defaults = plannerFleetHooks(planner);
+    const lenient = plannerFleetHooks(planner, { maxErrorRate: 0.1, zdt: { maxErrorRate: 0.001 } });
     let failed = 0;
     for (let i = 0; i < 200; i++) {
       try {
@@ -338,9 +338,11 @@ test("runtimeFleetHooks: health keeps its own 0.01 error-rate default whatever t
     assert.equal(off?.health, 'unhealthy', 'the canary ceiling of 1 (off) does not turn the health rule off');
     assert.match(off?.reason ?? '', /failed 10 of 200 calls \(5\.0% > 1\.0%\)/);
     assert.equal(defaults.report()[0]?.health, 'unhealthy');
-    assert.equal(lenient.report()[0]?.health, 'healthy', "runtimeFleetHooks's own maxErrorRate decides");
-    assert.throws(() => runtimeFleetHooks(w.runtime, w.installer, noPatch, { maxErrorRate: 2 }), isCode('INVALID'));
+    assert.equal(lenient.report()[0]?.health, 'healthy', "the hooks' own maxErrorRate decides");
+    assert.throws(() => plannerFleetHooks(planner, { maxErrorRate: 2 }), isCode('INVALID'));
+    assert.throws(() => plannerFleetHooks(planner, { zdt: { confidence: 2 } }), isCode('INVALID', /^zdt: confidence/));
   } finally {
+    planner.close();
     await w.close();
   }
 });
