@@ -48,6 +48,15 @@ export function optionalString(values: Record<string, unknown>, name: string): s
   return v;
 }
 
+/** A whole number flag (`--rings 3`) of at least `min`. */
+export function integerFlag(values: Record<string, unknown>, name: string, min: number): number {
+  const text = requireString(values, name);
+  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, got ${text}`);
+  return n;
+}
+
 export function stringList(values: Record<string, unknown>, name: string): string[] {
   const v = values[name];
   if (v === undefined) return [];

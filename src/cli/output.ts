@@ -56,6 +56,11 @@ export class Output {
     this.#stderrGone = watchReader(streams.stderr);
   }
 
+  /** Whether standard output is a terminal (a watching command redraws it in place). */
+  get tty(): boolean {
+    return (this.#streams.stdout as { isTTY?: boolean }).isTTY === true;
+  }
+
   /** A progress or result line for people (also printed in --json mode, before the object). */
   line(text: string): void {
     if (!this.json) this.raw(`${text}\n`);

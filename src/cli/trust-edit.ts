@@ -97,7 +97,11 @@ export function addKey(store: TrustStore, id: string, key: PublicKey, targets: s
   return doc;
 }
 
-/** Removes `id` from the keys and from every rule and the root that list it. */
+/**
+ * Removes `id` from the keys and from every rule, the root and the fleet and controllers roles
+ * that list it. A role it would leave unusable is named in the refusal (a rule or the root
+ * left below its threshold is refused by the parser, naming it, when the result is checked).
+ */
 export function removeKey(store: TrustStore, id: string): { doc: TrustStoreDocument; alsoFrom: string[] } {
   const doc = structuredClone(store.document);
   if (!Object.prototype.hasOwnProperty.call(doc.keys, id))
@@ -119,6 +123,27 @@ export function removeKey(store: TrustStore, id: string): { doc: TrustStoreDocum
   if (doc.root?.keys.includes(id) === true) {
     doc.root.keys = doc.root.keys.filter((k) => k !== id);
     alsoFrom.push('root');
+  }
+  if (doc.fleet?.keys.includes(id) === true) {
+    const fleet = { ...doc.fleet, keys: doc.fleet.keys.filter((k) => k !== id) };
+    const left = new Set(fleet.keys.map((k) => store.keys.get(k)!.key.fingerprint)).size;
+    // stopThreshold is never above threshold (the parser's rule): the threshold is what must stay reachable.
+    if (left < fleet.threshold) {
+      throw new UsageError(
+        `removing ${id} leaves the fleet role ${left} distinct key(s), below its threshold ${fleet.threshold}: no rollout could be signed any more (lower fleet.threshold first, or add another operator's key to the role)`,
+      );
+    }
+    doc.fleet = fleet;
+    alsoFrom.push('fleet');
+  }
+  if (doc.controllers?.keys.includes(id) === true) {
+    if (doc.controllers.keys.length === 1) {
+      throw new UsageError(
+        `${id} is the only key of the controllers role: removing it would leave no controller whose states agents accept (add another controller's key to the role first)`,
+      );
+    }
+    doc.controllers = { ...doc.controllers, keys: doc.controllers.keys.filter((k) => k !== id) };
+    alsoFrom.push('controllers');
   }
   return { doc, alsoFrom };
 }

@@ -202,3 +202,56 @@ test('trust sign and trust rotate install the next store only when a threshold o
   const old = hotpatch(['verify', '--repo', repo, '--id', 'r2', '--trust', current, '--json']);
   assert.equal(old.status, 1, show(old));
 });
+
+test('remove-key also takes the key out of the fleet and controllers roles, refuses naming the role it would leave unusable, and show prints both roles', async () => {
+  const file = join(dir, 'roles.json');
+  const pem = async (n: string): Promise<string> => readFile(pub(n), 'utf8');
+  const doc = {
+    version: 1,
+    keys: {
+      a: { alg: 'ed25519', public_key: await pem('a') },
+      b: { alg: 'ecdsa-p256-sha256', public_key: await pem('b') },
+      c: { alg: 'ed25519', public_key: await pem('c') },
+    },
+    threshold: 1,
+    fleet: { keys: ['a', 'b'], threshold: 2, stopThreshold: 1 },
+    controllers: { keys: ['b', 'c'] },
+  };
+  await writeFile(file, JSON.stringify(doc));
+
+  const shown = hotpatch(['trust', 'show', '--trust', file]);
+  assert.equal(shown.status, 0, show(shown));
+  assert.match(shown.stdout, /^ {2}fleet: 2 of a, b sign a rollout or a resume; 1 a pause or an abort$/m);
+  assert.match(shown.stdout, /^ {2}controllers: b, c \(each signs the states it writes alone\)$/m);
+  const shownJson = ok(['trust', 'show', '--trust', file]);
+  const summary = shownJson.json?.store as { fleet: unknown; controllers: unknown };
+  assert.deepEqual(summary.fleet, { keys: ['a', 'b'], threshold: 2, stopThreshold: 1 });
+  assert.deepEqual(summary.controllers, { keys: ['b', 'c'] });
+
+  // a is an operator the fleet's threshold needs: refused, naming the role, nothing written.
+  const before = await readFile(file);
+  const refused = hotpatch(['trust', 'remove-key', '--trust', file, '--id', 'a', '--json']);
+  assert.equal(refused.status, 2, show(refused));
+  assert.match(String(refused.json?.message), /^removing a leaves the fleet role 1 distinct key\(s\), below its threshold 2/);
+  assert.deepEqual(await readFile(file), before);
+
+  // c is one controller of two: it leaves the role with the key.
+  const removed = ok(['trust', 'remove-key', '--trust', file, '--id', 'c']);
+  assert.match(String(removed.json?.message), /removed c \(also from controllers\)/);
+  assert.deepEqual(parseTrustStore(await readFile(file)).controllers, { keys: ['b'] });
+
+  // b is now the only controller: removing it would leave no controller agents listen to.
+  await writeFile(file, JSON.stringify({ ...JSON.parse(await readFile(file, 'utf8')), fleet: { keys: ['a', 'b'], threshold: 1 } }));
+  const last = hotpatch(['trust', 'remove-key', '--trust', file, '--id', 'b', '--json']);
+  assert.equal(last.status, 2, show(last));
+  assert.match(String(last.json?.message), /^b is the only key of the controllers role/);
+
+  // With a second controller, b goes from both roles.
+  ok(['trust', 'add-key', '--trust', file, '--public-key', pub('pq')]);
+  await writeFile(file, JSON.stringify({ ...JSON.parse(await readFile(file, 'utf8')), controllers: { keys: ['b', 'pq'] } }));
+  const both = ok(['trust', 'remove-key', '--trust', file, '--id', 'b']);
+  assert.match(String(both.json?.message), /removed b \(also from fleet, controllers\)/);
+  const store = parseTrustStore(await readFile(file));
+  assert.deepEqual(store.fleet, { keys: ['a'], threshold: 1, stopThreshold: 1 });
+  assert.deepEqual(store.controllers, { keys: ['pq'] });
+});

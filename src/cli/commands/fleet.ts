@@ -1,59 +1,79 @@
-import { stat } from 'node:fs/promises';
-import { hostname, userInfo } from 'node:os';
-import { basename } from 'node:path';
 import { HotPatchError } from '../../core/index.js';
-import { importPrivateKey } from '../../crypto-agile/index.js';
-import {
-  abortRollout,
-  createRollout,
-  fleetKeys,
-  fleetStatus,
-  openStore,
-  pauseRollout,
-  resumeRollout,
-  type FleetStatus,
-  type KvStore,
-  type RolloutDocument,
-  type RolloutSigner,
-} from '../../distributed/index.js';
-import { readFileBounded } from '../../repo/index.js';
-import type { TrustStore } from '../../verification/index.js';
-import { optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
-import { CANARY_FLAGS, CANARY_FLAG_NAMES, CANARY_HELP, CANARY_USAGE, canaryOptionsFromFlags } from '../canary-flags.js';
+import { abortRollout, fleetKeys, parseFleetId, pauseRollout, resumeRollout, type KvStore } from '../../distributed/index.js';
+import { integerFlag, optionalString, parseCommandArgs, requireString } from '../args.js';
+import { CANARY_FLAGS, CANARY_FLAG_NAMES, CANARY_HELP, CANARY_USAGE } from '../canary-flags.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { loadTrustStore } from '../config-files.js';
 import type { Output } from '../output.js';
+import { runController } from './fleet-controller-command.js';
+import { runHistory } from './fleet-history-command.js';
+import { controllerSigning, operatorSigning } from './fleet-keys.js';
+import { prepareRollout, runRollout } from './fleet-rollout-command.js';
+import { runStatus } from './fleet-status-command.js';
+import { openFleetStore, storeFailure } from './fleet-store.js';
 
-const USAGE = `hotpatch fleet status   --store SPEC [--trust FILE] [--prefix P] [--json]
-hotpatch fleet rollout  --store SPEC --trust FILE --key FILE… --target T --patch ID
-                        --version V --payload-hash H --rings N --soak MS [--id ROLLOUT]
-                        [--skip-empty-rings] [--keyid KEYID] [--prefix P]
-${CANARY_USAGE.replace(/^/gm, '                        ')} [--json]
-hotpatch fleet pause    --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
-                        [--keyid KEYID] [--prefix P] [--json]
-hotpatch fleet resume   --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
-                        [--keyid KEYID] [--prefix P] [--json]
-hotpatch fleet abort    --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
-                        [--keyid KEYID] [--prefix P] [--json]
+const USAGE = `hotpatch fleet status     --store SPEC [--trust FILE] [--watch] [--prefix P] [--json]
+hotpatch fleet history    --store SPEC [--trust FILE] [--rollout ID] [--limit N] [--prefix P] [--json]
+hotpatch fleet rollout    --store SPEC --trust FILE --key FILE… --patch ID --rings N --soak MS
+                          (--repo DIR | --target T --version V --payload-hash H) [--id ROLLOUT]
+                          [--skip-empty-rings] [--watch] [--keyid KEYID] [--prefix P]
+${CANARY_USAGE.replace(/^/gm, '                          ')} [--json]
+hotpatch fleet pause      --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
+                          [--keyid KEYID] [--prefix P] [--json]
+hotpatch fleet resume     --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
+                          [--keyid KEYID] [--prefix P] [--json]
+hotpatch fleet abort      --store SPEC --trust FILE --key FILE… --rollout ID [--reason TEXT]
+                          [--keyid KEYID] [--prefix P] [--json]
+hotpatch fleet controller --store SPEC --id ID --trust FILE --key FILE [--keyid KEYID]
+                          [--lease-ttl MS] [--prefix P] [--json]
 
 --store names the shared store: etcd://HOST:PORT[,HOST:PORT…] for a fleet, or the embedded
-store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet.
+store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet. A
+store that cannot be reached, or an etcd cluster without quorum, is exit 3 (code IO), the
+message naming the members tried.
 
 Rollouts are signed. --trust is the trust store the agents use: its fleet role says which
 operators' keys sign rollouts and how many must (fleet.threshold for a rollout or a resume,
-fleet.stopThreshold for a pause or an abort). --key is an operator's private key file as
-hotpatch keygen writes it (DIR/KEYID.key; KEYID=FILE or --keyid KEYID names another key id),
-given once per operator signing. Too few keys: refused, nothing written. status verifies each
-rollout when given --trust (one that does not verify is listed as ignored).
+fleet.stopThreshold for a pause or an abort); its controllers role, which keys controllers
+sign states with. --key is a private key file as hotpatch keygen writes it (DIR/KEYID.key;
+KEYID=FILE or --keyid KEYID names another key id), given once per operator signing. Too few
+keys: refused, nothing written. status and history verify each rollout when given --trust.
 
-status lists the alive agents by ring (per target: version, phase, health) and the rollouts
-(ring, status, reason). rollout creates a rollout at ring 0 (the canary hosts); the active
-controller opens the next ring once every alive agent of the current one has promoted the
-version and stayed healthy for --soak ms, halts and rolls every ring back on any failure. A
-ring with no alive agent waits, unless --skip-empty-rings. pause stops opening rings and
-starting applies; resume continues (the soak starts over); abort makes every agent that
-applied the patch roll it back.
+status lists the alive agents by ring (per target: version, phase, health), the rollouts
+(ring, status, reason) and the leading controller; one that does not verify is listed as
+ignored. With --watch it is shown again on every change until SIGINT or SIGTERM (exit 0): a
+terminal is redrawn, otherwise one block (with --json one {"event":"status",…} line) per
+change.
+
+history lists every rollout, final ones too, newest first (--limit N: the N newest;
+--rollout ID: that one): who signed its spec and every state it went through (seq, status,
+ring, by, actor, time, reason), verified or not (one that does not verify is shown, marked,
+with why).
+
+rollout creates a rollout at ring 0 (the canary hosts); the leading controller opens the next
+ring once every alive agent of the current one has promoted the version and stayed healthy for
+--soak ms, halts and rolls every ring back on any failure. A ring with no alive agent waits,
+unless --skip-empty-rings. With --repo, DIR/ID.json and DIR/ID.bin are verified against the
+trust store as agents verify them, and the signed manifest says the target, version and payload
+hash; --target, --version or --payload-hash given as well must say the same (else exit 1,
+INVALID or HASH_MISMATCH, nothing written). With --watch the rollout is followed until it is
+final: every state and every change of an agent working on it ({"event":"rollout",…} and
+{"event":"agent",…} lines with --json); exit 0 when it completed, 1 when it was halted, rolled
+back (CANARY_FAILED) or aborted (ABORTED). Interrupted (SIGINT, SIGTERM), it stops following
+(the rollout goes on): exit 0, or 1 if it was halted or rolling back by then.
+
+pause stops opening rings and starting applies; resume continues (the soak starts over); abort
+makes every agent that applied the patch roll it back.
+
+controller runs a fleet controller until SIGTERM or SIGINT: it campaigns in the fleet's
+election as --id; the leader drives the rollouts, signing every state it writes with --key
+(one of the trust store's controllers, else exit 2 before the store is touched); a standby
+takes over when the leader's lease (--lease-ttl, default 10000 ms) ends. One line per
+happening, with --json one object: {"event":"started"}, {"event":"standby","leader":…},
+{"event":"leading"}, {"event":"transition","rollout":…,"from":…,"to":…,"ring":…,"by":…},
+{"event":"error","code":…,"message":…}; on SIGTERM or SIGINT it resigns, revokes its lease
+and ends with {"event":"stopped"} (exit 0).
 
 The canary flags of rollout are stored in the rollout (its zdt options): every agent applies
 the patch with them, over its own defaults. A bad value is a usage error (exit 2), nothing is
@@ -64,6 +84,7 @@ ${CANARY_HELP}`;
 const FLAGS = {
   store: { type: 'string' },
   prefix: { type: 'string' },
+  repo: { type: 'string' },
   target: { type: 'string' },
   patch: { type: 'string' },
   version: { type: 'string' },
@@ -77,35 +98,31 @@ const FLAGS = {
   trust: { type: 'string' },
   key: { type: 'string', multiple: true },
   keyid: { type: 'string' },
+  watch: { type: 'boolean' },
+  limit: { type: 'string' },
+  'lease-ttl': { type: 'string' },
   ...CANARY_FLAGS,
 } as const;
 
-const SUBCOMMANDS = ['status', 'rollout', 'pause', 'resume', 'abort'] as const;
+const SUBCOMMANDS = ['status', 'history', 'rollout', 'pause', 'resume', 'abort', 'controller'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
 
 /** Flags each subcommand accepts (besides --store, --prefix, --json, --help). */
 const SIGNING = ['trust', 'key', 'keyid'];
+const ROLLOUT = ['repo', 'target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings', 'watch'];
 const ALLOWED: Record<Sub, readonly string[]> = {
-  status: ['trust'],
-  rollout: ['target', 'patch', 'version', 'payload-hash', 'rings', 'soak', 'id', 'skip-empty-rings', ...CANARY_FLAG_NAMES, ...SIGNING],
+  status: ['trust', 'watch'],
+  history: ['trust', 'rollout', 'limit'],
+  rollout: [...ROLLOUT, ...CANARY_FLAG_NAMES, ...SIGNING],
   pause: ['rollout', 'reason', ...SIGNING],
   resume: ['rollout', 'reason', ...SIGNING],
   abort: ['rollout', 'reason', ...SIGNING],
+  controller: ['id', 'lease-ttl', ...SIGNING],
 };
-const MAX_KEY_FILE = 64 * 1024;
-const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
-
-function integerFlag(values: Record<string, unknown>, name: string, min: number): number {
-  const text = requireString(values, name);
-  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`);
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be at least ${min}, got ${text}`);
-  return n;
-}
 
 export const fleetCommand: Command = {
   name: 'fleet',
-  summary: 'fleet rollout by rings: status, rollout, pause, resume, abort',
+  summary: 'fleet rollout by rings: status, history, rollout, pause, resume, abort, controller',
   usage: USAGE,
   async run(argv, out) {
     const [sub, ...rest] = argv;
@@ -126,61 +143,53 @@ export const fleetCommand: Command = {
     }
     const spec = requireString(values, 'store');
     const prefix = optionalString(values, 'prefix');
-    const options = prefix === undefined ? {} : { prefix };
     try {
       fleetKeys(prefix);
     } catch (error) {
       throw new UsageError(`--prefix: ${(error as Error).message}`, 'INVALID', { cause: error });
     }
-    // Every flag is checked, and the trust store and keys read, before the store is opened.
-    const run = await prepare(action, values, options, out.warn.bind(out));
-    let store: KvStore;
+    const failure = (error: unknown): unknown => storeFailure(error, spec);
+    // Every flag is checked, and the trust store, keys and patch read, before the store is opened.
+    const run = await prepare(action, values, prefix, out.warn.bind(out), failure);
+    const store = await openFleetStore(spec);
     try {
-      store = await openStore(spec);
+      return await run(store, out);
     } catch (error) {
-      if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(`--store ${spec}: ${error.message}`, error.code, { cause: error });
-      throw error;
-    }
-    try {
-      await run(store, out);
+      throw failure(error);
     } finally {
       await store.close().catch(() => undefined); // the command's own outcome matters more than a failed close
     }
-    return EXIT_OK;
   },
 };
 
-type Runner = (store: KvStore, out: Output) => Promise<void>;
+type Runner = (store: KvStore, out: Output) => Promise<number>;
 
-async function prepare(action: Sub, values: Record<string, unknown>, base: { prefix?: string }, warn: (text: string) => void): Promise<Runner> {
+async function prepare(
+  action: Sub,
+  values: Record<string, unknown>,
+  prefix: string | undefined,
+  warn: (text: string) => void,
+  onFailure: (error: unknown) => unknown,
+): Promise<Runner> {
+  const base = prefix === undefined ? {} : { prefix };
   switch (action) {
     case 'status': {
       const trustPath = optionalString(values, 'trust');
       const options = trustPath === undefined ? base : { ...base, trust: await loadTrustStore(trustPath) };
-      return async (store, out) => printStatus(out, await fleetStatus(store, options), trustPath !== undefined);
+      const run = { options, verified: trustPath !== undefined, watch: values.watch === true, onFailure };
+      return (store, out) => runStatus(store, out, run);
+    }
+    case 'history': {
+      const trustPath = optionalString(values, 'trust');
+      const rollout = optionalString(values, 'rollout');
+      if (rollout !== undefined) fleetId(rollout, '--rollout');
+      const limit = values.limit === undefined ? undefined : integerFlag(values, 'limit', 1);
+      const run = { prefix, trust: trustPath === undefined ? undefined : await loadTrustStore(trustPath), rollout, limit };
+      return (store, out) => runHistory(store, out, run);
     }
     case 'rollout': {
-      const id = optionalString(values, 'id');
-      const zdt = canaryOptionsFromFlags(values);
-      const spec = {
-        ...(id === undefined ? {} : { id }),
-        target: requireString(values, 'target'),
-        patchId: requireString(values, 'patch'),
-        version: requireString(values, 'version'),
-        payloadHash: requireString(values, 'payload-hash'),
-        rings: integerFlag(values, 'rings', 1),
-        soakMs: integerFlag(values, 'soak', 0),
-        emptyRings: values['skip-empty-rings'] === true ? ('skip' as const) : ('wait' as const),
-        ...(Object.keys(zdt).length === 0 ? {} : { zdt }),
-      };
-      const options = { ...base, ...(await signing(values, warn)) };
-      return async (store, out) => {
-        const doc = await createRollout(store, spec, options);
-        out.success(
-          `rollout ${doc.id} created: ${doc.patchId} (${doc.version}) on ${doc.target} over ${doc.rings} ring(s), soak ${doc.soakMs} ms${canaryText(doc)}`,
-          { rollout: doc },
-        );
-      };
+      const run = await prepareRollout(values, base, () => operatorSigning(values, warn));
+      return (store, out) => runRollout(store, out, run, onFailure);
     }
     case 'pause':
     case 'resume':
@@ -188,100 +197,30 @@ async function prepare(action: Sub, values: Record<string, unknown>, base: { pre
       const id = requireString(values, 'rollout');
       const reason = optionalString(values, 'reason');
       const fn = action === 'pause' ? pauseRollout : action === 'resume' ? resumeRollout : abortRollout;
-      const options = { ...base, ...(await signing(values, warn)) };
+      const options = { ...base, ...(await operatorSigning(values, warn)) };
       return async (store, out) => {
         const doc = await fn(store, id, reason ?? `${action}d by operator`, options);
         out.success(`rollout ${doc.id} ${doc.state.status} at ring ${doc.state.ring}/${doc.rings}`, { rollout: doc });
+        return EXIT_OK;
       };
     }
-  }
-}
-
-/** The trust store and the operators' keys of a signed write, and who the operator says they are. */
-async function signing(values: Record<string, unknown>, warn: (text: string) => void): Promise<{ trust: TrustStore; signers: RolloutSigner[]; actor: string }> {
-  const trustPath = requireString(values, 'trust');
-  const keys = stringList(values, 'key');
-  if (keys.length === 0) throw new UsageError("--key is required: rollouts are signed by the fleet operators' keys (one --key per operator)");
-  const keyid = optionalString(values, 'keyid');
-  if (keyid !== undefined && keys.length > 1) throw new UsageError('--keyid names the key of a single --key; with several, write --key KEYID=FILE');
-  const trust = await loadTrustStore(trustPath);
-  const signers: RolloutSigner[] = [];
-  for (const item of keys) {
-    const at = item.indexOf('=');
-    const [id, path] = at > 0 ? [item.slice(0, at), item.slice(at + 1)] : [keyid ?? basename(item).replace(/\.key$/, ''), item];
-    if (!KEYID.test(id)) throw new UsageError(`key id ${JSON.stringify(id)} of --key ${item} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid or KEYID=FILE`);
-    if (signers.some((s) => s.keyid === id)) throw new UsageError(`--key names key id ${id} twice`);
-    signers.push({ keyid: id, privateKey: await loadPrivateKey(path, warn) });
-  }
-  let actor = 'unknown';
-  try {
-    actor = `${userInfo().username}@${hostname()}`.slice(0, 256);
-  } catch {
-    // No user name (a container's uid without an entry): the actor is only a record anyway.
-  }
-  return { trust, signers, actor };
-}
-
-async function loadPrivateKey(path: string, warn: (text: string) => void): Promise<RolloutSigner['privateKey']> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFileBounded(path, MAX_KEY_FILE, { noFollow: false, what: 'key file' });
-  } catch (error) {
-    // The key file is the operator's own input: a wrong one is a usage error (exit 2).
-    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${path}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
-  const mode = (await stat(path)).mode & 0o077;
-  if (mode !== 0) warn(`${path} is readable by group or others (mode ${(0o600 | mode).toString(8)}); keep private keys 0600`);
-  try {
-    return importPrivateKey(new TextDecoder().decode(bytes));
-  } catch (error) {
-    if (error instanceof HotPatchError) throw new UsageError(`--key ${path}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
-}
-
-/** `, canary confidence=0.995 minCalls=500` for a rollout that carries canary options. */
-function canaryText(r: RolloutDocument): string {
-  if (r.zdt === undefined) return '';
-  const fields = Object.entries(r.zdt).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`);
-  return fields.length === 0 ? '' : `, canary ${fields.join(' ')}`;
-}
-
-function describeRollout(r: RolloutDocument): string {
-  const ring = r.state.status === 'completed' ? `${r.rings}/${r.rings}` : `${r.state.ring}/${r.rings}`;
-  const signed = r.signers.length === 0 ? '' : `  signed by ${r.signers.join(', ')}; state ${r.seq} by ${r.state.by ?? 'operator'}`;
-  return `${r.id}  ${r.target} → ${r.version} (${r.patchId})  ${r.state.status}  ring ${ring}${canaryText(r)}${signed}${r.state.reason === undefined ? '' : `  — ${r.state.reason}`}`;
-}
-
-function printStatus(out: Output, status: FleetStatus, verified: boolean): void {
-  out.line(`controller: ${status.controller ?? 'none leading'}`);
-  if (!verified) out.line('rollouts: signatures not checked (pass --trust to verify them)');
-  const rings = [...new Set(status.agents.map((a) => a.ring))].sort((a, b) => a - b);
-  if (rings.length === 0) out.line('agents: none alive');
-  for (const ring of rings) {
-    const agents = status.agents.filter((a) => a.ring === ring);
-    out.line(`ring ${ring}: ${agents.length} agent(s)`);
-    for (const a of agents) {
-      const targets = Object.entries(a.targets);
-      if (targets.length === 0) out.line(`  ${a.agentId}  (no target reported)`);
-      for (const [name, t] of targets) {
-        out.line(
-          `  ${a.agentId}  ${name}  ${t.version}${t.patchId === undefined ? ' (built-in)' : ` (${t.patchId})`}  ${t.phase}  ${t.health}${t.reason === undefined ? '' : `  — ${t.reason}`}`,
-        );
-      }
+    case 'controller': {
+      const controllerId = fleetId(requireString(values, 'id'), '--id');
+      // `by: "operator"` is how agents tell operators' states from controllers'.
+      if (controllerId === 'operator') throw new UsageError('--id operator is reserved: it marks the states operators sign');
+      const leaseTtlMs = values['lease-ttl'] === undefined ? undefined : integerFlag(values, 'lease-ttl', 1);
+      const run = { controllerId, ...(await controllerSigning(values, warn)), prefix, leaseTtlMs, onFailure };
+      return (store, out) => runController(store, out, run);
     }
   }
-  out.line(status.rollouts.length === 0 ? 'rollouts: none' : 'rollouts:');
-  for (const r of status.rollouts) out.line(`  ${describeRollout(r)}`);
-  for (const p of status.problems) out.warn(`ignored ${p.key}: ${p.error}`);
-  const agents = status.agents.map(({ key: _key, ...a }) => a);
-  const rollouts = status.rollouts.map(({ key: _key, raw: _raw, ...r }) => r);
-  out.success(`${status.agents.length} agent(s) in ${rings.length} ring(s), ${status.rollouts.length} rollout(s)`, {
-    controller: status.controller ?? null,
-    verified,
-    agents,
-    rollouts,
-    problems: status.problems,
-  });
+}
+
+/** A rollout or controller id given on the command line (it becomes a key segment). */
+function fleetId(value: string, flag: string): string {
+  try {
+    return parseFleetId(value, flag);
+  } catch (error) {
+    if (error instanceof HotPatchError) throw new UsageError(error.message, error.code, { cause: error });
+    throw error;
+  }
 }

@@ -46,10 +46,12 @@ written.
 init creates FILE (never replacing one) with the public keys given (PEM_FILE as written by
 hotpatch keygen: the key id is its name without .pub, or ID=PEM_FILE) and the threshold
 (default: every key given). add-key adds a key (its algorithm is read from the key; --targets
-limits the targets it may sign for). remove-key removes one, also from the rules and the root
-that list it; it refuses when the threshold could no longer be met. set-threshold sets the
+limits the targets it may sign for). remove-key removes one, also from the rules, the root
+and the fleet and controllers roles that list it; it refuses (naming the rule or role) when a
+threshold could no longer be met or a role would be left without keys. set-threshold sets the
 store-wide threshold. --bump-version raises the store's version by one (a rotation needs a
-higher version). show prints the keys, their fingerprints and the thresholds.
+higher version). show prints the keys, their fingerprints, the thresholds, the rules, the
+root and the fleet and controllers roles.
 
 Rotation (as TUF chains root metadata): the next store must have a higher version and be
 signed by root.threshold of the current store's root keys and by root.threshold of its own.
@@ -134,6 +136,8 @@ function summary(store: TrustStore): Record<string, unknown> {
     })),
     rules: store.rules.length,
     root: store.root,
+    ...(store.fleet === undefined ? {} : { fleet: store.fleet }),
+    ...(store.controllers === undefined ? {} : { controllers: store.controllers }),
   };
 }
 
@@ -206,6 +210,11 @@ async function show(values: Values, out: Output): Promise<number> {
   }
   store.rules.forEach((r, i) => out.line(`  rules[${i}]: ${r.targets.join(',')} needs ${r.threshold} of ${r.keys.join(', ')}`));
   out.line(`  root: ${store.root.threshold} of ${store.root.keys.join(', ')} sign the next version`);
+  if (store.fleet !== undefined) {
+    const { keys, threshold, stopThreshold } = store.fleet;
+    out.line(`  fleet: ${threshold} of ${keys.join(', ')} sign a rollout or a resume; ${stopThreshold} a pause or an abort`);
+  }
+  if (store.controllers !== undefined) out.line(`  controllers: ${store.controllers.keys.join(', ')} (each signs the states it writes alone)`);
   if (out.json) out.success(`${path}: ${describeStore(store)}`, { path, store: summary(store) });
   return EXIT_OK;
 }

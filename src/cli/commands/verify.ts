@@ -1,11 +1,11 @@
 import { isPatchId } from '../../core/index.js';
-import { DefaultVerifier, trustForTarget, verifyPatch, type TrustStore } from '../../verification/index.js';
-import { FileSystemRepository } from '../../repo/index.js';
+import { trustForTarget, type TrustStore } from '../../verification/index.js';
 import { SecurityGate } from '../../security/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { loadHighestVersions, loadSecurityPolicy, loadTrustStore } from '../config-files.js';
+import { verifyRepoPatch } from '../patch-check.js';
 
 export const verifyCommand: Command = {
   name: 'verify',
@@ -37,11 +37,7 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     const statePath = optionalString(values, 'state');
     const highest = statePath === undefined ? undefined : await loadHighestVersions(statePath);
 
-    const verifier = new DefaultVerifier(trust);
-    const verified = await verifyPatch(new FileSystemRepository(repoDir), verifier, id, {
-      now: Date.now(),
-      ...(highest === undefined ? {} : { highestVersion: (target: string) => highest.get(target) }),
-    });
+    const verified = await verifyRepoPatch(repoDir, id, trust, highest);
     gate.check(verified);
 
     const { manifest } = verified;
