@@ -10,20 +10,8 @@ import { createHash } from 'node:crypto';
 import { startAgent } from '../../src/agent/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import { HotPatchRuntime } from '../../src/zero-downtime/index.js';
+import { HOST_TARGET, type HostConfig } from './fleet-processes.js';
 
-export interface HostConfig {
-  stateDir: string;
-  repository: string;
-  trustStore: string;
-  store: string;
-  ring: number;
-  agentId: string;
-  /** Fleet lease TTL and report polling (short in tests). */
-  leaseTtlMs?: number;
-  reportIntervalMs?: number;
-}
-
-export const HOST_TARGET = 'xps.crypto.hash.sha256';
 const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex');
 const ABC = sha256hex('abc');
 
