@@ -22,6 +22,7 @@ import { cpus } from 'node:os';
 import { run as canaryJudge } from './canary-judge.js';
 import { run as cliVerify } from './cli-verify.js';
 import { run as demoNoisy } from './demo-noisy.js';
+import { run as fleetProcesses } from './fleet-processes.js';
 import { run as fleetRollout } from './fleet-rollout.js';
 import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
 import { run as importCost } from './import-cost.js';
@@ -49,6 +50,7 @@ const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promi
   { name: 'runtime-calls', run: runtimeCalls },
   { name: 'runtime-swaps', run: runtimeSwaps },
   { name: 'fleet-rollout', run: fleetRollout },
+  { name: 'fleet-processes', run: fleetProcesses },
   { name: 'canary-judge', run: canaryJudge },
   { name: 'demo-noisy', run: demoNoisy },
   { name: 'import-cost', run: importCost },
