@@ -43,6 +43,7 @@ export {
   type VoteTally,
 } from './distributed/index.js';
 export {
+  AGENT_REPORT_PAYLOAD_TYPE,
   FleetController,
   FleetMember,
   ROLLOUT_SPEC_PAYLOAD_TYPE,

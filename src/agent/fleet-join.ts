@@ -2,14 +2,17 @@ import { hostname } from 'node:os';
 import { HotPatchError, asObject, describe, isPatchId, messageOf, rejectUnknownFields } from '../core/index.js';
 import {
   FleetMember,
+  checkAgentSigner,
   openStore,
   parseFleetId,
   parseLabels,
   parseRing,
   plannerFleetHooks,
+  readPrivateKeyFile,
   type KvStore,
   type PlannerFleetHooksOptions,
   type RolloutOrder,
+  type RolloutSigner,
 } from '../distributed/index.js';
 import type { Planner } from '../orchestration/index.js';
 import { readFileBounded } from '../repo/index.js';
@@ -33,9 +36,16 @@ export interface AgentFleetOptions {
   prefix?: string;
   /**
    * The trust store whose `fleet` and `controllers` roles sign rollouts (default: the agent's
-   * `defaults.trustStore`). Rollouts it cannot verify are never acted on.
+   * `defaults.trustStore`). Rollouts it cannot verify are never acted on. When it has an
+   * `agents` role, this agent's reports count only signed with its key (`key`), which is then required.
    */
   trustStore?: string;
+  /**
+   * The agent's private key file (PKCS#8 PEM, mode 0600): every report the agent writes is
+   * signed with it, under its agent id as key id. With an `agents` role in the trust store it
+   * must be that role's key of this agent id.
+   */
+  key?: string;
   /** The registered components of each rollout's plan (default `default` each); `approver` makes every host wait for its approval quorum. */
   components?: PlannerFleetHooksOptions['components'];
   /** Registration lease TTL (default 10 s), report polling (default 1 s), full re-read (default 30 s). */
@@ -62,6 +72,7 @@ const FIELDS = [
   'labels',
   'prefix',
   'trustStore',
+  'key',
   'components',
   'leaseTtlMs',
   'reportIntervalMs',
@@ -81,16 +92,19 @@ export function defaultAgentId(): string {
   return id;
 }
 
-/** Fleet options checked, the trust store read and the agent id settled: before the agent claims or touches anything. */
+/** Fleet options checked, the trust store and the agent's key read, the agent id settled: before the agent claims or touches anything. */
 export interface PreparedFleet {
   readonly options: AgentFleetOptions;
   readonly trust: TrustStore;
   readonly agentId: string;
+  /** The agent's key (`fleet.key`), checked against the trust store's agents role when it has one. */
+  readonly signer: RolloutSigner | undefined;
 }
 
 /**
  * Checks the `fleet` options (unknown fields, the agent id, the ring, the labels) and reads the trust store
- * that signs rollouts, refusing one without a `fleet` role (no rollout could ever verify).
+ * that signs rollouts, refusing one without a `fleet` role (no rollout could ever verify), and the agent's
+ * key, refusing one that is unreadable, readable by others, or not the agents role's key of this agent id.
  */
 export async function prepareFleet(options: AgentFleetOptions, defaultTrustStore: string | undefined): Promise<PreparedFleet> {
   const o = asObject(options, 'fleet');
@@ -112,7 +126,12 @@ export async function prepareFleet(options: AgentFleetOptions, defaultTrustStore
   if (typeof options.store !== 'string' && (typeof options.store !== 'object' || options.store === null)) {
     throw new HotPatchError('INVALID', `fleet.store must be a store spec (etcd://…, file:…) or a KvStore, got ${describe(options.store)}`);
   }
-  return { options, trust, agentId };
+  if (options.key !== undefined && (typeof options.key !== 'string' || options.key.length === 0)) {
+    throw new HotPatchError('INVALID', `fleet.key must be the path of the agent's private key file, got ${describe(options.key)}`);
+  }
+  const privateKey = options.key === undefined ? undefined : await readPrivateKeyFile(options.key, 'fleet.key');
+  const signer = checkAgentSigner(trust, agentId, privateKey === undefined ? undefined : { keyid: agentId, privateKey }, 'fleet.key');
+  return { options, trust, agentId, signer };
 }
 
 /**
@@ -122,7 +141,7 @@ export async function prepareFleet(options: AgentFleetOptions, defaultTrustStore
  * operator's declared identity) before the agent acts on it.
  */
 export async function joinFleet(prepared: PreparedFleet, planner: Planner, record: ActionRecorder, onError: (error: unknown) => void): Promise<AgentFleet> {
-  const { options, trust, agentId } = prepared;
+  const { options, trust, agentId, signer } = prepared;
   const opened = typeof options.store === 'string';
   const store = typeof options.store === 'string' ? await openStore(options.store) : options.store;
   try {
@@ -150,6 +169,7 @@ export async function joinFleet(prepared: PreparedFleet, planner: Planner, recor
       agentId,
       ring: options.ring,
       trust,
+      ...(signer === undefined ? {} : { signer }),
       ...(options.labels === undefined ? {} : { labels: options.labels }),
       ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
       ...(options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }),

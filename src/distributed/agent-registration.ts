@@ -1,6 +1,7 @@
 import { HotPatchError, describe, messageOf, parseTargetName } from '../core/index.js';
 import type { KvStore, Lease } from './kv-store.js';
-import type { AgentDocument, AgentTargetState, FleetHealth, FleetPhase } from './fleet-rollout.js';
+import { signAgentReport, storedAgentReportText } from './agent-report.js';
+import type { AgentDocument, AgentTargetState, FleetHealth, FleetPhase, RolloutSigner } from './fleet-rollout.js';
 import { sleep } from './fleet-timing.js';
 
 /** What the host says about one target: the active version and its health. */
@@ -26,6 +27,8 @@ export interface AgentRegistrationOptions {
   /** Written in the document as they are (checked by the caller: `parseLabels`). */
   labels?: Record<string, string>;
   ttlMs: number;
+  /** The agent's own key (key id = agent id, checked by the caller): every write is then a signed report. */
+  signer?: RolloutSigner;
   onError: (error: unknown) => void;
 }
 
@@ -41,6 +44,10 @@ export interface AgentRegistrationOptions {
  *
  * A lease lost while the registration is active (keep-alives failed, the lease expired) is
  * replaced: the agent registers again, retrying with a doubling delay up to half the TTL.
+ *
+ * With a signer, each write is the document signed as a report (agent-report.ts) with the
+ * next `seq` of this registration (1, 2, …, across re-registrations: `startedAt` stays, so
+ * readers keep counting), which is how a controller tells a replayed older report.
  */
 export class AgentRegistration {
   readonly key: string;
@@ -50,8 +57,10 @@ export class AgentRegistration {
   readonly #targets = new Map<string, AgentTargetState>();
   #active = false;
   #lease: Lease | undefined;
-  /** The text the store holds (as far as this agent knows); undefined after a lease loss. */
+  /** The document (as JSON) the store holds, as far as this agent knows; undefined after a lease loss. */
   #written: string | undefined;
+  /** The `seq` of the last signed report written (or attempted). */
+  #seq = 0;
   #dirty = false;
   #registering = false;
   #flushing: Promise<void> | undefined;
@@ -106,10 +115,11 @@ export class AgentRegistration {
     // No report write overtakes this one (two puts of one key in flight could land in either order).
     this.#registering = true;
     try {
-      const text = JSON.stringify(this.document);
+      const doc = this.document;
+      const body = JSON.stringify(doc);
       this.#dirty = false;
-      await this.#store.put(this.key, text, { lease });
-      this.#written = text;
+      await this.#store.put(this.key, this.#stored(doc, body), { lease });
+      this.#written = body;
     } catch (error) {
       this.#dirty = true;
       throw error;
@@ -135,6 +145,17 @@ export class AgentRegistration {
         await sleep(delay);
       }
     }
+  }
+
+  /**
+   * The text one write puts: the document as it is, or signed with the next `seq` (every
+   * attempt takes a new one: a failed write leaves a gap, never a number used twice).
+   */
+  #stored(doc: AgentDocument, body: string): string {
+    const signer = this.#options.signer;
+    if (signer === undefined) return body;
+    this.#seq += 1;
+    return storedAgentReportText(signAgentReport(doc, this.#seq, signer));
   }
 
   /** Merges what the host reported (`FleetMemberOptions.report`); a malformed entry is reported and skipped. */
@@ -183,11 +204,12 @@ export class AgentRegistration {
       await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#dirty && this.#active && this.#lease !== undefined && !this.#registering) {
         this.#dirty = false;
-        const text = JSON.stringify(this.document);
-        if (text === this.#written) continue;
+        const doc = this.document;
+        const body = JSON.stringify(doc);
+        if (body === this.#written) continue;
         try {
-          await this.#store.put(this.key, text, { lease: this.#lease });
-          this.#written = text;
+          await this.#store.put(this.key, this.#stored(doc, body), { lease: this.#lease });
+          this.#written = body;
         } catch (error) {
           this.#dirty = true;
           this.#options.onError(error);

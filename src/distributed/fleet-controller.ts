@@ -23,6 +23,7 @@ import {
 } from './fleet-rollout.js';
 import { RolloutVerifier } from './rollout-verify.js';
 import { RolloutReplayGuard } from './rollout-replay.js';
+import { AgentReportGuard } from './agent-report-replay.js';
 import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
 import { PrefixMirror } from './prefix-mirror.js';
 import { ACTIVE_ROLLOUT_STATUSES, nextStep } from './rollout-progress.js';
@@ -39,7 +40,11 @@ export interface FleetControllerOptions {
   store: KvStore;
   /** This controller's name in the election (a standby uses another), and the `by` of the states it writes. */
   controllerId: string;
-  /** The trust store rollouts are verified against: a rollout that does not verify is never acted on. */
+  /**
+   * The trust store rollouts are verified against: a rollout that does not verify is never
+   * acted on. With an `agents` role, so are agent reports: only one signed by its agent's own
+   * key counts (agent-report.ts); without it, reports are taken as stored (the weaker mode).
+   */
   trust: TrustStore;
   /** This controller's key, one of the trust store's `controllers`: it signs every state this controller writes. */
   signer: RolloutSigner;
@@ -76,7 +81,10 @@ type FleetEntry = { kind: 'agent'; agent: StoredAgent } | { kind: 'rollout'; rol
  *
  * Every rollout is verified against the trust store (and an older state than one already seen
  * refused, rollout-replay.ts) before it is acted on, and every state written is signed by this
- * controller's key (`seq` + 1, the previous state appended to the trail).
+ * controller's key (`seq` + 1, the previous state appended to the trail). With an `agents` role,
+ * agent reports are verified too (agent-report.ts, agent-report-replay.ts); one refused is
+ * reported once (`onError`) and leaves the agent's last accepted report in place: junk written
+ * over an agent's key neither speaks for it nor hides it.
  *
  * The leader reads a copy of `<prefix>/` kept current by one watch (`PrefixMirror`): a pass
  * costs no request, and each agent report is parsed once. A pass runs after each batch of
@@ -104,6 +112,9 @@ export class FleetController {
   readonly #signer: RolloutSigner;
   /** Outlives each term's copy of the fleet: a replay is refused even by a controller that led before. */
   readonly #replays = new RolloutReplayGuard();
+  readonly #reportReplays = new AgentReportGuard();
+  /** What agent reports are read against (verified when the trust store has an agents role). */
+  readonly #agentTrust: { trust: TrustStore; cryptoPolicy?: CryptoPolicy };
   readonly #ttl: number;
   readonly #pollMs: number;
   readonly #resyncMs: number;
@@ -140,6 +151,7 @@ export class FleetController {
     this.#store = options.store;
     this.#signer = checkControllerSigner(options.trust, options.signer);
     this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
+    this.#agentTrust = { trust: options.trust, ...(options.cryptoPolicy === undefined ? {} : { cryptoPolicy: options.cryptoPolicy }) };
     this.#ttl = positiveMs(options.leaseTtlMs ?? 10_000, 'options.leaseTtlMs');
     this.#pollMs = positiveMs(options.pollMs ?? 1000, 'options.pollMs');
     this.#resyncMs = positiveMs(options.resyncMs ?? 30_000, 'options.resyncMs');
@@ -238,8 +250,8 @@ export class FleetController {
 
   /** Reads the fleet into a copy kept by the watch, then acts on every change, every `pollMs` and after every resync. */
   async #lead(): Promise<void> {
-    const view = new PrefixMirror<FleetEntry>(this.#store, `${this.keys.prefix}/`, {
-      parse: (key, raw) => this.#parse(key, raw),
+    const view: PrefixMirror<FleetEntry> = new PrefixMirror<FleetEntry>(this.#store, `${this.keys.prefix}/`, {
+      parse: (key, raw) => this.#parse(key, raw, view),
       onChange: () => this.#schedule(),
     });
     await view.start();
@@ -261,13 +273,20 @@ export class FleetController {
     this.#schedule();
   }
 
-  /** Agents that parse and rollouts that verify, each named by its key; anything else is not acted on. */
-  #parse(key: string, raw: string): FleetEntry | undefined {
-    try {
-      if (key.startsWith(this.keys.agents)) return { kind: 'agent', agent: storedAgent({ key, value: raw }, this.keys) };
-    } catch {
-      // Like `fleetStatus`'s problems: a document that does not parse is never acted on.
-      return undefined;
+  /** Agents and rollouts that verify, each named by its key; anything else is not acted on. */
+  #parse(key: string, raw: string, view: PrefixMirror<FleetEntry>): FleetEntry | undefined {
+    if (key.startsWith(this.keys.agents)) {
+      try {
+        const agent = storedAgent({ key, value: raw }, this.keys, this.#agentTrust);
+        this.#reportReplays.accept(agent);
+        return { kind: 'agent', agent };
+      } catch (error) {
+        // Reported once per stored text (the copy keeps the text); the agent's last accepted report stands.
+        this.#onError(
+          new HotPatchError(error instanceof HotPatchError ? error.code : 'INVALID', `ignoring agent report at ${key}: ${messageOf(error)}`, { cause: error }),
+        );
+        return view.get(key);
+      }
     }
     if (!key.startsWith(this.keys.rollouts)) return undefined;
     try {

@@ -303,11 +303,29 @@ function parseTrail(value: unknown, seq: number, rings: number, what: string): R
   });
 }
 
-/** Parses a stored agent document strictly. */
+const AGENT_FIELDS = ['agentId', 'ring', 'labels', 'targets', 'startedAt'];
+
+/** Parses a stored agent document strictly (the plain, unsigned form). */
 export function parseAgentDocument(input: string | unknown): AgentDocument {
-  const what = 'agent';
-  const o = decoded(input, what);
-  rejectUnknownFields(o, ['agentId', 'ring', 'labels', 'targets', 'startedAt'], what);
+  const o = decoded(input, 'agent');
+  rejectUnknownFields(o, AGENT_FIELDS, 'agent');
+  return agentDocumentOf(o);
+}
+
+/**
+ * The payload of a signed agent report (agent-report.ts): the agent document plus `seq`, the
+ * number of the write (1, 2, … for one run of the agent, which `startedAt`, required here, names).
+ */
+export function parseAgentReportPayload(input: Uint8Array | string | unknown): { doc: AgentDocument; seq: number } {
+  const what = 'agent report';
+  const o = asObject(input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, what) : input, what);
+  rejectUnknownFields(o, [...AGENT_FIELDS, 'seq'], what);
+  const seq = integerInRange(o.seq, `${what}.seq`, 1);
+  if (o.startedAt === undefined) throw new HotPatchError('INVALID', `${what}.startedAt is required: it names the run its seq counts in`);
+  return { doc: agentDocumentOf(o), seq };
+}
+
+function agentDocumentOf(o: Record<string, unknown>): AgentDocument {
   const targets: Record<string, AgentTargetState> = {};
   for (const [name, value] of Object.entries(asObject(o.targets, 'agent.targets'))) {
     const w = `agent.targets[${JSON.stringify(name)}]`;

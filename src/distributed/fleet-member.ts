@@ -7,6 +7,7 @@ import { PrefixMirror } from './prefix-mirror.js';
 import {
   FUTURE_SKEW_MS,
   ROLLBACK_STATUSES,
+  checkAgentSigner,
   fleetKeys,
   newestFirst,
   parseFleetId,
@@ -19,6 +20,7 @@ import {
   type FleetPhase,
   type RolloutDocument,
   type RolloutOrder,
+  type RolloutSigner,
 } from './fleet-rollout.js';
 import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
 import { RolloutReplayGuard } from './rollout-replay.js';
@@ -56,6 +58,12 @@ export interface FleetMemberOptions {
   trust: TrustStore;
   /** Algorithm policy of the signature checks (default: the built-in one). */
   cryptoPolicy?: CryptoPolicy;
+  /**
+   * This agent's own key: its key id must be the agent id. With it, every report the agent
+   * writes is signed (agent-report.ts). Required when `trust` has an `agents` role, and must then
+   * be that role's key of this agent id (controllers count no other report of it).
+   */
+  signer?: RolloutSigner;
   /** TTL of the registration lease (default 10 s): a dead agent drops out this long after its last renewal. */
   leaseTtlMs?: number;
   /**
@@ -103,7 +111,8 @@ const DEFAULT_LEASE_TTL_MS = 10_000;
 
 /**
  * One agent of a fleet. Registers `<prefix>/agents/<agentId>` with a lease and writes there,
- * per target, the version, phase and health it runs (`AgentRegistration`). Keeps a copy of
+ * per target, the version, phase and health it runs (`AgentRegistration`), signed with its own
+ * key when it has one (`signer`). Keeps a copy of
  * `<prefix>/rollouts/` current by a watch (`PrefixMirror`), verifying each rollout against the
  * trust store (rollout-verify.ts) and refusing an older state than one already seen
  * (rollout-replay.ts), and, for each target, follows the newest rollout:
@@ -151,6 +160,7 @@ export class FleetMember {
     }
     this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
     this.agentId = parseFleetId(options.agentId, 'options.agentId');
+    const signer = checkAgentSigner(options.trust, this.agentId, options.signer, 'options.signer');
     this.ring = parseRing(options.ring, 'options.ring');
     const labels = options.labels === undefined ? undefined : parseLabels(options.labels, 'options.labels');
     this.keys = fleetKeys(options.prefix);
@@ -165,6 +175,7 @@ export class FleetMember {
       agentId: this.agentId,
       ring: this.ring,
       ...(labels === undefined ? {} : { labels }),
+      ...(signer === undefined ? {} : { signer }),
       ttlMs: this.#ttl,
       onError: this.#onError,
     });

@@ -4,7 +4,8 @@
  *
  * Key layout under a prefix (default `/xps/hotpatch/fleet`, beside the approval keys):
  *   <prefix>/agents/<agentId>   an agent's registration and per-target report; attached to the
- *                               agent's lease, so a dead agent drops out when its TTL runs out
+ *                               agent's lease, so a dead agent drops out when its TTL runs out;
+ *                               signed by the agent's own key (agent-report.ts) when it has one
  *   <prefix>/rollouts/<id>      a rollout: what to apply, over how many rings, and its state;
  *                               changed only by compare-and-swap on the whole document
  *   election `<prefix with "/" as ":">:controller` (e.g. `xps:hotpatch:fleet:controller`):
@@ -16,6 +17,8 @@
  * writer alone can delete a rollout or put back an older signed text, never order a rollout,
  * a ring, a pause, an abort or a rollback. And an order only names a patch: each agent fetches
  * and verifies the signed patch itself, refusing one whose manifest differs from the order.
+ * Agent reports, which decide halts and rings, are signed by each agent's key when the trust
+ * store has an `agents` role; without one they are taken as stored (the weaker mode).
  */
 import { HotPatchError, asObject, describe, messageOf, type Envelope } from '../core/index.js';
 import type { CryptoPolicy } from '../crypto-agile/index.js';
@@ -26,7 +29,6 @@ import {
   OPERATOR,
   fleetKeys,
   parseFleetId,
-  parseAgentDocument,
   type RolloutStatus,
   type RolloutState,
   type RolloutDocument,
@@ -35,6 +37,7 @@ import {
   type AgentDocument,
   type FleetKeys,
 } from './fleet-documents.js';
+import { readAgentReport } from './agent-report.js';
 import { checkSigners, signRolloutSpec, signRolloutState, specDigest, storedRolloutText, type RolloutSigner } from './rollout-signing.js';
 import { RolloutVerifier, parseRolloutDocument, readStoredSpec, verifyRolloutDocument } from './rollout-verify.js';
 
@@ -45,8 +48,9 @@ export interface FleetStoreOptions {
   /** Clock (epoch ms) for the timestamps written; default Date.now. */
   now?: () => number;
   /**
-   * The trust store rollouts are verified against (its `fleet` and `controllers` roles). Reads
-   * without it (`getRollout`, `listRollouts`, `fleetStatus`) show what is stored, unverified.
+   * The trust store rollouts are verified against (its `fleet` and `controllers` roles), and,
+   * when it has an `agents` role, agent reports (agent-report.ts). Reads without it
+   * (`getRollout`, `listRollouts`, `listAgents`, `fleetStatus`) show what is stored, unverified.
    */
   trust?: TrustStore;
   /** Algorithm policy of the signature checks (default: the built-in one). */
@@ -251,6 +255,13 @@ export interface StoredRollout extends RolloutDocument {
 
 export interface StoredAgent extends AgentDocument {
   readonly key: string;
+  /** The report's number in the agent's run (`startedAt`), when it is stored signed. */
+  readonly seq?: number;
+  /**
+   * The key id whose signature was verified against the trust store's `agents` role (the
+   * agent's own); absent when no signature was checked (no agents role: the weaker mode).
+   */
+  readonly signedBy?: string;
 }
 
 export interface FleetProblem {
@@ -265,10 +276,14 @@ export async function listRollouts(store: KvStore, options: FleetStoreOptions = 
   return { rollouts: out.items, problems: out.problems };
 }
 
-/** Registered agents: a key is present only while its agent's lease lives, so every one listed is alive. */
+/**
+ * Registered agents: a key is present only while its agent's lease lives, so every one listed
+ * is alive. With `options.trust` holding an `agents` role, a report not signed by its agent's
+ * key is a problem, not an agent.
+ */
 export async function listAgents(store: KvStore, options: FleetStoreOptions = {}): Promise<{ agents: StoredAgent[]; problems: FleetProblem[] }> {
   const keys = fleetKeys(options.prefix);
-  const out = parseAll(await store.list(keys.agents), (kv) => storedAgent(kv, keys));
+  const out = parseAll(await store.list(keys.agents), (kv) => storedAgent(kv, keys, options));
   return { agents: out.items, problems: out.problems };
 }
 
@@ -287,11 +302,19 @@ export function storedRollout(
   return { ...doc, raw: kv.value, key: kv.key };
 }
 
-/** A stored agent document, parsed; throws (INVALID, PARSE) when it does not parse or its id is not its key's. */
-export function storedAgent(kv: Pick<KeyValue, 'key' | 'value'>, keys: FleetKeys): StoredAgent {
-  const doc = parseAgentDocument(kv.value);
+/**
+ * A stored agent report, read (and verified when `options.trust` has an `agents` role:
+ * agent-report.ts); throws (INVALID, PARSE, a signature code) when it does not parse, does not
+ * verify, or its agentId is not its key's.
+ */
+export function storedAgent(
+  kv: Pick<KeyValue, 'key' | 'value'>,
+  keys: FleetKeys,
+  options: Pick<FleetStoreOptions, 'trust' | 'cryptoPolicy'> = {},
+): StoredAgent {
+  const { doc, seq, signedBy } = readAgentReport(kv.value, options.trust, options.cryptoPolicy);
   namedByKey(doc.agentId, kv.key, keys.agents, 'agentId');
-  return { ...doc, key: kv.key };
+  return { ...doc, key: kv.key, ...(seq === undefined ? {} : { seq }), ...(signedBy === undefined ? {} : { signedBy }) };
 }
 
 /** The key names the document: a document copied under another key is not believed. */
@@ -323,7 +346,11 @@ export interface FleetStatus {
   problems: FleetProblem[];
 }
 
-/** Agents, rollouts and the leading controller; with `options.trust`, a rollout that does not verify is listed in `problems`. */
+/**
+ * Agents, rollouts and the leading controller; with `options.trust`, a rollout that does not
+ * verify is listed in `problems`, and so is an agent report when the trust store's `agents`
+ * role says it must be signed and it is not (by its agent's key).
+ */
 export async function fleetStatus(store: KvStore, options: FleetStoreOptions = {}): Promise<FleetStatus> {
   const keys = fleetKeys(options.prefix);
   const [agents, rollouts, controller] = await Promise.all([listAgents(store, options), listRollouts(store, options), store.leader(keys.controller)]);
@@ -363,7 +390,8 @@ export function failureOf(report: AgentTargetState | undefined, rollout: Rollout
 }
 
 // The documents and their parsers live in fleet-documents.ts, the signed form in
-// rollout-signing.ts and rollout-verify.ts; importers of this module see them here too.
+// rollout-signing.ts, rollout-verify.ts and agent-report.ts; importers of this module see them here too.
+export * from './agent-report.js';
 export * from './fleet-documents.js';
 export * from './rollout-signing.js';
 export * from './rollout-verify.js';

@@ -40,6 +40,8 @@ export {
   type DistributedApprovalOptions,
 } from './distributed-approval.js';
 export {
+  AGENT_REPORT_COMPONENT,
+  AGENT_REPORT_PAYLOAD_TYPE,
   CONTROLLER_STATUSES,
   DEFAULT_FLEET_PREFIX,
   FINAL_ROLLOUT_STATUSES,
@@ -56,6 +58,7 @@ export {
   ROLLOUT_STATUSES,
   abortRollout,
   addRolloutSpecSignature,
+  checkAgentSigner,
   createRollout,
   failureOf,
   fleetKeys,
@@ -65,6 +68,7 @@ export {
   listRollouts,
   newestFirst,
   parseAgentDocument,
+  parseAgentReportPayload,
   parseFleetId,
   parseLabels,
   parseRing,
@@ -72,18 +76,22 @@ export {
   parseRolloutSpec,
   parseRolloutStatePayload,
   pauseRollout,
+  readAgentReport,
   readStoredRollout,
   readyFor,
   resumeRollout,
   runsRollout,
+  signAgentReport,
   signRolloutSpec,
   signRolloutState,
   specDigest,
+  storedAgentReportText,
   storedRolloutText,
   submitRollout,
   updateRollout,
   verifyRolloutDocument,
   type AgentDocument,
+  type AgentReport,
   type AgentTargetState,
   type EmptyRingPolicy,
   type FleetHealth,
@@ -107,6 +115,8 @@ export {
   type StoredRollout,
 } from './fleet-rollout.js';
 export { RolloutReplayGuard } from './rollout-replay.js';
+export { AgentReportGuard, type SequencedReport } from './agent-report-replay.js';
+export { readPrivateKeyFile } from './key-file.js';
 export { RolloutVerifier, readStoredSpec } from './rollout-verify.js';
 export { FleetMember, type FleetMemberOptions, type MemberReport, type TargetReport } from './fleet-member.js';
 export { plannerFleetHooks, fleetPlanId, type FleetHooks, type PlannerFleetHooksOptions } from './fleet-planner.js';

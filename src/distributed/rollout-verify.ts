@@ -61,7 +61,8 @@ export function readStoredSpec(input: string | unknown): Envelope {
   return envelopeOf(o.spec, 'rollout.spec', ROLLOUT_SPEC_PAYLOAD_TYPE);
 }
 
-function envelopeOf(value: unknown, what: string, payloadType: string): Envelope {
+/** A stored envelope (a JSON object: payloadType, base64 payload, signatures) of `payloadType`, decoded. */
+export function envelopeOf(value: unknown, what: string, payloadType: string): Envelope {
   // decodeEnvelope reads text: the stored value goes back through JSON (bounded by the store's value limit).
   let envelope: Envelope;
   try {

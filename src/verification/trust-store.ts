@@ -3,6 +3,7 @@ import {
   asObject,
   decodeJson,
   describe,
+  isPatchId,
   matchesAnyTargetPattern,
   matchesTargetPattern,
   parseTargetPattern,
@@ -18,6 +19,14 @@ import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto
  * rollouts (distributed/rollout-signing.ts): `fleet`, the operators (a rollout and the states
  * that move it forward need `threshold` of them, the states that stop it `stopThreshold`,
  * default `threshold`), and `controllers`, the fleet controllers (one signs a state alone).
+ * A third, `agents`, lists the fleet agents whose reports are signed (distributed/agent-report.ts):
+ * each key id is an agent id, and that key signs that agent's reports, nothing else.
+ *
+ * Agent keys live on every host of a fleet, the least guarded place a key can be; so a key of
+ * the `agents` role is kept out of everything else: it may not be named by a rule, the root or
+ * another role, may not share its public key with another key id, and never counts toward the
+ * store-wide threshold (a target no rule matches) nor toward the default root. Without that,
+ * any one host of a fleet whose store has no rules could sign patches for the whole fleet.
  */
 export interface TrustStoreDocument {
   version?: number;
@@ -27,6 +36,7 @@ export interface TrustStoreDocument {
   root?: { keys: string[]; threshold: number };
   fleet?: { keys: string[]; threshold: number; stopThreshold?: number };
   controllers?: { keys: string[] };
+  agents?: { keys: string[] };
 }
 
 /** The operators of a fleet: who signs rollouts, and how many must (see TrustStoreDocument). */
@@ -60,6 +70,11 @@ export interface TrustStore {
   fleet?: FleetRole;
   /** Absent: no controller may sign a rollout state. */
   controllers?: { keys: string[] };
+  /**
+   * Agents whose reports count only when signed by their own key (key id = agent id). Absent:
+   * agent reports are taken as stored, unsigned (the weaker mode: any store writer can write one).
+   */
+  agents?: { keys: string[] };
   /** The document it was loaded from, for re-serialisation. */
   document: TrustStoreDocument;
 }
@@ -74,12 +89,12 @@ export interface TargetTrust {
   ruleIndex: number | undefined;
 }
 
-const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers']);
+const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers', 'agents']);
 const KEY_FIELDS = new Set(['alg', 'public_key', 'targets']);
 const RULE_FIELDS = new Set(['targets', 'threshold', 'keys']);
 const ROOT_FIELDS = new Set(['keys', 'threshold']);
 const FLEET_FIELDS = new Set(['keys', 'threshold', 'stopThreshold']);
-const CONTROLLERS_FIELDS = new Set(['keys']);
+const ROLE_FIELDS = new Set(['keys']);
 const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const MAX_KEYS = 256;
 
@@ -118,7 +133,11 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
     const targets = k.targets === undefined ? undefined : patterns(k.targets, `trust store keys.${keyid}.targets`);
     keys.set(keyid, { keyid, key, targets });
   }
-  const distinctKeys = new Set([...keys.values()].map((k) => k.key.fingerprint)).size;
+  // Parsed before the threshold: agent keys do not count toward it (see the file comment).
+  const agents = obj.agents === undefined ? undefined : agentsRole(obj.agents, keys);
+  const agentIds = new Set(agents?.keys);
+  const signing = [...keys.keys()].filter((id) => !agentIds.has(id));
+  const distinctKeys = new Set(signing.map((id) => keys.get(id)!.key.fingerprint)).size;
 
   const threshold = thresholdOf(obj.threshold, 'trust store threshold', distinctKeys);
 
@@ -129,7 +148,7 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
       const field = `trust store rules[${i}]`;
       const r = asObject(raw, field);
       rejectUnknownFields(r, RULE_FIELDS, field);
-      const ruleKeys = keyIds(r.keys, `${field}.keys`, keys);
+      const ruleKeys = keyIds(r.keys, `${field}.keys`, keys, agentIds);
       const ruleDistinct = new Set(ruleKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
       rules.push({
         targets: patterns(r.targets, `${field}.targets`),
@@ -139,29 +158,52 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
     });
   }
 
-  let root = { keys: [...keys.keys()], threshold };
+  let root = { keys: signing, threshold };
   if (obj.root !== undefined) {
     const r = asObject(obj.root, 'trust store root');
     rejectUnknownFields(r, ROOT_FIELDS, 'trust store root');
-    const rootKeys = keyIds(r.keys, 'trust store root.keys', keys);
+    const rootKeys = keyIds(r.keys, 'trust store root.keys', keys, agentIds);
     const rootDistinct = new Set(rootKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
     root = { keys: rootKeys, threshold: thresholdOf(r.threshold, 'trust store root.threshold', rootDistinct) };
   }
 
   const store: TrustStore = { version, keys, threshold, rules, root, document: value as TrustStoreDocument };
-  if (obj.fleet !== undefined) store.fleet = fleetRole(obj.fleet, keys);
-  if (obj.controllers !== undefined) {
-    const c = asObject(obj.controllers, 'trust store controllers');
-    rejectUnknownFields(c, CONTROLLERS_FIELDS, 'trust store controllers');
-    store.controllers = { keys: keyIds(c.keys, 'trust store controllers.keys', keys) };
-  }
+  if (obj.fleet !== undefined) store.fleet = fleetRole(obj.fleet, keys, agentIds);
+  if (obj.controllers !== undefined) store.controllers = { keys: roleKeys(obj.controllers, 'controllers', keys, agentIds) };
+  if (agents !== undefined) store.agents = agents;
   return store;
 }
 
-function fleetRole(value: unknown, keys: ReadonlyMap<string, TrustedKey>): FleetRole {
+/** A role that is a list of keys and nothing else (`controllers`, `agents`). */
+function roleKeys(value: unknown, role: string, keys: ReadonlyMap<string, TrustedKey>, agentIds?: ReadonlySet<string>): string[] {
+  const r = asObject(value, `trust store ${role}`);
+  rejectUnknownFields(r, ROLE_FIELDS, `trust store ${role}`);
+  return keyIds(r.keys, `trust store ${role}.keys`, keys, agentIds);
+}
+
+/**
+ * The agents role: each key id a valid agent id (the id agents are registered under), each key
+ * its own public key (one listed under another id too could sign as that id).
+ */
+function agentsRole(value: unknown, keys: ReadonlyMap<string, TrustedKey>): { keys: string[] } {
+  const ids = roleKeys(value, 'agents', keys);
+  ids.forEach((id, i) => {
+    if (!isPatchId(id)) {
+      throw new HotPatchError('INVALID', `trust store agents.keys[${i}] ${JSON.stringify(id)} is not a valid agent id (1-128 of [A-Za-z0-9._-], without "..")`);
+    }
+    const fingerprint = keys.get(id)!.key.fingerprint;
+    const twin = [...keys.values()].find((k) => k.keyid !== id && k.key.fingerprint === fingerprint);
+    if (twin !== undefined) {
+      throw new HotPatchError('INVALID', `trust store agents.keys[${i}] ${id} has the public key of ${twin.keyid}: an agent's key must be its own`);
+    }
+  });
+  return { keys: ids };
+}
+
+function fleetRole(value: unknown, keys: ReadonlyMap<string, TrustedKey>, agentIds: ReadonlySet<string>): FleetRole {
   const f = asObject(value, 'trust store fleet');
   rejectUnknownFields(f, FLEET_FIELDS, 'trust store fleet');
-  const fleetKeys = keyIds(f.keys, 'trust store fleet.keys', keys);
+  const fleetKeys = keyIds(f.keys, 'trust store fleet.keys', keys, agentIds);
   const distinct = new Set(fleetKeys.map((id) => keys.get(id)!.key.fingerprint)).size;
   const threshold = thresholdOf(f.threshold, 'trust store fleet.threshold', distinct);
   const stopThreshold = f.stopThreshold === undefined ? threshold : thresholdOf(f.stopThreshold, 'trust store fleet.stopThreshold', distinct);
@@ -178,12 +220,13 @@ function fleetRole(value: unknown, keys: ReadonlyMap<string, TrustedKey>): Fleet
 /**
  * Which keys may vouch for `target`, and how many must: the first rule whose patterns
  * match decides (as TUF's ordered delegations), else the store-wide threshold over all
- * keys; a key's own `targets` patterns always apply on top.
+ * keys but the agents'; a key's own `targets` patterns always apply on top.
  */
 export function trustForTarget(store: TrustStore, target: string): TargetTrust {
   const ruleIndex = store.rules.findIndex((r) => matchesAnyTargetPattern(r.targets, target));
   const rule = ruleIndex === -1 ? undefined : store.rules[ruleIndex];
-  const candidates = rule === undefined ? [...store.keys.keys()] : rule.keys;
+  const agents = store.agents?.keys ?? [];
+  const candidates = rule === undefined ? [...store.keys.keys()].filter((id) => !agents.includes(id)) : rule.keys;
   const authorized = new Set(
     candidates.filter((id) => {
       const k = store.keys.get(id);
@@ -214,11 +257,15 @@ function thresholdOf(value: unknown, field: string, distinctKeys: number): numbe
   return value;
 }
 
-function keyIds(value: unknown, field: string, keys: ReadonlyMap<string, TrustedKey>): string[] {
+/** Key ids of the store, each once; none of `agentIds` (an agent's key signs its reports only). */
+function keyIds(value: unknown, field: string, keys: ReadonlyMap<string, TrustedKey>, agentIds?: ReadonlySet<string>): string[] {
   if (!Array.isArray(value) || value.length === 0) throw new HotPatchError('INVALID', `${field} must be a non-empty array of key ids`);
   const ids = value.map((id, i) => {
     if (typeof id !== 'string' || !keys.has(id)) {
       throw new HotPatchError('INVALID', `${field}[${i}] ${describe(id)} is not a key of this trust store`);
+    }
+    if (agentIds?.has(id) === true) {
+      throw new HotPatchError('INVALID', `${field}[${i}] ${id} is an agent's key (agents role): it signs that agent's reports and nothing else`);
     }
     return id;
   });

@@ -231,6 +231,7 @@ const API: Record<string, EntryApi> = {
   },
   'xps-hotpatch/fleet': {
     values: [
+      'AGENT_REPORT_PAYLOAD_TYPE',
       'DistributedApproval',
       'EmbeddedStore',
       'FleetController',

@@ -22,12 +22,26 @@ import { FileSystemRepository } from '../../src/repo/index.js';
 import { SecurityGate } from '../../src/security/index.js';
 import { DefaultVerifier, parseTrustStore, type TrustStore } from '../../src/verification/index.js';
 import type { Target } from '../../src/zero-downtime/index.js';
-import { FLEET_TRUST, OPERATORS, controllerSigner } from '../support/fleet-keys.js';
+import { AGENT_KEYS, FLEET_TRUST, OPERATORS, agentSigner, controllerSigner } from '../support/fleet-keys.js';
 import { CI_TRUST, publishPatch } from '../support/patches.js';
 import { signedPatch, world, type World } from '../zero-downtime/fixtures.js';
 
 // The fleet's keys and trust store live in test/support (fleet processes and joined agents use them too).
-export { FLEET_TRUST, FLEET_TRUST_DOCUMENT, KEYS, OPERATORS, controllerSigner, signerOf, writeFleetFiles } from '../support/fleet-keys.js';
+export {
+  AGENT_IDS,
+  AGENT_KEYS,
+  FLEET_AGENTS_TRUST,
+  FLEET_AGENTS_TRUST_DOCUMENT,
+  FLEET_TRUST,
+  FLEET_TRUST_DOCUMENT,
+  KEYS,
+  OPERATORS,
+  agentSigner,
+  controllerSigner,
+  signerOf,
+  writeAgentKeyFile,
+  writeFleetFiles,
+} from '../support/fleet-keys.js';
 
 /** The target every test agent declares: a SHA-256 hex digest service. */
 export const T = 'xps.crypto.hash.sha256';
@@ -141,7 +155,10 @@ export interface FleetOptions {
   patches: readonly TestPatch[];
   leaseTtlMs?: number;
   reportIntervalMs?: number;
-  /** Default FLEET_TRUST. */
+  /**
+   * Default FLEET_TRUST (no agents role: reports are read unchecked). FLEET_AGENTS_TRUST makes
+   * the members require their signer, and the controllers given it count signed reports only.
+   */
   trust?: TrustStore;
 }
 
@@ -240,6 +257,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
           ring,
           prefix: options.prefix,
           trust: options.trust ?? FLEET_TRUST,
+          // Every test agent signs its reports with its own key (AGENT_KEYS), as a production agent with `fleet.key`.
+          ...(AGENT_KEYS.has(id) ? { signer: agentSigner(id) } : {}),
           leaseTtlMs: options.leaseTtlMs ?? 1500,
           reportIntervalMs: options.reportIntervalMs ?? 100,
           resyncMs: 2000,
@@ -286,7 +305,7 @@ export interface TestController {
   close(): Promise<void>;
 }
 
-/** A controller signing with its own key (`controllerSigner`) and trusting FLEET_TRUST, unless told otherwise. */
+/** A controller signing with its own key (`controllerSigner`) and trusting FLEET_TRUST, unless told otherwise (errors are dropped unless `onError` is given). */
 export async function startController(
   openStore: () => Promise<KvStore>,
   options: Omit<FleetControllerOptions, 'store' | 'trust' | 'signer'> & Partial<Pick<FleetControllerOptions, 'trust' | 'signer'>>,
@@ -301,7 +320,7 @@ export async function startController(
     ...options,
     store,
     onTransition: (t) => transitions.push(t),
-    onError: () => {},
+    onError: options.onError ?? (() => {}),
   });
   controller.start();
   return {

@@ -1,21 +1,24 @@
 /*
  * The fleet as separate OS processes, as it runs in production: six service processes (each
  * its own runtime, agent, state directory and traffic) in three rings, joined by
- * configuration; two `hotpatch fleet controller` processes; a three-member etcd cluster on
- * loopback; operators using the `hotpatch fleet` CLI with their own keys. The patches live in
- * one repository directory every host reads (the shared-path way of distributing them).
+ * configuration, each signing its reports with its own key (the trust store's agents role);
+ * two `hotpatch fleet controller` processes; a three-member etcd cluster on loopback;
+ * operators using the `hotpatch fleet` CLI with their own keys. The patches live in one
+ * repository directory every host reads (the shared-path way of distributing them).
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { openStore, type KvStore } from '../../src/distributed/index.js';
-import { FLEET_TRUST_DOCUMENT, KEYS } from '../support/fleet-keys.js';
+import { fleetStatus, openStore, signAgentReport, storedAgentReportText, type AgentDocument, type KvStore } from '../../src/distributed/index.js';
+import { parseTrustStore } from '../../src/verification/index.js';
+import { FLEET_AGENTS_TRUST_DOCUMENT, KEYS, agentSigner, writeAgentKeyFile } from '../support/fleet-keys.js';
 import { CLI_MAIN, HOST_TARGET, startControllerProcess, startHost, type Child } from '../support/fleet-processes.js';
 import type { JsonLine } from '../support/json-lines.js';
 import { CI_TRUST, publishPatch } from '../support/patches.js';
 import { runNode, type NodeRun } from '../support/run-node.js';
+import { waitFor, withDeadline } from '../support/wait.js';
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
 
 const PREFIX = '/xps/hotpatch/fleet';
@@ -113,12 +116,12 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
     const repo = join(dir, 'repo');
     await mkdir(repo);
     const trust = join(dir, 'trust.json');
-    // One trust store: the ci key signs patches (xps.*), the fleet role signs rollouts, the controllers their states.
+    // One trust store: the ci key signs patches (xps.*), the fleet role signs rollouts, the controllers their states, each agent its reports.
     await writeFile(
       trust,
       JSON.stringify({
-        ...FLEET_TRUST_DOCUMENT,
-        keys: { ...FLEET_TRUST_DOCUMENT.keys, ...CI_TRUST.keys },
+        ...FLEET_AGENTS_TRUST_DOCUMENT,
+        keys: { ...FLEET_AGENTS_TRUST_DOCUMENT.keys, ...CI_TRUST.keys },
         rules: [{ targets: ['xps.*'], threshold: 1, keys: ['ci'] }],
       }),
     );
@@ -136,7 +139,8 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
       hostConfigs.map(async ({ ring, agentId }) => {
         const stateDir = join(dir, agentId);
         await mkdir(stateDir, { mode: 0o700 });
-        return startHost({ stateDir, repository: repo, trustStore: trust, store: spec, ring, agentId, leaseTtlMs: 3000, reportIntervalMs: 100 });
+        const key = await writeAgentKeyFile(dir, agentId);
+        return startHost({ stateDir, repository: repo, trustStore: trust, store: spec, ring, agentId, key, leaseTtlMs: 3000, reportIntervalMs: 100 });
       }),
     );
     w.controllers = [
@@ -146,9 +150,10 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
     await Promise.race(w.controllers.map((c) => c.line((l) => l.event === 'leading', 'it led')));
     for (const [id, version, source] of [
       ['fix-a', '1.0.1', good('fix-a')],
-      ['bad-b', '1.0.2', FLAKY],
-      ['fix-c', '1.0.3', good('fix-c')],
-      ['fix-d', '1.0.4', good('fix-d')],
+      ['fix-e', '1.0.2', good('fix-e')],
+      ['bad-b', '1.0.3', FLAKY],
+      ['fix-c', '1.0.4', good('fix-c')],
+      ['fix-d', '1.0.5', good('fix-d')],
     ] as const) {
       await publishPatch(repo, id, HOST_TARGET, version, source);
     }
@@ -200,7 +205,7 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
         JSON.stringify({
           spec: {
             payloadType: 'application/vnd.xps.hotpatch.rollout+json',
-            payload: Buffer.from(JSON.stringify({ ...forged, id: 'forged-2', patchId: 'fix-d', version: '1.0.4', state: undefined })).toString('base64'),
+            payload: Buffer.from(JSON.stringify({ ...forged, id: 'forged-2', patchId: 'fix-d', version: '1.0.5', state: undefined })).toString('base64'),
             signatures: [{ keyid: KEYS.outsider.keyid, sig: Buffer.from('x').toString('base64') }],
           },
         }),
@@ -217,6 +222,52 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
       await h.warned(/ignoring rollout at \/xps\/hotpatch\/fleet\/rollouts\/forged-1/, `${h.name} refused forged-1`);
       await h.warned(/ignoring rollout at \/xps\/hotpatch\/fleet\/rollouts\/forged-2: the rollout spec is signed by 0 of 2/, `${h.name} refused forged-2`);
     }
+  });
+
+  it("forged failure reports of a ring-0 host written straight into etcd (unsigned, or signed by the other ring-0 host's key) are refused by the controller: the rollout completes", async () => {
+    const running = rollout('fix-e', 1500);
+    const store: KvStore = await openStore(w.spec);
+    const key = `${PREFIX}/agents/host-r0-0`;
+    try {
+      const trust = parseTrustStore(await readFile(w.trust));
+      const r = await waitFor('fix-e to be running', async () =>
+        (await fleetStatus(store, { trust })).rollouts.find((x) => x.patchId === 'fix-e' && x.state.status === 'running'),
+      );
+      const now = new Date().toISOString();
+      const failed: AgentDocument = {
+        agentId: 'host-r0-0',
+        ring: 0,
+        targets: {
+          [HOST_TARGET]: { version: '1.0.2', patchId: 'fix-e', phase: 'failed', health: 'unhealthy', rollout: r.id, reason: 'forged', updatedAt: now },
+        },
+        startedAt: now,
+      };
+      const forgeries: [string, RegExp][] = [
+        [JSON.stringify(failed), /the agent report is not signed/],
+        [storedAgentReportText(signAgentReport(failed, 1_000_000, agentSigner('host-r0-1'))), /not signed by its own key host-r0-0/],
+      ];
+      for (const [text, refusal] of forgeries) {
+        await store.put(key, text);
+        // Only the leader reads the fleet: it says why it ignores the text.
+        await withDeadline(
+          Promise.any(
+            w.controllers.map((c) =>
+              c.line(
+                (l) => l.event === 'error' && String(l.message).includes(`ignoring agent report at ${key}`) && refusal.test(String(l.message)),
+                'it refused the forged report',
+              ),
+            ),
+          ),
+          60_000,
+          `the leading controller to refuse ${refusal}`,
+        );
+      }
+    } finally {
+      await store.close();
+    }
+    const done = await running;
+    assert.equal(done.status, 0, `${done.stdout.slice(-3000)}\n${done.stderr.slice(-2000)}`);
+    for (const h of w.hosts) await h.line((l) => l.event === 'hotpatch' && l.type === 'Activated' && l.id === 'fix-e', `${h.name} activated fix-e`);
   });
 
   it('a faulty patch is halted in ring 0 and rolled back there; rings 1 and 2 never apply it', async () => {
@@ -237,7 +288,7 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
     for (const h of w.hosts.filter((x) => ringOf(x) === 0 && x.lines.some((l) => l.event === 'hotpatch' && l.id === 'bad-b' && l.type === 'Staged'))) {
       await h.line((l) => l.event === 'hotpatch' && (l.type === 'RolledBack' || l.type === 'Aborted') && l.id === 'bad-b', `${h.name} rolled bad-b back`);
     }
-    for (const h of w.hosts) assert.equal(await activeOf(h), 'fix-a', `${h.name} still serves fix-a`);
+    for (const h of w.hosts) assert.equal(await activeOf(h), 'fix-e', `${h.name} still serves fix-e`);
   });
 
   it('the active controller is SIGKILLed mid-rollout and the standby finishes it', async () => {

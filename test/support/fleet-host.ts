@@ -36,6 +36,7 @@ async function main(): Promise<void> {
       store: config.store,
       ring: config.ring,
       agentId: config.agentId,
+      ...(config.key === undefined ? {} : { key: config.key }),
       leaseTtlMs: config.leaseTtlMs ?? 2000,
       reportIntervalMs: config.reportIntervalMs ?? 100,
       resyncMs: 3000,

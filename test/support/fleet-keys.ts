@@ -1,8 +1,9 @@
 /*
  * The fleet's keys for tests: operators who sign rollouts, controllers who sign the states
- * they write, and the trust store naming them — as objects, and as the files the CLI reads
- * (`--trust`, `--key`). One place, so in-process fleets, agents joined by configuration and
- * fleets of OS processes all trust the same keys.
+ * they write, agents who sign their reports, and the trust stores naming them — as objects,
+ * and as the files the CLI and agents read (`--trust`, `--key`, `fleet.key`). One place, so
+ * in-process fleets, agents joined by configuration and fleets of OS processes all trust the
+ * same keys.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -42,6 +43,44 @@ export const OPERATORS: RolloutSigner[] = [signerOf(KEYS.alice), signerOf(KEYS.b
 /** The controllers' keys by controller id (any other id signs with ctl-a's key). */
 const CONTROLLER_SIGNERS: Record<string, RolloutSigner> = { 'ctl-a': signerOf(KEYS.ctlA), 'ctl-b': signerOf(KEYS.ctlB) };
 export const controllerSigner = (controllerId: string): RolloutSigner => CONTROLLER_SIGNERS[controllerId] ?? signerOf(KEYS.ctlA);
+
+/**
+ * Agents' keys (key id = agent id): every id `startFleet` gives (agent-r<ring>-<nn>, rings 0-3,
+ * 16 each), the process hosts' (host-r<ring>-<i>), and a few more for tests of their own.
+ */
+export const AGENT_IDS: readonly string[] = [
+  ...[0, 1, 2, 3].flatMap((ring) => Array.from({ length: 16 }, (_, i) => `agent-r${ring}-${String(i).padStart(2, '0')}`)),
+  ...[0, 1, 2].flatMap((ring) => [0, 1].map((i) => `host-r${ring}-${i}`)),
+  'host-a',
+  'host-b',
+  'rec-0',
+  'rec-1',
+  'rec-2',
+  'rec-3',
+];
+export const AGENT_KEYS: ReadonlyMap<string, TestKey> = new Map(AGENT_IDS.map((id) => [id, testKey(id)]));
+
+/** The signer of an agent listed in AGENT_IDS (its own key). */
+export function agentSigner(agentId: string): RolloutSigner {
+  const key = AGENT_KEYS.get(agentId);
+  if (key === undefined) throw new Error(`no test key for agent ${agentId}`);
+  return signerOf(key);
+}
+
+/** FLEET_TRUST_DOCUMENT plus every agent's key and the `agents` role listing them: reports count only signed. */
+export const FLEET_AGENTS_TRUST_DOCUMENT: TrustStoreDocument = {
+  ...FLEET_TRUST_DOCUMENT,
+  keys: { ...FLEET_TRUST_DOCUMENT.keys, ...Object.fromEntries([...AGENT_KEYS.values()].map((k) => [k.keyid, { alg: k.alg, public_key: k.publicPem }])) },
+  agents: { keys: [...AGENT_IDS] },
+};
+export const FLEET_AGENTS_TRUST: TrustStore = parseTrustStore(FLEET_AGENTS_TRUST_DOCUMENT);
+
+/** An agent's private key file as an agent reads it (`fleet.key`): `<dir>/<agentId>.key`, mode 0600. */
+export async function writeAgentKeyFile(dir: string, agentId: string): Promise<string> {
+  const file = join(dir, `${agentId}.key`);
+  await writeFile(file, AGENT_KEYS.get(agentId)!.privateKey.toPem(), { mode: 0o600 });
+  return file;
+}
 
 /** The trust store and the operators' key files, as the CLI reads them: `--trust` and `--key` arguments. */
 export async function writeFleetFiles(dir: string): Promise<{ trust: string; alice: string; bob: string; signing: string[] }> {

@@ -16,6 +16,8 @@ export interface HostConfig {
   store: string;
   ring: number;
   agentId: string;
+  /** The agent's private key file (`fleet.key`): its reports are signed (required when the trust store has an agents role). */
+  key?: string;
   /** Fleet lease TTL and report polling (short in tests). */
   leaseTtlMs?: number;
   reportIntervalMs?: number;

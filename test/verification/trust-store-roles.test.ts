@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { parseTrustStore, type TrustStoreDocument } from '../../src/verification/index.js';
-import { assertCode, makeKey, trustDoc } from './fixtures.js';
+import { DefaultVerifier, parseTrustStore, trustForTarget, type TrustStoreDocument } from '../../src/verification/index.js';
+import { assertCode, envelopeBytes, makeKey, manifestFor, trustDoc } from './fixtures.js';
 
 // Five distinct keys, and "a-alias": a's public key under a second id (thresholds count it once).
 const pool = ['a', 'b', 'c', 'd', 'e'].map((id) => makeKey(id));
@@ -104,5 +104,62 @@ test('property: an unknown field, an unknown or repeated key id, an impossible t
       },
     ),
     { numRuns: 300 },
+  );
+});
+
+// Agents' keys: each a host's own, key id = agent id.
+const hosts = ['host-1', 'host-2'].map((id) => makeKey(id));
+const withAgents = trustDoc([...pool, ...hosts], 1, { agents: { keys: ['host-1', 'host-2'] } });
+
+test("the agents role loads; its keys sign no patch and no trust store: they are out of the store-wide threshold's keys and the default root", () => {
+  const store = parseTrustStore(withAgents);
+  assert.deepEqual(store.agents, { keys: ['host-1', 'host-2'] });
+  assert.deepEqual(store.root.keys, ['a', 'b', 'c', 'd', 'e']);
+  assert.deepEqual([...trustForTarget(store, 'xps.crypto.hash.sha256').authorized], ['a', 'b', 'c', 'd', 'e']);
+  // A patch signed by a host's key alone: its signature is valid, and not authorised for any target.
+  assert.throws(
+    () => new DefaultVerifier(store).verifyEnvelope(envelopeBytes(manifestFor(), [hosts[0]!])),
+    assertCode('UNTRUSTED_KEY', /not authorised for it: host-1/),
+  );
+  assert.doesNotThrow(() => new DefaultVerifier(store).verifyEnvelope(envelopeBytes(manifestFor(), [pool[1]!])));
+  // The store-wide threshold counts the keys that can meet it: the agents' do not.
+  const hostsOnly = trustDoc([pool[0]!, ...hosts], 2, { agents: { keys: ['host-1', 'host-2'] } });
+  assert.throws(() => parseTrustStore(hostsOnly), assertCode('INVALID', /threshold is 2 but only 1 distinct keys could sign/));
+  assert.equal(parseTrustStore(base).agents, undefined, 'a store without the role has none');
+});
+
+test("an agents role naming an unknown key, a key twice, an invalid agent id, another key's public key, or a key of another role, rule or the root is INVALID", () => {
+  const odd = makeKey('ops@host-3');
+  const twin = { ...hosts[0]!, keyid: 'host-twin' };
+  const refused: [TrustStoreDocument, RegExp][] = [
+    [{ ...withAgents, agents: { keys: ['host-1', 'zz'] } }, /agents\.keys\[1\] "zz" is not a key of this trust store/],
+    [{ ...withAgents, agents: { keys: ['host-1', 'host-1'] } }, /agents\.keys lists a key id twice/],
+    [{ ...withAgents, agents: { keys: [] } }, /agents\.keys must be a non-empty array/],
+    [{ ...withAgents, agents: { keys: ['host-1'], threshold: 1 } as never }, /agents has unknown field "threshold"/],
+    [trustDoc([...pool, odd], 1, { agents: { keys: ['ops@host-3'] } }), /agents\.keys\[0\] "ops@host-3" is not a valid agent id/],
+    [trustDoc([...pool, ...hosts, twin], 1, { agents: { keys: ['host-1'] } }), /agents\.keys\[0\] host-1 has the public key of host-twin/],
+    [{ ...withAgents, keys: { ...withAgents.keys, 'host-1': withAgents.keys.a! } }, /agents\.keys\[0\] host-1 has the public key of a/],
+    [{ ...withAgents, fleet: { keys: ['a', 'host-1'], threshold: 1 } }, /fleet\.keys\[1\] host-1 is an agent's key/],
+    [{ ...withAgents, controllers: { keys: ['host-2'] } }, /controllers\.keys\[0\] host-2 is an agent's key/],
+    [{ ...withAgents, root: { keys: ['a', 'host-1'], threshold: 1 } }, /root\.keys\[1\] host-1 is an agent's key/],
+    [{ ...withAgents, rules: [{ targets: ['xps.*'], threshold: 1, keys: ['host-2'] }] }, /rules\[0\]\.keys\[0\] host-2 is an agent's key/],
+  ];
+  for (const [doc, message] of refused) assert.throws(() => parseTrustStore(JSON.stringify(doc)), assertCode('INVALID', message), JSON.stringify(doc.agents));
+});
+
+test('property: any subset of hosts as the agents role parses, keeps the role, and keeps those keys out of the default root and targets', () => {
+  const ids = ['h-0', 'h-1', 'h-2', 'h-3'];
+  const keys = ids.map((id) => makeKey(id));
+  fc.assert(
+    fc.property(fc.subarray(ids, { minLength: 1 }), (agents) => {
+      const store = parseTrustStore(JSON.stringify(trustDoc([...pool, ...keys], 1, { agents: { keys: agents } })));
+      assert.deepEqual(store.agents, { keys: agents });
+      for (const id of agents) {
+        assert.ok(!store.root.keys.includes(id));
+        assert.ok(!trustForTarget(store, 'xps.any.target').authorized.has(id));
+      }
+      assert.deepEqual(parseTrustStore(JSON.stringify(store.document)).agents, store.agents);
+    }),
+    { numRuns: 50 },
   );
 });

@@ -39,7 +39,8 @@ function view(status: FleetStatus, verified: boolean): StatusView {
   }
   lines.push(status.rollouts.length === 0 ? 'rollouts: none' : 'rollouts:');
   for (const r of status.rollouts) lines.push(`  ${describeRollout(r)}`);
-  const agents = status.agents.map(({ key: _key, ...a }) => a);
+  // `verified`: the report's signature was checked against the trust store's agents role (without one, nothing is).
+  const agents = status.agents.map(({ key: _key, ...a }) => ({ ...a, verified: a.signedBy !== undefined }));
   const rollouts = status.rollouts.map(({ key: _key, raw: _raw, ...r }) => r);
   return {
     lines,
