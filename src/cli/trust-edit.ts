@@ -67,8 +67,14 @@ export async function readPublicKeyFile(path: string, alg?: string): Promise<Pub
   throw new UsageError(`--public-key ${path}: ${why.message}`, why.code, { cause: why });
 }
 
+/** Distinct keys that may count toward the store-wide threshold: agents' keys never do. */
 function distinctKeys(doc: TrustStoreDocument, store: TrustStore): number {
-  return new Set(Object.keys(doc.keys).map((id) => store.keys.get(id)?.key.fingerprint ?? id)).size;
+  const agents = new Set(doc.agents?.keys);
+  return new Set(
+    Object.keys(doc.keys)
+      .filter((id) => !agents.has(id))
+      .map((id) => store.keys.get(id)?.key.fingerprint ?? id),
+  ).size;
 }
 
 /** A store with `keys` and a threshold (default: every key must sign). */
@@ -98,8 +104,8 @@ export function addKey(store: TrustStore, id: string, key: PublicKey, targets: s
 }
 
 /**
- * Removes `id` from the keys and from every rule, the root and the fleet and controllers roles
- * that list it. A role it would leave unusable is named in the refusal (a rule or the root
+ * Removes `id` from the keys and from every rule, the root and the fleet, controllers and
+ * agents roles that list it. A role it would leave unusable is named in the refusal (a rule or the root
  * left below its threshold is refused by the parser, naming it, when the result is checked).
  */
 export function removeKey(store: TrustStore, id: string): { doc: TrustStoreDocument; alsoFrom: string[] } {
@@ -144,6 +150,15 @@ export function removeKey(store: TrustStore, id: string): { doc: TrustStoreDocum
     }
     doc.controllers = { ...doc.controllers, keys: doc.controllers.keys.filter((k) => k !== id) };
     alsoFrom.push('controllers');
+  }
+  if (doc.agents?.keys.includes(id) === true) {
+    if (doc.agents.keys.length === 1) {
+      throw new UsageError(
+        `${id} is the only key of the agents role: removing it would turn off the checking of every agent's report (edit the file to drop the role on purpose, or add another agent's key first)`,
+      );
+    }
+    doc.agents = { keys: doc.agents.keys.filter((k) => k !== id) };
+    alsoFrom.push('agents');
   }
   return { doc, alsoFrom };
 }

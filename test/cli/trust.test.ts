@@ -255,3 +255,39 @@ test('remove-key also takes the key out of the fleet and controllers roles, refu
   assert.deepEqual(store.fleet, { keys: ['a'], threshold: 1, stopThreshold: 1 });
   assert.deepEqual(store.controllers, { keys: ['pq'] });
 });
+
+test('the agents role: show prints it, remove-key takes an agent key out of it, and refuses to remove its last key', async () => {
+  const file = join(dir, 'agents-role.json');
+  const pem = async (n: string): Promise<string> => readFile(pub(n), 'utf8');
+  await writeFile(
+    file,
+    JSON.stringify({
+      version: 1,
+      keys: {
+        a: { alg: 'ed25519', public_key: await pem('a') },
+        b: { alg: 'ecdsa-p256-sha256', public_key: await pem('b') },
+        c: { alg: 'ed25519', public_key: await pem('c') },
+        pq: { alg: 'ml-dsa-65', public_key: await pem('pq') },
+      },
+      threshold: 2,
+      agents: { keys: ['c', 'pq'] },
+    }),
+  );
+  const shown = hotpatch(['trust', 'show', '--trust', file]);
+  assert.equal(shown.status, 0, show(shown));
+  assert.match(shown.stdout, /^ {2}agents: c, pq \(each signs its own reports, and nothing else\)$/m);
+  assert.deepEqual((ok(['trust', 'show', '--trust', file]).json?.store as { agents: unknown }).agents, { keys: ['c', 'pq'] });
+
+  // The store-wide threshold (2) counts a and b only: an agent's key never helps reach it.
+  const removed = ok(['trust', 'remove-key', '--trust', file, '--id', 'c']);
+  assert.match(String(removed.json?.message), /removed c \(also from agents\)/);
+  assert.deepEqual(parseTrustStore(await readFile(file)).agents, { keys: ['pq'] });
+  const before = await readFile(file);
+  const last = hotpatch(['trust', 'remove-key', '--trust', file, '--id', 'pq', '--json']);
+  assert.equal(last.status, 2, show(last));
+  assert.match(String(last.json?.message), /^pq is the only key of the agents role/);
+  const below = hotpatch(['trust', 'remove-key', '--trust', file, '--id', 'a', '--json']);
+  assert.equal(below.status, 2, show(below));
+  assert.match(String(below.json?.message), /leaves 1 distinct key\(s\), below the threshold 2/);
+  assert.deepEqual(await readFile(file), before);
+});

@@ -47,11 +47,11 @@ init creates FILE (never replacing one) with the public keys given (PEM_FILE as 
 hotpatch keygen: the key id is its name without .pub, or ID=PEM_FILE) and the threshold
 (default: every key given). add-key adds a key (its algorithm is read from the key; --targets
 limits the targets it may sign for). remove-key removes one, also from the rules, the root
-and the fleet and controllers roles that list it; it refuses (naming the rule or role) when a
+and the fleet, controllers and agents roles that list it; it refuses (naming the rule or role) when a
 threshold could no longer be met or a role would be left without keys. set-threshold sets the
 store-wide threshold. --bump-version raises the store's version by one (a rotation needs a
 higher version). show prints the keys, their fingerprints, the thresholds, the rules, the
-root and the fleet and controllers roles.
+root and the fleet, controllers and agents roles.
 
 Rotation (as TUF chains root metadata): the next store must have a higher version and be
 signed by root.threshold of the current store's root keys and by root.threshold of its own.
@@ -138,6 +138,7 @@ function summary(store: TrustStore): Record<string, unknown> {
     root: store.root,
     ...(store.fleet === undefined ? {} : { fleet: store.fleet }),
     ...(store.controllers === undefined ? {} : { controllers: store.controllers }),
+    ...(store.agents === undefined ? {} : { agents: store.agents }),
   };
 }
 
@@ -215,6 +216,7 @@ async function show(values: Values, out: Output): Promise<number> {
     out.line(`  fleet: ${threshold} of ${keys.join(', ')} sign a rollout or a resume; ${stopThreshold} a pause or an abort`);
   }
   if (store.controllers !== undefined) out.line(`  controllers: ${store.controllers.keys.join(', ')} (each signs the states it writes alone)`);
+  if (store.agents !== undefined) out.line(`  agents: ${store.agents.keys.join(', ')} (each signs its own reports, and nothing else)`);
   if (out.json) out.success(`${path}: ${describeStore(store)}`, { path, store: summary(store) });
   return EXIT_OK;
 }
