@@ -26,7 +26,7 @@ import { RolloutReplayGuard } from './rollout-replay.js';
 import { AgentReportGuard } from './agent-report-replay.js';
 import { everyJittered, positiveMs, sleep } from './fleet-timing.js';
 import { PrefixMirror } from './prefix-mirror.js';
-import { ACTIVE_ROLLOUT_STATUSES, nextStep } from './rollout-progress.js';
+import { ACTIVE_ROLLOUT_STATUSES, nextStep, type RolloutStep } from './rollout-progress.js';
 
 export interface RolloutTransition {
   rollout: string;
@@ -113,6 +113,13 @@ export class FleetController {
   /** Outlives each term's copy of the fleet: a replay is refused even by a controller that led before. */
   readonly #replays = new RolloutReplayGuard();
   readonly #reportReplays = new AgentReportGuard();
+  /**
+   * Per rollout id, the newest document accepted (highest seq; bounded like the replay guard):
+   * what a replayed older state is healed with.
+   */
+  readonly #newest = new Map<string, StoredRollout>();
+  /** Expired rollouts already reported (once each, bounded). */
+  readonly #expired = new Set<string>();
   /** What agent reports are read against (verified when the trust store has an agents role). */
   readonly #agentTrust: { trust: TrustStore; cryptoPolicy?: CryptoPolicy };
   readonly #ttl: number;
@@ -150,7 +157,8 @@ export class FleetController {
     this.keys = fleetKeys(options.prefix);
     this.#store = options.store;
     this.#signer = checkControllerSigner(options.trust, options.signer);
-    this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
+    // Read under this fleet's prefix: a spec signed for another fleet is refused.
+    this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy, this.keys.prefix);
     this.#agentTrust = { trust: options.trust, ...(options.cryptoPolicy === undefined ? {} : { cryptoPolicy: options.cryptoPolicy }) };
     this.#ttl = positiveMs(options.leaseTtlMs ?? 10_000, 'options.leaseTtlMs');
     this.#pollMs = positiveMs(options.pollMs ?? 1000, 'options.pollMs');
@@ -289,17 +297,64 @@ export class FleetController {
       }
     }
     if (!key.startsWith(this.keys.rollouts)) return undefined;
+    let rollout: StoredRollout | undefined;
     try {
-      const rollout = storedRollout({ key, value: raw }, this.keys, this.#verifier);
+      rollout = storedRollout({ key, value: raw }, this.keys, this.#verifier);
       this.#replays.accept(rollout);
+      this.#remember(rollout);
       return { kind: 'rollout', rollout };
     } catch (error) {
+      if (rollout !== undefined) this.#heal(rollout);
       // Reported once per stored text (the copy keeps the text): a forged or replayed rollout is worth knowing about.
       this.#onError(
         new HotPatchError(error instanceof HotPatchError ? error.code : 'INVALID', `ignoring rollout at ${key}: ${messageOf(error)}`, { cause: error }),
       );
       return undefined;
     }
+  }
+
+  #remember(r: StoredRollout): void {
+    const seen = this.#newest.get(r.id);
+    if (seen !== undefined && seen.seq > r.seq) return;
+    this.#newest.delete(r.id); // re-inserted: the Map's order is the order of last use
+    this.#newest.set(r.id, r);
+    if (this.#newest.size > 4096) this.#newest.delete(this.#newest.keys().next().value!);
+  }
+
+  /**
+   * A replay (an older signed state put back, `replayed` verified but refused as older than one
+   * accepted): writes the newest accepted document's state again, signed by this controller at
+   * seq = highest + 1 with the trail continued, by compare-and-swap against the replayed text,
+   * so the rollout goes on and no later writer reuses a seq. An operators' state (paused, say),
+   * which a controller may not sign, is put back as it was signed. Only while leading.
+   */
+  #heal(replayed: StoredRollout): void {
+    const newest = this.#newest.get(replayed.id);
+    if (!this.#leading || newest === undefined || newest.seq <= replayed.seq || newest.key !== replayed.key) return;
+    let text: string;
+    let healed: RolloutState | undefined;
+    if (newest.stateSigners.role === 'controller') {
+      const spec = readStoredRollout(newest.raw).spec;
+      const state: RolloutState = { ...newest.state, by: this.controllerId, updatedAt: new Date(this.#now()).toISOString() };
+      delete state.actor;
+      text = storedRolloutText(spec, signRolloutState(newest, specDigest(spec), state, [this.#signer]));
+      healed = state;
+    } else {
+      text = newest.raw;
+    }
+    void this.#store.compareAndSwap(replayed.key, replayed.raw, text).then((swapped) => {
+      if (!swapped) return;
+      this.#onError(
+        new HotPatchError(
+          'INVALID',
+          `rollout ${replayed.id}: replayed state ${replayed.seq} replaced by state ${newest.seq} again${healed === undefined ? '' : ` (as ${newest.seq + 1})`}`,
+          {
+            detail: { rollout: replayed.id, replayed: replayed.seq, restored: healed === undefined ? newest.seq : newest.seq + 1 },
+          },
+        ),
+      );
+      if (healed !== undefined) this.#onTransition?.({ rollout: replayed.id, from: replayed.state, to: healed, by: this.controllerId });
+    }, this.#onError);
   }
 
   #stepDown(): void {
@@ -350,7 +405,7 @@ export class FleetController {
       if (!this.#leading) return;
       // Superseded first: the check also forgets the texts the copy has moved past.
       if (this.#isSuperseded(r) || !ACTIVE_ROLLOUT_STATUSES.includes(r.state.status)) continue;
-      const step = nextStep(r, agents, this.#now(), this.controllerId);
+      const step = this.#unexpired(r, nextStep(r, agents, this.#now(), this.controllerId));
       if (step === undefined) continue;
       let current: StoredRollout | undefined = r;
       for (const state of step.writes) {
@@ -359,6 +414,27 @@ export class FleetController {
       }
       if (current !== undefined && step.wakeAfterMs !== undefined) this.#wakeAfter(step.wakeAfterMs);
     }
+  }
+
+  /**
+   * `step` without any write that opens a new ring when `r`'s spec has expired (the rollout is
+   * left where it is: no halt, nothing rolled back; reported once through onError).
+   */
+  #unexpired(r: StoredRollout, step: RolloutStep | undefined): RolloutStep | undefined {
+    if (step === undefined || Date.parse(r.expiresAt) > this.#now()) return step;
+    const opens = step.writes.findIndex((w) => w.status === 'running' && w.ring > r.state.ring);
+    if (opens === -1) return step;
+    if (!this.#expired.has(r.id)) {
+      this.#expired.add(r.id);
+      if (this.#expired.size > 4096) this.#expired.delete(this.#expired.values().next().value!);
+      this.#onError(
+        new HotPatchError('EXPIRED', `rollout ${r.id} expired at ${r.expiresAt}: not opening ring ${step.writes[opens]!.ring}`, {
+          detail: { rollout: r.id, expiresAt: r.expiresAt, ring: r.state.ring },
+        }),
+      );
+    }
+    const writes = step.writes.slice(0, opens);
+    return writes.length === 0 ? undefined : { writes };
   }
 
   /** Whether the copy still shows a text this controller already replaced (the watch has not caught up). */

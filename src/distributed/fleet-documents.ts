@@ -39,6 +39,12 @@ export const OPERATOR_GO_STATUSES: readonly RolloutStatus[] = ['running'];
 export const MAX_ROLLOUT_TRAIL = 64;
 /** Longest reason kept in a trail entry (the writer cuts longer ones). */
 export const MAX_TRAIL_REASON = 256;
+/** Most key ids a trail entry's `signedBy` keeps (the writer keeps the first ones). */
+export const MAX_TRAIL_SIGNERS = 16;
+/** How long a rollout spec may be started by default (`expiresInMs`): 24 h. */
+export const DEFAULT_ROLLOUT_EXPIRY_MS = 24 * 60 * 60 * 1000;
+/** The longest a rollout spec may stay startable: 30 days. */
+export const MAX_ROLLOUT_EXPIRY_MS = 30 * 24 * 60 * 60 * 1000;
 /** `by` of the states operators sign. */
 export const OPERATOR = 'operator';
 
@@ -76,6 +82,10 @@ export interface RolloutTrailEntry {
   by: string;
   updatedAt: string;
   reason?: string;
+  /** The operator's self-declared `user@host`, when the state had one. */
+  actor?: string;
+  /** The key ids whose signatures counted for that state (at most MAX_TRAIL_SIGNERS; absent when none were counted). */
+  signedBy?: string[];
 }
 
 /**
@@ -100,6 +110,16 @@ export interface SignedRolloutSpec {
    */
   zdt?: PersistableZdtOptions;
   createdAt: string;
+  /**
+   * The fleet prefix the rollout was created for: a reader refuses a spec stored under another
+   * prefix (a copy into another fleet).
+   */
+  prefix: string;
+  /**
+   * RFC 3339: after this, no agent starts applying the rollout and no controller opens a new
+   * ring of it (rollbacks and aborts still count). At most MAX_ROLLOUT_EXPIRY_MS after createdAt.
+   */
+  expiresAt: string;
 }
 
 /** What an operator asks for (`signRolloutSpec`, `createRollout`): a `SignedRolloutSpec` with defaults. */
@@ -116,6 +136,8 @@ export interface RolloutSpec {
   emptyRings?: EmptyRingPolicy;
   /** Canary options of every agent's apply (see `SignedRolloutSpec.zdt`); absent: each agent's own. */
   zdt?: PersistableZdtOptions;
+  /** How long after its creation the rollout may still start on an agent or open a ring (default 24 h, at most 30 days). */
+  expiresInMs?: number;
 }
 
 /** Who vouched for the current state: the spec's operators (the implicit first state), operators, or one controller. */
@@ -220,9 +242,10 @@ function decoded(input: string | unknown, what: string): Record<string, unknown>
   return asObject(typeof input === 'string' ? decodeJson(input, what) : input, what);
 }
 
-const SPEC_FIELDS = ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt'];
+const SPEC_FIELDS = ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt', 'prefix', 'expiresAt'];
 const STATE_FIELDS = ['rollout', 'spec', 'seq', 'status', 'ring', 'ringStartedAt', 'healthySince', 'reason', 'by', 'actor', 'updatedAt', 'trail'];
-const TRAIL_FIELDS = ['seq', 'status', 'ring', 'by', 'updatedAt', 'reason'];
+const TRAIL_FIELDS = ['seq', 'status', 'ring', 'by', 'updatedAt', 'reason', 'actor', 'signedBy'];
+const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const SPEC_DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** The payload of a rollout spec envelope (bytes, text or value), parsed strictly; zdt comes back normalised. */
@@ -231,6 +254,15 @@ export function parseRolloutSpec(input: Uint8Array | string | unknown, what = 'r
   rejectUnknownFields(o, SPEC_FIELDS, what);
   const payloadHash = stringField(o, 'payloadHash', what);
   if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `${what}.payloadHash must look like sha256:<hex>, got ${describe(payloadHash)}`);
+  const createdAt = utcTimestamp(o.createdAt, `${what}.createdAt`);
+  if (o.prefix === undefined) throw new HotPatchError('INVALID', `${what}.prefix is required: it names the fleet the rollout was signed for`);
+  const prefix = fleetKeys(o.prefix as string).prefix;
+  if (o.expiresAt === undefined) throw new HotPatchError('INVALID', `${what}.expiresAt is required: a rollout spec must expire`);
+  const expiresAt = utcTimestamp(o.expiresAt, `${what}.expiresAt`);
+  const lifetime = Date.parse(expiresAt) - Date.parse(createdAt);
+  if (!(lifetime > 0 && lifetime <= MAX_ROLLOUT_EXPIRY_MS)) {
+    throw new HotPatchError('INVALID', `${what}.expiresAt ${expiresAt} must be after createdAt ${createdAt} and at most 30 days after it`);
+  }
   return {
     id: parseFleetId(o.id, `${what}.id`),
     target: parseTargetName(o.target, `${what}.target`),
@@ -241,7 +273,9 @@ export function parseRolloutSpec(input: Uint8Array | string | unknown, what = 'r
     soakMs: integerInRange(o.soakMs, `${what}.soakMs`, 0),
     emptyRings: o.emptyRings === undefined ? 'wait' : oneOf(o.emptyRings, ['wait', 'skip'] as const, `${what}.emptyRings`),
     ...(o.zdt === undefined ? {} : { zdt: checkPersistableZdt(o.zdt, `${what}.zdt`) }),
-    createdAt: utcTimestamp(o.createdAt, `${what}.createdAt`),
+    createdAt,
+    prefix,
+    expiresAt,
   };
 }
 
@@ -298,9 +332,25 @@ function parseTrail(value: unknown, seq: number, rings: number, what: string): R
     };
     const reason = stringField(t, 'reason', w, { optional: true, max: MAX_TRAIL_REASON });
     if (reason !== undefined) entry.reason = reason;
+    const actor = stringField(t, 'actor', w, { optional: true, max: 256 });
+    if (actor !== undefined) entry.actor = actor;
+    if (t.signedBy !== undefined) entry.signedBy = trailSigners(t.signedBy, `${w}.signedBy`);
     previous = entry.seq;
     return entry;
   });
+}
+
+/** A trail entry's `signedBy`: 1-MAX_TRAIL_SIGNERS distinct key ids. */
+function trailSigners(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_TRAIL_SIGNERS) {
+    throw new HotPatchError('INVALID', `${what} must be an array of 1-${MAX_TRAIL_SIGNERS} key ids, got ${describe(value)}`);
+  }
+  value.forEach((id, i) => {
+    if (typeof id !== 'string' || !KEYID.test(id))
+      throw new HotPatchError('INVALID', `${what}[${i}] must be a key id (1-128 of [A-Za-z0-9._:@-]), got ${describe(id)}`);
+  });
+  if (new Set(value).size !== value.length) throw new HotPatchError('INVALID', `${what} lists a key id twice`);
+  return [...(value as string[])];
 }
 
 const AGENT_FIELDS = ['agentId', 'ring', 'labels', 'targets', 'startedAt'];

@@ -139,6 +139,8 @@ export class FleetMember {
   /** Rollouts this agent applied (value: the outcome phase) and rolled back. */
   readonly #applied = new Map<string, FleetPhase>();
   readonly #rolledBack = new Set<string>();
+  /** Expired rollouts already reported (once each). */
+  readonly #expired = new Set<string>();
   readonly #work = new Map<string, Work>();
   #timers: (() => void)[] = [];
   #state: 'new' | 'running' | 'stopped' = 'new';
@@ -158,12 +160,13 @@ export class FleetMember {
         `options.trust must be a trust store with a fleet role (the operators who sign rollouts), got ${describe(options.trust)}`,
       );
     }
-    this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
+    this.keys = fleetKeys(options.prefix);
+    // Read under this fleet's prefix: a spec signed for another fleet is refused.
+    this.#verifier = new RolloutVerifier(options.trust, options.cryptoPolicy, this.keys.prefix);
     this.agentId = parseFleetId(options.agentId, 'options.agentId');
     const signer = checkAgentSigner(options.trust, this.agentId, options.signer, 'options.signer');
     this.ring = parseRing(options.ring, 'options.ring');
     const labels = options.labels === undefined ? undefined : parseLabels(options.labels, 'options.labels');
-    this.keys = fleetKeys(options.prefix);
     this.key = `${this.keys.agents}${this.agentId}`;
     this.#ttl = positiveMs(options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS, 'options.leaseTtlMs');
     positiveMs(options.reportIntervalMs ?? 1000, 'options.reportIntervalMs');
@@ -320,6 +323,18 @@ export class FleetMember {
     const reached = status === 'completed' || (status === 'running' && rollout.state.ring >= this.ring);
     if (reached) {
       if (work !== undefined || this.#applied.has(rollout.id)) return;
+      // An expired spec is never started (a saved one put back after its abort, say); its rollback still is.
+      if (Date.parse(rollout.expiresAt) <= Date.now()) {
+        if (!this.#expired.has(rollout.id)) {
+          this.#expired.add(rollout.id);
+          this.#onError(
+            new HotPatchError('EXPIRED', `not applying rollout ${rollout.id}: its spec expired at ${rollout.expiresAt}`, {
+              detail: { rollout: rollout.id, expiresAt: rollout.expiresAt },
+            }),
+          );
+        }
+        return;
+      }
       this.#startWork(target, rollout, 'apply');
       return;
     }
@@ -382,5 +397,6 @@ export class FleetMember {
   #forget(): void {
     for (const id of [...this.#applied.keys()]) if (this.#rollouts.get(`${this.keys.rollouts}${id}`) === undefined) this.#applied.delete(id);
     for (const id of [...this.#rolledBack]) if (this.#rollouts.get(`${this.keys.rollouts}${id}`) === undefined) this.#rolledBack.delete(id);
+    for (const id of [...this.#expired]) if (this.#rollouts.get(`${this.keys.rollouts}${id}`) === undefined) this.#expired.delete(id);
   }
 }

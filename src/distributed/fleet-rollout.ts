@@ -84,7 +84,12 @@ export async function createRollout(store: KvStore, spec: RolloutSpec, options: 
   requireTrust(options ?? {}, 'createRollout');
   const input = asObject(spec, 'rollout spec');
   const createdAt = iso((options.now ?? Date.now)());
-  return submitRollout(store, signRolloutSpec({ ...(input as unknown as RolloutSpec), createdAt }, checkSigners(options.signers, 'options.signers')), options);
+  const prefix = fleetKeys(options.prefix).prefix;
+  return submitRollout(
+    store,
+    signRolloutSpec({ ...(input as unknown as RolloutSpec), createdAt, prefix }, checkSigners(options.signers, 'options.signers')),
+    options,
+  );
 }
 
 /**
@@ -106,10 +111,13 @@ export async function submitRollout(store: KvStore, envelope: Envelope, options:
     throw new HotPatchError('INVALID', 'the rollout spec envelope must be an Envelope as signRolloutSpec returns it (decodeEnvelope reads one from JSON)');
   }
   const text = storedRolloutText(envelope);
-  const doc = verifyRolloutDocument(text, trust, options.cryptoPolicy);
+  const doc = verifyRolloutDocument(text, trust, options.cryptoPolicy, keys.prefix);
   const now = (options.now ?? Date.now)();
   if (Date.parse(doc.createdAt) > now + FUTURE_SKEW_MS) {
     throw new HotPatchError('INVALID', `rollout ${doc.id} is dated ${doc.createdAt}, in the future: agents would ignore it`);
+  }
+  if (Date.parse(doc.expiresAt) <= now) {
+    throw new HotPatchError('EXPIRED', `rollout ${doc.id} expired at ${doc.expiresAt}: no agent would start it`);
   }
   const busy = (await listRollouts(store, options)).rollouts.find((r) => r.target === doc.target && !FINAL_ROLLOUT_STATUSES.includes(r.state.status));
   if (busy !== undefined) {
@@ -128,11 +136,12 @@ export async function getRollout(store: KvStore, id: string, options: FleetStore
   const keys = fleetKeys(options.prefix);
   const raw = await store.get(`${keys.rollouts}${parseFleetId(id, 'rollout id')}`);
   if (raw === undefined) throw new HotPatchError('NOT_FOUND', `no rollout named ${id}`);
-  return readRollout(raw, options);
+  return readRollout(raw, options, keys.prefix);
 }
 
-function readRollout(raw: string, options: FleetStoreOptions): RolloutDocument {
-  return options.trust === undefined ? parseRolloutDocument(raw) : verifyRolloutDocument(raw, options.trust, options.cryptoPolicy);
+/** Verified against `options.trust` (a spec signed for another prefix than `prefix` refused), else as stored. */
+function readRollout(raw: string, options: Pick<FleetStoreOptions, 'trust' | 'cryptoPolicy'>, prefix: string): RolloutDocument {
+  return options.trust === undefined ? parseRolloutDocument(raw) : verifyRolloutDocument(raw, options.trust, options.cryptoPolicy, prefix);
 }
 
 /**
@@ -176,15 +185,15 @@ async function writeOperatorState(
     const spec = readStoredSpec(raw);
     let doc: RolloutDocument;
     try {
-      doc = verifyRolloutDocument(raw, trust, options.cryptoPolicy);
+      doc = verifyRolloutDocument(raw, trust, options.cryptoPolicy, keys.prefix);
     } catch (error) {
       if (!overDamagedState) throw error;
-      doc = verifyRolloutDocument(storedRolloutText(spec), trust, options.cryptoPolicy);
+      doc = verifyRolloutDocument(storedRolloutText(spec), trust, options.cryptoPolicy, keys.prefix);
     }
     const state: RolloutState = { ...change(doc), by: OPERATOR, updatedAt: iso((options.now ?? Date.now)()) };
     if (options.actor !== undefined) state.actor = options.actor;
     const text = storedRolloutText(spec, signRolloutState(doc, specDigest(spec), state, signers));
-    const next = verifyRolloutDocument(text, trust, options.cryptoPolicy);
+    const next = verifyRolloutDocument(text, trust, options.cryptoPolicy, keys.prefix);
     if (await store.compareAndSwap(key, raw, text)) return next;
   }
   throw new HotPatchError('IO', `rollout ${id} kept changing under 20 attempts to update it`);
@@ -297,7 +306,7 @@ export function storedRollout(
   keys: FleetKeys,
   options: Pick<FleetStoreOptions, 'trust' | 'cryptoPolicy'> | RolloutVerifier = {},
 ): StoredRollout {
-  const doc = options instanceof RolloutVerifier ? options.verify(kv.value) : readRollout(kv.value, options);
+  const doc = options instanceof RolloutVerifier ? options.verify(kv.value) : readRollout(kv.value, options, keys.prefix);
   namedByKey(doc.id, kv.key, keys.rollouts, 'id');
   return { ...doc, raw: kv.value, key: kv.key };
 }

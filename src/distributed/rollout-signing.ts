@@ -14,10 +14,26 @@
  * delete, or put back an older signed text, which agents detect by its lower `seq`
  * (rollout-replay.ts). rollout-verify.ts checks all of this; this file only writes.
  */
-import { HotPatchError, asObject, describe, encodeBase64, pae, parsePatchId, rejectUnknownFields, utcTimestamp, type Envelope } from '../core/index.js';
+import {
+  HotPatchError,
+  asObject,
+  describe,
+  encodeBase64,
+  integerInRange,
+  pae,
+  parsePatchId,
+  rejectUnknownFields,
+  utcTimestamp,
+  type Envelope,
+} from '../core/index.js';
 import { PrivateKey, hashBytes, sign } from '../crypto-agile/index.js';
 import type { TrustStore } from '../verification/index.js';
 import {
+  DEFAULT_FLEET_PREFIX,
+  DEFAULT_ROLLOUT_EXPIRY_MS,
+  MAX_ROLLOUT_EXPIRY_MS,
+  MAX_TRAIL_SIGNERS,
+  fleetKeys,
   MAX_ROLLOUT_TRAIL,
   MAX_TRAIL_REASON,
   parseRolloutSpec,
@@ -38,7 +54,7 @@ export interface RolloutSigner {
 }
 
 const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
-const SPEC_INPUT_FIELDS = ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt'];
+const SPEC_INPUT_FIELDS = ['id', 'target', 'patchId', 'version', 'payloadHash', 'rings', 'soakMs', 'emptyRings', 'zdt', 'createdAt', 'prefix', 'expiresInMs'];
 const encoder = new TextEncoder();
 
 /** Signers checked: key ids valid and distinct, keys real private keys. */
@@ -84,13 +100,16 @@ function signed(payloadType: string, payload: Uint8Array, signers: readonly Roll
 /**
  * The spec of a new rollout, checked (as agents will read it) and signed by `signers` (each
  * a fleet operator; more can sign later with `addRolloutSpecSignature`). Defaults: `createdAt`
- * now, `id` `<patchId>-<base36 createdAt>`, `emptyRings` `wait`.
+ * now, `id` `<patchId>-<base36 createdAt>`, `emptyRings` `wait`, `prefix` the default fleet
+ * prefix (readers under another prefix refuse it), `expiresInMs` 24 h (at most 30 days; the
+ * signed spec carries `expiresAt` = createdAt + expiresInMs).
  */
-export function signRolloutSpec(spec: RolloutSpec & { createdAt?: string }, signers: readonly RolloutSigner[]): Envelope {
+export function signRolloutSpec(spec: RolloutSpec & { createdAt?: string; prefix?: string }, signers: readonly RolloutSigner[]): Envelope {
   const input = asObject(spec, 'rollout spec');
   rejectUnknownFields(input, SPEC_INPUT_FIELDS, 'rollout spec');
   const createdAt = input.createdAt === undefined ? new Date().toISOString() : utcTimestamp(input.createdAt, 'rollout.createdAt');
   const patchId = parsePatchId(input.patchId, 'patchId');
+  const expiresInMs = integerInRange(input.expiresInMs ?? DEFAULT_ROLLOUT_EXPIRY_MS, 'expiresInMs', 1, MAX_ROLLOUT_EXPIRY_MS);
   const body: Record<string, unknown> = {
     id: input.id ?? `${patchId.slice(0, 110)}-${Date.parse(createdAt).toString(36)}`,
     target: input.target,
@@ -102,6 +121,8 @@ export function signRolloutSpec(spec: RolloutSpec & { createdAt?: string }, sign
     emptyRings: input.emptyRings ?? 'wait',
     ...(input.zdt === undefined ? {} : { zdt: input.zdt }),
     createdAt,
+    prefix: fleetKeys((input.prefix as string | undefined) ?? DEFAULT_FLEET_PREFIX).prefix,
+    expiresAt: new Date(Date.parse(createdAt) + expiresInMs).toISOString(),
   };
   // Signed as parsed (the zdt options normalised): the bytes agents verify are the ones they read.
   const parsed = parseRolloutSpec(body);
@@ -140,6 +161,8 @@ export function specOf(doc: RolloutDocument): SignedRolloutSpec {
     emptyRings: doc.emptyRings,
     ...(doc.zdt === undefined ? {} : { zdt: doc.zdt }),
     createdAt: doc.createdAt,
+    prefix: doc.prefix,
+    expiresAt: doc.expiresAt,
   };
 }
 
@@ -153,6 +176,8 @@ export function nextTrail(doc: RolloutDocument): RolloutTrailEntry[] {
   const s = doc.state;
   const entry: RolloutTrailEntry = { seq: doc.seq, status: s.status, ring: s.ring, by: s.by ?? 'operator', updatedAt: s.updatedAt ?? doc.createdAt };
   if (s.reason !== undefined) entry.reason = s.reason.length > MAX_TRAIL_REASON ? `${s.reason.slice(0, MAX_TRAIL_REASON - 1)}…` : s.reason;
+  if (s.actor !== undefined) entry.actor = s.actor;
+  if (doc.stateSigners.keyids.length > 0) entry.signedBy = doc.stateSigners.keyids.slice(0, MAX_TRAIL_SIGNERS);
   return [...doc.trail, entry].slice(-MAX_ROLLOUT_TRAIL);
 }
 

@@ -25,6 +25,7 @@ import {
   OPERATOR,
   OPERATOR_GO_STATUSES,
   OPERATOR_STOP_STATUSES,
+  fleetKeys,
   parseRolloutSpec,
   parseRolloutStatePayload,
   type RolloutDocument,
@@ -81,6 +82,8 @@ export function envelopeOf(value: unknown, what: string, payloadType: string): E
 interface Verifying {
   trust: TrustStore;
   policy: CryptoPolicy;
+  /** The fleet prefix read under: a spec signed for another one is refused. */
+  prefix?: string;
 }
 
 /** What step 2 makes of a spec envelope: its fields, the keys counted, and its digest (what states name). */
@@ -90,9 +93,13 @@ interface ReadSpec {
   digest: string;
 }
 
-/** A stored rollout whose every signature counts (see the file comment); throws INVALID, PARSE or a signature code. */
-export function verifyRolloutDocument(raw: string | unknown, trust: TrustStore, policy: CryptoPolicy = defaultCryptoPolicy): RolloutDocument {
-  const verifying = verifyingOf(trust, policy);
+/**
+ * A stored rollout whose every signature counts (see the file comment); throws INVALID, PARSE or
+ * a signature code. With `prefix` (the fleet prefix it was read under), a spec signed for another
+ * prefix is refused (INVALID): a copy from another fleet.
+ */
+export function verifyRolloutDocument(raw: string | unknown, trust: TrustStore, policy: CryptoPolicy = defaultCryptoPolicy, prefix?: string): RolloutDocument {
+  const verifying = verifyingOf(trust, policy, prefix);
   const o = storedObject(raw);
   return withState(readSpec(envelopeOf(o.spec, 'rollout.spec', ROLLOUT_SPEC_PAYLOAD_TYPE), verifying), stateEnvelopeOf(o), verifying);
 }
@@ -117,8 +124,9 @@ export class RolloutVerifier {
   readonly #verifying: Verifying;
   readonly #specs = new Map<string, ReadSpec>();
 
-  constructor(trust: TrustStore, policy: CryptoPolicy = defaultCryptoPolicy) {
-    this.#verifying = verifyingOf(trust, policy);
+  /** `prefix`: the fleet prefix documents are read under (a spec signed for another is refused); absent: not checked. */
+  constructor(trust: TrustStore, policy: CryptoPolicy = defaultCryptoPolicy, prefix?: string) {
+    this.#verifying = verifyingOf(trust, policy, prefix);
   }
 
   verify(raw: string): RolloutDocument {
@@ -138,10 +146,10 @@ export class RolloutVerifier {
   }
 }
 
-function verifyingOf(trust: TrustStore, policy: CryptoPolicy): Verifying {
+function verifyingOf(trust: TrustStore, policy: CryptoPolicy, prefix: string | undefined): Verifying {
   if (typeof trust !== 'object' || trust === null || !(trust.keys instanceof Map))
     throw new HotPatchError('INVALID', `trust must be a TrustStore, got ${describe(trust)}`);
-  return { trust, policy };
+  return prefix === undefined ? { trust, policy } : { trust, policy, prefix: fleetKeys(prefix).prefix };
 }
 
 /** Step 2: the spec parses, and (verifying) enough fleet keys allowed for its target signed it. */
@@ -150,6 +158,11 @@ function readSpec(envelope: Envelope, verifying: Verifying | undefined): ReadSpe
   const fleet = verifying?.trust.fleet;
   if (verifying !== undefined && fleet === undefined) {
     throw new HotPatchError('INVALID', 'the trust store has no fleet role: no rollout can be verified against it');
+  }
+  if (verifying?.prefix !== undefined && spec.prefix !== verifying.prefix) {
+    throw new HotPatchError('INVALID', `rollout ${spec.id} was signed for the fleet at ${spec.prefix}, not ${verifying.prefix}: a copy from another fleet`, {
+      detail: { rollout: spec.id, prefix: spec.prefix, expected: verifying.prefix },
+    });
   }
   const signers = verifying === undefined ? [] : counted(envelope, verifying, spec.target, fleet!.keys, fleet!.threshold, 'the rollout spec', 'fleet');
   return { spec, signers, digest: specDigest(envelope) };

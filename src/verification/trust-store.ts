@@ -27,6 +27,11 @@ import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto
  * another role, may not share its public key with another key id, and never counts toward the
  * store-wide threshold (a target no rule matches) nor toward the default root. Without that,
  * any one host of a fleet whose store has no rules could sign patches for the whole fleet.
+ *
+ * The keys of the `fleet` and `controllers` roles (operators' and controllers' keys) are kept
+ * out of the store-wide threshold and the default root the same way, unless a rule or an
+ * explicit `root` names them: a controller's key, on a controller host, signs rollout states,
+ * not patches nor the next trust store.
  */
 export interface TrustStoreDocument {
   version?: number;
@@ -136,9 +141,23 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   // Parsed before the threshold: agent keys do not count toward it (see the file comment).
   const agents = obj.agents === undefined ? undefined : agentsRole(obj.agents, keys);
   const agentIds = new Set(agents?.keys);
-  const signing = [...keys.keys()].filter((id) => !agentIds.has(id));
+  // The fleet's operator and controller keys sign rollouts and rollout states: they count for
+  // patches (or the next trust store) only where a rule (or an explicit root) names them.
+  const fleet = obj.fleet === undefined ? undefined : fleetRole(obj.fleet, keys, agentIds);
+  const controllers = obj.controllers === undefined ? undefined : { keys: roleKeys(obj.controllers, 'controllers', keys, agentIds) };
+  const roleIds = [...(fleet?.keys ?? []), ...(controllers?.keys ?? [])];
+  // By public key: a role key listed again under another id is still that role's key.
+  const roleFingerprints = new Set(roleIds.map((id) => keys.get(id)!.key.fingerprint));
+  const signing = [...keys.keys()].filter((id) => !agentIds.has(id) && !roleFingerprints.has(keys.get(id)!.key.fingerprint));
   const distinctKeys = new Set(signing.map((id) => keys.get(id)!.key.fingerprint)).size;
 
+  if (roleIds.length > 0 && typeof obj.threshold === 'number' && Number.isSafeInteger(obj.threshold) && obj.threshold > distinctKeys) {
+    throw new HotPatchError(
+      'INVALID',
+      `trust store threshold is ${obj.threshold} but only ${distinctKeys} distinct keys outside the fleet, controllers and agents roles could sign: ` +
+        'role keys do not count toward the store-wide threshold (name them in a rule to let them sign patches)',
+    );
+  }
   const threshold = thresholdOf(obj.threshold, 'trust store threshold', distinctKeys);
 
   const rules: TrustRule[] = [];
@@ -168,8 +187,8 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   }
 
   const store: TrustStore = { version, keys, threshold, rules, root, document: value as TrustStoreDocument };
-  if (obj.fleet !== undefined) store.fleet = fleetRole(obj.fleet, keys, agentIds);
-  if (obj.controllers !== undefined) store.controllers = { keys: roleKeys(obj.controllers, 'controllers', keys, agentIds) };
+  if (fleet !== undefined) store.fleet = fleet;
+  if (controllers !== undefined) store.controllers = controllers;
   if (agents !== undefined) store.agents = agents;
   return store;
 }
@@ -220,13 +239,12 @@ function fleetRole(value: unknown, keys: ReadonlyMap<string, TrustedKey>, agentI
 /**
  * Which keys may vouch for `target`, and how many must: the first rule whose patterns
  * match decides (as TUF's ordered delegations), else the store-wide threshold over all
- * keys but the agents'; a key's own `targets` patterns always apply on top.
+ * keys but the agents', the fleet operators' and the controllers'; a key's own `targets` patterns always apply on top.
  */
 export function trustForTarget(store: TrustStore, target: string): TargetTrust {
   const ruleIndex = store.rules.findIndex((r) => matchesAnyTargetPattern(r.targets, target));
   const rule = ruleIndex === -1 ? undefined : store.rules[ruleIndex];
-  const agents = store.agents?.keys ?? [];
-  const candidates = rule === undefined ? [...store.keys.keys()].filter((id) => !agents.includes(id)) : rule.keys;
+  const candidates = rule === undefined ? storeWideKeys(store) : rule.keys;
   const authorized = new Set(
     candidates.filter((id) => {
       const k = store.keys.get(id);
@@ -239,6 +257,23 @@ export function trustForTarget(store: TrustStore, target: string): TargetTrust {
     authorized,
     ruleIndex: rule === undefined ? undefined : ruleIndex,
   };
+}
+
+const storeWide = new WeakMap<TrustStore, readonly string[]>();
+
+/**
+ * The keys the store-wide threshold counts (a target no rule matches): every key but the
+ * agents' and those with the public key of a fleet or controllers key. Cached per store.
+ */
+function storeWideKeys(store: TrustStore): readonly string[] {
+  let ids = storeWide.get(store);
+  if (ids === undefined) {
+    const agents = new Set(store.agents?.keys ?? []);
+    const roles = new Set([...(store.fleet?.keys ?? []), ...(store.controllers?.keys ?? [])].map((id) => store.keys.get(id)?.key.fingerprint));
+    ids = [...store.keys.keys()].filter((id) => !agents.has(id) && !roles.has(store.keys.get(id)!.key.fingerprint));
+    storeWide.set(store, ids);
+  }
+  return ids;
 }
 
 /** Whether a key's own `targets` patterns let it vouch for `target` (no patterns: every target). */

@@ -41,8 +41,8 @@ export async function writeCliFiles(dir: string): Promise<CliFiles> {
   return { trust, alice, bob, ctlA, ctlB, signing: ['--trust', trust, '--key', alice, '--key', bob] };
 }
 
-/** How a recording agent's apply ends. */
-export type Outcome = 'promoted' | 'failed';
+/** How a recording agent's apply ends ('self-test-failed': failed, its reason carrying the code as a real agent's does). */
+export type Outcome = 'promoted' | 'failed' | 'self-test-failed';
 
 export interface Recorders {
   members: FleetMember[];
@@ -81,6 +81,9 @@ export async function recordingMembers(
         apply: async (order: RolloutDocument) => {
           orders.push(`${agentId} apply ${order.id}`);
           if (outcome(agentId) === 'failed') return { phase: 'failed', ...running, reason: 'self-test failed on this host' };
+          if (outcome(agentId) === 'self-test-failed') {
+            return { phase: 'failed', ...running, reason: `plan ${order.id}-plan failed (SELF_TEST_FAILED): KAT abc: wrong digest` };
+          }
           running = { version: order.version, patchId: order.patchId };
           return { phase: 'promoted', ...running, health: 'healthy' };
         },

@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { runCli } from '../../src/cli/main.js';
-import { EmbeddedStore, createRollout, fleetKeys, getRollout, listRollouts, pauseRollout, type KvStore } from '../../src/distributed/index.js';
+import { EmbeddedStore, abortRollout, createRollout, fleetKeys, getRollout, listRollouts, pauseRollout, type KvStore } from '../../src/distributed/index.js';
 import { publishPatch, sha256Hex, signerOf as patchSigner } from '../support/patches.js';
 import { CLI_TRUST, recordingMembers, writeCliFiles, type CliFiles } from './fleet-cli-members.js';
-import { GOOD_SOURCE, KEYS, OPERATORS, T, cli, startController, testPrefix } from './fleet-helpers.js';
+import { GOOD_SOURCE, KEYS, OPERATORS, T, cli, startController, testPrefix, waitFor } from './fleet-helpers.js';
 
 let dir: string;
 let repo: string;
@@ -230,6 +230,120 @@ test('rollout --watch of a patch that fails in ring 0 ends when the rollout is r
   } finally {
     await ctl.close();
     await agents.close();
+  }
+});
+
+test('rollout --watch ends with the failing agent’s code when its report carries one: exit 1, SELF_TEST_FAILED', async () => {
+  const prefix = testPrefix('cli-watch-self-test');
+  const agents = await recordingMembers(open, prefix, [0, 1], (id) => (id === 'cli-agent-0' ? 'self-test-failed' : 'promoted'));
+  const ctl = await startController(open, { controllerId: 'ctl-c', prefix, leaseTtlMs: 3000, trust: CLI_TRUST });
+  try {
+    await ctl.controller.whenLeading();
+    const run = await cli([
+      'fleet',
+      'rollout',
+      '--store',
+      dir,
+      '--prefix',
+      prefix,
+      '--id',
+      'kat-1',
+      '--repo',
+      repo,
+      '--patch',
+      'cli-good-1',
+      '--rings',
+      '2',
+      '--soak',
+      '0',
+      '--watch',
+      ...files.signing,
+    ]);
+    assert.equal(run.status, 1, `${run.stdout}\n${run.stderr}`);
+    const last = linesOf(run.stdout).at(-1)!;
+    assert.equal(last.ok, false);
+    assert.equal(last.code, 'SELF_TEST_FAILED');
+    assert.match(
+      String(last.message),
+      /^rollout kat-1 rolled-back at ring 0\/2: agent cli-agent-0 \(ring 0\) failed cli-good-1: plan kat-1-plan failed \(SELF_TEST_FAILED\)/,
+    );
+  } finally {
+    await ctl.close();
+    await agents.close();
+  }
+});
+
+test('rollout --watch does not believe another rollout’s signed document put under its key: {"event":"ignored"}, and it goes on following its own', async () => {
+  const prefix = testPrefix('cli-watch-ignored');
+  const keys = fleetKeys(prefix);
+  const store = await open();
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const fields = ['--target', T, '--patch', 'cli-good-1', '--version', '1.0.1', '--payload-hash', `sha256:${sha256Hex(GOOD_SOURCE)}`];
+  const args = ['fleet', 'rollout', '--store', dir, '--prefix', prefix, '--id', 'good-r', ...fields, '--rings', '1', '--soak', '0', '--watch'];
+  // Another rollout, final (aborted: operators' signatures are enough); copied under good-r's key below.
+  const spec = { id: 'bad-r', target: T, patchId: 'cli-good-1', version: '1.0.1', payloadHash: `sha256:${sha256Hex(GOOD_SOURCE)}`, rings: 1, soakMs: 0 };
+  await createRollout(store, spec, ops(prefix));
+  await abortRollout(store, 'bad-r', 'aborted elsewhere', ops(prefix));
+  const watching = runCli([...args, ...files.signing, '--json'], { stdout, stderr });
+  try {
+    await waitFor('the watch to show good-r', () => out.includes('"event":"rollout"'));
+    const original = await store.get(`${keys.rollouts}good-r`);
+    await store.put(`${keys.rollouts}good-r`, (await store.get(`${keys.rollouts}bad-r`))!);
+    await waitFor('the watch to ignore it', () => out.includes('"event":"ignored"'));
+    assert.match(err, /warning: ignored .*good-r: rollout good-r as stored now is not believed: document id "bad-r" does not match its key/);
+    // Still following good-r: put back, and really aborted, it ends with good-r's own outcome.
+    await store.put(`${keys.rollouts}good-r`, original!);
+    await abortRollout(store, 'good-r', 'stopped by the test', ops(prefix));
+    const status = await watching;
+    assert.equal(status, 1, `${out}\n${err}`);
+    const lines = linesOf(out);
+    const ignored = lines.filter((l) => l.event === 'ignored');
+    assert.equal(ignored.length, 1);
+    assert.deepEqual(ignored[0], { event: 'ignored', rollout: 'good-r', key: `${keys.rollouts}good-r`, error: 'document id "bad-r" does not match its key' });
+    assert.ok(!lines.some((l) => l.event === 'rollout' && l.reason === 'aborted elsewhere'), 'bad-r’s state was never shown as good-r’s');
+    const last = lines.at(-1)!;
+    assert.equal(last.code, 'ABORTED');
+    assert.match(String(last.message), /^rollout good-r aborted at ring 0\/1: stopped by the test/);
+  } catch (error) {
+    // Its reader gone, the watch stops (as `| head` stops it): the test does not hang on it.
+    stdout.emit('error', Object.assign(new Error('reader gone'), { code: 'EPIPE' }));
+    await watching.catch(() => undefined);
+    throw new Error(`${(error as Error).message}\nstdout: ${out}\nstderr: ${err}`, { cause: error });
+  } finally {
+    await store.close();
+  }
+});
+
+test('read-only and operator fleet commands on an embedded store that does not exist: exit 3, NOT_FOUND, nothing created', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'hotpatch-fleet-nostore-'));
+  try {
+    const missing = join(root, 'no-store');
+    for (const spec of [`file:${missing}`, missing, `file://${missing}`]) {
+      for (const args of [
+        ['fleet', 'status', '--store', spec],
+        ['fleet', 'status', '--store', spec, '--watch'],
+        ['fleet', 'history', '--store', spec],
+        ['fleet', 'pause', '--store', spec, '--rollout', 'r1', ...files.signing],
+        ['fleet', 'abort', '--store', spec, '--rollout', 'r1', ...files.signing],
+        ['fleet', 'rollout', '--store', spec, '--id', 'r1', '--repo', repo, '--patch', 'cli-good-1', '--rings', '1', '--soak', '0', ...files.signing],
+      ]) {
+        const run = await cli(args);
+        assert.equal(run.status, 3, `${args.join(' ')}: ${run.stdout}\n${run.stderr}`);
+        assert.equal(run.json.code, 'NOT_FOUND');
+        assert.equal(run.json.message, `no fleet store at ${spec} (${missing} does not exist; hotpatch fleet controller creates it)`);
+        await assert.rejects(access(missing), /ENOENT/, `${args.join(' ')} created ${missing}`);
+      }
+    }
+    // A usage error is still a usage error (exit 2), before the store is looked at.
+    const usage = await cli(['fleet', 'pause', '--store', missing, ...files.signing]);
+    assert.equal(usage.status, 2);
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 });
 

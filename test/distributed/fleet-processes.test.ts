@@ -205,7 +205,17 @@ describe('a fleet of separate processes on a three-member etcd cluster', { concu
         JSON.stringify({
           spec: {
             payloadType: 'application/vnd.xps.hotpatch.rollout+json',
-            payload: Buffer.from(JSON.stringify({ ...forged, id: 'forged-2', patchId: 'fix-d', version: '1.0.5', state: undefined })).toString('base64'),
+            payload: Buffer.from(
+              JSON.stringify({
+                ...forged,
+                id: 'forged-2',
+                patchId: 'fix-d',
+                version: '1.0.5',
+                state: undefined,
+                prefix: PREFIX,
+                expiresAt: new Date(Date.parse(now) + 3_600_000).toISOString(),
+              }),
+            ).toString('base64'),
             signatures: [{ keyid: KEYS.outsider.keyid, sig: Buffer.from('x').toString('base64') }],
           },
         }),

@@ -88,12 +88,12 @@ interface Recorder {
   close(): Promise<void>;
 }
 
-async function recordingMembers(prefix: string, rings: number[]): Promise<Recorder> {
+async function recordingMembers(prefix: string, rings: number[], name = 'rec'): Promise<Recorder> {
   const orders: string[] = [];
   const errors: { agent: string; error: HotPatchError }[] = [];
   const members = await Promise.all(
     rings.map(async (ring, i) => {
-      const agentId = `rec-${i}`;
+      const agentId = `${name}-${i}`;
       let running: { version: string; patchId: string | null } = { version: '1.0.0', patchId: null };
       const member = new FleetMember({
         store: await open(),
@@ -174,7 +174,7 @@ test('a rollout signed by too few operators, by unknown keys or by a key not all
         store,
         rec,
         `${keys.rollouts}${id}`,
-        storedRolloutText(signRolloutSpec({ ...spec(id), createdAt: new Date().toISOString() }, signers)),
+        storedRolloutText(signRolloutSpec({ ...spec(id), createdAt: new Date().toISOString(), prefix }, signers)),
       );
     }
     await ctl.controller.tick();
@@ -210,7 +210,7 @@ test('operators sign a rollout offline one after the other, then submit it: ring
   const rec = await recordingMembers(prefix, [0, 1]);
   try {
     const createdAt = new Date().toISOString();
-    const byAlice = signRolloutSpec({ ...spec('offline-1'), createdAt }, [alice]);
+    const byAlice = signRolloutSpec({ ...spec('offline-1'), createdAt, prefix }, [alice]);
     await assert.rejects(submitRollout(store, byAlice, { prefix, trust: FLEET_TRUST }), isCode('THRESHOLD_NOT_MET'));
     const both = addRolloutSpecSignature(byAlice, signerOf(KEYS.bob));
     const doc = await submitRollout(store, both, { prefix, trust: FLEET_TRUST });
@@ -218,7 +218,7 @@ test('operators sign a rollout offline one after the other, then submit it: ring
     await waitFor('ring 0 to apply it', () => rec.orders.includes(`rec-0 apply ${doc.id}`));
     assert.ok(!rec.orders.includes(`rec-1 apply ${doc.id}`), 'ring 1 waits for a controller');
     const future = signRolloutSpec(
-      { ...spec('offline-2', { target: 'xps.other.target' }), createdAt: new Date(Date.now() + 3_600_000).toISOString() },
+      { ...spec('offline-2', { target: 'xps.other.target' }), createdAt: new Date(Date.now() + 3_600_000).toISOString(), prefix },
       OPERATORS,
     );
     await assert.rejects(submitRollout(store, future, { prefix, trust: FLEET_TRUST }), isCode('INVALID', /in the future/));
@@ -265,7 +265,7 @@ test('adversarial: forged states of a healthy, completed rollout (rolled-back or
     const { spec: genuineSpec } = readStoredRollout(genuine);
     const state = (status: 'rolled-back' | 'aborted', by: string, signers: RolloutSigner[], seq = done.seq + 100) =>
       signRolloutState({ ...done, seq: seq - 1 }, specDigest(genuineSpec), { status, ring: 0, by, updatedAt: now, reason: 'forged' }, signers);
-    const forgedSpec = signRolloutSpec({ ...spec(r.id), createdAt: now }, [outsider]);
+    const forgedSpec = signRolloutSpec({ ...spec(r.id), createdAt: now, prefix }, [outsider]);
     const forgeries: [string, string][] = [
       // The form rollouts had before they were signed.
       [
@@ -325,7 +325,7 @@ test('adversarial: forged states of a healthy, completed rollout (rolled-back or
   }
 });
 
-test('replay: an older genuinely signed state put back is ignored by every member and the controller that saw a later one', async () => {
+test('replay: an older genuinely signed state put back is ignored by every member and the controller that saw a later one, which writes the newest state again (a higher seq)', async () => {
   const prefix = testPrefix('signed-replay');
   const keys = fleetKeys(prefix);
   const store = await open();
@@ -345,14 +345,28 @@ test('replay: an older genuinely signed state put back is ignored by every membe
     const applied = [...rec.orders];
     assert.deepEqual(applied.sort(), [`rec-0 apply ${r.id}`, `rec-1 apply ${r.id}`]);
     const transitions = ctl.transitions.length;
+    let highest = getSeq(last);
     // The spec alone (seq 0: running at ring 0), then the state that opened ring 1.
     const older = [texts[0]!, texts.find((t) => getSeq(t) === 1)!];
     for (const text of older) {
       await refusedByAll(store, rec, key, text);
-      assert.match(rec.errors.at(-1)!.message, /a replay/);
+      assert.ok(rec.errors.some((e) => /a replay/.test(e.message)));
+      // The controller heals the store: the newest state again, signed at the next seq.
+      await waitFor('the controller to write the newest state again', async () => getSeq((await store.get(key))!) === highest + 1);
+      highest += 1;
+      const healed = await getRollout(store, r.id, ops(prefix));
+      assert.equal(healed.state.status, 'completed');
+      assert.deepEqual(healed.stateSigners, { role: 'controller', keyids: ['ctl-b'] });
+      assert.deepEqual(
+        healed.trail.map((t) => t.seq),
+        Array.from({ length: healed.seq }, (_, i) => i),
+      );
     }
     await ctl.controller.tick();
-    assert.equal(ctl.transitions.length, transitions, 'the controller did not drive the replayed state');
+    assert.ok(
+      ctl.transitions.slice(transitions).every((t) => t.to.status === 'completed'),
+      'the controller did not drive the replayed state',
+    );
     assert.deepEqual(rec.orders, applied, 'no member did anything more');
   } finally {
     await stopWatch();
@@ -434,6 +448,139 @@ test('a standby controller with its own key takes over a rollout and signs what 
   } finally {
     await second?.close();
     await first.close();
+    await rec.close();
+    await store.close();
+  }
+});
+
+test('replay mid-rollout: the controller writes its newest state back over the replayed one (seq above every seq used) and the rollout completes', async () => {
+  const prefix = testPrefix('signed-heal');
+  const keys = fleetKeys(prefix);
+  const store = await open();
+  const ring0 = await recordingMembers(prefix, [0]);
+  const ctl = await startController(open, { controllerId: 'ctl-a', prefix, leaseTtlMs: LEASE_MS });
+  let ring1: Recorder | undefined;
+  try {
+    await ctl.controller.whenLeading();
+    const r = await createRollout(store, spec('heal-1'), ops(prefix));
+    const key = `${keys.rollouts}${r.id}`;
+    const first = (await store.get(key))!;
+    // Ring 1 has nobody yet: the rollout waits there.
+    await waitFor('ring 1 to open and wait', async () => {
+      const doc = await getRollout(store, r.id, ops(prefix));
+      return doc.state.ring === 1 && doc.state.reason?.startsWith('waiting') === true;
+    });
+    const highest = getSeq((await store.get(key))!);
+    await refusedByAll(store, ring0, key, first);
+    await waitFor('the store to hold a state above every seq used', async () => getSeq((await store.get(key))!) === highest + 1);
+    const healed = await getRollout(store, r.id, ops(prefix));
+    assert.equal(healed.state.status, 'running');
+    assert.equal(healed.state.ring, 1);
+    assert.deepEqual(healed.stateSigners, { role: 'controller', keyids: ['ctl-a'] });
+    assert.deepEqual(healed.trail.at(-1)?.seq, highest);
+    ring1 = await recordingMembers(prefix, [1], 'late');
+    await waitFor('the rollout to complete', async () => (await getRollout(store, r.id, ops(prefix))).state.status === 'completed');
+    const done = await getRollout(store, r.id, ops(prefix));
+    assert.ok(done.seq > highest + 1);
+    assert.deepEqual(
+      done.trail.map((t) => t.seq),
+      Array.from({ length: done.seq }, (_, i) => i),
+      'no seq used twice',
+    );
+    assert.deepEqual(ring0.orders, [`rec-0 apply ${r.id}`]);
+    assert.deepEqual(ring1.orders, [`late-0 apply ${r.id}`]);
+  } finally {
+    await ring1?.close();
+    await ctl.close();
+    await ring0.close();
+    await store.close();
+  }
+});
+
+test('a saved spec put back after its expiry is never started by a new agent (reported once as EXPIRED); its abort still rolls back', async () => {
+  const prefix = testPrefix('signed-expired');
+  const keys = fleetKeys(prefix);
+  const store = await open();
+  let rec: Recorder | undefined;
+  try {
+    const createdAt = new Date(Date.now() - 5000).toISOString();
+    const saved = storedRolloutText(signRolloutSpec({ ...spec('expired-1'), createdAt, prefix, expiresInMs: 1000 }, OPERATORS));
+    // submitRollout refuses an expired spec; a store writer puts it back directly.
+    await assert.rejects(
+      submitRollout(store, signRolloutSpec({ ...spec('expired-2'), createdAt, prefix, expiresInMs: 1000 }, OPERATORS), { prefix, trust: FLEET_TRUST }),
+      isCode('EXPIRED', /expired at/),
+    );
+    const key = `${keys.rollouts}expired-1`;
+    await store.put(key, saved);
+    rec = await recordingMembers(prefix, [0]);
+    await waitFor('the member to report the expired spec', () => rec!.errors.some((e) => e.code === 'EXPIRED'));
+    await rec.members[0]!.idle();
+    assert.match(rec.errors.find((e) => e.code === 'EXPIRED')!.message, /not applying rollout expired-1: its spec expired at /);
+    assert.deepEqual(rec.orders, []);
+    // An abort of it is still honoured (nothing to roll back here: the member reports nothing more).
+    const aborted = await abortRollout(store, 'expired-1', 'stop', ops(prefix, [alice]));
+    assert.equal(aborted.state.status, 'aborted');
+    await rec.members[0]!.idle();
+    assert.equal(rec.errors.filter((e) => e.code === 'EXPIRED').length, 1, 'reported once');
+    assert.deepEqual(rec.orders, []);
+  } finally {
+    await rec?.close();
+    await store.close();
+  }
+});
+
+test('a rollout copied under another fleet prefix is refused there by members, getRollout and fleetStatus', async () => {
+  const prefixA = testPrefix('signed-prefix-a');
+  const prefixB = testPrefix('signed-prefix-b');
+  const store = await open();
+  const rec = await recordingMembers(prefixB, [0]);
+  try {
+    const r = await createRollout(store, spec('copied-1'), ops(prefixA));
+    assert.equal(r.prefix, prefixA);
+    const text = (await store.get(`${fleetKeys(prefixA).rollouts}${r.id}`))!;
+    const keyB = `${fleetKeys(prefixB).rollouts}${r.id}`;
+    await refusedByAll(store, rec, keyB, text);
+    assert.match(rec.errors.at(-1)!.message, /signed for the fleet at .*signed-prefix-a.*, not .*signed-prefix-b.*: a copy from another fleet/);
+    await assert.rejects(getRollout(store, r.id, ops(prefixB)), isCode('INVALID', /a copy from another fleet/));
+    const status = await fleetStatus(store, { prefix: prefixB, trust: FLEET_TRUST });
+    assert.deepEqual(status.rollouts, []);
+    assert.equal(status.problems.length, 1);
+    assert.match(status.problems[0]!.error, /a copy from another fleet/);
+    assert.deepEqual(rec.orders, []);
+  } finally {
+    await rec.close();
+    await store.close();
+  }
+});
+
+test('a controller opens no new ring of an expired rollout: it leaves it running where it is and says so once', async () => {
+  const prefix = testPrefix('signed-expiring');
+  const store = await open();
+  const rec = await recordingMembers(prefix, [0, 1]);
+  const errors: HotPatchError[] = [];
+  // The controller's clock is two days ahead: the rollout (24 h by default) has expired for it.
+  const ctl = await startController(open, {
+    controllerId: 'ctl-a',
+    prefix,
+    leaseTtlMs: LEASE_MS,
+    now: () => Date.now() + 48 * 3_600_000,
+    onError: (e) => errors.push(e as HotPatchError),
+  });
+  try {
+    await ctl.controller.whenLeading();
+    const r = await createRollout(store, spec('expiring-1'), ops(prefix));
+    await waitFor('ring 0 to apply it', () => rec.orders.includes(`rec-0 apply ${r.id}`));
+    await waitFor('the controller to report the expiry', () => errors.some((e) => e.code === 'EXPIRED'));
+    for (let i = 0; i < 3; i++) await ctl.controller.tick();
+    assert.equal(errors.filter((e) => e.code === 'EXPIRED').length, 1, 'reported once');
+    assert.match(errors.find((e) => e.code === 'EXPIRED')!.message, new RegExp(`rollout ${r.id} expired at .*: not opening ring 1`));
+    const doc = await getRollout(store, r.id, ops(prefix));
+    assert.equal(doc.state.status, 'running');
+    assert.equal(doc.state.ring, 0);
+    assert.ok(!ctl.transitions.some((t) => t.to.ring > 0 || t.to.status !== 'running'), 'no ring opened, nothing halted');
+    assert.deepEqual(rec.orders, [`rec-0 apply ${r.id}`]);
+  } finally {
+    await ctl.close();
     await rec.close();
     await store.close();
   }

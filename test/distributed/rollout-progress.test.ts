@@ -17,6 +17,8 @@ function rollout(state: Partial<RolloutState>, extra: Partial<StoredRollout> = {
     soakMs: 0,
     emptyRings: 'wait',
     createdAt: '2026-01-01T00:00:00.000Z',
+    prefix: '/f',
+    expiresAt: '2026-01-02T00:00:00.000Z',
     state: { status: 'running', ring: 0, ...state },
     seq: 1,
     trail: [],

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { generateKeyPair } from '../../src/crypto-agile/index.js';
+import { pae } from '../../src/core/index.js';
+import { generateKeyPair, sign } from '../../src/crypto-agile/index.js';
 import {
   MAX_ROLLOUT_TRAIL,
   ROLLOUT_STATE_PAYLOAD_TYPE,
   RolloutReplayGuard,
   addRolloutSpecSignature,
   parseRolloutDocument,
+  parseRolloutStatePayload,
   readStoredRollout,
   signRolloutSpec,
   signRolloutState,
@@ -222,4 +224,85 @@ test('the replay guard refuses an older state, and anything but a final state af
   // A non-final state with a higher seq after a final one: a replay too (e.g. a controller driven from an old state).
   const resumed = next(next(s1, { status: 'running', ring: 2 }), { status: 'running', ring: 2, reason: 'again' });
   assert.throws(() => guard.accept(read(resumed)), assertCode('INVALID', /after a final one/));
+});
+
+test('a signed spec names its fleet prefix and expires: readers under another prefix refuse it; expiresInMs defaults to 24 h, at most 30 days; a spec without prefix or expiresAt is refused', () => {
+  const { raw, doc } = created();
+  assert.equal(doc.prefix, '/xps/hotpatch/fleet');
+  assert.equal(doc.expiresAt, '2026-03-02T10:00:00.000Z');
+  assert.equal(verifyRolloutDocument(raw, FLEET_TRUST, undefined, '/xps/hotpatch/fleet').id, 'r-1');
+  assert.throws(
+    () => verifyRolloutDocument(raw, FLEET_TRUST, undefined, '/other/fleet'),
+    assertCode('INVALID', /rollout r-1 was signed for the fleet at \/xps\/hotpatch\/fleet, not \/other\/fleet: a copy from another fleet/),
+  );
+  const other = parseRolloutDocument(storedRolloutText(signRolloutSpec({ ...spec(), prefix: '/other/fleet', expiresInMs: 60_000 }, OPERATORS)));
+  assert.equal(other.prefix, '/other/fleet');
+  assert.equal(other.expiresAt, '2026-03-01T10:01:00.000Z');
+  assert.equal(
+    parseRolloutDocument(storedRolloutText(signRolloutSpec({ ...spec(), expiresInMs: 30 * 24 * 3_600_000 }, OPERATORS))).expiresAt,
+    '2026-03-31T10:00:00.000Z',
+  );
+  for (const expiresInMs of [0, 30 * 24 * 3_600_000 + 1, 1.5]) {
+    assert.throws(() => signRolloutSpec({ ...spec(), expiresInMs }, OPERATORS), assertCode('INVALID', /expiresInMs must be an integer from 1 to 2592000000/));
+  }
+  assert.throws(() => signRolloutSpec({ ...spec(), prefix: 'no-slash' } as never, OPERATORS), assertCode('INVALID', /fleet prefix must look like/));
+  // Payloads signed without the fields (or with a lifetime out of bounds) are refused by every reader.
+  const payload = JSON.parse(new TextDecoder().decode(readStoredRollout(raw).spec.payload)) as Record<string, unknown>;
+  const signedPayload = (p: Record<string, unknown>): string => storedRolloutText(signEnvelopeOf(new TextEncoder().encode(JSON.stringify(p))));
+  const { prefix: _p, ...noPrefix } = payload;
+  const { expiresAt: _e, ...noExpiry } = payload;
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [noPrefix, /rollout\.prefix is required/],
+    [noExpiry, /rollout\.expiresAt is required: a rollout spec must expire/],
+    [{ ...payload, expiresAt: CREATED }, /expiresAt 2026-03-01T10:00:00.000Z must be after createdAt .* and at most 30 days after it/],
+    [{ ...payload, expiresAt: '2026-04-01T10:00:00.000Z' }, /at most 30 days after it/],
+  ];
+  for (const [p, message] of refused) {
+    assert.throws(() => verifyRolloutDocument(signedPayload(p), FLEET_TRUST), assertCode('INVALID', message));
+    assert.throws(() => parseRolloutDocument(signedPayload(p)), assertCode('INVALID', message));
+  }
+});
+
+/** A spec envelope over `payload` as given (not checked), signed by both operators. */
+function signEnvelopeOf(payload: Uint8Array): ReturnType<typeof signRolloutSpec> {
+  const signed = signRolloutSpec(spec(), OPERATORS);
+  const message = pae(signed.payloadType, payload);
+  return { payloadType: signed.payloadType, payload, signatures: OPERATORS.map((s) => ({ keyid: s.keyid, sig: sign(s.privateKey, message) })) };
+}
+
+test('each trail entry keeps its state’s actor and the key ids counted for it; the strict reader refuses too many or repeated signers', () => {
+  const { raw } = created();
+  const verified = (text: string): RolloutDocument => verifyRolloutDocument(text, FLEET_TRUST);
+  const nextVerified = (text: string, state: Partial<RolloutState> & Pick<RolloutState, 'status'>, signers: RolloutSigner[] = [ctlA]): string => {
+    const doc = verified(text);
+    const envelopes = readStoredRollout(text);
+    const full: RolloutState = { ring: doc.state.ring, by: 'ctl-a', updatedAt: '2026-03-01T10:05:00.000Z', ...state };
+    return storedRolloutText(envelopes.spec, signRolloutState(doc, specDigest(envelopes.spec), full, signers));
+  };
+  const ring1 = nextVerified(raw, { status: 'running', ring: 1 });
+  const paused = nextVerified(ring1, { status: 'paused', by: 'operator', actor: 'alice@laptop' }, [alice]);
+  const resumed = nextVerified(paused, { status: 'running', by: 'operator' }, OPERATORS);
+  const doc = verified(resumed);
+  assert.deepEqual(doc.trail, [
+    { seq: 0, status: 'running', ring: 0, by: 'operator', updatedAt: CREATED, signedBy: ['ops-alice', 'ops-bob'] },
+    { seq: 1, status: 'running', ring: 1, by: 'ctl-a', updatedAt: '2026-03-01T10:05:00.000Z', signedBy: ['ctl-a'] },
+    { seq: 2, status: 'paused', ring: 1, by: 'operator', actor: 'alice@laptop', updatedAt: '2026-03-01T10:05:00.000Z', signedBy: ['ops-alice'] },
+  ]);
+  assert.deepEqual(parseRolloutDocument(resumed).trail, doc.trail, 'the unverified reader reads the same trail');
+  // The strict parser's bounds on what a writer never writes.
+  const statePayload = JSON.parse(new TextDecoder().decode(readStoredRollout(resumed).state!.payload)) as { trail: Record<string, unknown>[] };
+  const withTrailEntry = (entry: Record<string, unknown>): unknown => ({ ...statePayload, trail: [entry] });
+  const entry = statePayload.trail[0]!;
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ ...entry, signedBy: [] }, /signedBy must be an array of 1-16 key ids/],
+    [{ ...entry, signedBy: Array.from({ length: 17 }, (_, i) => `k-${i}`) }, /signedBy must be an array of 1-16 key ids/],
+    [{ ...entry, signedBy: ['a', 'a'] }, /signedBy lists a key id twice/],
+    [{ ...entry, signedBy: ['not a key id'] }, /signedBy\[0\] must be a key id/],
+    [{ ...entry, actor: 'x'.repeat(257) }, /actor/],
+  ];
+  for (const [bad, message] of refused) assert.throws(() => parseRolloutStatePayload(withTrailEntry(bad), 3), assertCode('INVALID', message));
+  assert.equal(
+    parseRolloutStatePayload(withTrailEntry({ ...entry, actor: 'x'.repeat(256), signedBy: Array.from({ length: 16 }, (_, i) => `k-${i}`) }), 3).trail.length,
+    1,
+  );
 });

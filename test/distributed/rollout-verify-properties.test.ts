@@ -28,6 +28,7 @@ const spec = signRolloutSpec(
     soakMs: 1000,
     zdt: { confidence: 0.99 },
     createdAt: CREATED,
+    expiresInMs: 30 * 24 * 3_600_000,
   },
   OPERATORS,
 );
@@ -93,5 +94,49 @@ test('property: a document with signatures removed below its threshold never ver
       assert.throws(() => verifyRolloutDocument(text, FLEET_TRUST));
     }),
     { numRuns: 300 },
+  );
+});
+
+test('property: every chain of states writers sign verifies; each trail entry keeps its state’s actor and the key ids counted for it', () => {
+  const ctl = [signerOf(KEYS.ctlA), signerOf(KEYS.ctlB)];
+  const step = fc.oneof(
+    fc.record({ kind: fc.constant('controller' as const), which: fc.integer({ min: 0, max: 1 }) }),
+    fc.record({ kind: fc.constant('pause' as const), actor: fc.option(fc.string({ minLength: 1, maxLength: 256 }), { nil: undefined }) }),
+  );
+  fc.assert(
+    fc.property(fc.array(step, { minLength: 1, maxLength: 80 }), (steps) => {
+      let raw = specOnly;
+      const expected: { actor?: string; signedBy: string[] }[] = [{ signedBy: verifyRolloutDocument(raw, FLEET_TRUST).stateSigners.keyids }];
+      for (const s of steps) {
+        const doc = verifyRolloutDocument(raw, FLEET_TRUST);
+        const paused = doc.state.status === 'paused';
+        let state: RolloutState;
+        let signers: RolloutSigner[];
+        if (s.kind === 'controller' && !paused) {
+          state = { status: 'running', ring: 1, by: `ctl-${'ab'[s.which]}`, updatedAt: CREATED };
+          signers = [ctl[s.which]!];
+        } else {
+          // Operators pause a running rollout and resume a paused one.
+          state = { status: paused ? 'running' : 'paused', ring: 1, by: 'operator', updatedAt: CREATED, reason: 'r'.repeat(300) };
+          if (s.kind === 'pause' && s.actor !== undefined) state.actor = s.actor;
+          signers = paused ? OPERATORS : [signerOf(KEYS.alice)];
+        }
+        raw = storedRolloutText(spec, signRolloutState(doc, specDigest(spec), state, signers));
+        const after = verifyRolloutDocument(raw, FLEET_TRUST);
+        expected.push({ ...(state.actor === undefined ? {} : { actor: state.actor }), signedBy: after.stateSigners.keyids });
+      }
+      const last = verifyRolloutDocument(raw, FLEET_TRUST);
+      assert.equal(last.seq, steps.length);
+      assert.ok(last.trail.length <= 64);
+      const kept = expected.slice(0, -1).slice(-last.trail.length);
+      assert.deepEqual(
+        last.trail.map((t) => ({ ...(t.actor === undefined ? {} : { actor: t.actor }), signedBy: t.signedBy })),
+        kept,
+      );
+      for (const t of last.trail) assert.ok((t.reason?.length ?? 0) <= 256);
+      // What a writer writes, a strict reader reads again (the unverified parser too).
+      assert.deepEqual(parseRolloutDocument(raw).trail, last.trail);
+    }),
+    { numRuns: 60 },
   );
 });

@@ -54,3 +54,14 @@ test('an explicit root section limits which keys may sign the next store', () =>
   assert.throws(() => rotateTrustStore(withRoot, signedStore(next, [old1, new1, new2])), assertCode('THRESHOLD_NOT_MET'));
   assert.equal(rotateTrustStore(withRoot, signedStore(next, [old2, new1, new2])).version, 2);
 });
+
+test('under the default root, signatures by fleet or controllers keys alone do not rotate the store', () => {
+  const op = makeKey('op-1');
+  const ctl = makeKey('ctl-1');
+  const roles = { fleet: { keys: ['op-1'], threshold: 1 }, controllers: { keys: ['ctl-1'] } };
+  const withRoles = parseTrustStore(trustDoc([old1, old2, op, ctl], 2, roles));
+  assert.deepEqual(withRoles.root.keys, ['old-1', 'old-2']);
+  const rolled = trustDoc([old1, old2, op, ctl, new1], 2, { ...roles, version: 2 });
+  assert.throws(() => rotateTrustStore(withRoles, signedStore(rolled, [op, ctl, new1])), assertCode('THRESHOLD_NOT_MET'));
+  assert.equal(rotateTrustStore(withRoles, signedStore(rolled, [old1, old2, new1])).version, 2);
+});

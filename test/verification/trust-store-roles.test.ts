@@ -8,9 +8,12 @@ import { assertCode, envelopeBytes, makeKey, manifestFor, trustDoc } from './fix
 const pool = ['a', 'b', 'c', 'd', 'e'].map((id) => makeKey(id));
 const alias = { ...pool[0]!, keyid: 'a-alias' };
 const base = trustDoc([...pool, alias], 1);
+/** `base` plus a patch-signing key in no role: the store-wide threshold stays reachable whatever the roles take. */
+const signerKey = makeKey('sig');
+const roleBase = trustDoc([...pool, alias, signerKey], 1);
 
 test('the fleet and controllers roles load; stopThreshold defaults to the threshold', () => {
-  const store = parseTrustStore({ ...base, fleet: { keys: ['a', 'b', 'c'], threshold: 2 }, controllers: { keys: ['d', 'e'] } });
+  const store = parseTrustStore({ ...roleBase, fleet: { keys: ['a', 'b', 'c'], threshold: 2 }, controllers: { keys: ['d', 'e'] } });
   assert.deepEqual(store.fleet, { keys: ['a', 'b', 'c'], threshold: 2, stopThreshold: 2 });
   assert.deepEqual(store.controllers, { keys: ['d', 'e'] });
   const stop = parseTrustStore({ ...base, fleet: { keys: ['a', 'b'], threshold: 2, stopThreshold: 1 } });
@@ -60,7 +63,7 @@ const validDocument = fc
   .map(({ fleetKeys, threshold, stop, controllers, withFleet }) => {
     const t = 1 + (threshold % fleetKeys.length);
     const fleet = { keys: fleetKeys, threshold: t, ...(stop === undefined ? {} : { stopThreshold: 1 + (stop % t) }) };
-    return { ...base, ...(withFleet ? { fleet } : {}), ...(controllers === undefined ? {} : { controllers: { keys: controllers } }) } as TrustStoreDocument;
+    return { ...roleBase, ...(withFleet ? { fleet } : {}), ...(controllers === undefined ? {} : { controllers: { keys: controllers } }) } as TrustStoreDocument;
   });
 
 test('property: every document a writer produces parses, keeps its roles, and its re-serialised document parses again', () => {
@@ -162,4 +165,49 @@ test('property: any subset of hosts as the agents role parses, keeps the role, a
     }),
     { numRuns: 50 },
   );
+});
+
+// Operators' and controllers' keys sign rollouts and rollout states, not patches nor the next trust store.
+const ops = ['op-1', 'op-2'].map((id) => makeKey(id));
+const ctl = makeKey('ctl-1');
+const withFleetRoles = trustDoc([...pool, ...ops, ctl], 1, { fleet: { keys: ['op-1', 'op-2'], threshold: 1 }, controllers: { keys: ['ctl-1'] } });
+
+test("fleet and controllers keys are out of the store-wide threshold's keys and the default root, unless a rule or an explicit root names them", () => {
+  const store = parseTrustStore(withFleetRoles);
+  assert.deepEqual(store.root.keys, ['a', 'b', 'c', 'd', 'e']);
+  assert.deepEqual([...trustForTarget(store, 'xps.crypto.hash.sha256').authorized], ['a', 'b', 'c', 'd', 'e']);
+  // A patch signed only by a controller key, or only by an operator key, for a target no rule covers: not authorised.
+  for (const k of [ctl, ops[0]!]) {
+    assert.throws(
+      () => new DefaultVerifier(store).verifyEnvelope(envelopeBytes(manifestFor(), [k])),
+      assertCode('UNTRUSTED_KEY', new RegExp(`not authorised for it: ${k.keyid}`)),
+      k.keyid,
+    );
+  }
+  assert.doesNotThrow(() => new DefaultVerifier(store).verifyEnvelope(envelopeBytes(manifestFor(), [pool[0]!])));
+  // The same key under another id is still the role's key.
+  const twin = { ...ctl, keyid: 'ctl-twin' };
+  const twinStore = parseTrustStore(trustDoc([...pool, ...ops, ctl, twin], 1, { controllers: { keys: ['ctl-1'] } }));
+  assert.ok(!trustForTarget(twinStore, 'xps.any.target').authorized.has('ctl-twin'));
+  assert.ok(!twinStore.root.keys.includes('ctl-twin'));
+  // A rule, or an explicit root, that names a role key lets it count there.
+  const ruled = parseTrustStore({
+    ...withFleetRoles,
+    rules: [{ targets: ['xps.crypto.*'], threshold: 1, keys: ['ctl-1'] }],
+    root: { keys: ['op-1'], threshold: 1 },
+  });
+  assert.deepEqual([...trustForTarget(ruled, 'xps.crypto.hash.sha256').authorized], ['ctl-1']);
+  assert.doesNotThrow(() => new DefaultVerifier(ruled).verifyEnvelope(envelopeBytes(manifestFor(), [ctl])));
+  assert.deepEqual(ruled.root.keys, ['op-1']);
+  assert.ok(!trustForTarget(ruled, 'xps.other.target').authorized.has('ctl-1'), 'the rule does not make it a store-wide key');
+});
+
+test('the store-wide threshold must be reachable without the fleet and controllers keys', () => {
+  const rolesOnly = trustDoc([pool[0]!, ...ops, ctl], 2, { fleet: { keys: ['op-1', 'op-2'], threshold: 1 }, controllers: { keys: ['ctl-1'] } });
+  assert.throws(
+    () => parseTrustStore(rolesOnly),
+    assertCode('INVALID', /threshold is 2 but only 1 distinct keys outside the fleet, controllers and agents roles could sign: role keys do not count/),
+  );
+  const noneLeft = trustDoc([...ops, ctl], 1, { fleet: { keys: ['op-1', 'op-2'], threshold: 1 }, controllers: { keys: ['ctl-1'] } });
+  assert.throws(() => parseTrustStore(noneLeft), assertCode('INVALID', /only 0 distinct keys outside the fleet, controllers and agents roles/));
 });
