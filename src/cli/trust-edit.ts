@@ -67,13 +67,14 @@ export async function readPublicKeyFile(path: string, alg?: string): Promise<Pub
   throw new UsageError(`--public-key ${path}: ${why.message}`, why.code, { cause: why });
 }
 
-/** Distinct keys that may count toward the store-wide threshold: agents' keys never do. */
+/** Distinct keys that may count toward the store-wide threshold: the fleet roles' keys never do. */
 function distinctKeys(doc: TrustStoreDocument, store: TrustStore): number {
-  const agents = new Set(doc.agents?.keys);
+  const roles = [...(doc.agents?.keys ?? []), ...(doc.fleet?.keys ?? []), ...(doc.controllers?.keys ?? [])];
+  const roleKeys = new Set(roles.map((id) => store.keys.get(id)?.key.fingerprint ?? id));
   return new Set(
     Object.keys(doc.keys)
-      .filter((id) => !agents.has(id))
-      .map((id) => store.keys.get(id)?.key.fingerprint ?? id),
+      .map((id) => store.keys.get(id)?.key.fingerprint ?? id)
+      .filter((fingerprint) => !roleKeys.has(fingerprint)),
   ).size;
 }
 
@@ -210,4 +211,50 @@ export async function writeFile(path: string, text: string, exclusive: boolean):
     if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(error.message, 'INVALID', { cause: error });
     throw error;
   }
+}
+
+/** The roles `hotpatch trust set-role` sets. */
+export const ROLES = ['fleet', 'controllers', 'agents'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** `a,b` → key ids: none, an empty item or one given twice is refused. */
+export function keyList(text: string | undefined, flag = '--keys'): string[] {
+  if (text === undefined || text.trim() === '')
+    throw new UsageError(`${flag} names no key: a role needs at least one (a role cannot be emptied with set-role)`);
+  const items = text.split(',').map((t) => t.trim());
+  if (items.some((t) => t === '')) throw new UsageError(`${flag} takes key ids separated by commas, got ${JSON.stringify(text)}`);
+  const twice = items.find((t, i) => items.indexOf(t) !== i);
+  if (twice !== undefined) throw new UsageError(`${flag} names ${twice} twice`);
+  return items;
+}
+
+/**
+ * Replaces a role's keys (and, for the fleet role, its thresholds). Every key must be one of
+ * the store's; the fleet thresholds must be reachable with the role's distinct keys, and a
+ * pause or abort must not need more keys than a rollout. What else a role may not hold (an
+ * agent's key in another role, an agent key that is not a valid agent id) is refused by the
+ * parser when the result is checked.
+ */
+export function setRole(store: TrustStore, role: Role, keys: string[], thresholds: { threshold?: number; stopThreshold?: number } = {}): TrustStoreDocument {
+  const doc = structuredClone(store.document);
+  const unknown = keys.filter((id) => !store.keys.has(id));
+  if (unknown.length > 0) {
+    throw new UsageError(
+      `the trust store has no key ${unknown.join(', ')} (it has ${[...store.keys.keys()].join(', ')}): add it first with hotpatch trust add-key`,
+    );
+  }
+  if (role !== 'fleet') {
+    doc[role] = { keys };
+    return doc;
+  }
+  const { threshold, stopThreshold } = thresholds;
+  if (threshold === undefined) throw new UsageError('trust set-role fleet needs --threshold N (how many of the keys sign a rollout or a resume)');
+  const distinct = new Set(keys.map((id) => store.keys.get(id)!.key.fingerprint)).size;
+  if (threshold > distinct)
+    throw new UsageError(`--threshold ${threshold} is above the ${distinct} distinct key(s) of the fleet role: no rollout could ever be signed`);
+  if (stopThreshold !== undefined && stopThreshold > threshold) {
+    throw new UsageError(`--stop-threshold ${stopThreshold} is above --threshold ${threshold}: stopping a rollout would be harder than starting it`);
+  }
+  doc.fleet = { keys, threshold, ...(stopThreshold === undefined ? {} : { stopThreshold }) };
+  return doc;
 }

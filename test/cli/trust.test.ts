@@ -21,6 +21,7 @@ before(async () => {
     ['b', 'ecdsa-p256-sha256'],
     ['c', 'ed25519'],
     ['pq', 'ml-dsa-65'],
+    ['ci', 'ed25519'],
   ]) {
     const r = hotpatch(['keygen', '--alg', alg!, '--out', keys, '--name', name!]);
     assert.equal(r.status, 0, r.stderr);
@@ -212,6 +213,8 @@ test('remove-key also takes the key out of the fleet and controllers roles, refu
       a: { alg: 'ed25519', public_key: await pem('a') },
       b: { alg: 'ecdsa-p256-sha256', public_key: await pem('b') },
       c: { alg: 'ed25519', public_key: await pem('c') },
+      // The patch signer: role keys never count toward the store-wide threshold.
+      ci: { alg: 'ed25519', public_key: await pem('ci') },
     },
     threshold: 1,
     fleet: { keys: ['a', 'b'], threshold: 2, stopThreshold: 1 },
@@ -290,4 +293,65 @@ test('the agents role: show prints it, remove-key takes an agent key out of it, 
   assert.equal(below.status, 2, show(below));
   assert.match(String(below.json?.message), /leaves 1 distinct key\(s\), below the threshold 2/);
   assert.deepEqual(await readFile(file), before);
+});
+
+test('set-role sets the fleet, controllers and agents roles (--keys replaces), refuses what could not be used, and writes nothing then', async () => {
+  const sub = await mkdtemp(join(dir, 'set-role-'));
+  const file = join(sub, 'trust.json');
+  ok(['trust', 'init', '--out', file, '--public-key', pub('a'), '--public-key', pub('b'), '--public-key', pub('c'), '--threshold', '1']);
+  ok(['trust', 'add-key', '--trust', file, '--public-key', pub('pq'), '--id', 'agent-1']);
+
+  const fleet = ok(['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,b', '--threshold', '2', '--stop-threshold', '1']);
+  assert.match(String(fleet.json?.message), /: fleet role set: 2 of a, b sign a rollout or a resume; 1 a pause or an abort; now version 1,/);
+  assert.deepEqual((fleet.json?.store as { fleet: unknown }).fleet, { keys: ['a', 'b'], threshold: 2, stopThreshold: 1 });
+  // --keys replaces the role's keys; without --stop-threshold a stop needs --threshold keys too.
+  const replaced = ok(['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'b, c', '--threshold', '1', '--bump-version']);
+  assert.match(String(replaced.json?.message), /fleet role replaced: 1 of b, c sign a rollout or a resume; 1 a pause or an abort; now version 2,/);
+  ok(['trust', 'set-role', 'controllers', '--trust', file, '--keys', 'c']);
+  const agents = hotpatch(['trust', 'set-role', 'agents', '--trust', file, '--keys', 'agent-1']);
+  assert.equal(agents.status, 0, show(agents));
+  assert.match(agents.stdout, /: agents role set: agent-1; now version 2,/);
+
+  const store = parseTrustStore(await readFile(file));
+  assert.equal(store.version, 2);
+  assert.equal(store.threshold, 1);
+  assert.deepEqual(store.fleet, { keys: ['b', 'c'], threshold: 1, stopThreshold: 1 });
+  assert.deepEqual(store.controllers, { keys: ['c'] });
+  assert.deepEqual(store.agents, { keys: ['agent-1'] });
+  const shown = hotpatch(['trust', 'show', '--trust', file]);
+  assert.match(shown.stdout, /^ {2}fleet: 1 of b, c sign a rollout or a resume; 1 a pause or an abort$/m);
+
+  const before = await readFile(file);
+  const refusals: [string[], RegExp][] = [
+    [['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,b'], /set-role fleet needs --threshold N/],
+    [['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,b', '--threshold', '3'], /--threshold 3 is above the 2 distinct key\(s\) of the fleet role/],
+    [
+      ['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,b', '--threshold', '1', '--stop-threshold', '2'],
+      /--stop-threshold 2 is above --threshold 1/,
+    ],
+    [['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,b', '--threshold', '0'], /--threshold must be a whole number of at least 1/],
+    [['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,nobody', '--threshold', '1'], /has no key nobody/],
+    [['trust', 'set-role', 'fleet', '--trust', file, '--keys', 'a,agent-1', '--threshold', '1'], /cannot be used: .*agent-1 is an agent's key/],
+    [['trust', 'set-role', 'controllers', '--trust', file, '--keys', ''], /--keys needs a value/],
+    [['trust', 'set-role', 'controllers', '--trust', file, '--keys', ' '], /--keys names no key: a role needs at least one/],
+    [['trust', 'set-role', 'controllers', '--trust', file], /--keys names no key/],
+    [['trust', 'set-role', 'controllers', '--trust', file, '--keys', 'a,,b'], /--keys takes key ids separated by commas/],
+    [['trust', 'set-role', 'controllers', '--trust', file, '--keys', 'a,a'], /--keys names a twice/],
+    [['trust', 'set-role', 'controllers', '--trust', file, '--keys', 'a', '--threshold', '1'], /set-role controllers does not take --threshold/],
+    [['trust', 'set-role', 'agents', '--trust', file, '--keys', 'c'], /cannot be used/],
+    [['trust', 'set-role', 'root', '--trust', file, '--keys', 'a'], /takes one role \(fleet, controllers, agents\), got "root"/],
+    [['trust', 'set-role', '--trust', file, '--keys', 'a'], /takes one role \(fleet, controllers, agents\), got none/],
+  ];
+  for (const [args, message] of refusals) {
+    const r = hotpatch([...args, '--json']);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${show(r)}`);
+    assert.equal(r.json?.ok, false);
+    assert.match(String(r.json?.message), message, args.join(' '));
+  }
+  assert.deepEqual(await readFile(file), before);
+  assert.deepEqual(await readdir(sub), ['trust.json']);
+
+  const help = hotpatch(['trust', '--help']);
+  assert.match(help.stdout, /^hotpatch trust set-role +\(fleet --threshold N \[--stop-threshold N\] \| controllers \| agents\)$/m);
+  assert.match(help.stdout, /^ +--trust FILE --keys ID,… \[--bump-version\] \[--json\]$/m);
 });

@@ -42,7 +42,7 @@ interface HistoryItem {
 }
 
 /** A stored text as history shows it; undefined for one that does not even parse (reported as a problem). */
-function itemOf(raw: string, trust: TrustStore | undefined): HistoryItem | undefined {
+function itemOf(raw: string, trust: TrustStore | undefined, prefix: string): HistoryItem | undefined {
   let doc: RolloutDocument;
   let damaged: string | undefined;
   try {
@@ -67,7 +67,8 @@ function itemOf(raw: string, trust: TrustStore | undefined): HistoryItem | undef
   });
   if (trust === undefined || damaged !== undefined) return unverified(damaged);
   try {
-    const verified = verifyRolloutDocument(raw, trust);
+    // The prefix too: a spec signed for another fleet, copied here, does not verify.
+    const verified = verifyRolloutDocument(raw, trust, undefined, prefix);
     return { doc: verified, verified: true, signers: verified.signers, states: statesOf(verified) };
   } catch (error) {
     return unverified(messageOf(error));
@@ -88,7 +89,7 @@ export async function runHistory(store: KvStore, out: Output, run: HistoryRun): 
   const items: HistoryItem[] = [];
   const problems: FleetProblem[] = [];
   for (const { key, value } of stored) {
-    const item = itemOf(value, run.trust);
+    const item = itemOf(value, run.trust, keys.prefix);
     if (item !== undefined && key === `${keys.rollouts}${item.doc.id}`) items.push(item);
     else problems.push({ key, error: item === undefined ? 'not a rollout document' : `document id ${JSON.stringify(item.doc.id)} does not match its key` });
   }

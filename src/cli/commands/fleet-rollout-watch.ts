@@ -1,4 +1,4 @@
-import { HotPatchError, messageOf } from '../../core/index.js';
+import { HotPatchError, isErrorCode, messageOf, type ErrorCode } from '../../core/index.js';
 import {
   FINAL_ROLLOUT_STATUSES,
   RolloutVerifier,
@@ -12,7 +12,7 @@ import {
   type StoredAgent,
 } from '../../distributed/index.js';
 import type { TrustStore } from '../../verification/index.js';
-import { EXIT_OK } from '../cli-error.js';
+import { EXIT_OK, EXIT_REJECTED, exitCodeFor } from '../cli-error.js';
 import type { Output } from '../output.js';
 import { printable, ringText, statesOf, type HistoryEntry } from './fleet-format.js';
 import { followStore, interruption } from './fleet-watch.js';
@@ -31,7 +31,10 @@ const FAILED: readonly RolloutStatus[] = ['halted', 'rolling-back', 'rolled-back
 
 interface Read {
   rollout: RolloutDocument | undefined;
-  /** Why the stored rollout does not verify (it is then not believed, and following goes on). */
+  /**
+   * Why the document at the rollout's key is not believed (following goes on): it does not
+   * verify, or it is another rollout's (signed, but copied under this key).
+   */
   problem: string | undefined;
   /** The rollout is gone from the store (deleted by someone): nothing more to follow. */
   deleted: boolean;
@@ -44,12 +47,30 @@ function agentKey(t: AgentTargetState | undefined): string {
   return JSON.stringify([t.phase, t.health, t.version, t.patchId ?? null, t.reason ?? null]);
 }
 
+/**
+ * The halt reason the ring rules write (rollout-progress.ts) when an agent's apply failed:
+ * `agent A (ring N) failed PATCH: plan P failed (CODE): …`, the agent's own reason after the colon.
+ */
+const AGENT_FAILURE = /^agent \S+ \(ring \d+\) failed \S+: plan \S+ [a-z-]+ \(([A-Z][A-Z_]*)\)/;
+
+/**
+ * The code a failed rollout ends with: an operator's abort is ABORTED; a halt by the ring rules
+ * is the failing agent's code when its report carries one (`SELF_TEST_FAILED`, `LOAD_FAILED`,
+ * …), else the canary's verdict, CANARY_FAILED (an agent that turned unhealthy, or a reason
+ * without a code).
+ */
+export function failureCode(doc: Pick<RolloutDocument, 'state'>): ErrorCode {
+  if (doc.state.status === 'aborted') return 'ABORTED';
+  const code = AGENT_FAILURE.exec(doc.state.reason ?? '')?.[1];
+  // An agent's IO or NOT_FOUND is its own trouble, not this command's: exit 1 (the rollout failed), not 3.
+  return code !== undefined && isErrorCode(code) && exitCodeFor(new HotPatchError(code, '')) === EXIT_REJECTED ? code : 'CANARY_FAILED';
+}
+
 /** The end of a followed rollout: the last line and the exit status. */
 function outcome(doc: RolloutDocument, interrupted: boolean): { error: HotPatchError } | { message: string } {
   const where = `${doc.state.status} at ring ${ringText(doc, doc.state)}${doc.state.reason === undefined ? '' : `: ${doc.state.reason}`}`;
   if (FAILED.includes(doc.state.status)) {
-    // An operator's abort is ABORTED; a halt by the ring rules (an agent failed or turned unhealthy) is the canary's verdict.
-    const code = doc.state.status === 'aborted' ? 'ABORTED' : 'CANARY_FAILED';
+    const code = failureCode(doc);
     return {
       error: new HotPatchError(code, printable(`rollout ${doc.id} ${where}`), { detail: { rollout: doc.id, status: doc.state.status, ring: doc.state.ring } }),
     };
@@ -66,7 +87,7 @@ export async function followRollout(
 ): Promise<number> {
   const keys = fleetKeys(options.prefix);
   const key = `${keys.rollouts}${created.id}`;
-  const verifier = new RolloutVerifier(options.trust, options.cryptoPolicy);
+  const verifier = new RolloutVerifier(options.trust, options.cryptoPolicy, keys.prefix);
   const emit = (event: string, fields: Record<string, unknown>, human: string): void => {
     if (out.json) out.raw(`${JSON.stringify({ event, ...fields })}\n`);
     else out.line(printable(human));
@@ -125,7 +146,12 @@ export async function followRollout(
     const [raw, listed] = await Promise.all([store.get(key), listAgents(store, options)]);
     if (raw === undefined) return { rollout: undefined, problem: undefined, deleted: true, agents: listed.agents };
     try {
-      return { rollout: verifier.verify(raw), problem: undefined, deleted: false, agents: listed.agents };
+      const stored = verifier.verify(raw);
+      // The controller's and the agents' check (storedRollout): the key names the document.
+      if (stored.id !== created.id) {
+        return { rollout: undefined, problem: `document id ${JSON.stringify(stored.id)} does not match its key`, deleted: false, agents: listed.agents };
+      }
+      return { rollout: stored, problem: undefined, deleted: false, agents: listed.agents };
     } catch (error) {
       return { rollout: undefined, problem: messageOf(error), deleted: false, agents: listed.agents };
     }
@@ -142,7 +168,10 @@ export async function followRollout(
       onRead: (r) => {
         if (r.deleted) return (deleted = true);
         if (r.rollout === undefined) {
-          if (r.problem !== lastProblem) out.warn(printable(`rollout ${created.id} as stored now does not verify, not believed: ${r.problem}`));
+          if (r.problem !== lastProblem) {
+            out.warn(printable(`ignored ${key}: rollout ${created.id} as stored now is not believed: ${r.problem}`));
+            if (out.json) out.raw(`${JSON.stringify({ event: 'ignored', rollout: created.id, key, error: r.problem })}\n`);
+          }
           lastProblem = r.problem;
         } else {
           lastProblem = undefined;

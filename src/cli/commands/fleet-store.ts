@@ -1,3 +1,6 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { HotPatchError } from '../../core/index.js';
 import { openStore, type KvStore } from '../../distributed/index.js';
 import { UsageError } from '../cli-error.js';
@@ -33,5 +36,47 @@ export async function openFleetStore(spec: string): Promise<KvStore> {
   } catch (error) {
     if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(`--store ${spec}: ${error.message}`, error.code, { cause: error });
     throw storeFailure(error, spec);
+  }
+}
+
+/**
+ * The directory of an embedded store spec (`file:/DIR`, `file:///DIR`, or a plain path), as
+ * openStore reads it; undefined for an etcd spec or one openStore refuses (it says why).
+ */
+export function embeddedStoreDir(spec: string): string | undefined {
+  if (spec.trim().length === 0 || spec.includes('\0') || spec.startsWith('etcd://')) return undefined;
+  let dir: string;
+  if (spec.startsWith('file://')) {
+    try {
+      dir = fileURLToPath(spec);
+    } catch {
+      return undefined;
+    }
+  } else if (spec.startsWith('file:')) {
+    dir = spec.slice('file:'.length);
+  } else if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(spec)) {
+    return undefined;
+  } else {
+    dir = spec;
+  }
+  return dir.length === 0 ? undefined : path.resolve(dir);
+}
+
+/**
+ * Opening an embedded store creates its directory: only `fleet controller` may do that. Every
+ * other fleet command needs a store that exists, so a mistyped --store is NOT_FOUND (exit 3),
+ * with nothing created, rather than an empty fleet.
+ */
+export async function requireExistingStore(spec: string): Promise<void> {
+  const dir = embeddedStoreDir(spec);
+  if (dir === undefined) return;
+  try {
+    await stat(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return; // openStore reports what else is wrong
+    throw new HotPatchError('NOT_FOUND', `no fleet store at ${spec} (${dir} does not exist; hotpatch fleet controller creates it)`, {
+      cause: error,
+      detail: { store: spec, dir },
+    });
   }
 }

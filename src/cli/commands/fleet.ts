@@ -11,7 +11,7 @@ import { runHistory } from './fleet-history-command.js';
 import { controllerSigning, operatorSigning } from './fleet-keys.js';
 import { prepareRollout, runRollout } from './fleet-rollout-command.js';
 import { runStatus } from './fleet-status-command.js';
-import { openFleetStore, storeFailure } from './fleet-store.js';
+import { openFleetStore, requireExistingStore, storeFailure } from './fleet-store.js';
 
 const USAGE = `hotpatch fleet status     --store SPEC [--trust FILE] [--watch] [--prefix P] [--json]
 hotpatch fleet history    --store SPEC [--trust FILE] [--rollout ID] [--limit N] [--prefix P] [--json]
@@ -31,7 +31,9 @@ hotpatch fleet controller --store SPEC --id ID --trust FILE --key FILE [--keyid 
 --store names the shared store: etcd://HOST:PORT[,HOST:PORT…] for a fleet, or the embedded
 store on one machine (file:/DIR or a directory). --prefix defaults to /xps/hotpatch/fleet. A
 store that cannot be reached, or an etcd cluster without quorum, is exit 3 (code IO), the
-message naming the members tried.
+message naming the members tried. Only controller creates an embedded store's directory; the
+other commands on one that does not exist end with exit 3 (code NOT_FOUND, "no fleet store at
+…") and create nothing.
 
 Rollouts are signed. --trust is the trust store the agents use: its fleet role says which
 operators' keys sign rollouts and how many must (fleet.threshold for a rollout or a resume,
@@ -60,7 +62,10 @@ hash; --target, --version or --payload-hash given as well must say the same (els
 INVALID or HASH_MISMATCH, nothing written). With --watch the rollout is followed until it is
 final: every state and every change of an agent working on it ({"event":"rollout",…} and
 {"event":"agent",…} lines with --json); exit 0 when it completed, 1 when it was halted, rolled
-back (CANARY_FAILED) or aborted (ABORTED). Interrupted (SIGINT, SIGTERM), it stops following
+back (the failing agent's code when its report carries one, e.g. SELF_TEST_FAILED, else
+CANARY_FAILED) or aborted (ABORTED). A document at the rollout's key that does not verify or is
+another rollout's is not believed: a warning ({"event":"ignored",…} with --json), and following
+goes on. Interrupted (SIGINT, SIGTERM), it stops following
 (the rollout goes on): exit 0, or 1 if it was halted or rolling back by then.
 
 pause stops opening rings and starting applies; resume continues (the soak starts over); abort
@@ -151,6 +156,8 @@ export const fleetCommand: Command = {
     const failure = (error: unknown): unknown => storeFailure(error, spec);
     // Every flag is checked, and the trust store, keys and patch read, before the store is opened.
     const run = await prepare(action, values, prefix, out.warn.bind(out), failure);
+    // Only a controller may create an embedded store; the other commands need one that exists.
+    if (action !== 'controller') await requireExistingStore(spec);
     const store = await openFleetStore(spec);
     try {
       return await run(store, out);

@@ -16,9 +16,13 @@ import {
   keyIdFromFile,
   newStore,
   readPublicKeyFile,
+  ROLES,
+  keyList,
   removeKey,
   replaceFile,
+  setRole,
   setThreshold,
+  type Role,
   targetList,
   thresholdArg,
   writeFile,
@@ -34,6 +38,8 @@ hotpatch trust add-key       --trust FILE --public-key PEM_FILE [--id ID] [--alg
                              [--targets PATTERN,…] [--bump-version] [--json]
 hotpatch trust remove-key    --trust FILE --id ID [--bump-version] [--json]
 hotpatch trust set-threshold --trust FILE N [--bump-version] [--json]
+hotpatch trust set-role      (fleet --threshold N [--stop-threshold N] | controllers | agents)
+                             --trust FILE --keys ID,… [--bump-version] [--json]
 hotpatch trust show          --trust FILE [--json]
 hotpatch trust sign          --trust NEXT_FILE --key DIR/KEYID.key [--keyid KEYID] --envelope FILE [--json]
 hotpatch trust rotate        --trust FILE --envelope FILE [--out FILE] [--json]
@@ -49,7 +55,13 @@ hotpatch keygen: the key id is its name without .pub, or ID=PEM_FILE) and the th
 limits the targets it may sign for). remove-key removes one, also from the rules, the root
 and the fleet, controllers and agents roles that list it; it refuses (naming the rule or role) when a
 threshold could no longer be met or a role would be left without keys. set-threshold sets the
-store-wide threshold. --bump-version raises the store's version by one (a rotation needs a
+store-wide threshold. set-role sets a fleet role to the keys --keys names (keys of the store,
+added first with add-key), replacing the keys it had: fleet, the operators who sign rollouts
+(--threshold of them sign a rollout or a resume, --stop-threshold a pause or an abort;
+default --threshold); controllers, the fleet controllers' keys; agents, the agents' keys (each
+named as its agent id; an agent's key may be in no other role, rule or root). A role cannot be
+emptied, a threshold must be reachable with the role's distinct keys and --stop-threshold not
+above --threshold. --bump-version raises the store's version by one (a rotation needs a
 higher version). show prints the keys, their fingerprints, the thresholds, the rules, the
 root and the fleet, controllers and agents roles.
 
@@ -61,7 +73,7 @@ the current store FILE with the library's rotateTrustStore and, if it is accepte
 FILE (or writes --out) with the new store, byte for byte as signed; a refusal exits 1
 (THRESHOLD_NOT_MET, DOWNGRADE, …) and changes nothing.`;
 
-const SUBCOMMANDS = ['init', 'add-key', 'remove-key', 'set-threshold', 'show', 'sign', 'rotate'] as const;
+const SUBCOMMANDS = ['init', 'add-key', 'remove-key', 'set-threshold', 'set-role', 'show', 'sign', 'rotate'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
 
 const FLAGS = {
@@ -69,6 +81,8 @@ const FLAGS = {
   trust: { type: 'string' },
   'public-key': { type: 'string', multiple: true },
   threshold: { type: 'string' },
+  'stop-threshold': { type: 'string' },
+  keys: { type: 'string' },
   id: { type: 'string' },
   alg: { type: 'string' },
   targets: { type: 'string' },
@@ -83,6 +97,7 @@ const ALLOWED: Record<Sub, readonly string[]> = {
   'add-key': ['trust', 'public-key', 'id', 'alg', 'targets', 'bump-version'],
   'remove-key': ['trust', 'id', 'bump-version'],
   'set-threshold': ['trust', 'bump-version'],
+  'set-role': ['trust', 'keys', 'threshold', 'stop-threshold', 'bump-version'],
   show: ['trust'],
   sign: ['trust', 'key', 'keyid', 'envelope'],
   rotate: ['trust', 'envelope', 'out'],
@@ -98,7 +113,7 @@ export const trustCommand: Command = {
     if (sub === undefined || (sub === '--json' && rest.length === 0)) throw new UsageError(`trust needs a subcommand (${SUBCOMMANDS.join(', ')})`);
     if (!(SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`unknown trust subcommand ${JSON.stringify(sub)} (${SUBCOMMANDS.join(', ')})`);
     const action = sub as Sub;
-    const { values, help, positionals } = parseCommandArgs(rest, FLAGS, action === 'set-threshold');
+    const { values, help, positionals } = parseCommandArgs(rest, FLAGS, action === 'set-threshold' || action === 'set-role');
     if (help) return printHelp(out, this.usage);
     for (const [flag, value] of Object.entries(values)) {
       if (value === undefined || flag === 'json' || flag === 'help') continue;
@@ -110,6 +125,7 @@ export const trustCommand: Command = {
       case 'add-key':
       case 'remove-key':
       case 'set-threshold':
+      case 'set-role':
         return edit(action, values, positionals, out);
       case 'show':
         return show(values, out);
@@ -164,7 +180,7 @@ async function init(values: Values, out: Output): Promise<number> {
   return EXIT_OK;
 }
 
-async function edit(action: 'add-key' | 'remove-key' | 'set-threshold', values: Values, positionals: string[], out: Output): Promise<number> {
+async function edit(action: 'add-key' | 'remove-key' | 'set-threshold' | 'set-role', values: Values, positionals: string[], out: Output): Promise<number> {
   const path = requireString(values, 'trust');
   // Every flag and argument is checked before the file is read.
   let threshold: number | undefined;
@@ -175,6 +191,7 @@ async function edit(action: 'add-key' | 'remove-key' | 'set-threshold', values: 
       );
     threshold = thresholdArg(positionals[0]!, 'the threshold N');
   }
+  const roleEdit = action === 'set-role' ? roleArgs(values, positionals) : undefined;
   const { bytes, value: store } = await loadTrustStoreFile(path);
   let doc: TrustStoreDocument;
   let done: string;
@@ -191,6 +208,9 @@ async function edit(action: 'add-key' | 'remove-key' | 'set-threshold', values: 
     const removed = removeKey(store, id);
     doc = removed.doc;
     done = `removed ${id}${removed.alsoFrom.length === 0 ? '' : ` (also from ${removed.alsoFrom.join(', ')})`}`;
+  } else if (roleEdit !== undefined) {
+    doc = setRole(store, roleEdit.role, roleEdit.keys, roleEdit);
+    done = `${roleEdit.role} role ${store.document[roleEdit.role] === undefined ? 'set' : 'replaced'}: ${roleText(roleEdit)}`;
   } else {
     doc = setThreshold(store, threshold!);
     done = `threshold ${store.threshold} → ${threshold}`;
@@ -200,6 +220,43 @@ async function edit(action: 'add-key' | 'remove-key' | 'set-threshold', values: 
   await replaceFile(path, bytes, text, MAX_STORE_BYTES);
   out.success(`${path}: ${done}; now ${describeStore(next)}`, { path, store: summary(next) });
   return EXIT_OK;
+}
+
+interface RoleArgs {
+  role: Role;
+  keys: string[];
+  threshold?: number;
+  stopThreshold?: number;
+}
+
+/** `set-role ROLE --keys … [--threshold N] [--stop-threshold N]`, checked before the file is read. */
+function roleArgs(values: Values, positionals: string[]): RoleArgs {
+  if (positionals.length !== 1 || !(ROLES as readonly string[]).includes(positionals[0]!)) {
+    const got = positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ');
+    throw new UsageError(`trust set-role takes one role (${ROLES.join(', ')}), got ${got}`);
+  }
+  const role = positionals[0] as Role;
+  const keys = keyList(optionalString(values, 'keys'));
+  const thresholdText = optionalString(values, 'threshold');
+  const stopText = optionalString(values, 'stop-threshold');
+  if (role !== 'fleet') {
+    const flag = thresholdText !== undefined ? '--threshold' : stopText !== undefined ? '--stop-threshold' : undefined;
+    if (flag !== undefined)
+      throw new UsageError(`trust set-role ${role} does not take ${flag} (each ${role === 'agents' ? 'agent' : 'controller'} key signs alone)`);
+    return { role, keys };
+  }
+  if (thresholdText === undefined) throw new UsageError('trust set-role fleet needs --threshold N (how many of the keys sign a rollout or a resume)');
+  return {
+    role,
+    keys,
+    threshold: thresholdArg(thresholdText, '--threshold'),
+    ...(stopText === undefined ? {} : { stopThreshold: thresholdArg(stopText, '--stop-threshold') }),
+  };
+}
+
+function roleText(r: RoleArgs): string {
+  if (r.role !== 'fleet') return r.keys.join(', ');
+  return `${r.threshold} of ${r.keys.join(', ')} sign a rollout or a resume; ${r.stopThreshold ?? r.threshold} a pause or an abort`;
 }
 
 async function show(values: Values, out: Output): Promise<number> {
