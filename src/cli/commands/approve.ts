@@ -1,15 +1,11 @@
-import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { HotPatchError } from '../../core/index.js';
-import { importPrivateKey, type PrivateKey } from '../../crypto-agile/index.js';
 import { APPROVER_KEYID, PROPOSAL_ID, countVotes, parseApprovers, proposalExpiresMs, signVote } from '../../distributed/index.js';
-import { readFileBounded } from '../../repo/index.js';
 import { optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, EXIT_REJECTED, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
+import { loadPrivateKey } from '../private-key-file.js';
 import { STORE_FLAGS, STORE_USAGE, withConsensus } from './propose.js';
-
-const MAX_KEY_FILE = 64 * 1024;
 
 export const approveCommand: Command = {
   name: 'approve',
@@ -76,23 +72,4 @@ its approvers list.`,
 function refuse(out: { failure(error: unknown): void }, error: HotPatchError): number {
   out.failure(error);
   return EXIT_REJECTED;
-}
-
-async function loadPrivateKey(keyPath: string, warn: (text: string) => void): Promise<PrivateKey> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false, what: 'key file' });
-  } catch (error) {
-    // The key file is the operator's own input: a wrong one is a usage error (exit 2).
-    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
-  const mode = (await stat(keyPath)).mode & 0o077;
-  if (mode !== 0) warn(`${keyPath} is readable by group or others (mode ${(0o600 | mode).toString(8)}); keep private keys 0600`);
-  try {
-    return importPrivateKey(new TextDecoder().decode(bytes));
-  } catch (error) {
-    if (error instanceof HotPatchError) throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
 }

@@ -1,14 +1,11 @@
-import { stat } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { basename } from 'node:path';
-import { HotPatchError } from '../../core/index.js';
-import { importPrivateKey } from '../../crypto-agile/index.js';
 import type { RolloutSigner } from '../../distributed/index.js';
-import { readFileBounded } from '../../repo/index.js';
 import type { TrustStore } from '../../verification/index.js';
 import { optionalString, requireString, stringList } from '../args.js';
 import { UsageError } from '../cli-error.js';
 import { loadTrustStore } from '../config-files.js';
+import { loadPrivateKey } from '../private-key-file.js';
 
 /**
  * The trust store and private keys of `hotpatch fleet`: the operators' keys that sign
@@ -16,7 +13,6 @@ import { loadTrustStore } from '../config-files.js';
  * input, read before the store is opened: a wrong file is a usage error (exit 2).
  */
 
-const MAX_KEY_FILE = 64 * 1024;
 const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
 type Warn = (text: string) => void;
@@ -69,25 +65,6 @@ async function signerOf(item: string, keyid: string | undefined, warn: Warn): Pr
   const [id, path] = at > 0 ? [item.slice(0, at), item.slice(at + 1)] : [keyid ?? basename(item).replace(/\.key$/, ''), item];
   if (!KEYID.test(id)) throw new UsageError(`key id ${JSON.stringify(id)} of --key ${item} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid or KEYID=FILE`);
   return { keyid: id, privateKey: await loadPrivateKey(path, warn) };
-}
-
-async function loadPrivateKey(path: string, warn: Warn): Promise<RolloutSigner['privateKey']> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFileBounded(path, MAX_KEY_FILE, { noFollow: false, what: 'key file' });
-  } catch (error) {
-    // The key file is the operator's own input: a wrong one is a usage error (exit 2).
-    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${path}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
-  const mode = (await stat(path)).mode & 0o077;
-  if (mode !== 0) warn(`${path} is readable by group or others (mode ${(0o600 | mode).toString(8)}); keep private keys 0600`);
-  try {
-    return importPrivateKey(new TextDecoder().decode(bytes));
-  } catch (error) {
-    if (error instanceof HotPatchError) throw new UsageError(`--key ${path}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
 }
 
 /** `user@host`, as the operator's states record it (a record, never trusted). */
