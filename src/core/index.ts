@@ -73,6 +73,7 @@ export {
   asObject,
   boundedString,
   canonicalVersion,
+  payloadHashText,
   decodeJson,
   decodeJsonObject,
   describe,

@@ -143,6 +143,17 @@ export function oneOf<T extends string>(value: unknown, allowed: readonly T[], n
   return value as T;
 }
 
+const PAYLOAD_HASH = /^[a-z0-9-]{2,16}:[0-9a-fA-F]{32,128}$/;
+
+/**
+ * A payload hash as a document names the one it expects (`<alg>:<hex>`, as a manifest's
+ * `payload_hash`): a fleet rollout, a plan's pin. Returned as written.
+ */
+export function payloadHashText(value: string, name: string): string {
+  if (!PAYLOAD_HASH.test(value)) throw new HotPatchError('INVALID', `${name} must look like sha256:<hex>, got ${describe(value)}`);
+  return value;
+}
+
 /** A canonical semver version: what semver.valid gives back unchanged (no "v", no blanks). */
 export function canonicalVersion(value: unknown, name: string): string {
   if (typeof value !== 'string' || value.length > 256 || semver.valid(value) !== value) {

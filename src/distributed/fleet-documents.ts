@@ -13,6 +13,7 @@ import {
   oneOf,
   optional,
   parsePatchId,
+  payloadHashText,
   parseTargetName,
   rejectUnknownFields,
   stringField,
@@ -235,8 +236,6 @@ export function parseLabels(value: unknown, what: string): Record<string, string
   return out;
 }
 
-const PAYLOAD_HASH = /^[a-z0-9-]{2,16}:[0-9a-fA-F]{32,128}$/;
-
 /** A stored document: JSON text, or a value already decoded. */
 function decoded(input: string | unknown, what: string): Record<string, unknown> {
   return asObject(typeof input === 'string' ? decodeJson(input, what) : input, what);
@@ -253,7 +252,7 @@ export function parseRolloutSpec(input: Uint8Array | string | unknown, what = 'r
   const o = asObject(input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, what) : input, what);
   rejectUnknownFields(o, SPEC_FIELDS, what);
   const payloadHash = stringField(o, 'payloadHash', what);
-  if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `${what}.payloadHash must look like sha256:<hex>, got ${describe(payloadHash)}`);
+  payloadHashText(payloadHash, `${what}.payloadHash`);
   const createdAt = utcTimestamp(o.createdAt, `${what}.createdAt`);
   if (o.prefix === undefined) throw new HotPatchError('INVALID', `${what}.prefix is required: it names the fleet the rollout was signed for`);
   const prefix = fleetKeys(o.prefix as string).prefix;

@@ -1,4 +1,4 @@
-import { HotPatchError, asObject, canonicalVersion, describe, rejectUnknownFields, stringField, type Manifest } from '../core/index.js';
+import { HotPatchError, asObject, canonicalVersion, payloadHashText, rejectUnknownFields, stringField, type Manifest } from '../core/index.js';
 import type { PatchPlan } from './plan.js';
 
 /**
@@ -13,15 +13,13 @@ export interface PlanPin {
   payloadHash: string;
 }
 
-const PAYLOAD_HASH = /^[a-z0-9-]{2,16}:[0-9a-fA-F]{32,128}$/;
-
 /** Strict check of a plan's `pin` (unknown fields, a version that is not semver, a malformed hash → INVALID). */
 export function checkPlanPin(value: unknown, where: string): PlanPin {
   const field = `${where}: pin`;
   const o = asObject(value, field);
   rejectUnknownFields(o, ['version', 'payloadHash'], field);
   const payloadHash = stringField(o, 'payloadHash', field);
-  if (!PAYLOAD_HASH.test(payloadHash)) throw new HotPatchError('INVALID', `${field}.payloadHash must look like sha256:<hex>, got ${describe(payloadHash)}`);
+  payloadHashText(payloadHash, `${field}.payloadHash`);
   return { version: canonicalVersion(o.version, `${field}.version`), payloadHash: payloadHash.toLowerCase() };
 }
 
