@@ -10,6 +10,7 @@ const PROGRAMS = [
   { need: 'etcd', command: 'etcd', paths: ['/usr/bin/etcd'], apt: 'etcd-server' },
   { need: 'prometheus', command: 'prometheus', paths: ['/usr/bin/prometheus'], apt: 'prometheus' },
   { need: 'mkfifo', command: 'mkfifo', paths: [], apt: 'coreutils' },
+  { need: 'a C compiler', command: 'cc', paths: [], apt: 'gcc' },
 ];
 
 const has = (p) => p.paths.some((x) => existsSync(x)) || spawnSync('sh', ['-c', `command -v ${p.command}`], { stdio: 'ignore' }).status === 0;

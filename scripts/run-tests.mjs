@@ -61,6 +61,8 @@ const INTEGRATION = new Map([
   ['test/verification/exact-optional-types.test', 'node child process (tsc)'],
   ['test/zero-downtime/canary-faults.test', 'node child processes (CPU burners)'],
   ['test/zero-downtime/crash-recovery.test', 'node child processes (crash-child)'],
+  ['test/zero-downtime/crash-recovery-worker.test', 'node child processes (crash-child)'],
+  ['test/zero-downtime/crash-recovery-process.test', 'node child processes (crash-child, its isolates)'],
 ]);
 
 function walk(dir) {

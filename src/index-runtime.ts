@@ -13,6 +13,7 @@ export {
   type ApplyResult,
   type CanaryControl,
   type DrainReport,
+  type IsolatedApi,
   type JudgeFigures,
   type JudgeRule,
   type JudgeVerdict,
@@ -31,6 +32,10 @@ export {
 export {
   DynamicInstaller,
   type DynamicInstallerOptions,
+  type IsolateHandle,
+  type IsolationLimits,
+  type IsolationMode,
+  type IsolationSettings,
   type LoadOptions,
   type LoadedModule,
   type StagedPayload,

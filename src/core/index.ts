@@ -45,6 +45,10 @@ export type {
 } from './contracts.js';
 export {
   checkPatchInstaller,
+  type IsolateHandle,
+  type IsolationLimits,
+  type IsolationMode,
+  type IsolationSettings,
   type LoadOptions,
   type LoadedModule,
   type PatchInstaller,
@@ -67,6 +71,7 @@ export {
 } from './registry.js';
 export { matchesAnyTargetPattern, matchesTargetPattern, parseTargetPattern } from './target-pattern.js';
 export { decodeBase64, encodeBase64, type Base64Options } from './base64.js';
+export { recordCallMs, recordedCallMs } from './call-durations.js';
 // The strict-JSON kit: for the modules' parsers, not re-exported by the public entry points.
 export {
   MAX_JSON_STRING,

@@ -57,6 +57,45 @@ export interface LoadedModule {
   dispose?: () => unknown;
   exportState?: () => unknown;
   importState?: (state: unknown) => unknown;
+  /** Present when the version runs in its own worker thread or child process (isolation). */
+  isolate?: IsolateHandle;
+}
+
+/** Where a target's patch versions run: in the service's own thread, a worker thread each, or a child process each. */
+export type IsolationMode = 'inline' | 'worker' | 'process';
+
+/** How an isolated version is run and contained (all optional; see the README's isolation table). */
+export interface IsolationLimits {
+  /** A call not answered within this is an error (`TIMEOUT`), and an isolate that stops answering is killed (default 30,000 ms). */
+  callTimeoutMs?: number;
+  /** Import, init() and the known-answer tests must finish within this, or the isolate is killed (default 30,000 ms). */
+  loadTimeoutMs?: number;
+  /** Memory cap: the worker's JS heap; the child's JS heap and all its writable memory (RLIMIT_DATA). Default 512. */
+  memoryMb?: number;
+  /** Stack size of the isolate's JS thread, MiB (default: Node's). */
+  stackMb?: number;
+  /** An isolate that died is started again on the next call at most this many times a minute (default 3; 0: never). */
+  maxRestartsPerMinute?: number;
+}
+
+/** The isolation a load asks for (the target's mode and limits). */
+export interface IsolationSettings extends IsolationLimits {
+  mode: 'worker' | 'process';
+}
+
+/** The host's handle on a version's worker thread or child process. */
+export interface IsolateHandle {
+  readonly mode: 'worker' | 'process';
+  /** The worker's thread id or the child's pid (of the current incarnation). */
+  readonly id: number;
+  /** How many times it was started again after dying. */
+  readonly restarts: number;
+  /** Why it died last (undefined while it never has). */
+  readonly death: string | undefined;
+  /** `listener` is told each time the isolate dies (crash, exit, killed as stuck or out of memory). */
+  onDeath(listener: (reason: string) => void): void;
+  /** Ends the isolate for good (its memory goes back); pending calls fail. Idempotent. */
+  terminate(): Promise<void>;
 }
 
 /** Supplied by the target's declaration: how a wasm instance becomes the target's api. */
@@ -80,6 +119,8 @@ export interface LoadOptions {
    * deep-frozen `config`, and `restored` when reloading after a restart.
    */
   initContext?: Record<string, unknown>;
+  /** Run the payload in its own worker thread or child process instead of this thread. */
+  isolation?: IsolationSettings;
 }
 
 /**

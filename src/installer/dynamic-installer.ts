@@ -11,13 +11,14 @@ import {
   type PayloadType,
 } from '../core/index.js';
 import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
+import { loadIsolated, resolveIsolation } from './isolate/index.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
 import type { DynamicInstallerOptions, LoadedModule, LoadOptions, StagedPayload, WasmInstance, WasmModule } from './types.js';
 
 export const DEFAULT_MAX_LIVE_VERSIONS_PER_TARGET = 16;
 
 export const NATIVE_REFUSAL =
-  'native (.node) payloads cannot be unloaded from a process; they will run only in an isolated worker/child mode, which is not available yet';
+  "native (.node) payloads can neither be unloaded from a process nor contained in it: they run only in a target declared with isolation: 'process'";
 
 /** The distinct payload versions one target holds in this process. */
 interface LiveVersions {
@@ -89,16 +90,25 @@ export class DynamicInstaller implements PatchInstaller {
   }
 
   /**
-   * Loads a staged payload into this process and returns what it provides. The staged file is
+   * Loads a staged payload into this process — or, with `options.isolation`, into a worker
+   * thread or child process of its own — and returns what it provides. The staged file is
    * re-verified first: bytes are never imported or compiled unless they hash to their name.
    * Errors: LOAD_FAILED (the payload failed to import / compile / initialise, lacks a required
-   * function, is native, or the target is at its live-version cap), the verification errors of
+   * function, is native outside isolation 'process', is wasm in isolation, its isolate died or
+   * timed out while loading, or the target is at its live-version cap), the verification errors of
    * `verifyStaged`, INVALID (bad arguments).
    */
   async load(staged: StagedPayload, options: LoadOptions): Promise<LoadedModule> {
     const { sha256, type } = this.#checkStaged(staged);
     const opts = checkLoadOptions(options);
     const subject: LoadSubject = { target: opts.target, version: opts.version, patchId: opts.patchId, sha256 };
+    if (opts.isolation !== undefined) {
+      resolveIsolation(opts.isolation, 'options.isolation');
+      // Re-verified like an inline load: bytes never run unless they hash to their name. An
+      // isolated version is not counted as live: retiring it ends its isolate, memory and all.
+      const { staged: checked } = await verifyStagedFile(this.stagedPathFor(sha256, type), sha256, type, false);
+      return loadIsolated(checked, opts, subject);
+    }
     switch (type) {
       case 'native':
         // Refused before reading anything: there is no safe way to run it in-process.

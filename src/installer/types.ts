@@ -3,7 +3,20 @@
  * structural WebAssembly types) live in core, beside `PatchInstaller`, so that the runtime and
  * the Planner can name them without depending on this module's implementation.
  */
-export type { LoadOptions, LoadedModule, StagedPayload, WasmAdapter, WasmExports, WasmImports, WasmInstance, WasmModule } from '../core/index.js';
+export type {
+  IsolateHandle,
+  IsolationLimits,
+  IsolationMode,
+  IsolationSettings,
+  LoadOptions,
+  LoadedModule,
+  StagedPayload,
+  WasmAdapter,
+  WasmExports,
+  WasmImports,
+  WasmInstance,
+  WasmModule,
+} from '../core/index.js';
 
 export interface DynamicInstallerOptions {
   /**

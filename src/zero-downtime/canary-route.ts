@@ -5,7 +5,7 @@ import { overwhelmingErrors } from './canary-judge.js';
 import { runDifferential } from './differential-call.js';
 import type { CanaryRouteOptions } from './canary-route-options.js';
 import type { RuntimeVersion } from './runtime-version.js';
-import { isThenable } from './thenable.js';
+import { elapsedMs, isThenable } from './thenable.js';
 
 // Re-exported (as planner.ts does its options): the route's importers take it and its options from one place.
 export { latencyShare, type CanaryRouteOptions, type OutputValidator } from './canary-route-options.js';
@@ -147,8 +147,8 @@ export class CanaryRoute {
   }
 
   /** A timed candidate call's duration; the baseline is owed a timing at the same moment. */
-  #candidateLatency(started: number): void {
-    const ms = performance.now() - started;
+  #candidateLatency(started: number, result?: unknown): void {
+    const ms = elapsedMs(started, result);
     this.evidence.candidateLatency.add(ms, this.#options.random);
     this.candidate.addLatency(ms / 1000);
     if (this.#armed < MAX_ARMED) this.#armed += 1;
@@ -221,8 +221,8 @@ export class CanaryRoute {
     return result;
   }
 
-  #baselineLatency(started: number): void {
-    const ms = performance.now() - started;
+  #baselineLatency(started: number, result?: unknown): void {
+    const ms = elapsedMs(started, result);
     const ev = this.evidence;
     (!this.#latencyTimed || ev.candidate.calls <= this.#options.warmupCalls ? ev.baselineDuringWarmup : ev.baselineLatency).add(ms, this.#options.random);
     this.baseline.addLatency(ms / 1000);
@@ -299,7 +299,7 @@ export class CanaryRoute {
     return Promise.resolve(result).then(
       (value) => {
         v.leave();
-        if (timed) this.#baselineLatency(started);
+        if (timed) this.#baselineLatency(started, result);
         return value;
       },
       (error: unknown) => {
@@ -350,7 +350,7 @@ export class CanaryRoute {
           v.leave();
           if (!this.deadlines.settle(handle)) return;
           try {
-            resolve(this.#candidateValue(value, index, args, timed, started, onBaseline));
+            resolve(this.#candidateValue(value, index, args, timed, started, onBaseline, result));
           } catch (error) {
             reject(error);
           }
@@ -366,8 +366,16 @@ export class CanaryRoute {
     });
   }
 
-  #candidateValue(value: unknown, index: number, args: readonly unknown[], timed: boolean, started: number, onBaseline: () => unknown): unknown {
-    if (timed) this.#candidateLatency(started);
+  #candidateValue(
+    value: unknown,
+    index: number,
+    args: readonly unknown[],
+    timed: boolean,
+    started: number,
+    onBaseline: () => unknown,
+    result?: unknown,
+  ): unknown {
+    if (timed) this.#candidateLatency(started, result);
     if (this.#options.validate !== undefined && !this.#valid(index, value, args)) return this.#invalidOutput(onBaseline, index);
     return value;
   }

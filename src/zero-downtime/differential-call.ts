@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { CallDeadlines } from './call-deadlines.js';
 import type { RuntimeVersion } from './runtime-version.js';
-import { isThenable } from './thenable.js';
+import { elapsedMs, isThenable } from './thenable.js';
 
 /** One shadowed call: the same arguments on both versions, at the same moment. */
 export interface DifferentialCall {
@@ -132,7 +132,7 @@ function settle(r: ReturnType<typeof invoke>, timed: boolean): Promise<Settled> 
   if (r.threw) return Promise.resolve({ threw: true, value: undefined, error: r.error, ms: r.ms });
   if (!isThenable(r.value)) return Promise.resolve({ threw: false, value: r.value, error: undefined, ms: r.ms });
   return Promise.resolve(r.value).then(
-    (value) => ({ threw: false, value, error: undefined, ms: timed ? performance.now() - r.started : 0 }),
-    (error: unknown) => ({ threw: true, value: undefined, error, ms: timed ? performance.now() - r.started : 0 }),
+    (value) => ({ threw: false, value, error: undefined, ms: timed ? elapsedMs(r.started, r.value) : 0 }),
+    (error: unknown) => ({ threw: true, value: undefined, error, ms: timed ? elapsedMs(r.started, r.value) : 0 }),
   );
 }

@@ -5,7 +5,7 @@ export { CanaryEvidence, LatencyReservoir, PairReservoir, SideCounts, type StepC
 export { CanaryRoute, fnv1a32, latencyShare, type CanaryRouteOptions, type OutputValidator } from './canary-route.js';
 export { isThenable } from './thenable.js';
 export { RuntimeVersion, type RuntimeVersionInit, type VersionHooks } from './runtime-version.js';
-export { Target, interfaceKeys, type CanaryControl, type TargetDeclaration } from './target.js';
+export { Target, interfaceKeys, type CanaryControl, type IsolatedApi, type TargetDeclaration } from './target.js';
 export { HotPatchRuntime, type RestoreReport, type RuntimeOptions } from './runtime.js';
 export { type TargetStatus, type VersionStatus } from './runtime-status.js';
 export { type DrainReport } from './version-disposal.js';

@@ -36,14 +36,7 @@ export class RecordedVersions {
     if (record.id === null || record.sha256 === undefined || record.type === undefined) return target.builtin;
     const staged = await this.#installer.verifyStaged(record.sha256, record.type);
     if (verifier !== undefined) await this.#reverify(target, record, staged.path, verifier);
-    const mod = await this.#installer.load(staged, {
-      target: target.name,
-      version: record.version,
-      patchId: record.id,
-      requiredFunctions: target.keys,
-      ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
-      initContext: { target: target.name, version: record.version, patchId: record.id, restored: true, config: target.config },
-    });
+    const mod = await this.#installer.load(staged, target.loadOptions({ version: record.version, patchId: record.id, restored: true }));
     const version = this.#versionOf(target, mod, { version: record.version, patchId: record.id, sha256: record.sha256, type: record.type });
     await runSelfTests(target, version);
     return version;

@@ -1,5 +1,5 @@
 import type { CanaryRoute } from './canary-route.js';
-import { isThenable } from './thenable.js';
+import { elapsedMs, isThenable } from './thenable.js';
 import type { RuntimeVersion } from './runtime-version.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
@@ -90,7 +90,7 @@ class DurationProbe implements Detour {
     return Promise.resolve(result).then(
       (value) => {
         v.leave();
-        v.addLatency((performance.now() - started) / 1000);
+        v.addLatency(elapsedMs(started, result) / 1000);
         return value;
       },
       (error: unknown) => {

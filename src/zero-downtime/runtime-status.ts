@@ -6,10 +6,14 @@ export interface VersionStatus {
   version: string;
   patchId: string | null;
   inflight: number;
+  /** Its worker thread (thread id) or child process (pid), when the target is isolated and this is a patch version. */
+  isolate?: { mode: 'worker' | 'process'; id: number; restarts: number; death?: string };
 }
 
 export interface TargetStatus {
   target: string;
+  /** Where its patch versions run. */
+  isolation: 'inline' | 'worker' | 'process';
   active: VersionStatus;
   previous: VersionStatus | undefined;
   frozen: string | undefined;
@@ -29,6 +33,7 @@ export function targetStatus(t: Target<object>, probation: TargetStatus['probati
   const canary = t.canary;
   return {
     target: t.name,
+    isolation: t.isolation?.mode ?? 'inline',
     active: versionStatus(t.active),
     previous: t.previous === undefined ? undefined : versionStatus(t.previous),
     frozen: t.frozen,
@@ -65,5 +70,8 @@ export function probationLeftMs(meta: Partial<VersionRecord>, endsAt: number | u
 }
 
 function versionStatus(v: RuntimeVersion): VersionStatus {
-  return { version: v.version, patchId: v.patchId, inflight: v.inflight };
+  const status: VersionStatus = { version: v.version, patchId: v.patchId, inflight: v.inflight };
+  const i = v.isolate;
+  if (i !== undefined) status.isolate = { mode: i.mode, id: i.id, restarts: i.restarts, ...(i.death === undefined ? {} : { death: i.death }) };
+  return status;
 }

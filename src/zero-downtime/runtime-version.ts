@@ -1,4 +1,4 @@
-import type { PayloadType } from '../core/index.js';
+import type { IsolateHandle, PayloadType } from '../core/index.js';
 import type { VersionRecord } from '../rollback/index.js';
 
 /** Lifecycle hooks a version may have (an esm payload's exports, or the host's declaration). */
@@ -19,6 +19,8 @@ export interface RuntimeVersionInit {
   /** Functions in the target's interface order. */
   functions: readonly ((...args: unknown[]) => unknown)[];
   hooks: VersionHooks;
+  /** The version's worker thread or child process, when its target is isolated. */
+  isolate?: IsolateHandle;
 }
 
 const LATENCY_RING = 1024;
@@ -37,6 +39,7 @@ export class RuntimeVersion {
   readonly impl: object;
   readonly functions: readonly ((...args: unknown[]) => unknown)[];
   readonly hooks: VersionHooks;
+  readonly isolate: IsolateHandle | undefined;
   inflight = 0;
   disposed = false;
   /** Calls and thrown errors since load, for metrics (plain increments: the hot path stays cheap). */
@@ -61,6 +64,7 @@ export class RuntimeVersion {
     this.impl = init.impl;
     this.functions = init.functions;
     this.hooks = init.hooks;
+    this.isolate = init.isolate;
   }
 
   /** Records the duration of a sampled call (seconds). */

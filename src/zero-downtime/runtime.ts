@@ -12,7 +12,7 @@ import {
 import { RollbackIndex, StateStore, emptyTargetState, type VersionRecord } from '../rollback/index.js';
 import semver from 'semver';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
-import { Target, type TargetDeclaration } from './target.js';
+import { Target, type IsolatedApi, type TargetDeclaration } from './target.js';
 import { MAX_TIMER_MS } from './options.js';
 import { ProbationClock } from './probation-clock.js';
 import { RecordedVersions, restoredMeta } from './recorded-versions.js';
@@ -84,6 +84,8 @@ export class HotPatchRuntime {
   }
 
   /** Declares a target; its built-in implementation is active until a patch is applied or restored. */
+  target<T extends object>(name: string, declaration: TargetDeclaration<T, IsolatedApi<T>> & { isolation: 'worker' | 'process' }): Target<T, IsolatedApi<T>>;
+  target<T extends object>(name: string, declaration: TargetDeclaration<T>): Target<T>;
   target<T extends object>(name: string, declaration: TargetDeclaration<T>): Target<T> {
     if (this.#targets.has(name)) throw new HotPatchError('INVALID', `target ${name} is already declared`);
     const target = new Target(name, declaration);
@@ -339,8 +341,14 @@ export class HotPatchRuntime {
     if (mod.dispose !== undefined) hooks.dispose = mod.dispose;
     if (mod.exportState !== undefined) hooks.exportState = mod.exportState;
     if (mod.importState !== undefined) hooks.importState = mod.importState;
-    const version = target.versionFrom(mod.api, { ...init, hooks });
+    const version = target.versionFrom(mod.api, { ...init, hooks, ...(mod.isolate === undefined ? {} : { isolate: mod.isolate }) });
     this.#disposal.track(version);
+    mod.isolate?.onDeath((why) => {
+      const role = version === target.active ? 'the active version' : target.canary?.candidate === version ? 'the canary candidate' : 'a retained version';
+      emitRedactedWarning(`${target.name} ${version.label} (${role}): its ${mod.isolate!.mode} ${why}; the service keeps serving`, {
+        code: 'HOTPATCH_ISOLATE_DIED',
+      });
+    });
     return version;
   }
 

@@ -1,6 +1,16 @@
 import semver from 'semver';
-import { HotPatchError, parseTargetName } from '../core/index.js';
-import { checkTargetConfig, type TargetConfig, type WasmAdapter } from '../installer/index.js';
+import { HotPatchError, describe, parseTargetName, recordCallMs, type IsolateHandle } from '../core/index.js';
+import { isThenable } from './thenable.js';
+import {
+  checkTargetConfig,
+  resolveIsolation,
+  type IsolationLimits,
+  type IsolationMode,
+  type LoadOptions,
+  type ResolvedIsolation,
+  type TargetConfig,
+  type WasmAdapter,
+} from '../installer/index.js';
 import type { CanaryRoute } from './canary-route.js';
 import { Router, asyncMethod, syncMethod } from './router.js';
 import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
@@ -8,13 +18,16 @@ import { RuntimeVersion, type VersionHooks } from './runtime-version.js';
 type AnyFunction = (...args: unknown[]) => unknown;
 
 /** What a host declares for one hot-swappable target. */
-export interface TargetDeclaration<T extends object> {
+export interface TargetDeclaration<T extends object, A extends object = T> {
   /** Semver version of the implementation in the host's own code. */
   version: string;
   /** The implementation: its methods (own and inherited) are the target's interface. */
   impl: T;
-  /** Known-answer tests run against every candidate's api before it takes any live call. */
-  selfTest?: (api: T) => unknown;
+  /**
+   * Known-answer tests run against every candidate's api before it takes any live call (in an
+   * isolated target that api is async, like `target.api`).
+   */
+  selfTest?: (api: A) => unknown;
   /** How a wasm payload's exports become this interface. */
   adapter?: WasmAdapter;
   /** Same input → same output: the canary compares candidate and baseline outputs. */
@@ -41,7 +54,23 @@ export interface TargetDeclaration<T extends object> {
    * than from process.env, and cannot change what the next version gets.
    */
   config?: TargetConfig;
+  /**
+   * Where each patch version runs: `inline` (the default: in the service's own thread), or a
+   * `worker` thread / child `process` of its own, which a loop, a crash, an exit or a leak of
+   * the patch cannot take the service down with, and which is ended (memory and all) when the
+   * version retires. In an isolated target every method of `api` returns a promise (see
+   * `IsolatedApi`); arguments and results cross by structured clone. The built-in stays in
+   * the service's thread. Native (.node) payloads need `process`.
+   */
+  isolation?: IsolationMode;
+  /** Deadlines, memory cap and restart budget of isolated versions (ignored inline). */
+  isolationLimits?: IsolationLimits;
 }
+
+/** The api of an isolated target: each method of `T`, returning a promise of what it returns. */
+export type IsolatedApi<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : T[K];
+};
 
 /** Manual decisions an operator can take while a canary runs. */
 export interface CanaryControl {
@@ -68,11 +97,14 @@ export function interfaceKeys(impl: object): string[] {
  * `target.api.m()` run with the chosen version's own object as `this`, so nested
  * `this.other()` calls stay on that version; any other `this` is passed through untouched.
  */
-export class Target<T extends object> {
+export class Target<T extends object, A extends object = T> {
   readonly name: string;
-  readonly api: T;
+  /** The routed interface: `T`, or `IsolatedApi<T>` for a target declared with isolation 'worker' or 'process'. */
+  readonly api: A;
+  /** The isolation of its patch versions, limits resolved; undefined inline. */
+  readonly isolation: ResolvedIsolation | undefined;
   readonly keys: readonly string[];
-  readonly declaration: TargetDeclaration<T>;
+  readonly declaration: TargetDeclaration<T, A>;
   /** The declaration's `config`, checked, copied and deep-frozen: what every version's init(ctx) gets. */
   readonly config: TargetConfig | undefined;
   readonly builtin: RuntimeVersion;
@@ -84,7 +116,7 @@ export class Target<T extends object> {
   frozen: string | undefined;
   readonly #router: Router;
 
-  constructor(name: string, declaration: TargetDeclaration<T>) {
+  constructor(name: string, declaration: TargetDeclaration<T, A>) {
     this.name = parseTargetName(name, 'target name');
     if (typeof declaration !== 'object' || declaration === null) throw new HotPatchError('INVALID', `target ${name}: declaration must be an object`);
     if (typeof declaration.version !== 'string' || semver.valid(declaration.version) === null) {
@@ -95,6 +127,7 @@ export class Target<T extends object> {
       throw new HotPatchError('INVALID', `target ${name}: validate must be a function`);
     }
     this.config = declaration.config === undefined ? undefined : checkTargetConfig(declaration.config, `target ${name}: config`);
+    this.isolation = isolationOf(name, declaration);
     this.declaration = declaration;
     this.keys = interfaceKeys(declaration.impl);
     if (this.keys.length === 0) throw new HotPatchError('INVALID', `target ${name}: impl has no methods to route`);
@@ -106,18 +139,34 @@ export class Target<T extends object> {
     if (declaration.exportState !== undefined) hooks.exportState = declaration.exportState;
     if (declaration.importState !== undefined) hooks.importState = declaration.importState;
     if (declaration.dispose !== undefined) hooks.dispose = declaration.dispose;
-    this.builtin = this.versionFrom(declaration.impl, { version: declaration.version, patchId: null, hooks });
+    // Isolated: every call is async (the versions answer across a boundary), the built-in's too.
+    const builtinImpl = this.isolation === undefined ? declaration.impl : promising(declaration.impl, this.keys);
+    this.builtin = this.versionFrom(builtinImpl, { version: declaration.version, patchId: null, hooks });
     this.#router = new Router(this.builtin);
 
     const api: Record<string, AnyFunction> = {};
     const router = this.#router;
     this.keys.forEach((key, index) => {
       const original = (declaration.impl as Record<string, AnyFunction>)[key]!;
-      const isAsync = asyncKeys.has(key) || original.constructor?.name === 'AsyncFunction';
+      const isAsync = this.isolation !== undefined || asyncKeys.has(key) || original.constructor?.name === 'AsyncFunction';
       api[key] = isAsync ? asyncMethod(router, api, index) : syncMethod(router, api, index);
       Object.defineProperty(api[key], 'name', { value: key });
     });
-    this.api = Object.freeze(api) as unknown as T;
+    this.api = Object.freeze(api) as unknown as A;
+  }
+
+  /** What the installer is asked to load a version of this target with (apply and restore alike). */
+  loadOptions(init: { version: string; patchId: string; restored?: true }, loadTimeoutMs?: number): LoadOptions {
+    const isolation = this.isolation === undefined ? undefined : { ...this.isolation, ...(loadTimeoutMs === undefined ? {} : { loadTimeoutMs }) };
+    return {
+      target: this.name,
+      version: init.version,
+      patchId: init.patchId,
+      requiredFunctions: this.keys,
+      ...(this.declaration.adapter === undefined ? {} : { adapter: this.declaration.adapter }),
+      initContext: { target: this.name, ...init, config: this.config },
+      ...(isolation === undefined ? {} : { isolation: withoutUndefined(isolation) }),
+    };
   }
 
   get active(): RuntimeVersion {
@@ -131,7 +180,7 @@ export class Target<T extends object> {
   /** Wraps an implementation object (built-in or a loaded payload's api) as a version of this target. */
   versionFrom(
     impl: object,
-    init: { version: string; patchId: string | null; sha256?: string; type?: RuntimeVersion['type']; hooks: VersionHooks },
+    init: { version: string; patchId: string | null; sha256?: string; type?: RuntimeVersion['type']; hooks: VersionHooks; isolate?: IsolateHandle },
   ): RuntimeVersion {
     const functions = this.keys.map((k) => {
       const fn = (impl as Record<string, unknown>)[k];
@@ -142,12 +191,12 @@ export class Target<T extends object> {
   }
 
   /** An api object bound to one version only (for its self-test). */
-  apiOf(version: RuntimeVersion): T {
+  apiOf(version: RuntimeVersion): A {
     const out: Record<string, AnyFunction> = {};
     this.keys.forEach((k, i) => {
       out[k] = (...args: unknown[]) => version.functions[i]!.apply(version.impl, args);
     });
-    return out as unknown as T;
+    return out as unknown as A;
   }
 
   /** @internal routing changes, used by twoPhaseApply and the runtime. */
@@ -194,4 +243,63 @@ export class Target<T extends object> {
     this.applying.control.abortReason = reason;
     this.applying.control.wake();
   }
+}
+
+function isolationOf(name: string, declaration: Pick<TargetDeclaration<object>, 'isolation' | 'isolationLimits' | 'adapter'>): ResolvedIsolation | undefined {
+  const mode = declaration.isolation ?? 'inline';
+  if (mode !== 'inline' && mode !== 'worker' && mode !== 'process') {
+    throw new HotPatchError('INVALID', `target ${name}: isolation must be 'inline', 'worker' or 'process', got ${describe(mode)}`);
+  }
+  const limits = declaration.isolationLimits ?? {};
+  if (typeof limits !== 'object' || limits === null) throw new HotPatchError('INVALID', `target ${name}: isolationLimits must be an object`);
+  if (mode === 'inline') return undefined;
+  if (declaration.adapter !== undefined) {
+    throw new HotPatchError('INVALID', `target ${name}: a wasm adapter is host code and cannot cross into a ${mode}; wasm targets run inline`);
+  }
+  return resolveIsolation({ ...limits, mode }, `target ${name}: isolationLimits`);
+}
+
+/**
+ * `impl` with each interface method returning a promise (a throw, a rejected one), for an
+ * isolated target's built-in; each call's running time is recorded for the canary, as an
+ * isolate records its versions' (core/call-durations.ts).
+ */
+function promising(impl: object, keys: readonly string[]): object {
+  const out: Record<string, AnyFunction> = Object.create(impl) as Record<string, AnyFunction>;
+  for (const key of keys) {
+    const fn = (impl as Record<string, AnyFunction>)[key]!;
+    out[key] = function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      const started = performance.now();
+      let result: unknown;
+      try {
+        // Run on the host's own object, so its nested this.other() calls stay synchronous.
+        result = fn.apply(this === out ? impl : this, args);
+      } catch (error) {
+        const rejected = Promise.reject(error);
+        recordCallMs(rejected, performance.now() - started);
+        return rejected;
+      }
+      if (!isThenable(result)) {
+        const resolved = Promise.resolve(result);
+        recordCallMs(resolved, performance.now() - started);
+        return resolved;
+      }
+      const settled: Promise<unknown> = Promise.resolve(result).then(
+        (value) => {
+          recordCallMs(settled, performance.now() - started);
+          return value;
+        },
+        (error: unknown) => {
+          recordCallMs(settled, performance.now() - started);
+          throw error;
+        },
+      );
+      return settled;
+    };
+  }
+  return out;
+}
+
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

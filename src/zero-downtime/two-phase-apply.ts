@@ -168,21 +168,18 @@ export async function twoPhaseApply(
       opts.loadTimeoutMs,
       () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`,
     );
-    const mod = await loadDeadline.race(
-      installer.load(staged, {
-        target: target.name,
-        version: manifest.version,
-        patchId: manifest.id,
-        requiredFunctions: target.keys,
-        ...(target.declaration.adapter === undefined ? {} : { adapter: target.declaration.adapter }),
-        initContext: { target: target.name, version: manifest.version, patchId: manifest.id, config: target.config },
-      }),
-    );
+    const mod = await loadDeadline.race(installer.load(staged, target.loadOptions({ version: manifest.version, patchId: manifest.id }, opts.loadTimeoutMs)));
     candidate = runtime.versionOfModule(target as Target<object>, mod, {
       version: manifest.version,
       patchId: manifest.id,
       sha256: staged.sha256,
       type: staged.type,
+    });
+    // An isolated candidate that dies (a crash, an exit, killed as stuck or out of memory) has
+    // failed its canary: every call back on the baseline at once.
+    const isolatedCandidate = candidate;
+    candidate.isolate?.onDeath((why) => {
+      if (route !== undefined && route.candidate === isolatedCandidate) route.trip(`the candidate's ${isolatedCandidate.isolate!.mode} died: ${why}`);
     });
 
     // phase 3: known-answer tests before any live call reaches the candidate.

@@ -60,8 +60,11 @@ export class VersionDisposal {
     // ES modules are cached per file: a re-applied payload (A → B → A) gives a new version
     // over the same module — maybe still loading or self-testing. The module's dispose()
     // runs only when the last version over it goes.
-    if (version.sha256 !== undefined && [...this.#modules].some((v) => v.sha256 === version.sha256)) return;
-    if (version.patchId !== null && version.sha256 !== undefined) this.#installer?.release(target.name, version.sha256);
+    // An isolated version has an isolate of its own, ended by its dispose, whoever shares the file.
+    if (version.isolate === undefined) {
+      if (version.sha256 !== undefined && [...this.#modules].some((v) => v.sha256 === version.sha256)) return;
+      if (version.patchId !== null && version.sha256 !== undefined) this.#installer?.release(target.name, version.sha256);
+    }
     try {
       await version.hooks.dispose?.();
     } catch (error) {

@@ -71,7 +71,10 @@ const runtime = new HotPatchRuntime({ stateDir: config.stateDir, bus, installer 
 const target = runtime.target(TARGET, {
   version: BUILTIN_VERSION,
   impl: { digest: (s: string): string => expectedDigest(BUILTIN_VERSION, s) },
+  ...(config.isolation === undefined ? {} : { isolation: config.isolation }),
 });
+/** Inline the answer itself; isolated (config.isolation) a promise of it. */
+const digest = (input: string): string | Promise<string> => target.api.digest(input);
 
 const KNOWN_VERSIONS = new Set<string>([BUILTIN_VERSION, ...Object.values(PATCHES).map((p) => p.version)]);
 
@@ -80,7 +83,7 @@ async function load(): Promise<void> {
   for (let i = 0; ; i++) {
     const input = `m${i}`;
     try {
-      const answer = target.api.digest(input);
+      const answer = await digest(input);
       const colon = answer.indexOf(':');
       const version = answer.slice(0, colon);
       if (!KNOWN_VERSIONS.has(version) || answer.slice(colon + 1) !== createHash('sha256').update(input).digest('hex')) {
@@ -112,7 +115,8 @@ async function apply(action: Extract<ChildAction, { op: 'apply' }>): Promise<voi
       runtime,
       probationMs: action.probationMs,
       steps: [1],
-      canaryInterval: 5,
+      // An isolated call is a round trip to a worker or child: a longer look gathers as many calls.
+      canaryInterval: config.isolation === undefined ? 5 : 20,
       backoffFactor: 1,
       jitterRatio: 0,
       minCallsPerStep: 5,
@@ -168,8 +172,9 @@ async function main(): Promise<void> {
     process.exit(3);
   }
   const probe = config.probe ?? 'probe';
-  out({ event: 'restored', version: target.active.version, patchId: target.active.patchId, reports, output: target.api.digest(probe) });
-  if (config.load ?? config.actions.length > 0) void load();
+  out({ event: 'restored', version: target.active.version, patchId: target.active.patchId, reports, output: await digest(probe) });
+  // Isolated calls wait on a round trip: several callers keep the candidate as busy as inline.
+  if (config.load ?? config.actions.length > 0) for (let i = 0; i < (config.isolation === undefined ? 1 : 8); i++) void load();
   for (const action of config.actions) {
     switch (action.op) {
       case 'apply':

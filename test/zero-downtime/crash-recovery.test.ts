@@ -21,9 +21,14 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseStateFile, type StateFile, type TargetState } from '../../src/rollback/index.js';
 import { seeded } from './fixtures.js';
-import { BUILTIN_VERSION, PATCHES, TARGET, expectedDigest, patchSha256, type ChildAction, type ChildConfig } from './crash-shared.js';
+import { BUILTIN_VERSION, PATCHES, TARGET, expectedDigest, isolationUnderTest, patchSha256, type ChildAction, type ChildConfig } from './crash-shared.js';
 
 const CHILD = fileURLToPath(new URL('./crash-child.js', import.meta.url));
+/**
+ * The isolation the child declares its target with: inline here; crash-recovery-worker.test and
+ * crash-recovery-process.test run this whole suite again with the versions in workers / children.
+ */
+const ISOLATION = isolationUnderTest();
 const PROBE = 'probe';
 const LONG_PROBATION = 60_000;
 /** A canary whose first step ends quickly and whose second lasts seconds: a kill lands inside it. */
@@ -57,7 +62,8 @@ class Child {
   #onClose: (() => void)[] = [];
 
   constructor(config: ChildConfig) {
-    this.proc = spawn(process.execPath, [CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const isolated = ISOLATION === undefined ? config : { ...config, isolation: ISOLATION };
+    this.proc = spawn(process.execPath, [CHILD, JSON.stringify(isolated)], { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(this.proc);
     this.proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.stderr += d;

@@ -80,4 +80,14 @@ export interface ChildConfig {
    * "after" (right after the rename, before the directory fsync).
    */
   killAtStateWrite?: { n: number; how: 'mid' | 'after' };
+  /** The target's isolation (default inline). */
+  isolation?: 'worker' | 'process';
+}
+
+/** Set by the wrapper files that run a suite again with isolated versions (HOTPATCH_TEST_ISOLATION). */
+export function isolationUnderTest(): 'worker' | 'process' | undefined {
+  const mode = process.env.HOTPATCH_TEST_ISOLATION;
+  if (mode === undefined || mode === '' || mode === 'inline') return undefined;
+  if (mode !== 'worker' && mode !== 'process') throw new Error(`HOTPATCH_TEST_ISOLATION must be inline, worker or process, got ${mode}`);
+  return mode;
 }
