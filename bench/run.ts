@@ -26,6 +26,7 @@ import { run as fleetProcesses } from './fleet-processes.js';
 import { run as fleetRollout } from './fleet-rollout.js';
 import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
 import { run as importCost } from './import-cost.js';
+import { run as isolationCalls } from './isolation-calls.js';
 import { run as manifestVerify } from './manifest-verify.js';
 import { run as payloadHash } from './payload-hash.js';
 import { run as peerReload } from './peer-reload.js';
@@ -49,6 +50,7 @@ const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promi
   { name: 'cli-verify', run: cliVerify },
   { name: 'runtime-calls', run: runtimeCalls },
   { name: 'runtime-swaps', run: runtimeSwaps },
+  { name: 'isolation-calls', run: isolationCalls },
   { name: 'fleet-rollout', run: fleetRollout },
   { name: 'fleet-processes', run: fleetProcesses },
   { name: 'canary-judge', run: canaryJudge },

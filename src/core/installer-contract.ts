@@ -92,6 +92,13 @@ export interface IsolateHandle {
   readonly restarts: number;
   /** Why it died last (undefined while it never has). */
   readonly death: string | undefined;
+  /** `ready` (answering), `loading` (starting, or starting again after a death), `dead` (until the next call restarts it) or `terminated` (retired for good). */
+  readonly state: 'loading' | 'ready' | 'dead' | 'terminated';
+  /**
+   * What crossing the boundary adds to a call, in ms: the median, over its recent calls, of the
+   * round trip seen by the caller minus the time the call ran inside (undefined before any call).
+   */
+  readonly overheadMs: number | undefined;
   /** `listener` is told each time the isolate dies (crash, exit, killed as stuck or out of memory). */
   onDeath(listener: (reason: string) => void): void;
   /** Ends the isolate for good (its memory goes back); pending calls fail. Idempotent. */

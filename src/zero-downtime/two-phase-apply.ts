@@ -5,7 +5,7 @@ import { RealmSnapshot } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
 import { CanaryRoute, latencyShare, type OutputValidator } from './canary-route.js';
-import { resolveZdtOptions, type ZdtOptions } from './options.js';
+import { resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
 import { runSelfTests } from './recorded-versions.js';
 import { HotPatchRuntime } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
@@ -240,7 +240,7 @@ export async function twoPhaseApply(
           break steps;
         }
         look += 1;
-        const analysis = judge(canaryRoute.evidence, look, i === opts.steps.length - 1, opts);
+        const analysis = judge(canaryRoute.evidence, look, i === opts.steps.length - 1, judgedOptions(opts, baseline, candidate));
         let { verdict, reason } = analysis;
         let figures = analysis.figures;
         // A trip decided already (mid-interval, every call back on the baseline): it is the verdict.
@@ -349,6 +349,19 @@ export async function twoPhaseApply(
     handled.add(error);
     throw error;
   }
+}
+
+/**
+ * The judge's options for this look. An isolated version is timed inside its isolate, while
+ * its caller also waits for the boundary's round trip (the mode the host chose, the same for
+ * every version). What the caller sees regresses beyond the tolerance only when
+ * inside_c + o > (1 + shift)(inside_b + o), i.e. inside_c > (1 + shift) inside_b + shift · o:
+ * so `shift · o` is the noise floor, with o the boundary's measured overhead.
+ */
+function judgedOptions(opts: ResolvedZdtOptions, baseline: RuntimeVersion, candidate: RuntimeVersion): ResolvedZdtOptions {
+  const overhead = Math.max(baseline.isolate?.overheadMs ?? 0, candidate.isolate?.overheadMs ?? 0);
+  const floor = opts.maxLatencyShift * overhead;
+  return floor > opts.latencyNoiseFloorMs ? { ...opts, latencyNoiseFloorMs: floor } : opts;
 }
 
 /** Until the baseline's latency is measured, an async candidate call gets this long (ms). */

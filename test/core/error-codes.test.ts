@@ -32,6 +32,7 @@ const CONTRACT_CODES = [
   'ABORTED',
   'LOAD_FAILED',
   'CRASHED',
+  'TIMEOUT',
 ];
 
 function testSources(dir: string): string[] {

@@ -14,6 +14,7 @@ interface PendingCall {
 type State = 'loading' | 'ready' | 'dead' | 'terminated';
 
 const MINUTE_MS = 60_000;
+const OVERHEAD_RING = 128;
 
 /**
  * The host's side of one isolated version: its current worker or child (an incarnation), the
@@ -51,6 +52,9 @@ export class IsolateClient implements IsolateHandle {
   readonly #restartTimes: number[] = [];
   restarts = 0;
   death: string | undefined;
+  /** Recent (round trip − time inside) of answered calls, ms: a ring for `overheadMs`. */
+  readonly #overheads = new Float64Array(OVERHEAD_RING);
+  #overheadCount = 0;
 
   private constructor(settings: ResolvedIsolation, load: LoadRequest) {
     this.mode = settings.mode;
@@ -68,6 +72,17 @@ export class IsolateClient implements IsolateHandle {
 
   get id(): number {
     return this.#channel.id;
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  get overheadMs(): number | undefined {
+    const n = Math.min(this.#overheadCount, OVERHEAD_RING);
+    if (n === 0) return undefined;
+    const sorted = this.#overheads.slice(0, n).sort();
+    return sorted[n >> 1];
   }
 
   /** Which lifecycle hooks the payload exports. */
@@ -108,6 +123,8 @@ export class IsolateClient implements IsolateHandle {
     if (!wasAlive) return;
     const exited = new Promise<void>((resolve) => (this.#onExit = resolve));
     this.#killReason = 'terminated';
+    // Held until it has exited: a host awaiting the end of a retired version must not exit first.
+    this.#channel.hold(true);
     this.#channel.kill();
     await exited;
   }
@@ -204,7 +221,10 @@ export class IsolateClient implements IsolateHandle {
     if (call === undefined) return; // answered after its deadline: the caller already has its error
     this.#pending.delete(id);
     if (this.#pending.size === 0) this.#stopSweeper();
-    if (call.promise !== undefined && typeof ms === 'number') recordCallMs(call.promise, ms);
+    if (call.promise !== undefined && typeof ms === 'number') {
+      recordCallMs(call.promise, ms);
+      this.#overheads[this.#overheadCount++ % OVERHEAD_RING] = performance.now() - call.started - ms;
+    }
     if (ok === 1) call.resolve(value);
     else call.reject(errorFromInfo(value));
   }

@@ -1,0 +1,310 @@
+/*
+ * Benchmark 6 — isolated versions: what a call across the boundary costs, and whether a
+ * retired isolate really goes.
+ *
+ * 1. Anchor: a bare postMessage round trip to a worker thread that echoes (an id → resolver
+ *    map on the host, nothing else; the message has a call's shape, [id, index, [x]]), one
+ *    message at a time, awaited. For context, the same over a child process's IPC channel
+ *    (serialization 'advanced', as the isolates use).
+ * 2. Round trip of one call at a time (each awaited) through `target.api` of a promoted patch
+ *    version, in three targets alike but for their isolation — inline, worker, process — on
+ *    inc (`x => x + 1`) and sha (SHA-256 of a 64-byte Buffer, returned as hex). The patches
+ *    are applied by a real twoPhaseApply of really signed payloads. Goal: worker ≤ 1.2 × the
+ *    bare postMessage round trip on inc (what the isolation layer adds: routing, the pending
+ *    call's bookkeeping and deadline sweeper, the reply's timing). Process mode is reported
+ *    against the same anchor, without a goal (its transport is a pipe, not shared memory).
+ * 3. Throughput with 64 callers in flight (each awaiting its call, then making the next), in
+ *    calls/s, for the anchor, worker and process (informational).
+ * 4. True unload (isolation-unload.ts): 50 versions that each retain ~8 MB, promoted one after
+ *    another; host RSS (and, in process mode, the live children's) after 2 versions against
+ *    after 50. Goal: within 10 %.
+ *
+ * Round trips are timed in wall time (the host waits on another thread or process: CPU time
+ * would not see it), each round calibrated to a fixed length, cases interleaved round by
+ * round (A B C …, A B C …) after one warm-up round; figures are medians of rounds.
+ *
+ * --quick: 3 rounds of ~40 ms per round-trip case, 2 throughput windows of 150 ms per case,
+ * 10 versions per mode in the unload part.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { availableParallelism, loadavg } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { EventBus } from '../src/index.js';
+import { DynamicInstaller, HotPatchRuntime } from '../src/index-runtime.js';
+import { judge, median, withTempDir, type Row } from './harness.js';
+import { applyWhileCalling, measureUnload } from './isolation-unload.js';
+import { patchSigner } from './runtime-calls.js';
+
+const NAME = 'isolation-calls';
+const FULL = { rounds: 7, roundMs: 200, windows: 5, windowMs: 500, versions: 50 };
+const QUICK = { rounds: 3, roundMs: 40, windows: 2, windowMs: 150, versions: 10 };
+const WORKER_GOAL = '<= 1.2';
+const IN_FLIGHT = 64;
+
+const BUF64 = Buffer.alloc(64, 0x5a);
+const SHA_HEX = createHash('sha256').update(BUF64).digest('hex');
+
+interface CallApi {
+  inc(x: number): number;
+  sha(b: Uint8Array): string;
+}
+/** target.api of any of the three targets: plain values inline, promises when isolated. */
+interface AnyApi {
+  inc(x: number): number | Promise<number>;
+  sha(b: Uint8Array): string | Promise<string>;
+}
+
+const builtin: CallApi = {
+  inc: (x) => x + 1,
+  sha: (b) => createHash('sha256').update(b).digest('hex'),
+};
+const PATCH_SOURCE = `import { createHash } from 'node:crypto';
+export const api = { inc: (x) => x + 1, sha: (b) => createHash('sha256').update(b).digest('hex') };
+`;
+
+// --- the anchors: the transport alone ---
+
+/** A minimal echo client: one id → resolver map, the message shaped like a call request. */
+interface Echo {
+  call(x: number): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+function echoClient(send: (message: unknown) => void, close: () => Promise<void>): Echo & { receive(message: [number, number, number[]]): void } {
+  const pending = new Map<number, (value: unknown) => void>();
+  let next = 0;
+  return {
+    call: (x) =>
+      new Promise((resolve) => {
+        const id = ++next;
+        pending.set(id, resolve);
+        send([id, 0, [x]]);
+      }),
+    receive: ([id, , args]) => {
+      const resolve = pending.get(id);
+      pending.delete(id);
+      resolve?.(args[0]);
+    },
+    close,
+  };
+}
+
+async function workerEcho(): Promise<Echo> {
+  const worker = new Worker("require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m));", {
+    eval: true,
+  });
+  await new Promise((resolve) => worker.once('online', resolve));
+  const echo = echoClient(
+    (m) => worker.postMessage(m),
+    async () => void (await worker.terminate()),
+  );
+  worker.on('message', echo.receive);
+  return echo;
+}
+
+async function processEcho(): Promise<Echo> {
+  const child: ChildProcess = spawn(process.execPath, ['-e', "process.on('message', (m) => process.send(m)); process.send('ready');"], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'advanced',
+  });
+  await new Promise((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('error', reject);
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const echo = echoClient(
+    (m) => child.send(m as never),
+    async () => {
+      child.kill();
+      await exited;
+    },
+  );
+  child.on('message', echo.receive as (m: unknown) => void);
+  return echo;
+}
+
+// --- timing ---
+
+const now = (): number => Number(process.hrtime.bigint());
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A case: `n` calls one at a time, each awaited; returns how many answers were wrong. */
+type Loop = (n: number) => Promise<number>;
+
+function loop(call: (i: number) => unknown, right: (i: number, out: unknown) => boolean): Loop {
+  return async (n) => {
+    let wrong = 0;
+    for (let i = 0; i < n; i++) if (!right(i, await call(i))) wrong += 1;
+    return wrong;
+  };
+}
+
+/** µs per call of each case: calibrated rounds of ~roundMs, interleaved, one warm-up round. */
+async function roundTrips<K extends string>(cases: Record<K, Loop>, rounds: number, roundMs: number): Promise<{ us: Record<K, number[]>; wrong: number }> {
+  const names = Object.keys(cases) as K[];
+  const iterations = {} as Record<K, number>;
+  let wrong = 0;
+  for (const name of names) {
+    let n = 50;
+    for (;;) {
+      const t0 = now();
+      wrong += await cases[name](n);
+      const ms = (now() - t0) / 1e6;
+      if (ms >= 20 || n >= 1e7) {
+        iterations[name] = Math.max(50, Math.round((n * roundMs) / ms));
+        break;
+      }
+      n *= 2;
+    }
+  }
+  const us = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  for (let r = -1; r < rounds; r++) {
+    for (const name of names) {
+      const t0 = now();
+      wrong += await cases[name](iterations[name]);
+      if (r >= 0) us[name].push((now() - t0) / 1e3 / iterations[name]);
+    }
+  }
+  return { us, wrong };
+}
+
+/** calls/s with `IN_FLIGHT` callers for `ms`, each making its next call once its last is answered. */
+async function throughput(call: (i: number) => Promise<unknown>, ms: number): Promise<number> {
+  let running = true;
+  let calls = 0;
+  const t0 = now();
+  const callers = Array.from({ length: IN_FLIGHT }, async () => {
+    while (running) {
+      await call(calls);
+      calls += 1;
+    }
+  });
+  await sleep(ms);
+  running = false;
+  await Promise.all(callers);
+  return calls / ((now() - t0) / 1e9);
+}
+
+// --- the run ---
+
+type Mode = 'inline' | 'worker' | 'process';
+const MODES: readonly Mode[] = ['inline', 'worker', 'process'];
+type CaseId = 'postMessage' | 'ipc' | `${Mode}-${'inc' | 'sha'}`;
+
+export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
+  const size = options.quick === true ? QUICK : FULL;
+  const load0 = loadavg()[0]!;
+  const measured = await withTempDir('xps-bench-isolation-', async (dir) => {
+    const installer = new DynamicInstaller(dir);
+    const runtime = new HotPatchRuntime({ stateDir: dir, bus: new EventBus(), installer });
+    const signPatch = patchSigner();
+    const apis = {} as Record<Mode, AnyApi>;
+    const targets: { active: { isolate?: unknown; hooks: { dispose?: () => unknown } } }[] = [];
+    const echoes: Echo[] = [];
+    try {
+      for (const mode of MODES) {
+        const name = `bench.isolation.${mode}`;
+        const target =
+          mode === 'inline'
+            ? runtime.target(name, { version: '1.0.0', impl: builtin })
+            : runtime.target(name, { version: '1.0.0', impl: builtin, isolation: mode, isolationLimits: { callTimeoutMs: 10_000, memoryMb: 256 } });
+        targets.push(target);
+        apis[mode] = target.api as AnyApi;
+        await applyWhileCalling(runtime, installer, signPatch(`bench-isolation-${mode}`, name, '1.0.1', PATCH_SOURCE), (i) => apis[mode].inc(i));
+        if (target.active.patchId === null) throw new Error(`${name}: the patch is not active`);
+      }
+      const post = await workerEcho();
+      echoes.push(post);
+      const ipc = await processEcho();
+      echoes.push(ipc);
+      const same = (i: number, out: unknown): boolean => out === i;
+      const incRight = (i: number, out: unknown): boolean => out === i + 1;
+      const shaRight = (_: number, out: unknown): boolean => out === SHA_HEX;
+      const cases: Record<CaseId, Loop> = {
+        postMessage: loop((i) => post.call(i), same),
+        ipc: loop((i) => ipc.call(i), same),
+        'inline-inc': loop((i) => apis.inline.inc(i), incRight),
+        'worker-inc': loop((i) => apis.worker.inc(i), incRight),
+        'process-inc': loop((i) => apis.process.inc(i), incRight),
+        'inline-sha': loop(() => apis.inline.sha(BUF64), shaRight),
+        'worker-sha': loop(() => apis.worker.sha(BUF64), shaRight),
+        'process-sha': loop(() => apis.process.sha(BUF64), shaRight),
+      };
+      const trips = await roundTrips(cases, size.rounds, size.roundMs);
+      if (trips.wrong > 0) throw new Error(`${trips.wrong} round-trip calls answered wrong`);
+
+      const flows = { postMessage: (i: number) => post.call(i), worker: (i: number) => apis.worker.inc(i) as Promise<number>, process: (i: number) => apis.process.inc(i) as Promise<number> };
+      const rates: Record<keyof typeof flows, number[]> = { postMessage: [], worker: [], process: [] };
+      for (let w = -1; w < size.windows; w++) {
+        for (const key of Object.keys(flows) as (keyof typeof flows)[]) {
+          const rate = await throughput(flows[key], size.windowMs);
+          if (w >= 0) rates[key].push(rate);
+        }
+      }
+      return { trips: trips.us, rates };
+    } finally {
+      for (const echo of echoes) await echo.close();
+      runtime.close();
+      // The promoted versions' isolates outlive close(): end them, as a retirement does.
+      for (const t of targets) if (t.active.isolate !== undefined) await t.active.hooks.dispose?.();
+    }
+  });
+  const load1 = loadavg()[0]!;
+  const unload = await measureUnload(size.versions);
+
+  const { trips, rates } = measured;
+  const anchor = median(trips.postMessage);
+  const load = `1-min load average ${load0.toFixed(2)} → ${load1.toFixed(2)} on ${availableParallelism()} CPUs`;
+  const tripRow = (id: CaseId, label: string, extra: Partial<Row> = {}): Row => ({
+    benchmark: NAME,
+    case: label,
+    unit: 'µs/call',
+    median: median(trips[id]),
+    best: Math.min(...trips[id]),
+    rounds: trips[id].length,
+    status: 'info',
+    ...extra,
+  });
+  const vsAnchor = (id: CaseId): Partial<Row> => ({ ratio: median(trips[id]) / anchor, baseline: 'bare postMessage round trip' });
+  const rows: Row[] = [
+    tripRow('postMessage', 'bare postMessage round trip (echo worker)', {
+      status: 'baseline',
+      note: `one message at a time, awaited; ${size.rounds} interleaved rounds of ~${size.roundMs} ms (wall time) per case; ${load}`,
+    }),
+    tripRow('ipc', 'bare IPC round trip (echo child, advanced serialization)', vsAnchor('ipc')),
+  ];
+  for (const op of ['inc', 'sha'] as const) {
+    const label = op === 'inc' ? 'inc (x) => x + 1' : 'sha256(64 B) → hex';
+    for (const mode of MODES) {
+      const id = `${mode}-${op}` as const;
+      const extra: Partial<Row> = mode === 'inline' ? { note: 'no isolation: the awaited call of a sync function, for reference' } : vsAnchor(id);
+      if (mode === 'worker' && op === 'inc') {
+        const ratio = extra.ratio!;
+        extra.goal = WORKER_GOAL;
+        extra.status = judge(ratio, WORKER_GOAL);
+        extra.note = `+${(median(trips[id]) - anchor).toFixed(2)} µs per call over the bare round trip`;
+      }
+      if (mode === 'process') extra.note = `${(median(trips[id]) / median(trips.ipc)).toFixed(2)}× the bare IPC round trip`;
+      rows.push(tripRow(id, `${label}: ${mode}, one call at a time`, extra));
+    }
+  }
+  const rateRow = (key: keyof typeof rates, label: string, extra: Partial<Row>): Row => ({
+    benchmark: NAME,
+    case: label,
+    unit: 'calls/s',
+    median: median(rates[key]),
+    best: Math.max(...rates[key]),
+    rounds: rates[key].length,
+    status: 'info',
+    ...extra,
+  });
+  const oneAtATime = (id: CaseId): string => `${(1e6 / median(trips[id])).toFixed(0)} calls/s one at a time`;
+  const rateBase = `bare postMessage, ${IN_FLIGHT} in flight`;
+  rows.push(
+    rateRow('postMessage', rateBase, { status: 'baseline', note: `${size.windows} interleaved windows of ${size.windowMs} ms per case; ${oneAtATime('postMessage')}` }),
+    rateRow('worker', `inc: worker, ${IN_FLIGHT} in flight`, { ratio: median(rates.worker) / median(rates.postMessage), baseline: rateBase, note: oneAtATime('worker-inc') }),
+    rateRow('process', `inc: process, ${IN_FLIGHT} in flight`, { ratio: median(rates.process) / median(rates.postMessage), baseline: rateBase, note: oneAtATime('process-inc') }),
+  );
+  return [...rows, ...unload];
+}
