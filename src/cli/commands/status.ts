@@ -9,9 +9,11 @@ interface VersionView {
   version: string;
   patchId: string | null;
   inflight: number;
+  isolate?: { mode: 'worker' | 'process'; id: number; restarts: number; death?: string };
 }
 interface TargetView {
   target: string;
+  isolation?: 'inline' | 'worker' | 'process';
   active: VersionView;
   previous?: VersionView;
   frozen?: string;
@@ -26,6 +28,12 @@ interface PlanView {
   patch?: string;
   version?: string;
   reason?: string;
+}
+
+/** Where an isolated version runs, and whether it had to be started again. */
+function isolateText(i: NonNullable<VersionView['isolate']>): string {
+  const where = i.mode === 'worker' ? `worker thread ${i.id}` : `child pid ${i.id}`;
+  return `, ${where}${i.restarts === 0 ? '' : `, restarted ${i.restarts}× (last death: ${i.death ?? 'unknown'})`}`;
 }
 
 /** Plans per request: the agent's largest page. */
@@ -54,7 +62,8 @@ export const statusCommand: Command = {
   summary: 'targets, versions, canary progress and plans of a running agent',
   usage: `hotpatch status ${AGENT_USAGE} [--json]
 
-Shows each target's active and previous version (with calls in flight), a running
+Shows each target's active and previous version (with calls in flight, and for an
+isolated target the worker thread or child process each runs in), a running
 canary's ratio and figures, frozen targets, and the plans with their status (all of
 them: the agent serves plans a page at a time, and status reads every page). A read-only
 token (the agent's http.readTokenFile) is enough.
@@ -68,8 +77,9 @@ ${AGENT_HELP}`,
     const targets = status.targets as TargetView[];
     const plans = [...(status.plans as PlanView[]), ...(await laterPages(agent, status.next))];
     for (const t of targets) {
-      const v = (x: VersionView): string => `${x.version} ${x.patchId === null ? '(built-in)' : `(${x.patchId})`} in flight ${x.inflight}`;
-      out.line(`${t.target}`);
+      const v = (x: VersionView): string =>
+        `${x.version} ${x.patchId === null ? '(built-in)' : `(${x.patchId})`} in flight ${x.inflight}${x.isolate === undefined ? '' : isolateText(x.isolate)}`;
+      out.line(`${t.target}${t.isolation === undefined || t.isolation === 'inline' ? '' : `  (isolation: ${t.isolation})`}`);
       const standing =
         t.probation === undefined
           ? ''
