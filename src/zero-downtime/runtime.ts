@@ -336,6 +336,14 @@ export class HotPatchRuntime {
     mod: LoadedModule,
     init: { version: string; patchId: string; sha256: string; type: RuntimeVersion['type'] },
   ): RuntimeVersion {
+    if (target.isolation !== undefined && mod.isolate === undefined) {
+      // An installer that ignored LoadOptions.isolation loaded the payload into this thread:
+      // its functions would answer synchronously behind an interface typed async, uncontained.
+      throw new HotPatchError(
+        'LOAD_FAILED',
+        `target ${target.name} is isolated (${target.isolation.mode}) but the installer loaded ${init.patchId} into this thread; use an installer that honours LoadOptions.isolation (DynamicInstaller does)`,
+      );
+    }
     const hooks: VersionHooks = {};
     if (mod.selfTest !== undefined) hooks.selfTest = mod.selfTest;
     if (mod.dispose !== undefined) hooks.dispose = mod.dispose;

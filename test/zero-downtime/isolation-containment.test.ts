@@ -21,9 +21,12 @@ const LIMITS = { callTimeoutMs: 400, loadTimeoutMs: 3_000, memoryMb: 256 };
 /** Retried on the baseline, so no caller sees the candidate's failures (the target is idempotent). */
 const CANARY = { ...FAST, retryOnBaseline: true, steps: [0.25, 0.5] };
 
-async function isolatedWorld(mode: (typeof MODES)[number]): Promise<{ w: World; target: Target<SumApi, { add(a: number, b: number): Promise<number> }> }> {
+async function isolatedWorld(
+  mode: (typeof MODES)[number],
+  limits: Partial<typeof LIMITS> = {},
+): Promise<{ w: World; target: Target<SumApi, { add(a: number, b: number): Promise<number> }> }> {
   const w = await world();
-  const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, idempotent: true, isolation: mode, isolationLimits: LIMITS });
+  const target = w.runtime.target(T, { version: '1.0.0', impl: builtin, idempotent: true, isolation: mode, isolationLimits: { ...LIMITS, ...limits } });
   return { w, target };
 }
 
@@ -126,7 +129,9 @@ for (const mode of MODES) {
   });
 
   test(`${mode}: a 1 GB allocation in a call is contained by the memory cap and the candidate rolled back`, async () => {
-    const { w, target } = await isolatedWorld(mode);
+    // A generous deadline: a heap filling up collects for a while before it gives up, and the
+    // cap, not the stuck-isolate watchdog, is what this case proves.
+    const { w, target } = await isolatedWorld(mode, { callTimeoutMs: 20_000 });
     try {
       // worker: 1 GB of JS heap, past the worker's 256 MB heap (resourceLimits); process: a
       // 1 GB buffer, past the child's RLIMIT_DATA. Either way the host's memory is untouched.

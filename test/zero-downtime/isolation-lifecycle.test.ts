@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { PatchInstaller } from '../../src/core/index.js';
 import { HotPatchRuntime, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { isCode } from '../support/assertions.js';
 import { until } from '../support/wait.js';
@@ -310,6 +311,25 @@ test('isolation declarations are checked: an unknown mode, bad limits and a wasm
       w.runtime.list().map((t) => t.name),
       [],
     );
+  } finally {
+    await w.close();
+  }
+});
+
+test('an installer that ignores LoadOptions.isolation is refused (LOAD_FAILED): nothing runs uncontained behind an async interface', async () => {
+  const w = await world();
+  try {
+    const target = w.runtime.target(T, { version: '1.0.0', impl: builtin(), isolation: 'worker' });
+    const careless: PatchInstaller = {
+      kind: 'careless',
+      stage: (m, f, p, signal) => w.installer.stage(m, f, p, signal),
+      verifyStaged: (sha, type) => w.installer.verifyStaged(sha, type),
+      release: (t, sha) => w.installer.release(t, sha),
+      load: (staged, { isolation: _ignored, ...inline }) => w.installer.load(staged, inline),
+    };
+    const { verified, payload } = signedPatch('careless-1', T, '1.0.1', ledgerSource('1.0.1'));
+    await assert.rejects(twoPhaseApply(careless, verified, payload, { ...FAST, runtime: w.runtime }), isCode('LOAD_FAILED', /honours LoadOptions.isolation/));
+    assert.equal((await target.api.add(1)).version, '1.0.0');
   } finally {
     await w.close();
   }

@@ -47,7 +47,8 @@ export async function loadIsolated(staged: StagedPayload, opts: LoadOptions, sub
     isolate: client,
     dispose: async () => {
       try {
-        if (hooks.has('dispose')) await graced(client.call(HOOK_INDEX.dispose, []), DISPOSE_GRACE_MS);
+        // A dead isolate is not started again just to be disposed: its state died with it.
+        if (hooks.has('dispose') && client.state === 'ready') await graced(client.call(HOOK_INDEX.dispose, []), DISPOSE_GRACE_MS);
       } finally {
         await client.terminate();
       }
