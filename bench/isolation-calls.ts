@@ -37,8 +37,8 @@ import { applyWhileCalling, measureUnload } from './isolation-unload.js';
 import { patchSigner } from './runtime-calls.js';
 
 const NAME = 'isolation-calls';
-const FULL = { rounds: 7, roundMs: 200, windows: 5, windowMs: 500, versions: 50 };
-const QUICK = { rounds: 3, roundMs: 40, windows: 2, windowMs: 150, versions: 10 };
+const FULL = { rounds: 9, roundMs: 50, windows: 5, windowMs: 400, versions: 50 };
+const QUICK = { rounds: 3, roundMs: 20, windows: 2, windowMs: 150, versions: 10 };
 const WORKER_GOAL = '<= 1.2';
 const IN_FLIGHT = 64;
 
@@ -140,33 +140,58 @@ function loop(call: (i: number) => unknown, right: (i: number, out: unknown) => 
   };
 }
 
-/** µs per call of each case: calibrated rounds of ~roundMs, interleaved, one warm-up round. */
-async function roundTrips<K extends string>(cases: Record<K, Loop>, rounds: number, roundMs: number): Promise<{ us: Record<K, number[]>; wrong: number }> {
-  const names = Object.keys(cases) as K[];
-  const iterations = {} as Record<K, number>;
-  let wrong = 0;
-  for (const name of names) {
-    let n = 50;
-    for (;;) {
-      const t0 = now();
-      wrong += await cases[name](n);
-      const ms = (now() - t0) / 1e6;
-      if (ms >= 20 || n >= 1e7) {
-        iterations[name] = Math.max(50, Math.round((n * roundMs) / ms));
-        break;
-      }
-      n *= 2;
-    }
+/** Iterations of `loop` that take about `ms` (warming it up on the way); adds wrong answers to `wrong`. */
+async function calibrate(loop: Loop, ms: number, wrong: { count: number }): Promise<number> {
+  for (let n = 50; ; n *= 2) {
+    const t0 = now();
+    wrong.count += await loop(n);
+    const elapsedMs = (now() - t0) / 1e6;
+    if (elapsedMs >= 20 || n >= 1e7) return Math.max(50, Math.round((n * ms) / elapsedMs));
   }
-  const us = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+}
+
+/**
+ * µs per call of the anchor and of each case, and each case's ratio to the anchor paired round
+ * by round: every round runs the anchor right next to each case (alternating which goes
+ * first), so a burst of load from elsewhere hits both sides of a ratio alike.
+ */
+async function roundTrips<K extends string>(
+  anchor: Loop,
+  cases: Record<K, Loop>,
+  rounds: number,
+  roundMs: number,
+): Promise<{ anchorUs: number[]; us: Record<K, number[]>; ratios: Record<K, number[]>; wrong: number }> {
+  const names = Object.keys(cases) as K[];
+  const wrong = { count: 0 };
+  const anchorN = await calibrate(anchor, roundMs, wrong);
+  const n = {} as Record<K, number>;
+  for (const name of names) n[name] = await calibrate(cases[name], roundMs, wrong);
+  const timeOne = async (loop: Loop, iterations: number): Promise<number> => {
+    const t0 = now();
+    wrong.count += await loop(iterations);
+    return (now() - t0) / 1e3 / iterations;
+  };
+  const anchorUs: number[] = [];
+  const us = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  const ratios = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (let r = -1; r < rounds; r++) {
     for (const name of names) {
-      const t0 = now();
-      wrong += await cases[name](iterations[name]);
-      if (r >= 0) us[name].push((now() - t0) / 1e3 / iterations[name]);
+      let a: number;
+      let c: number;
+      if (r % 2 === 0) {
+        a = await timeOne(anchor, anchorN);
+        c = await timeOne(cases[name], n[name]);
+      } else {
+        c = await timeOne(cases[name], n[name]);
+        a = await timeOne(anchor, anchorN);
+      }
+      if (r < 0) continue;
+      anchorUs.push(a);
+      us[name].push(c);
+      ratios[name].push(c / a);
     }
   }
-  return { us, wrong };
+  return { anchorUs, us, ratios, wrong: wrong.count };
 }
 
 /** calls/s with `IN_FLIGHT` callers for `ms`, each making its next call once its last is answered. */
@@ -190,7 +215,7 @@ async function throughput(call: (i: number) => Promise<unknown>, ms: number): Pr
 
 type Mode = 'inline' | 'worker' | 'process';
 const MODES: readonly Mode[] = ['inline', 'worker', 'process'];
-type CaseId = 'postMessage' | 'ipc' | `${Mode}-${'inc' | 'sha'}`;
+type CaseId = 'ipc' | `${Mode}-${'inc' | 'sha'}`;
 
 export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
   const size = options.quick === true ? QUICK : FULL;
@@ -222,7 +247,6 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       const incRight = (i: number, out: unknown): boolean => out === i + 1;
       const shaRight = (_: number, out: unknown): boolean => out === SHA_HEX;
       const cases: Record<CaseId, Loop> = {
-        postMessage: loop((i) => post.call(i), same),
         ipc: loop((i) => ipc.call(i), same),
         'inline-inc': loop((i) => apis.inline.inc(i), incRight),
         'worker-inc': loop((i) => apis.worker.inc(i), incRight),
@@ -231,18 +255,28 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
         'worker-sha': loop(() => apis.worker.sha(BUF64), shaRight),
         'process-sha': loop(() => apis.process.sha(BUF64), shaRight),
       };
-      const trips = await roundTrips(cases, size.rounds, size.roundMs);
+      const trips = await roundTrips(
+        loop((i) => post.call(i), same),
+        cases,
+        size.rounds,
+        size.roundMs,
+      );
       if (trips.wrong > 0) throw new Error(`${trips.wrong} round-trip calls answered wrong`);
 
-      const flows = { postMessage: (i: number) => post.call(i), worker: (i: number) => apis.worker.inc(i) as Promise<number>, process: (i: number) => apis.process.inc(i) as Promise<number> };
-      const rates: Record<keyof typeof flows, number[]> = { postMessage: [], worker: [], process: [] };
+      const flows = {
+        postMessage: (i: number) => post.call(i),
+        ipc: (i: number) => ipc.call(i),
+        worker: (i: number) => apis.worker.inc(i) as Promise<number>,
+        process: (i: number) => apis.process.inc(i) as Promise<number>,
+      };
+      const rates: Record<keyof typeof flows, number[]> = { postMessage: [], ipc: [], worker: [], process: [] };
       for (let w = -1; w < size.windows; w++) {
         for (const key of Object.keys(flows) as (keyof typeof flows)[]) {
           const rate = await throughput(flows[key], size.windowMs);
           if (w >= 0) rates[key].push(rate);
         }
       }
-      return { trips: trips.us, rates };
+      return { trips, rates };
     } finally {
       for (const echo of echoes) await echo.close();
       runtime.close();
@@ -254,24 +288,33 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
   const unload = await measureUnload(size.versions);
 
   const { trips, rates } = measured;
-  const anchor = median(trips.postMessage);
+  const anchor = median(trips.anchorUs);
   const load = `1-min load average ${load0.toFixed(2)} → ${load1.toFixed(2)} on ${availableParallelism()} CPUs`;
+  const anchorLabel = 'bare postMessage round trip (echo worker)';
   const tripRow = (id: CaseId, label: string, extra: Partial<Row> = {}): Row => ({
     benchmark: NAME,
     case: label,
     unit: 'µs/call',
-    median: median(trips[id]),
-    best: Math.min(...trips[id]),
-    rounds: trips[id].length,
+    median: median(trips.us[id]),
+    best: Math.min(...trips.us[id]),
+    rounds: trips.us[id].length,
     status: 'info',
     ...extra,
   });
-  const vsAnchor = (id: CaseId): Partial<Row> => ({ ratio: median(trips[id]) / anchor, baseline: 'bare postMessage round trip' });
+  const vsAnchor = (id: CaseId): Partial<Row> => ({ ratio: median(trips.ratios[id]), baseline: anchorLabel });
   const rows: Row[] = [
-    tripRow('postMessage', 'bare postMessage round trip (echo worker)', {
+    {
+      benchmark: NAME,
+      case: anchorLabel,
+      unit: 'µs/call',
+      median: anchor,
+      best: Math.min(...trips.anchorUs),
+      rounds: trips.anchorUs.length,
       status: 'baseline',
-      note: `one message at a time, awaited; ${size.rounds} interleaved rounds of ~${size.roundMs} ms (wall time) per case; ${load}`,
-    }),
+      note:
+        `one message at a time, awaited; ${size.rounds} rounds of ~${size.roundMs} ms (wall time) per case, each next to one of the anchor; ` +
+        `ratios are medians of the paired ratios; ${load}`,
+    },
     tripRow('ipc', 'bare IPC round trip (echo child, advanced serialization)', vsAnchor('ipc')),
   ];
   for (const op of ['inc', 'sha'] as const) {
@@ -279,13 +322,13 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     for (const mode of MODES) {
       const id = `${mode}-${op}` as const;
       const extra: Partial<Row> = mode === 'inline' ? { note: 'no isolation: the awaited call of a sync function, for reference' } : vsAnchor(id);
+      const over = median(trips.us[id]) - anchor;
+      if (mode === 'worker') extra.note = `${over >= 0 ? '+' : ''}${over.toFixed(2)} µs per call over the bare round trip (medians)`;
       if (mode === 'worker' && op === 'inc') {
-        const ratio = extra.ratio!;
         extra.goal = WORKER_GOAL;
-        extra.status = judge(ratio, WORKER_GOAL);
-        extra.note = `+${(median(trips[id]) - anchor).toFixed(2)} µs per call over the bare round trip`;
+        extra.status = judge(extra.ratio!, WORKER_GOAL);
       }
-      if (mode === 'process') extra.note = `${(median(trips[id]) / median(trips.ipc)).toFixed(2)}× the bare IPC round trip`;
+      if (mode === 'process') extra.note = `${(median(trips.us[id]) / median(trips.us.ipc)).toFixed(2)}× the bare IPC round trip (medians)`;
       rows.push(tripRow(id, `${label}: ${mode}, one call at a time`, extra));
     }
   }
@@ -299,12 +342,17 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     status: 'info',
     ...extra,
   });
-  const oneAtATime = (id: CaseId): string => `${(1e6 / median(trips[id])).toFixed(0)} calls/s one at a time`;
+  const oneAtATime = (us: number): string => `${(1e6 / us).toFixed(0)} calls/s one at a time`;
   const rateBase = `bare postMessage, ${IN_FLIGHT} in flight`;
+  const vsRate = (key: keyof typeof rates): Partial<Row> => ({ ratio: median(rates[key]) / median(rates.postMessage), baseline: rateBase });
   rows.push(
-    rateRow('postMessage', rateBase, { status: 'baseline', note: `${size.windows} interleaved windows of ${size.windowMs} ms per case; ${oneAtATime('postMessage')}` }),
-    rateRow('worker', `inc: worker, ${IN_FLIGHT} in flight`, { ratio: median(rates.worker) / median(rates.postMessage), baseline: rateBase, note: oneAtATime('worker-inc') }),
-    rateRow('process', `inc: process, ${IN_FLIGHT} in flight`, { ratio: median(rates.process) / median(rates.postMessage), baseline: rateBase, note: oneAtATime('process-inc') }),
+    rateRow('postMessage', rateBase, { status: 'baseline', note: `${size.windows} interleaved windows of ${size.windowMs} ms per case; ${oneAtATime(anchor)}` }),
+    rateRow('ipc', `bare IPC, ${IN_FLIGHT} in flight`, { ...vsRate('ipc'), note: oneAtATime(median(trips.us.ipc)) }),
+    rateRow('worker', `inc: worker, ${IN_FLIGHT} in flight`, { ...vsRate('worker'), note: oneAtATime(median(trips.us['worker-inc'])) }),
+    rateRow('process', `inc: process, ${IN_FLIGHT} in flight`, {
+      ...vsRate('process'),
+      note: `${(median(rates.process) / median(rates.ipc)).toFixed(2)}× the bare IPC's; ${oneAtATime(median(trips.us['process-inc']))}`,
+    }),
   );
   return [...rows, ...unload];
 }

@@ -37,7 +37,9 @@ interface CallTotals {
  * - `hotpatch_active_version_info{target,version}` (1 for each target's active version);
  * - `hotpatch_canary_ratio{target}` (0 without a canary);
  * - `hotpatch_calls_total{target,version,outcome="ok"|"error"}`;
- * - `hotpatch_call_duration_seconds{target,version}`, a histogram of sampled calls.
+ * - `hotpatch_call_duration_seconds{target,version}`, a histogram of sampled calls;
+ * - `hotpatch_isolate_info{target,version,mode,state}` and `hotpatch_isolate_restarts_total{target,version}`
+ *   for versions of isolated targets (their worker thread or child process).
  * Nothing runs in the call path: the versions keep plain counters and a ring of sampled
  * durations, and everything is read when the registry is scraped. Call totals are kept per
  * label set by adding each live version's growth since it was last read, so a version that
@@ -140,9 +142,42 @@ export class HotPatchMetrics {
         }
       },
     });
-    this.#names = ['events_total', 'rollbacks_total', 'active_version_info', 'canary_ratio', 'calls_total', 'call_duration_seconds'].map(
-      (n) => `${prefix}${n}`,
-    );
+    new Gauge({
+      name: `${prefix}isolate_info`,
+      help: "Each live isolated version's worker thread or child process, by mode and state (ready, loading, dead, terminated; always 1).",
+      labelNames: ['target', 'version', 'mode', 'state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const t of self.#runtime.list()) {
+          for (const v of liveVersions(t)) {
+            if (v.isolate !== undefined) this.set(labels({ target: t.name, version: v.version, mode: v.isolate.mode, state: v.isolate.state }), 1);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: `${prefix}isolate_restarts_total`,
+      help: 'Times a live isolated version was started again after its worker or child died.',
+      labelNames: ['target', 'version'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const t of self.#runtime.list()) {
+          for (const v of liveVersions(t)) if (v.isolate !== undefined) this.inc(labels({ target: t.name, version: v.version }), v.isolate.restarts);
+        }
+      },
+    });
+    this.#names = [
+      'events_total',
+      'rollbacks_total',
+      'active_version_info',
+      'canary_ratio',
+      'calls_total',
+      'call_duration_seconds',
+      'isolate_info',
+      'isolate_restarts_total',
+    ].map((n) => `${prefix}${n}`);
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
 
     this.#unsubscribe = bus.subscribe((event: HotPatchEvent) => {

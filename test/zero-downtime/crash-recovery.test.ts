@@ -457,7 +457,8 @@ test('SIGKILL inside the probation of a patch that is also the last good version
   const B = PATCHES.B;
   const child = new Child({
     stateDir: dir,
-    actions: [apply('B', 0), { op: 'waitGood' }, apply('A', LONG_PROBATION), apply('B', LONG_PROBATION)],
+    // The child stays up after the last apply (a sleep), so the kill never races its own exit.
+    actions: [apply('B', 0), { op: 'waitGood' }, apply('A', LONG_PROBATION), apply('B', LONG_PROBATION), { op: 'sleep', ms: 600_000 }],
   });
   try {
     await child.waitFor(

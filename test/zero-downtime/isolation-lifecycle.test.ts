@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { PatchInstaller } from '../../src/core/index.js';
+import { HotPatchMetrics } from '../../src/observability/index.js';
 import { HotPatchRuntime, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { isCode } from '../support/assertions.js';
 import { until } from '../support/wait.js';
@@ -252,6 +253,12 @@ for (const mode of MODES) {
       }
       await assert.rejects(target.api.add(13), isCode('CRASHED'));
       await assert.rejects(target.api.add(1), isCode('CRASHED', /restarted 2 times in the last minute/));
+      // The metrics say so too: the version's isolate is dead and was restarted twice.
+      const metrics = new HotPatchMetrics({ runtime: w.runtime, bus: w.bus });
+      const text = await metrics.metrics();
+      metrics.close();
+      assert.match(text, new RegExp(`hotpatch_isolate_info\\{target="${T}",version="1.0.1",mode="${mode}",state="dead"\\} 1`));
+      assert.match(text, new RegExp(`hotpatch_isolate_restarts_total\\{target="${T}",version="1.0.1"\\} 2`));
     } finally {
       await w.close();
     }
