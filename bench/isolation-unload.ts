@@ -142,7 +142,9 @@ let stage = 'starting';
 async function unloadChild(mode: Mode, versions: number): Promise<UnloadResult> {
   const gc = (globalThis as { gc?: () => void }).gc;
   return withTempDir('xps-bench-unload-', async (dir) => {
-    const installer = new DynamicInstaller(dir);
+    // Inline, every version imported stays: the installer refuses a 17th per target by default
+    // (maxLiveVersionsPerTarget, for exactly this growth); the contrast raises the cap.
+    const installer = new DynamicInstaller(dir, mode === 'inline' ? { maxLiveVersionsPerTarget: WARMUP_VERSIONS + versions + 1 } : {});
     const runtime = new HotPatchRuntime({ stateDir: dir, bus: new EventBus(), installer });
     const impl = { inc: (x: number): number => x + 1 };
     const target =

@@ -63,7 +63,9 @@ function processChannel(settings: ResolvedIsolation, events: ChannelEvents): Cha
     `--max-old-space-size=${heapMb}`,
     ENTRY,
   ];
-  const child = spawn('/bin/sh', ['-c', `ulimit -d ${settings.memoryMb * 1024} && exec "$0" "$@"`, process.execPath, ...argv], {
+  // A larger JS stack needs a larger OS stack under it, or deep recursion would fault (`ulimit -s` counts KiB).
+  const stack = settings.stackMb === undefined ? '' : ` && ulimit -s ${Math.ceil(settings.stackMb * 1024)}`;
+  const child = spawn('/bin/sh', ['-c', `ulimit -d ${settings.memoryMb * 1024}${stack} && exec "$0" "$@"`, process.execPath, ...argv], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
   });
