@@ -14,77 +14,81 @@
  *    call's bookkeeping and deadline sweeper, the reply's timing). Process mode is reported
  *    against the same anchor, without a goal (its transport is a pipe, not shared memory).
  * 3. Throughput with 64 callers in flight (each awaiting its call, then making the next), in
- *    calls/s, for the anchor, worker and process (informational).
+ *    calls/s, for both anchors, worker and process (informational).
  * 4. True unload (isolation-unload.ts): 50 versions that each retain ~8 MB, promoted one after
- *    another; host RSS (and, in process mode, the live children's) after 2 versions against
- *    after 50. Goal: within 10 %.
+ *    another; what the host (and, in process mode, the live children) hold after 2 versions
+ *    against after 50. Goal: within 10 %.
  *
- * Round trips are timed in wall time (the host waits on another thread or process: CPU time
- * would not see it), each round calibrated to a fixed length, cases interleaved round by
- * round (A B C …, A B C …) after one warm-up round; figures are medians of rounds.
+ * Where the threads run decides a round trip more than anything the library does: on a VM a
+ * hop to a thread on another, idle vCPU costs tens of µs (a wake-up through the hypervisor),
+ * on the same CPU a few; the scheduler places each worker as it likes and keeps it there for
+ * seconds, so two workers measured side by side can differ 4× by placement alone. So 1 and 2
+ * run in a child process pinned to one CPU (taskset; its threads and children with it): the
+ * same placement for every case, and the figures are what the boundary costs in CPU. Unpinned,
+ * in a second child, informational: the anchor and the isolated inc again, and 3 (where using
+ * more than one CPU is the point).
  *
- * --quick: 3 rounds of ~40 ms per round-trip case, 2 throughput windows of 150 ms per case,
+ * Round trips are timed in wall time (the host waits on another thread or process), each round
+ * calibrated to a fixed length and run right next to a round of the anchor (alternating which
+ * goes first); ratios are the medians of these paired ratios, after one warm-up round.
+ *
+ * --quick: 3 rounds of ~20 ms per round-trip case, 2 throughput windows of 150 ms per case,
  * 10 versions per mode in the unload part.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { availableParallelism, loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { EventBus } from '../src/index.js';
 import { DynamicInstaller, HotPatchRuntime } from '../src/index-runtime.js';
 import { judge, median, withTempDir, type Row } from './harness.js';
-import { applyWhileCalling, measureUnload } from './isolation-unload.js';
+import { TASKSET, applyWhileCalling, lastCpu, measureUnload, runJsonChild } from './isolation-unload.js';
 import { patchSigner } from './runtime-calls.js';
 
 const NAME = 'isolation-calls';
 const FULL = { rounds: 9, roundMs: 50, windows: 5, windowMs: 400, versions: 50 };
 const QUICK = { rounds: 3, roundMs: 20, windows: 2, windowMs: 150, versions: 10 };
+type Size = typeof FULL;
 const WORKER_GOAL = '<= 1.2';
 const IN_FLIGHT = 64;
 
 const BUF64 = Buffer.alloc(64, 0x5a);
 const SHA_HEX = createHash('sha256').update(BUF64).digest('hex');
 
-interface CallApi {
-  inc(x: number): number;
-  sha(b: Uint8Array): string;
-}
 /** target.api of any of the three targets: plain values inline, promises when isolated. */
 interface AnyApi {
   inc(x: number): number | Promise<number>;
   sha(b: Uint8Array): string | Promise<string>;
 }
 
-const builtin: CallApi = {
-  inc: (x) => x + 1,
-  sha: (b) => createHash('sha256').update(b).digest('hex'),
-};
+const builtin = { inc: (x: number): number => x + 1, sha: (b: Uint8Array): string => createHash('sha256').update(b).digest('hex') };
 const PATCH_SOURCE = `import { createHash } from 'node:crypto';
 export const api = { inc: (x) => x + 1, sha: (b) => createHash('sha256').update(b).digest('hex') };
 `;
 
 // --- the anchors: the transport alone ---
 
-/** A minimal echo client: one id → resolver map, the message shaped like a call request. */
 interface Echo {
   call(x: number): Promise<unknown>;
+  receive(message: [number, number, number[]]): void;
   close(): Promise<void>;
 }
 
-function echoClient(send: (message: unknown) => void, close: () => Promise<void>): Echo & { receive(message: [number, number, number[]]): void } {
+/** A minimal echo client: one id → resolver map, the message shaped like a call request. */
+function echoClient(send: (message: unknown) => void, close: () => Promise<void>): Echo {
   const pending = new Map<number, (value: unknown) => void>();
   let next = 0;
   return {
     call: (x) =>
       new Promise((resolve) => {
-        const id = ++next;
-        pending.set(id, resolve);
-        send([id, 0, [x]]);
+        pending.set(++next, resolve);
+        send([next, 0, [x]]);
       }),
     receive: ([id, , args]) => {
-      const resolve = pending.get(id);
+      pending.get(id)?.(args[0]);
       pending.delete(id);
-      resolve?.(args[0]);
     },
     close,
   };
@@ -176,15 +180,10 @@ async function roundTrips<K extends string>(
   const ratios = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   for (let r = -1; r < rounds; r++) {
     for (const name of names) {
-      let a: number;
-      let c: number;
-      if (r % 2 === 0) {
-        a = await timeOne(anchor, anchorN);
-        c = await timeOne(cases[name], n[name]);
-      } else {
-        c = await timeOne(cases[name], n[name]);
-        a = await timeOne(anchor, anchorN);
-      }
+      const anchorFirst = r % 2 === 0;
+      const before = anchorFirst ? await timeOne(anchor, anchorN) : 0;
+      const c = await timeOne(cases[name], n[name]);
+      const a = anchorFirst ? before : await timeOne(anchor, anchorN);
       if (r < 0) continue;
       anchorUs.push(a);
       us[name].push(c);
@@ -211,16 +210,30 @@ async function throughput(call: (i: number) => Promise<unknown>, ms: number): Pr
   return calls / ((now() - t0) / 1e9);
 }
 
-// --- the run ---
+// --- the two children ---
 
 type Mode = 'inline' | 'worker' | 'process';
 const MODES: readonly Mode[] = ['inline', 'worker', 'process'];
 type CaseId = 'ipc' | `${Mode}-${'inc' | 'sha'}`;
+const PINNED_CASES: readonly CaseId[] = ['ipc', 'inline-inc', 'worker-inc', 'process-inc', 'inline-sha', 'worker-sha', 'process-sha'];
+/** Unpinned, for reference: the isolated inc only (and the throughput). */
+const FREE_CASES: readonly CaseId[] = ['worker-inc', 'process-inc'];
+type Where = 'pinned' | 'free';
+type Flow = 'postMessage' | 'ipc' | 'worker' | 'process';
 
-export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
-  const size = options.quick === true ? QUICK : FULL;
+interface CallsResult {
+  anchorUs: number[];
+  us: Partial<Record<CaseId, number[]>>;
+  ratios: Partial<Record<CaseId, number[]>>;
+  rates: Partial<Record<Flow, number[]>>;
+  /** 1-min load average before and after. */
+  load: [number, number];
+}
+
+/** Child entry: the three targets promoted, both anchors, then the cases of `where`. */
+async function measureCalls(where: Where, size: Size): Promise<CallsResult> {
   const load0 = loadavg()[0]!;
-  const measured = await withTempDir('xps-bench-isolation-', async (dir) => {
+  return withTempDir('xps-bench-isolation-', async (dir) => {
     const installer = new DynamicInstaller(dir);
     const runtime = new HotPatchRuntime({ stateDir: dir, bus: new EventBus(), installer });
     const signPatch = patchSigner();
@@ -246,7 +259,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       const same = (i: number, out: unknown): boolean => out === i;
       const incRight = (i: number, out: unknown): boolean => out === i + 1;
       const shaRight = (_: number, out: unknown): boolean => out === SHA_HEX;
-      const cases: Record<CaseId, Loop> = {
+      const all: Record<CaseId, Loop> = {
         ipc: loop((i) => ipc.call(i), same),
         'inline-inc': loop((i) => apis.inline.inc(i), incRight),
         'worker-inc': loop((i) => apis.worker.inc(i), incRight),
@@ -255,6 +268,8 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
         'worker-sha': loop(() => apis.worker.sha(BUF64), shaRight),
         'process-sha': loop(() => apis.process.sha(BUF64), shaRight),
       };
+      const ids = where === 'pinned' ? PINNED_CASES : FREE_CASES;
+      const cases = Object.fromEntries(ids.map((id) => [id, all[id]])) as Record<CaseId, Loop>;
       const trips = await roundTrips(
         loop((i) => post.call(i), same),
         cases,
@@ -263,20 +278,22 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       );
       if (trips.wrong > 0) throw new Error(`${trips.wrong} round-trip calls answered wrong`);
 
-      const flows = {
-        postMessage: (i: number) => post.call(i),
-        ipc: (i: number) => ipc.call(i),
-        worker: (i: number) => apis.worker.inc(i) as Promise<number>,
-        process: (i: number) => apis.process.inc(i) as Promise<number>,
-      };
-      const rates: Record<keyof typeof flows, number[]> = { postMessage: [], ipc: [], worker: [], process: [] };
-      for (let w = -1; w < size.windows; w++) {
-        for (const key of Object.keys(flows) as (keyof typeof flows)[]) {
-          const rate = await throughput(flows[key], size.windowMs);
-          if (w >= 0) rates[key].push(rate);
+      const rates: Partial<Record<Flow, number[]>> = {};
+      if (where === 'free') {
+        const flows: Record<Flow, (i: number) => Promise<unknown>> = {
+          postMessage: (i) => post.call(i),
+          ipc: (i) => ipc.call(i),
+          worker: (i) => apis.worker.inc(i) as Promise<number>,
+          process: (i) => apis.process.inc(i) as Promise<number>,
+        };
+        for (let w = -1; w < size.windows; w++) {
+          for (const flow of Object.keys(flows) as Flow[]) {
+            const rate = await throughput(flows[flow], size.windowMs);
+            if (w >= 0) (rates[flow] ??= []).push(rate);
+          }
         }
       }
-      return { trips, rates };
+      return { anchorUs: trips.anchorUs, us: trips.us, ratios: trips.ratios, rates, load: [load0, loadavg()[0]!] };
     } finally {
       for (const echo of echoes) await echo.close();
       runtime.close();
@@ -284,75 +301,112 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       for (const t of targets) if (t.active.isolate !== undefined) await t.active.hooks.dispose?.();
     }
   });
-  const load1 = loadavg()[0]!;
-  const unload = await measureUnload(size.versions);
+}
 
-  const { trips, rates } = measured;
-  const anchor = median(trips.anchorUs);
-  const load = `1-min load average ${load0.toFixed(2)} → ${load1.toFixed(2)} on ${availableParallelism()} CPUs`;
-  const anchorLabel = 'bare postMessage round trip (echo worker)';
-  const tripRow = (id: CaseId, label: string, extra: Partial<Row> = {}): Row => ({
-    benchmark: NAME,
-    case: label,
-    unit: 'µs/call',
-    median: median(trips.us[id]),
-    best: Math.min(...trips.us[id]),
-    rounds: trips.us[id].length,
-    status: 'info',
-    ...extra,
-  });
-  const vsAnchor = (id: CaseId): Partial<Row> => ({ ratio: median(trips.ratios[id]), baseline: anchorLabel });
+// --- the rows ---
+
+const ANCHOR = 'bare postMessage round trip (echo worker)';
+const LABEL: Record<CaseId, string> = {
+  ipc: 'bare IPC round trip (echo child, advanced serialization)',
+  'inline-inc': 'inc (x) => x + 1: inline',
+  'worker-inc': 'inc (x) => x + 1: worker',
+  'process-inc': 'inc (x) => x + 1: process',
+  'inline-sha': 'sha256(64 B) → hex: inline',
+  'worker-sha': 'sha256(64 B) → hex: worker',
+  'process-sha': 'sha256(64 B) → hex: process',
+};
+
+function tripRows(r: CallsResult, where: Where, size: Size, pinnedTo: string): Row[] {
+  const prefix = where === 'pinned' ? '' : 'unpinned: ';
+  const anchor = median(r.anchorUs);
+  const anchorCase = `${prefix}${ANCHOR}`;
+  const load = `1-min load average ${r.load[0].toFixed(2)} → ${r.load[1].toFixed(2)} on ${availableParallelism()} CPUs`;
+  const how =
+    where === 'pinned'
+      ? `${pinnedTo}; one message at a time, awaited; ${size.rounds} rounds of ~${size.roundMs} ms (wall time) per case, each next to one of the anchor; ratios are medians of the paired ratios`
+      : 'the same, not pinned: where the scheduler puts each thread decides these (a hop to another, idle vCPU costs tens of µs)';
   const rows: Row[] = [
     {
       benchmark: NAME,
-      case: anchorLabel,
+      case: anchorCase,
       unit: 'µs/call',
       median: anchor,
-      best: Math.min(...trips.anchorUs),
-      rounds: trips.anchorUs.length,
+      best: Math.min(...r.anchorUs),
+      rounds: r.anchorUs.length,
       status: 'baseline',
-      note:
-        `one message at a time, awaited; ${size.rounds} rounds of ~${size.roundMs} ms (wall time) per case, each next to one of the anchor; ` +
-        `ratios are medians of the paired ratios; ${load}`,
+      note: `${how}; ${load}`,
     },
-    tripRow('ipc', 'bare IPC round trip (echo child, advanced serialization)', vsAnchor('ipc')),
   ];
-  for (const op of ['inc', 'sha'] as const) {
-    const label = op === 'inc' ? 'inc (x) => x + 1' : 'sha256(64 B) → hex';
-    for (const mode of MODES) {
-      const id = `${mode}-${op}` as const;
-      const extra: Partial<Row> = mode === 'inline' ? { note: 'no isolation: the awaited call of a sync function, for reference' } : vsAnchor(id);
-      const over = median(trips.us[id]) - anchor;
-      if (mode === 'worker') extra.note = `${over >= 0 ? '+' : ''}${over.toFixed(2)} µs per call over the bare round trip (medians)`;
-      if (mode === 'worker' && op === 'inc') {
-        extra.goal = WORKER_GOAL;
-        extra.status = judge(extra.ratio!, WORKER_GOAL);
-      }
-      if (mode === 'process') extra.note = `${(median(trips.us[id]) / median(trips.us.ipc)).toFixed(2)}× the bare IPC round trip (medians)`;
-      rows.push(tripRow(id, `${label}: ${mode}, one call at a time`, extra));
+  for (const id of Object.keys(r.us) as CaseId[]) {
+    const us = r.us[id]!;
+    const ratio = median(r.ratios[id]!);
+    const row: Row = {
+      benchmark: NAME,
+      case: `${prefix}${LABEL[id]}${id === 'ipc' ? '' : ', one call at a time'}`,
+      unit: 'µs/call',
+      median: median(us),
+      best: Math.min(...us),
+      rounds: us.length,
+      status: 'info',
+    };
+    const over = median(us) - anchor;
+    if (id.startsWith('inline')) rows.push({ ...row, note: 'no isolation: the awaited call of a sync function, for reference' });
+    else if (id.startsWith('process') && r.us.ipc !== undefined)
+      rows.push({ ...row, ratio, baseline: anchorCase, note: `${(median(us) / median(r.us.ipc)).toFixed(2)}× the bare IPC round trip (medians)` });
+    else {
+      const goal = where === 'pinned' && id === 'worker-inc' ? { goal: WORKER_GOAL, status: judge(ratio, WORKER_GOAL) } : {};
+      const note = id === 'ipc' ? undefined : `${over >= 0 ? '+' : ''}${over.toFixed(2)} µs per call over the bare round trip (medians)`;
+      rows.push({ ...row, ratio, baseline: anchorCase, ...goal, ...(note === undefined ? {} : { note }) });
     }
   }
-  const rateRow = (key: keyof typeof rates, label: string, extra: Partial<Row>): Row => ({
+  return rows;
+}
+
+function rateRows(r: CallsResult, pinned: CallsResult, size: Size): Row[] {
+  const rates = r.rates as Record<Flow, number[]>;
+  const base = `bare postMessage, ${IN_FLIGHT} in flight`;
+  const row = (flow: Flow, label: string, extra: Partial<Row>): Row => ({
     benchmark: NAME,
     case: label,
     unit: 'calls/s',
-    median: median(rates[key]),
-    best: Math.max(...rates[key]),
-    rounds: rates[key].length,
+    median: median(rates[flow]),
+    best: Math.max(...rates[flow]),
+    rounds: rates[flow].length,
     status: 'info',
+    ...(flow === 'postMessage' ? {} : { ratio: median(rates[flow]) / median(rates.postMessage), baseline: base }),
     ...extra,
   });
-  const oneAtATime = (us: number): string => `${(1e6 / us).toFixed(0)} calls/s one at a time`;
-  const rateBase = `bare postMessage, ${IN_FLIGHT} in flight`;
-  const vsRate = (key: keyof typeof rates): Partial<Row> => ({ ratio: median(rates[key]) / median(rates.postMessage), baseline: rateBase });
-  rows.push(
-    rateRow('postMessage', rateBase, { status: 'baseline', note: `${size.windows} interleaved windows of ${size.windowMs} ms per case; ${oneAtATime(anchor)}` }),
-    rateRow('ipc', `bare IPC, ${IN_FLIGHT} in flight`, { ...vsRate('ipc'), note: oneAtATime(median(trips.us.ipc)) }),
-    rateRow('worker', `inc: worker, ${IN_FLIGHT} in flight`, { ...vsRate('worker'), note: oneAtATime(median(trips.us['worker-inc'])) }),
-    rateRow('process', `inc: process, ${IN_FLIGHT} in flight`, {
-      ...vsRate('process'),
-      note: `${(median(rates.process) / median(rates.ipc)).toFixed(2)}× the bare IPC's; ${oneAtATime(median(trips.us['process-inc']))}`,
+  const oneAtATime = (us: number[]): string => `${(1e6 / median(us)).toFixed(0)} calls/s one at a time (one CPU)`;
+  return [
+    row('postMessage', base, {
+      status: 'baseline',
+      note: `not pinned; ${size.windows} interleaved windows of ${size.windowMs} ms per case; ${oneAtATime(pinned.anchorUs)}`,
     }),
-  );
-  return [...rows, ...unload];
+    row('ipc', `bare IPC, ${IN_FLIGHT} in flight`, { note: oneAtATime(pinned.us.ipc!) }),
+    row('worker', `inc: worker, ${IN_FLIGHT} in flight`, { note: oneAtATime(pinned.us['worker-inc']!) }),
+    row('process', `inc: process, ${IN_FLIGHT} in flight`, {
+      note: `${(median(rates.process) / median(rates.ipc)).toFixed(2)}× the bare IPC's; ${oneAtATime(pinned.us['process-inc']!)}`,
+    }),
+  ];
+}
+
+export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
+  const quick = options.quick === true;
+  const size = quick ? QUICK : FULL;
+  const script = fileURLToPath(import.meta.url);
+  const cpu = lastCpu();
+  const pinnedTo = TASKSET === undefined ? 'not pinned (no taskset found)' : `pinned to CPU ${cpu} (taskset)`;
+  const args = (where: Where): string[] => ['--child', where, quick ? 'quick' : 'full'];
+  const pinned = await runJsonChild<CallsResult>(script, args('pinned'), { cpu });
+  const free = await runJsonChild<CallsResult>(script, args('free'));
+  const unload = await measureUnload(size.versions);
+  return [...tripRows(pinned, 'pinned', size, pinnedTo), ...tripRows(free, 'free', size, pinnedTo), ...rateRows(free, pinned, size), ...unload];
+}
+
+const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain && process.argv[2] === '--child') {
+  const where = process.argv[3] as Where;
+  if (where !== 'pinned' && where !== 'free') throw new Error(`unknown child ${where}`);
+  const result = await measureCalls(where, process.argv[4] === 'quick' ? QUICK : FULL);
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
 }

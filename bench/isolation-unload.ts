@@ -28,6 +28,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventBus } from '../src/index.js';
@@ -171,20 +172,22 @@ async function unloadChild(mode: Mode, versions: number): Promise<UnloadResult> 
     const hostSeries: number[] = [];
     let start: Awaited<ReturnType<typeof settle>> | undefined;
     try {
-      for (let k = 1 - WARMUP_VERSIONS; k <= versions; k++) {
-        const patch = signPatch(`bench-unload-${mode}-${k + WARMUP_VERSIONS}`, T, `1.0.${k + WARMUP_VERSIONS}`, retainingSource(k + WARMUP_VERSIONS));
-        stage = `applying version ${k}`;
+      for (let v = 1; v <= WARMUP_VERSIONS + versions; v++) {
+        /** The counted version this is (1 … versions), or ≤ 0 for a warm-up one. */
+        const k = v - WARMUP_VERSIONS;
+        const patch = signPatch(`bench-unload-${mode}-${v}`, T, `1.0.${v}`, retainingSource(v));
+        stage = `applying version ${v}`;
         const t0 = performance.now();
         const result = await applyWhileCalling(runtime, installer, patch, (i) => api.inc(i));
         if (k >= 1) applyMs.push(performance.now() - t0);
         failedCalls += result.failedCalls;
         // The version two back is disposed (its isolate ended) once drained: wait for it.
-        stage = `awaiting the disposal of the version two before ${k} (drain of its apply)`;
+        stage = `awaiting the disposal of version ${v - 2} (the drain of version ${v}'s apply)`;
         const drained = await result.drain;
         if (drained !== undefined && !drained.drained) throw new Error(`version ${drained.version} did not drain`);
-        for (const pid of livePids()) seenPids.add(pid);
+        if (mode === 'process') for (const pid of livePids()) seenPids.add(pid);
         if (k >= 1) hostSeries.push(process.memoryUsage().rss / MB);
-        stage = `settling after version ${k}`;
+        stage = `settling after version ${v}`;
         if (k === 2) start = await settle();
       }
       const end = await settle();
@@ -216,10 +219,26 @@ async function unloadChild(mode: Mode, versions: number): Promise<UnloadResult> 
   });
 }
 
-function runChild(mode: Mode, versions: number): Promise<UnloadResult> {
+/** Where taskset is, if anywhere: it pins a child (and its threads and children) to one CPU. */
+export const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((p) => existsSync(p));
+
+/** The last CPU this process may run on (its affinity list), to pin a child to. */
+export function lastCpu(): number {
+  const m = /(\d+)\s*$/.exec(procStatus('self', 'Cpus_allowed_list') ?? '');
+  return m === null ? availableParallelism() - 1 : Number(m[1]);
+}
+
+/**
+ * Runs `script` in a fresh node (with `nodeFlags`, pinned to `cpu` when given) and returns
+ * what it printed on its `RESULT <json>` line; rejects with its stderr when it fails.
+ */
+export function runJsonChild<T>(script: string, args: readonly string[], options: { nodeFlags?: readonly string[]; cpu?: number } = {}): Promise<T> {
   return new Promise((resolvePromise, reject) => {
-    const args = [...CHILD_FLAGS, fileURLToPath(import.meta.url), '--child', mode, String(versions)];
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const node = [...(options.nodeFlags ?? []), script, ...args];
+    const proc =
+      options.cpu === undefined || TASKSET === undefined
+        ? spawn(process.execPath, node, { stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn(TASKSET, ['-c', String(options.cpu), process.execPath, ...node], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -227,8 +246,8 @@ function runChild(mode: Mode, versions: number): Promise<UnloadResult> {
     proc.on('error', reject);
     proc.on('close', (code) => {
       const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || line === undefined) reject(new Error(`unload child (${mode}) exited with ${code}: ${err.trim()}`));
-      else resolvePromise(JSON.parse(line.slice('RESULT '.length)) as UnloadResult);
+      if (code !== 0 || line === undefined) reject(new Error(`child ${args.join(' ')} exited with ${code}: ${err.trim()}`));
+      else resolvePromise(JSON.parse(line.slice('RESULT '.length)) as T);
     });
   });
 }
@@ -265,7 +284,9 @@ function rowsFor(r: UnloadResult): Row[] {
       r.heapStart,
       r.heapEnd,
       "process.memoryUsage() heapUsed + arrayBuffers after gc(): what the host's own objects hold",
-      isolated ? 'a retired version the host keeps reachable shows here long before it shows in RSS' : 'no isolation: the inline payload keeps its memory in the host',
+      isolated
+        ? 'a retired version the host keeps reachable shows here long before it shows in RSS'
+        : 'no isolation: the inline payload keeps its memory in the host',
     ),
   ];
   if (r.childrenStart !== undefined && r.childrenEnd !== undefined) {
@@ -305,7 +326,7 @@ function rowsFor(r: UnloadResult): Row[] {
 export async function measureUnload(versions: number): Promise<Row[]> {
   const rows: Row[] = [];
   for (const mode of MODES) {
-    rows.push(...rowsFor(await runChild(mode, versions)));
+    rows.push(...rowsFor(await runJsonChild<UnloadResult>(fileURLToPath(import.meta.url), ['--child', mode, String(versions)], { nodeFlags: CHILD_FLAGS })));
   }
   return rows;
 }

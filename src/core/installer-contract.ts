@@ -99,8 +99,14 @@ export interface IsolateHandle {
    * round trip seen by the caller minus the time the call ran inside (undefined before any call).
    */
   readonly overheadMs: number | undefined;
-  /** `listener` is told each time the isolate dies (crash, exit, killed as stuck or out of memory). */
-  onDeath(listener: (reason: string) => void): void;
+  /**
+   * While true, each answered call's time inside the isolate is recorded against the caller's
+   * promise (core/call-durations.ts). The canary turns it on for its two versions only: it
+   * costs a WeakMap write per call, which a steady version has no use for.
+   */
+  timeInside: boolean;
+  /** `listener` is told each time the isolate dies (crash, exit, killed as stuck or out of memory); returns how to stop telling it. */
+  onDeath(listener: (reason: string) => void): () => void;
   /** Ends the isolate for good (its memory goes back); pending calls fail. Idempotent. */
   terminate(): Promise<void>;
 }

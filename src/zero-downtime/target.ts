@@ -115,6 +115,8 @@ export class Target<T extends object, A extends object = T> {
   paused: { patchId: string; version: string; promote: () => Promise<void>; rollback: (reason: string) => Promise<void> } | undefined;
   frozen: string | undefined;
   readonly #router: Router;
+  /** Whether an isolated target's built-in records each call's running time (during a canary). */
+  readonly #builtinTiming = { on: false };
 
   constructor(name: string, declaration: TargetDeclaration<T, A>) {
     this.name = parseTargetName(name, 'target name');
@@ -140,7 +142,7 @@ export class Target<T extends object, A extends object = T> {
     if (declaration.importState !== undefined) hooks.importState = declaration.importState;
     if (declaration.dispose !== undefined) hooks.dispose = declaration.dispose;
     // Isolated: every call is async (the versions answer across a boundary), the built-in's too.
-    const builtinImpl = this.isolation === undefined ? declaration.impl : promising(declaration.impl, this.keys);
+    const builtinImpl = this.isolation === undefined ? declaration.impl : promising(declaration.impl, this.keys, this.#builtinTiming);
     this.builtin = this.versionFrom(builtinImpl, { version: declaration.version, patchId: null, hooks });
     this.#router = new Router(this.builtin);
 
@@ -204,6 +206,15 @@ export class Target<T extends object, A extends object = T> {
     this.#router.setCanary(route);
   }
 
+  /**
+   * @internal during a canary of an isolated target, the calls of `versions` (and of the
+   * built-in) record how long they ran where they ran, for the judge; off again after it.
+   */
+  timeInside(on: boolean, versions: readonly RuntimeVersion[]): void {
+    this.#builtinTiming.on = on;
+    for (const v of versions) if (v.isolate !== undefined) v.isolate.timeInside = on;
+  }
+
   /** @internal times the next steady call for the duration histogram (see Router.armProbe). */
   armProbe(): void {
     this.#router.armProbe();
@@ -261,19 +272,27 @@ function isolationOf(name: string, declaration: Pick<TargetDeclaration<object>, 
 
 /**
  * `impl` with each interface method returning a promise (a throw, a rejected one), for an
- * isolated target's built-in; each call's running time is recorded for the canary, as an
- * isolate records its versions' (core/call-durations.ts).
+ * isolated target's built-in; while `timing.on` (a canary), each call's running time is
+ * recorded for the judge, as an isolate records its versions' (core/call-durations.ts).
  */
-function promising(impl: object, keys: readonly string[]): object {
+function promising(impl: object, keys: readonly string[], timing: { on: boolean }): object {
   const out: Record<string, AnyFunction> = Object.create(impl) as Record<string, AnyFunction>;
   for (const key of keys) {
     const fn = (impl as Record<string, AnyFunction>)[key]!;
     out[key] = function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      const self = this === out ? impl : this;
+      if (!timing.on) {
+        try {
+          // Run on the host's own object, so its nested this.other() calls stay synchronous.
+          return Promise.resolve(fn.apply(self, args));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
       const started = performance.now();
       let result: unknown;
       try {
-        // Run on the host's own object, so its nested this.other() calls stay synchronous.
-        result = fn.apply(this === out ? impl : this, args);
+        result = fn.apply(self, args);
       } catch (error) {
         const rejected = Promise.reject(error);
         recordCallMs(rejected, performance.now() - started);

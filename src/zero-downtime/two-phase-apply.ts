@@ -101,6 +101,19 @@ export async function twoPhaseApply(
   let candidate: RuntimeVersion | undefined;
   let route: CanaryRoute | undefined;
   let loadDeadline: Deadline | undefined;
+  /** Ends the candidate's death watch (isolated targets), when the canary is over. */
+  let stopWatchingDeath: (() => void) | undefined;
+  /** The two versions whose calls record their time inside while the canary runs (isolated targets). */
+  let timed: RuntimeVersion[] = [];
+  /** This apply left its canary paused (an abort with rollbackOnCancel false). */
+  let pausedHere = false;
+  /** The canary is over (or paused and then ended): the watch and the timing stop. */
+  const canaryOver = (): void => {
+    stopWatchingDeath?.();
+    stopWatchingDeath = undefined;
+    target.timeInside(false, timed);
+    timed = [];
+  };
   /** The shared built-ins as they were before the payload's code first ran (see realm-guard). */
   let realm: RealmSnapshot | undefined;
   /** Routes every call back to the baseline (a field write), once; `flippedBack` remembers it. */
@@ -178,7 +191,7 @@ export async function twoPhaseApply(
     // An isolated candidate that dies (a crash, an exit, killed as stuck or out of memory) has
     // failed its canary: every call back on the baseline at once.
     const isolatedCandidate = candidate;
-    candidate.isolate?.onDeath((why) => {
+    stopWatchingDeath = candidate.isolate?.onDeath((why) => {
       if (route !== undefined && route.candidate === isolatedCandidate) route.trip(`the candidate's ${isolatedCandidate.isolate!.mode} died: ${why}`);
     });
 
@@ -213,6 +226,10 @@ export async function twoPhaseApply(
     );
     route = canaryRoute;
     canaryRoute.onTrip = () => control.wake();
+    if (target.isolation !== undefined) {
+      timed = [baseline, candidate];
+      target.timeInside(true, timed);
+    }
     target.setCanary(canaryRoute);
     emit('CanaryStarted', `canary of ${manifest.version} against ${baseline.version} at ${pct(opts.steps[0]!)}`, {
       steps: opts.steps,
@@ -299,6 +316,8 @@ export async function twoPhaseApply(
   } finally {
     loadDeadline?.clear();
     target.applying = undefined;
+    // A paused canary still routes: its watch and timing end when it is promoted or rolled back.
+    if (!pausedHere) canaryOver();
   }
 
   /** Abort: back to the baseline (rollbackOnCancel), or pause the canary where it stands. */
@@ -306,11 +325,13 @@ export async function twoPhaseApply(
     if (opts.rollbackOnCancel || route === undefined || candidate === undefined) return fail('ABORTED', reason);
     const pausedRoute = route;
     const pausedCandidate = candidate;
+    pausedHere = true;
     target.paused = {
       patchId: manifest.id,
       version: manifest.version,
       promote: async () => {
         target.paused = undefined;
+        canaryOver();
         const r = await promoteCandidate(
           runtime,
           target as Target<object>,
@@ -332,6 +353,7 @@ export async function twoPhaseApply(
       },
       rollback: async (why: string) => {
         target.paused = undefined;
+        canaryOver();
         if (target.canary === pausedRoute) target.setCanary(null);
         emit('RolledBack', why, { code: 'ABORTED', to: target.active.version });
         await runtime.recordFailure(target.name, manifest.id);

@@ -52,6 +52,7 @@ export class IsolateClient implements IsolateHandle {
   readonly #restartTimes: number[] = [];
   restarts = 0;
   death: string | undefined;
+  timeInside = false;
   /** Recent (round trip − time inside) of answered calls, ms: a ring for `overheadMs`. */
   readonly #overheads = new Float64Array(OVERHEAD_RING);
   #overheadCount = 0;
@@ -90,8 +91,12 @@ export class IsolateClient implements IsolateHandle {
     return this.#hooks;
   }
 
-  onDeath(listener: (reason: string) => void): void {
+  onDeath(listener: (reason: string) => void): () => void {
     this.#listeners.push(listener);
+    return () => {
+      const at = this.#listeners.indexOf(listener);
+      if (at >= 0) this.#listeners.splice(at, 1);
+    };
   }
 
   /** Calls function (or hook) `index`; the answer, or its error as thrown in the isolate. */
@@ -119,6 +124,9 @@ export class IsolateClient implements IsolateHandle {
     if (this.#state === 'terminated') return;
     const wasAlive = this.#state === 'ready' || this.#state === 'loading';
     this.#state = 'terminated';
+    // A retired version is told nothing more: its listeners (and what they hold: a canary
+    // route, the versions before it) must not stay reachable through it.
+    this.#listeners.length = 0;
     this.#failPending(new HotPatchError('CRASHED', `${this.#what} was terminated (the version was retired)`));
     if (!wasAlive) return;
     const exited = new Promise<void>((resolve) => (this.#onExit = resolve));
@@ -220,8 +228,9 @@ export class IsolateClient implements IsolateHandle {
     const call = this.#pending.get(id);
     if (call === undefined) return; // answered after its deadline: the caller already has its error
     this.#pending.delete(id);
-    if (this.#pending.size === 0) this.#stopSweeper();
-    if (call.promise !== undefined && typeof ms === 'number') {
+    // The sweeper is not stopped here but at its next tick with nothing pending: calls made
+    // one at a time would otherwise start and stop a timer each.
+    if (this.timeInside && call.promise !== undefined && typeof ms === 'number') {
       recordCallMs(call.promise, ms);
       this.#overheads[this.#overheadCount++ % OVERHEAD_RING] = performance.now() - call.started - ms;
     }
