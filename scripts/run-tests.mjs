@@ -64,6 +64,7 @@ const INTEGRATION = new Map([
   ['test/zero-downtime/crash-recovery-worker.test', 'node child processes (crash-child)'],
   ['test/zero-downtime/crash-recovery-process.test', 'node child processes (crash-child, its isolates)'],
   ['test/zero-downtime/isolation-containment.test', 'node child processes (isolates), a C compiler (Node-API addons)'],
+  ['test/zero-downtime/isolation-hostile.test', 'node child processes (isolates, a host process)'],
   ['test/zero-downtime/isolation-lifecycle.test', 'node child processes (isolates)'],
   ['test/zero-downtime/isolation-unload.test', 'node child processes (isolates)'],
 ]);

@@ -72,10 +72,15 @@ export interface IsolationLimits {
   loadTimeoutMs?: number;
   /** Memory cap: the worker's JS heap; the child's JS heap and all its writable memory (RLIMIT_DATA). Default 512. */
   memoryMb?: number;
-  /** Stack size of the isolate's JS thread, MiB (default: Node's). */
+  /**
+   * Stack size of the isolate's JS thread, MiB (default: Node's). In a child every thread's stack
+   * then counts against `memoryMb`, so it may be at most `memoryMb / 16`.
+   */
   stackMb?: number;
   /** An isolate that died is started again on the next call at most this many times a minute (default 3; 0: never). */
   maxRestartsPerMinute?: number;
+  /** Calls that may wait on one version at a time (default 10,000): past it a call fails at once with TOO_LARGE rather than pile up in the host's memory. */
+  maxPendingCalls?: number;
 }
 
 /** The isolation a load asks for (the target's mode and limits). */

@@ -24,11 +24,18 @@ export class RecordedVersions {
   readonly #installer: PatchInstaller;
   readonly #stateDir: string;
   readonly #versionOf: VersionOfModule;
+  readonly #retire: (target: Target<object>, version: RuntimeVersion) => Promise<unknown>;
 
-  constructor(installer: PatchInstaller, stateDir: string, versionOf: VersionOfModule) {
+  constructor(
+    installer: PatchInstaller,
+    stateDir: string,
+    versionOf: VersionOfModule,
+    retire: (target: Target<object>, version: RuntimeVersion) => Promise<unknown>,
+  ) {
     this.#installer = installer;
     this.#stateDir = stateDir;
     this.#versionOf = versionOf;
+    this.#retire = retire;
   }
 
   /** The version `record` names, loaded and self-tested (the built-in for a record of it). */
@@ -38,7 +45,13 @@ export class RecordedVersions {
     if (verifier !== undefined) await this.#reverify(target, record, staged.path, verifier);
     const mod = await this.#installer.load(staged, target.loadOptions({ version: record.version, patchId: record.id, restored: true }));
     const version = this.#versionOf(target, mod, { version: record.version, patchId: record.id, sha256: record.sha256, type: record.type });
-    await runSelfTests(target, version);
+    try {
+      await runSelfTests(target, version);
+    } catch (error) {
+      // Refused: it never serves, so it goes now (an isolated one takes its worker or child with it).
+      await this.#retire(target, version);
+      throw error;
+    }
     return version;
   }
 

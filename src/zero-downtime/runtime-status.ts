@@ -7,7 +7,7 @@ export interface VersionStatus {
   patchId: string | null;
   inflight: number;
   /** Its worker thread (thread id) or child process (pid), when the target is isolated and this is a patch version. */
-  isolate?: { mode: 'worker' | 'process'; id: number; restarts: number; death?: string };
+  isolate?: { mode: 'worker' | 'process'; id: number; state: 'loading' | 'ready' | 'dead' | 'terminated'; restarts: number; death?: string };
 }
 
 export interface TargetStatus {
@@ -72,6 +72,6 @@ export function probationLeftMs(meta: Partial<VersionRecord>, endsAt: number | u
 function versionStatus(v: RuntimeVersion): VersionStatus {
   const status: VersionStatus = { version: v.version, patchId: v.patchId, inflight: v.inflight };
   const i = v.isolate;
-  if (i !== undefined) status.isolate = { mode: i.mode, id: i.id, restarts: i.restarts, ...(i.death === undefined ? {} : { death: i.death }) };
+  if (i !== undefined) status.isolate = { mode: i.mode, id: i.id, state: i.state, restarts: i.restarts, ...(i.death === undefined ? {} : { death: i.death }) };
   return status;
 }

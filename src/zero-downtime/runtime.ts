@@ -291,7 +291,12 @@ export class HotPatchRuntime {
     if (this.installer === undefined || this.stateDir === undefined) {
       throw new HotPatchError('INVALID', 'reloading a recorded version needs a runtime created with stateDir and installer');
     }
-    return new RecordedVersions(this.installer, this.stateDir, (target, mod, init) => this.versionOfModule(target, mod, init));
+    return new RecordedVersions(
+      this.installer,
+      this.stateDir,
+      (target, mod, init) => this.versionOfModule(target, mod, init),
+      (target, version) => this.disposeWhenDrained(target, version, 0),
+    );
   }
 
   /**
@@ -322,6 +327,20 @@ export class HotPatchRuntime {
 
   #clearProbation(name: string): void {
     this.#probation.clear(name);
+  }
+
+  /**
+   * Ends the worker thread or child process of every version of every isolated target (active,
+   * previous, a canary's candidate) and waits until they are gone; their calls fail with
+   * CRASHED from then on. For the very end of a process (or of a test): isolates otherwise end
+   * with the process anyway — a worker with it, a child when its channel closes.
+   */
+  async endIsolates(): Promise<void> {
+    const versions = new Set<RuntimeVersion>();
+    for (const t of this.list()) {
+      for (const v of [t.active, t.previous, t.canary?.candidate, t.canary?.baseline]) if (v?.isolate !== undefined) versions.add(v);
+    }
+    await Promise.all([...versions].map((v) => v.isolate!.terminate()));
   }
 
   /** Stops probation and sampling timers (the process keeps its routing). */

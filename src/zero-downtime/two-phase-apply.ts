@@ -1,6 +1,14 @@
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
-import { HotPatchError, encodeEnvelope, type ErrorCode, type PatchInstaller, type VerifiedManifest, emitRedactedWarning } from '../core/index.js';
+import {
+  HotPatchError,
+  encodeEnvelope,
+  type ErrorCode,
+  type LoadedModule,
+  type PatchInstaller,
+  type VerifiedManifest,
+  emitRedactedWarning,
+} from '../core/index.js';
 import { RealmSnapshot } from '../installer/index.js';
 import { writeFileAtomic } from '../repo/index.js';
 import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './canary-judge.js';
@@ -181,7 +189,25 @@ export async function twoPhaseApply(
       opts.loadTimeoutMs,
       () => `${manifest.id} did not finish loading within ${opts.loadTimeoutMs} ms (loadTimeoutMs): its import, init() or selfTest() never settled`,
     );
-    const mod = await loadDeadline.race(installer.load(staged, target.loadOptions({ version: manifest.version, patchId: manifest.id }, opts.loadTimeoutMs)));
+    const loading = installer.load(staged, target.loadOptions({ version: manifest.version, patchId: manifest.id }, opts.loadTimeoutMs));
+    let mod: LoadedModule;
+    try {
+      mod = await loadDeadline.race(loading);
+    } catch (error) {
+      // The deadline won, but the load may still complete: an isolated module is ended then
+      // (its worker or child would live on, unreachable); an inline one cannot be unloaded.
+      loading
+        .then(
+          (late) => (late.isolate === undefined ? undefined : late.dispose?.()),
+          () => undefined, // the load failed after all: nothing is left running
+        )
+        .catch((disposeError: unknown) => {
+          emitRedactedWarning(`dispose() of ${manifest.id}, loaded after its deadline, threw: ${(disposeError as Error).message}`, {
+            code: 'HOTPATCH_DISPOSE_FAILED',
+          });
+        });
+      throw error;
+    }
     candidate = runtime.versionOfModule(target as Target<object>, mod, {
       version: manifest.version,
       patchId: manifest.id,

@@ -36,6 +36,7 @@ export async function world(): Promise<World> {
     bus,
     close: async () => {
       runtime.close();
+      await runtime.endIsolates();
       await rm(dir, { recursive: true, force: true });
     },
   };

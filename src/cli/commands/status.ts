@@ -9,7 +9,7 @@ interface VersionView {
   version: string;
   patchId: string | null;
   inflight: number;
-  isolate?: { mode: 'worker' | 'process'; id: number; restarts: number; death?: string };
+  isolate?: { mode: 'worker' | 'process'; id: number; state?: string; restarts: number; death?: string };
 }
 interface TargetView {
   target: string;
@@ -33,7 +33,9 @@ interface PlanView {
 /** Where an isolated version runs, and whether it had to be started again. */
 function isolateText(i: NonNullable<VersionView['isolate']>): string {
   const where = i.mode === 'worker' ? `worker thread ${i.id}` : `child pid ${i.id}`;
-  return `, ${where}${i.restarts === 0 ? '' : `, restarted ${i.restarts}× (last death: ${i.death ?? 'unknown'})`}`;
+  const state = i.state === undefined || i.state === 'ready' ? '' : ` ${i.state}`;
+  const died = i.death === undefined ? '' : `, restarted ${i.restarts}× (last death: ${i.death})`;
+  return `, ${where}${state}${died}`;
 }
 
 /** Plans per request: the agent's largest page. */

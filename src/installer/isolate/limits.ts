@@ -8,6 +8,7 @@ export const DEFAULT_ISOLATION: Readonly<Required<Omit<IsolationLimits, 'stackMb
   loadTimeoutMs: 30_000,
   memoryMb: 512,
   maxRestartsPerMinute: 3,
+  maxPendingCalls: 10_000,
 });
 
 /** A child's own runtime (code, libuv, V8 outside its heap) needs about this much writable memory. */
@@ -29,12 +30,21 @@ export function resolveIsolation(value: unknown, field = 'isolation'): ResolvedI
     throw new HotPatchError('INVALID', `${field}.mode must be 'worker' or 'process', got ${describe(o.mode)}`);
   }
   const memoryMin = o.mode === 'process' ? PROCESS_RUNTIME_MB + 64 : 16;
-  return {
+  const resolved: ResolvedIsolation = {
     mode: o.mode,
     callTimeoutMs: checkNumber(o.callTimeoutMs ?? DEFAULT_ISOLATION.callTimeoutMs, `${field}.callTimeoutMs`, 1, MAX_TIMER_MS),
     loadTimeoutMs: checkNumber(o.loadTimeoutMs ?? DEFAULT_ISOLATION.loadTimeoutMs, `${field}.loadTimeoutMs`, 1, MAX_TIMER_MS),
     memoryMb: checkNumber(o.memoryMb ?? DEFAULT_ISOLATION.memoryMb, `${field}.memoryMb`, memoryMin, 1024 * 1024, true),
     stackMb: o.stackMb === undefined ? undefined : checkNumber(o.stackMb, `${field}.stackMb`, 1, 1024),
     maxRestartsPerMinute: checkNumber(o.maxRestartsPerMinute ?? DEFAULT_ISOLATION.maxRestartsPerMinute, `${field}.maxRestartsPerMinute`, 0, 1000, true),
+    maxPendingCalls: checkNumber(o.maxPendingCalls ?? DEFAULT_ISOLATION.maxPendingCalls, `${field}.maxPendingCalls`, 1, 10_000_000, true),
   };
+  // In a child the OS stack of every thread takes stackMb (ulimit -s), all counted in RLIMIT_DATA.
+  if (resolved.mode === 'process' && resolved.stackMb !== undefined && resolved.stackMb > resolved.memoryMb / 16) {
+    throw new HotPatchError(
+      'INVALID',
+      `${field}.stackMb ${resolved.stackMb} is over memoryMb / 16 (${resolved.memoryMb / 16}): in a child process every thread gets a stack that size, counted against memoryMb`,
+    );
+  }
+  return resolved;
 }
