@@ -159,6 +159,47 @@ for (const mode of MODES) {
     }
   });
 
+  test(`${mode}: re-applying a payload (A → B → A) gives A a fresh isolate of its own, and a sticky routingKey keeps each key on one side`, async () => {
+    const { w, target } = await ledger(mode);
+    try {
+      await applyVersion(w, target, 'ledger-a', '1.0.1');
+      const firstA = target.active;
+      await applyVersion(w, target, 'ledger-b', '1.0.2');
+      // A again, canaried with a routing key: the same key always lands on the same side.
+      const { verified, payload } = signedPatch('ledger-a', T, '1.0.1', ledgerSource('1.0.1'));
+      const apply = twoPhaseApply(w.installer, verified, payload, {
+        ...FAST,
+        steps: [0.5],
+        probationMs: 0,
+        routingKey: (args: readonly unknown[]) => String(args[0]),
+        runtime: w.runtime,
+      });
+      const sides = new Map<number, Set<string>>();
+      await drive(async (i) => {
+        const key = i % 20;
+        const route = target.canary;
+        const { version } = await target.api.add(key);
+        // Only calls made and answered within the same running canary count.
+        if (route !== null && target.canary === route) (sides.get(key) ?? sides.set(key, new Set()).get(key)!).add(version);
+      }, apply);
+      const result = await apply;
+      assert.equal(result.outcome, 'promoted', result.reason);
+      assert.ok(
+        [...sides.values()].every((s) => s.size === 1),
+        'each key answered by one version during the canary',
+      );
+      assert.notEqual(target.active, firstA);
+      assert.notEqual(target.active.isolate, firstA.isolate);
+      assert.equal(target.active.isolate?.state, 'ready');
+      // Promoting A again retired the first A (B's warm previous until then): its isolate is ended.
+      await result.drain;
+      assert.equal(firstA.isolate?.state, 'terminated');
+      assert.equal((await target.api.add(0)).version, '1.0.1');
+    } finally {
+      await w.close();
+    }
+  });
+
   test(`${mode}: a call begun on the candidate finishes there after the canary is aborted; its isolate is ended only once drained`, async () => {
     const { w, target } = await ledger(mode);
     try {
