@@ -188,6 +188,7 @@ for (const mode of MODES) {
         [...sides.values()].every((s) => s.size === 1),
         'each key answered by one version during the canary',
       );
+      assert.deepEqual(new Set([...sides.values()].flatMap((s) => [...s])), new Set(['1.0.1', '1.0.2']), 'both sides served some keys');
       assert.notEqual(target.active, firstA);
       assert.notEqual(target.active.isolate, firstA.isolate);
       assert.equal(target.active.isolate?.state, 'ready');
