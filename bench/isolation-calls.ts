@@ -44,7 +44,8 @@ import { Worker } from 'node:worker_threads';
 import { EventBus } from '../src/index.js';
 import { DynamicInstaller, HotPatchRuntime } from '../src/index-runtime.js';
 import { judge, median, withTempDir, type Row } from './harness.js';
-import { TASKSET, applyWhileCalling, lastCpu, measureUnload, runJsonChild } from './isolation-unload.js';
+import { applyWhileCalling, lastCpu, measureUnload } from './isolation-unload.js';
+import { TASKSET, runJsonChild } from './json-child.js';
 import { patchSigner } from './runtime-calls.js';
 import { sharedMemoryEcho } from './isolation-shared-memory.js';
 

@@ -26,7 +26,6 @@
  *
  * --quick: 10 versions per mode (after the same 4 warm-up versions).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
@@ -34,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { EventBus } from '../src/index.js';
 import { DynamicInstaller, HotPatchRuntime, twoPhaseApply, type ApplyOptions, type ApplyResult } from '../src/index-runtime.js';
 import { judge, median, withTempDir, type Row } from './harness.js';
+import { runJsonChild } from './json-child.js';
 import { patchSigner, type BenchPatch } from './runtime-calls.js';
 
 const NAME = 'isolation-calls';
@@ -220,36 +220,10 @@ async function unloadChild(mode: Mode, versions: number): Promise<UnloadResult> 
 }
 
 /** Where taskset is, if anywhere: it pins a child (and its threads and children) to one CPU. */
-export const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((p) => existsSync(p));
-
 /** The last CPU this process may run on (its affinity list), to pin a child to. */
 export function lastCpu(): number {
   const m = /(\d+)\s*$/.exec(procStatus('self', 'Cpus_allowed_list') ?? '');
   return m === null ? availableParallelism() - 1 : Number(m[1]);
-}
-
-/**
- * Runs `script` in a fresh node (with `nodeFlags`, pinned to `cpu` when given) and returns
- * what it printed on its `RESULT <json>` line; rejects with its stderr when it fails.
- */
-export function runJsonChild<T>(script: string, args: readonly string[], options: { nodeFlags?: readonly string[]; cpu?: number } = {}): Promise<T> {
-  return new Promise((resolvePromise, reject) => {
-    const node = [...(options.nodeFlags ?? []), script, ...args];
-    const proc =
-      options.cpu === undefined || TASKSET === undefined
-        ? spawn(process.execPath, node, { stdio: ['ignore', 'pipe', 'pipe'] })
-        : spawn(TASKSET, ['-c', String(options.cpu), process.execPath, ...node], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    proc.on('error', reject);
-    proc.on('close', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || line === undefined) reject(new Error(`child ${args.join(' ')} exited with ${code}: ${err.trim()}`));
-      else resolvePromise(JSON.parse(line.slice('RESULT '.length)) as T);
-    });
-  });
 }
 
 const fmt = (mb: number): string => `${mb.toFixed(1)} MB`;

@@ -31,12 +31,12 @@
  * --quick: one child per routed case, 3 rounds of ~30 ms each in the children and 3 shared
  * rounds of ~30 ms (the same code paths, noisier figures).
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runJsonChild } from './json-child.js';
 import { DefaultVerifier, EventBus, HotPatchError, MANIFEST_PAYLOAD_TYPE, encodeEnvelope, hashBytes, pae, sign, type VerifiedManifest } from '../src/index.js';
 import { DynamicInstaller, HotPatchRuntime, twoPhaseApply, type ApplyResult, type Target } from '../src/index-runtime.js';
 import { makeSigners, makeTrustStore } from './fixtures.js';
@@ -323,20 +323,7 @@ interface ChildResult {
 }
 
 function runChild(id: CaseId, sizes: Sizes): Promise<ChildResult> {
-  return new Promise((resolvePromise, reject) => {
-    const args = [fileURLToPath(import.meta.url), '--child', id, String(sizes.childRounds), String(sizes.childRoundMs)];
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    proc.on('error', reject);
-    proc.on('close', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-      if (code !== 0 || line === undefined) reject(new Error(`child ${id} exited with ${code}: ${err.trim()}`));
-      else resolvePromise(JSON.parse(line.slice('RESULT '.length)) as ChildResult);
-    });
-  });
+  return runJsonChild<ChildResult>(fileURLToPath(import.meta.url), ['--child', id, String(sizes.childRounds), String(sizes.childRoundMs)]);
 }
 
 interface Figures {

@@ -10,6 +10,7 @@ import type { PatchInstaller } from '../../src/core/index.js';
 import { HotPatchMetrics } from '../../src/observability/index.js';
 import { HotPatchRuntime, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { isCode } from '../support/assertions.js';
+import { running } from '../support/isolates.js';
 import { until } from '../support/wait.js';
 import { FAST, drive, signedPatch, world, type World } from './fixtures.js';
 
@@ -68,15 +69,6 @@ async function applyVersion(w: World, target: Ledger, id: string, version: strin
   const apply = twoPhaseApply(w.installer, verified, payload, { ...FAST, steps: [0.25, 0.5], probationMs: 0, ...options, runtime: w.runtime });
   const load = await drive(() => target.api.add(0), apply);
   return { result: await apply, errors: load.errors };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 for (const mode of MODES) {
@@ -149,7 +141,7 @@ for (const mode of MODES) {
       // Promoting 1.0.3 retired 1.0.1 (two back): its isolate is ended, its memory returned.
       await third.result.drain;
       assert.equal(first.isolate?.state, 'terminated');
-      if (mode === 'process') await until(() => !alive(first.isolate!.id), 15_000, 'the retired child exited');
+      if (mode === 'process') await until(() => !running(first.isolate!.id), 15_000, 'the retired child exited');
       const back = await w.runtime.rollback(T, 'operator');
       assert.equal(back, second);
       assert.equal((await target.api.add(0)).version, '1.0.2');

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { twoPhaseApply, type RuntimeVersion } from '../../src/zero-downtime/index.js';
+import { running } from '../support/isolates.js';
 import { until } from '../support/wait.js';
 import { FAST, drive, signedPatch, world } from './fixtures.js';
 
@@ -20,15 +21,6 @@ globalThis.junk = Array.from({ length: 100000 }, (_, i) => ({ i, s: 'v${n}-' + i
 setInterval(() => { globalThis.ticks = (globalThis.ticks ?? 0) + 1; }, 1000);
 export const api = { get(key) { return key + ':${n}'; } };
 `;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Resident memory of a process in bytes (VmRSS), 0 once it is gone. */
 function rssOf(pid: number): number {
@@ -88,7 +80,7 @@ for (const mode of ['worker', 'process'] as const) {
       // arena for the next thread (a plateau of at most 8 per core, not a growth per version).
       // The bench (isolation-calls) reports the ratio against the 10 % goal.
       assert.ok(endRss - startRss < 200 * 2 ** 20, `host RSS grew by ${endRss - startRss} bytes over ${VERSIONS - 2} versions`);
-      if (mode === 'process') assert.ok(live.every((v) => alive(v.isolate!.id)));
+      if (mode === 'process') assert.ok(live.every((v) => running(v.isolate!.id)));
     } finally {
       await w.close();
     }
