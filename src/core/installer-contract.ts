@@ -99,6 +99,8 @@ export interface IsolateHandle {
   readonly death: string | undefined;
   /** `ready` (answering), `loading` (starting, or starting again after a death), `dead` (until the next call restarts it) or `terminated` (retired for good). */
   readonly state: 'loading' | 'ready' | 'dead' | 'terminated';
+  /** A call passed its deadline and the isolate has not answered the ping sent then: suspected stuck (it is killed if it stays silent). */
+  readonly suspectedStuck: boolean;
   /**
    * What crossing the boundary adds to a call, in ms: the median, over its recent calls, of the
    * round trip seen by the caller minus the time the call ran inside (undefined before any call).

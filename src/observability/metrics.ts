@@ -129,7 +129,7 @@ export class HotPatchMetrics {
     });
     new Histogram({
       name: `${prefix}call_duration_seconds`,
-      help: 'Duration of sampled calls through a target, by version (every 256th steady call; canary calls as the canary samples them).',
+      help: 'Duration of sampled calls through a target, by version (one steady call per target every durationProbeMs; canary calls as the canary samples them).',
       labelNames: ['target', 'version'] as const,
       buckets: [...CALL_DURATION_BUCKETS],
       registers,

@@ -63,7 +63,7 @@ export interface TargetDeclaration<T extends object, A extends object = T> {
    * the service's thread. Native (.node) payloads need `process`.
    */
   isolation?: IsolationMode;
-  /** Deadlines, memory cap and restart budget of isolated versions (ignored inline). */
+  /** Deadlines, memory cap and restart budget of isolated versions (INVALID on an inline target). */
   isolationLimits?: IsolationLimits;
 }
 
@@ -263,7 +263,12 @@ function isolationOf(name: string, declaration: Pick<TargetDeclaration<object>, 
   }
   const limits = declaration.isolationLimits ?? {};
   if (typeof limits !== 'object' || limits === null) throw new HotPatchError('INVALID', `target ${name}: isolationLimits must be an object`);
-  if (mode === 'inline') return undefined;
+  if (mode === 'inline') {
+    if (declaration.isolationLimits !== undefined) {
+      throw new HotPatchError('INVALID', `target ${name}: isolationLimits apply to isolation 'worker' or 'process', not to an inline target`);
+    }
+    return undefined;
+  }
   if (declaration.adapter !== undefined) {
     throw new HotPatchError('INVALID', `target ${name}: a wasm adapter is host code and cannot cross into a ${mode}; wasm targets run inline`);
   }

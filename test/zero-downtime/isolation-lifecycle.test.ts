@@ -41,7 +41,7 @@ let balance = 0;
 let handed = null;
 export const api = {
   add(amount) { ${extra} balance += amount; return { version: ${JSON.stringify(version)}, balance }; },
-  echo(value) { if (value === 'give me a function') return () => 1; if (value === 'handed') return handed; return value; },
+  echo(value) { if (value === 'give me a function') return () => 1; if (value === 'throw a range error') throw new RangeError('out of range'); if (value === 'handed') return handed; return value; },
   slow(ms) { return new Promise((resolve) => setTimeout(() => resolve(${JSON.stringify(version)}), ms)); },
 };
 export function exportState() { return { balance, seen: new Map([['by', ${JSON.stringify(version)}]]), at: new Date(0) }; }
@@ -321,9 +321,11 @@ for (const mode of MODES) {
       assert.notEqual(back, value, 'a copy, not the same object');
       await assert.rejects(
         target.api.echo(() => 1),
-        /could not be cloned|DataCloneError/,
+        isCode('INVALID', /an argument of this call cannot cross into/),
       );
       await assert.rejects(target.api.echo('give me a function'), /cannot cross the isolation boundary/);
+      // The standard error classes come back as themselves.
+      await assert.rejects(target.api.echo('throw a range error'), (error: unknown) => error instanceof RangeError && /out of range/.test(error.message));
       assert.equal((await target.api.add(1)).version, '1.0.1');
     } finally {
       await w.close();
@@ -347,6 +349,14 @@ test('isolation declarations are checked: an unknown mode, bad limits and a wasm
     assert.throws(
       () => w.runtime.target('xps.a.e', { version: '1.0.0', impl, isolation: 'worker', adapter: { toApi: () => ({}) } }),
       isCode('INVALID', /wasm targets run inline/),
+    );
+    assert.throws(
+      () => w.runtime.target('xps.a.f', { version: '1.0.0', impl, isolation: 'worker', isolationLimits: { callTimeoutMS: 5 } as never }),
+      isCode('INVALID', /unknown field "callTimeoutMS"/),
+    );
+    assert.throws(
+      () => w.runtime.target('xps.a.g', { version: '1.0.0', impl, isolationLimits: { callTimeoutMs: 5 } }),
+      isCode('INVALID', /not to an inline target/),
     );
     assert.deepEqual(
       w.runtime.list().map((t) => t.name),

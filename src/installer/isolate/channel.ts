@@ -170,8 +170,13 @@ function processChannel(settings: ResolvedIsolation, events: ChannelEvents): Cha
     }
     for (const value of values) receive(value);
   });
-  // A write to a child that just died fails; its `exit` event is what reports the death.
-  socket.on('error', () => kill('its channel failed'));
+  // A write to a child that just died fails (EPIPE): its `exit` event reports the death (a
+  // signal, an exit code). Only a child still running after a moment has really lost its channel.
+  socket.on('error', () => {
+    setTimeout(() => {
+      if (child.exitCode === null && child.signalCode === null) kill('lost its channel');
+    }, 500).unref();
+  });
   child.on('error', (error) => {
     children.delete(child);
     exit.end(`could not be started or signalled: ${errorInfo(error).message}`);

@@ -18,6 +18,8 @@ const MINUTE_MS = 60_000;
 const OVERHEAD_PINGS = 16;
 /** A ping unanswered this long (ms; at most half the call deadline) makes new calls fail at once. */
 const STUCK_SUSPECT_MS = 250;
+/** A ping unanswered this long (ms; at most the call deadline) after a missed deadline: the isolate is killed as stuck. */
+const STUCK_KILL_MS = 1_000;
 
 /**
  * The host's side of one isolated version: its current worker or child (an incarnation), the
@@ -25,10 +27,9 @@ const STUCK_SUSPECT_MS = 250;
  *
  * Deadlines: one sweeper timer (never a timer per call) runs while calls are pending. A call
  * past `callTimeoutMs` fails with TIMEOUT; the isolate is then pinged, and once that ping has
- * gone unanswered for a while new calls fail at once (TIMEOUT) rather than pile up in the
- * host's memory; one
- * that does not answer it within another `callTimeoutMs` is stuck (a synchronous loop) and is
- * killed. At most `maxPendingCalls` calls wait at a time (TOO_LARGE past it).
+ * gone unanswered for 250 ms new calls fail at once (TIMEOUT) rather than pile up in the
+ * host's memory; one that does not answer it within a second (or `callTimeoutMs`, if shorter)
+ * is stuck (a synchronous loop) and is killed. At most `maxPendingCalls` calls wait at a time (TOO_LARGE past it).
  *
  * Death (exit, crash, out of memory, killed as stuck, a message outside the protocol): every
  * pending call fails with CRASHED, the death listeners are told (the canary trips on a
@@ -94,6 +95,10 @@ export class IsolateClient implements IsolateHandle {
     return this.#state;
   }
 
+  get suspectedStuck(): boolean {
+    return this.#pingSent !== undefined;
+  }
+
   /** Which lifecycle hooks the payload exports. */
   get hooks(): readonly HookName[] {
     return this.#hooks;
@@ -122,7 +127,7 @@ export class IsolateClient implements IsolateHandle {
       this.#channel!.send([id, index, args, bufferMask(args)]);
     } catch (error) {
       // The arguments cannot be cloned (a function, say): nothing was sent.
-      entry.reject(error);
+      entry.reject(new HotPatchError('INVALID', `an argument of this call cannot cross into ${this.#what} ${this.#where}: ${errorInfo(error).message}`));
       return promise;
     }
     this.#pending.set(id, entry);
@@ -155,7 +160,7 @@ export class IsolateClient implements IsolateHandle {
     // A retired version is told nothing more: its listeners (and what they hold: a canary
     // route, the versions before it) must not stay reachable through it.
     this.#listeners.length = 0;
-    this.#failPending(new HotPatchError('CRASHED', `${this.#what} was terminated (the version was retired)`));
+    this.#failPending(new HotPatchError('CRASHED', `${this.#what} was ended (the version was retired, or runtime.endIsolates())`));
     this.#stopSweeper();
     if (!alive || this.#channel === undefined) return;
     const exited = new Promise<void>((resolve) => (this.#onTerminated = resolve));
@@ -166,7 +171,7 @@ export class IsolateClient implements IsolateHandle {
   }
 
   async #callWhenReady(index: number, args: unknown[]): Promise<unknown> {
-    if (this.#state === 'terminated') throw new HotPatchError('CRASHED', `${this.#what} was terminated (the version was retired)`);
+    if (this.#state === 'terminated') throw new HotPatchError('CRASHED', `${this.#what} was ended (the version was retired, or runtime.endIsolates())`);
     if (this.#state === 'dead') this.#restart();
     if (this.#pending.size + this.#waiting >= this.#settings.maxPendingCalls) throw this.#refusal()!;
     this.#waiting += 1;
@@ -364,9 +369,14 @@ export class IsolateClient implements IsolateHandle {
         this.#channel?.send({ t: 'ping' });
       }
     }
-    if (this.#pingSent !== undefined && now - this.#pingSent >= timeout && this.#state === 'ready') {
+    // A ping is answered within milliseconds by any isolate whose event loop turns: one silent
+    // for a second (or the call deadline, if shorter) after a missed deadline is stuck.
+    const patience = Math.min(timeout, STUCK_KILL_MS);
+    if (this.#pingSent !== undefined && now - this.#pingSent >= patience && this.#state === 'ready') {
       this.#pingSent = undefined;
-      this.#channel?.kill(`stopped answering: a call passed its ${timeout} ms deadline and a ping got no answer for ${timeout} ms more (stuck in a loop?)`);
+      this.#channel?.kill(
+        `stopped answering: a call passed its ${timeout} ms deadline and a ping got no answer for ${Math.round(patience)} ms more (stuck in a loop?)`,
+      );
     }
     if (this.#pending.size === 0 && this.#pingSent === undefined) this.#stopSweeper();
   }

@@ -14,6 +14,7 @@ export const DEFAULT_ISOLATION: Readonly<Required<Omit<IsolationLimits, 'stackMb
 /** A child's own runtime (code, libuv, V8 outside its heap) needs about this much writable memory. */
 export const PROCESS_RUNTIME_MB = 96;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const KNOWN_KEYS = new Set(['mode', 'callTimeoutMs', 'loadTimeoutMs', 'memoryMb', 'stackMb', 'maxRestartsPerMinute', 'maxPendingCalls']);
 
 function checkNumber(value: unknown, field: string, min: number, max: number, integer = false): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
@@ -26,6 +27,14 @@ function checkNumber(value: unknown, field: string, min: number, max: number, in
 export function resolveIsolation(value: unknown, field = 'isolation'): ResolvedIsolation {
   if (typeof value !== 'object' || value === null) throw new HotPatchError('INVALID', `${field} must be an object, got ${describe(value)}`);
   const o = value as Partial<IsolationSettings>;
+  // A misspelt limit (callTimeoutMS) would otherwise leave its default in place, silently.
+  const unknown = Object.keys(o).filter((k) => !KNOWN_KEYS.has(k));
+  if (unknown.length > 0) {
+    throw new HotPatchError(
+      'INVALID',
+      `${field} has unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k.slice(0, 40))).join(', ')} (known: ${[...KNOWN_KEYS].filter((k) => k !== 'mode').join(', ')})`,
+    );
+  }
   if (o.mode !== 'worker' && o.mode !== 'process') {
     throw new HotPatchError('INVALID', `${field}.mode must be 'worker' or 'process', got ${describe(o.mode)}`);
   }

@@ -74,10 +74,15 @@ export function errorInfo(error: unknown): ErrorInfo {
   return { name: 'Error', message: `a non-Error value was thrown: ${text(() => error, '(a value that cannot be shown)').slice(0, 200)}` };
 }
 
-/** The error a caller sees for an `ErrorInfo`: same name, message and code as thrown in the isolate. */
+/** The standard error classes, rebuilt as themselves on the host's side (others arrive as Error with their name). */
+const STANDARD_ERRORS: Record<string, ErrorConstructor> = { TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError };
+
+/** The error a caller sees for an `ErrorInfo`: same class (for the standard ones) or name, message and code as thrown in the isolate. */
 export function errorFromInfo(value: unknown): Error {
   const info = (typeof value === 'object' && value !== null ? value : {}) as Partial<ErrorInfo>;
-  const error = new Error(typeof info.message === 'string' ? info.message.slice(0, MAX_TEXT) : 'the isolate reported an error without a message');
+  const message = typeof info.message === 'string' ? info.message.slice(0, MAX_TEXT) : 'the isolate reported an error without a message';
+  const Standard = typeof info.name === 'string' && Object.hasOwn(STANDARD_ERRORS, info.name) ? STANDARD_ERRORS[info.name]! : Error;
+  const error = new Standard(message);
   if (typeof info.name === 'string') error.name = info.name.slice(0, 200);
   if (typeof info.code === 'string') (error as Error & { code?: string }).code = info.code.slice(0, 200);
   return error;
