@@ -114,7 +114,9 @@ export { SecurityGate, type SecurityPolicyConfig } from './security/index.js';
 
 export {
   FileSystemRepository,
+  HttpRepository,
   copyFileAtomic,
+  openRepository,
   packPatch,
   readFileBounded,
   writeFileAtomic,
@@ -123,6 +125,7 @@ export {
   type CopyFileAtomicOptions,
   type FileDigest,
   type FileSystemRepositoryOptions,
+  type HttpRepositoryOptions,
   type PackPatchOptions,
   type PackedPatch,
   type PayloadSource,

@@ -6,7 +6,7 @@ import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInte
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
-import { FileSystemRepository, readFileBounded } from '../repo/index.js';
+import { openRepository, readFileBounded } from '../repo/index.js';
 import { SecurityGate } from '../security/index.js';
 import { DefaultVerifier, parseTrustStore } from '../verification/index.js';
 import { HotPatchRuntime } from '../zero-downtime/index.js';
@@ -37,7 +37,7 @@ export interface AgentOptions {
    */
   http?: { port?: number; host?: '127.0.0.1' | '::1' | 'localhost'; tokenFile?: string; readTokenFile?: string; tokens?: readonly HttpTokenOption[] };
   /**
-   * Registers components named "default": a filesystem repository, a verifier over this
+   * Registers components named "default": a repository (a directory, or an http(s):// URL), a verifier over this
    * trust store file, and a security gate (from the policy file, or the default gate).
    */
   defaults?: { repository?: string; trustStore?: string; policy?: string };
@@ -282,7 +282,7 @@ function limitConnections(server: Server, servable: number): void {
 async function registerDefaults(registries: Registries, defaults: AgentOptions['defaults']): Promise<void> {
   if (defaults === undefined) return;
   if (defaults.repository !== undefined && !registries.repositories.has('default')) {
-    registries.repositories.register('default', new FileSystemRepository(defaults.repository));
+    registries.repositories.register('default', openRepository(defaults.repository));
   }
   if (defaults.trustStore !== undefined && !registries.verifiers.has('default')) {
     const trust = parseTrustStore(await readFileBounded(defaults.trustStore, 1024 * 1024, { noFollow: false, what: 'trust store' }));

@@ -14,5 +14,8 @@ export { DEFAULT_CHUNK_SIZE, fileError, throwIfAborted, withCleanupFailure } fro
 export { DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_REPOSITORY_CHUNK_SIZE, FileSystemRepository } from './filesystem-repository.js';
 export type { FileSystemRepositoryOptions, PayloadSource, WritePayloadOptions } from './filesystem-repository.js';
 export { DEFAULT_PATCH_LIFETIME_MS, packPatch } from './pack-patch.js';
+export { HttpRepository, MAX_INDEX_BYTES, type HttpRepositoryOptions } from './http-repository.js';
+export { safeUrl, type HttpFetchOptions } from './http-fetch.js';
+export { openRepository } from './open-repository.js';
 export type { PackPatchOptions, PackedPatch } from './pack-patch.js';
 export { readAhead } from './read-ahead.js';
