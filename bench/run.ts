@@ -25,6 +25,7 @@ import { run as demoNoisy } from './demo-noisy.js';
 import { run as fleetProcesses } from './fleet-processes.js';
 import { run as fleetRollout } from './fleet-rollout.js';
 import { formatRatio, formatTable, roundFigure, type Row } from './harness.js';
+import { run as httpFetch } from './http-fetch.js';
 import { run as importCost } from './import-cost.js';
 import { run as isolationCalls } from './isolation-calls.js';
 import { run as manifestVerify } from './manifest-verify.js';
@@ -46,6 +47,7 @@ interface BenchOptions {
 
 const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promise<Row[]> }[] = [
   { name: 'payload-hash', run: payloadHash },
+  { name: 'http-fetch', run: httpFetch },
   { name: 'manifest-verify', run: manifestVerify },
   { name: 'cli-verify', run: cliVerify },
   { name: 'runtime-calls', run: runtimeCalls },
