@@ -115,6 +115,7 @@ export { SecurityGate, type SecurityPolicyConfig } from './security/index.js';
 export {
   FileSystemRepository,
   HttpRepository,
+  RepositoryMirrors,
   copyFileAtomic,
   openRepository,
   packPatch,
@@ -126,6 +127,8 @@ export {
   type FileDigest,
   type FileSystemRepositoryOptions,
   type HttpRepositoryOptions,
+  type Mirror,
+  type MirrorFailure,
   type PackPatchOptions,
   type PackedPatch,
   type PayloadSource,

@@ -19,6 +19,25 @@ export interface PatchRepository {
   openPayload(id: PatchId, maxBytes: number, signal?: AbortSignal): AsyncIterable<Uint8Array>;
   /** Ids of the patches the repository holds. */
   list(signal?: AbortSignal): Promise<PatchId[]>;
+  /**
+   * Present on a list of mirrors (`RepositoryMirrors`), and forwarded by a wrapper: verifyPatch
+   * then verifies from each mirror in turn (reads pinned to it) until one passes.
+   */
+  readonly mirrored?: MirroredSource;
+}
+
+/** How verifyPatch drives a list of mirrors (see RepositoryMirrors). */
+export interface MirroredSource {
+  /** The mirrors to verify `id` from, best first. */
+  candidates(id: string): string[];
+  /** Reads of `id` go to `mirror` only; undefined: to every mirror again. */
+  pin(id: string, mirror: string | undefined): void;
+  /** Records a failure of `mirror` (its code and reason). */
+  record(mirror: string, error: unknown): unknown;
+  /** `mirror` served a file for `id` that failed verification: not trusted for it again. */
+  markBad(id: string, mirror: string): void;
+  /** The whole verification of `id` passed from `mirror`: its payload is read from there first. */
+  markGood(id: string, mirror: string): void;
 }
 
 export interface VerificationContext {

@@ -73,6 +73,8 @@ export async function runPipeline(
       },
       openPayload: (id, maxBytes, s) => c.repo.openPayload(id, maxBytes, s),
       list: (s) => c.repo.list(s),
+      // A list of mirrors keeps its failover through this wrapper (verifyPatch drives it).
+      ...(c.repo.mirrored === undefined ? {} : { mirrored: c.repo.mirrored }),
     };
     // step 2: verify — signatures, threshold, expiry, anti-downgrade, then size and hash of the payload.
     const verified = await verifyPatch(announcing, c.verifier, patchId, { highestVersion }, signal);

@@ -1,4 +1,30 @@
-import { HotPatchError, parsePatchId, type PatchRepository, type PatchVerifier, type VerificationContext, type VerifiedManifest } from '../core/index.js';
+import {
+  HotPatchError,
+  isHotPatchError,
+  messageOf,
+  parsePatchId,
+  type ErrorCode,
+  type PatchRepository,
+  type PatchVerifier,
+  type VerificationContext,
+  type VerifiedManifest,
+} from '../core/index.js';
+
+/** Failures that are the file a mirror served (not the mirror being down): it is not trusted for that patch again. */
+const BAD_FILE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'HASH_MISMATCH',
+  'SIZE_MISMATCH',
+  'BAD_SIGNATURE',
+  'UNTRUSTED_KEY',
+  'THRESHOLD_NOT_MET',
+  'PARSE',
+  'INVALID',
+  'TOO_LARGE',
+  'DOWNGRADE',
+  'EXPIRED',
+  'NOT_YET_VALID',
+  'ALGORITHM_DISALLOWED',
+]);
 
 /**
  * The whole trust pipeline for one patch id: fetch the envelope, verify it, then stream the
@@ -13,6 +39,44 @@ export async function verifyPatch(
   signal?: AbortSignal,
 ): Promise<VerifiedManifest> {
   const patchId = parsePatchId(id);
+  const mirrors = repository.mirrored;
+  if (mirrors === undefined) return verifyFrom(repository, verifier, patchId, context, signal);
+  // Mirrors: the whole verification from each in turn, reads pinned to it, until one passes.
+  // Every mirror is untrusted storage; the first whose files verify is the answer.
+  const failures: { mirror: string; code: string; reason: string }[] = [];
+  for (const mirror of mirrors.candidates(patchId)) {
+    mirrors.pin(patchId, mirror);
+    try {
+      const verified = await verifyFrom(repository, verifier, patchId, context, signal);
+      mirrors.markGood(patchId, mirror);
+      return verified;
+    } catch (error) {
+      if (isHotPatchError(error, 'ABORTED') || signal?.aborted === true) throw error;
+      mirrors.record(mirror, error);
+      const code = isHotPatchError(error) ? error.code : 'INTERNAL';
+      if (isHotPatchError(error) && BAD_FILE.has(error.code)) mirrors.markBad(patchId, mirror);
+      failures.push({ mirror, code, reason: messageOf(error) });
+    } finally {
+      mirrors.pin(patchId, undefined);
+    }
+  }
+  const notFound = failures.length > 0 && failures.every((f) => f.code === 'NOT_FOUND');
+  const first = failures.find((f) => f.code !== 'NOT_FOUND') ?? failures[0];
+  const code = (notFound ? 'NOT_FOUND' : first === undefined || first.code === 'INTERNAL' ? 'IO' : first.code) as ErrorCode;
+  throw new HotPatchError(
+    code,
+    `${patchId}: no mirror served a patch that verifies (${failures.length} tried): ${failures.map((f) => `${f.mirror}: ${f.code} ${f.reason}`).join('; ')}`,
+    { detail: { failures } },
+  );
+}
+
+async function verifyFrom(
+  repository: PatchRepository,
+  verifier: PatchVerifier,
+  patchId: ReturnType<typeof parsePatchId>,
+  context: VerificationContext,
+  signal: AbortSignal | undefined,
+): Promise<VerifiedManifest> {
   const envelopeBytes = await repository.fetchEnvelope(patchId, signal);
   const verified = verifier.verifyEnvelope(envelopeBytes, context);
   if (verified.manifest.id !== patchId) {
