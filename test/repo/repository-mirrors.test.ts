@@ -14,6 +14,8 @@ import { FileSystemRepository, HttpRepository, RepositoryMirrors } from '../../s
 import { verifyPatch } from '../../src/verification/index.js';
 import { isCode } from '../support/assertions.js';
 import { ciVerifier, forgedCiSigner, publishPatch } from '../support/patches.js';
+import type { PatchPlan } from '../../src/orchestration/index.js';
+import { FAST_ZDT, makeEnv, planOf, publish, withTraffic } from '../orchestration/helpers.js';
 
 const ID = 'mirrored-1';
 const SOURCE = 'export const api = { f: () => 1 };';
@@ -80,5 +82,37 @@ test('when no mirror serves a patch that verifies, the error says what each did 
     assert.deepEqual(await empty.list(), [ID]);
   } finally {
     await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a Planner whose repository is a mirror list applies the patch from the mirror that verifies, past a tampered one', async () => {
+  const env = await makeEnv();
+  try {
+    const { mkdir } = await import('node:fs/promises');
+    const tamperedDir = join(env.dir, 'tampered');
+    await mkdir(tamperedDir);
+    await env.publish('fix-mirror-1', '1.0.1');
+    await publish(tamperedDir, 'fix-mirror-1', '1.0.1');
+    await writeFile(join(tamperedDir, 'fix-mirror-1.bin'), 'export const api = { digest: () => "wrong" };');
+    const proc = env.process();
+    const mirrors = new RepositoryMirrors([
+      { name: 'tampered', repository: new FileSystemRepository(tamperedDir) },
+      { name: 'good', repository: new FileSystemRepository(env.repoDir) },
+    ]);
+    proc.registries.repositories.register('mirrors', mirrors);
+    const planner = await proc.open();
+    planner.addPlan(planOf('via-mirrors', { patch: 'fix-mirror-1', repo: 'mirrors', zdt: { ...FAST_ZDT, probationMs: 0 } }) as PatchPlan);
+    const { result, errors } = await withTraffic(proc, planner.runOnce('via-mirrors'));
+    assert.equal(result.status, 'activated', result.reason);
+    assert.equal(errors, 0);
+    assert.equal(proc.target.active.patchId, 'fix-mirror-1');
+    // The tampered payload is a different length: SIZE_MISMATCH, before any hash.
+    assert.deepEqual(
+      mirrors.failures.map((f) => [f.mirror, f.code]),
+      [['tampered', 'SIZE_MISMATCH']],
+    );
+    planner.close();
+  } finally {
+    await env.close();
   }
 });
