@@ -2,7 +2,9 @@
  * Shared fixtures: keys, trust stores and real signed envelopes built in-process with the
  * package's own API (the same bytes `hotpatch pack` + `hotpatch sign` would produce).
  */
-import { dirname, resolve } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { open, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   MANIFEST_PAYLOAD_TYPE,
@@ -11,6 +13,7 @@ import {
   pae,
   parseManifest,
   parseTrustStore,
+  DefaultVerifier,
   sign,
   type PrivateKey,
   type PublicKey,
@@ -87,4 +90,30 @@ export function makeSignedPatch(spec: PatchSpec): SignedPatch {
   const signatures = spec.signedBy.map((s) => ({ keyid: s.keyid, sig: sign(s.privateKey, paeBytes) }));
   const envelopeJson = encodeEnvelope({ payloadType: MANIFEST_PAYLOAD_TYPE, payload: body, signatures });
   return { envelopeJson, envelopeBytes: new TextEncoder().encode(envelopeJson), body, paeBytes, signatures };
+}
+
+/**
+ * A large payload in `repoDir`: one random MiB written `blocks` times as `<id>.bin`, hashed while
+ * written, and beside it `<id>.json`, a real 2-of-3 Ed25519 manifest over it. Returns the
+ * verifier of that trust store and the payload's SHA-256 (hex).
+ */
+export async function writeSignedPayload(repoDir: string, id: string, blocks: number): Promise<{ verifier: DefaultVerifier; expectedHex: string }> {
+  const mib = 1024 * 1024;
+  const block = randomBytes(mib);
+  const expected = createHash('sha256');
+  const handle = await open(join(repoDir, `${id}.bin`), 'w');
+  try {
+    for (let i = 0; i < blocks; i++) {
+      await handle.write(block);
+      expected.update(block);
+    }
+  } finally {
+    await handle.close();
+  }
+  const expectedHex = expected.digest('hex');
+  const signers = makeSigners('ed25519', 3);
+  const { store } = makeTrustStore(signers, 2);
+  const patch = makeSignedPatch({ id, payloadSha256Hex: expectedHex, payloadSize: blocks * mib, signedBy: signers.slice(0, 2) });
+  await writeFile(join(repoDir, `${id}.json`), patch.envelopeJson);
+  return { verifier: new DefaultVerifier(store), expectedHex };
 }

@@ -26,14 +26,14 @@
  * --quick: a 16 MiB payload and 2 rounds. curl is required (fails at once without it).
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { createServer, get } from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DefaultVerifier, HttpRepository, verifyPatch, type PatchId } from '../src/index.js';
-import { makeSignedPatch, makeSigners, makeTrustStore } from './fixtures.js';
+import { HttpRepository, verifyPatch, type PatchId } from '../src/index.js';
+import { writeSignedPayload } from './fixtures.js';
 import { judge, median, withTempDir, type Row } from './harness.js';
 
 const NAME = 'http-fetch';
@@ -151,24 +151,8 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     await mkdir(repoDir);
     const id = `bench-http-${blocks}m` as PatchId;
 
-    // The payload: one random MiB written `blocks` times, hashed while written.
-    const block = randomBytes(MIB);
-    const expected = createHash('sha256');
-    const handle = await open(join(repoDir, `${id}.bin`), 'w');
-    try {
-      for (let i = 0; i < blocks; i++) {
-        await handle.write(block);
-        expected.update(block);
-      }
-    } finally {
-      await handle.close();
-    }
-    const expectedHex = expected.digest('hex');
-    const signers = makeSigners('ed25519', 3);
-    const { store } = makeTrustStore(signers, 2);
-    const patch = makeSignedPatch({ id, payloadSha256Hex: expectedHex, payloadSize: size, signedBy: signers.slice(0, 2) });
-    await writeFile(join(repoDir, `${id}.json`), patch.envelopeJson);
-    const verifier = new DefaultVerifier(store);
+    // The payload and a real signed manifest (2-of-3 Ed25519) next to it.
+    const { verifier, expectedHex } = await writeSignedPayload(repoDir, id, blocks);
 
     const server = await startServer(repoDir);
     try {

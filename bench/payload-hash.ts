@@ -22,13 +22,13 @@
  * --quick: a 32 MiB payload.
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DefaultVerifier, FileSystemRepository, verifyPatch, type PatchId } from '../src/index.js';
+import { FileSystemRepository, verifyPatch, type PatchId } from '../src/index.js';
 import { DEFAULT_REPOSITORY_CHUNK_SIZE } from '../src/repo/index.js';
-import { makeSignedPatch, makeSigners, makeTrustStore } from './fixtures.js';
+import { writeSignedPayload } from './fixtures.js';
 import { judge, median, withTempDir, type Row } from './harness.js';
 
 const NAME = 'payload-hash';
@@ -78,26 +78,8 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     const id = `bench-payload-${blocks}m` as PatchId;
     const file = join(repoDir, `${id}.bin`);
 
-    // The payload: one random MiB written `blocks` times, hashed while written.
-    const block = randomBytes(MIB);
-    const expected = createHash('sha256');
-    const handle = await open(file, 'w');
-    try {
-      for (let i = 0; i < blocks; i++) {
-        await handle.write(block);
-        expected.update(block);
-      }
-    } finally {
-      await handle.close();
-    }
-    const expectedHex = expected.digest('hex');
-
-    // A real signed manifest (2-of-3 Ed25519) next to it.
-    const signers = makeSigners('ed25519', 3);
-    const { store } = makeTrustStore(signers, 2);
-    const patch = makeSignedPatch({ id, payloadSha256Hex: expectedHex, payloadSize: size, signedBy: signers.slice(0, 2) });
-    await writeFile(join(repoDir, `${id}.json`), patch.envelopeJson);
-    const verifier = new DefaultVerifier(store);
+    // The payload and a real signed manifest (2-of-3 Ed25519) next to it.
+    const { verifier, expectedHex } = await writeSignedPayload(repoDir, id, blocks);
     const repo = new FileSystemRepository(repoDir);
     const repoSmall = new FileSystemRepository(repoDir, { chunkSize: SMALL_CHUNK });
     const verified = verifier.verifyEnvelope(await repo.fetchEnvelope(id), { now: Date.now() });
