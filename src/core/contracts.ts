@@ -1,3 +1,4 @@
+import type { ErrorCode } from './errors.js';
 import type { Envelope } from './dsse.js';
 import type { Manifest, ManifestFacts } from './manifest.js';
 import type { PatchId } from './patch-id.js';
@@ -26,14 +27,21 @@ export interface PatchRepository {
   readonly mirrored?: MirroredSource;
 }
 
+/** One mirror that failed, and why. */
+export interface MirrorFailure {
+  mirror: string;
+  code: ErrorCode | 'INTERNAL';
+  reason: string;
+}
+
 /** How verifyPatch drives a list of mirrors (see RepositoryMirrors). */
 export interface MirroredSource {
   /** The mirrors to verify `id` from, best first. */
   candidates(id: string): string[];
   /** Reads of `id` go to `mirror` only; undefined: to every mirror again. */
   pin(id: string, mirror: string | undefined): void;
-  /** Records a failure of `mirror` (its code and reason). */
-  record(mirror: string, error: unknown): unknown;
+  /** Records a failure of `mirror` and returns it (its code and reason). */
+  record(mirror: string, error: unknown): MirrorFailure;
   /** `mirror` served a file for `id` that failed verification: not trusted for it again. */
   markBad(id: string, mirror: string): void;
   /** The whole verification of `id` passed from `mirror`: its payload is read from there first. */

@@ -17,6 +17,6 @@ export { DEFAULT_PATCH_LIFETIME_MS, packPatch } from './pack-patch.js';
 export { HttpRepository, MAX_INDEX_BYTES, type HttpRepositoryOptions } from './http-repository.js';
 export { safeUrl, type HttpFetchOptions } from './http-fetch.js';
 export { openRepository } from './open-repository.js';
-export { RepositoryMirrors, type Mirror, type MirrorFailure } from './repository-mirrors.js';
+export { RepositoryMirrors, allFailed, type Mirror, type MirrorFailure } from './repository-mirrors.js';
 export type { PackPatchOptions, PackedPatch } from './pack-patch.js';
 export { readAhead } from './read-ahead.js';

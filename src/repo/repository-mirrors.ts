@@ -1,4 +1,14 @@
-import { HotPatchError, describe, isHotPatchError, messageOf, type ErrorCode, type MirroredSource, type PatchId, type PatchRepository } from '../core/index.js';
+import {
+  HotPatchError,
+  describe,
+  isHotPatchError,
+  messageOf,
+  type ErrorCode,
+  type MirrorFailure,
+  type MirroredSource,
+  type PatchId,
+  type PatchRepository,
+} from '../core/index.js';
 
 /** One mirror of a RepositoryMirrors list. */
 export interface Mirror {
@@ -9,12 +19,8 @@ export interface Mirror {
   priority?: number;
 }
 
-/** One mirror that failed, and why. */
-export interface MirrorFailure {
-  mirror: string;
-  code: ErrorCode | 'INTERNAL';
-  reason: string;
-}
+/** One mirror that failed, and why (core's type, named here for this module's users). */
+export type { MirrorFailure };
 
 /**
  * Several repositories holding the same patches, tried in priority order. A mirror that fails
@@ -153,11 +159,15 @@ export function failsOver(error: unknown): boolean {
   return error.code !== 'ABORTED' && !(error.code === 'INVALID' && /patch id/.test(error.message));
 }
 
-/** The error when every mirror failed: NOT_FOUND if none had it, else the first other failure's code; each failure in `detail`. */
-export function allFailed(what: string, failed: readonly MirrorFailure[]): HotPatchError {
+/**
+ * The error when every mirror failed: NOT_FOUND if none had it, else the first other failure's
+ * code; each failure in the message and in `detail.failures`. `summary` says what failed (for
+ * `n` mirrors), after `what`.
+ */
+export function allFailed(what: string, failed: readonly MirrorFailure[], summary = (n: number) => `every mirror failed (${n})`): HotPatchError {
   const notFound = failed.length > 0 && failed.every((f) => f.code === 'NOT_FOUND');
   const first = failed.find((f) => f.code !== 'NOT_FOUND') ?? failed[0];
   const code: ErrorCode = notFound ? 'NOT_FOUND' : first === undefined || first.code === 'INTERNAL' ? 'IO' : first.code;
   const list = failed.map((f) => `${f.mirror}: ${f.code} ${f.reason}`).join('; ');
-  return new HotPatchError(code, `${what}: every mirror failed (${failed.length}): ${list}`, { detail: { failures: failed.map((f) => ({ ...f })) } });
+  return new HotPatchError(code, `${what}: ${summary(failed.length)}: ${list}`, { detail: { failures: failed.map((f) => ({ ...f })) } });
 }

@@ -1,14 +1,15 @@
 import {
   HotPatchError,
   isHotPatchError,
-  messageOf,
   parsePatchId,
   type ErrorCode,
+  type MirrorFailure,
   type PatchRepository,
   type PatchVerifier,
   type VerificationContext,
   type VerifiedManifest,
 } from '../core/index.js';
+import { allFailed } from '../repo/index.js';
 
 /** Failures that are the file a mirror served (not the mirror being down): it is not trusted for that patch again. */
 const BAD_FILE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -43,7 +44,7 @@ export async function verifyPatch(
   if (mirrors === undefined) return verifyFrom(repository, verifier, patchId, context, signal);
   // Mirrors: the whole verification from each in turn, reads pinned to it, until one passes.
   // Every mirror is untrusted storage; the first whose files verify is the answer.
-  const failures: { mirror: string; code: string; reason: string }[] = [];
+  const failures: MirrorFailure[] = [];
   for (const mirror of mirrors.candidates(patchId)) {
     mirrors.pin(patchId, mirror);
     try {
@@ -52,22 +53,13 @@ export async function verifyPatch(
       return verified;
     } catch (error) {
       if (isHotPatchError(error, 'ABORTED') || signal?.aborted === true) throw error;
-      mirrors.record(mirror, error);
-      const code = isHotPatchError(error) ? error.code : 'INTERNAL';
+      failures.push(mirrors.record(mirror, error));
       if (isHotPatchError(error) && BAD_FILE.has(error.code)) mirrors.markBad(patchId, mirror);
-      failures.push({ mirror, code, reason: messageOf(error) });
     } finally {
       mirrors.pin(patchId, undefined);
     }
   }
-  const notFound = failures.length > 0 && failures.every((f) => f.code === 'NOT_FOUND');
-  const first = failures.find((f) => f.code !== 'NOT_FOUND') ?? failures[0];
-  const code = (notFound ? 'NOT_FOUND' : first === undefined || first.code === 'INTERNAL' ? 'IO' : first.code) as ErrorCode;
-  throw new HotPatchError(
-    code,
-    `${patchId}: no mirror served a patch that verifies (${failures.length} tried): ${failures.map((f) => `${f.mirror}: ${f.code} ${f.reason}`).join('; ')}`,
-    { detail: { failures } },
-  );
+  throw allFailed(patchId, failures, (n) => `no mirror served a patch that verifies (${n} tried)`);
 }
 
 async function verifyFrom(
