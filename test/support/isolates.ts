@@ -34,3 +34,14 @@ export function running(pid: number): boolean {
     return false;
   }
 }
+
+/** CPU time process `pid` has used (user + system, clock ticks), 0 once it is gone. */
+export function cpuTicks(pid: number): number {
+  try {
+    // Fields after the command (which may hold spaces) start after its closing parenthesis.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+}

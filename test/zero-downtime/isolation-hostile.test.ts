@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { createInterface } from 'node:readline';
 import { HotPatchRuntime, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { isCode } from '../support/assertions.js';
-import { isolateProcesses, running } from '../support/isolates.js';
+import { cpuTicks, isolateProcesses, running } from '../support/isolates.js';
 import { until } from '../support/wait.js';
 import { FAST, drive, signedPatch, world, type World } from './fixtures.js';
 
@@ -170,9 +170,8 @@ export const api = { echo(v) { return v; }, poke() { process.exit(3); } };`;
 test('worker: a worker blocked in a system call cannot be ended by terminate(); it is given up on after the grace period and the service serves on', async () => {
   const { w, target } = await promoted(
     'worker',
-    ECHO(`require('node:child_process'); return 'x';`)
-      .replace("import { writeSync } from 'node:fs';", "import { execSync } from 'node:child_process';")
-      .replace("require('node:child_process');", "if (what === 'block') execSync('sleep 4');"),
+    `import { execSync } from 'node:child_process';
+export const api = { echo(v) { return v; }, poke(what) { if (what === 'block') execSync('sleep 4'); return 'x'; } };`,
     {
       callTimeoutMs: 200,
     },
@@ -192,7 +191,7 @@ test('worker: a worker blocked in a system call cannot be ended by terminate(); 
 for (const how of ['SIGKILL', 'exit'] as const) {
   test(`process: a child stuck in a loop does not outlive its host (host ${how === 'SIGKILL' ? 'SIGKILLed' : 'calls process.exit'})`, async () => {
     const host = spawn(process.execPath, [fileURLToPath(new URL('./isolation-orphan-host.js', import.meta.url)), how === 'SIGKILL' ? 'wait' : 'exit'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'inherit'],
     });
     try {
       const line = await new Promise<string>((resolve, reject) => {
@@ -201,6 +200,10 @@ for (const how of ['SIGKILL', 'exit'] as const) {
       });
       const { pid } = JSON.parse(line) as { pid: number };
       assert.ok(running(pid));
+      // Seen looping: its CPU time grows by a fifth of a second (20 clock ticks).
+      const start = cpuTicks(pid);
+      await until(() => cpuTicks(pid) >= start + 20, 15_000, `the child ${pid} looping`);
+      host.stdin!.write('go\n');
       if (how === 'SIGKILL') host.kill('SIGKILL');
       await until(() => !running(pid), 15_000, `the looping child ${pid} ended`);
       assert.deepEqual(

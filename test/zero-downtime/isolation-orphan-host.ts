@@ -1,8 +1,9 @@
 /*
  * A host process for isolation-hostile.test.ts: a target isolated in child processes, a patch
  * promoted on it, then one call that sends the child's main thread into an endless loop. It
- * prints `{"pid": <the child's pid>}` and then either waits to be SIGKILLed (argv[2] "wait") or
- * exits at once (argv[2] "exit"). Either way the looping child must not outlive it.
+ * prints `{"pid": <the child's pid>}`; once the parent has seen the child loop, it writes a line
+ * on stdin and the host either exits (argv[2] "exit") or goes on waiting to be SIGKILLed
+ * (argv[2] "wait"). Either way the looping child must not outlive it.
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,5 +30,8 @@ for (let i = 0; !done; i++) {
 if ((await apply).outcome !== 'promoted') throw new Error('the patch was not promoted');
 void target.api.add(13).catch(() => undefined);
 process.stdout.write(`${JSON.stringify({ pid: target.active.isolate!.id })}\n`);
-if (how === 'exit') setTimeout(() => process.exit(0), 100);
-else setInterval(() => undefined, 1000);
+// The parent says when the child is seen looping: "exit" then exits, "wait" waits for its SIGKILL.
+process.stdin.once('data', () => {
+  if (how === 'exit') process.exit(0);
+});
+setInterval(() => undefined, 1000);
