@@ -28,6 +28,22 @@ export async function promoteCandidate(
   { ok: true; reason: string; drain: Promise<DrainReport> | undefined } | { ok: false; code: ErrorCode; reason: string; cause: unknown; patchAtFault: boolean }
 > {
   const old = target.active;
+  // Statistics judge answers; an isolate that is not answering at all is not promoted on them
+  // (a canary that passed, or an operator promoting a paused one).
+  const isolate = candidate.isolate;
+  if (isolate !== undefined && (isolate.state !== 'ready' || isolate.suspectedStuck)) {
+    const state =
+      isolate.state !== 'ready'
+        ? `is ${isolate.state}${isolate.death === undefined ? '' : ` (${isolate.death})`}`
+        : 'is not answering (a call passed its deadline, a ping is unanswered)';
+    return {
+      ok: false,
+      code: 'CANARY_FAILED',
+      reason: `canary of ${candidate.patchId ?? candidate.version} passed, but the candidate's ${isolate.mode} ${state}: not promoted`,
+      cause: undefined,
+      patchAtFault: true,
+    };
+  }
   if (old.hooks.exportState !== undefined && candidate.hooks.importState !== undefined) {
     try {
       const state = await old.hooks.exportState();

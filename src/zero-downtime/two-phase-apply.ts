@@ -328,15 +328,6 @@ export async function twoPhaseApply(
     // Not before checking the built-ins again: a candidate's calls run its code too.
     const tamperedInCanary = tampering(realm, manifest.id, 'during its canary');
     if (tamperedInCanary !== undefined) return await fail('CANARY_FAILED', tamperedInCanary);
-    // Statistics judge answers; an isolate that is not answering at all is not promoted on them.
-    const isolate = candidate.isolate;
-    if (isolate !== undefined && (isolate.state !== 'ready' || isolate.suspectedStuck)) {
-      const why =
-        isolate.state !== 'ready'
-          ? `is ${isolate.state}${isolate.death === undefined ? '' : ` (${isolate.death})`}`
-          : 'is not answering (a call passed its deadline, a ping is unanswered)';
-      return await fail('CANARY_FAILED', `canary of ${manifest.id} passed, but the candidate's ${isolate.mode} ${why}: not promoted`);
-    }
     const why = manual
       ? 'promoted by operator'
       : `every canary step passed (${opts.steps.length} steps, ${look} looks at confidence ${opts.confidence}): ${last === undefined ? 'no figures' : summarySentence(last)}`;
