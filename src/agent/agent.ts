@@ -6,9 +6,9 @@ import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInte
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
-import { openRepository, readFileBounded } from '../repo/index.js';
+import { openRepository, readFileBounded, type RepositoryLocation } from '../repo/index.js';
 import { SecurityGate } from '../security/index.js';
-import { DefaultVerifier, parseTrustStore } from '../verification/index.js';
+import { DefaultVerifier, INDEX_FLOOR_FILE, IndexedRepository, parseTrustStore } from '../verification/index.js';
 import { HotPatchRuntime } from '../zero-downtime/index.js';
 import { joinFleet, prepareFleet, type AgentFleet, type AgentFleetOptions } from './fleet-join.js';
 import { AUDIT_MODES, actionRecorder, requestRecorder, type AuditMode } from './operator-record.js';
@@ -37,10 +37,12 @@ export interface AgentOptions {
    */
   http?: { port?: number; host?: '127.0.0.1' | '::1' | 'localhost'; tokenFile?: string; readTokenFile?: string; tokens?: readonly HttpTokenOption[] };
   /**
-   * Registers components named "default": a repository (a directory, or an http(s):// URL), a verifier over this
-   * trust store file, and a security gate (from the policy file, or the default gate).
+   * Registers components named "default": a repository (a directory, or an http(s):// URL, or
+   * a list of them: mirrors tried by priority), a verifier over this trust store file, and a
+   * security gate (from the policy file, or the default gate). A trust store with an `index`
+   * role makes the repository one read through its signed index (`IndexedRepository`).
    */
-  defaults?: { repository?: string; trustStore?: string; policy?: string };
+  defaults?: { repository?: string | readonly RepositoryLocation[]; trustStore?: string; policy?: string };
   /** Structured JSON logs of every event (default: to stderr at info; false: none). */
   log?: { destination?: NodeJS.WritableStream | number; level?: string } | false;
   /** Requests handled at once, event streams apart; one more is refused with 503 (default 64). */
@@ -140,7 +142,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const bus = runtime.bus;
     const registries = options.registries ?? new Registries();
     if (!registries.installers.has('default')) registries.installers.register('default', runtime.installer);
-    await registerDefaults(registries, options.defaults);
+    await registerDefaults(registries, options.defaults, stateDir);
 
     // Audit before restore and recovery, so their events are recorded too.
     const audit = new AuditLog(stateDir, runtime.store === undefined ? {} : { store: runtime.store });
@@ -279,14 +281,22 @@ function limitConnections(server: Server, servable: number): void {
   server.maxConnections = 2 * servable;
 }
 
-async function registerDefaults(registries: Registries, defaults: AgentOptions['defaults']): Promise<void> {
+async function registerDefaults(registries: Registries, defaults: AgentOptions['defaults'], stateDir: string): Promise<void> {
   if (defaults === undefined) return;
-  if (defaults.repository !== undefined && !registries.repositories.has('default')) {
-    registries.repositories.register('default', openRepository(defaults.repository));
-  }
   if (defaults.trustStore !== undefined && !registries.verifiers.has('default')) {
     const trust = parseTrustStore(await readFileBounded(defaults.trustStore, 1024 * 1024, { noFollow: false, what: 'trust store' }));
     registries.verifiers.register('default', new DefaultVerifier(trust));
+  }
+  if (defaults.repository !== undefined && !registries.repositories.has('default')) {
+    const repository = openRepository(defaults.repository);
+    const verifier = registries.verifiers.has('default') ? registries.verifiers.get('default') : undefined;
+    // A trust store with an index role requires the signed index: the repository is read
+    // through it, its highest version kept in the state directory (a replay is refused after a restart too).
+    const indexed = verifier instanceof DefaultVerifier && verifier.trustStore.index !== undefined;
+    registries.repositories.register(
+      'default',
+      indexed ? new IndexedRepository(repository, { trustStore: () => verifier.trustStore, floorFile: join(stateDir, INDEX_FLOOR_FILE) }) : repository,
+    );
   }
   if (!registries.security.has('default')) {
     registries.security.register('default', defaults.policy === undefined ? new SecurityGate() : await SecurityGate.fromFile(defaults.policy));

@@ -69,7 +69,7 @@ export async function readPublicKeyFile(path: string, alg?: string): Promise<Pub
 
 /** Distinct keys that may count toward the store-wide threshold: the fleet roles' keys never do. */
 function distinctKeys(doc: TrustStoreDocument, store: TrustStore): number {
-  const roles = [...(doc.agents?.keys ?? []), ...(doc.fleet?.keys ?? []), ...(doc.controllers?.keys ?? [])];
+  const roles = [...(doc.agents?.keys ?? []), ...(doc.fleet?.keys ?? []), ...(doc.controllers?.keys ?? []), ...(doc.index?.keys ?? [])];
   const roleKeys = new Set(roles.map((id) => store.keys.get(id)?.key.fingerprint ?? id));
   return new Set(
     Object.keys(doc.keys)
@@ -152,6 +152,16 @@ export function removeKey(store: TrustStore, id: string): { doc: TrustStoreDocum
     doc.controllers = { ...doc.controllers, keys: doc.controllers.keys.filter((k) => k !== id) };
     alsoFrom.push('controllers');
   }
+  if (doc.index?.keys.includes(id) === true) {
+    const index = { ...doc.index, keys: doc.index.keys.filter((k) => k !== id) };
+    if (new Set(index.keys.map((k) => store.keys.get(k)!.key.fingerprint)).size < index.threshold) {
+      throw new UsageError(
+        `removing ${id} leaves the index role below its threshold ${index.threshold}: no repository index could be signed, and agents would refuse every repository (add another index key first)`,
+      );
+    }
+    doc.index = index;
+    alsoFrom.push('index');
+  }
   if (doc.agents?.keys.includes(id) === true) {
     if (doc.agents.keys.length === 1) {
       throw new UsageError(
@@ -214,7 +224,7 @@ export async function writeFile(path: string, text: string, exclusive: boolean):
 }
 
 /** The roles `hotpatch trust set-role` sets. */
-export const ROLES = ['fleet', 'controllers', 'agents'] as const;
+export const ROLES = ['fleet', 'controllers', 'agents', 'index'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** `a,b` → key ids: none, an empty item or one given twice is refused. */
@@ -243,11 +253,19 @@ export function setRole(store: TrustStore, role: Role, keys: string[], threshold
       `the trust store has no key ${unknown.join(', ')} (it has ${[...store.keys.keys()].join(', ')}): add it first with hotpatch trust add-key`,
     );
   }
-  if (role !== 'fleet') {
+  if (role === 'controllers' || role === 'agents') {
     doc[role] = { keys };
     return doc;
   }
   const { threshold, stopThreshold } = thresholds;
+  if (role === 'index') {
+    if (threshold === undefined) throw new UsageError('trust set-role index needs --threshold N (how many of the keys sign a repository index)');
+    const distinct = new Set(keys.map((id) => store.keys.get(id)!.key.fingerprint)).size;
+    if (threshold > distinct)
+      throw new UsageError(`--threshold ${threshold} is above the ${distinct} distinct key(s) of the index role: no index could ever be signed`);
+    doc.index = { keys, threshold };
+    return doc;
+  }
   if (threshold === undefined) throw new UsageError('trust set-role fleet needs --threshold N (how many of the keys sign a rollout or a resume)');
   const distinct = new Set(keys.map((id) => store.keys.get(id)!.key.fingerprint)).size;
   if (threshold > distinct)

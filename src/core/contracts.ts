@@ -11,8 +11,13 @@ import type { PatchId } from './patch-id.js';
 
 /** Where patches come from (docs/ARCHITECTURE.md "Repository layout"). All reads are bounded. */
 export interface PatchRepository {
-  /** The raw DSSE envelope bytes of `<id>.json`. */
-  fetchEnvelope(id: PatchId, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * The raw DSSE envelope bytes of `<id>.json`. `accept`, when given, throws for bytes the
+   * caller will refuse (a manifest not matching the signed index): a list of mirrors then
+   * records that mirror's failure and tries the next; a single repository may ignore it (the
+   * caller checks again).
+   */
+  fetchEnvelope(id: PatchId, signal?: AbortSignal, accept?: (bytes: Uint8Array) => void): Promise<Uint8Array>;
   /**
    * The payload `<id>.bin` as chunks, never more than `maxBytes` in all: the verifier asks
    * for `payload_size + 1` so that a longer file is detected without reading it whole.
@@ -21,10 +26,28 @@ export interface PatchRepository {
   /** Ids of the patches the repository holds. */
   list(signal?: AbortSignal): Promise<PatchId[]>;
   /**
+   * The raw bytes of the repository's `index.json` (a signed index), bounded; `accept` as for
+   * fetchEnvelope (a list of mirrors moves past a stale, replayed or forged index). Absent: the
+   * repository kind has no index.
+   */
+  fetchIndex?(signal?: AbortSignal, accept?: (bytes: Uint8Array) => void): Promise<Uint8Array>;
+  /**
+   * What a signed index says of each patch (present on `IndexedRepository`): the Planner picks
+   * the highest version of a target from it instead of reading every manifest.
+   */
+  listEntries?(signal?: AbortSignal): Promise<ListedPatch[]>;
+  /**
    * Present on a list of mirrors (`RepositoryMirrors`), and forwarded by a wrapper: verifyPatch
    * then verifies from each mirror in turn (reads pinned to it) until one passes.
    */
   readonly mirrored?: MirroredSource;
+}
+
+/** A patch as a signed index lists it. */
+export interface ListedPatch {
+  id: PatchId;
+  target: string;
+  version: string;
 }
 
 /** One mirror that failed, and why. */

@@ -36,6 +36,7 @@ export { EVENT_CHANNEL, EventBus, defaultEventBus, type EventListener, type Subs
 export type {
   ApprovalRequest,
   Approver,
+  ListedPatch,
   MirrorFailure,
   MirroredSource,
   PatchRepository,

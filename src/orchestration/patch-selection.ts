@@ -6,8 +6,8 @@ import type { PatchPlan } from './plan.js';
 import { codeOf, type Outcome } from './run-outcome.js';
 
 /**
- * Polling: the highest version for the plan's target among the repository's patches whose
- * envelope verifies now (a forged or downgraded "newest" patch cannot block real ones), not
+ * Polling: the highest version for the plan's target among the repository's patches (from its
+ * signed index when it has one) whose envelope verifies now (a forged or downgraded "newest" patch cannot block real ones), not
  * counting patches the runtime recorded as failed. Returns the id, or a waiting outcome.
  */
 export async function selectPatch(
@@ -19,11 +19,16 @@ export async function selectPatch(
   signal: AbortSignal | undefined,
 ): Promise<string | Outcome> {
   const failed = new Set(runtime.store === undefined ? [] : ((await runtime.store.read()).targets[plan.target]?.failed ?? []));
-  const ids = await c.repo.list(signal);
+  // A signed index says which version each patch is: read manifests highest version first
+  // and stop below the first one that verifies, instead of reading every manifest.
+  const listed = c.repo.listEntries === undefined ? undefined : (await c.repo.listEntries(signal)).filter((e) => e.target === plan.target);
+  listed?.sort((a, b) => semver.rcompare(a.version, b.version));
+  const ids = listed === undefined ? await c.repo.list(signal) : listed.map((e) => e.id);
   const candidates: { id: string; version: string }[] = [];
   const rejected: string[] = [];
   let skippedFailed = 0;
-  for (const id of ids) {
+  for (const [i, id] of ids.entries()) {
+    if (listed !== undefined && candidates.length > 0 && semver.lt(listed[i]!.version, candidates[0]!.version)) break;
     let bytes: Uint8Array;
     try {
       bytes = await c.repo.fetchEnvelope(id, signal);

@@ -64,8 +64,8 @@ export async function runPipeline(
     await ctx.phase(state, 'fetch', `fetching ${patchId} from ${plan.repo}`);
     const quiet = ctx.announced.get(plan.id) === patchId;
     const announcing: PatchRepository = {
-      fetchEnvelope: async (id, s) => {
-        const bytes = await c.repo.fetchEnvelope(id, s);
+      fetchEnvelope: async (id, s, accept) => {
+        const bytes = await c.repo.fetchEnvelope(id, s, accept);
         if (!quiet)
           ctx.emit('Fetched', state, `fetched the signed manifest of ${id} from ${plan.repo} (not yet verified)`, { repo: plan.repo, bytes: bytes.length });
         await ctx.phase(state, 'verify', `verifying ${id}`);

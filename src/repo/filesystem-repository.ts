@@ -9,6 +9,12 @@ import { readAhead } from './read-ahead.js';
 /** Largest manifest (`<id>.json`) read by default: 1 MiB. */
 export const DEFAULT_MAX_MANIFEST_BYTES = 1024 * 1024;
 
+/** Largest `index.json` read: 8 MiB (an index lists every patch id with a few fields). */
+export const MAX_INDEX_BYTES = 8 * 1024 * 1024;
+
+/** `index.json` is the repository index: `index` is never a patch of a repository directory. */
+export const INDEX_NAME = 'index';
+
 /**
  * A repository's default chunk size: 1 MiB. Payloads are read in reads this large, one read
  * ahead (read-ahead.ts): at 64 KiB the thread pool round trip of each read, not hashing, set
@@ -83,6 +89,18 @@ export class FileSystemRepository implements PatchRepository {
     });
   }
 
+  /** The raw bytes of `<root>/index.json` (a signed repository index), at most MAX_INDEX_BYTES. */
+  async fetchIndex(signal?: AbortSignal): Promise<Uint8Array> {
+    throwIfAborted(signal, 'fetching the repository index');
+    const file = await this.#fileOf(parsePatchId(INDEX_NAME), '.json');
+    return readFileBounded(file, MAX_INDEX_BYTES, {
+      noFollow: true,
+      what: 'repository index',
+      chunkSize: this.chunkSize,
+      ...(signal === undefined ? {} : { signal }),
+    });
+  }
+
   /**
    * The chunks of `<id>.bin`, at most `maxBytes` bytes in all (reading stops there). The id
    * and `maxBytes` are checked at once (this throws synchronously); the file is opened on the
@@ -136,7 +154,7 @@ export class FileSystemRepository implements PatchRepository {
       // Dirent types come from lstat semantics: a link to a file is not `isFile()`.
       if (!entry.isFile() || !entry.name.endsWith('.json')) continue;
       const id = entry.name.slice(0, -'.json'.length);
-      if (isPatchId(id)) ids.push(id);
+      if (isPatchId(id) && id !== INDEX_NAME) ids.push(id);
     }
     return ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
@@ -153,7 +171,7 @@ export class FileSystemRepository implements PatchRepository {
   async publish(id: PatchId, envelopeJson: string, payload: PayloadSource, options?: WritePayloadOptions): Promise<FileDigest>;
   async publish(id: PatchId, envelopeJson: string, payload?: undefined, options?: WritePayloadOptions): Promise<undefined>;
   async publish(id: PatchId, envelopeJson: string, payload?: PayloadSource, options: WritePayloadOptions = {}): Promise<FileDigest | undefined> {
-    const patchId = parsePatchId(id);
+    const patchId = writablePatchId(id);
     this.#checkEnvelope(patchId, envelopeJson);
     if (payload !== undefined) checkPayloadSource(payload);
     throwIfAborted(options.signal, `publishing ${patchId}`);
@@ -172,7 +190,7 @@ export class FileSystemRepository implements PatchRepository {
    * a mismatch is refused before the rename, so the repository keeps its old payload.
    */
   async writePayload(id: PatchId, payload: PayloadSource, options: WritePayloadOptions = {}): Promise<FileDigest> {
-    const patchId = parsePatchId(id);
+    const patchId = writablePatchId(id);
     checkPayloadSource(payload);
     throwIfAborted(options.signal, `writing payload ${patchId}`);
     const binFile = await this.#fileOf(patchId, '.bin');
@@ -182,12 +200,26 @@ export class FileSystemRepository implements PatchRepository {
 
   /** Replaces `<id>.json` atomically (the `sign` command adds a signature this way). */
   async writeEnvelope(id: PatchId, envelopeJson: string, signal?: AbortSignal): Promise<void> {
-    const patchId = parsePatchId(id);
+    const patchId = writablePatchId(id);
     this.#checkEnvelope(patchId, envelopeJson);
     throwIfAborted(signal, `writing manifest ${patchId}`);
     const jsonFile = await this.#fileOf(patchId, '.json');
     await checkWritableTarget(jsonFile, 'manifest');
     await writeFileAtomic(jsonFile, envelopeJson, signal === undefined ? {} : { signal });
+  }
+
+  /**
+   * Replaces `<root>/index.json` atomically with a signed repository index (what `hotpatch
+   * index` writes). The bytes must be a DSSE envelope of at most MAX_INDEX_BYTES.
+   */
+  async writeIndex(envelopeJson: string, signal?: AbortSignal): Promise<void> {
+    const bytes = Buffer.byteLength(envelopeJson);
+    if (bytes > MAX_INDEX_BYTES) throw new HotPatchError('TOO_LARGE', `the repository index is ${bytes} bytes, more than ${MAX_INDEX_BYTES}`);
+    decodeEnvelope(envelopeJson);
+    throwIfAborted(signal, 'writing the repository index');
+    const file = await this.#fileOf(parsePatchId(INDEX_NAME), '.json');
+    await checkWritableTarget(file, 'repository index');
+    await writeFileAtomic(file, envelopeJson, signal === undefined ? {} : { signal });
   }
 
   /** Where `<id><ext>` lives; exposed for tools that print paths (the CLI). */
@@ -316,4 +348,11 @@ function checkPayloadSource(payload: unknown): asserts payload is PayloadSource 
     throw new HotPatchError('INVALID', `payload.fromFile must be a non-empty path, got ${describe(from)}`);
   }
   throw new HotPatchError('INVALID', `payload must be a Uint8Array or { fromFile: path }, got ${describe(payload)}`);
+}
+
+/** A patch id the repository may write: `index` is its index's name, never a patch's. */
+function writablePatchId(id: unknown): PatchId {
+  const patchId = parsePatchId(id);
+  if (patchId === INDEX_NAME) throw new HotPatchError('INVALID', `the patch id ${INDEX_NAME} is reserved: ${INDEX_NAME}.json is the repository index`);
+  return patchId;
 }

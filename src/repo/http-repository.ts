@@ -1,11 +1,8 @@
-import { HotPatchError, describe, isPatchId, parsePatchId, type PatchId, type PatchRepository } from '../core/index.js';
+import { HotPatchError, decodeEnvelope, describe, isPatchId, isPlainObject, parsePatchId, type PatchId, type PatchRepository } from '../core/index.js';
 import { concatBytes } from './bounded-read.js';
 import { checkByteLimit } from './file-checks.js';
-import { DEFAULT_MAX_MANIFEST_BYTES } from './filesystem-repository.js';
+import { DEFAULT_MAX_MANIFEST_BYTES, INDEX_NAME, MAX_INDEX_BYTES } from './filesystem-repository.js';
 import { httpGetChunks, resolveHttpFetch, safeUrl, type HttpFetchOptions, type ResolvedHttpFetch } from './http-fetch.js';
-
-/** Largest `index.json` read: 8 MiB (an index lists every patch id with a few fields). */
-export const MAX_INDEX_BYTES = 8 * 1024 * 1024;
 
 export interface HttpRepositoryOptions extends HttpFetchOptions {
   /** Largest `<id>.json` accepted (default 1 MiB). */
@@ -57,12 +54,23 @@ export class HttpRepository implements PatchRepository {
     return httpGetChunks(new URL(`${patchId}.bin`, this.base), maxBytes, this.#fetch, `payload ${patchId}`, signal);
   }
 
-  /** Sorted ids listed by `index.json` (ids that are not patch ids are ignored). */
+  /** The raw bytes of `<base>/index.json`, at most MAX_INDEX_BYTES (more: TOO_LARGE, read no further). */
+  fetchIndex(signal?: AbortSignal): Promise<Uint8Array> {
+    return this.#readAll(new URL(`${INDEX_NAME}.json`, this.base), MAX_INDEX_BYTES, 'repository index', signal);
+  }
+
+  /**
+   * Sorted ids listed by `index.json`: a plain listing `{ "patches": { id: … } }` or a signed
+   * index (its payload read unverified here: only IndexedRepository trusts what it says).
+   * Ids that are not patch ids are ignored.
+   */
   async list(signal?: AbortSignal): Promise<PatchId[]> {
-    const bytes = await this.#readAll(new URL('index.json', this.base), MAX_INDEX_BYTES, 'repository index', signal);
+    const bytes = await this.fetchIndex(signal);
     let index: unknown;
     try {
       index = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      if (isPlainObject(index) && typeof index.payloadType === 'string')
+        index = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(decodeEnvelope(bytes).payload));
     } catch (error) {
       throw new HotPatchError('PARSE', `repository index at ${this.label}index.json is not JSON: ${(error as Error).message}`);
     }
@@ -71,7 +79,7 @@ export class HttpRepository implements PatchRepository {
       throw new HotPatchError('INVALID', `repository index at ${this.label}index.json must be an object with "patches": { id: … }`);
     }
     return Object.keys(patches)
-      .filter((id) => isPatchId(id))
+      .filter((id): id is PatchId => isPatchId(id) && id !== INDEX_NAME)
       .sort();
   }
 

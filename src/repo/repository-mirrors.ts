@@ -49,6 +49,8 @@ export class RepositoryMirrors implements PatchRepository {
       if (typeof m?.name !== 'string' || m.name.length === 0 || typeof m.repository?.fetchEnvelope !== 'function') {
         throw new HotPatchError('INVALID', `mirrors[${i}] must be { name, repository, priority? }`);
       }
+      if (m.priority !== undefined && !Number.isFinite(m.priority))
+        throw new HotPatchError('INVALID', `mirrors[${i}].priority must be a number, got ${describe(m.priority)}`);
       if (names.has(m.name)) throw new HotPatchError('INVALID', `mirrors[${i}]: the name ${m.name} is used twice`);
       names.add(m.name);
     });
@@ -97,8 +99,26 @@ export class RepositoryMirrors implements PatchRepository {
     return failure;
   }
 
-  fetchEnvelope(id: PatchId, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.#first(id, (r) => r.fetchEnvelope(id, signal));
+  fetchEnvelope(id: PatchId, signal?: AbortSignal, accept?: (bytes: Uint8Array) => void): Promise<Uint8Array> {
+    return this.#first(id, async (r) => checked(await r.fetchEnvelope(id, signal, accept), accept));
+  }
+
+  /**
+   * The first index that `accept` takes, mirrors in priority order: a mirror serving a stale,
+   * replayed or forged index (or none) is recorded and the next one read.
+   */
+  async fetchIndex(signal?: AbortSignal, accept?: (bytes: Uint8Array) => void): Promise<Uint8Array> {
+    const failed: MirrorFailure[] = [];
+    for (const mirror of this.#mirrors) {
+      try {
+        if (mirror.repository.fetchIndex === undefined) throw new HotPatchError('NOT_FOUND', 'this kind of repository has no index');
+        return checked(await mirror.repository.fetchIndex(signal, accept), accept);
+      } catch (error) {
+        if (!failsOver(error)) throw error;
+        failed.push(this.record(mirror.name, error));
+      }
+    }
+    throw allFailed('the repository index', failed);
   }
 
   async *openPayload(id: PatchId, maxBytes: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
@@ -170,4 +190,10 @@ export function allFailed(what: string, failed: readonly MirrorFailure[], summar
   const code: ErrorCode = notFound ? 'NOT_FOUND' : first === undefined || first.code === 'INTERNAL' ? 'IO' : first.code;
   const list = failed.map((f) => `${f.mirror}: ${f.code} ${f.reason}`).join('; ');
   return new HotPatchError(code, `${what}: ${summary(failed.length)}: ${list}`, { detail: { failures: failed.map((f) => ({ ...f })) } });
+}
+
+/** `bytes`, once `accept` (when given) has taken them. */
+function checked(bytes: Uint8Array, accept: ((bytes: Uint8Array) => void) | undefined): Uint8Array {
+  accept?.(bytes);
+  return bytes;
 }

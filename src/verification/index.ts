@@ -15,3 +15,16 @@ export { DefaultVerifier, type VerifierOptions } from './verifier.js';
 export { TRUST_STORE_COMPONENT, TRUST_STORE_PAYLOAD_TYPE, rotateTrustStore } from './trust-rotation.js';
 export { verifyPatch } from './verify-patch.js';
 export { signPatch, type SignPatchOptions, type SignedPatch } from './sign-patch.js';
+export {
+  INDEX_PAYLOAD_TYPE,
+  checkManifestAgainstIndex,
+  parseRepositoryIndex,
+  verifyRepositoryIndex,
+  type IndexEntry,
+  type IndexFloor,
+  type RepositoryIndex,
+  type VerifiedIndex,
+  type VerifyIndexOptions,
+} from './repository-index.js';
+export { INDEX_FLOOR_FILE, IndexedRepository, type IndexedRepositoryOptions } from './indexed-repository.js';
+export { DEFAULT_INDEX_LIFETIME_MS, signRepositoryIndex, type SignIndexOptions, type SignedIndex } from './sign-index.js';

@@ -32,6 +32,11 @@ import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto
  * out of the store-wide threshold and the default root the same way, unless a rule or an
  * explicit `root` names them: a controller's key, on a controller host, signs rollout states,
  * not patches nor the next trust store.
+ *
+ * A fifth, `index`, signs the repository index (verification/repository-index.ts: which
+ * patches a repository holds, at which version, payload hash and size — TUF's snapshot and
+ * timestamp roles in one). Its keys sign indexes often and sit near the repository, so they
+ * are kept out of the store-wide threshold and the default root as the fleet's are.
  */
 export interface TrustStoreDocument {
   version?: number;
@@ -42,6 +47,7 @@ export interface TrustStoreDocument {
   fleet?: { keys: string[]; threshold: number; stopThreshold?: number };
   controllers?: { keys: string[] };
   agents?: { keys: string[] };
+  index?: { keys: string[]; threshold: number };
 }
 
 /** The operators of a fleet: who signs rollouts, and how many must (see TrustStoreDocument). */
@@ -80,6 +86,11 @@ export interface TrustStore {
    * agent reports are taken as stored, unsigned (the weaker mode: any store writer can write one).
    */
   agents?: { keys: string[] };
+  /**
+   * Who signs the repository index, and how many must. Present: a repository read through
+   * `IndexedRepository` (the agent's and the CLI's, automatically) must serve a signed index.
+   */
+  index?: { keys: string[]; threshold: number };
   /** The document it was loaded from, for re-serialisation. */
   document: TrustStoreDocument;
 }
@@ -94,7 +105,7 @@ export interface TargetTrust {
   ruleIndex: number | undefined;
 }
 
-const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers', 'agents']);
+const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers', 'agents', 'index']);
 const KEY_FIELDS = new Set(['alg', 'public_key', 'targets']);
 const RULE_FIELDS = new Set(['targets', 'threshold', 'keys']);
 const ROOT_FIELDS = new Set(['keys', 'threshold']);
@@ -145,7 +156,8 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   // patches (or the next trust store) only where a rule (or an explicit root) names them.
   const fleet = obj.fleet === undefined ? undefined : fleetRole(obj.fleet, keys, agentIds);
   const controllers = obj.controllers === undefined ? undefined : { keys: roleKeys(obj.controllers, 'controllers', keys, agentIds) };
-  const roleIds = [...(fleet?.keys ?? []), ...(controllers?.keys ?? [])];
+  const index = obj.index === undefined ? undefined : thresholdRole(obj.index, 'index', keys, agentIds);
+  const roleIds = [...(fleet?.keys ?? []), ...(controllers?.keys ?? []), ...(index?.keys ?? [])];
   // By public key: a role key listed again under another id is still that role's key.
   const roleFingerprints = new Set(roleIds.map((id) => keys.get(id)!.key.fingerprint));
   const signing = [...keys.keys()].filter((id) => !agentIds.has(id) && !roleFingerprints.has(keys.get(id)!.key.fingerprint));
@@ -154,7 +166,7 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   if (roleIds.length > 0 && typeof obj.threshold === 'number' && Number.isSafeInteger(obj.threshold) && obj.threshold > distinctKeys) {
     throw new HotPatchError(
       'INVALID',
-      `trust store threshold is ${obj.threshold} but only ${distinctKeys} distinct keys outside the fleet, controllers and agents roles could sign: ` +
+      `trust store threshold is ${obj.threshold} but only ${distinctKeys} distinct keys outside the fleet, controllers, index and agents roles could sign: ` +
         'role keys do not count toward the store-wide threshold (name them in a rule to let them sign patches)',
     );
   }
@@ -190,7 +202,22 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   if (fleet !== undefined) store.fleet = fleet;
   if (controllers !== undefined) store.controllers = controllers;
   if (agents !== undefined) store.agents = agents;
+  if (index !== undefined) store.index = index;
   return store;
+}
+
+/** A role that is keys and a threshold over their distinct public keys (`index`). */
+function thresholdRole(
+  value: unknown,
+  role: string,
+  keys: ReadonlyMap<string, TrustedKey>,
+  agentIds: ReadonlySet<string>,
+): { keys: string[]; threshold: number } {
+  const r = asObject(value, `trust store ${role}`);
+  rejectUnknownFields(r, ROOT_FIELDS, `trust store ${role}`);
+  const ids = keyIds(r.keys, `trust store ${role}.keys`, keys, agentIds);
+  const distinct = new Set(ids.map((id) => keys.get(id)!.key.fingerprint)).size;
+  return { keys: ids, threshold: thresholdOf(r.threshold, `trust store ${role}.threshold`, distinct) };
 }
 
 /** A role that is a list of keys and nothing else (`controllers`, `agents`). */
@@ -269,7 +296,9 @@ function storeWideKeys(store: TrustStore): readonly string[] {
   let ids = storeWide.get(store);
   if (ids === undefined) {
     const agents = new Set(store.agents?.keys ?? []);
-    const roles = new Set([...(store.fleet?.keys ?? []), ...(store.controllers?.keys ?? [])].map((id) => store.keys.get(id)?.key.fingerprint));
+    const roles = new Set(
+      [...(store.fleet?.keys ?? []), ...(store.controllers?.keys ?? []), ...(store.index?.keys ?? [])].map((id) => store.keys.get(id)?.key.fingerprint),
+    );
     ids = [...store.keys.keys()].filter((id) => !agents.has(id) && !roles.has(store.keys.get(id)!.key.fingerprint));
     storeWide.set(store, ids);
   }

@@ -339,8 +339,8 @@ test('set-role sets the fleet, controllers and agents roles (--keys replaces), r
     [['trust', 'set-role', 'controllers', '--trust', file, '--keys', 'a,a'], /--keys names a twice/],
     [['trust', 'set-role', 'controllers', '--trust', file, '--keys', 'a', '--threshold', '1'], /set-role controllers does not take --threshold/],
     [['trust', 'set-role', 'agents', '--trust', file, '--keys', 'c'], /cannot be used/],
-    [['trust', 'set-role', 'root', '--trust', file, '--keys', 'a'], /takes one role \(fleet, controllers, agents\), got "root"/],
-    [['trust', 'set-role', '--trust', file, '--keys', 'a'], /takes one role \(fleet, controllers, agents\), got none/],
+    [['trust', 'set-role', 'root', '--trust', file, '--keys', 'a'], /takes one role \(fleet, controllers, agents, index\), got "root"/],
+    [['trust', 'set-role', '--trust', file, '--keys', 'a'], /takes one role \(fleet, controllers, agents, index\), got none/],
   ];
   for (const [args, message] of refusals) {
     const r = hotpatch([...args, '--json']);
@@ -352,6 +352,33 @@ test('set-role sets the fleet, controllers and agents roles (--keys replaces), r
   assert.deepEqual(await readdir(sub), ['trust.json']);
 
   const help = hotpatch(['trust', '--help']);
-  assert.match(help.stdout, /^hotpatch trust set-role +\(fleet --threshold N \[--stop-threshold N\] \| controllers \| agents\)$/m);
-  assert.match(help.stdout, /^ +--trust FILE --keys ID,… \[--bump-version\] \[--json\]$/m);
+  assert.match(help.stdout, /^hotpatch trust set-role +\(fleet --threshold N \[--stop-threshold N\] \| controllers \| agents \|$/m);
+  assert.match(help.stdout, /^ +index --threshold N\) --trust FILE --keys ID,… \[--bump-version\] \[--json\]$/m);
+});
+
+test('set-role index sets the keys that sign repository indexes and their threshold; they stop counting for patches; removing one below the threshold is refused', async () => {
+  const sub = await mkdtemp(join(dir, 'set-role-index-'));
+  const file = join(sub, 'trust.json');
+  ok(['trust', 'init', '--out', file, '--public-key', pub('a'), '--public-key', pub('b'), '--public-key', pub('c'), '--threshold', '1']);
+  const set = ok(['trust', 'set-role', 'index', '--trust', file, '--keys', 'b,c', '--threshold', '2']);
+  assert.match(String(set.json?.message), /index role set: 2 of b, c sign a repository index/);
+  const store = parseTrustStore(await readFile(file));
+  assert.deepEqual(store.index, { keys: ['b', 'c'], threshold: 2 });
+  assert.deepEqual(store.root.keys, ['a']);
+  assert.match(hotpatch(['trust', 'show', '--trust', file]).stdout, /^ {2}index: 2 of b, c sign a repository index$/m);
+  const before = await readFile(file);
+  for (const [args, message] of [
+    [['trust', 'set-role', 'index', '--trust', file, '--keys', 'b'], /set-role index needs --threshold N/],
+    [['trust', 'set-role', 'index', '--trust', file, '--keys', 'b', '--threshold', '2'], /above the 1 distinct key\(s\) of the index role/],
+    [
+      ['trust', 'set-role', 'index', '--trust', file, '--keys', 'a,b,c', '--threshold', '1'],
+      /only 0 distinct keys outside the fleet, controllers, index and agents roles/,
+    ],
+    [['trust', 'remove-key', '--trust', file, '--id', 'c'], /leaves the index role below its threshold 2/],
+  ] as [string[], RegExp][]) {
+    const r = hotpatch([...args, '--json']);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${show(r)}`);
+    assert.match(String(r.json?.message), message, args.join(' '));
+  }
+  assert.deepEqual(await readFile(file), before);
 });

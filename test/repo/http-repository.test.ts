@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,34 +18,10 @@ import { HttpRepository } from '../../src/repo/http-repository.js';
 import { verifyPatch } from '../../src/verification/index.js';
 import { isCode } from '../support/assertions.js';
 import { ciVerifier, publishPatch } from '../support/patches.js';
+import { close, listen, staticFiles } from '../support/static-server.js';
 
 const run = promisify(execFile);
 const id = (text: string) => parsePatchId(text);
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-async function listen(handler: Handler): Promise<{ server: Server; url: string }> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/repo/` };
-}
-
-async function close(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
-
-/** A static server of `dir` under /repo/. */
-function staticFiles(dir: string): Handler {
-  return (req, res) => {
-    const name = (req.url ?? '').replace(/^\/repo\//, '').replace(/\?.*$/, '');
-    if (!/^[\w.-]+$/.test(name)) return void res.writeHead(404).end();
-    readFile(join(dir, name)).then(
-      (bytes) => res.writeHead(200, { 'content-length': bytes.length }).end(bytes),
-      () => res.writeHead(404).end(),
-    );
-  };
-}
-
 async function repoDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'hotpatch-http-repo-'));
   await publishPatch(dir, 'http-good-1', 'xps.crypto.hash.sha256', '1.0.1', 'export const api = { digest: (s) => s };');

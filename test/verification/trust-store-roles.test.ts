@@ -206,8 +206,8 @@ test('the store-wide threshold must be reachable without the fleet and controlle
   const rolesOnly = trustDoc([pool[0]!, ...ops, ctl], 2, { fleet: { keys: ['op-1', 'op-2'], threshold: 1 }, controllers: { keys: ['ctl-1'] } });
   assert.throws(
     () => parseTrustStore(rolesOnly),
-    assertCode('INVALID', /threshold is 2 but only 1 distinct keys outside the fleet, controllers and agents roles could sign: role keys do not count/),
+    assertCode('INVALID', /threshold is 2 but only 1 distinct keys outside the fleet, controllers, index and agents roles could sign: role keys do not count/),
   );
   const noneLeft = trustDoc([...ops, ctl], 1, { fleet: { keys: ['op-1', 'op-2'], threshold: 1 }, controllers: { keys: ['ctl-1'] } });
-  assert.throws(() => parseTrustStore(noneLeft), assertCode('INVALID', /only 0 distinct keys outside the fleet, controllers and agents roles/));
+  assert.throws(() => parseTrustStore(noneLeft), assertCode('INVALID', /only 0 distinct keys outside the fleet, controllers, index and agents roles/));
 });

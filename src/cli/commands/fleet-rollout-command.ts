@@ -40,7 +40,7 @@ function patchOf(values: Record<string, unknown>): (trust: TrustStore) => Promis
   const version = optionalString(values, 'version');
   const payloadHash = optionalString(values, 'payload-hash');
   return async (trust) => {
-    const { manifest } = await verifyRepoPatch(repo, patchId, trust);
+    const { manifest } = (await verifyRepoPatch(repo, patchId, trust)).verified;
     const differs: string[] = [];
     if (target !== undefined && target !== manifest.target) differs.push(`targets ${manifest.target}, not --target ${target}`);
     if (version !== undefined && version !== manifest.version) differs.push(`is version ${manifest.version}, not --version ${version}`);

@@ -38,7 +38,8 @@ hotpatch trust add-key       --trust FILE --public-key PEM_FILE [--id ID] [--alg
                              [--targets PATTERN,…] [--bump-version] [--json]
 hotpatch trust remove-key    --trust FILE --id ID [--bump-version] [--json]
 hotpatch trust set-threshold --trust FILE N [--bump-version] [--json]
-hotpatch trust set-role      (fleet --threshold N [--stop-threshold N] | controllers | agents)
+hotpatch trust set-role      (fleet --threshold N [--stop-threshold N] | controllers | agents
+                              | index --threshold N)
                              --trust FILE --keys ID,… [--bump-version] [--json]
 hotpatch trust show          --trust FILE [--json]
 hotpatch trust sign          --trust NEXT_FILE --key DIR/KEYID.key [--keyid KEYID] --envelope FILE [--json]
@@ -53,17 +54,18 @@ init creates FILE (never replacing one) with the public keys given (PEM_FILE as 
 hotpatch keygen: the key id is its name without .pub, or ID=PEM_FILE) and the threshold
 (default: every key given). add-key adds a key (its algorithm is read from the key; --targets
 limits the targets it may sign for). remove-key removes one, also from the rules, the root
-and the fleet, controllers and agents roles that list it; it refuses (naming the rule or role) when a
+and the fleet, controllers, index and agents roles that list it; it refuses (naming the rule or role) when a
 threshold could no longer be met or a role would be left without keys. set-threshold sets the
 store-wide threshold. set-role sets a fleet role to the keys --keys names (keys of the store,
 added first with add-key), replacing the keys it had: fleet, the operators who sign rollouts
 (--threshold of them sign a rollout or a resume, --stop-threshold a pause or an abort;
 default --threshold); controllers, the fleet controllers' keys; agents, the agents' keys (each
-named as its agent id; an agent's key may be in no other role, rule or root). A role cannot be
+named as its agent id; an agent's key may be in no other role, rule or root); index, the keys
+that sign repository indexes (hotpatch index; --threshold of them). A role cannot be
 emptied, a threshold must be reachable with the role's distinct keys and --stop-threshold not
 above --threshold. --bump-version raises the store's version by one (a rotation needs a
 higher version). show prints the keys, their fingerprints, the thresholds, the rules, the
-root and the fleet, controllers and agents roles.
+root and the fleet, controllers, index and agents roles.
 
 Rotation (as TUF chains root metadata): the next store must have a higher version and be
 signed by root.threshold of the current store's root keys and by root.threshold of its own.
@@ -154,6 +156,7 @@ function summary(store: TrustStore): Record<string, unknown> {
     root: store.root,
     ...(store.fleet === undefined ? {} : { fleet: store.fleet }),
     ...(store.controllers === undefined ? {} : { controllers: store.controllers }),
+    ...(store.index === undefined ? {} : { index: store.index }),
     ...(store.agents === undefined ? {} : { agents: store.agents }),
   };
 }
@@ -239,6 +242,11 @@ function roleArgs(values: Values, positionals: string[]): RoleArgs {
   const keys = keyList(optionalString(values, 'keys'));
   const thresholdText = optionalString(values, 'threshold');
   const stopText = optionalString(values, 'stop-threshold');
+  if (role === 'index') {
+    if (stopText !== undefined) throw new UsageError('trust set-role index does not take --stop-threshold');
+    if (thresholdText === undefined) throw new UsageError('trust set-role index needs --threshold N (how many of the keys sign a repository index)');
+    return { role, keys, threshold: thresholdArg(thresholdText, '--threshold') };
+  }
   if (role !== 'fleet') {
     const flag = thresholdText !== undefined ? '--threshold' : stopText !== undefined ? '--stop-threshold' : undefined;
     if (flag !== undefined)
@@ -255,6 +263,7 @@ function roleArgs(values: Values, positionals: string[]): RoleArgs {
 }
 
 function roleText(r: RoleArgs): string {
+  if (r.role === 'index') return `${r.threshold} of ${r.keys.join(', ')} sign a repository index`;
   if (r.role !== 'fleet') return r.keys.join(', ');
   return `${r.threshold} of ${r.keys.join(', ')} sign a rollout or a resume; ${r.stopThreshold ?? r.threshold} a pause or an abort`;
 }
@@ -273,6 +282,7 @@ async function show(values: Values, out: Output): Promise<number> {
     out.line(`  fleet: ${threshold} of ${keys.join(', ')} sign a rollout or a resume; ${stopThreshold} a pause or an abort`);
   }
   if (store.controllers !== undefined) out.line(`  controllers: ${store.controllers.keys.join(', ')} (each signs the states it writes alone)`);
+  if (store.index !== undefined) out.line(`  index: ${store.index.threshold} of ${store.index.keys.join(', ')} sign a repository index`);
   if (store.agents !== undefined) out.line(`  agents: ${store.agents.keys.join(', ')} (each signs its own reports, and nothing else)`);
   if (out.json) out.success(`${path}: ${describeStore(store)}`, { path, store: summary(store) });
   return EXIT_OK;

@@ -16,7 +16,10 @@ Runs the full trust pipeline on DIR/ID.json and DIR/ID.bin against the trust sto
 FILE: envelope type, manifest, signatures, threshold over distinct keys, target
 authorisation, manifest signers, expiry, anti-downgrade (against the highest
 versions recorded in DIR/state.json with --state), payload size and hash, then the
-security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
+security policy (--policy FILE). When the trust store has an index role, the patch must
+be the one DIR/index.json (signed by that role, unexpired) lists, and the index no older
+than the one the agent accepted (STATE/repository-index.json with --state DIR). Exit 0 accepted,
+1 rejected, 2 usage, 3 I/O.`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       repo: { type: 'string' },
@@ -37,7 +40,7 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     const statePath = optionalString(values, 'state');
     const highest = statePath === undefined ? undefined : await loadHighestVersions(statePath);
 
-    const verified = await verifyRepoPatch(repoDir, id, trust, highest);
+    const { verified, index } = await verifyRepoPatch(repoDir, id, trust, highest, statePath);
     gate.check(verified);
 
     const { manifest } = verified;
@@ -48,6 +51,10 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
     out.line(`signed by: ${verified.signers.join(', ')} (${n} key${n === 1 ? '' : 's'}, threshold ${verified.threshold} of ${trusted} trusted)`);
     out.line(`payload:   ${manifest.payload_hash} (${manifest.payload_size} bytes) matches`);
     out.line(`expires:   ${manifest.expires ?? 'never'}`);
+    if (index !== undefined)
+      out.line(
+        `index:     version ${index.index.version}, signed by ${index.signers.join(', ')}, expires ${index.index.expires}; the manifest matches its entry`,
+      );
     out.line(`policy:    allowed${policyPath === undefined ? ' (default policy: platform constraints, 64 MiB limit)' : ''}`);
     out.success(`OK: ${manifest.id} verified`, {
       id: manifest.id,
@@ -59,6 +66,7 @@ security policy (--policy FILE). Exit 0 accepted, 1 rejected, 2 usage, 3 I/O.`,
       payload_hash: manifest.payload_hash,
       payload_size: manifest.payload_size,
       expires: manifest.expires,
+      ...(index === undefined ? {} : { index: { version: index.index.version, expires: index.index.expires, signers: index.signers } }),
     });
     return EXIT_OK;
   },
