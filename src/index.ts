@@ -43,6 +43,7 @@ export {
 export type {
   ApprovalRequest,
   Approver,
+  ListedPatch,
   PatchInstaller,
   PatchRepository,
   PatchVerifier,
@@ -140,6 +141,7 @@ export {
   type HttpRepositoryOptions,
   type Mirror,
   type MirrorFailure,
+  type RepositoryLocation,
   type PackPatchOptions,
   type PackedPatch,
   type PayloadSource,
