@@ -15,6 +15,7 @@ const COMMANDS: readonly { name: string; load: () => Promise<Command> }[] = [
   { name: 'pack', load: async () => (await import('./commands/pack.js')).packCommand },
   { name: 'sign', load: async () => (await import('./commands/sign.js')).signCommand },
   { name: 'verify', load: async () => (await import('./commands/verify.js')).verifyCommand },
+  { name: 'timestamp', load: async () => (await import('./commands/timestamp.js')).timestampCommand },
   { name: 'index', load: async () => (await import('./commands/index-command.js')).indexCommand },
   { name: 'serve', load: async () => (await import('./commands/serve.js')).serveCommand },
   { name: 'trust', load: async () => (await import('./commands/trust.js')).trustCommand },

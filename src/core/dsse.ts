@@ -12,6 +12,11 @@ export interface EnvelopeSignature {
   keyid: string;
   /** Raw signature bytes (decoded from the envelope's base64). */
   sig: Uint8Array;
+  /**
+   * An RFC 3161 timestamp token (DER) over `sig`: proof from a time-stamping authority that the
+   * signature existed at its time. Not covered by any signature; it carries its own (the TSA's).
+   */
+  timestamp?: Uint8Array;
 }
 
 export interface Envelope {
@@ -22,7 +27,9 @@ export interface Envelope {
 }
 
 const ENVELOPE_FIELDS = new Set(['payloadType', 'payload', 'signatures']);
-const SIGNATURE_FIELDS = new Set(['keyid', 'sig']);
+const SIGNATURE_FIELDS = new Set(['keyid', 'sig', 'timestamp']);
+/** Largest timestamp token accepted (base64 characters): a token with its certificates is a few KiB. */
+const MAX_TIMESTAMP_BASE64 = 64 * 1024;
 const MAX_SIGNATURES = 64;
 const MAX_KEYID = 256;
 
@@ -82,7 +89,14 @@ export function decodeEnvelope(input: Uint8Array | string): Envelope {
     const where = `envelope signatures[${i}]`;
     const sig = asObject(s, where);
     rejectUnknownFields(sig, SIGNATURE_FIELDS, where);
-    return { keyid: boundedString(sig.keyid, `${where}.keyid`, MAX_KEYID), sig: decodeBase64(sig.sig, `${where}.sig`) };
+    const signature: EnvelopeSignature = { keyid: boundedString(sig.keyid, `${where}.keyid`, MAX_KEYID), sig: decodeBase64(sig.sig, `${where}.sig`) };
+    if (sig.timestamp !== undefined) {
+      if (typeof sig.timestamp === 'string' && sig.timestamp.length > MAX_TIMESTAMP_BASE64) {
+        throw new HotPatchError('TOO_LARGE', `${where}.timestamp is longer than ${MAX_TIMESTAMP_BASE64} characters`);
+      }
+      signature.timestamp = decodeBase64(sig.timestamp, `${where}.timestamp`);
+    }
+    return signature;
   });
   return { payloadType, payload, signatures };
 }
@@ -93,7 +107,11 @@ export function encodeEnvelope(envelope: Envelope): string {
     {
       payloadType: envelope.payloadType,
       payload: encodeBase64(envelope.payload),
-      signatures: envelope.signatures.map((s) => ({ keyid: s.keyid, sig: encodeBase64(s.sig) })),
+      signatures: envelope.signatures.map((s) => ({
+        keyid: s.keyid,
+        sig: encodeBase64(s.sig),
+        ...(s.timestamp === undefined ? {} : { timestamp: encodeBase64(s.timestamp) }),
+      })),
     },
     null,
     2,

@@ -102,11 +102,14 @@ function verifiedSigner(envelope: Envelope, agentId: string, trust: TrustStore, 
       ? 'ALGORITHM_DISALLOWED'
       : checked?.status === 'bad-signature'
         ? 'BAD_SIGNATURE'
-        : others.length > 0
-          ? 'UNTRUSTED_KEY'
-          : 'THRESHOLD_NOT_MET';
+        : checked?.status === 'revoked'
+          ? 'KEY_REVOKED'
+          : others.length > 0
+            ? 'UNTRUSTED_KEY'
+            : 'THRESHOLD_NOT_MET';
+  const note = checked?.policyMessage ?? checked?.revokedMessage;
   const listed = [
-    ...(checked === undefined ? [] : [`${checked.keyid}: ${checked.status}${checked.policyMessage === undefined ? '' : ` (${checked.policyMessage})`}`]),
+    ...(checked === undefined ? [] : [`${checked.keyid}: ${checked.status}${note === undefined ? '' : ` (${note})`}`]),
     ...others.map((id) => `${describe(id)}: not ${agentId}'s key`),
   ];
   const list =

@@ -226,11 +226,13 @@ function counted(envelope: Envelope, v: Verifying, target: string, roleKeys: rea
     ? 'ALGORITHM_DISALLOWED'
     : has('bad-signature')
       ? 'BAD_SIGNATURE'
-      : outsiders.length > 0
-        ? 'UNTRUSTED_KEY'
-        : 'THRESHOLD_NOT_MET';
+      : has('revoked')
+        ? 'KEY_REVOKED'
+        : outsiders.length > 0
+          ? 'UNTRUSTED_KEY'
+          : 'THRESHOLD_NOT_MET';
   const listed = [
-    ...checked.map((c) => `${c.keyid}: ${c.status}${c.policyMessage === undefined ? '' : ` (${c.policyMessage})`}`),
+    ...checked.map((c) => `${c.keyid}: ${c.status}${(c.policyMessage ?? c.revokedMessage) === undefined ? '' : ` (${c.policyMessage ?? c.revokedMessage})`}`),
     ...outsiders.map((id) => `${id}: not a ${role} key for ${target}`),
   ];
   const list =

@@ -7,6 +7,7 @@ export {
   type TrustRule,
   type TrustStore,
   type TrustStoreDocument,
+  type KeyCutoff,
   type TrustedKey,
 } from './trust-store.js';
 export { checkSignatures, distinctValidKeys, summarize, type CheckedSignature, type SignatureStatus } from './signature-check.js';
@@ -28,3 +29,12 @@ export {
 } from './repository-index.js';
 export { INDEX_FLOOR_FILE, IndexedRepository, type IndexedRepositoryOptions } from './indexed-repository.js';
 export { DEFAULT_INDEX_LIFETIME_MS, signRepositoryIndex, type SignIndexOptions, type SignedIndex } from './sign-index.js';
+export { parseTimestampToken, verifyTimestampToken, type TimestampInfo } from './timestamp-token.js';
+export {
+  readTimestampReply,
+  requestTimestamp,
+  timestampPatch,
+  timestampQuery,
+  type RequestTimestampOptions,
+  type TimestampPatchOptions,
+} from './timestamp-request.js';

@@ -134,7 +134,7 @@ export function verifyRepositoryIndex(bytes: Uint8Array, trust: TrustStore, opti
   if (envelope.payloadType !== INDEX_PAYLOAD_TYPE) {
     throw new HotPatchError('INVALID', `repository index payloadType is ${describe(envelope.payloadType)}, expected ${JSON.stringify(INDEX_PAYLOAD_TYPE)}`);
   }
-  const checked = checkSignatures(envelope.signatures, indexPae(envelope.payload), trust, options.cryptoPolicy ?? defaultCryptoPolicy, INDEX_COMPONENT);
+  const checked = checkSignatures(envelope.signatures, indexPae(envelope.payload), trust, options.cryptoPolicy ?? defaultCryptoPolicy, INDEX_COMPONENT, now);
   const roleKeys = new Set(role.keys);
   const signers = distinctValidKeys(checked, (id) => roleKeys.has(id));
   if (signers.length < role.threshold) {
@@ -143,10 +143,13 @@ export function verifyRepositoryIndex(bytes: Uint8Array, trust: TrustStore, opti
       ? 'ALGORITHM_DISALLOWED'
       : has('bad-signature')
         ? 'BAD_SIGNATURE'
-        : signers.length > 0
-          ? 'THRESHOLD_NOT_MET'
-          : 'UNTRUSTED_KEY';
-    throw new HotPatchError(code, `repository index signed by ${signers.length} of ${role.threshold} required index keys: ${summarize(checked)}`, {
+        : has('revoked')
+          ? 'KEY_REVOKED'
+          : signers.length > 0
+            ? 'THRESHOLD_NOT_MET'
+            : 'UNTRUSTED_KEY';
+    const notes = checked.flatMap((c) => (c.revokedMessage === undefined ? [] : [`; ${c.revokedMessage}`])).join('');
+    throw new HotPatchError(code, `repository index signed by ${signers.length} of ${role.threshold} required index keys: ${summarize(checked)}${notes}`, {
       detail: { valid: signers.length, required: role.threshold },
     });
   }

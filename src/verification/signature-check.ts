@@ -1,8 +1,9 @@
 import type { EnvelopeSignature } from '../core/index.js';
 import { verifySignature, type CryptoPolicy } from '../crypto-agile/index.js';
-import type { TrustStore } from './trust-store.js';
+import { verifyTimestampToken, type TimestampInfo } from './timestamp-token.js';
+import type { KeyCutoff, TrustStore } from './trust-store.js';
 
-export type SignatureStatus = 'valid' | 'unknown-key' | 'algorithm-disallowed' | 'bad-signature';
+export type SignatureStatus = 'valid' | 'unknown-key' | 'algorithm-disallowed' | 'bad-signature' | 'revoked';
 
 export interface CheckedSignature {
   keyid: string;
@@ -11,12 +12,19 @@ export interface CheckedSignature {
   fingerprint: string | undefined;
   /** Why an algorithm was refused, when it was. */
   policyMessage?: string;
+  /** Why a revoked (or expired) key's signature did not count: its cutoff, and what its timestamp said. */
+  revokedMessage?: string;
+  /** When a trusted timestamp says the signature existed (epoch ms), when one was checked. */
+  timestampedAt?: number;
 }
 
 /**
  * Classifies every signature of an envelope against the trust store. The algorithm comes
  * from the trusted key, never from the envelope; a key whose algorithm the policy forbids
  * for this component is not even asked to verify (the algorithm may be the broken part).
+ * A key past its cutoff (revoked, or its `expires`) at `now` counts only when the signature
+ * carries a timestamp token, from an authority of the store, that puts it before the cutoff:
+ * a signature made before a key was revoked stays valid, one made after (or undated) does not.
  */
 export function checkSignatures(
   signatures: readonly EnvelopeSignature[],
@@ -24,6 +32,7 @@ export function checkSignatures(
   store: TrustStore,
   policy: CryptoPolicy,
   component: string,
+  now: number = Date.now(),
 ): CheckedSignature[] {
   return signatures.map((s): CheckedSignature => {
     const trusted = store.keys.get(s.keyid);
@@ -35,8 +44,40 @@ export function checkSignatures(
       return { keyid: s.keyid, status: 'algorithm-disallowed', fingerprint, policyMessage: (error as Error).message };
     }
     const ok = verifySignature(trusted.key, message, s.sig);
-    return { keyid: s.keyid, status: ok ? 'valid' : 'bad-signature', fingerprint };
+    if (!ok) return { keyid: s.keyid, status: 'bad-signature', fingerprint };
+    const cutoff = store.cutoffs.get(fingerprint);
+    if (cutoff === undefined || now < cutoff.at) return { keyid: s.keyid, status: 'valid', fingerprint };
+    return datedBefore(s, cutoff, store, fingerprint);
   });
+}
+
+/** A signature by a key past its cutoff: valid only when a trusted timestamp dates it before. */
+function datedBefore(s: EnvelopeSignature, cutoff: KeyCutoff, store: TrustStore, fingerprint: string): CheckedSignature {
+  const since = `${cutoff.why} at ${cutoff.text}`;
+  if (s.timestamp === undefined)
+    return { keyid: s.keyid, status: 'revoked', fingerprint, revokedMessage: `${s.keyid} was ${since} and its signature has no timestamp` };
+  let info: TimestampInfo;
+  try {
+    info = verifyTimestampToken(s.timestamp, s.sig, store.timestampAuthorities);
+  } catch (error) {
+    return {
+      keyid: s.keyid,
+      status: 'revoked',
+      fingerprint,
+      revokedMessage: `${s.keyid} was ${since} and its timestamp does not count: ${(error as Error).message}`,
+    };
+  }
+  if (info.genTime >= cutoff.at) {
+    const at = new Date(info.genTime).toISOString();
+    return {
+      keyid: s.keyid,
+      status: 'revoked',
+      fingerprint,
+      timestampedAt: info.genTime,
+      revokedMessage: `${s.keyid} was ${since} and its signature is timestamped after, ${at}`,
+    };
+  }
+  return { keyid: s.keyid, status: 'valid', fingerprint, timestampedAt: info.genTime };
 }
 
 /** One key id per distinct public key: a key listed twice, or a repeated signature, counts once. */

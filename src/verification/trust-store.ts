@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import {
   HotPatchError,
   asObject,
@@ -6,6 +7,7 @@ import {
   isPatchId,
   matchesAnyTargetPattern,
   matchesTargetPattern,
+  parseRfc3339,
   parseTargetPattern,
   rejectUnknownFields,
 } from '../core/index.js';
@@ -40,7 +42,7 @@ import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto
  */
 export interface TrustStoreDocument {
   version?: number;
-  keys: Record<string, { alg: string; public_key: string; targets?: string[] }>;
+  keys: Record<string, { alg: string; public_key: string; targets?: string[]; expires?: string }>;
   threshold: number;
   rules?: { targets: string[]; threshold: number; keys: string[] }[];
   root?: { keys: string[]; threshold: number };
@@ -48,6 +50,19 @@ export interface TrustStoreDocument {
   controllers?: { keys: string[] };
   agents?: { keys: string[] };
   index?: { keys: string[]; threshold: number };
+  /** Keys revoked, and since when: their signatures count only when timestamped before then. */
+  revoked?: Record<string, { at: string; reason?: string }>;
+  /** The time-stamping authorities (RFC 3161) whose tokens prove when a signature existed. */
+  timestamping?: { certificates: string[] };
+}
+
+/** From when a key's signatures stop counting unless a trusted timestamp puts them earlier. */
+export interface KeyCutoff {
+  /** Epoch ms. */
+  at: number;
+  why: 'revoked' | 'expired';
+  /** As written (RFC 3339), for messages. */
+  text: string;
 }
 
 /** The operators of a fleet: who signs rollouts, and how many must (see TrustStoreDocument). */
@@ -91,6 +106,14 @@ export interface TrustStore {
    * `IndexedRepository` (the agent's and the CLI's, automatically) must serve a signed index.
    */
   index?: { keys: string[]; threshold: number };
+  /**
+   * Public key fingerprint → when its signatures stop counting (the earlier of its revocation
+   * and its `expires`). Keyed by public key: a revoked key listed again under another id is
+   * still revoked.
+   */
+  cutoffs: ReadonlyMap<string, KeyCutoff>;
+  /** Trusted RFC 3161 authorities (or the CAs that issue their certificates), PEM as given. */
+  timestampAuthorities: readonly X509Certificate[];
   /** The document it was loaded from, for re-serialisation. */
   document: TrustStoreDocument;
 }
@@ -105,8 +128,10 @@ export interface TargetTrust {
   ruleIndex: number | undefined;
 }
 
-const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers', 'agents', 'index']);
-const KEY_FIELDS = new Set(['alg', 'public_key', 'targets']);
+const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers', 'agents', 'index', 'revoked', 'timestamping']);
+const KEY_FIELDS = new Set(['alg', 'public_key', 'targets', 'expires']);
+const REVOKED_FIELDS = new Set(['at', 'reason']);
+const TIMESTAMPING_FIELDS = new Set(['certificates']);
 const RULE_FIELDS = new Set(['targets', 'threshold', 'keys']);
 const ROOT_FIELDS = new Set(['keys', 'threshold']);
 const FLEET_FIELDS = new Set(['keys', 'threshold', 'stopThreshold']);
@@ -130,6 +155,7 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   if (entries.length === 0) throw new HotPatchError('INVALID', 'trust store has no keys');
   if (entries.length > MAX_KEYS) throw new HotPatchError('INVALID', `trust store has more than ${MAX_KEYS} keys`);
   const keys = new Map<string, TrustedKey>();
+  const cutoffs = new Map<string, KeyCutoff>();
   for (const [keyid, raw] of entries) {
     if (!KEYID.test(keyid)) throw new HotPatchError('INVALID', `trust store key id ${JSON.stringify(keyid)} is not a valid key id`);
     const k = asObject(raw, `trust store keys.${keyid}`);
@@ -148,7 +174,11 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
     }
     const targets = k.targets === undefined ? undefined : patterns(k.targets, `trust store keys.${keyid}.targets`);
     keys.set(keyid, { keyid, key, targets });
+    if (k.expires !== undefined)
+      addCutoff(cutoffs, key.fingerprint, { at: parseRfc3339(k.expires, `trust store keys.${keyid}.expires`), why: 'expired', text: String(k.expires) });
   }
+  if (obj.revoked !== undefined) revocations(obj.revoked, keys, cutoffs);
+  const timestampAuthorities = obj.timestamping === undefined ? [] : authorities(obj.timestamping);
   // Parsed before the threshold: agent keys do not count toward it (see the file comment).
   const agents = obj.agents === undefined ? undefined : agentsRole(obj.agents, keys);
   const agentIds = new Set(agents?.keys);
@@ -198,12 +228,55 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
     root = { keys: rootKeys, threshold: thresholdOf(r.threshold, 'trust store root.threshold', rootDistinct) };
   }
 
-  const store: TrustStore = { version, keys, threshold, rules, root, document: value as TrustStoreDocument };
+  const store: TrustStore = { version, keys, threshold, rules, root, cutoffs, timestampAuthorities, document: value as TrustStoreDocument };
   if (fleet !== undefined) store.fleet = fleet;
   if (controllers !== undefined) store.controllers = controllers;
   if (agents !== undefined) store.agents = agents;
   if (index !== undefined) store.index = index;
   return store;
+}
+
+/** Keeps the earlier cutoff of a public key (revoked and expired: whichever comes first). */
+function addCutoff(cutoffs: Map<string, KeyCutoff>, fingerprint: string, cutoff: KeyCutoff): void {
+  const known = cutoffs.get(fingerprint);
+  if (known === undefined || cutoff.at < known.at) cutoffs.set(fingerprint, cutoff);
+}
+
+/** `revoked: { keyid: { at, reason? } }`: each a key of the store (its public key is what is revoked). */
+function revocations(value: unknown, keys: ReadonlyMap<string, TrustedKey>, cutoffs: Map<string, KeyCutoff>): void {
+  const obj = asObject(value, 'trust store revoked');
+  for (const [keyid, raw] of Object.entries(obj)) {
+    const field = `trust store revoked.${keyid}`;
+    const key = keys.get(keyid);
+    if (key === undefined)
+      throw new HotPatchError(
+        'INVALID',
+        `${field}: ${JSON.stringify(keyid.slice(0, 128))} is not a key of this trust store (keep a revoked key listed, so its public key stays revoked)`,
+      );
+    const r = asObject(raw, field);
+    rejectUnknownFields(r, REVOKED_FIELDS, field);
+    if (r.reason !== undefined && (typeof r.reason !== 'string' || r.reason.length > 1024))
+      throw new HotPatchError('INVALID', `${field}.reason must be a string of at most 1024 characters`);
+    addCutoff(cutoffs, key.key.fingerprint, { at: parseRfc3339(r.at, `${field}.at`), why: 'revoked', text: String(r.at) });
+  }
+}
+
+/** `timestamping: { certificates: [PEM, …] }`: the TSA certificates (or their CAs) trusted for RFC 3161 tokens. */
+function authorities(value: unknown): X509Certificate[] {
+  const obj = asObject(value, 'trust store timestamping');
+  rejectUnknownFields(obj, TIMESTAMPING_FIELDS, 'trust store timestamping');
+  if (!Array.isArray(obj.certificates) || obj.certificates.length === 0 || obj.certificates.length > 32) {
+    throw new HotPatchError('INVALID', 'trust store timestamping.certificates must be a list of 1 to 32 PEM certificates');
+  }
+  return obj.certificates.map((pem, i) => {
+    if (typeof pem !== 'string' || pem.length > 64 * 1024)
+      throw new HotPatchError('INVALID', `trust store timestamping.certificates[${i}] must be a PEM certificate`);
+    try {
+      return new X509Certificate(pem);
+    } catch (cause) {
+      throw new HotPatchError('INVALID', `trust store timestamping.certificates[${i}] is not a certificate: ${(cause as Error).message}`, { cause });
+    }
+  });
 }
 
 /** A role that is keys and a threshold over their distinct public keys (`index`). */

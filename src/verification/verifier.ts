@@ -74,7 +74,7 @@ export class DefaultVerifier implements PatchVerifier {
 
     // step 3: signatures over PAE(type, body) (the type is MANIFEST_PAYLOAD_TYPE since step 1),
     // algorithm from the trusted key.
-    const checked = checkSignatures(envelope.signatures, manifestPae(envelope.payload), trust, this.#policy, target);
+    const checked = checkSignatures(envelope.signatures, manifestPae(envelope.payload), trust, this.#policy, target, now);
 
     // step 4: threshold over distinct public keys.
     const valid = distinctValidKeys(checked, () => true);
@@ -160,10 +160,12 @@ function thresholdFailure(checked: CheckedSignature[], valid: number, required: 
     ? 'ALGORITHM_DISALLOWED'
     : has('bad-signature')
       ? 'BAD_SIGNATURE'
-      : has('unknown-key')
-        ? 'UNTRUSTED_KEY'
-        : 'THRESHOLD_NOT_MET';
-  const policyNotes = checked.filter((c) => c.policyMessage !== undefined).map((c) => c.policyMessage);
+      : has('revoked')
+        ? 'KEY_REVOKED'
+        : has('unknown-key')
+          ? 'UNTRUSTED_KEY'
+          : 'THRESHOLD_NOT_MET';
+  const policyNotes = checked.flatMap((c) => [c.policyMessage, c.revokedMessage].filter((m) => m !== undefined));
   const validSigs = checked.filter((c) => c.status === 'valid').length;
   const dupNote = validSigs > valid ? ` (${validSigs} valid signatures, ${valid} distinct keys)` : '';
   return new HotPatchError(

@@ -22,6 +22,7 @@ const BAD_FILE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'INVALID',
   'TOO_LARGE',
   'DOWNGRADE',
+  'KEY_REVOKED',
   'EXPIRED',
   'NOT_YET_VALID',
   'ALGORITHM_DISALLOWED',

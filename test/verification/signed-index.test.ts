@@ -295,3 +295,14 @@ test('a Planner polling an indexed repository takes the highest version the inde
     await env.close();
   }
 });
+
+test('an index signed by a revoked index key (no timestamp) is KEY_REVOKED: revocation holds for every role', async () => {
+  await withRoot(async (root) => {
+    const dir = await indexedDir(root, 'repo', ['p-1']);
+    const revoked = parseTrustStore({ ...TRUST.document, revoked: { 'index-1': { at: new Date(Date.now() - day).toISOString() } } });
+    await assert.rejects(
+      new IndexedRepository(new FileSystemRepository(dir), { trustStore: revoked }).list(),
+      isCode('KEY_REVOKED', /index-1 was revoked at .* has no timestamp/),
+    );
+  });
+});
