@@ -16,7 +16,8 @@ export type { FileSystemRepositoryOptions, PayloadSource, WritePayloadOptions } 
 export { DEFAULT_PATCH_LIFETIME_MS, packPatch } from './pack-patch.js';
 export { HttpRepository, type HttpRepositoryOptions } from './http-repository.js';
 export { safeUrl, type HttpFetchOptions } from './http-fetch.js';
-export { openRepository, type RepositoryLocation } from './open-repository.js';
+export { openRepository, type RepositoryLocation, type TufLocation } from './open-repository.js';
 export { RepositoryMirrors, allFailed, type Mirror, type MirrorFailure } from './repository-mirrors.js';
 export type { PackPatchOptions, PackedPatch } from './pack-patch.js';
 export { readAhead } from './read-ahead.js';
+export { TufRepository, type TufRepositoryOptions } from './tuf-repository.js';
