@@ -1,4 +1,12 @@
-import { HotPatchError, type Approver, type EventType, type PatchRepository, type VerifiedManifest } from '../core/index.js';
+import {
+  HotPatchError,
+  type Approver,
+  type EventType,
+  type MirrorFailure,
+  type MirroredSource,
+  type PatchRepository,
+  type VerifiedManifest,
+} from '../core/index.js';
 import { verifyPatch } from '../verification/index.js';
 import { twoPhaseApply, type HotPatchRuntime, type Target } from '../zero-downtime/index.js';
 import type { PlanComponents as Components } from './dry-run.js';
@@ -63,6 +71,7 @@ export async function runPipeline(
     delete state.version;
     await ctx.phase(state, 'fetch', `fetching ${patchId} from ${plan.repo}`);
     const quiet = ctx.announced.get(plan.id) === patchId;
+    const failovers: MirrorFailure[] = [];
     const announcing: PatchRepository = {
       fetchEnvelope: async (id, s, accept) => {
         const bytes = await c.repo.fetchEnvelope(id, s, accept);
@@ -73,8 +82,9 @@ export async function runPipeline(
       },
       openPayload: (id, maxBytes, s) => c.repo.openPayload(id, maxBytes, s),
       list: (s) => c.repo.list(s),
-      // A list of mirrors keeps its failover through this wrapper (verifyPatch drives it).
-      ...(c.repo.mirrored === undefined ? {} : { mirrored: c.repo.mirrored }),
+      // A list of mirrors keeps its failover through this wrapper (verifyPatch drives it); the
+      // mirrors passed over are told in the Verified event (and so in the audit log).
+      ...(c.repo.mirrored === undefined ? {} : { mirrored: recording(c.repo.mirrored, failovers) }),
     };
     // step 2: verify — signatures, threshold, expiry, anti-downgrade, then size and hash of the payload.
     const verified = await verifyPatch(announcing, c.verifier, patchId, { highestVersion }, signal);
@@ -86,8 +96,9 @@ export async function runPipeline(
       ctx.emit(
         'Verified',
         state,
-        `${m.id} ${m.version} verified: signed by ${verified.signers.length} key${verified.signers.length === 1 ? '' : 's'} (${verified.signers.join(', ')}; threshold ${verified.threshold})`,
-        { signers: verified.signers, threshold: verified.threshold },
+        `${m.id} ${m.version} verified: signed by ${verified.signers.length} key${verified.signers.length === 1 ? '' : 's'} (${verified.signers.join(', ')}; threshold ${verified.threshold})` +
+          (failovers.length === 0 ? '' : `; mirrors passed over: ${failovers.map((f) => `${f.mirror} (${f.code}: ${f.reason})`).join('; ')}`),
+        { signers: verified.signers, threshold: verified.threshold, ...(failovers.length === 0 ? {} : { mirror_failures: failovers }) },
       );
 
     // step 3: security gate (allow/deny, requirements, platform).
@@ -174,4 +185,19 @@ async function approve(
       : { approver: name };
   ctx.emit('Approved', state, `${m.id} ${m.version} approved by ${name}`, detail);
   return undefined;
+}
+
+/** `source`, its failures also collected in `into` (the ones of this verification). */
+function recording(source: MirroredSource, into: MirrorFailure[]): MirroredSource {
+  return {
+    candidates: (id) => source.candidates(id),
+    pin: (id, mirror) => source.pin(id, mirror),
+    record: (mirror, error) => {
+      const failure = source.record(mirror, error);
+      into.push(failure);
+      return failure;
+    },
+    markBad: (id, mirror) => source.markBad(id, mirror),
+    markGood: (id, mirror) => source.markGood(id, mirror),
+  };
 }

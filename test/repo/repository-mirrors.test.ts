@@ -111,6 +111,13 @@ test('a Planner whose repository is a mirror list applies the patch from the mir
       mirrors.failures.map((f) => [f.mirror, f.code]),
       [['tampered', 'SIZE_MISMATCH']],
     );
+    // Recorded where operators look: the Verified event (and so the audit log) names the mirror passed over.
+    const verifiedEvent = proc.events.find((e) => e.type === 'Verified' && e.id === 'fix-mirror-1');
+    assert.match(verifiedEvent?.reason ?? '', /mirrors passed over: tampered \(SIZE_MISMATCH: /);
+    assert.deepEqual(
+      (verifiedEvent?.detail?.mirror_failures as { mirror: string; code: string }[]).map((f) => [f.mirror, f.code]),
+      [['tampered', 'SIZE_MISMATCH']],
+    );
     planner.close();
   } finally {
     await env.close();
