@@ -86,12 +86,16 @@ export class TufRepository implements PatchRepository {
       .sort();
   }
 
-  /** Runs the TUF client workflow now (root rotations, timestamp, snapshot, targets). */
+  /**
+   * Runs the TUF client workflow now (root rotations, timestamp, snapshot, targets). Concurrent
+   * callers share one run; each caller's `signal` ends its own wait (the run itself is bounded
+   * by the HTTP deadlines, and shared, so one caller's abort never fails another's).
+   */
   refresh(signal?: AbortSignal): Promise<Updater> {
-    this.#refreshing ??= this.#refresh(signal).finally(() => {
+    this.#refreshing ??= this.#refresh().finally(() => {
       this.#refreshing = undefined;
     });
-    return this.#refreshing;
+    return abortable(this.#refreshing, signal, 'refreshing the TUF metadata');
   }
 
   async *#payload(id: PatchId, maxBytes: number, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
@@ -112,10 +116,14 @@ export class TufRepository implements PatchRepository {
     const dir = path.join(this.cacheDir, 'targets');
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     const found = info;
-    return tufCall(() => updater.downloadTarget(found, path.join(dir, name), this.targetsUrl.href), name);
+    return abortable(
+      tufCall(() => updater.downloadTarget(found, path.join(dir, name), this.targetsUrl.href), name),
+      signal,
+      `downloading ${name}`,
+    );
   }
 
-  async #refresh(signal: AbortSignal | undefined): Promise<Updater> {
+  async #refresh(): Promise<Updater> {
     const metadataDir = path.join(this.cacheDir, 'metadata');
     await fsp.mkdir(metadataDir, { recursive: true, mode: 0o700 });
     const rootFile = path.join(metadataDir, 'root.json');
@@ -132,7 +140,7 @@ export class TufRepository implements PatchRepository {
       metadataDir,
       metadataBaseUrl: this.metadataUrl.href,
       targetBaseUrl: this.targetsUrl.href,
-      fetcher: await boundedFetcher(this.#fetch, signal),
+      fetcher: await boundedFetcher(this.#fetch),
     });
     await tufCall(() => updater.refresh(), 'the metadata');
     this.#updater = { updater, at: Date.now() };
@@ -194,13 +202,13 @@ function httpStatusError(status: number): Error {
 }
 
 /** A tuf-js Fetcher over this project's bounded HTTP client. */
-async function boundedFetcher(options: ResolvedHttpFetch, signal: AbortSignal | undefined): Promise<Fetcher> {
+async function boundedFetcher(options: ResolvedHttpFetch): Promise<Fetcher> {
   const { BaseFetcher } = await tufJs();
   class BoundedFetcher extends BaseFetcher {
     async fetch(url: string): Promise<NodeJS.ReadableStream> {
       // tuf-js stops reading at the metadata's or target's length and throws: the stream is
       // then destroyed, which ends the request. The bound here only caps a runaway.
-      const chunks = httpGetChunks(new URL(url), 2 ** 40, options, 'TUF file', signal)[Symbol.asyncIterator]();
+      const chunks = httpGetChunks(new URL(url), 2 ** 40, options, 'TUF file')[Symbol.asyncIterator]();
       let first: IteratorResult<Uint8Array>;
       try {
         first = await chunks.next();
@@ -218,6 +226,26 @@ async function boundedFetcher(options: ResolvedHttpFetch, signal: AbortSignal | 
     }
   }
   return new BoundedFetcher();
+}
+
+/** `work`, or ABORTED as soon as `signal` aborts (the work itself goes on, bounded by its deadlines). */
+function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
+  if (signal === undefined) return work;
+  if (signal.aborted) return Promise.reject(new HotPatchError('ABORTED', `${what}: aborted`));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new HotPatchError('ABORTED', `${what}: aborted`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** Runs a tuf-js step, its errors as HotPatchErrors with this project's codes. */

@@ -51,7 +51,6 @@ export class IndexedRepository implements PatchRepository {
   #current: VerifiedIndex | undefined;
   /** The highest index accepted (loaded from floorFile once). */
   #floor: IndexFloor | undefined;
-  #floorLoaded = false;
   #refreshing: Promise<VerifiedIndex> | undefined;
 
   constructor(inner: PatchRepository, options: IndexedRepositoryOptions) {
@@ -137,17 +136,18 @@ export class IndexedRepository implements PatchRepository {
     return verified;
   }
 
+  /**
+   * The highest index accepted: this object's, or the floor file's if higher. Read on every
+   * refresh (and again before a write), so that two readers sharing the file never lower it.
+   */
   async #loadFloor(): Promise<IndexFloor | undefined> {
-    if (this.#floorLoaded || this.#options.floorFile === undefined) return this.#floor;
+    if (this.#options.floorFile === undefined) return this.#floor;
     const file = this.#options.floorFile;
     let bytes: Uint8Array;
     try {
       bytes = await readFileBounded(file, 64 * 1024, { noFollow: true, what: 'repository index floor' });
     } catch (error) {
-      if (isHotPatchError(error, 'NOT_FOUND')) {
-        this.#floorLoaded = true;
-        return this.#floor;
-      }
+      if (isHotPatchError(error, 'NOT_FOUND')) return this.#floor;
       throw error;
     }
     // A floor that cannot be read is never taken as "none": that would re-open rollback.
@@ -162,13 +162,23 @@ export class IndexedRepository implements PatchRepository {
         cause: error,
       });
     }
-    this.#floorLoaded = true;
     if (this.#floor === undefined || floor.version > this.#floor.version) this.#floor = floor;
     return this.#floor;
   }
 
   async #saveFloor(verified: VerifiedIndex): Promise<void> {
     const floor = { version: verified.index.version, hash: verified.hash };
+    const now = await this.#loadFloor();
+    if (now !== undefined && now.version > floor.version) {
+      throw new HotPatchError(
+        'DOWNGRADE',
+        `repository index version ${floor.version} is older than version ${now.version} accepted meanwhile: a replayed index`,
+        {
+          detail: { version: floor.version, floor: now.version },
+        },
+      );
+    }
+    if (now !== undefined && now.version === floor.version) return;
     if (this.#options.floorFile !== undefined && this.#options.readOnlyFloor !== true) {
       await writeFileAtomic(this.#options.floorFile, `${JSON.stringify({ ...floor, expires: verified.index.expires })}\n`, { mode: 0o600 });
     }

@@ -27,6 +27,15 @@ export const INDEX_PAYLOAD_TYPE = 'application/vnd.xps.hotpatch.index+json';
 /** The policy component an index signature is checked under (crypto policy rules by component). */
 export const INDEX_COMPONENT = 'repository-index';
 
+/**
+ * Longest an index may live (its expires past now): an index that never expires could never
+ * show a frozen mirror, whoever signed it.
+ */
+export const MAX_INDEX_LIFETIME_MS = 366 * 24 * 60 * 60 * 1000;
+
+/** Highest index version (far above any real use; keeps "the next version" a safe integer). */
+const MAX_INDEX_VERSION = 2 ** 40;
+
 /** Most patches one index may list (an index past it is refused, not truncated). */
 export const MAX_INDEX_ENTRIES = 100_000;
 
@@ -92,12 +101,13 @@ export function parseRepositoryIndex(input: Uint8Array | string | unknown): Repo
   const value = input instanceof Uint8Array || typeof input === 'string' ? decodeJson(input, 'repository index') : input;
   const obj = asObject(value, 'repository index');
   rejectUnknownFields(obj, INDEX_FIELDS, 'repository index');
-  const version = integerInRange(obj.version, 'repository index version', 1);
+  const version = integerInRange(obj.version, 'repository index version', 1, MAX_INDEX_VERSION);
   const expires = utcTimestamp(obj.expires, 'repository index expires');
   const raw = asObject(obj.patches, 'repository index patches');
   const ids = Object.keys(raw);
   if (ids.length > MAX_INDEX_ENTRIES) throw new HotPatchError('TOO_LARGE', `repository index lists ${ids.length} patches, more than ${MAX_INDEX_ENTRIES}`);
-  const patches: Record<string, IndexEntry> = {};
+  // No prototype: a patch id such as "constructor" is looked up as itself, never inherited.
+  const patches: Record<string, IndexEntry> = Object.create(null) as Record<string, IndexEntry>;
   for (const id of ids) {
     if (!isPatchId(id)) throw new HotPatchError('INVALID', `repository index patches: ${describe(id.slice(0, 200))} is not a patch id`);
     const field = `repository index patches.${id}`;
@@ -134,7 +144,15 @@ export function verifyRepositoryIndex(bytes: Uint8Array, trust: TrustStore, opti
   if (envelope.payloadType !== INDEX_PAYLOAD_TYPE) {
     throw new HotPatchError('INVALID', `repository index payloadType is ${describe(envelope.payloadType)}, expected ${JSON.stringify(INDEX_PAYLOAD_TYPE)}`);
   }
-  const checked = checkSignatures(envelope.signatures, indexPae(envelope.payload), trust, options.cryptoPolicy ?? defaultCryptoPolicy, INDEX_COMPONENT, now);
+  const checked = checkSignatures(
+    envelope.signatures,
+    indexPae(envelope.payload),
+    trust,
+    options.cryptoPolicy ?? defaultCryptoPolicy,
+    INDEX_COMPONENT,
+    now,
+    'ignored',
+  );
   const roleKeys = new Set(role.keys);
   const signers = distinctValidKeys(checked, (id) => roleKeys.has(id));
   if (signers.length < role.threshold) {
@@ -160,6 +178,12 @@ export function verifyRepositoryIndex(bytes: Uint8Array, trust: TrustStore, opti
     throw new HotPatchError('EXPIRED', `repository index version ${index.version} expired at ${index.expires}: a mirror serving it is stale or frozen`, {
       detail: { version: index.version, expires: index.expires },
     });
+  }
+  if (expiresMs > now + MAX_INDEX_LIFETIME_MS + skew) {
+    throw new HotPatchError(
+      'INVALID',
+      `repository index version ${index.version} expires ${index.expires}, more than 366 days away: an index must expire to show a frozen mirror`,
+    );
   }
   const floor = options.floor;
   if (floor !== undefined && index.version < floor.version) {

@@ -12,7 +12,7 @@ import {
 import { PrivateKey, sign } from '../crypto-agile/index.js';
 import { FileSystemRepository } from '../repo/index.js';
 import { checkPayloadStream } from './payload-check.js';
-import { INDEX_PAYLOAD_TYPE, parseRepositoryIndex, sha256Text, type IndexEntry, type RepositoryIndex } from './repository-index.js';
+import { INDEX_PAYLOAD_TYPE, MAX_INDEX_LIFETIME_MS, parseRepositoryIndex, sha256Text, type IndexEntry, type RepositoryIndex } from './repository-index.js';
 
 /** How long a new index lives by default: 7 days (re-sign it before; a stale index stops agents). */
 export const DEFAULT_INDEX_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000;
@@ -61,6 +61,9 @@ export async function signRepositoryIndex(directory: string, privateKey: Private
   let signatures = existing?.signatures ?? [];
   if (options.addSignature === true) {
     if (existing === undefined) throw new HotPatchError('INVALID', `${directory} has no index to add a signature to`);
+    // A co-signer vouches for what the directory holds, not for whatever index.json says: the
+    // entries are rebuilt from the directory and must be the index's, exactly.
+    await checkEntries(repo, existing.index, options.signal);
     body = existing.body;
     signatures = signatures.filter((s) => s.keyid !== keyid);
   } else {
@@ -100,11 +103,32 @@ async function buildIndex(repo: FileSystemRepository, current: number | undefine
     throw new HotPatchError('INVALID', `index version ${version} is not above the current version ${current}: clients would refuse it as a rollback`);
   }
   const expires = options.expires ?? new Date(Date.now() + DEFAULT_INDEX_LIFETIME_MS).toISOString();
-  if (parseRfc3339(expires, 'index expires') <= Date.now()) throw new HotPatchError('INVALID', `index expires ${expires} is in the past`);
-  const patches: Record<string, IndexEntry> = {};
-  for (const id of await repo.list(options.signal)) patches[id] = await entryOf(repo, id, options.signal);
+  const expiresMs = parseRfc3339(expires, 'index expires');
+  if (expiresMs <= Date.now()) throw new HotPatchError('INVALID', `index expires ${expires} is in the past`);
+  if (expiresMs > Date.now() + MAX_INDEX_LIFETIME_MS)
+    throw new HotPatchError('INVALID', `index expires ${expires} is more than 366 days away: readers refuse it`);
+  const patches = await entriesOf(repo, options.signal);
   // Re-parsed so a written index is always one the reader accepts (UTC expiry, field checks).
   return parseRepositoryIndex({ version, expires: new Date(parseRfc3339(expires, 'index expires')).toISOString(), patches });
+}
+
+async function entriesOf(repo: FileSystemRepository, signal: AbortSignal | undefined): Promise<Record<string, IndexEntry>> {
+  const patches: Record<string, IndexEntry> = Object.create(null) as Record<string, IndexEntry>;
+  for (const id of await repo.list(signal)) patches[id] = await entryOf(repo, id, signal);
+  return patches;
+}
+
+/** The index's entries are exactly the directory's (each patch, its manifest hash, payload hash and size). */
+async function checkEntries(repo: FileSystemRepository, index: RepositoryIndex, signal: AbortSignal | undefined): Promise<void> {
+  const actual = await entriesOf(repo, signal);
+  const ids = new Set([...Object.keys(actual), ...Object.keys(index.patches)]);
+  const differ = [...ids].filter((id) => JSON.stringify(actual[id] ?? null) !== JSON.stringify(index.patches[id] ?? null)).sort();
+  if (differ.length > 0) {
+    throw new HotPatchError(
+      'INVALID',
+      `index version ${index.version} does not list what the directory holds (${differ.slice(0, 5).join(', ')}${differ.length > 5 ? ` and ${differ.length - 5} more` : ''} differ): not signed; write a new index instead`,
+    );
+  }
 }
 
 async function entryOf(repo: FileSystemRepository, id: PatchId, signal: AbortSignal | undefined): Promise<IndexEntry> {

@@ -25,6 +25,9 @@ export interface CheckedSignature {
  * A key past its cutoff (revoked, or its `expires`) at `now` counts only when the signature
  * carries a timestamp token, from an authority of the store, that puts it before the cutoff:
  * a signature made before a key was revoked stays valid, one made after (or undated) does not.
+ * With `timestamps: 'ignored'` (documents re-signed often, such as the repository index) it
+ * never counts past its cutoff: a key stolen before its revocation could otherwise keep a
+ * document it signed then alive.
  */
 export function checkSignatures(
   signatures: readonly EnvelopeSignature[],
@@ -33,6 +36,7 @@ export function checkSignatures(
   policy: CryptoPolicy,
   component: string,
   now: number = Date.now(),
+  timestamps: 'honoured' | 'ignored' = 'honoured',
 ): CheckedSignature[] {
   return signatures.map((s): CheckedSignature => {
     const trusted = store.keys.get(s.keyid);
@@ -47,6 +51,14 @@ export function checkSignatures(
     if (!ok) return { keyid: s.keyid, status: 'bad-signature', fingerprint };
     const cutoff = store.cutoffs.get(fingerprint);
     if (cutoff === undefined || now < cutoff.at) return { keyid: s.keyid, status: 'valid', fingerprint };
+    if (timestamps === 'ignored') {
+      return {
+        keyid: s.keyid,
+        status: 'revoked',
+        fingerprint,
+        revokedMessage: `${s.keyid} was ${cutoff.why} at ${cutoff.text} (timestamps do not count for ${component})`,
+      };
+    }
     return datedBefore(s, cutoff, store, fingerprint);
   });
 }

@@ -91,7 +91,6 @@ function post(url: URL, body: Uint8Array, options: RequestTimestampOptions): Pro
       {
         method: 'POST',
         headers: { 'content-type': 'application/timestamp-query', 'content-length': body.length, accept: 'application/timestamp-reply' },
-        timeout: options.timeoutMs ?? 30_000,
         ...(options.ca === undefined ? {} : { ca: options.ca }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
       },
@@ -112,10 +111,16 @@ function post(url: URL, body: Uint8Array, options: RequestTimestampOptions): Pro
           chunks.push(chunk);
         });
         res.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
+        res.on('close', () => {
+          if (!res.complete) fail('the reply was cut off');
+        });
         res.on('error', (error) => fail(error.message, error));
       },
     );
-    req.on('timeout', () => req.destroy(new Error('no reply in time')));
+    // One deadline for the whole exchange: a TSA trickling its reply a byte at a time is cut off.
+    const limit = options.timeoutMs ?? 30_000;
+    const deadline = setTimeout(() => req.destroy(new Error(`no complete reply within ${limit} ms`)), limit);
+    req.on('close', () => clearTimeout(deadline));
     req.on('error', (error) => fail(error.message, error));
     req.end(body);
   });

@@ -19,35 +19,53 @@ export interface Tsa {
   caPem: string;
   /** The TSA's own certificate (PEM). */
   tsaPem: string;
+  /** The intermediate CA between them, when made with `intermediate` (PEM). */
+  intermediatePem?: string;
   /** `openssl ts -reply` to a DER query → the DER reply. */
   reply(query: Uint8Array): Promise<Uint8Array>;
 }
 
-/** A CA and a TSA under `dir` (`name` prefixes the files, so two TSAs may share a directory). `eku: false`: a TSA certificate without timeStamping. */
-export async function makeTsa(dir: string, name = 'tsa', options: { eku?: boolean } = {}): Promise<Tsa> {
+export interface TsaOptions {
+  /** The TSA certificate's extensions (openssl x509 -extfile) instead of RFC 3161's: then only openssl cms signs with it. */
+  ext?: string;
+  /** A CA between the root CA and the TSA. */
+  intermediate?: boolean;
+}
+
+const RFC3161_EXT = 'extendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\n';
+
+/** A CA and a TSA under `dir` (`name` prefixes the files, so several TSAs share a directory). */
+export async function makeTsa(dir: string, name = 'tsa', options: TsaOptions = {}): Promise<Tsa> {
   const ssl = async (...args: string[]): Promise<void> => void (await run('openssl', args, { cwd: dir }));
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  /** A key and a certificate `out` issued by `issuer` with the extensions `ext`. */
+  const issue = async (out: string, subject: string, issuer: string, ext: string): Promise<void> => {
+    await ssl('req', ...ec, '-keyout', `${out}.key`, '-out', `${out}.csr`, '-subj', subject);
+    await writeFile(join(dir, `${out}.ext`), ext);
+    await ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${out}.csr`,
+      '-CA',
+      `${issuer}.pem`,
+      '-CAkey',
+      `${issuer}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${out}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      `${out}.ext`,
+    );
+  };
   await ssl('req', '-x509', ...ec, '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '2', '-subj', `/CN=${name} test CA`);
-  await ssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name} test TSA`);
-  const ext = options.eku === false ? 'keyUsage=critical,digitalSignature\n' : 'extendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\n';
-  await writeFile(join(dir, `${name}.ext`), ext);
-  await ssl(
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    `${name}-ca.pem`,
-    '-CAkey',
-    `${name}-ca.key`,
-    '-CAcreateserial',
-    '-out',
-    `${name}.pem`,
-    '-days',
-    '2',
-    '-extfile',
-    `${name}.ext`,
-  );
+  const deep = options.intermediate === true;
+  if (deep) await issue(`${name}-sub`, `/CN=${name} test sub-CA`, `${name}-ca`, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n');
+  await issue(name, `/CN=${name} test TSA`, deep ? `${name}-sub` : `${name}-ca`, options.ext ?? RFC3161_EXT);
+  const chain = join(dir, `${name}-chain.pem`);
+  await writeFile(chain, (deep ? await readFile(join(dir, `${name}-sub.pem`), 'utf8') : '') + (await readFile(join(dir, `${name}-ca.pem`), 'utf8')));
   await writeFile(join(dir, `${name}.serial`), '01\n');
   await writeFile(
     join(dir, `${name}.cnf`),
@@ -58,7 +76,7 @@ export async function makeTsa(dir: string, name = 'tsa', options: { eku?: boolea
       `serial = ${join(dir, `${name}.serial`)}`,
       'crypto_device = builtin',
       `signer_cert = ${join(dir, `${name}.pem`)}`,
-      `certs = ${join(dir, `${name}-ca.pem`)}`,
+      `certs = ${chain}`,
       `signer_key = ${join(dir, `${name}.key`)}`,
       'signer_digest = sha256',
       'default_policy = 1.2.3.4.1',
@@ -76,6 +94,7 @@ export async function makeTsa(dir: string, name = 'tsa', options: { eku?: boolea
     dir,
     caPem: await readFile(join(dir, `${name}-ca.pem`), 'utf8'),
     tsaPem: await readFile(join(dir, `${name}.pem`), 'utf8'),
+    ...(deep ? { intermediatePem: await readFile(join(dir, `${name}-sub.pem`), 'utf8') } : {}),
     async reply(query) {
       n += 1;
       const q = join(dir, `${name}-${n}.tsq`);
@@ -85,6 +104,28 @@ export async function makeTsa(dir: string, name = 'tsa', options: { eku?: boolea
       return new Uint8Array(await readFile(r));
     },
   };
+}
+
+/**
+ * A TimeStampToken over `tstInfo` (DER) signed as plain CMS by `name`'s key and certificate
+ * with openssl cms — which, unlike openssl ts, signs with any certificate: a forged timestamp.
+ */
+export async function cmsSignedToken(tsa: Tsa, name: string, tstInfo: Uint8Array): Promise<Uint8Array> {
+  const input = join(tsa.dir, `${name}-tst.der`);
+  const output = join(tsa.dir, `${name}-forged.der`);
+  await writeFile(input, tstInfo);
+  await run(
+    'openssl',
+    ['cms', '-sign', '-binary', '-nodetach', '-econtent_type', '1.2.840.113549.1.9.16.1.4', '-in', input, '-md', 'sha256', '-outform', 'DER'].concat([
+      '-signer',
+      join(tsa.dir, `${name}.pem`),
+      '-inkey',
+      join(tsa.dir, `${name}.key`),
+      '-out',
+      output,
+    ]),
+  );
+  return new Uint8Array(await readFile(output));
 }
 
 /** The TSA behind a loopback HTTP server (RFC 3161 over HTTP: POST a query, get a reply). */

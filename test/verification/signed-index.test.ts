@@ -296,13 +296,56 @@ test('a Planner polling an indexed repository takes the highest version the inde
   }
 });
 
-test('an index signed by a revoked index key (no timestamp) is KEY_REVOKED: revocation holds for every role', async () => {
+test('an index signed by a revoked index key is KEY_REVOKED, timestamped or not: an index key stolen before its revocation keeps nothing alive', async () => {
   await withRoot(async (root) => {
     const dir = await indexedDir(root, 'repo', ['p-1']);
     const revoked = parseTrustStore({ ...TRUST.document, revoked: { 'index-1': { at: new Date(Date.now() - day).toISOString() } } });
     await assert.rejects(
       new IndexedRepository(new FileSystemRepository(dir), { trustStore: revoked }).list(),
-      isCode('KEY_REVOKED', /index-1 was revoked at .* has no timestamp/),
+      isCode('KEY_REVOKED', /index-1 was revoked at .* \(timestamps do not count for repository-index\)/),
     );
+  });
+});
+
+test('two readers sharing a floor file never lower it: a replay served to the one that saw less is refused', async () => {
+  await withRoot(async (root) => {
+    const dir = await indexedDir(root, 'repo', ['p-1']);
+    const floorFile = join(root, 'floor.json');
+    const a = new IndexedRepository(new FileSystemRepository(dir), { trustStore: TRUST, floorFile });
+    const b = new IndexedRepository(new FileSystemRepository(dir), { trustStore: TRUST, floorFile });
+    await a.list(); // version 1
+    await signRepositoryIndex(dir, indexKey.privateKey, { keyid: 'index-1' });
+    const v2 = await readFile(join(dir, 'index.json'));
+    await signRepositoryIndex(dir, indexKey.privateKey, { keyid: 'index-1' });
+    await b.list(); // version 3: the file says 3
+    await writeFile(join(dir, 'index.json'), v2);
+    await assert.rejects(a.list(), isCode('DOWNGRADE', /version 2 is older than version 3/));
+    assert.equal(JSON.parse(await readFile(floorFile, 'utf8')).version, 3);
+  });
+});
+
+test('a co-signer never signs an index that does not list what the directory holds; an index living past 366 days is refused', async () => {
+  await withRoot(async (root) => {
+    const dir = await indexedDir(root, 'repo', ['p-1']);
+    const planted = { version: 9_000, expires: new Date(Date.now() + day).toISOString(), patches: {} };
+    await writeFile(join(dir, 'index.json'), indexEnvelope(planted, []));
+    await assert.rejects(
+      signRepositoryIndex(dir, otherKey.privateKey, { keyid: 'index-2', addSignature: true }),
+      isCode('INVALID', /does not list what the directory holds \(p-1 differ\)/),
+    );
+    await signRepositoryIndex(dir, indexKey.privateKey, { keyid: 'index-1' });
+    const forever = { ...(await currentIndex(dir)), version: 9_001, expires: '2999-01-01T00:00:00Z' };
+    await writeFile(join(dir, 'index.json'), indexEnvelope(forever));
+    await assert.rejects(new IndexedRepository(new FileSystemRepository(dir), { trustStore: TRUST }).list(), isCode('INVALID', /more than 366 days away/));
+    await assert.rejects(signRepositoryIndex(dir, indexKey.privateKey, { keyid: 'index-1', expires: '2999-01-01T00:00:00Z' }), isCode('INVALID', /366 days/));
+  });
+});
+
+test('a patch id that names an object property (constructor) is looked up as itself: not listed is NOT_FOUND', async () => {
+  await withRoot(async (root) => {
+    const dir = await indexedDir(root, 'repo', ['p-1']);
+    await publishPatch(dir, 'constructor', T, '1.0.9', 'export const api = { f: () => 9 };');
+    const repo = new IndexedRepository(new FileSystemRepository(dir), { trustStore: TRUST });
+    await assert.rejects(verifyPatch(repo, ciVerifier, 'constructor'), isCode('NOT_FOUND', /not listed/));
   });
 });

@@ -20,6 +20,7 @@ import {
   parseTimestampToken,
   parseTrustStore,
   readTimestampReply,
+  requestTimestamp,
   timestampPatch,
   timestampQuery,
   verifyPatch,
@@ -28,7 +29,7 @@ import {
 } from '../../src/verification/index.js';
 import { isCode } from '../support/assertions.js';
 import { publishPatch, signerOf, testKey } from '../support/patches.js';
-import { makeTsa, serveTsa, type Tsa } from '../support/tsa.js';
+import { cmsSignedToken, makeTsa, serveTsa, type Tsa } from '../support/tsa.js';
 import { close } from '../support/static-server.js';
 import { hotpatch, hotpatchAsync } from '../cli/run-cli.js';
 
@@ -43,12 +44,22 @@ let repo: string;
 let tsa: Tsa;
 let rogue: Tsa;
 let plain: Tsa;
+let loose: Tsa;
+let odd: Tsa;
+let deep: Tsa;
 /** When the TSA timestamped the patch's signature (set by the first test). */
 let stampedAt: number;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hotpatch-tsa-'));
-  [tsa, rogue, plain] = await Promise.all([makeTsa(dir, 'tsa'), makeTsa(dir, 'rogue'), makeTsa(dir, 'plain', { eku: false })]);
+  [tsa, rogue, plain, loose, odd, deep] = await Promise.all([
+    makeTsa(dir, 'tsa'),
+    makeTsa(dir, 'rogue'),
+    makeTsa(dir, 'plain', { ext: 'keyUsage=critical,digitalSignature\n' }),
+    makeTsa(dir, 'loose', { ext: 'extendedKeyUsage=serverAuth,timeStamping\n' }),
+    makeTsa(dir, 'odd', { ext: 'extendedKeyUsage=critical,timeStamping\n1.2.3.4.5=critical,ASN1:NULL\n' }),
+    makeTsa(dir, 'deep', { intermediate: true }),
+  ]);
   repo = join(dir, 'repo');
   const { mkdir } = await import('node:fs/promises');
   await mkdir(repo);
@@ -148,43 +159,29 @@ test('a token from a TSA the store does not trust, or whose certificate lacks ti
   );
 
   const [sig] = decodeEnvelope(await readFile(join(repo, `${ID}.json`))).signatures;
-  // A TSTInfo signed, as CMS, by a certificate of a trusted CA that is not a TSA's (openssl ts
-  // itself refuses to sign with one; openssl cms does not): a forged timestamp.
-  await writeFile(join(dir, 'tst.der'), parseTimestampToken(sig!.timestamp!).eContent);
-  await run(
-    'openssl',
-    [
-      'cms',
-      '-sign',
-      '-binary',
-      '-nodetach',
-      '-econtent_type',
-      '1.2.840.113549.1.9.16.1.4',
-      '-in',
-      'tst.der',
-      '-signer',
-      'plain.pem',
-      '-inkey',
-      'plain.key',
-      '-md',
-      'sha256',
-      '-outform',
-      'DER',
-      '-out',
-      'forged.der',
-    ],
-    { cwd: dir },
-  );
-  const plainToken = new Uint8Array(await readFile(join(dir, 'forged.der')));
+  // A TSTInfo signed, as plain CMS, by certificates of trusted CAs that are not proper TSAs'.
+  const tstInfo = parseTimestampToken(sig!.timestamp!).eContent;
+  const authoritiesOf = (pem: string) => trust({}, {}, [pem]).timestampAuthorities;
+  const refusals: [Tsa, string, RegExp][] = [
+    [plain, 'plain', /not a time-stamping authority \(no timeStamping key usage\)/],
+    [loose, 'loose', /its timeStamping usage must be critical and its only one/],
+    [odd, 'odd', /a critical extension 1\.2\.3\.4\.5 this check does not understand/],
+  ];
+  for (const [by, name, message] of refusals) {
+    const token = await cmsSignedToken(by, name, tstInfo);
+    assert.throws(() => verifyTimestampToken(token, sig!.sig, authoritiesOf(by.caPem)), isCode('UNTRUSTED_KEY', message), name);
+  }
+  // A token signed as CMS by the proper TSA's key, but without the ESS certificate attribute.
+  const bare = await cmsSignedToken(tsa, 'tsa', tstInfo);
+  assert.throws(() => verifyTimestampToken(bare, sig!.sig, authoritiesOf(tsa.caPem)), isCode('BAD_SIGNATURE', /does not name its signing certificate/));
+  // A proper TSA under an intermediate CA the token carries: trusted only when the intermediate
+  // itself is listed (a chain is never taken from the token).
+  const deepToken = readTimestampReply(await deep.reply(timestampQuery(sig!.sig).query));
   assert.throws(
-    () =>
-      verifyTimestampToken(
-        plainToken,
-        sig!.sig,
-        [plain.caPem].map((p) => trust({}, {}, [p]).timestampAuthorities[0]!),
-      ),
-    isCode('UNTRUSTED_KEY', /not a time-stamping authority/),
+    () => verifyTimestampToken(deepToken, sig!.sig, authoritiesOf(deep.caPem)),
+    isCode('UNTRUSTED_KEY', /no trusted time-stamping authority vouches/),
   );
+  assert.ok(verifyTimestampToken(deepToken, sig!.sig, authoritiesOf(deep.intermediatePem!)).genTime > 0);
   assert.throws(
     () => verifyTimestampToken(sig!.timestamp!, Buffer.from('other bytes'), trust().timestampAuthorities),
     isCode('BAD_SIGNATURE', /over other bytes/),
@@ -255,4 +252,25 @@ test('the trust store refuses a revocation of a key it does not hold, a bad time
   });
   assert.equal(twin.cutoffs.size, 1);
   assert.equal(twin.cutoffs.get(twin.keys.get('alias')!.key.fingerprint)?.why, 'revoked');
+});
+
+test('a TSA that trickles its reply is cut off at the whole-exchange deadline (IO), however steady the trickle', async () => {
+  const { createServer } = await import('node:http');
+  const trickle = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/timestamp-reply' });
+    const drip = setInterval(() => res.write(Buffer.from([0x30])), 50);
+    res.on('close', () => clearInterval(drip));
+  });
+  await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = trickle.address() as { port: number };
+    await assert.rejects(
+      requestTimestamp(`http://127.0.0.1:${port}/tsa`, Buffer.from('sig'), { timeoutMs: 400 }),
+      isCode('IO', /no complete reply within 400 ms/),
+    );
+  } finally {
+    trickle.closeAllConnections();
+    await new Promise<void>((resolve) => trickle.close(() => resolve()));
+  }
 });
