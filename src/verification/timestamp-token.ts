@@ -102,7 +102,7 @@ export function verifyTimestampToken(token: Uint8Array, signed: Uint8Array, auth
   const genTime = tstInfo.genTime.getTime();
   if (!Number.isFinite(genTime)) throw new HotPatchError('INVALID', 'the timestamp has no valid time');
   const tsa = signerCertificate(signedData, signer, authorities);
-  if (!checkSignature(signer, digest, new Uint8Array(attributes.encodedValue), tsa.x509.publicKey)) {
+  if (!checkSignature(signer, digest, new Uint8Array(attributes.encodedValue), publicKeyOf(tsa.x509))) {
     throw new HotPatchError('BAD_SIGNATURE', 'the timestamp signature does not verify with the certificate its signer names');
   }
   checkTsaCertificate(tsa);
@@ -263,6 +263,14 @@ function checkEssCertificate(attributes: pkijs.SignedAndUnsignedAttributes, tsa:
   }
   if (!createHash(alg).update(tsa.der).digest().equals(expected))
     throw new HotPatchError('BAD_SIGNATURE', "the timestamp's signing-certificate hash is not its signer's certificate");
+}
+
+function publicKeyOf(cert: X509Certificate): KeyObject {
+  try {
+    return cert.publicKey;
+  } catch (error) {
+    throw new HotPatchError('INVALID', `the key of the certificate ${subjectOf(cert)} cannot be used: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 function subjectOf(cert: X509Certificate): string {

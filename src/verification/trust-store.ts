@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import {
   HotPatchError,
   asObject,
@@ -12,6 +12,9 @@ import {
   rejectUnknownFields,
 } from '../core/index.js';
 import { importPublicKey, isSignatureAlgorithm, type PublicKey } from '../crypto-agile/index.js';
+import { addCutoff, authorities, revocations, type KeyCutoff } from './key-cutoffs.js';
+
+export type { KeyCutoff } from './key-cutoffs.js';
 
 /**
  * The trust store (README "Trust store"; docs/ARCHITECTURE.md "Trust store"), plus two
@@ -54,15 +57,6 @@ export interface TrustStoreDocument {
   revoked?: Record<string, { at: string; reason?: string }>;
   /** The time-stamping authorities (RFC 3161) whose tokens prove when a signature existed. */
   timestamping?: { certificates: string[] };
-}
-
-/** From when a key's signatures stop counting unless a trusted timestamp puts them earlier. */
-export interface KeyCutoff {
-  /** Epoch ms. */
-  at: number;
-  why: 'revoked' | 'expired';
-  /** As written (RFC 3339), for messages. */
-  text: string;
 }
 
 /** The operators of a fleet: who signs rollouts, and how many must (see TrustStoreDocument). */
@@ -130,8 +124,6 @@ export interface TargetTrust {
 
 const STORE_FIELDS = new Set(['version', 'keys', 'threshold', 'rules', 'root', 'fleet', 'controllers', 'agents', 'index', 'revoked', 'timestamping']);
 const KEY_FIELDS = new Set(['alg', 'public_key', 'targets', 'expires']);
-const REVOKED_FIELDS = new Set(['at', 'reason']);
-const TIMESTAMPING_FIELDS = new Set(['certificates']);
 const RULE_FIELDS = new Set(['targets', 'threshold', 'keys']);
 const ROOT_FIELDS = new Set(['keys', 'threshold']);
 const FLEET_FIELDS = new Set(['keys', 'threshold', 'stopThreshold']);
@@ -234,49 +226,6 @@ export function parseTrustStore(input: Uint8Array | string | unknown): TrustStor
   if (agents !== undefined) store.agents = agents;
   if (index !== undefined) store.index = index;
   return store;
-}
-
-/** Keeps the earlier cutoff of a public key (revoked and expired: whichever comes first). */
-function addCutoff(cutoffs: Map<string, KeyCutoff>, fingerprint: string, cutoff: KeyCutoff): void {
-  const known = cutoffs.get(fingerprint);
-  if (known === undefined || cutoff.at < known.at) cutoffs.set(fingerprint, cutoff);
-}
-
-/** `revoked: { keyid: { at, reason? } }`: each a key of the store (its public key is what is revoked). */
-function revocations(value: unknown, keys: ReadonlyMap<string, TrustedKey>, cutoffs: Map<string, KeyCutoff>): void {
-  const obj = asObject(value, 'trust store revoked');
-  for (const [keyid, raw] of Object.entries(obj)) {
-    const field = `trust store revoked.${keyid}`;
-    const key = keys.get(keyid);
-    if (key === undefined)
-      throw new HotPatchError(
-        'INVALID',
-        `${field}: ${JSON.stringify(keyid.slice(0, 128))} is not a key of this trust store (keep a revoked key listed, so its public key stays revoked)`,
-      );
-    const r = asObject(raw, field);
-    rejectUnknownFields(r, REVOKED_FIELDS, field);
-    if (r.reason !== undefined && (typeof r.reason !== 'string' || r.reason.length > 1024))
-      throw new HotPatchError('INVALID', `${field}.reason must be a string of at most 1024 characters`);
-    addCutoff(cutoffs, key.key.fingerprint, { at: parseRfc3339(r.at, `${field}.at`), why: 'revoked', text: String(r.at) });
-  }
-}
-
-/** `timestamping: { certificates: [PEM, …] }`: the TSA certificates (or their CAs) trusted for RFC 3161 tokens. */
-function authorities(value: unknown): X509Certificate[] {
-  const obj = asObject(value, 'trust store timestamping');
-  rejectUnknownFields(obj, TIMESTAMPING_FIELDS, 'trust store timestamping');
-  if (!Array.isArray(obj.certificates) || obj.certificates.length === 0 || obj.certificates.length > 32) {
-    throw new HotPatchError('INVALID', 'trust store timestamping.certificates must be a list of 1 to 32 PEM certificates');
-  }
-  return obj.certificates.map((pem, i) => {
-    if (typeof pem !== 'string' || pem.length > 64 * 1024)
-      throw new HotPatchError('INVALID', `trust store timestamping.certificates[${i}] must be a PEM certificate`);
-    try {
-      return new X509Certificate(pem);
-    } catch (cause) {
-      throw new HotPatchError('INVALID', `trust store timestamping.certificates[${i}] is not a certificate: ${(cause as Error).message}`, { cause });
-    }
-  });
 }
 
 /** A role that is keys and a threshold over their distinct public keys (`index`). */
