@@ -24,7 +24,7 @@
  */
 import { HotPatchError, asObject, decodeJson, describe, pae, rejectUnknownFields, type Envelope } from '../core/index.js';
 import { defaultCryptoPolicy, sign, type CryptoPolicy } from '../crypto-agile/index.js';
-import { checkSignatures, type TrustStore } from '../verification/index.js';
+import { checkSignatures, shortfallCode, type TrustStore } from '../verification/index.js';
 import { parseAgentDocument, parseAgentReportPayload, type AgentDocument } from './fleet-documents.js';
 import { checkSigners, envelopeValue, type RolloutSigner } from './rollout-signing.js';
 import { envelopeOf } from './rollout-verify.js';
@@ -97,16 +97,7 @@ function verifiedSigner(envelope: Envelope, agentId: string, trust: TrustStore, 
   const [checked] = own === undefined ? [] : checkSignatures([own], pae(envelope.payloadType, envelope.payload), trust, policy, AGENT_REPORT_COMPONENT);
   if (checked?.status === 'valid') return agentId;
   const others = envelope.signatures.filter((s) => s.keyid !== agentId).map((s) => s.keyid);
-  const code =
-    checked?.status === 'algorithm-disallowed'
-      ? 'ALGORITHM_DISALLOWED'
-      : checked?.status === 'bad-signature'
-        ? 'BAD_SIGNATURE'
-        : checked?.status === 'revoked'
-          ? 'KEY_REVOKED'
-          : others.length > 0
-            ? 'UNTRUSTED_KEY'
-            : 'THRESHOLD_NOT_MET';
+  const code = shortfallCode(checked === undefined ? [] : [checked], others.length > 0 ? 'UNTRUSTED_KEY' : 'THRESHOLD_NOT_MET');
   const note = checked?.policyMessage ?? checked?.revokedMessage;
   const listed = [
     ...(checked === undefined ? [] : [`${checked.keyid}: ${checked.status}${note === undefined ? '' : ` (${note})`}`]),

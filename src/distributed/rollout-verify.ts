@@ -19,7 +19,7 @@
  */
 import { HotPatchError, asObject, decodeEnvelope, decodeJson, describe, pae, rejectUnknownFields, type Envelope } from '../core/index.js';
 import { defaultCryptoPolicy, type CryptoPolicy } from '../crypto-agile/index.js';
-import { checkSignatures, distinctValidKeys, keyAllowsTarget, type CheckedSignature, type TrustStore } from '../verification/index.js';
+import { checkSignatures, distinctValidKeys, keyAllowsTarget, shortfallCode, type TrustStore } from '../verification/index.js';
 import {
   CONTROLLER_STATUSES,
   OPERATOR,
@@ -221,16 +221,7 @@ function counted(envelope: Envelope, v: Verifying, target: string, roleKeys: rea
   const keyids = distinctValidKeys(checked, () => true);
   if (keyids.length >= required) return keyids;
   const outsiders = envelope.signatures.filter((s) => !admitted.has(s.keyid)).map((s) => s.keyid);
-  const has = (status: CheckedSignature['status']): boolean => checked.some((c) => c.status === status);
-  const code = has('algorithm-disallowed')
-    ? 'ALGORITHM_DISALLOWED'
-    : has('bad-signature')
-      ? 'BAD_SIGNATURE'
-      : has('revoked')
-        ? 'KEY_REVOKED'
-        : outsiders.length > 0
-          ? 'UNTRUSTED_KEY'
-          : 'THRESHOLD_NOT_MET';
+  const code = shortfallCode(checked, outsiders.length > 0 ? 'UNTRUSTED_KEY' : 'THRESHOLD_NOT_MET');
   const listed = [
     ...checked.map((c) => `${c.keyid}: ${c.status}${(c.policyMessage ?? c.revokedMessage) === undefined ? '' : ` (${c.policyMessage ?? c.revokedMessage})`}`),
     ...outsiders.map((id) => `${id}: not a ${role} key for ${target}`),

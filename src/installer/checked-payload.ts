@@ -1,6 +1,6 @@
 import { describe, emitRedactedWarning, HotPatchError, messageOf, type Manifest, type ManifestFacts } from '../core/index.js';
 import { hashProvider, timingSafeEqualBytes, type Hasher } from '../crypto-agile/index.js';
-import { DEFAULT_CHUNK_SIZE, throwIfAborted } from '../repo/index.js';
+import { DEFAULT_CHUNK_SIZE, raceAbort, throwIfAborted } from '../repo/index.js';
 
 /*
  * The payload stream of staging: what is written is checked on the way — its chunks, its size
@@ -141,29 +141,4 @@ async function* abortable(source: AsyncIterable<Uint8Array>, signal: AbortSignal
       }
     }
   }
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(new HotPatchError('ABORTED', `${what} was aborted`, { cause: signal.reason }));
-    };
-    if (signal.aborted) {
-      onAbort();
-    } else {
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
-    // A rejection that arrives after the abort lands on an already-settled promise: it is
-    // handled here (no unhandled rejection) and superseded by ABORTED.
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }

@@ -54,6 +54,35 @@ export function throwIfAborted(signal: AbortSignal | undefined, what: string): v
   }
 }
 
+/**
+ * `promise`, or ABORTED as soon as `signal` fires (the work itself goes on: the caller bounds
+ * it otherwise). What a wait that must end on an abort uses.
+ */
+export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(new HotPatchError('ABORTED', `${what} was aborted`, { cause: signal.reason }));
+    };
+    if (signal.aborted) {
+      onAbort();
+    } else {
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    // A rejection that arrives after the abort lands on an already-settled promise: it is
+    // handled here (no unhandled rejection) and superseded by ABORTED.
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 /** Maps a failed open/read/stat of `file` onto the repository error codes. */
 export function fileError(error: unknown, action: string, file: string, what = 'file', noFollow = true): HotPatchError {
   if (error instanceof HotPatchError) return error;

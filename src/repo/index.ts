@@ -10,7 +10,7 @@ export {
 export type { AtomicWriteData, CopyFileAtomicOptions, DigestingStream, FileDigest, WriteFileAtomicOptions } from './atomic-file.js';
 export { concatBytes, openRegularFile, readFileBounded, readFileChunks } from './bounded-read.js';
 export type { ReadFileOptions } from './bounded-read.js';
-export { DEFAULT_CHUNK_SIZE, fileError, throwIfAborted, withCleanupFailure } from './file-checks.js';
+export { DEFAULT_CHUNK_SIZE, fileError, raceAbort, throwIfAborted, withCleanupFailure } from './file-checks.js';
 export { DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_REPOSITORY_CHUNK_SIZE, FileSystemRepository, INDEX_NAME, MAX_INDEX_BYTES } from './filesystem-repository.js';
 export type { FileSystemRepositoryOptions, PayloadSource, WritePayloadOptions } from './filesystem-repository.js';
 export { DEFAULT_PATCH_LIFETIME_MS, packPatch } from './pack-patch.js';

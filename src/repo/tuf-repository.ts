@@ -6,7 +6,7 @@ import type { Fetcher, TargetFile, Updater } from 'tuf-js';
 import { HotPatchError, describe, isHotPatchError, isPatchId, parsePatchId, type PatchId, type PatchRepository } from '../core/index.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { readFileBounded, readFileChunks } from './bounded-read.js';
-import { checkByteLimit } from './file-checks.js';
+import { checkByteLimit, raceAbort } from './file-checks.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from './filesystem-repository.js';
 import { httpGetChunks, resolveHttpFetch, safeUrl, type HttpFetchOptions, type ResolvedHttpFetch } from './http-fetch.js';
 
@@ -228,24 +228,9 @@ async function boundedFetcher(options: ResolvedHttpFetch): Promise<Fetcher> {
   return new BoundedFetcher();
 }
 
-/** `work`, or ABORTED as soon as `signal` aborts (the work itself goes on, bounded by its deadlines). */
+/** `work`, or ABORTED as soon as `signal` aborts (the work goes on, bounded by its deadlines). */
 function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined, what: string): Promise<T> {
-  if (signal === undefined) return work;
-  if (signal.aborted) return Promise.reject(new HotPatchError('ABORTED', `${what}: aborted`));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new HotPatchError('ABORTED', `${what}: aborted`));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
+  return signal === undefined ? work : raceAbort(work, signal, what);
 }
 
 /** Runs a tuf-js step, its errors as HotPatchErrors with this project's codes. */

@@ -10,7 +10,15 @@ export {
   type KeyCutoff,
   type TrustedKey,
 } from './trust-store.js';
-export { checkSignatures, distinctValidKeys, summarize, type CheckedSignature, type SignatureStatus } from './signature-check.js';
+export {
+  checkSignatures,
+  distinctValidKeys,
+  shortfallCode,
+  signatureNotes,
+  summarize,
+  type CheckedSignature,
+  type SignatureStatus,
+} from './signature-check.js';
 export { checkPayloadStream } from './payload-check.js';
 export { DefaultVerifier, type VerifierOptions } from './verifier.js';
 export { TRUST_STORE_COMPONENT, TRUST_STORE_PAYLOAD_TYPE, rotateTrustStore } from './trust-rotation.js';

@@ -18,7 +18,7 @@ import {
   type PatchId,
 } from '../core/index.js';
 import { defaultCryptoPolicy, type CryptoPolicy } from '../crypto-agile/index.js';
-import { checkSignatures, distinctValidKeys, summarize } from './signature-check.js';
+import { checkSignatures, distinctValidKeys, shortfallCode, signatureNotes, summarize } from './signature-check.js';
 import type { TrustStore } from './trust-store.js';
 
 /** The payloadType of a signed repository index (a DSSE envelope, like a manifest's). */
@@ -156,17 +156,11 @@ export function verifyRepositoryIndex(bytes: Uint8Array, trust: TrustStore, opti
   const roleKeys = new Set(role.keys);
   const signers = distinctValidKeys(checked, (id) => roleKeys.has(id));
   if (signers.length < role.threshold) {
-    const has = (status: string): boolean => checked.some((c) => c.status === status && roleKeys.has(c.keyid));
-    const code = has('algorithm-disallowed')
-      ? 'ALGORITHM_DISALLOWED'
-      : has('bad-signature')
-        ? 'BAD_SIGNATURE'
-        : has('revoked')
-          ? 'KEY_REVOKED'
-          : signers.length > 0
-            ? 'THRESHOLD_NOT_MET'
-            : 'UNTRUSTED_KEY';
-    const notes = checked.flatMap((c) => (c.revokedMessage === undefined ? [] : [`; ${c.revokedMessage}`])).join('');
+    const roleChecked = checked.filter((c) => roleKeys.has(c.keyid));
+    const code = shortfallCode(roleChecked, signers.length > 0 ? 'THRESHOLD_NOT_MET' : 'UNTRUSTED_KEY');
+    const notes = signatureNotes(roleChecked)
+      .map((n) => `; ${n}`)
+      .join('');
     throw new HotPatchError(code, `repository index signed by ${signers.length} of ${role.threshold} required index keys: ${summarize(checked)}${notes}`, {
       detail: { valid: signers.length, required: role.threshold },
     });

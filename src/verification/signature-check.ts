@@ -1,4 +1,4 @@
-import type { EnvelopeSignature } from '../core/index.js';
+import type { EnvelopeSignature, ErrorCode } from '../core/index.js';
 import { verifySignature, type CryptoPolicy } from '../crypto-agile/index.js';
 import { verifyTimestampToken, type TimestampInfo } from './timestamp-token.js';
 import type { KeyCutoff, TrustStore } from './trust-store.js';
@@ -103,6 +103,24 @@ export function distinctValidKeys(checked: readonly CheckedSignature[], admit: (
     ids.push(c.keyid);
   }
   return ids;
+}
+
+/**
+ * The code that says best why signatures fell short, the message's notes after it: a refused
+ * algorithm, then a bad signature, then a revoked key, else `otherwise` (who decides between an
+ * untrusted key and too few signatures knows the role).
+ */
+export function shortfallCode(checked: readonly CheckedSignature[], otherwise: ErrorCode): ErrorCode {
+  const has = (status: SignatureStatus): boolean => checked.some((c) => c.status === status);
+  if (has('algorithm-disallowed')) return 'ALGORITHM_DISALLOWED';
+  if (has('bad-signature')) return 'BAD_SIGNATURE';
+  if (has('revoked')) return 'KEY_REVOKED';
+  return otherwise;
+}
+
+/** What the policy and the revocations said of the signatures (for a refusal's message). */
+export function signatureNotes(checked: readonly CheckedSignature[]): string[] {
+  return checked.flatMap((c) => [c.policyMessage, c.revokedMessage].filter((m): m is string => m !== undefined));
 }
 
 export function summarize(checked: readonly CheckedSignature[]): string {

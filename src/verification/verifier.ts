@@ -11,7 +11,7 @@ import {
 } from '../core/index.js';
 import { defaultCryptoPolicy, hashProvider, type CryptoPolicy } from '../crypto-agile/index.js';
 import { checkPayloadStream } from './payload-check.js';
-import { checkSignatures, distinctValidKeys, summarize, type CheckedSignature } from './signature-check.js';
+import { checkSignatures, distinctValidKeys, shortfallCode, signatureNotes, summarize, type CheckedSignature } from './signature-check.js';
 import { trustForTarget, type TrustStore } from './trust-store.js';
 
 export interface VerifierOptions {
@@ -155,17 +155,8 @@ export class DefaultVerifier implements PatchVerifier {
 
 /** Picks the code that says best why the threshold was missed; the message lists every signature. */
 function thresholdFailure(checked: CheckedSignature[], valid: number, required: number, target: string): HotPatchError {
-  const has = (status: CheckedSignature['status']): boolean => checked.some((c) => c.status === status);
-  const code = has('algorithm-disallowed')
-    ? 'ALGORITHM_DISALLOWED'
-    : has('bad-signature')
-      ? 'BAD_SIGNATURE'
-      : has('revoked')
-        ? 'KEY_REVOKED'
-        : has('unknown-key')
-          ? 'UNTRUSTED_KEY'
-          : 'THRESHOLD_NOT_MET';
-  const policyNotes = checked.flatMap((c) => [c.policyMessage, c.revokedMessage].filter((m) => m !== undefined));
+  const code = shortfallCode(checked, checked.some((c) => c.status === 'unknown-key') ? 'UNTRUSTED_KEY' : 'THRESHOLD_NOT_MET');
+  const policyNotes = signatureNotes(checked);
   const validSigs = checked.filter((c) => c.status === 'valid').length;
   const dupNote = validSigs > valid ? ` (${validSigs} valid signatures, ${valid} distinct keys)` : '';
   return new HotPatchError(

@@ -6,14 +6,14 @@
  * followed.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { TufRepository, openRepository } from '../../src/repo/index.js';
 import { verifyPatch } from '../../src/verification/index.js';
 import { isCode } from '../support/assertions.js';
 import { ciVerifier, publishPatch } from '../support/patches.js';
+import { withTempDir } from '../support/temp-dir.js';
 import { close, listen, requestedName, staticFiles } from '../support/static-server.js';
 import { publishTuf, rootMetadata, tufKey, tufRoles } from '../support/tuf-repo.js';
 
@@ -38,14 +38,7 @@ async function served(root: string) {
   return { roles, files, metadataDir, targetsDir, metadata, targets, repository, close: () => Promise.all([close(metadata.server), close(targets.server)]) };
 }
 
-async function withRoot(body: (root: string) => Promise<void>): Promise<void> {
-  const root = await mkdtemp(join(tmpdir(), 'hotpatch-tuf-'));
-  try {
-    await body(root);
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
-}
+const withRoot = (body: (root: string) => Promise<void>): Promise<void> => withTempDir('hotpatch-tuf-', body);
 
 test('a patch published as TUF targets is listed, fetched through tuf-js and verified', async () => {
   await withRoot(async (root) => {

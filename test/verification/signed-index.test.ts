@@ -6,8 +6,7 @@
  * mirrors moving on to one that serves a good index, nothing accepted from a bad source.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parsePatchId } from '../../src/core/index.js';
@@ -23,6 +22,7 @@ import {
 } from '../../src/verification/index.js';
 import { isCode } from '../support/assertions.js';
 import { CI_TRUST, ciManifest, ciVerifier, publishPatch, signEnvelope, signManifest, signerOf, testKey, type Signer } from '../support/patches.js';
+import { withTempDir } from '../support/temp-dir.js';
 import { close, listen, requestedName, staticFiles } from '../support/static-server.js';
 import type { PatchPlan } from '../../src/orchestration/index.js';
 import { FAST_ZDT, makeEnv, planOf, withTraffic } from '../orchestration/helpers.js';
@@ -61,14 +61,7 @@ async function currentIndex(dir: string): Promise<RepositoryIndex> {
   return JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as RepositoryIndex;
 }
 
-async function withRoot(body: (root: string) => Promise<void>): Promise<void> {
-  const root = await mkdtemp(join(tmpdir(), 'hotpatch-index-'));
-  try {
-    await body(root);
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
-}
+const withRoot = (body: (root: string) => Promise<void>): Promise<void> => withTempDir('hotpatch-index-', body);
 
 test('hotpatch index writes an index the reader accepts: list() is its patches, a listed patch verifies, the version rises on each write', async () => {
   await withRoot(async (root) => {
