@@ -114,11 +114,12 @@ export const api = { echo(v) { return Buffer.isBuffer(v) ? createHash('sha256').
   test(`${mode}: while an isolate is stuck, new calls fail at once instead of piling up in the host; at most maxPendingCalls wait`, async () => {
     const { w, target } = await promoted(mode, ECHO(`if (what === 'loop') for (;;) {} return what;`), { callTimeoutMs: 300, maxPendingCalls: 50 });
     try {
-      const stuck = target.api.poke('loop');
+      // Its rejection is awaited from the start: it may settle before the queued calls do.
+      const stuck = assert.rejects(target.api.poke('loop'), isCode('TIMEOUT'));
       const queued = Array.from({ length: 60 }, (_, i) => target.api.echo(i));
       const outcomes = await Promise.allSettled(queued);
       assert.equal(outcomes.filter((o) => o.status === 'rejected' && isCode('TOO_LARGE', /maxPendingCalls/)(o.reason)).length, 11);
-      await assert.rejects(stuck, isCode('TIMEOUT'));
+      await stuck;
       // Refused at once, not queued: settled before the event loop could deliver any answer (an answer is a message, later than setImmediate).
       const refusedAtOnce = async (): Promise<boolean> => {
         const first = await Promise.race([
