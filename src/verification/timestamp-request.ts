@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import { asn1js, pkijs } from './pkix-modules.js';
 import { HotPatchError, decodeEnvelope, encodeEnvelope, parsePatchId } from '../core/index.js';
 import { FileSystemRepository, safeUrl } from '../repo/index.js';
 import { parseTimestampToken, tokenOver, verifyTimestampToken, type TimestampInfo } from './timestamp-token.js';

@@ -1,6 +1,7 @@
 import { X509Certificate, createHash, constants, verify as verifySignatureBytes, type KeyObject } from 'node:crypto';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import type * as Asn1 from 'asn1js';
+import type * as Pki from 'pkijs';
+import { asn1js, pkijs } from './pkix-modules.js';
 import { HotPatchError } from '../core/index.js';
 
 /**
@@ -42,8 +43,8 @@ export interface TimestampInfo {
 
 /** The TSTInfo of a token, unverified (to read a reply's nonce). */
 export interface ParsedToken {
-  signedData: pkijs.SignedData;
-  tstInfo: pkijs.TSTInfo;
+  signedData: Pki.SignedData;
+  tstInfo: Pki.TSTInfo;
   /** The DER of the TSTInfo (what the signer's messageDigest covers). */
   eContent: Uint8Array;
 }
@@ -127,7 +128,7 @@ export function tokenOver(token: Uint8Array, signed: Uint8Array): ParsedToken {
 /** A certificate in both forms: node's (keys, validity, signatures) and pkijs's (names, extensions). */
 interface Cert {
   x509: X509Certificate;
-  pki: pkijs.Certificate;
+  pki: Pki.Certificate;
   der: Buffer;
 }
 
@@ -155,8 +156,8 @@ function certOf(x509: X509Certificate): Cert {
 }
 
 /** The one certificate (of the token's, then the authorities') that the signer identifier names. */
-function signerCertificate(signedData: pkijs.SignedData, signer: pkijs.SignerInfo, authorities: readonly X509Certificate[]): Cert {
-  const carried = (signedData.certificates ?? []).filter((c): c is pkijs.Certificate => c instanceof pkijs.Certificate);
+function signerCertificate(signedData: Pki.SignedData, signer: Pki.SignerInfo, authorities: readonly X509Certificate[]): Cert {
+  const carried = (signedData.certificates ?? []).filter((c): c is Pki.Certificate => c instanceof pkijs.Certificate);
   if (carried.length > MAX_TOKEN_CERTIFICATES)
     throw new HotPatchError('INVALID', `the timestamp carries ${carried.length} certificates, more than ${MAX_TOKEN_CERTIFICATES}`);
   const candidates = [
@@ -177,22 +178,22 @@ function signerCertificate(signedData: pkijs.SignedData, signer: pkijs.SignerInf
   throw new HotPatchError('BAD_SIGNATURE', 'no certificate of the timestamp or of the authorities is the one its signer names');
 }
 
-function namedBy(cert: pkijs.Certificate, sid: unknown): boolean {
+function namedBy(cert: Pki.Certificate, sid: unknown): boolean {
   if (sid instanceof pkijs.IssuerAndSerialNumber) return cert.serialNumber.isEqual(sid.serialNumber) && cert.issuer.isEqual(sid.issuer);
   // [0] SubjectKeyIdentifier: the certificate's own subjectKeyIdentifier extension.
-  const wanted = sid instanceof asn1js.BaseBlock ? Buffer.from((sid as asn1js.OctetString).valueBlock.valueHexView) : undefined;
-  const ski = cert.extensions?.find((e) => e.extnID === OID_SUBJECT_KEY_ID)?.parsedValue as asn1js.OctetString | undefined;
+  const wanted = sid instanceof asn1js.BaseBlock ? Buffer.from((sid as Asn1.OctetString).valueBlock.valueHexView) : undefined;
+  const ski = cert.extensions?.find((e) => e.extnID === OID_SUBJECT_KEY_ID)?.parsedValue as Asn1.OctetString | undefined;
   return wanted !== undefined && wanted.length > 0 && ski !== undefined && Buffer.from(ski.valueBlock.valueHexView).equals(wanted);
 }
 
 /** A signed attribute that must be present once, with one value. */
-function singleAttribute(attributes: pkijs.SignedAndUnsignedAttributes, type: string): asn1js.AsnType | undefined {
+function singleAttribute(attributes: Pki.SignedAndUnsignedAttributes, type: string): Asn1.AsnType | undefined {
   const found = attributes.attributes.filter((a) => a.type === type);
   if (found.length !== 1 || found[0]!.values.length !== 1) return undefined;
   return found[0]!.values[0];
 }
 
-function checkSignature(signer: pkijs.SignerInfo, digest: string, data: Uint8Array, key: KeyObject): boolean {
+function checkSignature(signer: Pki.SignerInfo, digest: string, data: Uint8Array, key: KeyObject): boolean {
   const alg = SIGNATURES[signer.signatureAlgorithm.algorithmId];
   if (alg === undefined) return false;
   checkKeySize(key);
@@ -225,7 +226,7 @@ function checkTsaCertificate(tsa: Cert): void {
   const who = subjectOf(tsa.x509);
   const extensions = tsa.pki.extensions ?? [];
   const eku = extensions.find((e) => e.extnID === OID_EXT_KEY_USAGE);
-  const purposes = (eku?.parsedValue as pkijs.ExtKeyUsage | undefined)?.keyPurposes ?? [];
+  const purposes = (eku?.parsedValue as Pki.ExtKeyUsage | undefined)?.keyPurposes ?? [];
   if (eku === undefined || !purposes.includes(OID_TIMESTAMPING))
     throw new HotPatchError('UNTRUSTED_KEY', `the timestamp's signer ${who} is not a time-stamping authority (no timeStamping key usage)`);
   if (eku.critical !== true || purposes.length !== 1) {
@@ -240,21 +241,21 @@ function checkTsaCertificate(tsa: Cert): void {
 }
 
 /** The ESS signing-certificate attribute (v2, or v1 with SHA-1) names the signer's certificate by its hash. */
-function checkEssCertificate(attributes: pkijs.SignedAndUnsignedAttributes, tsa: Cert): void {
+function checkEssCertificate(attributes: Pki.SignedAndUnsignedAttributes, tsa: Cert): void {
   const v2 = singleAttribute(attributes, OID_SIGNING_CERTIFICATE_V2);
   const v1 = v2 === undefined ? singleAttribute(attributes, OID_SIGNING_CERTIFICATE) : undefined;
   const value = v2 ?? v1;
   let expected: Buffer | undefined;
   let alg = v2 === undefined ? 'sha1' : 'sha256';
   try {
-    const certs = (value as asn1js.Sequence).valueBlock.value[0] as asn1js.Sequence;
-    const first = certs.valueBlock.value[0] as asn1js.Sequence;
+    const certs = (value as Asn1.Sequence).valueBlock.value[0] as Asn1.Sequence;
+    const first = certs.valueBlock.value[0] as Asn1.Sequence;
     const [head, next] = first.valueBlock.value;
     if (head instanceof asn1js.Sequence) {
-      const oid = (head.valueBlock.value[0] as asn1js.ObjectIdentifier).valueBlock.toString();
+      const oid = (head.valueBlock.value[0] as Asn1.ObjectIdentifier).valueBlock.toString();
       alg = DIGESTS[oid] ?? '';
-      expected = Buffer.from((next as asn1js.OctetString).valueBlock.valueHexView);
-    } else expected = Buffer.from((head as asn1js.OctetString).valueBlock.valueHexView);
+      expected = Buffer.from((next as Asn1.OctetString).valueBlock.valueHexView);
+    } else expected = Buffer.from((head as Asn1.OctetString).valueBlock.valueHexView);
   } catch {
     expected = undefined;
   }
