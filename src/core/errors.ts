@@ -18,6 +18,7 @@ export const VERIFICATION_ERROR_CODES = [
   'ALGORITHM_DISALLOWED',
   'DOWNGRADE',
   'KEY_REVOKED',
+  'DECRYPT_FAILED',
 ] as const;
 /** `UNAUTHENTICATED`: the agent refused who the caller is (a wrong or missing bearer token, HTTP 401). */
 export const POLICY_ERROR_CODES = ['POLICY_DENIED', 'REQUIREMENT_UNSATISFIED', 'PLATFORM_MISMATCH', 'UNAUTHENTICATED'] as const;

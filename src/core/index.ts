@@ -30,6 +30,7 @@ export {
   type ParsedManifest,
   type PayloadType,
 } from './manifest.js';
+export { encryptedPayloadSize, parseManifestEncryption, type ManifestEncryption, type ManifestRecipient } from './manifest-encryption.js';
 export { MANIFEST_PAYLOAD_TYPE, decodeEnvelope, encodeEnvelope, pae, paeFor, type Envelope, type EnvelopeSignature } from './dsse.js';
 export { EVENT_TYPES, createEvent, type EventInit, type EventType, type HotPatchEvent } from './events.js';
 export { EVENT_CHANNEL, EventBus, defaultEventBus, type EventListener, type SubscribeOptions } from './event-bus.js';

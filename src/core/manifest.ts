@@ -1,6 +1,7 @@
 import semver from 'semver';
 import { HotPatchError } from './errors.js';
 import { parsePatchId, type PatchId } from './patch-id.js';
+import { parseManifestEncryption, type ManifestEncryption } from './manifest-encryption.js';
 import { parseRfc3339 } from './rfc3339.js';
 import { MAX_JSON_STRING, asObject, boundedString, canonicalVersion, decodeJson, describe, oneOf, rejectUnknownFields } from './json-shape.js';
 
@@ -30,6 +31,8 @@ export interface Manifest {
   min_platform?: string;
   constraints?: ManifestConstraints;
   metadata?: Record<string, string>;
+  /** Present when the payload file is encrypted (core/manifest-encryption.ts). */
+  encryption?: ManifestEncryption;
 }
 
 /** Parsed companions of a manifest's string fields, so callers never re-parse them. */
@@ -58,6 +61,7 @@ const MANIFEST_FIELDS = new Set([
   'min_platform',
   'constraints',
   'metadata',
+  'encryption',
 ]);
 const CONSTRAINT_FIELDS = new Set(['platforms', 'node', 'requires']);
 
@@ -136,6 +140,7 @@ function validateManifest(value: unknown): ParsedManifest {
   if (obj.min_platform !== undefined) manifest.min_platform = boundedString(obj.min_platform, 'manifest min_platform');
   if (obj.constraints !== undefined) manifest.constraints = parseConstraints(obj.constraints);
   if (obj.metadata !== undefined) manifest.metadata = stringRecord(obj.metadata, 'manifest metadata');
+  if (obj.encryption !== undefined) manifest.encryption = parseManifestEncryption(obj.encryption, size);
 
   return { manifest, facts: { createdAtMs, expiresMs, hashAlgorithm, hashHex } };
 }

@@ -169,64 +169,79 @@ export function pkcs8AlgorithmOid(der: Uint8Array): Uint8Array | undefined {
   }
 }
 
-/** RFC 9881 §4: the AlgorithmIdentifier of ML-DSA carries the OID and no parameters. */
-const ML_DSA_65_ALGORITHM_IDENTIFIER = encodeTlv(TAG_SEQUENCE, encodeTlv(TAG_OID, OID_ML_DSA_65));
-
-export function encodeMlDsa65Spki(publicKey: Uint8Array): Uint8Array {
-  if (publicKey.length !== ML_DSA_65_PUBLIC_KEY_LENGTH) {
-    throw new DerError(`ML-DSA-65 public key must be ${ML_DSA_65_PUBLIC_KEY_LENGTH} bytes, got ${publicKey.length}`);
-  }
-  return encodeTlv(TAG_SEQUENCE, ML_DSA_65_ALGORITHM_IDENTIFIER, encodeTlv(TAG_BIT_STRING, Uint8Array.of(0), publicKey));
+/** A seed-form lattice key type (ML-DSA-65 per RFC 9881, ML-KEM-768 per RFC 9935): its OID and sizes. */
+interface SeedKeyType {
+  name: string;
+  oid: Uint8Array;
+  publicKeyLength: number;
+  seedLength: number;
 }
 
-/** Returns the raw 1952-byte public key of an ML-DSA-65 SPKI. */
-export function decodeMlDsa65Spki(der: Uint8Array): Uint8Array {
+/** id-alg-ml-kem-768 (2.16.840.1.101.3.4.4.2). */
+export const OID_ML_KEM_768 = Uint8Array.of(0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x04, 0x02);
+export const ML_KEM_768_PUBLIC_KEY_LENGTH = 1184;
+export const ML_KEM_768_SEED_LENGTH = 64;
+const ML_DSA_65: SeedKeyType = { name: 'ML-DSA-65', oid: OID_ML_DSA_65, publicKeyLength: ML_DSA_65_PUBLIC_KEY_LENGTH, seedLength: ML_DSA_65_SEED_LENGTH };
+const ML_KEM_768: SeedKeyType = { name: 'ML-KEM-768', oid: OID_ML_KEM_768, publicKeyLength: ML_KEM_768_PUBLIC_KEY_LENGTH, seedLength: ML_KEM_768_SEED_LENGTH };
+
+/** The AlgorithmIdentifier of these types carries the OID and no parameters (RFC 9881 §4, RFC 9935). */
+const algorithmIdentifier = (type: SeedKeyType): Uint8Array => encodeTlv(TAG_SEQUENCE, encodeTlv(TAG_OID, type.oid));
+
+function encodeSeedSpki(type: SeedKeyType, publicKey: Uint8Array): Uint8Array {
+  if (publicKey.length !== type.publicKeyLength) throw new DerError(`${type.name} public key must be ${type.publicKeyLength} bytes, got ${publicKey.length}`);
+  return encodeTlv(TAG_SEQUENCE, algorithmIdentifier(type), encodeTlv(TAG_BIT_STRING, Uint8Array.of(0), publicKey));
+}
+
+function decodeSeedSpki(type: SeedKeyType, der: Uint8Array): Uint8Array {
   const spki = parseSpki(der);
-  if (!bytesEqual(spki.oid, OID_ML_DSA_65)) throw new DerError('SubjectPublicKeyInfo algorithm is not id-ml-dsa-65');
-  if (spki.params !== undefined) throw new DerError('id-ml-dsa-65 AlgorithmIdentifier must have no parameters');
-  if (spki.key.length !== ML_DSA_65_PUBLIC_KEY_LENGTH) {
-    throw new DerError(`ML-DSA-65 public key must be ${ML_DSA_65_PUBLIC_KEY_LENGTH} bytes, got ${spki.key.length}`);
-  }
+  if (!bytesEqual(spki.oid, type.oid)) throw new DerError(`SubjectPublicKeyInfo algorithm is not ${type.name}`);
+  if (spki.params !== undefined) throw new DerError(`the ${type.name} AlgorithmIdentifier must have no parameters`);
+  if (spki.key.length !== type.publicKeyLength) throw new DerError(`${type.name} public key must be ${type.publicKeyLength} bytes, got ${spki.key.length}`);
   return spki.key;
 }
 
-/** PKCS#8 v1 with the RFC 9881 seed-only private key: `80 20 <32-byte seed>` inside the OCTET STRING. */
-export function encodeMlDsa65Pkcs8(seed: Uint8Array): Uint8Array {
-  if (seed.length !== ML_DSA_65_SEED_LENGTH) {
-    throw new DerError(`ML-DSA-65 seed must be ${ML_DSA_65_SEED_LENGTH} bytes, got ${seed.length}`);
-  }
+/** PKCS#8 v1 with the seed-only private key: `80 <len> <seed>` inside the OCTET STRING. */
+function encodeSeedPkcs8(type: SeedKeyType, seed: Uint8Array): Uint8Array {
+  if (seed.length !== type.seedLength) throw new DerError(`${type.name} seed must be ${type.seedLength} bytes, got ${seed.length}`);
   return encodeTlv(
     TAG_SEQUENCE,
     encodeTlv(TAG_INTEGER, Uint8Array.of(0)),
-    ML_DSA_65_ALGORITHM_IDENTIFIER,
+    algorithmIdentifier(type),
     encodeTlv(TAG_OCTET_STRING, encodeTlv(TAG_CONTEXT_0_PRIMITIVE, seed)),
   );
 }
 
-/** Returns the 32-byte seed of an ML-DSA-65 PKCS#8 in seed form; the other RFC 9881 forms are refused. */
-export function decodeMlDsa65Pkcs8(der: Uint8Array): Uint8Array {
+/** The seed of a PKCS#8 in seed form; the expanded and both-forms encodings are refused. */
+function decodeSeedPkcs8(type: SeedKeyType, der: Uint8Array): Uint8Array {
   const items = readAll(readSingle(der, TAG_SEQUENCE, 'PrivateKeyInfo'));
-  if (items.length !== 3) {
-    throw new DerError(`ML-DSA-65 PrivateKeyInfo must have exactly 3 elements (no attributes or public key), has ${items.length}`);
-  }
+  if (items.length !== 3) throw new DerError(`${type.name} PrivateKeyInfo must have exactly 3 elements (no attributes or public key), has ${items.length}`);
   const version = expectTag(items[0]!, TAG_INTEGER, 'PrivateKeyInfo version');
   if (version.length !== 1 || version[0] !== 0) throw new DerError('PrivateKeyInfo version must be 0');
   const alg = parseAlgorithmIdentifier(expectTag(items[1]!, TAG_SEQUENCE, 'PrivateKeyInfo algorithm'));
-  if (!bytesEqual(alg.oid, OID_ML_DSA_65)) throw new DerError('PrivateKeyInfo algorithm is not id-ml-dsa-65');
-  if (alg.params !== undefined) throw new DerError('id-ml-dsa-65 AlgorithmIdentifier must have no parameters');
+  if (!bytesEqual(alg.oid, type.oid)) throw new DerError(`PrivateKeyInfo algorithm is not ${type.name}`);
+  if (alg.params !== undefined) throw new DerError(`the ${type.name} AlgorithmIdentifier must have no parameters`);
   const inner = expectTag(items[2]!, TAG_OCTET_STRING, 'PrivateKeyInfo privateKey');
   const choice = readTlv(inner, 0);
   if (choice.tag !== TAG_CONTEXT_0_PRIMITIVE) {
     // expandedKey (OCTET STRING) or both (SEQUENCE): we keep only seeds, which are smaller
     // and cannot be inconsistent with themselves.
-    throw new DerError('ML-DSA-65 private key must be in RFC 9881 seed form ([0] 32-byte seed)');
+    throw new DerError(`${type.name} private key must be in seed form ([0] ${type.seedLength}-byte seed)`);
   }
-  if (choice.end !== inner.length) throw new DerError('ML-DSA-65 private key has trailing bytes');
-  if (choice.content.length !== ML_DSA_65_SEED_LENGTH) {
-    throw new DerError(`ML-DSA-65 seed must be ${ML_DSA_65_SEED_LENGTH} bytes, got ${choice.content.length}`);
-  }
+  if (choice.end !== inner.length) throw new DerError(`${type.name} private key has trailing bytes`);
+  if (choice.content.length !== type.seedLength) throw new DerError(`${type.name} seed must be ${type.seedLength} bytes, got ${choice.content.length}`);
   return choice.content;
 }
+
+export const encodeMlDsa65Spki = (publicKey: Uint8Array): Uint8Array => encodeSeedSpki(ML_DSA_65, publicKey);
+/** Returns the raw 1952-byte public key of an ML-DSA-65 SPKI. */
+export const decodeMlDsa65Spki = (der: Uint8Array): Uint8Array => decodeSeedSpki(ML_DSA_65, der);
+export const encodeMlDsa65Pkcs8 = (seed: Uint8Array): Uint8Array => encodeSeedPkcs8(ML_DSA_65, seed);
+/** Returns the 32-byte seed of an ML-DSA-65 PKCS#8 in seed form; the other RFC 9881 forms are refused. */
+export const decodeMlDsa65Pkcs8 = (der: Uint8Array): Uint8Array => decodeSeedPkcs8(ML_DSA_65, der);
+export const encodeMlKem768Spki = (publicKey: Uint8Array): Uint8Array => encodeSeedSpki(ML_KEM_768, publicKey);
+export const decodeMlKem768Spki = (der: Uint8Array): Uint8Array => decodeSeedSpki(ML_KEM_768, der);
+export const encodeMlKem768Pkcs8 = (seed: Uint8Array): Uint8Array => encodeSeedPkcs8(ML_KEM_768, seed);
+export const decodeMlKem768Pkcs8 = (der: Uint8Array): Uint8Array => decodeSeedPkcs8(ML_KEM_768, der);
 
 /**
  * Re-wraps the RSAPublicKey of an RSASSA-PSS SPKI under rsaEncryption (parameters NULL, as

@@ -8,3 +8,19 @@ export { sign, signatureProvider, verifySignature, type SignatureProvider } from
 export { hashBytes, hashProvider, type HashProvider, type Hasher } from './hashes.js';
 export { timingSafeEqualBytes } from './compare.js';
 export { CryptoPolicy, defaultCryptoPolicy, type AlgorithmRule, type EffectiveRule } from './policy.js';
+export {
+  RECIPIENT_ALGORITHMS,
+  RecipientPrivateKey,
+  RecipientPublicKey,
+  generateRecipientKey,
+  importRecipientPrivateKey,
+  importRecipientPublicKey,
+  type RecipientAlgorithm,
+} from './recipient-keys.js';
+export {
+  DEFAULT_CHUNK_SIZE as DEFAULT_ENCRYPTION_CHUNK_SIZE,
+  decryptPayload,
+  encryptPayload,
+  type EncryptingPayload,
+  type PayloadRecipient,
+} from './payload-encryption.js';

@@ -23,6 +23,7 @@ const BAD_FILE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'TOO_LARGE',
   'DOWNGRADE',
   'KEY_REVOKED',
+  'DECRYPT_FAILED',
   'EXPIRED',
   'NOT_YET_VALID',
   'ALGORITHM_DISALLOWED',

@@ -1,0 +1,169 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { HotPatchError, decodeBase64, encodeBase64, type ManifestEncryption, type ManifestRecipient } from '../core/index.js';
+import { DATA_KEY_LENGTH, unwrapDataKey, wrapDataKey, type WrappedKey } from './key-wrap.js';
+import { NONCE_PREFIX_LENGTH, PAYLOAD_CIPHER, decryptChunks, encryptChunks, type PayloadCipherParams } from './payload-cipher.js';
+import type { RecipientPrivateKey, RecipientPublicKey } from './recipient-keys.js';
+
+/** 1 MiB chunks: a tag per MiB, and a chunk is all a decrypting reader holds. */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+
+/** One recipient of a payload: its key, and the id it is named by in the manifest. */
+export interface PayloadRecipient {
+  kid: string;
+  key: RecipientPublicKey;
+}
+
+export interface EncryptingPayload {
+  /** The ciphertext, chunk by chunk, as the plaintext is read. */
+  ciphertext: AsyncIterable<Uint8Array>;
+  /** Once the ciphertext is read to its end: the manifest's `encryption` and the ciphertext's size (its `payload_size`). */
+  result(): { encryption: ManifestEncryption; ciphertextSize: number };
+}
+
+/**
+ * Encrypts a payload for a patch (what `packPatch({ encryptTo })` does): a fresh data key seals
+ * the plaintext in chunks (payload-cipher.ts) and is wrapped to each recipient (key-wrap.ts);
+ * the plaintext's SHA-256 and size are taken while it streams. The data key never leaves this
+ * function.
+ */
+export function encryptPayload(
+  plaintext: AsyncIterable<Uint8Array>,
+  recipients: readonly PayloadRecipient[],
+  options: { patchId: string; chunkSize?: number },
+): EncryptingPayload {
+  if (!Array.isArray(recipients) || recipients.length === 0) throw new HotPatchError('INVALID', 'an encrypted payload needs at least one recipient');
+  if (new Set(recipients.map((r) => r.kid)).size !== recipients.length) throw new HotPatchError('INVALID', 'each recipient of a payload needs its own key id');
+  const dataKey = new Uint8Array(randomBytes(DATA_KEY_LENGTH));
+  const params: PayloadCipherParams = {
+    patchId: options.patchId,
+    chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    noncePrefix: new Uint8Array(randomBytes(NONCE_PREFIX_LENGTH)),
+  };
+  const wrapped = recipients.map((r) => wrapDataKey(dataKey, r.key, r.kid, options.patchId));
+  const hash = createHash('sha256');
+  let plaintextSize = 0;
+  let ciphertextSize = 0;
+  let done = false;
+  async function* hashed(): AsyncGenerator<Uint8Array> {
+    for await (const piece of plaintext) {
+      hash.update(piece);
+      plaintextSize += piece.length;
+      yield piece;
+    }
+  }
+  async function* ciphertext(): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const sealed of encryptChunks(dataKey, params, hashed())) {
+        ciphertextSize += sealed.length;
+        yield sealed;
+      }
+      done = true;
+    } finally {
+      dataKey.fill(0);
+    }
+  }
+  return {
+    ciphertext: ciphertext(),
+    result() {
+      if (!done) throw new HotPatchError('INVALID', 'the encrypted payload has not been read to its end');
+      return {
+        ciphertextSize,
+        encryption: {
+          cipher: PAYLOAD_CIPHER,
+          chunk_size: params.chunkSize,
+          nonce_prefix: encodeBase64(params.noncePrefix),
+          plaintext_size: plaintextSize,
+          plaintext_hash: `sha256:${hash.digest('hex')}`,
+          recipients: wrapped.map(manifestRecipient),
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The plaintext of an encrypted payload, checked: the data key unwrapped with `key` (from the
+ * recipient named `kid`, or the first of the key's algorithm that unwraps), every chunk
+ * authenticated before it is yielded, and at the end the plaintext's size and SHA-256 against
+ * the manifest's. Errors: DECRYPT_FAILED (no entry unwraps with this key; a chunk that does not
+ * authenticate), SIZE_MISMATCH / HASH_MISMATCH (the plaintext is not the one signed). A caller
+ * keeps nothing it was given before an error (the stager writes to a temp file it removes).
+ */
+export async function* decryptPayload(
+  encryption: ManifestEncryption,
+  patchId: string,
+  key: RecipientPrivateKey,
+  ciphertext: AsyncIterable<Uint8Array>,
+  kid?: string,
+): AsyncGenerator<Uint8Array> {
+  const dataKey = unwrapAny(encryption, patchId, key, kid);
+  const params: PayloadCipherParams = {
+    patchId,
+    chunkSize: encryption.chunk_size,
+    noncePrefix: decodeBase64(encryption.nonce_prefix, 'encryption nonce_prefix'),
+  };
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const piece of decryptChunks(dataKey, params, ciphertext)) {
+      size += piece.length;
+      if (size > encryption.plaintext_size)
+        throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${patchId} is longer than plaintext_size ${encryption.plaintext_size}`);
+      hash.update(piece);
+      yield piece;
+    }
+  } finally {
+    dataKey.fill(0);
+  }
+  if (size !== encryption.plaintext_size)
+    throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${patchId} is ${size} bytes, plaintext_size says ${encryption.plaintext_size}`);
+  const actual = `sha256:${hash.digest('hex')}`;
+  if (actual !== encryption.plaintext_hash)
+    throw new HotPatchError('HASH_MISMATCH', `the decrypted payload of ${patchId} is ${actual}, plaintext_hash says ${encryption.plaintext_hash}`);
+}
+
+/** Whether decrypting `encryption` could use `key` (an entry of its algorithm, or the one named `kid`). */
+export function recipientEntries(encryption: ManifestEncryption, key: RecipientPrivateKey, kid?: string): ManifestRecipient[] {
+  return encryption.recipients.filter((r) => (kid === undefined ? r.alg === key.alg : r.kid === kid));
+}
+
+function unwrapAny(encryption: ManifestEncryption, patchId: string, key: RecipientPrivateKey, kid: string | undefined): Uint8Array {
+  const entries = recipientEntries(encryption, key, kid);
+  if (entries.length === 0) {
+    throw new HotPatchError(
+      'DECRYPT_FAILED',
+      kid === undefined
+        ? `${patchId} is encrypted to no ${key.alg} key (its recipients: ${encryption.recipients.map((r) => r.kid).join(', ')})`
+        : `${patchId} is not encrypted to ${kid} (its recipients: ${encryption.recipients.map((r) => r.kid).join(', ')})`,
+    );
+  }
+  let last: unknown;
+  for (const entry of entries) {
+    try {
+      return unwrapDataKey(wrappedKeyOf(entry), key, patchId);
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw last;
+}
+
+function manifestRecipient(w: WrappedKey): ManifestRecipient {
+  return {
+    kid: w.kid,
+    alg: w.alg,
+    wrapped: encodeBase64(w.wrapped),
+    ...(w.epk === undefined ? {} : { epk: encodeBase64(w.epk) }),
+    ...(w.kemCiphertext === undefined ? {} : { kem_ct: encodeBase64(w.kemCiphertext) }),
+  };
+}
+
+function wrappedKeyOf(r: ManifestRecipient): WrappedKey {
+  return {
+    kid: r.kid,
+    alg: r.alg,
+    wrapped: decodeBase64(r.wrapped, 'recipient wrapped'),
+    ...(r.epk === undefined ? {} : { epk: decodeBase64(r.epk, 'recipient epk') }),
+    ...(r.kem_ct === undefined ? {} : { kemCiphertext: decodeBase64(r.kem_ct, 'recipient kem_ct') }),
+  };
+}
