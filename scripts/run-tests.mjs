@@ -38,6 +38,7 @@ const INTEGRATION = new Map([
   ['test/cli/epipe.test', 'the hotpatch binary'],
   ['test/cli/index-command.test', 'the hotpatch binary'],
   ['test/cli/output-lines.test', 'the hotpatch binary'],
+  ['test/cli/pack-encrypted.test', 'the hotpatch binary'],
   ['test/cli/serve.test', 'the hotpatch binary'],
   ['test/cli/trust.test', 'the hotpatch binary'],
   ['test/crypto-agile/openssl-interop.test', 'openssl'],

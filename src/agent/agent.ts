@@ -1,8 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
+import { importRecipientPrivateKey, type RecipientPrivateKey } from '../crypto-agile/index.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
@@ -25,6 +26,11 @@ export interface AgentOptions {
   stateDir: string;
   /** The host's runtime with its targets declared; default: a new one on `stateDir`. */
   runtime?: HotPatchRuntime;
+  /**
+   * Recipient private key files (PEM, 0600) the agent decrypts encrypted payloads with, for the
+   * runtime it creates (a host passing its own `runtime` gives them to its DynamicInstaller).
+   */
+  decryptionKeys?: readonly string[];
   registries?: Registries;
   /** Unix socket of the admin endpoint (default `<stateDir>/agent.sock`, mode 0600). */
   socketPath?: string;
@@ -95,7 +101,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new HotPatchError('INVALID', `the agent's HTTP endpoint serves loopback only (${LOOPBACK_HOSTS.join(', ')}), not ${String(host)}`);
   }
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const runtime = options.runtime ?? new HotPatchRuntime({ stateDir, installer: new DynamicInstaller(stateDir) });
+  if (options.runtime !== undefined && options.decryptionKeys !== undefined) {
+    throw new HotPatchError('INVALID', "decryptionKeys are for the runtime the agent creates: give them to your runtime's DynamicInstaller");
+  }
+  const decryptionKeys = await readDecryptionKeys(options.decryptionKeys ?? []);
+  const runtime = options.runtime ?? new HotPatchRuntime({ stateDir, installer: new DynamicInstaller(stateDir, { decryptionKeys }) });
   if (runtime.stateDir === undefined || runtime.installer === undefined) {
     throw new HotPatchError('INVALID', 'the agent needs a runtime created with stateDir and installer');
   }
@@ -340,4 +350,20 @@ function plannerLimits(options: AgentOptions): Pick<PlannerOptions, 'maxApplyCra
     if (options[key] !== undefined) out[key] = positiveInteger(options[key], key);
   }
   return out;
+}
+
+/** Recipient private keys from PEM files (bounded reads; a file others may read is refused: it holds a secret). */
+async function readDecryptionKeys(files: readonly string[]): Promise<RecipientPrivateKey[]> {
+  const keys: RecipientPrivateKey[] = [];
+  for (const file of files) {
+    const mode = (
+      await stat(file).catch((cause: unknown) => {
+        throw new HotPatchError('NOT_FOUND', `decryption key ${file} cannot be read`, { cause });
+      })
+    ).mode;
+    if ((mode & 0o077) !== 0)
+      throw new HotPatchError('INVALID', `decryption key ${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): make it 0600`);
+    keys.push(importRecipientPrivateKey(new TextDecoder().decode(await readFileBounded(file, 64 * 1024, { noFollow: false, what: 'decryption key' }))));
+  }
+  return keys;
 }

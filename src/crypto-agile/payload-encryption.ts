@@ -82,8 +82,9 @@ export function encryptPayload(
 }
 
 /**
- * The plaintext of an encrypted payload, checked: the data key unwrapped with `key` (from the
- * recipient named `kid`, or the first of the key's algorithm that unwraps), every chunk
+ * The plaintext of an encrypted payload, checked: the data key unwrapped with `key` (or the
+ * first of several keys that can; from the recipient named `kid`, or the first entry of the
+ * key's algorithm that unwraps), every chunk
  * authenticated before it is yielded, and at the end the plaintext's size and SHA-256 against
  * the manifest's. Errors: DECRYPT_FAILED (no entry unwraps with this key; a chunk that does not
  * authenticate), SIZE_MISMATCH / HASH_MISMATCH (the plaintext is not the one signed). A caller
@@ -92,11 +93,11 @@ export function encryptPayload(
 export async function* decryptPayload(
   encryption: ManifestEncryption,
   patchId: string,
-  key: RecipientPrivateKey,
+  key: RecipientPrivateKey | readonly RecipientPrivateKey[],
   ciphertext: AsyncIterable<Uint8Array>,
   kid?: string,
 ): AsyncGenerator<Uint8Array> {
-  const dataKey = unwrapAny(encryption, patchId, key, kid);
+  const dataKey = unwrapWithAny(encryption, patchId, Array.isArray(key) ? key : [key as RecipientPrivateKey], kid);
   const params: PayloadCipherParams = {
     patchId,
     chunkSize: encryption.chunk_size,
@@ -125,6 +126,20 @@ export async function* decryptPayload(
 /** Whether decrypting `encryption` could use `key` (an entry of its algorithm, or the one named `kid`). */
 export function recipientEntries(encryption: ManifestEncryption, key: RecipientPrivateKey, kid?: string): ManifestRecipient[] {
   return encryption.recipients.filter((r) => (kid === undefined ? r.alg === key.alg : r.kid === kid));
+}
+
+/** The data key, from the first of `keys` that unwraps an entry (the last failure when none does). */
+function unwrapWithAny(encryption: ManifestEncryption, patchId: string, keys: readonly RecipientPrivateKey[], kid: string | undefined): Uint8Array {
+  if (keys.length === 0) throw new HotPatchError('DECRYPT_FAILED', `${patchId} is encrypted and no decryption key is configured`);
+  let last: unknown;
+  for (const key of keys) {
+    try {
+      return unwrapAny(encryption, patchId, key, kid);
+    } catch (error) {
+      last = error;
+    }
+  }
+  throw last;
 }
 
 function unwrapAny(encryption: ManifestEncryption, patchId: string, key: RecipientPrivateKey, kid: string | undefined): Uint8Array {

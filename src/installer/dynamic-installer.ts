@@ -10,6 +10,7 @@ import {
   type PatchInstaller,
   type PayloadType,
 } from '../core/index.js';
+import { RecipientPrivateKey } from '../crypto-agile/index.js';
 import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
 import { loadIsolated, resolveIsolation } from './isolate/index.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
@@ -45,6 +46,7 @@ export class DynamicInstaller implements PatchInstaller {
   readonly stagingDir: string;
   readonly maxLiveVersionsPerTarget: number;
   readonly #live = new Map<string, LiveVersions>();
+  readonly #decryptionKeys: readonly RecipientPrivateKey[];
 
   constructor(stageDir: string, options: DynamicInstallerOptions = {}) {
     if (typeof stageDir !== 'string' || stageDir.length === 0 || stageDir.includes('\0')) {
@@ -59,6 +61,11 @@ export class DynamicInstaller implements PatchInstaller {
     }
     this.stagingDir = path.join(path.resolve(stageDir), 'staging');
     this.maxLiveVersionsPerTarget = cap;
+    const keys = options.decryptionKeys ?? [];
+    if (!Array.isArray(keys) || !keys.every((k) => k instanceof RecipientPrivateKey)) {
+      throw new HotPatchError('INVALID', 'options.decryptionKeys must be a list of recipient private keys (importRecipientPrivateKey)');
+    }
+    this.#decryptionKeys = [...keys];
   }
 
   /**
@@ -69,7 +76,7 @@ export class DynamicInstaller implements PatchInstaller {
    * ABORTED, IO (with the file-system error as cause). Nothing is left behind on failure.
    */
   stage(manifest: Manifest, facts: ManifestFacts, payload: Uint8Array | AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedPayload> {
-    return stagePayload(this.stagingDir, manifest, facts, payload, signal);
+    return stagePayload(this.stagingDir, manifest, facts, payload, signal, this.#decryptionKeys);
   }
 
   /** `staging/<sha256>.<ext>` (ext: esm → mjs, wasm → wasm, native → node). */

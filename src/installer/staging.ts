@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { describe, errnoOf, HotPatchError, messageOf, PAYLOAD_TYPES, type Manifest, type ManifestFacts, type PayloadType } from '../core/index.js';
-import { hashProvider, timingSafeEqualBytes } from '../crypto-agile/index.js';
+import { decryptPayload, hashProvider, timingSafeEqualBytes, type RecipientPrivateKey } from '../crypto-agile/index.js';
 import { concatBytes, fileError, fsyncDirectory, openRegularFile, readFileChunks, throwIfAborted, withCleanupFailure, writeFileAtomic } from '../repo/index.js';
 import { checkedPayload } from './checked-payload.js';
 import type { StagedPayload } from './types.js';
@@ -149,6 +149,7 @@ export async function stagePayload(
   facts: ManifestFacts,
   payload: Uint8Array | AsyncIterable<Uint8Array>,
   signal: AbortSignal | undefined,
+  decryptionKeys: readonly RecipientPrivateKey[] = [],
 ): Promise<StagedPayload> {
   // step 1
   checkStageArguments(manifest, facts, payload, signal);
@@ -156,7 +157,8 @@ export async function stagePayload(
   const checked = checkedPayload(payload, manifest, facts, signal);
   throwIfAborted(signal, what);
   try {
-    await fsp.mkdir(stagingDir, { recursive: true });
+    // 0700: a decrypted payload is written nowhere else (the mode applies when it is created).
+    await fsp.mkdir(stagingDir, { recursive: true, mode: 0o700 });
   } catch (error) {
     throw new HotPatchError('IO', `cannot create the staging directory ${stagingDir}: ${messageOf(error)}`, { cause: error });
   }
@@ -164,8 +166,14 @@ export async function stagePayload(
   // step 2
   const temp = path.join(stagingDir, `.stage-${process.pid}-${randomBytes(12).toString('hex')}.tmp`);
   try {
-    await writeFileAtomic(temp, checked.chunks, { mode: STAGED_MODE, ...(signal === undefined ? {} : { signal }) });
-    const { sha256, size } = checked.result();
+    // An encrypted payload: the ciphertext is checked against the manifest as it streams, then
+    // decrypted chunk by chunk (each authenticated); the plaintext's hash and size are checked at
+    // its end, before anything is committed. The staged file is the plaintext, named by its SHA-256.
+    const encryption = manifest.encryption;
+    const written = encryption === undefined ? checked.chunks : decryptPayload(encryption, manifest.id, decryptionKeys, checked.chunks);
+    await writeFileAtomic(temp, written, { mode: STAGED_MODE, ...(signal === undefined ? {} : { signal }) });
+    const { sha256, size } =
+      encryption === undefined ? checked.result() : { sha256: encryption.plaintext_hash.slice('sha256:'.length), size: encryption.plaintext_size };
     const type = manifest.payload_type;
     const final = path.join(stagingDir, `${sha256}.${STAGED_EXTENSIONS[type]}`);
     throwIfAborted(signal, what);

@@ -3,6 +3,7 @@
  * structural WebAssembly types) live in core, beside `PatchInstaller`, so that the runtime and
  * the Planner can name them without depending on this module's implementation.
  */
+import type { RecipientPrivateKey } from '../crypto-agile/index.js';
 export type {
   IsolateHandle,
   IsolationLimits,
@@ -25,4 +26,10 @@ export interface DynamicInstallerOptions {
    * until the process restarts.
    */
   maxLiveVersionsPerTarget?: number;
+  /**
+   * The recipient keys this host decrypts encrypted payloads with (README "Encrypted payloads"):
+   * staging tries each until one unwraps the payload's data key. None: an encrypted payload is
+   * DECRYPT_FAILED and nothing is staged.
+   */
+  decryptionKeys?: readonly RecipientPrivateKey[];
 }

@@ -10,7 +10,8 @@ import {
   type ManifestFacts,
   type PayloadType,
 } from '../core/index.js';
-import { HASH_ALGORITHMS, hashProvider, isHashAlgorithm, type HashAlgorithm } from '../crypto-agile/index.js';
+import { HASH_ALGORITHMS, hashProvider, isHashAlgorithm, type HashAlgorithm, type PayloadRecipient } from '../crypto-agile/index.js';
+import { encryptPayloadFile } from './encrypted-pack.js';
 import { FileSystemRepository, type PayloadSource } from './filesystem-repository.js';
 
 /** `expires` when none is given: this long after `created_at`. */
@@ -38,6 +39,14 @@ export interface PackPatchOptions {
   metadata?: Readonly<Record<string, string>>;
   /** Replace a patch already in the repository (its signatures are lost); default false. */
   force?: boolean;
+  /**
+   * Encrypt the payload to these recipients (README "Encrypted payloads"): `<id>.bin` is then
+   * the ciphertext, which `payload_hash` / `payload_size` describe, and the manifest's
+   * `encryption` carries the wrapped data keys and the plaintext's hash and size.
+   */
+  encryptTo?: readonly PayloadRecipient[];
+  /** Plaintext bytes per encrypted chunk (default 1 MiB). */
+  chunkSize?: number;
 }
 
 export interface PackedPatch {
@@ -100,7 +109,7 @@ export async function packPatch(repository: string | FileSystemRepository, optio
     if (error instanceof HotPatchError && error.code === 'INVALID') throw optionError('manifest', error.message, error);
     throw error;
   }
-  const { manifest } = parsed;
+  let { manifest } = parsed;
 
   const repo = typeof repository === 'string' ? new FileSystemRepository(repository) : repository;
   if (!(repo instanceof FileSystemRepository)) {
@@ -115,12 +124,30 @@ export async function packPatch(repository: string | FileSystemRepository, optio
   if (exists && options.force !== true) {
     throw optionError('force', `patch ${manifest.id} already exists in ${repo.root} (replacing it loses its signatures)`);
   }
-  const body = new TextEncoder().encode(JSON.stringify(manifest));
-  const envelopeJson = encodeEnvelope({ payloadType: MANIFEST_PAYLOAD_TYPE, payload: body, signatures: [] });
-  await repo.publish(manifest.id, envelopeJson, options.payload, {
-    expectedSize: size,
-    ...(hashAlg === 'sha256' ? { expectedSha256: digestHex } : {}),
-  });
+  // Encrypted: the fields were checked against the plaintext above; the manifest is then the
+  // ciphertext's, with the encryption field, checked again by the same parser.
+  const encrypted =
+    options.encryptTo === undefined
+      ? undefined
+      : await encryptPayloadFile(repo.root, options.payload, options.encryptTo, {
+          patchId: manifest.id,
+          alg: hashAlg,
+          ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
+        });
+  try {
+    if (encrypted !== undefined) {
+      parsed = parseManifest({ ...draft, payload_hash: `${hashAlg}:${encrypted.digestHex}`, payload_size: encrypted.size, encryption: encrypted.encryption });
+      manifest = parsed.manifest;
+    }
+    const body = new TextEncoder().encode(JSON.stringify(manifest));
+    const envelopeJson = encodeEnvelope({ payloadType: MANIFEST_PAYLOAD_TYPE, payload: body, signatures: [] });
+    await repo.publish(manifest.id, envelopeJson, encrypted === undefined ? options.payload : { fromFile: encrypted.file }, {
+      expectedSize: encrypted?.size ?? size,
+      ...(hashAlg === 'sha256' ? { expectedSha256: encrypted?.digestHex ?? digestHex } : {}),
+    });
+  } finally {
+    await encrypted?.remove();
+  }
   return { manifest, facts: parsed.facts, repository: repo.root, replaced: exists };
 }
 

@@ -1,7 +1,8 @@
 import { HotPatchError, PAYLOAD_TYPES, isPatchId, type ManifestConstraints, type PayloadType } from '../../core/index.js';
-import { HASH_ALGORITHMS, isHashAlgorithm, type HashAlgorithm } from '../../crypto-agile/index.js';
-import { DEFAULT_PATCH_LIFETIME_MS, packPatch, type PackedPatch } from '../../repo/index.js';
-import { keyValuePairs, optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
+import { basename } from 'node:path';
+import { HASH_ALGORITHMS, importRecipientPublicKey, isHashAlgorithm, type HashAlgorithm, type PayloadRecipient } from '../../crypto-agile/index.js';
+import { DEFAULT_PATCH_LIFETIME_MS, packPatch, readFileBounded, type PackedPatch } from '../../repo/index.js';
+import { integerFlag, keyValuePairs, optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 
@@ -14,12 +15,16 @@ export const packCommand: Command = {
                 [--expires ISO] [--signer KEYID]... [--meta key=value]...
                 [--hash ${HASH_ALGORITHMS.join('|')}] [--created-at ISO]
                 [--platform OS-ARCH]... [--node RANGE] [--requires COMPONENT=RANGE]...
-                [--force] [--json]
+                [--encrypt-to [KID=]PUBFILE]... [--chunk-size BYTES] [--force] [--json]
 
 Copies FILE to DIR/ID.bin and writes DIR/ID.json: a DSSE envelope with no signatures yet,
 whose manifest records the payload's size and hash. --expires defaults to ${DEFAULT_LIFETIME_DAYS} days after
 --created-at (default: now). --signer names the key ids whose signatures may count. Refuses
-to replace an existing patch unless --force.`,
+to replace an existing patch unless --force. --encrypt-to encrypts the payload (AES-256-GCM in
+chunks, a fresh data key wrapped to each recipient: an X25519, RSA or ML-KEM-768 public key
+made by hotpatch keygen; KID defaults to the file's name without .pub): ID.bin is then the
+ciphertext, which payload_hash covers, and the manifest's encryption field names the
+recipients and the plaintext's hash and size.`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       repo: { type: 'string' },
@@ -37,6 +42,8 @@ to replace an existing patch unless --force.`,
       node: { type: 'string' },
       requires: { type: 'string', multiple: true },
       force: { type: 'boolean' },
+      'encrypt-to': { type: 'string', multiple: true },
+      'chunk-size': { type: 'string' },
     });
     if (help) return printHelp(out, this.usage);
     const repoDir = requireString(values, 'repo');
@@ -61,6 +68,11 @@ to replace an existing patch unless --force.`,
     const createdAt = optionalString(values, 'created-at');
     const expires = optionalString(values, 'expires');
 
+    const encryptTo = await recipientsOf(stringList(values, 'encrypt-to'));
+    const chunkSize = values['chunk-size'] === undefined ? undefined : integerFlag(values, 'chunk-size', 1024);
+    if (chunkSize !== undefined && chunkSize > 16 * 1024 * 1024) throw new UsageError(`--chunk-size must be at most ${16 * 1024 * 1024}, got ${chunkSize}`);
+    if (chunkSize !== undefined && encryptTo.length === 0) throw new UsageError('--chunk-size is for an encrypted payload: add --encrypt-to');
+
     let packed: PackedPatch;
     try {
       packed = await packPatch(repoDir, {
@@ -76,6 +88,8 @@ to replace an existing patch unless --force.`,
         ...(Object.keys(constraints).length > 0 ? { constraints } : {}),
         ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}),
         force: values.force === true,
+        ...(encryptTo.length === 0 ? {} : { encryptTo }),
+        ...(chunkSize === undefined ? {} : { chunkSize }),
       });
     } catch (error) {
       // Every field came from a flag: a bad one is a usage error, not a rejected patch.
@@ -92,6 +106,7 @@ to replace an existing patch unless --force.`,
     out.line(headline);
     out.line(`payload_hash: ${manifest.payload_hash}`);
     out.line(`expires:      ${manifest.expires ?? 'never'}`);
+    if (manifest.encryption !== undefined) out.line(`encrypted to: ${manifest.encryption.recipients.map((r) => `${r.kid} (${r.alg})`).join(', ')}`);
     if (out.json) {
       out.success(headline, {
         id: manifest.id,
@@ -100,8 +115,27 @@ to replace an existing patch unless --force.`,
         payload_hash: manifest.payload_hash,
         payload_size: size,
         expires: manifest.expires,
+        ...(manifest.encryption === undefined ? {} : { encrypted_to: manifest.encryption.recipients.map((r) => r.kid) }),
       });
     }
     return EXIT_OK;
   },
 };
+
+/** `--encrypt-to [KID=]PUBFILE` values → recipients (an unreadable or unusable key is a usage error). */
+async function recipientsOf(values: readonly string[]): Promise<PayloadRecipient[]> {
+  const recipients: PayloadRecipient[] = [];
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    const file = eq === -1 ? value : value.slice(eq + 1);
+    const kid = eq === -1 ? basename(file).replace(/\.pub$/, '') : value.slice(0, eq);
+    try {
+      const key = importRecipientPublicKey(new TextDecoder().decode(await readFileBounded(file, 64 * 1024, { noFollow: false, what: 'recipient public key' })));
+      recipients.push({ kid, key });
+    } catch (error) {
+      if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--encrypt-to ${value}: ${error.message}`, error.code, { cause: error });
+      throw error;
+    }
+  }
+  return recipients;
+}

@@ -1,0 +1,114 @@
+/*
+ * An encrypted patch end to end through the agent: packed encrypted to the agent's recipient
+ * key (packPatch encryptTo), signed, verified over its ciphertext, decrypted while staging into
+ * the 0700 staging directory, canaried and promoted. An agent holding another key refuses it
+ * (DECRYPT_FAILED) and stages nothing; a tampered ciphertext is refused by the payload hash
+ * before any decryption.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { startAgent } from '../../src/agent/index.js';
+import { EventBus } from '../../src/core/index.js';
+import { generateRecipientKey, type RecipientPrivateKey } from '../../src/crypto-agile/index.js';
+import { DynamicInstaller } from '../../src/installer/index.js';
+import type { PatchPlan } from '../../src/orchestration/index.js';
+import { packPatch } from '../../src/repo/index.js';
+import { signPatch } from '../../src/verification/index.js';
+import { HotPatchRuntime } from '../../src/zero-downtime/index.js';
+import { ciKey } from '../support/patches.js';
+import { BUILTIN_VERSION, T, builtin, goodSource, kat, makeFixture, planOf, sha, type Fixture } from './helpers.js';
+
+const agentKey = generateRecipientKey('x25519-hkdf-sha256');
+const pqKey = generateRecipientKey('ml-kem-768');
+
+async function packEncrypted(fx: Fixture, id: string): Promise<string> {
+  const source = goodSource(`${id} encrypted`);
+  await packPatch(fx.repoDir, {
+    id,
+    target: T,
+    version: '1.0.1',
+    type: 'esm',
+    payload: new TextEncoder().encode(source),
+    encryptTo: [
+      { kid: 'agent-x25519', key: agentKey.publicKey },
+      { kid: 'agent-pq', key: pqKey.publicKey },
+    ],
+    chunkSize: 1024,
+  });
+  await signPatch(fx.repoDir, id, ciKey.privateKey, { keyid: 'ci' });
+  return source;
+}
+
+/** Runs `plan` of patch `id` on an agent whose installer holds `keys`; the outcome and the staged files. */
+async function applyWith(fx: Fixture, stateName: string, id: string, keys: RecipientPrivateKey[]) {
+  const stateDir = join(fx.dir, stateName);
+  await mkdir(stateDir, { mode: 0o700 });
+  const runtime = new HotPatchRuntime({ stateDir, bus: new EventBus(), installer: new DynamicInstaller(stateDir, { decryptionKeys: keys }) });
+  const target = runtime.target(T, { version: BUILTIN_VERSION, impl: builtin, deterministic: true, selfTest: kat });
+  const agent = await startAgent({ stateDir, runtime, defaults: { repository: fx.repoDir, trustStore: fx.trustFile }, log: false });
+  const traffic = setInterval(() => {
+    for (let i = 0; i < 20; i++) assert.equal(target.api.digest(`x${i}`), sha(`x${i}`));
+  }, 1);
+  try {
+    agent.planner.addPlan(planOf(`apply-${id}`, id) as unknown as PatchPlan);
+    const result = await agent.planner.runOnce(`apply-${id}`);
+    const staged = await readdir(join(stateDir, 'staging')).catch(() => [] as string[]);
+    return { result, staged, stateDir, active: target.active.patchId };
+  } finally {
+    clearInterval(traffic);
+    await agent.close();
+    runtime.close();
+  }
+}
+
+test('an encrypted patch is verified over its ciphertext, decrypted while staging (0700, plaintext named by its hash) and promoted', async () => {
+  const fx = await makeFixture('hotpatch-agent-enc-');
+  try {
+    const source = await packEncrypted(fx, 'enc-fix-1');
+    const ciphertext = await readFile(join(fx.repoDir, 'enc-fix-1.bin'));
+    assert.ok(!ciphertext.includes(Buffer.from('encrypted')), 'the repository holds no plaintext');
+    for (const [name, keys] of [
+      ['x25519', [agentKey.privateKey]],
+      ['ml-kem', [generateRecipientKey('rsa-oaep-sha256').privateKey, pqKey.privateKey]],
+    ] as const) {
+      const { result, staged, stateDir, active } = await applyWith(fx, `state-${name}`, 'enc-fix-1', [...keys]);
+      assert.equal(result.status, 'activated', result.reason);
+      assert.equal(active, 'enc-fix-1');
+      const plainSha = createHash('sha256').update(source).digest('hex');
+      assert.deepEqual(staged, [`${plainSha}.mjs`]);
+      assert.equal((await stat(join(stateDir, 'staging'))).mode & 0o777, 0o700);
+    }
+  } finally {
+    await fx.close();
+  }
+});
+
+test('an agent without the recipient key refuses an encrypted patch (DECRYPT_FAILED) and stages nothing; a tampered ciphertext fails its payload hash first', async () => {
+  const fx = await makeFixture('hotpatch-agent-enc-');
+  try {
+    await packEncrypted(fx, 'enc-fix-2');
+    const stranger = await applyWith(fx, 'state-stranger', 'enc-fix-2', [generateRecipientKey('x25519-hkdf-sha256').privateKey]);
+    assert.equal(stranger.result.status, 'failed');
+    assert.equal(stranger.result.code, 'DECRYPT_FAILED', stranger.result.reason);
+    assert.deepEqual(
+      stranger.staged.filter((f) => !f.startsWith('.')),
+      [],
+    );
+    const none = await applyWith(fx, 'state-none', 'enc-fix-2', []);
+    assert.equal(none.result.code, 'DECRYPT_FAILED');
+    assert.match(none.result.reason ?? '', /no decryption key is configured/);
+
+    const bin = join(fx.repoDir, 'enc-fix-2.bin');
+    const bytes = await readFile(bin);
+    bytes[40]! ^= 1;
+    await writeFile(bin, bytes);
+    const tampered = await applyWith(fx, 'state-tampered', 'enc-fix-2', [agentKey.privateKey]);
+    assert.equal(tampered.result.code, 'HASH_MISMATCH', tampered.result.reason);
+    assert.deepEqual(tampered.staged, []);
+  } finally {
+    await fx.close();
+  }
+});
