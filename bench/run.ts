@@ -29,6 +29,7 @@ import { run as httpFetch } from './http-fetch.js';
 import { run as importCost } from './import-cost.js';
 import { run as isolationCalls } from './isolation-calls.js';
 import { run as manifestVerify } from './manifest-verify.js';
+import { run as payloadDecrypt } from './payload-decrypt.js';
 import { run as payloadHash } from './payload-hash.js';
 import { run as peerReload } from './peer-reload.js';
 import { run as runtimeCalls } from './runtime-calls.js';
@@ -48,6 +49,7 @@ interface BenchOptions {
 const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promise<Row[]> }[] = [
   { name: 'payload-hash', run: payloadHash },
   { name: 'http-fetch', run: httpFetch },
+  { name: 'payload-decrypt', run: payloadDecrypt },
   { name: 'manifest-verify', run: manifestVerify },
   { name: 'cli-verify', run: cliVerify },
   { name: 'runtime-calls', run: runtimeCalls },
