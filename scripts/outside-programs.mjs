@@ -11,6 +11,7 @@ const PROGRAMS = [
   { need: 'prometheus', command: 'prometheus', paths: ['/usr/bin/prometheus'], apt: 'prometheus' },
   { need: 'mkfifo', command: 'mkfifo', paths: [], apt: 'coreutils' },
   { need: 'a C compiler', command: 'cc', paths: [], apt: 'gcc' },
+  { need: 'softhsm2', command: 'softhsm2-util', paths: [], apt: 'softhsm2' },
 ];
 
 const has = (p) => p.paths.some((x) => existsSync(x)) || spawnSync('sh', ['-c', `command -v ${p.command}`], { stdio: 'ignore' }).status === 0;

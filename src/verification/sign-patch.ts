@@ -9,7 +9,8 @@ import {
   type Manifest,
   type PatchId,
 } from '../core/index.js';
-import { PrivateKey, sign, type SignatureAlgorithm } from '../crypto-agile/index.js';
+import { PrivateKey, type SignatureAlgorithm } from '../crypto-agile/index.js';
+import { keyProviderOf, type KeyProvider } from '../keys/index.js';
 import { FileSystemRepository } from '../repo/index.js';
 import { checkPayloadStream } from './payload-check.js';
 
@@ -52,11 +53,14 @@ export interface SignedPatch {
 export async function signPatch(
   repository: string | FileSystemRepository,
   id: string,
-  privateKey: PrivateKey,
+  privateKey: PrivateKey | KeyProvider,
   options: SignPatchOptions,
 ): Promise<SignedPatch> {
   const patchId = parsePatchId(id);
-  if (!(privateKey instanceof PrivateKey)) throw new HotPatchError('INVALID', 'privateKey must be a PrivateKey (importPrivateKey, generateKeyPair)');
+  if (!(privateKey instanceof PrivateKey) && typeof (privateKey as Partial<KeyProvider> | undefined)?.sign !== 'function') {
+    throw new HotPatchError('INVALID', 'privateKey must be a PrivateKey (importPrivateKey, generateKeyPair) or a KeyProvider');
+  }
+  const signer = keyProviderOf(privateKey);
   const keyid = options?.keyid;
   if (typeof keyid !== 'string' || !KEYID.test(keyid)) {
     throw new HotPatchError('INVALID', `key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-], starting with a letter or digit`);
@@ -74,7 +78,8 @@ export async function signPatch(
   // A signature vouches for the payload too: never sign a manifest whose payload drifted.
   await checkPayloadStream(manifest, facts, repo.openPayload(patchId, manifest.payload_size + 1, signal));
 
-  const sig = sign(privateKey, pae(envelope.payloadType, envelope.payload));
+  // A key on a token or in a KMS signs there: the private key never passes through here.
+  const sig = await signer.sign(pae(envelope.payloadType, envelope.payload));
   const signatures = envelope.signatures.filter((s) => s.keyid !== keyid);
   const replaced = signatures.length !== envelope.signatures.length;
   signatures.push({ keyid, sig });
@@ -82,7 +87,7 @@ export async function signPatch(
   return {
     id: patchId,
     keyid,
-    alg: privateKey.alg,
+    alg: signer.publicKey.alg,
     signatures: signatures.map((s) => s.keyid),
     replaced,
     counts: manifest.signers.length === 0 || manifest.signers.includes(keyid),

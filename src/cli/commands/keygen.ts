@@ -11,9 +11,12 @@ import {
   type SignatureAlgorithm,
 } from '../../crypto-agile/index.js';
 import { writeFileExclusive } from '../../repo/index.js';
-import { parseCommandArgs, requireString } from '../args.js';
+import { optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
+import type { Output } from '../output.js';
+import { PKCS11_FLAGS, PKCS11_USAGE, pkcs11Options } from '../pkcs11-flags.js';
+import { Pkcs11KeyProvider, type Pkcs11KeyOptions } from '../../keys/index.js';
 
 const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
@@ -26,14 +29,22 @@ Writes DIR/KEYID.key (PKCS#8 PEM, mode 0600) and DIR/KEYID.pub (SPKI PEM).
 Refuses to overwrite existing files. The private key is never printed; the
 public key (and for a signing key its trust-store entry) is. ${RECIPIENT_ALGORITHMS.join(', ')}
 make a recipient key: payloads are encrypted to its .pub (hotpatch pack --encrypt-to)
-and an agent decrypts with its .key.`,
+and an agent decrypts with its .key.
+
+hotpatch keygen --alg ecdsa-p256-sha256|rsa-pss-sha256|ed25519 ${PKCS11_USAGE} [--name KEYID] [--json]
+creates the key pair on the PKCS#11 token instead (the private key sensitive, never
+extractable) and prints its public key and trust-store entry (under --name, default
+the key label).`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       alg: { type: 'string' },
       out: { type: 'string' },
       name: { type: 'string' },
+      ...PKCS11_FLAGS,
     });
     if (help) return printHelp(out, this.usage);
+    const token = await pkcs11Options(values);
+    if (token !== undefined) return onToken(token, requireString(values, 'alg'), optionalString(values, 'name') ?? token.keyLabel, out);
     const alg = requireString(values, 'alg');
     const recipient = (RECIPIENT_ALGORITHMS as readonly string[]).includes(alg);
     if (!isSignatureAlgorithm(alg) && !recipient) {
@@ -79,3 +90,29 @@ and an agent decrypts with its .key.`,
     return EXIT_OK;
   },
 };
+
+/** `keygen --pkcs11-…`: the key pair made on the token; its public key and trust entry printed. */
+function onToken(token: Pkcs11KeyOptions, alg: string, keyid: string, out: Output): number {
+  if (!isSignatureAlgorithm(alg) || alg === 'ml-dsa-65')
+    throw new UsageError(`a token key is ecdsa-p256-sha256, rsa-pss-sha256 or ed25519, got ${JSON.stringify(alg)}`);
+  if (!KEYID.test(keyid)) throw new UsageError(`--name ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]`);
+  const provider = Pkcs11KeyProvider.generate(token, alg);
+  try {
+    const pem = provider.publicKey.toPem();
+    out.line(`created on token ${token.token}: key pair ${token.keyLabel} (${alg}); the private key never leaves the token`);
+    out.line(`fingerprint: sha256:${provider.publicKey.fingerprint}`);
+    out.line(pem.trimEnd());
+    out.success(`created ${alg} key ${token.keyLabel} on token ${token.token}`, {
+      keyid,
+      alg,
+      token: token.token,
+      key_label: token.keyLabel,
+      fingerprint: `sha256:${provider.publicKey.fingerprint}`,
+      public_key: pem,
+      trust_entry: { [keyid]: { alg, public_key: pem } },
+    });
+    return EXIT_OK;
+  } finally {
+    provider.close();
+  }
+}

@@ -1,0 +1,141 @@
+/*
+ * Signing keys on a PKCS#11 token (SoftHSM2 from Debian, a token initialised by the test):
+ * keys made on the token (ECDSA P-256, RSA-PSS, Ed25519) sign there — the private key is
+ * sensitive and never extractable — and what they sign verifies with this project's verifier
+ * and with openssl over the exported public key; a patch signed on the token passes
+ * `hotpatch verify`. A wrong PIN, an unknown token or key, a label taken twice: clear errors.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { verifySignature, type SignatureAlgorithm } from '../../src/crypto-agile/index.js';
+import { Pkcs11KeyProvider } from '../../src/keys/index.js';
+import { signPatch } from '../../src/verification/index.js';
+import { isCode } from '../support/assertions.js';
+import { publishPatch } from '../support/patches.js';
+import { softHsmToken, type SoftHsmToken } from '../support/softhsm.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { hotpatch } from '../cli/run-cli.js';
+
+const run = promisify(execFile);
+let dir: string;
+let hsm: SoftHsmToken;
+const providers: Pkcs11KeyProvider[] = [];
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'hotpatch-pkcs11-'));
+  hsm = await softHsmToken(dir);
+});
+
+after(async () => {
+  for (const p of providers) p.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const keyOn = (keyLabel: string) => ({ module: hsm.module, token: hsm.token, pin: hsm.pin, keyLabel });
+
+const opensslVerify: Record<SignatureAlgorithm, (pub: string, sig: string, msg: string) => string[]> = {
+  'ecdsa-p256-sha256': (pub, sig, msg) => ['dgst', '-sha256', '-verify', pub, '-signature', sig, msg],
+  'rsa-pss-sha256': (pub, sig, msg) => [
+    'dgst',
+    '-sha256',
+    '-sigopt',
+    'rsa_padding_mode:pss',
+    '-sigopt',
+    'rsa_pss_saltlen:32',
+    '-verify',
+    pub,
+    '-signature',
+    sig,
+    msg,
+  ],
+  ed25519: (pub, sig, msg) => ['pkeyutl', '-verify', '-pubin', '-inkey', pub, '-rawin', '-in', msg, '-sigfile', sig],
+  'ml-dsa-65': () => [],
+};
+
+for (const alg of ['ecdsa-p256-sha256', 'rsa-pss-sha256', 'ed25519'] as const) {
+  test(`${alg}: a key made on the token signs there; the signature verifies here and with openssl over the exported public key`, async () => {
+    const provider = Pkcs11KeyProvider.generate(keyOn(`release-${alg}`), alg);
+    providers.push(provider);
+    assert.equal(provider.publicKey.alg, alg);
+    const message = Buffer.from(`DSSEv1 a message signed on the token by ${alg}`);
+    const sig = await provider.sign(message);
+    assert.ok(verifySignature(provider.publicKey, message, sig));
+    assert.ok(!verifySignature(provider.publicKey, Buffer.from('another message'), sig));
+    const sub = join(dir, alg);
+    await mkdir(sub);
+    await writeFile(join(sub, 'pub.pem'), provider.publicKey.toPem());
+    await writeFile(join(sub, 'sig.bin'), sig);
+    await writeFile(join(sub, 'msg.bin'), message);
+    const { stdout } = await run('openssl', opensslVerify[alg]('pub.pem', 'sig.bin', 'msg.bin'), { cwd: sub });
+    assert.match(stdout, /Verified OK|Signature Verified Successfully/);
+    // Reopened by label (a new session): the same key.
+    const again = Pkcs11KeyProvider.open(keyOn(`release-${alg}`));
+    providers.push(again);
+    assert.equal(again.publicKey.fingerprint, provider.publicKey.fingerprint);
+  });
+}
+
+test('a patch signed on the token passes hotpatch verify with the token key in the trust store', async () => {
+  const provider = Pkcs11KeyProvider.open(keyOn('release-ecdsa-p256-sha256'));
+  providers.push(provider);
+  const repo = join(dir, 'repo');
+  await mkdir(repo);
+  await publishPatch(repo, 'hsm-1', 'xps.demo.f', '1.0.1', 'export const api = { f: () => 1 };', { manifest: { signers: ['hsm-release'] }, signers: [] });
+  const signed = await signPatch(repo, 'hsm-1', provider, { keyid: 'hsm-release' });
+  assert.deepEqual(signed.signatures, ['hsm-release']);
+  await writeFile(
+    join(dir, 'trust.json'),
+    JSON.stringify({ keys: { 'hsm-release': { alg: provider.publicKey.alg, public_key: provider.publicKey.toPem() } }, threshold: 1 }),
+  );
+  const r = hotpatch(['verify', '--repo', repo, '--id', 'hsm-1', '--trust', join(dir, 'trust.json'), '--json']);
+  assert.equal(r.status, 0, r.stdout);
+});
+
+test('a wrong PIN is UNAUTHENTICATED (the PIN never in the message); an unknown token or key NOT_FOUND; a taken label INVALID', () => {
+  assert.throws(
+    () => Pkcs11KeyProvider.open({ ...keyOn('release-ed25519'), pin: 'wrong-pin-9' }),
+    (error: unknown) => {
+      assert.ok(isCode('UNAUTHENTICATED', /refused the PIN/)(error));
+      assert.doesNotMatch((error as Error).message, /wrong-pin-9/);
+      return true;
+    },
+  );
+  assert.throws(
+    () => Pkcs11KeyProvider.open({ ...keyOn('release-ed25519'), token: 'no-such-token' }),
+    isCode('NOT_FOUND', /no PKCS#11 token labelled no-such-token/),
+  );
+  assert.throws(() => Pkcs11KeyProvider.open(keyOn('nobody')), isCode('NOT_FOUND', /has no key pair labelled nobody/));
+  assert.throws(() => Pkcs11KeyProvider.generate(keyOn('release-ed25519'), 'ed25519'), isCode('INVALID', /already has a key labelled/));
+  assert.throws(() => Pkcs11KeyProvider.generate(keyOn('pq'), 'ml-dsa-65'), isCode('ALGORITHM_DISALLOWED'));
+});
+
+test('hotpatch keygen --pkcs11-… makes the key on the token and prints its trust entry; hotpatch sign --pkcs11-… signs a patch that verifies', async () => {
+  const pinFile = join(dir, 'pin');
+  await writeFile(pinFile, `${hsm.pin}\n`, { mode: 0o600 });
+  const env = { ...process.env, SOFTHSM2_CONF: hsm.conf };
+  const flags = ['--pkcs11-module', hsm.module, '--token', hsm.token, '--key-label', 'cli-release', '--pin-file', pinFile];
+  const made = hotpatch(['keygen', '--alg', 'ed25519', ...flags, '--name', 'cli-release', '--json'], { env });
+  assert.equal(made.status, 0, made.stdout + made.stderr);
+  const entry = made.json?.trust_entry as Record<string, unknown>;
+  await writeFile(join(dir, 'cli-trust.json'), JSON.stringify({ keys: entry, threshold: 1 }));
+  const repo = join(dir, 'cli-repo');
+  await mkdir(repo);
+  await publishPatch(repo, 'hsm-cli-1', 'xps.demo.f', '1.0.1', 'export const api = { f: () => 2 };', { manifest: { signers: [] }, signers: [] });
+  const signed = hotpatch(['sign', '--repo', repo, '--id', 'hsm-cli-1', ...flags, '--keyid', 'cli-release', '--json'], { env });
+  assert.equal(signed.status, 0, signed.stdout + signed.stderr);
+  assert.equal(signed.json?.alg, 'ed25519');
+  const verified = hotpatch(['verify', '--repo', repo, '--id', 'hsm-cli-1', '--trust', join(dir, 'cli-trust.json'), '--json']);
+  assert.equal(verified.status, 0, verified.stdout);
+  await writeFile(join(dir, 'loose-pin'), hsm.pin, { mode: 0o644 });
+  const loose = hotpatch(
+    ['sign', '--repo', repo, '--id', 'hsm-cli-1', ...flags.slice(0, 6), '--pin-file', join(dir, 'loose-pin'), '--keyid', 'cli-release', '--json'],
+    { env },
+  );
+  assert.equal(loose.status, 2);
+  assert.match(String(loose.json?.message), /readable by group or others/);
+});
