@@ -29,6 +29,7 @@ import { run as httpFetch } from './http-fetch.js';
 import { run as importCost } from './import-cost.js';
 import { run as isolationCalls } from './isolation-calls.js';
 import { run as manifestVerify } from './manifest-verify.js';
+import { run as keySign } from './key-sign.js';
 import { run as payloadDecrypt } from './payload-decrypt.js';
 import { run as payloadHash } from './payload-hash.js';
 import { run as peerReload } from './peer-reload.js';
@@ -50,6 +51,7 @@ const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promi
   { name: 'payload-hash', run: payloadHash },
   { name: 'http-fetch', run: httpFetch },
   { name: 'payload-decrypt', run: payloadDecrypt },
+  { name: 'key-sign', run: keySign },
   { name: 'manifest-verify', run: manifestVerify },
   { name: 'cli-verify', run: cliVerify },
   { name: 'runtime-calls', run: runtimeCalls },

@@ -146,6 +146,8 @@ export {
 
 export { SecurityGate, type SecurityPolicyConfig } from './security/index.js';
 
+export { FileKeyProvider, Pkcs11KeyProvider, RemoteKeyProvider, type KeyProvider, type Pkcs11KeyOptions, type RemoteKeyOptions } from './keys/index.js';
+
 export {
   FileSystemRepository,
   HttpRepository,
