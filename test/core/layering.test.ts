@@ -12,6 +12,7 @@ const LAYERS = [
   'core',
   'stats',
   'crypto-agile',
+  'keys',
   'repo',
   'verification',
   'security',

@@ -23,18 +23,18 @@ const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 export const keygenCommand: Command = {
   name: 'keygen',
   summary: 'create a signing or recipient key pair (KEYID.key 0600 PKCS#8, KEYID.pub SPKI)',
-  usage: `hotpatch keygen --alg ${[...SIGNATURE_ALGORITHMS, ...RECIPIENT_ALGORITHMS].join('|')} --out DIR --name KEYID [--json]
+  usage: `hotpatch keygen --alg ALG --out DIR --name KEYID [--json]
+hotpatch keygen --alg ALG ${PKCS11_USAGE} [--name KEYID] [--json]
 
 Writes DIR/KEYID.key (PKCS#8 PEM, mode 0600) and DIR/KEYID.pub (SPKI PEM).
 Refuses to overwrite existing files. The private key is never printed; the
-public key (and for a signing key its trust-store entry) is. ${RECIPIENT_ALGORITHMS.join(', ')}
-make a recipient key: payloads are encrypted to its .pub (hotpatch pack --encrypt-to)
-and an agent decrypts with its .key.
-
-hotpatch keygen --alg ecdsa-p256-sha256|rsa-pss-sha256|ed25519 ${PKCS11_USAGE} [--name KEYID] [--json]
-creates the key pair on the PKCS#11 token instead (the private key sensitive, never
-extractable) and prints its public key and trust-store entry (under --name, default
-the key label).`,
+public key (and for a signing key its trust-store entry) is. ALG is a signing
+algorithm (${SIGNATURE_ALGORITHMS.join(', ')}) or a recipient one
+(${RECIPIENT_ALGORITHMS.join(', ')}): payloads are encrypted to a recipient's .pub
+(hotpatch pack --encrypt-to) and an agent decrypts with its .key. With
+--pkcs11-module the key pair is made on the PKCS#11 token (ecdsa-p256-sha256,
+rsa-pss-sha256 or ed25519; the private key sensitive, never extractable) and its
+public key and trust-store entry printed (under --name, default the key label).`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       alg: { type: 'string' },
