@@ -5,8 +5,9 @@ import { asObject, describe, integerInRange, oneOf, rejectUnknownFields } from '
 /**
  * A manifest's `encryption` (README "Encrypted payloads"): how the payload file is encrypted
  * and to whom its data key is wrapped. `payload_hash` and `payload_size` then describe the
- * ciphertext (verified before anything is decrypted); `plaintext_hash` and `plaintext_size` the
- * bytes decryption must give back. Signed with the rest of the manifest: a wrapped key swapped
+ * ciphertext (verified before anything is decrypted); `plaintext_mac` and `plaintext_size` the
+ * bytes decryption must give back. The MAC is keyed by the data key: unlike a hash of the
+ * plaintext, it lets no one without a recipient key confirm a guess of the patch. Signed with the rest of the manifest: a wrapped key swapped
  * in or out is a manifest whose signatures no longer verify.
  */
 export interface ManifestEncryption {
@@ -15,8 +16,8 @@ export interface ManifestEncryption {
   /** base64 of 4 bytes. */
   nonce_prefix: string;
   plaintext_size: number;
-  /** `sha256:<hex>`. */
-  plaintext_hash: string;
+  /** `hmac-sha256:<hex>`: HMAC-SHA256 of the plaintext under a key derived from the data key. */
+  plaintext_mac: string;
   recipients: ManifestRecipient[];
 }
 
@@ -31,7 +32,7 @@ export interface ManifestRecipient {
   kem_ct?: string;
 }
 
-const FIELDS = new Set(['cipher', 'chunk_size', 'nonce_prefix', 'plaintext_size', 'plaintext_hash', 'recipients']);
+const FIELDS = new Set(['cipher', 'chunk_size', 'nonce_prefix', 'plaintext_size', 'plaintext_mac', 'recipients']);
 const RECIPIENT_FIELDS = new Set(['kid', 'alg', 'wrapped', 'epk', 'kem_ct']);
 const ALGS = ['x25519-hkdf-sha256', 'rsa-oaep-sha256', 'ml-kem-768'] as const;
 const KID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
@@ -57,8 +58,8 @@ export function parseManifestEncryption(value: unknown, payloadSize: number): Ma
       `${where}: ${plaintextSize} plaintext bytes in chunks of ${chunkSize} make ${encryptedPayloadSize(plaintextSize, chunkSize)} bytes, payload_size says ${payloadSize}`,
     );
   }
-  if (typeof obj.plaintext_hash !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(obj.plaintext_hash)) {
-    throw new HotPatchError('INVALID', `${where}.plaintext_hash must be sha256:<64 lowercase hex>, got ${describe(obj.plaintext_hash)}`);
+  if (typeof obj.plaintext_mac !== 'string' || !/^hmac-sha256:[0-9a-f]{64}$/.test(obj.plaintext_mac)) {
+    throw new HotPatchError('INVALID', `${where}.plaintext_mac must be hmac-sha256:<64 lowercase hex>, got ${describe(obj.plaintext_mac)}`);
   }
   if (!Array.isArray(obj.recipients) || obj.recipients.length === 0 || obj.recipients.length > MAX_RECIPIENTS) {
     throw new HotPatchError('INVALID', `${where}.recipients must list 1 to ${MAX_RECIPIENTS} recipients`);
@@ -85,7 +86,7 @@ export function parseManifestEncryption(value: unknown, payloadSize: number): Ma
     chunk_size: chunkSize,
     nonce_prefix: obj.nonce_prefix as string,
     plaintext_size: plaintextSize,
-    plaintext_hash: obj.plaintext_hash,
+    plaintext_mac: obj.plaintext_mac,
     recipients,
   };
 }

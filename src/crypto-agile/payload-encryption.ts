@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual, type Hmac } from 'node:crypto';
 import { HotPatchError, decodeBase64, encodeBase64, type ManifestEncryption, type ManifestRecipient } from '../core/index.js';
 import { DATA_KEY_LENGTH, unwrapDataKey, wrapDataKey, type WrappedKey } from './key-wrap.js';
 import { NONCE_PREFIX_LENGTH, PAYLOAD_CIPHER, decryptChunks, encryptChunks, type PayloadCipherParams } from './payload-cipher.js';
@@ -23,7 +23,7 @@ export interface EncryptingPayload {
 /**
  * Encrypts a payload for a patch (what `packPatch({ encryptTo })` does): a fresh data key seals
  * the plaintext in chunks (payload-cipher.ts) and is wrapped to each recipient (key-wrap.ts);
- * the plaintext's SHA-256 and size are taken while it streams. The data key never leaves this
+ * the plaintext's MAC (keyed by the data key) and size are taken while it streams. The data key never leaves this
  * function.
  */
 export function encryptPayload(
@@ -40,13 +40,14 @@ export function encryptPayload(
     noncePrefix: new Uint8Array(randomBytes(NONCE_PREFIX_LENGTH)),
   };
   const wrapped = recipients.map((r) => wrapDataKey(dataKey, r.key, r.kid, options.patchId));
-  const hash = createHash('sha256');
+  const mac = plaintextMac(dataKey, options.patchId);
   let plaintextSize = 0;
+  let result: { encryption: ManifestEncryption; ciphertextSize: number } | undefined;
   let ciphertextSize = 0;
   let done = false;
   async function* hashed(): AsyncGenerator<Uint8Array> {
     for await (const piece of plaintext) {
-      hash.update(piece);
+      mac.update(piece);
       plaintextSize += piece.length;
       yield piece;
     }
@@ -66,17 +67,17 @@ export function encryptPayload(
     ciphertext: ciphertext(),
     result() {
       if (!done) throw new HotPatchError('INVALID', 'the encrypted payload has not been read to its end');
-      return {
+      return (result ??= {
         ciphertextSize,
         encryption: {
           cipher: PAYLOAD_CIPHER,
           chunk_size: params.chunkSize,
           nonce_prefix: encodeBase64(params.noncePrefix),
           plaintext_size: plaintextSize,
-          plaintext_hash: `sha256:${hash.digest('hex')}`,
+          plaintext_mac: `hmac-sha256:${mac.digest('hex')}`,
           recipients: wrapped.map(manifestRecipient),
         },
-      };
+      });
     },
   };
 }
@@ -85,7 +86,7 @@ export function encryptPayload(
  * The plaintext of an encrypted payload, checked: the data key unwrapped with `key` (or the
  * first of several keys that can; from the recipient named `kid`, or the first entry of the
  * key's algorithm that unwraps), every chunk
- * authenticated before it is yielded, and at the end the plaintext's size and SHA-256 against
+ * authenticated before it is yielded, and at the end the plaintext's size and MAC against
  * the manifest's. Errors: DECRYPT_FAILED (no entry unwraps with this key; a chunk that does not
  * authenticate), SIZE_MISMATCH / HASH_MISMATCH (the plaintext is not the one signed). A caller
  * keeps nothing it was given before an error (the stager writes to a temp file it removes).
@@ -103,14 +104,14 @@ export async function* decryptPayload(
     chunkSize: encryption.chunk_size,
     noncePrefix: decodeBase64(encryption.nonce_prefix, 'encryption nonce_prefix'),
   };
-  const hash = createHash('sha256');
+  const mac = plaintextMac(dataKey, patchId);
   let size = 0;
   try {
     for await (const piece of decryptChunks(dataKey, params, ciphertext)) {
       size += piece.length;
       if (size > encryption.plaintext_size)
         throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${patchId} is longer than plaintext_size ${encryption.plaintext_size}`);
-      hash.update(piece);
+      mac.update(piece);
       yield piece;
     }
   } finally {
@@ -118,9 +119,19 @@ export async function* decryptPayload(
   }
   if (size !== encryption.plaintext_size)
     throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${patchId} is ${size} bytes, plaintext_size says ${encryption.plaintext_size}`);
-  const actual = `sha256:${hash.digest('hex')}`;
-  if (actual !== encryption.plaintext_hash)
-    throw new HotPatchError('HASH_MISMATCH', `the decrypted payload of ${patchId} is ${actual}, plaintext_hash says ${encryption.plaintext_hash}`);
+  const expected = Buffer.from(encryption.plaintext_mac.slice('hmac-sha256:'.length), 'hex');
+  if (!timingSafeEqual(mac.digest(), expected))
+    throw new HotPatchError('HASH_MISMATCH', `the decrypted payload of ${patchId} does not match its signed plaintext_mac`);
+}
+
+/**
+ * The plaintext's MAC: HMAC-SHA256 under a key derived (HKDF-SHA256) from the data key and the
+ * patch id. Signed in the manifest as a hash would be, but only a recipient can compute it: a
+ * public hash of the plaintext would let anyone confirm a guess of the fix.
+ */
+function plaintextMac(dataKey: Uint8Array, patchId: string): Hmac {
+  const key = Buffer.from(hkdfSync('sha256', dataKey, Buffer.alloc(0), Buffer.from(`xps-hotpatch plaintext mac v1\0${patchId}`, 'utf8'), 32));
+  return createHmac('sha256', key);
 }
 
 /** Whether decrypting `encryption` could use `key` (an entry of its algorithm, or the one named `kid`). */

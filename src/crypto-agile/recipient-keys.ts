@@ -57,11 +57,12 @@ export class RecipientPrivateKey {
   readonly alg: RecipientAlgorithm;
   readonly publicKey: RecipientPublicKey;
   /** @internal the key material (for key-wrap.ts). */
-  readonly material: RecipientPrivateMaterial;
+  declare readonly material: RecipientPrivateMaterial;
 
   constructor(alg: RecipientAlgorithm, material: RecipientPrivateMaterial, publicKey: RecipientPublicKey) {
     this.alg = alg;
-    this.material = material;
+    // Not enumerable: no generic walk over the object (a logger's serialiser) meets the secret.
+    Object.defineProperty(this, 'material', { value: material, enumerable: false });
     this.publicKey = publicKey;
     Object.freeze(this);
   }
@@ -74,6 +75,15 @@ export class RecipientPrivateKey {
 
   toString(): string {
     return `RecipientPrivateKey(${this.alg}, public ${this.publicKey.fingerprint})`;
+  }
+
+  /** console.log, util.inspect and JSON.stringify show the public half only, never the key material. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+
+  toJSON(): { alg: RecipientAlgorithm; public: string } {
+    return { alg: this.alg, public: this.publicKey.fingerprint };
   }
 }
 

@@ -157,8 +157,10 @@ export async function stagePayload(
   const checked = checkedPayload(payload, manifest, facts, signal);
   throwIfAborted(signal, what);
   try {
-    // 0700: a decrypted payload is written nowhere else (the mode applies when it is created).
+    // 0700: a decrypted payload is written nowhere else. mkdir's mode applies only to a new
+    // directory: one made looser by an older version is tightened before plaintext goes in.
     await fsp.mkdir(stagingDir, { recursive: true, mode: 0o700 });
+    if (manifest.encryption !== undefined && ((await fsp.stat(stagingDir)).mode & 0o077) !== 0) await fsp.chmod(stagingDir, 0o700);
   } catch (error) {
     throw new HotPatchError('IO', `cannot create the staging directory ${stagingDir}: ${messageOf(error)}`, { cause: error });
   }
@@ -167,13 +169,12 @@ export async function stagePayload(
   const temp = path.join(stagingDir, `.stage-${process.pid}-${randomBytes(12).toString('hex')}.tmp`);
   try {
     // An encrypted payload: the ciphertext is checked against the manifest as it streams, then
-    // decrypted chunk by chunk (each authenticated); the plaintext's hash and size are checked at
+    // decrypted chunk by chunk (each authenticated); the plaintext's MAC and size are checked at
     // its end, before anything is committed. The staged file is the plaintext, named by its SHA-256.
     const encryption = manifest.encryption;
-    const written = encryption === undefined ? checked.chunks : decryptPayload(encryption, manifest.id, decryptionKeys, checked.chunks);
-    await writeFileAtomic(temp, written, { mode: STAGED_MODE, ...(signal === undefined ? {} : { signal }) });
-    const { sha256, size } =
-      encryption === undefined ? checked.result() : { sha256: encryption.plaintext_hash.slice('sha256:'.length), size: encryption.plaintext_size };
+    const plain = encryption === undefined ? undefined : hashing(decryptPayload(encryption, manifest.id, decryptionKeys, checked.chunks));
+    await writeFileAtomic(temp, plain?.chunks ?? checked.chunks, { mode: STAGED_MODE, ...(signal === undefined ? {} : { signal }) });
+    const { sha256, size } = plain === undefined ? checked.result() : plain.result();
     const type = manifest.payload_type;
     const final = path.join(stagingDir, `${sha256}.${STAGED_EXTENSIONS[type]}`);
     throwIfAborted(signal, what);
@@ -183,6 +184,22 @@ export async function stagePayload(
   } catch (error) {
     throw await removeTemp(temp, error);
   }
+}
+
+/** Chunks passed through while their SHA-256 and size are taken (the decrypted plaintext's content address). */
+function hashing(chunks: AsyncIterable<Uint8Array>): { chunks: AsyncIterable<Uint8Array>; result(): { sha256: string; size: number } } {
+  const hasher = hashProvider('sha256').create();
+  let size = 0;
+  return {
+    chunks: (async function* () {
+      for await (const chunk of chunks) {
+        hasher.update(chunk);
+        size += chunk.byteLength;
+        yield chunk;
+      }
+    })(),
+    result: () => ({ sha256: Buffer.from(hasher.digest()).toString('hex'), size }),
+  };
 }
 
 /** Step 3 of `stagePayload`. Leaves `temp` in place only when it throws. */

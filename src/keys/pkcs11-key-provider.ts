@@ -57,6 +57,7 @@ export class Pkcs11KeyProvider implements KeyProvider {
       const key = findObject(module, api, session, api.CKO_PRIVATE_KEY, options.keyLabel);
       const pub = findObject(module, api, session, api.CKO_PUBLIC_KEY, options.keyLabel);
       if (key === undefined || pub === undefined) throw new HotPatchError('NOT_FOUND', `token ${options.token} has no key pair labelled ${options.keyLabel}`);
+      refuseExportable(module, api, session, key, options);
       return new Pkcs11KeyProvider(options, module, api, session, key, publicKeyOf(module, api, session, pub));
     });
   }
@@ -86,6 +87,9 @@ export class Pkcs11KeyProvider implements KeyProvider {
           { type: api.CKA_SENSITIVE, value: true },
           { type: api.CKA_EXTRACTABLE, value: false },
           { type: api.CKA_SIGN, value: true },
+          { type: api.CKA_DECRYPT, value: false },
+          { type: api.CKA_UNWRAP, value: false },
+          { type: api.CKA_DERIVE, value: false },
         ];
         let mechanism: number;
         if (alg === 'ecdsa-p256-sha256') {
@@ -141,18 +145,30 @@ export class Pkcs11KeyProvider implements KeyProvider {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // No C_Logout: a token's login belongs to the process, not the session, and logging out
+    // would break every other provider on the token. Closing the last session ends the login.
     try {
-      this.#module.C_Logout(this.#session);
-    } catch {
-      // Another session of this process may have logged out the token already: the close still counts.
+      this.#module.C_CloseSession(this.#session);
+    } finally {
+      releaseModule(this.#library);
     }
-    this.#module.C_CloseSession(this.#session);
-    releaseModule(this.#library);
   }
 
   #signWith(mechanism: Parameters<Pkcs11['C_SignInit']>[1], data: Buffer, maxLength: number): Uint8Array {
     this.#module.C_SignInit(this.#session, mechanism, this.#key);
     return new Uint8Array(this.#module.C_Sign(this.#session, data, Buffer.alloc(Math.max(maxLength, 512))));
+  }
+}
+
+/** A key that could leave the token (extractable, or not sensitive) is not one this provider signs with. */
+function refuseExportable(module: Pkcs11, api: Pkcs11Api, session: Buffer, key: Buffer, options: Pkcs11KeyOptions): void {
+  const [sensitive, extractable] = module.C_GetAttributeValue(session, key, [{ type: api.CKA_SENSITIVE }, { type: api.CKA_EXTRACTABLE }]);
+  const yes = (a: { value?: unknown } | undefined): boolean => Buffer.isBuffer(a?.value) && a.value.some((b) => b !== 0);
+  if (!yes(sensitive) || yes(extractable)) {
+    throw new HotPatchError(
+      'INVALID',
+      `the key ${options.keyLabel} on token ${options.token} can leave the token (not sensitive, or extractable): make one with hotpatch keygen --pkcs11-…`,
+    );
   }
 }
 

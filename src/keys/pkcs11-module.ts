@@ -41,6 +41,11 @@ export function openModule(library: string): Pkcs11 {
     module.load(library);
     module.C_Initialize();
   } catch (cause) {
+    try {
+      module.close();
+    } catch {
+      // Not loaded at all: nothing to close; the load error is the one to report.
+    }
     throw new HotPatchError('IO', `the PKCS#11 library ${library} cannot be loaded: ${messageOf(cause)}`, { cause });
   }
   loaded.set(library, { module, users: 1 });

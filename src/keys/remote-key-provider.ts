@@ -41,6 +41,12 @@ export class RemoteKeyProvider implements KeyProvider {
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new HotPatchError('INVALID', `the remote signer URL must be http(s), got ${url.protocol}`);
     if (!(options.publicKey instanceof PublicKey)) throw new HotPatchError('INVALID', 'a remote key needs its public key (importPublicKey)');
+    const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+    if (options.token !== undefined && url.protocol === 'http:' && !loopback) {
+      throw new HotPatchError('INVALID', 'a bearer token is sent to a remote signer over https only (plain http: loopback only)');
+    }
+    const timeout = options.timeoutMs ?? 10_000;
+    if (!Number.isSafeInteger(timeout) || timeout < 1) throw new HotPatchError('INVALID', `timeoutMs must be a positive integer, got ${String(timeout)}`);
     this.#options = options;
     this.#url = url;
     this.publicKey = options.publicKey;

@@ -4,7 +4,7 @@
  * ciphertext's), and an installer holding one of the keys stages exactly the original bytes.
  */
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseManifest, decodeEnvelope } from '../../src/core/index.js';
@@ -62,9 +62,13 @@ test('keygen makes X25519 and ML-KEM-768 recipient keys; pack --encrypt-to store
 
     const { manifest, facts } = parseManifest(decodeEnvelope(await readFile(join(repo, 'enc-cli-1.json'))).payload);
     const key = importRecipientPrivateKey(await readFile(join(dir, 'keys', 'edge-pq.key'), 'utf8'));
+    // A staging directory left readable by an older version is tightened before plaintext goes in.
+    await mkdir(join(dir, 'state', 'staging'), { recursive: true, mode: 0o755 });
+    await chmod(join(dir, 'state', 'staging'), 0o755);
     const installer = new DynamicInstaller(join(dir, 'state'), { decryptionKeys: [key] });
     const staged = await installer.stage(manifest, facts, new FileSystemRepository(repo).openPayload(manifest.id, manifest.payload_size + 1));
     assert.equal(await readFile(staged.path, 'utf8'), plaintext);
+    assert.equal((await stat(join(dir, 'state', 'staging'))).mode & 0o777, 0o700);
 
     const bad = hotpatch([
       'pack',

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
+import { inspect } from 'node:util';
 import fc from 'fast-check';
 import { parseManifestEncryption, type ManifestEncryption } from '../../src/core/index.js';
 import {
@@ -59,7 +60,9 @@ test('every recipient kind decrypts what was encrypted to it, for any size and c
   await fc.assert(
     fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: 20_000 }), fc.integer({ min: 1024, max: 6000 }), async (plaintext, chunkSize) => {
       const { ciphertext, encryption } = await encrypted(plaintext, 'enc-prop', chunkSize);
-      assert.equal(encryption.plaintext_hash, `sha256:${createHash('sha256').update(plaintext).digest('hex')}`);
+      // Signed, but no one without a recipient key can confirm a guess of the plaintext with it.
+      assert.match(encryption.plaintext_mac, /^hmac-sha256:[0-9a-f]{64}$/);
+      assert.notEqual(encryption.plaintext_mac.slice(12), createHash('sha256').update(plaintext).digest('hex'));
       for (const alg of RECIPIENT_ALGORITHMS) assert.deepEqual(await decrypt(encryption, alg, ciphertext, 'enc-prop'), Buffer.from(plaintext));
     }),
     { numRuns: 25 },
@@ -75,6 +78,9 @@ test('recipient keys survive PEM both ways; the algorithm is the key own, and a 
     assert.equal(pub.fingerprint, publicKey.fingerprint);
     assert.equal(priv.publicKey.fingerprint, publicKey.fingerprint);
     assert.doesNotMatch(String(priv), /PRIVATE/);
+    // Logged by accident, a key shows its public half only.
+    assert.doesNotMatch(inspect(priv, { depth: 5, showHidden: false }), /seed|secretKey|KeyObject/);
+    assert.deepEqual(Object.keys(JSON.parse(JSON.stringify(priv)) as object).sort(), ['alg', 'public']);
   }
   assert.throws(() => importRecipientPublicKey('not a key'), isCode('INVALID'));
   assert.throws(() => importRecipientPrivateKey(keys['x25519-hkdf-sha256'].publicKey.toPem()), isCode('INVALID', /PRIVATE KEY/));
@@ -134,6 +140,13 @@ test('chunks or a wrapped key taken from another patch do not decrypt: the patch
   // One recipient's entry relabelled as another's: the key id is bound too.
   const relabelled = { ...a.encryption, recipients: a.encryption.recipients.map((r) => ({ ...r, kid: `${r.kid}-x` })) };
   await assert.rejects(decrypt(relabelled, 'rsa-oaep-sha256', a.ciphertext, 'patch-a'), isCode('DECRYPT_FAILED', /does not unwrap/));
+});
+
+test('a plaintext that is not the signed one (another plaintext_mac) is HASH_MISMATCH after the last chunk', async () => {
+  const { ciphertext, encryption } = await encrypted(Buffer.alloc(5000, 9));
+  const other = { ...encryption, plaintext_mac: `hmac-sha256:${'0'.repeat(64)}` };
+  await assert.rejects(decrypt(other, 'x25519-hkdf-sha256', ciphertext), isCode('HASH_MISMATCH', /does not match its signed plaintext_mac/));
+  await assert.rejects(decrypt({ ...encryption, plaintext_size: 4999 }, 'x25519-hkdf-sha256', ciphertext), isCode('SIZE_MISMATCH'));
 });
 
 test('the manifest field is parsed strictly: sizes that disagree, a missing epk, an unknown field are INVALID', async () => {

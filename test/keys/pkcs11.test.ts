@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { verifySignature, type SignatureAlgorithm } from '../../src/crypto-agile/index.js';
 import { Pkcs11KeyProvider } from '../../src/keys/index.js';
+import { openModule, pkcs11Api, releaseModule } from '../../src/keys/pkcs11-module.js';
 import { signPatch } from '../../src/verification/index.js';
 import { isCode } from '../support/assertions.js';
 import { publishPatch } from '../support/patches.js';
@@ -94,6 +95,42 @@ test('a patch signed on the token passes hotpatch verify with the token key in t
   );
   const r = hotpatch(['verify', '--repo', repo, '--id', 'hsm-1', '--trust', join(dir, 'trust.json'), '--json']);
   assert.equal(r.status, 0, r.stdout);
+});
+
+test('closing one provider leaves another on the same token signing; a key that could leave the token is refused', async () => {
+  const a = Pkcs11KeyProvider.open(keyOn('release-ed25519'));
+  const b = Pkcs11KeyProvider.open(keyOn('release-ed25519'));
+  providers.push(b);
+  a.close();
+  assert.ok(verifySignature(b.publicKey, Buffer.from('after a closed sibling'), await b.sign(Buffer.from('after a closed sibling'))));
+  // A key pair made extractable and not sensitive (by another tool): never used to sign.
+  const p11 = pkcs11Api();
+  const m = openModule(hsm.module); // the process's one initialised library, as the providers use it
+  try {
+    const slot = m.C_GetSlotList(true).find((s) => m.C_GetTokenInfo(s).label.trim() === hsm.token)!;
+    const session = m.C_OpenSession(slot, p11.CKF_SERIAL_SESSION | p11.CKF_RW_SESSION);
+    const label = Buffer.from('loose');
+    m.C_GenerateKeyPair(
+      session,
+      { mechanism: p11.CKM_EC_KEY_PAIR_GEN },
+      [
+        { type: p11.CKA_TOKEN, value: true },
+        { type: p11.CKA_LABEL, value: label },
+        { type: p11.CKA_EC_PARAMS, value: Buffer.from('06082a8648ce3d030107', 'hex') },
+      ],
+      [
+        { type: p11.CKA_TOKEN, value: true },
+        { type: p11.CKA_LABEL, value: label },
+        { type: p11.CKA_SIGN, value: true },
+        { type: p11.CKA_SENSITIVE, value: false },
+        { type: p11.CKA_EXTRACTABLE, value: true },
+      ],
+    );
+    m.C_CloseSession(session);
+  } finally {
+    releaseModule(hsm.module);
+  }
+  assert.throws(() => Pkcs11KeyProvider.open(keyOn('loose')), isCode('INVALID', /can leave the token/));
 });
 
 test('a wrong PIN is UNAUTHENTICATED (the PIN never in the message); an unknown token or key NOT_FOUND; a taken label INVALID', () => {

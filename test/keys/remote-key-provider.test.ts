@@ -76,6 +76,7 @@ test('a signer answering with another key or garbage is BAD_SIGNATURE; a wrong t
       await s.close();
     }
   }
+  assert.throws(() => new RemoteKeyProvider({ url: 'http://kms.example/sign', publicKey: kms.publicKey, token: TOKEN }), isCode('INVALID', /over https only/));
   const s = await signer('silent');
   try {
     await assert.rejects(new RemoteKeyProvider({ url: s.url, publicKey: kms.publicKey, token: 'wrong-token-2' }).sign(message), (error: unknown) => {
