@@ -8,7 +8,7 @@
  *     and createHash('sha256') of its output: the same two primitives over the same bytes, with
  *     no chunk framing, no per-chunk authentication and no key unwrapping;
  *   - ours: decryptPayload(encryption, id, key, chunks) — the data key unwrapped, every 1 MiB
- *     chunk authenticated, the plaintext's size and SHA-256 checked at the end (what staging does
+ *     chunk authenticated, the plaintext's size and HMAC-SHA256 checked at the end (what staging does
  *     before it writes a byte);
  *   - the same with 64 KiB chunks (a payload encrypted with chunkSize 64 KiB).
  * One warm-up round, then ROUNDS rounds; the goal's pair runs back to back (which first
@@ -77,7 +77,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     };
     const cases = {
       raw: { label: 'node AES-256-GCM update + SHA-256 (one stream)', op: () => rawDecryptHash(big) },
-      ours: { label: 'decryptPayload, 1 MiB chunks (unwrap, per-chunk auth, plaintext hash)', op: () => ours(big, encBig, key).then(check) },
+      ours: { label: 'decryptPayload, 1 MiB chunks (unwrap, per-chunk auth, plaintext MAC)', op: () => ours(big, encBig, key).then(check) },
       small: { label: 'decryptPayload, 64 KiB chunks', op: () => ours(small, encSmall, key).then(check) },
     };
     type Key = keyof typeof cases;
