@@ -165,6 +165,8 @@ export async function stagePayload(
     throw new HotPatchError('IO', `cannot create the staging directory ${stagingDir}: ${messageOf(error)}`, { cause: error });
   }
 
+  await removeDeadTemps(stagingDir);
+
   // step 2
   const temp = path.join(stagingDir, `.stage-${process.pid}-${randomBytes(12).toString('hex')}.tmp`);
   try {
@@ -183,6 +185,36 @@ export async function stagePayload(
     return { path: final, sha256, size, type };
   } catch (error) {
     throw await removeTemp(temp, error);
+  }
+}
+
+const STAGE_TEMP = /^\.stage-(\d+)-[0-9a-f]{24}\.tmp$/;
+
+/**
+ * Removes the temp files of staging processes that died mid-write (a crash leaves its temp file,
+ * perhaps decrypted plaintext, behind): a temp file is this process's or a live one's, never
+ * touched, or a dead process's, removed.
+ */
+async function removeDeadTemps(stagingDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(stagingDir);
+  } catch (error) {
+    throw fileError(error, 'list', stagingDir, 'staging directory', false);
+  }
+  for (const name of names) {
+    const pid = Number(STAGE_TEMP.exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+    await fsp.rm(path.join(stagingDir, name), { force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errnoOf(error) === 'EPERM'; // it exists, owned by someone else
   }
 }
 

@@ -65,10 +65,16 @@ test('keygen makes X25519 and ML-KEM-768 recipient keys; pack --encrypt-to store
     // A staging directory left readable by an older version is tightened before plaintext goes in.
     await mkdir(join(dir, 'state', 'staging'), { recursive: true, mode: 0o755 });
     await chmod(join(dir, 'state', 'staging'), 0o755);
+    // Plaintext a staging process left when it died mid-write (its pid no longer runs) is removed.
+    const { spawnSync } = await import('node:child_process');
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid;
+    const leftover = join(dir, 'state', 'staging', `.stage-${deadPid}-${'ab'.repeat(12)}.tmp`);
+    await writeFile(leftover, 'half a plaintext');
     const installer = new DynamicInstaller(join(dir, 'state'), { decryptionKeys: [key] });
     const staged = await installer.stage(manifest, facts, new FileSystemRepository(repo).openPayload(manifest.id, manifest.payload_size + 1));
     assert.equal(await readFile(staged.path, 'utf8'), plaintext);
     assert.equal((await stat(join(dir, 'state', 'staging'))).mode & 0o777, 0o700);
+    await assert.rejects(stat(leftover), { code: 'ENOENT' });
 
     const bad = hotpatch([
       'pack',
