@@ -129,5 +129,7 @@ if (files.length === 0) {
 }
 // The programs the chosen files start are there (installed now, as root on Debian), or the run stops here, saying how.
 ensureOutsidePrograms(files.map((f) => INTEGRATION.get(keyOf(f)) ?? ''));
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+// A test still running after 5 minutes fails by name instead of holding the whole run (and CI)
+// forever: no test here needs more than a minute on this machine.
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=300000', ...files], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
