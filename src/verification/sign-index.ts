@@ -9,7 +9,8 @@ import {
   parseRfc3339,
   type PatchId,
 } from '../core/index.js';
-import { PrivateKey, sign } from '../crypto-agile/index.js';
+import { PrivateKey } from '../crypto-agile/index.js';
+import { keyProviderOf, type KeyProvider } from '../keys/index.js';
 import { FileSystemRepository } from '../repo/index.js';
 import { checkPayloadStream } from './payload-check.js';
 import { INDEX_PAYLOAD_TYPE, MAX_INDEX_LIFETIME_MS, parseRepositoryIndex, sha256Text, type IndexEntry, type RepositoryIndex } from './repository-index.js';
@@ -51,8 +52,11 @@ export interface SignedIndex {
  * manifest does not parse or names another id), `SIZE_MISMATCH` / `HASH_MISMATCH` (a payload
  * drifted: nothing is written), `IO`.
  */
-export async function signRepositoryIndex(directory: string, privateKey: PrivateKey, options: SignIndexOptions): Promise<SignedIndex> {
-  if (!(privateKey instanceof PrivateKey)) throw new HotPatchError('INVALID', 'privateKey must be a PrivateKey');
+export async function signRepositoryIndex(directory: string, privateKey: PrivateKey | KeyProvider, options: SignIndexOptions): Promise<SignedIndex> {
+  if (!(privateKey instanceof PrivateKey) && typeof (privateKey as Partial<KeyProvider> | undefined)?.sign !== 'function') {
+    throw new HotPatchError('INVALID', 'privateKey must be a PrivateKey or a KeyProvider');
+  }
+  const signer = keyProviderOf(privateKey);
   const keyid = options?.keyid;
   if (typeof keyid !== 'string' || !KEYID.test(keyid)) throw new HotPatchError('INVALID', `key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]`);
   const repo = new FileSystemRepository(directory);
@@ -71,7 +75,8 @@ export async function signRepositoryIndex(directory: string, privateKey: Private
     body = new TextEncoder().encode(JSON.stringify(index));
     signatures = [];
   }
-  signatures.push({ keyid, sig: sign(privateKey, pae(INDEX_PAYLOAD_TYPE, body)) });
+  // A key on a token or in a KMS signs there (KeyProvider); a file key in this process.
+  signatures.push({ keyid, sig: await signer.sign(pae(INDEX_PAYLOAD_TYPE, body)) });
   await repo.writeIndex(encodeEnvelope({ payloadType: INDEX_PAYLOAD_TYPE, payload: body, signatures }), options.signal);
   const index = parseRepositoryIndex(body);
   return { version: index.version, expires: index.expires, patches: Object.keys(index.patches).length, signatures: signatures.map((s) => s.keyid) };

@@ -168,6 +168,21 @@ test('hotpatch keygen --pkcs11-… makes the key on the token and prints its tru
   assert.equal(signed.json?.alg, 'ed25519');
   const verified = hotpatch(['verify', '--repo', repo, '--id', 'hsm-cli-1', '--trust', join(dir, 'cli-trust.json'), '--json']);
   assert.equal(verified.status, 0, verified.stdout);
+  // The repository index signed on the token too (the trust store's index role names that key).
+  const indexFlags = [...flags.slice(0, 4), '--key-label', 'cli-index', '--pin-file', pinFile];
+  const indexKey = hotpatch(['keygen', '--alg', 'ecdsa-p256-sha256', ...indexFlags, '--json'], { env });
+  assert.equal(indexKey.status, 0, indexKey.stdout + indexKey.stderr);
+  const withIndex = {
+    keys: { ...entry, ...(indexKey.json?.trust_entry as Record<string, unknown>) },
+    threshold: 1,
+    index: { keys: ['cli-index'], threshold: 1 },
+  };
+  await writeFile(join(dir, 'cli-trust-index.json'), JSON.stringify(withIndex));
+  const indexed = hotpatch(['index', '--repo', repo, ...indexFlags, '--keyid', 'cli-index', '--json'], { env });
+  assert.equal(indexed.status, 0, indexed.stdout + indexed.stderr);
+  const throughIndex = hotpatch(['verify', '--repo', repo, '--id', 'hsm-cli-1', '--trust', join(dir, 'cli-trust-index.json'), '--json']);
+  assert.equal(throughIndex.status, 0, throughIndex.stdout);
+  assert.deepEqual((throughIndex.json?.index as { signers: string[] }).signers, ['cli-index']);
   await writeFile(join(dir, 'loose-pin'), hsm.pin, { mode: 0o644 });
   const loose = hotpatch(
     ['sign', '--repo', repo, '--id', 'hsm-cli-1', ...flags.slice(0, 6), '--pin-file', join(dir, 'loose-pin'), '--keyid', 'cli-release', '--json'],
