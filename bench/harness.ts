@@ -109,6 +109,13 @@ export async function timeInterleaved<K extends string>(cases: Record<K, Operati
   return out;
 }
 
+/** Milliseconds one run of `op` took (wall time). */
+export async function elapsedMs(op: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint();
+  await op();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
 /** Status word for a ratio against a goal such as ">= 0.9" or "<= 1.3". */
 export function judge(ratio: number, goal: string): 'goal met' | 'goal missed' {
   const m = /^(>=|<=)\s*([0-9.]+)$/.exec(goal.trim());

@@ -34,7 +34,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HttpRepository, verifyPatch, type PatchId } from '../src/index.js';
 import { writeSignedPayload } from './fixtures.js';
-import { judge, median, withTempDir, type Row } from './harness.js';
+import { elapsedMs, judge, median, withTempDir, type Row } from './harness.js';
 
 const NAME = 'http-fetch';
 const MIB = 1024 * 1024;
@@ -134,13 +134,6 @@ function nodeGetHash(url: string): Promise<string> {
   });
 }
 
-/** Milliseconds `op` took. */
-async function timed(op: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  await op();
-  return Number(process.hrtime.bigint() - start) / 1e6;
-}
-
 export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
   const { blocks, rounds } = options.quick === true ? QUICK : FULL;
   const size = blocks * MIB;
@@ -203,7 +196,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
       for (let r = 0; r < rounds; r++) {
         const pair: Key[] = r % 2 === 0 ? ['curl', 'verifyPatch'] : ['verifyPatch', 'curl'];
         const rest = others.map((_, i) => others[(i + r) % others.length]!);
-        for (const key of [...pair, ...rest]) ms[key].push(await timed(cases[key].op));
+        for (const key of [...pair, ...rest]) ms[key].push(await elapsedMs(cases[key].op));
       }
 
       const mbps = (t: number): number => size / 1e6 / (t / 1000);

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { decryptPayload, encryptPayload, generateRecipientKey } from '../src/crypto-agile/index.js';
 import type { ManifestEncryption } from '../src/core/index.js';
 import { writeFileAtomic } from '../src/repo/index.js';
-import { judge, median, withTempDir, type Row } from './harness.js';
+import { elapsedMs, judge, median, withTempDir, type Row } from './harness.js';
 
 const NAME = 'payload-decrypt';
 const MIB = 1024 * 1024;
@@ -57,12 +57,6 @@ async function ours(file: string, encryption: ManifestEncryption, key: ReturnTyp
   return size;
 }
 
-async function timed(op: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  await op();
-  return Number(process.hrtime.bigint() - start) / 1e6;
-}
-
 export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
   const { blocks, rounds } = options.quick === true ? QUICK : FULL;
   const size = blocks * MIB;
@@ -86,7 +80,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     const ms = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<Key, number[]>;
     for (let r = 0; r < rounds; r++) {
       const pair: Key[] = r % 2 === 0 ? ['raw', 'ours'] : ['ours', 'raw'];
-      for (const k of [...pair, 'small' as const]) ms[k].push(await timed(cases[k].op));
+      for (const k of [...pair, 'small' as const]) ms[k].push(await elapsedMs(cases[k].op));
     }
     const mbps = (t: number): number => size / 1e6 / (t / 1000);
     const paired = (k: Key): number => median(ms[k].map((t, r) => ms.raw[r]! / t));

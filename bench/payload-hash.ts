@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { FileSystemRepository, verifyPatch, type PatchId } from '../src/index.js';
 import { DEFAULT_REPOSITORY_CHUNK_SIZE } from '../src/repo/index.js';
 import { writeSignedPayload } from './fixtures.js';
-import { judge, median, withTempDir, type Row } from './harness.js';
+import { elapsedMs, judge, median, withTempDir, type Row } from './harness.js';
 
 const NAME = 'payload-hash';
 const MIB = 1024 * 1024;
@@ -60,13 +60,6 @@ async function nodeReference(file: string, highWaterMark?: number): Promise<stri
   const stream = highWaterMark === undefined ? createReadStream(file) : createReadStream(file, { highWaterMark });
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-/** Milliseconds `op` took. */
-async function timed(op: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  await op();
-  return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
 export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
@@ -121,7 +114,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     for (let r = 0; r < ROUNDS; r++) {
       const pair: Key[] = r % 2 === 0 ? ['reference', 'verifyPatch'] : ['verifyPatch', 'reference'];
       const rest = others.map((_, i) => others[(i + r) % others.length]!);
-      for (const key of [...pair, ...rest]) ms[key].push(await timed(cases[key].op));
+      for (const key of [...pair, ...rest]) ms[key].push(await elapsedMs(cases[key].op));
     }
 
     const mbps = (t: number): number => size / 1e6 / (t / 1000);

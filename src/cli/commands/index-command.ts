@@ -1,13 +1,9 @@
-import { basename } from 'node:path';
-import { FileKeyProvider, Pkcs11KeyProvider } from '../../keys/index.js';
 import { signRepositoryIndex } from '../../verification/index.js';
 import { integerFlag, optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
-import { PKCS11_FLAGS, PKCS11_USAGE, pkcs11Options } from '../pkcs11-flags.js';
-import { loadPrivateKey } from '../private-key-file.js';
-
-const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+import { PKCS11_FLAGS, PKCS11_USAGE } from '../pkcs11-flags.js';
+import { signingKeyOf, withSigner } from '../signing-key.js';
 
 export const indexCommand: Command = {
   name: 'index',
@@ -35,29 +31,24 @@ token signs.`,
     });
     if (help) return printHelp(out, this.usage);
     const repoDir = requireString(values, 'repo');
-    const token = await pkcs11Options(values);
-    if (token !== undefined && values.key !== undefined) throw new UsageError('give --key or a PKCS#11 key, not both');
-    const keyPath = token === undefined ? requireString(values, 'key') : undefined;
-    const keyid = optionalString(values, 'keyid') ?? (keyPath === undefined ? undefined : basename(keyPath).replace(/\.key$/, ''));
-    if (keyid === undefined) throw new UsageError("a PKCS#11 key needs --keyid: the trust store's name for it");
-    if (!KEYID.test(keyid)) throw new UsageError(`key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid`);
+    const key = await signingKeyOf(values);
+    const { keyid } = key;
     const addSignature = values['add-signature'] === true;
     const expires = optionalString(values, 'expires');
     const version = values.version === undefined ? undefined : integerFlag(values, 'version', 1);
     if (addSignature && (expires !== undefined || version !== undefined))
       throw new UsageError('--add-signature signs the index as it is: drop --expires and --version');
-    const signer = token === undefined ? new FileKeyProvider(await loadPrivateKey(keyPath!, (text) => out.warn(text))) : Pkcs11KeyProvider.open(token);
-    let signed;
-    try {
-      signed = await signRepositoryIndex(repoDir, signer, {
-        keyid,
-        addSignature,
-        ...(expires === undefined ? {} : { expires }),
-        ...(version === undefined ? {} : { version }),
-      });
-    } finally {
-      if (signer instanceof Pkcs11KeyProvider) signer.close();
-    }
+    const signed = await withSigner(
+      key,
+      (text) => out.warn(text),
+      (signer) =>
+        signRepositoryIndex(repoDir, signer, {
+          keyid,
+          addSignature,
+          ...(expires === undefined ? {} : { expires }),
+          ...(version === undefined ? {} : { version }),
+        }),
+    );
     out.success(
       `${addSignature ? 'signed' : 'wrote'} index version ${signed.version} of ${repoDir} (${signed.patches} patch${signed.patches === 1 ? '' : 'es'}, expires ${signed.expires}); signatures: ${signed.signatures.join(', ')}`,
       { ...signed },

@@ -1,14 +1,10 @@
-import { basename } from 'node:path';
 import { isPatchId } from '../../core/index.js';
-import { FileKeyProvider, Pkcs11KeyProvider } from '../../keys/index.js';
 import { signPatch } from '../../verification/index.js';
-import { optionalString, parseCommandArgs, requireString } from '../args.js';
+import { parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
-import { PKCS11_FLAGS, PKCS11_USAGE, pkcs11Options } from '../pkcs11-flags.js';
-import { loadPrivateKey } from '../private-key-file.js';
-
-const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+import { PKCS11_FLAGS, PKCS11_USAGE } from '../pkcs11-flags.js';
+import { signingKeyOf, withSigner } from '../signing-key.js';
 
 export const signCommand: Command = {
   name: 'sign',
@@ -33,19 +29,13 @@ the private key never leaves it.`,
     const repoDir = requireString(values, 'repo');
     const id = requireString(values, 'id');
     if (!isPatchId(id)) throw new UsageError(`--id ${JSON.stringify(id)} is not a valid patch id`);
-    const token = await pkcs11Options(values);
-    if (token !== undefined && values.key !== undefined) throw new UsageError('give --key or a PKCS#11 key, not both');
-    const keyPath = token === undefined ? requireString(values, 'key') : undefined;
-    const keyid = optionalString(values, 'keyid') ?? (keyPath === undefined ? undefined : basename(keyPath).replace(/\.key$/, ''));
-    if (keyid === undefined) throw new UsageError("a PKCS#11 key needs --keyid: the trust store's name for it");
-    if (!KEYID.test(keyid)) throw new UsageError(`key id ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]; pass --keyid`);
-    const signer = token === undefined ? new FileKeyProvider(await loadPrivateKey(keyPath!, (text) => out.warn(text))) : Pkcs11KeyProvider.open(token);
-    let signed;
-    try {
-      signed = await signPatch(repoDir, id, signer, { keyid });
-    } finally {
-      if (signer instanceof Pkcs11KeyProvider) signer.close();
-    }
+    const key = await signingKeyOf(values);
+    const { keyid } = key;
+    const signed = await withSigner(
+      key,
+      (text) => out.warn(text),
+      (signer) => signPatch(repoDir, id, signer, { keyid }),
+    );
     if (!signed.counts) {
       out.warn(`${keyid} is not among the manifest's signers (${signed.manifest.signers.join(', ')}); its signature will not count`);
     }
