@@ -4,11 +4,12 @@ import { latencyShare, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { startCpuBurners } from '../support/cpu-burners.js';
 import { signedPatch, world } from './fixtures.js';
 
-// A candidate that serves one call in twenty runs colder than a baseline that serves the rest:
-// between two of its calls the service's other work evicts its code and data from the CPU
-// caches. Timed at that share it reads 1.5-2× slower although its code is the baseline's,
-// and the judge, right about the timings, would roll back a good patch. Latency is therefore
-// timed only from a share where both sides run about as often.
+// A candidate that serves one call in twenty, or one in four, runs colder than a baseline that
+// serves the rest: between two of its calls the service's other work evicts its code and data
+// from the CPU caches. Timed at those shares it reads ×2.3 and ×1.4–1.7 slower although its
+// code is the baseline's, and the judge, right about the timings, would roll back a good patch
+// (this test did, at 25 %, in 2 of 4 runs beside a CPU burner). Latency is therefore timed
+// only from an even split, where both sides run equally often.
 
 /** The same code for both versions: a checksum of the input through the module's own 128 KiB table. */
 const SOURCE = `const table = new Int32Array(32768);
@@ -51,13 +52,13 @@ test(
       });
       await load;
       assert.equal(result.outcome, 'promoted', result.reason);
-      // Latency was judged, from the 25 % step on, and only there.
+      // Latency was judged, from the 50 % step on, and only there.
       const steps = w.events.filter((e) => e.type === 'CanaryStep').map((e) => e.detail as { ratio: number; latencySamples: number });
       assert.ok(
         steps.some((s) => s.latencySamples > 0),
         'latency was judged before promotion',
       );
-      for (const s of steps) if (s.ratio < 0.25) assert.equal(s.latencySamples, 0, `no latency sample at the ${s.ratio} step`);
+      for (const s of steps) if (s.ratio < 0.5) assert.equal(s.latencySamples, 0, `no latency sample at the ${s.ratio} step`);
       assert.ok(sink !== 0.5);
     } finally {
       await w.close();
@@ -66,9 +67,11 @@ test(
   },
 );
 
-test('latency is timed from the 25 % step, or from the last step below 1 when every step is smaller', () => {
-  assert.equal(latencyShare([0.004, 0.05, 0.25, 0.5]), 0.25);
+test('latency is timed from the 50 % step, or from the last step below 1 when every step is smaller', () => {
+  assert.equal(latencyShare([0.004, 0.05, 0.25, 0.5]), 0.5);
   assert.equal(latencyShare([0.01, 0.1]), 0.1);
-  assert.equal(latencyShare([0.5]), 0.25);
+  assert.equal(latencyShare([0.5]), 0.5);
+  assert.equal(latencyShare([0.1, 0.3, 0.6]), 0.5);
+  assert.equal(latencyShare([0.1, 0.3]), 0.3);
   assert.equal(latencyShare([1]), 1);
 });
