@@ -56,6 +56,7 @@ const INTEGRATION = new Map([
   ['test/integration/hostile-corpus.test', 'mkfifo, the hotpatch binary'],
   ['test/integration/openssl-interop.test', 'openssl, the hotpatch binary'],
   ['test/keys/pkcs11.test', 'softhsm2 (a token made by the test), openssl, the hotpatch binary'],
+  ['test/keys/pkcs11-recipient.test', 'softhsm2 (a token made by the test), openssl, the hotpatch binary'],
   ['test/observability/audit-crash.test', 'node child processes'],
   ['test/observability/audit-log-disk-full.test', 'mount (tmpfs, root)'],
   ['test/observability/history.test', 'agent-host child processes, the hotpatch binary'],

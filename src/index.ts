@@ -96,6 +96,7 @@ export {
   type EffectiveRule,
   type GenerateKeyPairOptions,
   type HashAlgorithm,
+  type DecryptionKey,
   type EncryptingPayload,
   type HashProvider,
   type Hasher,
@@ -146,7 +147,19 @@ export {
 
 export { SecurityGate, type SecurityPolicyConfig } from './security/index.js';
 
-export { FileKeyProvider, Pkcs11KeyProvider, RemoteKeyProvider, type KeyProvider, type Pkcs11KeyOptions, type RemoteKeyOptions } from './keys/index.js';
+export {
+  FileKeyProvider,
+  Pkcs11KeyProvider,
+  Pkcs11RecipientKey,
+  RemoteKeyProvider,
+  RemoteUnwrapProvider,
+  unwrapProviderOf,
+  type KeyProvider,
+  type Pkcs11KeyOptions,
+  type RemoteKeyOptions,
+  type RemoteUnwrapOptions,
+  type UnwrapKeyProvider,
+} from './keys/index.js';
 
 export {
   FileSystemRepository,

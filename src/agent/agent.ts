@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
-import { chmod, lstat, mkdir, stat, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
-import { importRecipientPrivateKey, type RecipientPrivateKey } from '../crypto-agile/index.js';
+import { openDecryptionKeys, type AgentDecryptionKey } from './decryption-keys.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
@@ -19,6 +19,7 @@ import { lockStateDir } from './state-lock.js';
 import { readAgentTokens, type HttpTokenOption } from './token.js';
 
 export type { HttpTokenOption } from './token.js';
+export type { AgentDecryptionKey } from './decryption-keys.js';
 export type { AgentFleet, AgentFleetOptions } from './fleet-join.js';
 
 export interface AgentOptions {
@@ -27,10 +28,12 @@ export interface AgentOptions {
   /** The host's runtime with its targets declared; default: a new one on `stateDir`. */
   runtime?: HotPatchRuntime;
   /**
-   * Recipient private key files (PEM, 0600) the agent decrypts encrypted payloads with, for the
-   * runtime it creates (a host passing its own `runtime` gives them to its DynamicInstaller).
+   * The keys the agent decrypts encrypted payloads with, for the runtime it creates (a host
+   * passing its own `runtime` gives them to its DynamicInstaller): recipient private key files
+   * (PEM, 0600), keys on a PKCS#11 token (`{pkcs11: {module, token, keyLabel, pinFile}}`, the PIN
+   * file 0600; the session closes with the agent), or providers (a remote KMS: `RemoteUnwrapProvider`).
    */
-  decryptionKeys?: readonly string[];
+  decryptionKeys?: readonly AgentDecryptionKey[];
   registries?: Registries;
   /** Unix socket of the admin endpoint (default `<stateDir>/agent.sock`, mode 0600). */
   socketPath?: string;
@@ -104,14 +107,20 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   if (options.runtime !== undefined && options.decryptionKeys !== undefined) {
     throw new HotPatchError('INVALID', "decryptionKeys are for the runtime the agent creates: give them to your runtime's DynamicInstaller");
   }
-  const decryptionKeys = await readDecryptionKeys(options.decryptionKeys ?? []);
-  const runtime = options.runtime ?? new HotPatchRuntime({ stateDir, installer: new DynamicInstaller(stateDir, { decryptionKeys }) });
-  if (runtime.stateDir === undefined || runtime.installer === undefined) {
-    throw new HotPatchError('INVALID', 'the agent needs a runtime created with stateDir and installer');
-  }
-
   // Everything opened so far, undone in reverse if the start fails halfway.
   const undo: (() => Promise<void> | void)[] = [];
+  let runtime: HotPatchRuntime;
+  try {
+    const decryptionKeys = await openDecryptionKeys(options.decryptionKeys ?? [], undo);
+    runtime = options.runtime ?? new HotPatchRuntime({ stateDir, installer: new DynamicInstaller(stateDir, { decryptionKeys }) });
+    if (runtime.stateDir === undefined || runtime.installer === undefined) {
+      throw new HotPatchError('INVALID', 'the agent needs a runtime created with stateDir and installer');
+    }
+  } catch (error) {
+    await undoAll(undo, error);
+    throw error;
+  }
+
   try {
     // Check the options and claim first — tokens, the state directory, the listening address —
     // and only then touch any state: a refused start must not restore, journal or audit anything.
@@ -350,20 +359,4 @@ function plannerLimits(options: AgentOptions): Pick<PlannerOptions, 'maxApplyCra
     if (options[key] !== undefined) out[key] = positiveInteger(options[key], key);
   }
   return out;
-}
-
-/** Recipient private keys from PEM files (bounded reads; a file others may read is refused: it holds a secret). */
-async function readDecryptionKeys(files: readonly string[]): Promise<RecipientPrivateKey[]> {
-  const keys: RecipientPrivateKey[] = [];
-  for (const file of files) {
-    const mode = (
-      await stat(file).catch((cause: unknown) => {
-        throw new HotPatchError('NOT_FOUND', `decryption key ${file} cannot be read`, { cause });
-      })
-    ).mode;
-    if ((mode & 0o077) !== 0)
-      throw new HotPatchError('INVALID', `decryption key ${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): make it 0600`);
-    keys.push(importRecipientPrivateKey(new TextDecoder().decode(await readFileBounded(file, 64 * 1024, { noFollow: false, what: 'decryption key' }))));
-  }
-  return keys;
 }

@@ -1,6 +1,6 @@
-import { stat } from 'node:fs/promises';
+import { HotPatchError } from '../core/index.js';
 import type { Pkcs11KeyOptions } from '../keys/index.js';
-import { readFileBounded } from '../repo/index.js';
+import { readPinFile } from '../keys/pin-file.js';
 import { optionalString } from './args.js';
 import { UsageError } from './cli-error.js';
 
@@ -32,14 +32,13 @@ export async function pkcs11Options(values: Record<string, unknown>): Promise<Pk
     return v;
   };
   const pinFile = need('pin-file');
-  const mode = await stat(pinFile).then(
-    (s) => s.mode,
-    () => {
-      throw new UsageError(`--pin-file ${pinFile} cannot be read`);
-    },
-  );
-  if ((mode & 0o077) !== 0) throw new UsageError(`--pin-file ${pinFile} is readable by group or others (mode ${(mode & 0o777).toString(8)}): make it 0600`);
-  const pin = new TextDecoder().decode(await readFileBounded(pinFile, 4096, { noFollow: false, what: 'PIN file' })).replace(/\r?\n$/, '');
-  if (pin.length === 0) throw new UsageError(`--pin-file ${pinFile} is empty`);
+  let pin: string;
+  try {
+    pin = await readPinFile(pinFile);
+  } catch (error) {
+    if (error instanceof HotPatchError)
+      throw new UsageError(`--pin-file: ${error.message}`, error.code === 'NOT_FOUND' ? 'INVALID' : error.code, { cause: error });
+    throw error;
+  }
   return { module, token: need('token'), keyLabel: need('key-label'), pin };
 }

@@ -24,17 +24,25 @@ export interface ManifestEncryption {
 export interface ManifestRecipient {
   kid: string;
   alg: 'x25519-hkdf-sha256' | 'rsa-oaep-sha256' | 'ml-kem-768';
-  /** base64 of the wrapped data key. */
+  /** base64 of the data key sealed under the key derived from the recipient's secret (48 bytes). */
   wrapped: string;
   /** X25519: base64 of the ephemeral public key (32 bytes). */
   epk?: string;
+  /** RSA-OAEP-SHA256: base64 of the encrypted 32-byte secret (the modulus's size: 256 to 1024 bytes). */
+  rsa_ct?: string;
   /** ML-KEM-768: base64 of the encapsulation (1088 bytes). */
   kem_ct?: string;
 }
 
 const FIELDS = new Set(['cipher', 'chunk_size', 'nonce_prefix', 'plaintext_size', 'plaintext_mac', 'recipients']);
-const RECIPIENT_FIELDS = new Set(['kid', 'alg', 'wrapped', 'epk', 'kem_ct']);
+const RECIPIENT_FIELDS = new Set(['kid', 'alg', 'wrapped', 'epk', 'rsa_ct', 'kem_ct']);
 const ALGS = ['x25519-hkdf-sha256', 'rsa-oaep-sha256', 'ml-kem-768'] as const;
+/** Each algorithm's encapsulation field and its size in bytes (RSA: 2048- to 8192-bit moduli). */
+const ENCAPSULATIONS = [
+  ['epk', 'x25519-hkdf-sha256', 32, 32],
+  ['rsa_ct', 'rsa-oaep-sha256', 256, 1024],
+  ['kem_ct', 'ml-kem-768', 1088, 1088],
+] as const;
 const KID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const MAX_RECIPIENTS = 64;
 
@@ -74,11 +82,12 @@ export function parseManifestEncryption(value: unknown, payloadSize: number): Ma
     if (kids.has(r.kid)) throw new HotPatchError('INVALID', `${field}.kid ${r.kid} is listed twice`);
     kids.add(r.kid);
     const alg = oneOf(r.alg, ALGS, `${field}.alg`);
-    const out: ManifestRecipient = { kid: r.kid, alg, wrapped: base64Text(r.wrapped, `${field}.wrapped`, 16, 1024) };
-    if (alg === 'x25519-hkdf-sha256') out.epk = base64Text(r.epk, `${field}.epk`, 32, 32);
-    else if (r.epk !== undefined) throw new HotPatchError('INVALID', `${field}.epk belongs to x25519-hkdf-sha256 only`);
-    if (alg === 'ml-kem-768') out.kem_ct = base64Text(r.kem_ct, `${field}.kem_ct`, 1088, 1088);
-    else if (r.kem_ct !== undefined) throw new HotPatchError('INVALID', `${field}.kem_ct belongs to ml-kem-768 only`);
+    // Every size is pinned: 32 key bytes and a tag wrapped; each algorithm's encapsulation its own size.
+    const out: ManifestRecipient = { kid: r.kid, alg, wrapped: base64Text(r.wrapped, `${field}.wrapped`, 48, 48) };
+    for (const [name, owner, min, max] of ENCAPSULATIONS) {
+      if (alg === owner) out[name] = base64Text(r[name], `${field}.${name}`, min, max);
+      else if (r[name] !== undefined) throw new HotPatchError('INVALID', `${field}.${name} belongs to ${owner} only`);
+    }
     return out;
   });
   return {

@@ -21,6 +21,8 @@ export {
   DEFAULT_CHUNK_SIZE as DEFAULT_ENCRYPTION_CHUNK_SIZE,
   decryptPayload,
   encryptPayload,
+  type DecryptionKey,
   type EncryptingPayload,
   type PayloadRecipient,
 } from './payload-encryption.js';
+export { unwrapProviderOf, type UnwrapKeyProvider } from './key-wrap.js';

@@ -1,11 +1,14 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual, type Hmac } from 'node:crypto';
 import { HotPatchError, decodeBase64, encodeBase64, type ManifestEncryption, type ManifestRecipient } from '../core/index.js';
-import { DATA_KEY_LENGTH, unwrapDataKey, wrapDataKey, type WrappedKey } from './key-wrap.js';
+import { DATA_KEY_LENGTH, unwrapDataKey, unwrapProviderOf, wrapDataKey, type UnwrapKeyProvider, type WrappedKey } from './key-wrap.js';
 import { NONCE_PREFIX_LENGTH, PAYLOAD_CIPHER, decryptChunks, encryptChunks, type PayloadCipherParams } from './payload-cipher.js';
 import type { RecipientPrivateKey, RecipientPublicKey } from './recipient-keys.js';
 
 /** 1 MiB chunks: a tag per MiB, and a chunk is all a decrypting reader holds. */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+
+/** A key that decrypts payloads: a recipient private key in this process, or one on a token or in a KMS. */
+export type DecryptionKey = RecipientPrivateKey | UnwrapKeyProvider;
 
 /** One recipient of a payload: its key, and the id it is named by in the manifest. */
 export interface PayloadRecipient {
@@ -94,11 +97,12 @@ export function encryptPayload(
 export async function* decryptPayload(
   encryption: ManifestEncryption,
   patchId: string,
-  key: RecipientPrivateKey | readonly RecipientPrivateKey[],
+  key: DecryptionKey | readonly DecryptionKey[],
   ciphertext: AsyncIterable<Uint8Array>,
   kid?: string,
 ): AsyncGenerator<Uint8Array> {
-  const dataKey = unwrapWithAny(encryption, patchId, Array.isArray(key) ? key : [key as RecipientPrivateKey], kid);
+  const keys = (Array.isArray(key) ? (key as readonly DecryptionKey[]) : [key as DecryptionKey]).map(unwrapProviderOf);
+  const dataKey = await unwrapWithAny(encryption, patchId, keys, kid);
   const params: PayloadCipherParams = {
     patchId,
     chunkSize: encryption.chunk_size,
@@ -135,17 +139,22 @@ function plaintextMac(dataKey: Uint8Array, patchId: string): Hmac {
 }
 
 /** Whether decrypting `encryption` could use `key` (an entry of its algorithm, or the one named `kid`). */
-export function recipientEntries(encryption: ManifestEncryption, key: RecipientPrivateKey, kid?: string): ManifestRecipient[] {
-  return encryption.recipients.filter((r) => (kid === undefined ? r.alg === key.alg : r.kid === kid));
+export function recipientEntries(encryption: ManifestEncryption, key: UnwrapKeyProvider, kid?: string): ManifestRecipient[] {
+  return encryption.recipients.filter((r) => (kid === undefined ? r.alg === key.recipientKey.alg : r.kid === kid));
 }
 
 /** The data key, from the first of `keys` that unwraps an entry (the last failure when none does). */
-function unwrapWithAny(encryption: ManifestEncryption, patchId: string, keys: readonly RecipientPrivateKey[], kid: string | undefined): Uint8Array {
+async function unwrapWithAny(
+  encryption: ManifestEncryption,
+  patchId: string,
+  keys: readonly UnwrapKeyProvider[],
+  kid: string | undefined,
+): Promise<Uint8Array> {
   if (keys.length === 0) throw new HotPatchError('DECRYPT_FAILED', `${patchId} is encrypted and no decryption key is configured`);
   let last: unknown;
   for (const key of keys) {
     try {
-      return unwrapAny(encryption, patchId, key, kid);
+      return await unwrapAny(encryption, patchId, key, kid);
     } catch (error) {
       last = error;
     }
@@ -153,20 +162,20 @@ function unwrapWithAny(encryption: ManifestEncryption, patchId: string, keys: re
   throw last;
 }
 
-function unwrapAny(encryption: ManifestEncryption, patchId: string, key: RecipientPrivateKey, kid: string | undefined): Uint8Array {
+async function unwrapAny(encryption: ManifestEncryption, patchId: string, key: UnwrapKeyProvider, kid: string | undefined): Promise<Uint8Array> {
   const entries = recipientEntries(encryption, key, kid);
   if (entries.length === 0) {
     throw new HotPatchError(
       'DECRYPT_FAILED',
       kid === undefined
-        ? `${patchId} is encrypted to no ${key.alg} key (its recipients: ${encryption.recipients.map((r) => r.kid).join(', ')})`
+        ? `${patchId} is encrypted to no ${key.recipientKey.alg} key (its recipients: ${encryption.recipients.map((r) => r.kid).join(', ')})`
         : `${patchId} is not encrypted to ${kid} (its recipients: ${encryption.recipients.map((r) => r.kid).join(', ')})`,
     );
   }
   let last: unknown;
   for (const entry of entries) {
     try {
-      return unwrapDataKey(wrappedKeyOf(entry), key, patchId);
+      return await unwrapDataKey(wrappedKeyOf(entry), key, patchId);
     } catch (error) {
       last = error;
     }
@@ -174,22 +183,14 @@ function unwrapAny(encryption: ManifestEncryption, patchId: string, key: Recipie
   throw last;
 }
 
+/** The manifest names each algorithm's encapsulation after what it is. */
+const ENCAPSULATION_FIELD = { 'x25519-hkdf-sha256': 'epk', 'rsa-oaep-sha256': 'rsa_ct', 'ml-kem-768': 'kem_ct' } as const;
+
 function manifestRecipient(w: WrappedKey): ManifestRecipient {
-  return {
-    kid: w.kid,
-    alg: w.alg,
-    wrapped: encodeBase64(w.wrapped),
-    ...(w.epk === undefined ? {} : { epk: encodeBase64(w.epk) }),
-    ...(w.kemCiphertext === undefined ? {} : { kem_ct: encodeBase64(w.kemCiphertext) }),
-  };
+  return { kid: w.kid, alg: w.alg, wrapped: encodeBase64(w.wrapped), [ENCAPSULATION_FIELD[w.alg]]: encodeBase64(w.encapsulation) };
 }
 
 function wrappedKeyOf(r: ManifestRecipient): WrappedKey {
-  return {
-    kid: r.kid,
-    alg: r.alg,
-    wrapped: decodeBase64(r.wrapped, 'recipient wrapped'),
-    ...(r.epk === undefined ? {} : { epk: decodeBase64(r.epk, 'recipient epk') }),
-    ...(r.kem_ct === undefined ? {} : { kemCiphertext: decodeBase64(r.kem_ct, 'recipient kem_ct') }),
-  };
+  const field = ENCAPSULATION_FIELD[r.alg];
+  return { kid: r.kid, alg: r.alg, wrapped: decodeBase64(r.wrapped, 'recipient wrapped'), encapsulation: decodeBase64(r[field], `recipient ${field}`) };
 }

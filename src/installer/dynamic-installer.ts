@@ -10,7 +10,7 @@ import {
   type PatchInstaller,
   type PayloadType,
 } from '../core/index.js';
-import { RecipientPrivateKey } from '../crypto-agile/index.js';
+import { unwrapProviderOf, type UnwrapKeyProvider } from '../crypto-agile/index.js';
 import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
 import { loadIsolated, resolveIsolation } from './isolate/index.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
@@ -46,7 +46,7 @@ export class DynamicInstaller implements PatchInstaller {
   readonly stagingDir: string;
   readonly maxLiveVersionsPerTarget: number;
   readonly #live = new Map<string, LiveVersions>();
-  readonly #decryptionKeys: readonly RecipientPrivateKey[];
+  readonly #decryptionKeys: readonly UnwrapKeyProvider[];
 
   constructor(stageDir: string, options: DynamicInstallerOptions = {}) {
     if (typeof stageDir !== 'string' || stageDir.length === 0 || stageDir.includes('\0')) {
@@ -62,10 +62,10 @@ export class DynamicInstaller implements PatchInstaller {
     this.stagingDir = path.join(path.resolve(stageDir), 'staging');
     this.maxLiveVersionsPerTarget = cap;
     const keys = options.decryptionKeys ?? [];
-    if (!Array.isArray(keys) || !keys.every((k) => k instanceof RecipientPrivateKey)) {
-      throw new HotPatchError('INVALID', 'options.decryptionKeys must be a list of recipient private keys (importRecipientPrivateKey)');
+    if (!Array.isArray(keys)) {
+      throw new HotPatchError('INVALID', 'options.decryptionKeys must be a list of recipient private keys (importRecipientPrivateKey) or unwrap providers');
     }
-    this.#decryptionKeys = [...keys];
+    this.#decryptionKeys = keys.map(unwrapProviderOf);
   }
 
   /**

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { describe, errnoOf, HotPatchError, messageOf, PAYLOAD_TYPES, type Manifest, type ManifestFacts, type PayloadType } from '../core/index.js';
-import { decryptPayload, hashProvider, timingSafeEqualBytes, type RecipientPrivateKey } from '../crypto-agile/index.js';
+import { decryptPayload, hashProvider, timingSafeEqualBytes, type DecryptionKey } from '../crypto-agile/index.js';
 import { concatBytes, fileError, fsyncDirectory, openRegularFile, readFileChunks, throwIfAborted, withCleanupFailure, writeFileAtomic } from '../repo/index.js';
 import { checkedPayload } from './checked-payload.js';
 import type { StagedPayload } from './types.js';
@@ -149,7 +149,7 @@ export async function stagePayload(
   facts: ManifestFacts,
   payload: Uint8Array | AsyncIterable<Uint8Array>,
   signal: AbortSignal | undefined,
-  decryptionKeys: readonly RecipientPrivateKey[] = [],
+  decryptionKeys: readonly DecryptionKey[] = [],
 ): Promise<StagedPayload> {
   // step 1
   checkStageArguments(manifest, facts, payload, signal);

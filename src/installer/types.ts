@@ -3,7 +3,7 @@
  * structural WebAssembly types) live in core, beside `PatchInstaller`, so that the runtime and
  * the Planner can name them without depending on this module's implementation.
  */
-import type { RecipientPrivateKey } from '../crypto-agile/index.js';
+import type { DecryptionKey } from '../crypto-agile/index.js';
 export type {
   IsolateHandle,
   IsolationLimits,
@@ -31,5 +31,5 @@ export interface DynamicInstallerOptions {
    * staging tries each until one unwraps the payload's data key. None: an encrypted payload is
    * DECRYPT_FAILED and nothing is staged.
    */
-  decryptionKeys?: readonly RecipientPrivateKey[];
+  decryptionKeys?: readonly DecryptionKey[];
 }

@@ -16,7 +16,7 @@ import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import type { Output } from '../output.js';
 import { PKCS11_FLAGS, PKCS11_USAGE, pkcs11Options } from '../pkcs11-flags.js';
-import { Pkcs11KeyProvider, type Pkcs11KeyOptions } from '../../keys/index.js';
+import { Pkcs11KeyProvider, Pkcs11RecipientKey, type Pkcs11KeyOptions } from '../../keys/index.js';
 
 const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
@@ -32,9 +32,10 @@ public key (and for a signing key its trust-store entry) is. ALG is a signing
 algorithm (${SIGNATURE_ALGORITHMS.join(', ')}) or a recipient one
 (${RECIPIENT_ALGORITHMS.join(', ')}): payloads are encrypted to a recipient's .pub
 (hotpatch pack --encrypt-to) and an agent decrypts with its .key. With
---pkcs11-module the key pair is made on the PKCS#11 token (ecdsa-p256-sha256,
-rsa-pss-sha256 or ed25519; the private key sensitive, never extractable) and its
-public key and trust-store entry printed (under --name, default the key label).`,
+--pkcs11-module the key pair is made on the PKCS#11 token (signing: ecdsa-p256-sha256,
+rsa-pss-sha256 or ed25519; recipient: rsa-oaep-sha256, for decryption only; the
+private key sensitive, never extractable) and its public key (and a signing key's
+trust-store entry, under --name, default the key label) printed.`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       alg: { type: 'string' },
@@ -91,28 +92,39 @@ public key and trust-store entry printed (under --name, default the key label).`
   },
 };
 
-/** `keygen --pkcs11-…`: the key pair made on the token; its public key and trust entry printed. */
+/** `keygen --pkcs11-…`: the key pair made on the token; its public key (and a signing key's trust entry) printed. */
 function onToken(token: Pkcs11KeyOptions, alg: string, keyid: string, out: Output): number {
-  if (!isSignatureAlgorithm(alg) || alg === 'ml-dsa-65')
-    throw new UsageError(`a token key is ecdsa-p256-sha256, rsa-pss-sha256 or ed25519, got ${JSON.stringify(alg)}`);
   if (!KEYID.test(keyid)) throw new UsageError(`--name ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]`);
+  if (alg === 'rsa-oaep-sha256') {
+    const recipient = Pkcs11RecipientKey.generate(token, alg);
+    try {
+      return printTokenKey(out, token, alg, keyid, recipient.recipientKey.toPem(), recipient.recipientKey.fingerprint, false);
+    } finally {
+      recipient.close();
+    }
+  }
+  if (!isSignatureAlgorithm(alg) || alg === 'ml-dsa-65')
+    throw new UsageError(`a token key is ecdsa-p256-sha256, rsa-pss-sha256 or ed25519 (signing), or rsa-oaep-sha256 (recipient), got ${JSON.stringify(alg)}`);
   const provider = Pkcs11KeyProvider.generate(token, alg);
   try {
-    const pem = provider.publicKey.toPem();
-    out.line(`created on token ${token.token}: key pair ${token.keyLabel} (${alg}); the private key never leaves the token`);
-    out.line(`fingerprint: sha256:${provider.publicKey.fingerprint}`);
-    out.line(pem.trimEnd());
-    out.success(`created ${alg} key ${token.keyLabel} on token ${token.token}`, {
-      keyid,
-      alg,
-      token: token.token,
-      key_label: token.keyLabel,
-      fingerprint: `sha256:${provider.publicKey.fingerprint}`,
-      public_key: pem,
-      trust_entry: { [keyid]: { alg, public_key: pem } },
-    });
-    return EXIT_OK;
+    return printTokenKey(out, token, alg, keyid, provider.publicKey.toPem(), provider.publicKey.fingerprint, true);
   } finally {
     provider.close();
   }
+}
+
+function printTokenKey(out: Output, token: Pkcs11KeyOptions, alg: string, keyid: string, pem: string, fingerprint: string, signing: boolean): number {
+  out.line(`created on token ${token.token}: key pair ${token.keyLabel} (${alg}); the private key never leaves the token`);
+  out.line(`fingerprint: sha256:${fingerprint}`);
+  out.line(pem.trimEnd());
+  out.success(`created ${alg} key ${token.keyLabel} on token ${token.token}`, {
+    keyid,
+    alg,
+    token: token.token,
+    key_label: token.keyLabel,
+    fingerprint: `sha256:${fingerprint}`,
+    public_key: pem,
+    ...(signing ? { trust_entry: { [keyid]: { alg, public_key: pem } } } : {}),
+  });
+  return EXIT_OK;
 }

@@ -1,0 +1,140 @@
+import { createPublicKey } from 'node:crypto';
+import { HotPatchError, messageOf } from '../core/index.js';
+import { importRecipientPublicKey, type RecipientAlgorithm, type RecipientPublicKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
+import type * as Pkcs11js from 'pkcs11js';
+import { oaepDecodeSha256 } from './oaep-decode.js';
+import {
+  checkKeyUse,
+  closeSession,
+  findKeyPair,
+  generateKeyPairOnToken,
+  keyTypeOf,
+  rsaJwk,
+  rsaTemplate,
+  withSession,
+  type Pkcs11KeyOptions,
+  type Pkcs11Session,
+} from './pkcs11-session.js';
+
+const CKM_RSA_PKCS_KEY_PAIR_GEN = 0x0;
+const CKM_RSA_X_509 = 0x3;
+const CKZ_DATA_SPECIFIED = 0x1;
+/** The token said it has no such mechanism, or not with these parameters (not: the data is wrong). */
+const MECHANISM_REFUSED = /CKR_MECHANISM_INVALID|CKR_MECHANISM_PARAM_INVALID|CKR_ARGUMENTS_BAD|CKR_FUNCTION_NOT_SUPPORTED/;
+
+/**
+ * A payload recipient key on a PKCS#11 token (README "Keys in hardware and KMS"): RSA-OAEP-SHA256,
+ * made on the token sensitive, not extractable and only for decryption; `unwrap` decrypts a
+ * wrapped key's 32-byte secret on the token. CKM_RSA_PKCS_OAEP with SHA-256 where the token has
+ * it; a token whose OAEP is SHA-1 only (SoftHSM2 2.6) decrypts raw (CKM_RSA_X_509) and the OAEP
+ * padding is removed here — the private key never leaves the token either way.
+ */
+export class Pkcs11RecipientKey implements UnwrapKeyProvider {
+  readonly name: string;
+  readonly recipientKey: RecipientPublicKey;
+  readonly #s: Pkcs11Session;
+  readonly #key: Buffer;
+  readonly #library: string;
+  readonly #modulusBytes: number;
+  /** The token's OAEP refused SHA-256: raw RSA from then on. */
+  #raw = false;
+  #closed = false;
+
+  private constructor(options: Pkcs11KeyOptions, s: Pkcs11Session, key: Buffer, recipientKey: RecipientPublicKey, modulusBytes: number) {
+    this.name = `pkcs11:${options.token}/${options.keyLabel}`;
+    this.#library = options.module;
+    this.#s = s;
+    this.#key = key;
+    this.recipientKey = recipientKey;
+    this.#modulusBytes = modulusBytes;
+  }
+
+  /**
+   * Opens a session on the token and finds the key pair labelled `keyLabel`. NOT_FOUND: no such
+   * token or key; UNAUTHENTICATED: a wrong PIN; INVALID: a key that can leave the token, or one
+   * not made for decryption; ALGORITHM_DISALLOWED: not an RSA key of at least 2048 bits.
+   */
+  static open(options: Pkcs11KeyOptions): Pkcs11RecipientKey {
+    return withSession(
+      options,
+      (s) => {
+        const { key, pub } = findKeyPair(s, options);
+        checkKeyUse(s, key, options, 'decrypt');
+        if (keyTypeOf(s, pub) !== s.api.CKK_RSA) {
+          throw new HotPatchError(
+            'ALGORITHM_DISALLOWED',
+            `the key ${options.keyLabel} on token ${options.token} is not an RSA key (recipient keys on a token: rsa-oaep-sha256)`,
+          );
+        }
+        const jwk = rsaJwk(s, pub);
+        const recipientKey = importRecipientPublicKey(createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string);
+        const modulusBytes = Buffer.from(jwk.n, 'base64url').length;
+        return new Pkcs11RecipientKey(options, s, key, recipientKey, modulusBytes);
+      },
+      true,
+    );
+  }
+
+  /** Creates an RSA-3072 decryption key pair on the token (`hotpatch keygen --alg rsa-oaep-sha256 --pkcs11-…`). */
+  static generate(options: Pkcs11KeyOptions, alg: RecipientAlgorithm = 'rsa-oaep-sha256'): Pkcs11RecipientKey {
+    if (alg !== 'rsa-oaep-sha256') {
+      throw new HotPatchError(
+        'ALGORITHM_DISALLOWED',
+        `${alg} recipient keys cannot be made on a PKCS#11 token (rsa-oaep-sha256; X25519 and ML-KEM-768 keys are files)`,
+      );
+    }
+    generateKeyPairOnToken(options, alg, CKM_RSA_PKCS_KEY_PAIR_GEN, rsaTemplate, 'decrypt');
+    return Pkcs11RecipientKey.open(options);
+  }
+
+  get alg(): RecipientAlgorithm {
+    return this.recipientKey.alg;
+  }
+
+  /** RSA-OAEP-SHA256 decryption of `encapsulation` on the token. DECRYPT_FAILED: not a block for this key. */
+  async unwrap(encapsulation: Uint8Array): Promise<Uint8Array> {
+    if (this.#closed) throw new HotPatchError('INVALID', `${this.name} is closed`);
+    const refused = (cause?: unknown): HotPatchError =>
+      new HotPatchError('DECRYPT_FAILED', `${this.name}: the wrapped secret does not decrypt with this key`, cause === undefined ? {} : { cause });
+    if (encapsulation.length !== this.#modulusBytes) throw refused();
+    if (!this.#raw) {
+      const api = this.#s.api;
+      const parameter: Pkcs11js.RsaOAEP = { type: api.CK_PARAMS_RSA_OAEP, hashAlg: api.CKM_SHA256, mgf: api.CKG_MGF1_SHA256, source: CKZ_DATA_SPECIFIED };
+      try {
+        return this.#decrypt({ mechanism: api.CKM_RSA_PKCS_OAEP, parameter }, encapsulation);
+      } catch (cause) {
+        if (!MECHANISM_REFUSED.test(messageOf(cause))) throw this.#tokenError(cause, refused);
+        this.#raw = true;
+      }
+    }
+    let em: Uint8Array;
+    try {
+      em = this.#decrypt({ mechanism: CKM_RSA_X_509 }, encapsulation);
+    } catch (cause) {
+      throw this.#tokenError(cause, refused);
+    }
+    const secret = oaepDecodeSha256(em, this.#modulusBytes);
+    em.fill(0);
+    if (secret === undefined) throw refused();
+    return secret;
+  }
+
+  /** Closes the session; the library is finalised when its last user closes. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeSession(this.#s, this.#library);
+  }
+
+  #decrypt(mechanism: Pkcs11js.Mechanism, data: Uint8Array): Uint8Array {
+    const { module, session } = this.#s;
+    module.C_DecryptInit(session, mechanism, this.#key);
+    return new Uint8Array(module.C_Decrypt(session, Buffer.from(data), Buffer.alloc(this.#modulusBytes)));
+  }
+
+  /** A block the key refuses is DECRYPT_FAILED; anything else (the token gone, logged out) is IO. */
+  #tokenError(cause: unknown, refused: (cause?: unknown) => HotPatchError): HotPatchError {
+    if (/CKR_ENCRYPTED_DATA_INVALID|CKR_ENCRYPTED_DATA_LEN_RANGE|CKR_DATA_INVALID/.test(messageOf(cause))) return refused(cause);
+    return new HotPatchError('IO', `${this.name}: the token refused to decrypt: ${messageOf(cause)}`, { cause });
+  }
+}
