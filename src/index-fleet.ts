@@ -28,6 +28,7 @@ export {
   proposalIdOf,
   setConsensus,
   signVote,
+  signVoteWith,
   type ApprovalResult,
   type ApproverKey,
   type ApproversDocument,

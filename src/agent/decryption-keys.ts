@@ -1,8 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { HotPatchError, asObject, isPlainObject, rejectUnknownFields } from '../core/index.js';
 import { importRecipientPrivateKey, unwrapProviderOf, type DecryptionKey, type RecipientPrivateKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
-import { Pkcs11RecipientKey } from '../keys/index.js';
-import { readPinFile } from '../keys/pin-file.js';
+import { Pkcs11RecipientKey, readPinFile } from '../keys/index.js';
 import { readFileBounded } from '../repo/index.js';
 
 /** A decryption key of the agent: a PEM file, a key on a PKCS#11 token, or a provider. */

@@ -1,6 +1,5 @@
 import { HotPatchError } from '../core/index.js';
-import type { Pkcs11KeyOptions } from '../keys/index.js';
-import { readPinFile } from '../keys/pin-file.js';
+import { readPinFile, type Pkcs11KeyOptions } from '../keys/index.js';
 import { optionalString } from './args.js';
 import { UsageError } from './cli-error.js';
 

@@ -88,7 +88,9 @@ export function wrapDataKey(dataKey: Uint8Array, recipient: RecipientPublicKey, 
   const info = bindingOf(patchId, kid);
   const kek = Buffer.from(hkdfSync('sha256', secret, saltOf(recipient.alg, encapsulation, recipient), info, 32));
   secret.fill(0);
-  return { kid, alg: recipient.alg, wrapped: seal(kek, dataKey, info), encapsulation };
+  const wrapped = seal(kek, dataKey, info);
+  kek.fill(0);
+  return { kid, alg: recipient.alg, wrapped, encapsulation };
 }
 
 /**
@@ -115,12 +117,14 @@ export async function unwrapDataKey(entry: WrappedKey, key: UnwrapKeyProvider, p
   if (!(secret instanceof Uint8Array) || secret.length !== SECRET_LENGTH || secret.every((b) => b === 0)) throw refused();
   const info = bindingOf(patchId, entry.kid);
   let dataKey: Uint8Array;
+  const kek = Buffer.from(hkdfSync('sha256', secret, saltOf(alg, entry.encapsulation, key.recipientKey), info, 32));
+  secret.fill(0);
   try {
-    dataKey = open(Buffer.from(hkdfSync('sha256', secret, saltOf(alg, entry.encapsulation, key.recipientKey), info, 32)), entry.wrapped, info);
+    dataKey = open(kek, entry.wrapped, info);
   } catch (error) {
     throw refused(error);
   } finally {
-    secret.fill(0);
+    kek.fill(0);
   }
   if (dataKey.length !== DATA_KEY_LENGTH) throw refused();
   return dataKey;
@@ -145,7 +149,10 @@ function decapsulate(key: RecipientPrivateKey, encapsulation: Uint8Array): Promi
       return Promise.resolve(ml_kem768.decapsulate(encapsulation, m.secretKey));
     }
     if (key.alg === 'rsa-oaep-sha256') {
-      return Promise.resolve(new Uint8Array(privateDecrypt({ key: m.key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, encapsulation)));
+      const secret = privateDecrypt({ key: m.key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, encapsulation);
+      const copy = new Uint8Array(secret);
+      secret.fill(0);
+      return Promise.resolve(copy);
     }
     if (encapsulation.length !== 32) throw new Error(`an X25519 ephemeral key is 32 bytes, got ${encapsulation.length}`);
     const epk = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(encapsulation).toString('base64url') }, format: 'jwk' });
@@ -171,5 +178,13 @@ function open(kek: Buffer, sealed: Uint8Array, aad: Buffer): Uint8Array {
   const decipher = createDecipheriv('aes-256-gcm', kek, ZERO_NONCE);
   decipher.setAAD(aad);
   decipher.setAuthTag(sealed.subarray(sealed.length - 16));
-  return new Uint8Array(Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - 16)), decipher.final()]));
+  // Into a buffer of its own, the pieces zeroed: Buffer.concat would leave the key in Node's shared pool.
+  const body = decipher.update(sealed.subarray(0, sealed.length - 16));
+  const tail = decipher.final();
+  const out = new Uint8Array(body.length + tail.length);
+  out.set(body);
+  out.set(tail, body.length);
+  body.fill(0);
+  tail.fill(0);
+  return out;
 }

@@ -143,7 +143,11 @@ export function recipientEntries(encryption: ManifestEncryption, key: UnwrapKeyP
   return encryption.recipients.filter((r) => (kid === undefined ? r.alg === key.recipientKey.alg : r.kid === kid));
 }
 
-/** The data key, from the first of `keys` that unwraps an entry (the last failure when none does). */
+/**
+ * The data key, from the first of `keys` that unwraps an entry. When none does, a key that could
+ * not be asked (a token or KMS: UNAUTHENTICATED, IO) is what is reported, before any "does not
+ * unwrap": the operator has a token or a KMS to fix, not a wrong key.
+ */
 async function unwrapWithAny(
   encryption: ManifestEncryption,
   patchId: string,
@@ -151,15 +155,19 @@ async function unwrapWithAny(
   kid: string | undefined,
 ): Promise<Uint8Array> {
   if (keys.length === 0) throw new HotPatchError('DECRYPT_FAILED', `${patchId} is encrypted and no decryption key is configured`);
-  let last: unknown;
+  const failures: unknown[] = [];
   for (const key of keys) {
     try {
       return await unwrapAny(encryption, patchId, key, kid);
     } catch (error) {
-      last = error;
+      failures.push(error);
     }
   }
-  throw last;
+  throw failures.find((e) => !isDecryptFailure(e)) ?? failures[failures.length - 1];
+}
+
+function isDecryptFailure(error: unknown): boolean {
+  return error instanceof HotPatchError && error.code === 'DECRYPT_FAILED';
 }
 
 async function unwrapAny(encryption: ManifestEncryption, patchId: string, key: UnwrapKeyProvider, kid: string | undefined): Promise<Uint8Array> {
@@ -177,6 +185,9 @@ async function unwrapAny(encryption: ManifestEncryption, patchId: string, key: U
     try {
       return await unwrapDataKey(wrappedKeyOf(entry), key, patchId);
     } catch (error) {
+      // A key that cannot be asked (a token or KMS unreachable, a refused PIN) is not asked again
+      // for every other entry of the payload.
+      if (!isDecryptFailure(error)) throw error;
       last = error;
     }
   }

@@ -26,6 +26,8 @@ export type RecipientAlgorithm = (typeof RECIPIENT_ALGORITHMS)[number];
 
 /** Smallest RSA key a data key is wrapped to. */
 const MIN_RSA_BITS = 2048;
+/** Largest: its `rsa_ct` is the modulus's size, and a manifest takes up to 1024 bytes of it. */
+const MAX_RSA_BITS = 8192;
 
 export type RecipientPublicMaterial = { kind: 'node'; key: KeyObject } | { kind: 'ml-kem-768'; publicKey: Uint8Array };
 export type RecipientPrivateMaterial = { kind: 'node'; key: KeyObject } | { kind: 'ml-kem-768'; seed: Uint8Array; secretKey: Uint8Array };
@@ -149,7 +151,9 @@ function nodeAlgorithm(key: KeyObject): RecipientAlgorithm {
   if (key.asymmetricKeyType === 'x25519') return 'x25519-hkdf-sha256';
   if (key.asymmetricKeyType === 'rsa') {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS) throw new HotPatchError('ALGORITHM_DISALLOWED', `an RSA recipient key of ${bits} bits is refused (at least ${MIN_RSA_BITS})`);
+    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
+      throw new HotPatchError('ALGORITHM_DISALLOWED', `an RSA recipient key of ${bits} bits is refused (${MIN_RSA_BITS} to ${MAX_RSA_BITS})`);
+    }
     return 'rsa-oaep-sha256';
   }
   throw new HotPatchError('ALGORITHM_DISALLOWED', `a ${String(key.asymmetricKeyType)} key cannot receive a payload (X25519, RSA or ML-KEM-768)`);

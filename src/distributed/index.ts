@@ -25,6 +25,7 @@ export {
   proposalIdOf,
   proposalMatches,
   signVote,
+  signVoteWith,
   type CountOptions,
   type Proposal,
   type SignedVote,

@@ -15,6 +15,7 @@ import {
   type ApprovalRequest,
 } from '../core/index.js';
 import { sign, verifySignature, type PrivateKey } from '../crypto-agile/index.js';
+import type { KeyProvider } from '../keys/index.js';
 import { APPROVER_KEYID, requiredApprovals, type ApproversList } from './approvers.js';
 
 /**
@@ -189,6 +190,17 @@ export function proposalMatches(proposal: Proposal, request: ApprovalRequest): b
 
 /** Signs an approving vote for `proposal` with the approver's private key. */
 export function signVote(proposal: Proposal, privateKey: PrivateKey, keyid: string, options: { now: number }): SignedVote {
+  const body = votePayload(proposal, keyid, options.now);
+  return signedVote(proposal, keyid, body, sign(privateKey, pae(VOTE_PAYLOAD_TYPE, body)));
+}
+
+/** Signs an approving vote with a key provider (a key on a PKCS#11 token, a remote KMS). */
+export async function signVoteWith(proposal: Proposal, signer: KeyProvider, keyid: string, options: { now: number }): Promise<SignedVote> {
+  const body = votePayload(proposal, keyid, options.now);
+  return signedVote(proposal, keyid, body, await signer.sign(pae(VOTE_PAYLOAD_TYPE, body)));
+}
+
+function votePayload(proposal: Proposal, keyid: string, now: number): Uint8Array {
   if (!APPROVER_KEYID.test(keyid)) throw new HotPatchError('INVALID', `key id ${describe(keyid)} is not a valid key id (1-128 of [A-Za-z0-9._:@-])`);
   const payload: VotePayload = {
     proposalId: proposal.id,
@@ -199,10 +211,12 @@ export function signVote(proposal: Proposal, privateKey: PrivateKey, keyid: stri
     expiresAt: proposal.expiresAt,
     decision: 'approve',
     keyid,
-    ts: new Date(options.now).toISOString(),
+    ts: new Date(now).toISOString(),
   };
-  const body = encoder.encode(JSON.stringify(payload));
-  const sig = sign(privateKey, pae(VOTE_PAYLOAD_TYPE, body));
+  return encoder.encode(JSON.stringify(payload));
+}
+
+function signedVote(proposal: Proposal, keyid: string, body: Uint8Array, sig: Uint8Array): SignedVote {
   return { proposalId: proposal.id, keyid, envelope: encodeEnvelope({ payloadType: VOTE_PAYLOAD_TYPE, payload: body, signatures: [{ keyid, sig }] }) };
 }
 

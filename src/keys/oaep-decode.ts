@@ -51,6 +51,9 @@ export function oaepDecodeSha256(em: Uint8Array, k: number): Uint8Array | undefi
     inPadding &= isZero;
   }
   bad |= inPadding; // no 0x01 at all
-  if (bad !== 0) return undefined;
-  return new Uint8Array(db.subarray(separator + 1));
+  const message = bad === 0 ? new Uint8Array(db.subarray(separator + 1)) : undefined;
+  block.fill(0);
+  seed.fill(0);
+  db.fill(0);
+  return message;
 }

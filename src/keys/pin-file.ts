@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { HotPatchError, messageOf } from '../core/index.js';
 
@@ -10,13 +11,19 @@ const MAX_PIN_FILE_BYTES = 4096;
  */
 export async function readPinFile(file: string): Promise<string> {
   if (typeof file !== 'string' || file.length === 0) throw new HotPatchError('INVALID', 'a PIN file must be a non-empty path');
-  const handle = await open(file, 'r').catch((cause: unknown) => {
-    throw new HotPatchError('NOT_FOUND', `PIN file ${file} cannot be read`, { cause });
+  // O_NONBLOCK: a FIFO put there must not hold the start; it is refused below as no regular file.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch((cause: unknown) => {
+    const missing = (cause as NodeJS.ErrnoException)?.code === 'ENOENT';
+    throw new HotPatchError(missing ? 'NOT_FOUND' : 'IO', `PIN file ${file} ${missing ? 'does not exist' : `cannot be opened: ${messageOf(cause)}`}`, {
+      cause,
+    });
   });
   let pin: string;
   try {
     // The mode and the bytes of the one file opened.
-    const { mode, size } = await handle.stat();
+    const info = await handle.stat();
+    const { mode, size } = info;
+    if (!info.isFile()) throw new HotPatchError('INVALID', `PIN file ${file} is not a regular file`);
     if ((mode & 0o077) !== 0)
       throw new HotPatchError('INVALID', `PIN file ${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): make it 0600`);
     if (size > MAX_PIN_FILE_BYTES) throw new HotPatchError('TOO_LARGE', `PIN file ${file} is over ${MAX_PIN_FILE_BYTES} bytes`);

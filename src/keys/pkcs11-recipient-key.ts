@@ -19,8 +19,34 @@ import {
 const CKM_RSA_PKCS_KEY_PAIR_GEN = 0x0;
 const CKM_RSA_X_509 = 0x3;
 const CKZ_DATA_SPECIFIED = 0x1;
-/** The token said it has no such mechanism, or not with these parameters (not: the data is wrong). */
-const MECHANISM_REFUSED = /CKR_MECHANISM_INVALID|CKR_MECHANISM_PARAM_INVALID|CKR_ARGUMENTS_BAD|CKR_FUNCTION_NOT_SUPPORTED/;
+/** C_DecryptInit's answer when the token has no such mechanism, or not with these parameters. */
+const MECHANISM_REFUSED = /CKR_MECHANISM_INVALID|CKR_MECHANISM_PARAM_INVALID|CKR_ARGUMENTS_BAD/;
+
+function oaepSha256(s: Pkcs11Session): Pkcs11js.Mechanism {
+  const api = s.api;
+  const parameter: Pkcs11js.RsaOAEP = { type: api.CK_PARAMS_RSA_OAEP, hashAlg: api.CKM_SHA256, mgf: api.CKG_MGF1_SHA256, source: CKZ_DATA_SPECIFIED };
+  return { mechanism: api.CKM_RSA_PKCS_OAEP, parameter };
+}
+
+/**
+ * Whether the token decrypts RSA-OAEP with SHA-256, decided once when the key is opened: only
+ * a refusal of the mechanism at C_DecryptInit means no (the operation it starts is ended with a
+ * zero block, which no key decrypts); an answer about data is never a reason to go raw.
+ */
+function tokenHasOaepSha256(s: Pkcs11Session, key: Buffer, modulusBytes: number): boolean {
+  try {
+    s.module.C_DecryptInit(s.session, oaepSha256(s), key);
+  } catch (cause) {
+    if (MECHANISM_REFUSED.test(messageOf(cause))) return false;
+    throw new HotPatchError('IO', `the token cannot start a decryption: ${messageOf(cause)}`, { cause });
+  }
+  try {
+    s.module.C_Decrypt(s.session, Buffer.alloc(modulusBytes), Buffer.alloc(modulusBytes));
+  } catch {
+    // Expected: a zero block is no OAEP block; the failure ends the operation.
+  }
+  return true;
+}
 
 /**
  * A payload recipient key on a PKCS#11 token (README "Keys in hardware and KMS"): RSA-OAEP-SHA256,
@@ -36,17 +62,18 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
   readonly #key: Buffer;
   readonly #library: string;
   readonly #modulusBytes: number;
-  /** The token's OAEP refused SHA-256: raw RSA from then on. */
-  #raw = false;
+  /** The token's OAEP refused SHA-256 when the key was opened: raw RSA and OAEP decoding here. */
+  readonly #raw: boolean;
   #closed = false;
 
-  private constructor(options: Pkcs11KeyOptions, s: Pkcs11Session, key: Buffer, recipientKey: RecipientPublicKey, modulusBytes: number) {
+  private constructor(options: Pkcs11KeyOptions, s: Pkcs11Session, key: Buffer, recipientKey: RecipientPublicKey, modulusBytes: number, raw: boolean) {
     this.name = `pkcs11:${options.token}/${options.keyLabel}`;
     this.#library = options.module;
     this.#s = s;
     this.#key = key;
     this.recipientKey = recipientKey;
     this.#modulusBytes = modulusBytes;
+    this.#raw = raw;
   }
 
   /**
@@ -69,7 +96,7 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
         const jwk = rsaJwk(s, pub);
         const recipientKey = importRecipientPublicKey(createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string);
         const modulusBytes = Buffer.from(jwk.n, 'base64url').length;
-        return new Pkcs11RecipientKey(options, s, key, recipientKey, modulusBytes);
+        return new Pkcs11RecipientKey(options, s, key, recipientKey, modulusBytes, !tokenHasOaepSha256(s, key, modulusBytes));
       },
       true,
     );
@@ -98,13 +125,10 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
       new HotPatchError('DECRYPT_FAILED', `${this.name}: the wrapped secret does not decrypt with this key`, cause === undefined ? {} : { cause });
     if (encapsulation.length !== this.#modulusBytes) throw refused();
     if (!this.#raw) {
-      const api = this.#s.api;
-      const parameter: Pkcs11js.RsaOAEP = { type: api.CK_PARAMS_RSA_OAEP, hashAlg: api.CKM_SHA256, mgf: api.CKG_MGF1_SHA256, source: CKZ_DATA_SPECIFIED };
       try {
-        return this.#decrypt({ mechanism: api.CKM_RSA_PKCS_OAEP, parameter }, encapsulation);
+        return this.#decrypt(oaepSha256(this.#s), encapsulation);
       } catch (cause) {
-        if (!MECHANISM_REFUSED.test(messageOf(cause))) throw this.#tokenError(cause, refused);
-        this.#raw = true;
+        throw this.#tokenError(cause, refused);
       }
     }
     let em: Uint8Array;
@@ -129,7 +153,11 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
   #decrypt(mechanism: Pkcs11js.Mechanism, data: Uint8Array): Uint8Array {
     const { module, session } = this.#s;
     module.C_DecryptInit(session, mechanism, this.#key);
-    return new Uint8Array(module.C_Decrypt(session, Buffer.from(data), Buffer.alloc(this.#modulusBytes)));
+    const out = Buffer.alloc(this.#modulusBytes);
+    const result = module.C_Decrypt(session, Buffer.from(data), out);
+    const copy = new Uint8Array(result);
+    out.fill(0);
+    return copy;
   }
 
   /** A block the key refuses is DECRYPT_FAILED; anything else (the token gone, logged out) is IO. */

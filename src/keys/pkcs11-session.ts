@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { HotPatchError, messageOf } from '../core/index.js';
 import type * as Pkcs11js from 'pkcs11js';
 import { openModule, pkcs11Api, releaseModule, type Pkcs11, type Pkcs11Api } from './pkcs11-module.js';
@@ -22,8 +22,12 @@ export interface Pkcs11Session {
   session: Buffer;
 }
 
-/** library + token → SHA-256 of the PIN the process logged in with (see withSession). */
+/**
+ * library + token → a MAC of the PIN the process logged in with (see withSession), under a key
+ * made for this process: a plain hash of a short PIN, read from memory, would give the PIN away.
+ */
 const loggedIn = new Map<string, string>();
+const PIN_MAC_KEY = randomBytes(32);
 
 /**
  * Runs `body` in a logged-in session of the token. When `keep` is true the session (and the
@@ -42,7 +46,7 @@ export function withSession<T>(options: Pkcs11KeyOptions, body: (s: Pkcs11Sessio
     if (slot === undefined) throw new HotPatchError('NOT_FOUND', `no PKCS#11 token labelled ${options.token} in ${options.module}`);
     session = module.C_OpenSession(slot, api.CKF_SERIAL_SESSION | api.CKF_RW_SESSION);
     const login = `${options.module}\0${options.token}`;
-    const pinHash = createHash('sha256').update(options.pin).digest('hex');
+    const pinHash = createHmac('sha256', PIN_MAC_KEY).update(options.pin).digest('hex');
     try {
       module.C_Login(session, api.CKU_USER, options.pin);
       loggedIn.set(login, pinHash);
@@ -62,8 +66,11 @@ export function withSession<T>(options: Pkcs11KeyOptions, body: (s: Pkcs11Sessio
     return result;
   } finally {
     if (!kept) {
-      if (session !== undefined) module.C_CloseSession(session);
-      releaseModule(options.module);
+      try {
+        if (session !== undefined) module.C_CloseSession(session);
+      } finally {
+        releaseModule(options.module);
+      }
     }
   }
 }
@@ -122,10 +129,13 @@ function flag(a: { value?: unknown } | undefined): boolean {
  */
 export function checkKeyUse(s: Pkcs11Session, key: Buffer, options: Pkcs11KeyOptions, use: 'sign' | 'decrypt'): void {
   const { module, api, session } = s;
-  const [sensitive, extractable, allowed] = module.C_GetAttributeValue(session, key, [
+  const [sensitive, extractable, allowed, other, otherToo] = module.C_GetAttributeValue(session, key, [
     { type: api.CKA_SENSITIVE },
     { type: api.CKA_EXTRACTABLE },
     { type: use === 'sign' ? api.CKA_SIGN : api.CKA_DECRYPT },
+    // The other use must be off: a key made for both (by another tool) is refused for either.
+    { type: use === 'sign' ? api.CKA_DECRYPT : api.CKA_SIGN },
+    { type: use === 'sign' ? api.CKA_UNWRAP : api.CKA_SIGN_RECOVER },
   ]);
   if (!flag(sensitive) || flag(extractable)) {
     throw new HotPatchError(
@@ -139,6 +149,12 @@ export function checkKeyUse(s: Pkcs11Session, key: Buffer, options: Pkcs11KeyOpt
       use === 'sign'
         ? `the key ${options.keyLabel} on token ${options.token} is not a signing key (a decryption key signs nothing)`
         : `the key ${options.keyLabel} on token ${options.token} is not a decryption key (a signing key unwraps nothing)`,
+    );
+  }
+  if (flag(other) || flag(otherToo)) {
+    throw new HotPatchError(
+      'INVALID',
+      `the key ${options.keyLabel} on token ${options.token} is allowed to ${use === 'sign' ? 'decrypt or unwrap' : 'sign'} too: one key, one use (make one with hotpatch keygen --pkcs11-…)`,
     );
   }
 }
@@ -187,6 +203,7 @@ export function generateKeyPairOnToken(
         { type: api.CKA_SENSITIVE, value: true },
         { type: api.CKA_EXTRACTABLE, value: false },
         { type: api.CKA_SIGN, value: use === 'sign' },
+        { type: api.CKA_SIGN_RECOVER, value: false },
         { type: api.CKA_DECRYPT, value: use === 'decrypt' },
         { type: api.CKA_UNWRAP, value: false },
         { type: api.CKA_DERIVE, value: false },

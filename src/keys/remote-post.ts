@@ -16,8 +16,12 @@ export interface RemoteCallOptions {
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
-/** The endpoint, checked: http(s), a bearer token over plain http only to loopback, a positive deadline. */
-export function checkRemoteOptions(options: RemoteCallOptions, what: string): URL {
+/**
+ * The endpoint, checked: http(s), a positive deadline, and plain http only to loopback when a
+ * bearer token goes out or a secret comes back (`secretInAnswer`: a KMS's unwrapped secret
+ * opens the payload for whoever reads it on the wire).
+ */
+export function checkRemoteOptions(options: RemoteCallOptions, what: string, secretInAnswer = false): URL {
   let url: URL;
   try {
     url = new URL(options?.url);
@@ -26,6 +30,9 @@ export function checkRemoteOptions(options: RemoteCallOptions, what: string): UR
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new HotPatchError('INVALID', `the remote ${what} URL must be http(s), got ${url.protocol}`);
   const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+  if (secretInAnswer && url.protocol === 'http:' && !loopback) {
+    throw new HotPatchError('INVALID', `a remote ${what} answers with a secret: https only (plain http: loopback only)`);
+  }
   if (options.token !== undefined && url.protocol === 'http:' && !loopback) {
     throw new HotPatchError('INVALID', `a bearer token is sent to a remote ${what} over https only (plain http: loopback only)`);
   }

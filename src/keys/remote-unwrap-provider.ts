@@ -23,7 +23,7 @@ export class RemoteUnwrapProvider implements UnwrapKeyProvider {
   readonly #url: URL;
 
   constructor(options: RemoteUnwrapOptions) {
-    this.#url = checkRemoteOptions(options, 'KMS');
+    this.#url = checkRemoteOptions(options, 'KMS', true);
     if (!(options.recipientKey instanceof RecipientPublicKey))
       throw new HotPatchError('INVALID', 'a remote recipient key needs its public key (importRecipientPublicKey)');
     this.#options = options;

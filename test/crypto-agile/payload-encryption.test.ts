@@ -7,11 +7,11 @@
  * recipient — each DECRYPT_FAILED, never a plaintext.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { inspect } from 'node:util';
 import fc from 'fast-check';
-import { parseManifestEncryption, type ManifestEncryption } from '../../src/core/index.js';
+import { HotPatchError, parseManifestEncryption, type ManifestEncryption } from '../../src/core/index.js';
 import {
   RECIPIENT_ALGORITHMS,
   decryptPayload,
@@ -20,6 +20,7 @@ import {
   importRecipientPrivateKey,
   importRecipientPublicKey,
   type RecipientAlgorithm,
+  type UnwrapKeyProvider,
 } from '../../src/crypto-agile/index.js';
 import { isCode } from '../support/assertions.js';
 
@@ -84,6 +85,49 @@ test('recipient keys survive PEM both ways; the algorithm is the key own, and a 
   }
   assert.throws(() => importRecipientPublicKey('not a key'), isCode('INVALID'));
   assert.throws(() => importRecipientPrivateKey(keys['x25519-hkdf-sha256'].publicKey.toPem()), isCode('INVALID', /PRIVATE KEY/));
+  // RSA from 2048 to 8192 bits (a manifest's rsa_ct is the modulus's size, up to 1024 bytes); no signing kind.
+  const rsaOf = (bytes: number): string => {
+    const n = randomBytes(bytes);
+    n[0]! |= 0x80;
+    n[bytes - 1]! |= 1;
+    return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string;
+  };
+  assert.throws(() => importRecipientPublicKey(rsaOf(128)), isCode('ALGORITHM_DISALLOWED', /1024 bits is refused/));
+  assert.throws(() => importRecipientPublicKey(rsaOf(1032)), isCode('ALGORITHM_DISALLOWED', /8256 bits is refused/));
+  assert.equal(importRecipientPublicKey(rsaOf(1024)).alg, 'rsa-oaep-sha256');
+  const ed25519 = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  assert.throws(() => importRecipientPublicKey(ed25519), isCode('ALGORITHM_DISALLOWED'));
+});
+
+test('a provider answering a zero or short secret is DECRYPT_FAILED; a key that cannot be asked is reported before one that does not unwrap, and asked once', async () => {
+  const { ciphertext, encryption } = await encrypted(Buffer.from('the fix'.repeat(100)));
+  const answering = (secret: Uint8Array): UnwrapKeyProvider => ({
+    name: 'test provider',
+    recipientKey: keys['x25519-hkdf-sha256'].publicKey,
+    unwrap: () => Promise.resolve(secret),
+  });
+  for (const secret of [new Uint8Array(32), new Uint8Array(31).fill(9), new Uint8Array(33).fill(9)]) {
+    await assert.rejects(collect(decryptPayload(encryption, 'enc-1', answering(secret), pieces(ciphertext))), isCode('DECRYPT_FAILED'));
+  }
+  let asked = 0;
+  const unreachable: UnwrapKeyProvider = {
+    name: 'kms down',
+    recipientKey: keys['rsa-oaep-sha256'].publicKey,
+    unwrap: () => {
+      asked += 1;
+      return Promise.reject(new HotPatchError('IO', 'kms down: no answer within 10000 ms'));
+    },
+  };
+  // Two RSA entries: the unreachable KMS is asked once, and its IO is what is reported, not the stranger's DECRYPT_FAILED.
+  const twice = { ...encryption, recipients: [...encryption.recipients, { ...encryption.recipients.find((r) => r.alg === 'rsa-oaep-sha256')!, kid: 'again' }] };
+  const stranger = generateRecipientKey('x25519-hkdf-sha256').privateKey;
+  await assert.rejects(collect(decryptPayload(twice, 'enc-1', [unreachable, stranger], pieces(ciphertext))), isCode('IO', /kms down/));
+  assert.equal(asked, 1);
+  // A key that unwraps after the unreachable one still decrypts.
+  assert.deepEqual(
+    await collect(decryptPayload(encryption, 'enc-1', [unreachable, keys['ml-kem-768'].privateKey], pieces(ciphertext))),
+    Buffer.from('the fix'.repeat(100)),
+  );
 });
 
 test('the wrong recipient key, or a key of no recipient kind present, is DECRYPT_FAILED', async () => {

@@ -191,3 +191,59 @@ test('hotpatch keygen --pkcs11-… makes the key on the token and prints its tru
   assert.equal(loose.status, 2);
   assert.match(String(loose.json?.message), /readable by group or others/);
 });
+
+test('a trust store rotation and an approval vote are signed on the token too: trust rotate accepts the one, an approvers list counts the other', async () => {
+  const pinFile = join(dir, 'pin-root');
+  await writeFile(pinFile, hsm.pin, { mode: 0o600 });
+  const env = { ...process.env, SOFTHSM2_CONF: hsm.conf };
+  const flags = (label: string) => ['--pkcs11-module', hsm.module, '--token', hsm.token, '--key-label', label, '--pin-file', pinFile];
+  const made = hotpatch(['keygen', '--alg', 'ecdsa-p256-sha256', ...flags('root-hsm'), '--json'], { env });
+  assert.equal(made.status, 0, made.stdout + made.stderr);
+  const entry = made.json?.trust_entry as Record<string, unknown>;
+  const current = join(dir, 'rotation-current.json');
+  const next = join(dir, 'rotation-next.json');
+  await writeFile(current, JSON.stringify({ version: 1, keys: entry, threshold: 1, root: { keys: ['root-hsm'], threshold: 1 } }));
+  await writeFile(next, JSON.stringify({ version: 2, keys: entry, threshold: 1, root: { keys: ['root-hsm'], threshold: 1 } }));
+  const envelope = join(dir, 'rotation.dsse');
+  const signed = hotpatch(['trust', 'sign', '--trust', next, ...flags('root-hsm'), '--keyid', 'root-hsm', '--envelope', envelope, '--json'], { env });
+  assert.equal(signed.status, 0, signed.stdout + signed.stderr);
+  assert.equal(signed.json?.alg, 'ecdsa-p256-sha256');
+  const rotated = hotpatch(['trust', 'rotate', '--trust', current, '--envelope', envelope, '--json']);
+  assert.equal(rotated.status, 0, rotated.stdout + rotated.stderr);
+  assert.deepEqual([rotated.json?.from, rotated.json?.to], [1, 2]);
+  // The token's key under another key id's name is refused before anything is signed.
+  const wrongId = hotpatch(
+    ['trust', 'sign', '--trust', next, ...flags('cli-release'), '--keyid', 'root-hsm', '--envelope', join(dir, 'other.dsse'), '--json'],
+    {
+      env,
+    },
+  );
+  assert.equal(wrongId.status, 2);
+  assert.match(String(wrongId.json?.message), /fingerprints differ/);
+
+  // An approval vote signed on the token counts against an approvers list that names the key.
+  const spec = `file:${join(dir, 'approval-store')}`;
+  const proposed = hotpatch([
+    'propose',
+    '--store',
+    spec,
+    '--patch',
+    'fix-hsm',
+    '--target',
+    'xps.demo.f',
+    '--version',
+    '1.0.1',
+    '--payload-hash',
+    `sha256:${'ab'.repeat(32)}`,
+    '--json',
+  ]);
+  assert.equal(proposed.status, 0, proposed.stdout + proposed.stderr);
+  const voted = hotpatch(['approve', '--store', spec, '--proposal', String(proposed.json?.id), ...flags('root-hsm'), '--keyid', 'root-hsm', '--json'], { env });
+  assert.equal(voted.status, 0, voted.stdout + voted.stderr);
+  assert.deepEqual([voted.json?.alg, voted.json?.outcome], ['ecdsa-p256-sha256', 'cast']);
+  const approvers = join(dir, 'approvers.json');
+  await writeFile(approvers, JSON.stringify({ keys: entry, quorum: { threshold: 1 } }));
+  const listed = hotpatch(['proposals', '--store', spec, '--approvers', approvers, '--json']);
+  const row = (listed.json?.proposals as Record<string, unknown>[]).find((p) => p.id === proposed.json?.id)!;
+  assert.deepEqual([row.counted, row.approved], [['root-hsm'], true]);
+});

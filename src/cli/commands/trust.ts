@@ -1,6 +1,4 @@
-import { basename } from 'node:path';
 import { HotPatchError, decodeEnvelope, encodeEnvelope, pae, type Envelope } from '../../core/index.js';
-import { importPrivateKey, sign } from '../../crypto-agile/index.js';
 import { readFileBounded } from '../../repo/index.js';
 import { TRUST_STORE_PAYLOAD_TYPE, rotateTrustStore, type TrustStore, type TrustStoreDocument } from '../../verification/index.js';
 import { optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
@@ -8,6 +6,8 @@ import { EXIT_OK, UsageError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { loadTrustStoreFile } from '../config-files.js';
 import type { Output } from '../output.js';
+import { PKCS11_FLAGS, PKCS11_USAGE } from '../pkcs11-flags.js';
+import { signingKeyOf, withSigner } from '../signing-key.js';
 import {
   addKey,
   bumpVersion,
@@ -31,7 +31,6 @@ import {
 const MAX_STORE_BYTES = 1024 * 1024;
 /** A rotation envelope: the store (≤ 1 MiB) in base64 and up to 256 signatures. */
 const MAX_ENVELOPE_BYTES = 4 * 1024 * 1024;
-const MAX_KEY_FILE = 64 * 1024;
 
 const USAGE = `hotpatch trust init          --out FILE --public-key [ID=]PEM_FILE... [--threshold N] [--json]
 hotpatch trust add-key       --trust FILE --public-key PEM_FILE [--id ID] [--alg ALG]
@@ -42,7 +41,8 @@ hotpatch trust set-role      (fleet --threshold N [--stop-threshold N] | control
                               | index --threshold N)
                              --trust FILE --keys ID,… [--bump-version] [--json]
 hotpatch trust show          --trust FILE [--json]
-hotpatch trust sign          --trust NEXT_FILE --key DIR/KEYID.key [--keyid KEYID] --envelope FILE [--json]
+hotpatch trust sign          --trust NEXT_FILE (--key DIR/KEYID.key [--keyid KEYID]
+                              | ${PKCS11_USAGE} --keyid KEYID) --envelope FILE [--json]
 hotpatch trust rotate        --trust FILE --envelope FILE [--out FILE] [--json]
 
 Builds and edits trust store files. Every write is checked first by the parser the verifier
@@ -70,7 +70,8 @@ root and the fleet, controllers, index and agents roles.
 Rotation (as TUF chains root metadata): the next store must have a higher version and be
 signed by root.threshold of the current store's root keys and by root.threshold of its own.
 sign adds one signature over NEXT_FILE's exact bytes to the rotation envelope FILE (created
-by the first signature); each key holder runs it in turn. rotate checks the envelope against
+by the first signature), made with a key file or a key on a PKCS#11 token; each key holder runs
+it in turn. rotate checks the envelope against
 the current store FILE with the library's rotateTrustStore and, if it is accepted, replaces
 FILE (or writes --out) with the new store, byte for byte as signed; a refusal exits 1
 (THRESHOLD_NOT_MET, DOWNGRADE, …) and changes nothing.`;
@@ -92,6 +93,7 @@ const FLAGS = {
   key: { type: 'string' },
   keyid: { type: 'string' },
   envelope: { type: 'string' },
+  ...PKCS11_FLAGS,
 } as const;
 
 const ALLOWED: Record<Sub, readonly string[]> = {
@@ -101,7 +103,7 @@ const ALLOWED: Record<Sub, readonly string[]> = {
   'set-threshold': ['trust', 'bump-version'],
   'set-role': ['trust', 'keys', 'threshold', 'stop-threshold', 'bump-version'],
   show: ['trust'],
-  sign: ['trust', 'key', 'keyid', 'envelope'],
+  sign: ['trust', 'key', 'keyid', 'envelope', ...Object.keys(PKCS11_FLAGS)],
   rotate: ['trust', 'envelope', 'out'],
 };
 
@@ -313,51 +315,38 @@ async function readEnvelope(path: string, flag: string): Promise<{ bytes: Uint8A
 async function signNext(values: Values, out: Output): Promise<number> {
   const nextPath = requireString(values, 'trust');
   const envelopePath = requireString(values, 'envelope');
-  const keyPath = requireString(values, 'key');
-  const keyid = checkKeyId(optionalString(values, 'keyid') ?? basename(keyPath).replace(/\.key$/, ''), 'key id');
+  const key = await signingKeyOf(values);
+  const keyid = key.keyid;
   const { bytes: payload, value: next } = await loadTrustStoreFile(nextPath);
-  let keyText: string;
-  try {
-    keyText = new TextDecoder().decode(await readFileBounded(keyPath, MAX_KEY_FILE, { noFollow: false, what: 'key file' }));
-  } catch (error) {
-    if (error instanceof HotPatchError && error.code !== 'IO') throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
-  let privateKey;
-  try {
-    privateKey = importPrivateKey(keyText);
-  } catch (error) {
-    if (error instanceof HotPatchError) throw new UsageError(`--key ${keyPath}: ${error.message}`, error.code, { cause: error });
-    throw error;
-  }
-  const listed = next.keys.get(keyid);
-  if (listed !== undefined && listed.key.fingerprint !== privateKey.publicKey().fingerprint) {
-    throw new UsageError(`--key ${keyPath} is not the key ${keyid} of ${nextPath} (fingerprints differ): its signature would not count`);
-  }
-  if (listed === undefined) out.warn(`${keyid} is not a key of ${nextPath}: its signature can count only for the current store's root`);
+  return withSigner(key, out.warn.bind(out), async (signer) => {
+    const keyName = key.keyPath === undefined ? signer.name : `--key ${key.keyPath}`;
+    const listed = next.keys.get(keyid);
+    if (listed !== undefined && listed.key.fingerprint !== signer.publicKey.fingerprint) {
+      throw new UsageError(`${keyName} is not the key ${keyid} of ${nextPath} (fingerprints differ): its signature would not count`);
+    }
+    if (listed === undefined) out.warn(`${keyid} is not a key of ${nextPath}: its signature can count only for the current store's root`);
 
-  const existing = await readEnvelope(envelopePath, '--envelope');
-  if (existing !== undefined && Buffer.compare(Buffer.from(existing.envelope.payload), Buffer.from(payload)) !== 0) {
-    throw new UsageError(`--envelope ${envelopePath} signs other trust store bytes than ${nextPath}: sign the same file, or start a new envelope`);
-  }
-  const earlier = existing?.envelope.signatures ?? [];
-  const sig = sign(privateKey, pae(TRUST_STORE_PAYLOAD_TYPE, payload));
-  const signatures = [...earlier.filter((s) => s.keyid !== keyid), { keyid, sig }];
-  const text = encodeEnvelope({ payloadType: TRUST_STORE_PAYLOAD_TYPE, payload, signatures });
-  if (existing === undefined) await writeFile(envelopePath, text, true);
-  else await replaceFile(envelopePath, existing.bytes, text, MAX_ENVELOPE_BYTES);
-  const verb = signatures.length === earlier.length ? 're-signed' : 'signed';
-  out.success(
-    `${verb} trust store version ${next.version} (${nextPath}) as ${keyid} (${privateKey.alg}) in ${envelopePath}; ${signatures.length} signature(s) now`,
-    {
+    const existing = await readEnvelope(envelopePath, '--envelope');
+    if (existing !== undefined && Buffer.compare(Buffer.from(existing.envelope.payload), Buffer.from(payload)) !== 0) {
+      throw new UsageError(`--envelope ${envelopePath} signs other trust store bytes than ${nextPath}: sign the same file, or start a new envelope`);
+    }
+    const earlier = existing?.envelope.signatures ?? [];
+    const sig = await signer.sign(pae(TRUST_STORE_PAYLOAD_TYPE, payload));
+    const signatures = [...earlier.filter((s) => s.keyid !== keyid), { keyid, sig }];
+    const text = encodeEnvelope({ payloadType: TRUST_STORE_PAYLOAD_TYPE, payload, signatures });
+    if (existing === undefined) await writeFile(envelopePath, text, true);
+    else await replaceFile(envelopePath, existing.bytes, text, MAX_ENVELOPE_BYTES);
+    const verb = signatures.length === earlier.length ? 're-signed' : 'signed';
+    const alg = signer.publicKey.alg;
+    out.success(`${verb} trust store version ${next.version} (${nextPath}) as ${keyid} (${alg}) in ${envelopePath}; ${signatures.length} signature(s) now`, {
       envelope: envelopePath,
       version: next.version,
       keyid,
-      alg: privateKey.alg,
+      alg,
       signatures: signatures.map((s) => s.keyid),
-    },
-  );
-  return EXIT_OK;
+    });
+    return EXIT_OK;
+  });
 }
 
 async function rotate(values: Values, out: Output): Promise<number> {
