@@ -28,6 +28,7 @@ const INTEGRATION = new Map([
   ['test/agent/operator-record.test', 'the hotpatch binary'],
   ['test/agent/plan-pages.test', 'the hotpatch binary'],
   ['test/agent/prometheus.test', 'prometheus'],
+  ['test/observability/monitoring-assets.test', 'prometheus (and its promtool)'],
   ['test/agent/read-only-token.test', 'the hotpatch binary'],
   ['test/api/exports.test', 'node child process (imports the package by name)'],
   ['test/cli/agent-auth.test', 'the hotpatch binary'],

@@ -153,6 +153,7 @@ export {
   Pkcs11RecipientKey,
   RemoteKeyProvider,
   RemoteUnwrapProvider,
+  readPinFile,
   unwrapProviderOf,
   type KeyProvider,
   type Pkcs11KeyOptions,

@@ -28,8 +28,8 @@ export interface AgentOptions {
   /** The host's runtime with its targets declared; default: a new one on `stateDir`. */
   runtime?: HotPatchRuntime;
   /**
-   * The keys the agent decrypts encrypted payloads with, for the runtime it creates (a host
-   * passing its own `runtime` gives them to its DynamicInstaller): recipient private key files
+   * The keys the agent decrypts encrypted payloads with (added to the runtime's DynamicInstaller
+   * for the agent's lifetime, or given to the one it creates): recipient private key files
    * (PEM, 0600), keys on a PKCS#11 token (`{pkcs11: {module, token, keyLabel, pinFile}}`, the PIN
    * file 0600; the session closes with the agent), or providers (a remote KMS: `RemoteUnwrapProvider`).
    */
@@ -104,8 +104,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     throw new HotPatchError('INVALID', `the agent's HTTP endpoint serves loopback only (${LOOPBACK_HOSTS.join(', ')}), not ${String(host)}`);
   }
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  if (options.runtime !== undefined && options.decryptionKeys !== undefined) {
-    throw new HotPatchError('INVALID', "decryptionKeys are for the runtime the agent creates: give them to your runtime's DynamicInstaller");
+  if (options.runtime !== undefined && options.decryptionKeys !== undefined && !(options.runtime.installer instanceof DynamicInstaller)) {
+    throw new HotPatchError('INVALID', "decryptionKeys need the runtime's installer to be a DynamicInstaller (they are tried while it stages)");
   }
   // Everything opened so far, undone in reverse if the start fails halfway.
   const undo: (() => Promise<void> | void)[] = [];
@@ -113,6 +113,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   try {
     const decryptionKeys = await openDecryptionKeys(options.decryptionKeys ?? [], undo);
     runtime = options.runtime ?? new HotPatchRuntime({ stateDir, installer: new DynamicInstaller(stateDir, { decryptionKeys }) });
+    // The host's own installer: the keys are added to it for the agent's lifetime.
+    if (options.runtime !== undefined && runtime.installer instanceof DynamicInstaller && decryptionKeys.length > 0) {
+      undo.push(runtime.installer.addDecryptionKeys(decryptionKeys));
+    }
     if (runtime.stateDir === undefined || runtime.installer === undefined) {
       throw new HotPatchError('INVALID', 'the agent needs a runtime created with stateDir and installer');
     }
@@ -187,7 +191,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const logger = options.log === false ? undefined : createLogger({ destination: 2, ...(options.log ?? {}) });
     const detachLog = logger === undefined ? () => {} : logEvents(bus, logger);
     undo.push(detachLog);
-    const metrics = new HotPatchMetrics({ runtime, bus });
+    const metrics = new HotPatchMetrics({ runtime, bus, audit });
     undo.push(() => metrics.close());
     // A graceful stop: probations are suspended (resumed at the next start), not reverted.
     undo.push(() => runtime.shutdown());

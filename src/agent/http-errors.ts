@@ -13,7 +13,10 @@ export function httpStatusFor(code: ErrorCode): number {
     case 'ABORTED':
       return 409;
     case 'UNAUTHENTICATED':
-      return 401;
+      // Something the agent depends on refused it (a token's PIN, a KMS): 502. The agent's own
+      // refusal of a request is the request handler's 401, sent before any route runs — a 401
+      // here would send the client looking for a bearer token it already has.
+      return 502;
     case 'IO':
       return 500;
     default:

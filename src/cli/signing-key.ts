@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import { HotPatchError } from '../core/index.js';
 import { FileKeyProvider, Pkcs11KeyProvider, type KeyProvider, type Pkcs11KeyOptions } from '../keys/index.js';
 import { optionalString, requireString } from './args.js';
 import { UsageError } from './cli-error.js';
@@ -28,10 +29,21 @@ export async function signingKeyOf(values: Record<string, unknown>): Promise<Sig
 
 /** Runs `body` with the key's provider; a token session is closed afterwards, whatever happened. */
 export async function withSigner<T>(key: SigningKey, warn: (text: string) => void, body: (signer: KeyProvider) => Promise<T>): Promise<T> {
-  const signer = key.token === undefined ? new FileKeyProvider(await loadPrivateKey(key.keyPath!, warn)) : Pkcs11KeyProvider.open(key.token);
+  const signer = key.token === undefined ? new FileKeyProvider(await loadPrivateKey(key.keyPath!, warn)) : openTokenKey(key.token);
   try {
     return await body(signer);
   } finally {
     if (signer instanceof Pkcs11KeyProvider) signer.close();
+  }
+}
+
+/** The token key, or a usage error (exit 2) when the label names a key that is not for signing. */
+function openTokenKey(token: Pkcs11KeyOptions): Pkcs11KeyProvider {
+  try {
+    return Pkcs11KeyProvider.open(token);
+  } catch (error) {
+    if (error instanceof HotPatchError && error.code === 'INVALID')
+      throw new UsageError(`--key-label ${token.keyLabel}: ${error.message}`, 'INVALID', { cause: error });
+    throw error;
   }
 }

@@ -10,7 +10,7 @@ import {
   type PatchInstaller,
   type PayloadType,
 } from '../core/index.js';
-import { unwrapProviderOf, type UnwrapKeyProvider } from '../crypto-agile/index.js';
+import { unwrapProviderOf, type DecryptionKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
 import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
 import { loadIsolated, resolveIsolation } from './isolate/index.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
@@ -46,7 +46,7 @@ export class DynamicInstaller implements PatchInstaller {
   readonly stagingDir: string;
   readonly maxLiveVersionsPerTarget: number;
   readonly #live = new Map<string, LiveVersions>();
-  readonly #decryptionKeys: readonly UnwrapKeyProvider[];
+  #decryptionKeys: readonly UnwrapKeyProvider[];
 
   constructor(stageDir: string, options: DynamicInstallerOptions = {}) {
     if (typeof stageDir !== 'string' || stageDir.length === 0 || stageDir.includes('\0')) {
@@ -77,6 +77,19 @@ export class DynamicInstaller implements PatchInstaller {
    */
   stage(manifest: Manifest, facts: ManifestFacts, payload: Uint8Array | AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<StagedPayload> {
     return stagePayload(this.stagingDir, manifest, facts, payload, signal, this.#decryptionKeys);
+  }
+
+  /**
+   * Adds keys that staging tries after the ones it has (what `startAgent({ runtime,
+   * decryptionKeys })` does for the agent's lifetime); returns the function that removes them.
+   */
+  addDecryptionKeys(keys: readonly DecryptionKey[]): () => void {
+    if (!Array.isArray(keys)) throw new HotPatchError('INVALID', 'decryption keys must be a list');
+    const added = keys.map(unwrapProviderOf);
+    this.#decryptionKeys = [...this.#decryptionKeys, ...added];
+    return () => {
+      this.#decryptionKeys = this.#decryptionKeys.filter((k) => !added.includes(k));
+    };
   }
 
   /** `staging/<sha256>.<ext>` (ext: esm → mjs, wasm → wasm, native → node). */

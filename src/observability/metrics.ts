@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { HotPatchError, describe, type EventBus, type HotPatchEvent } from '../core/index.js';
 import type { HotPatchRuntime, RuntimeVersion } from '../zero-downtime/index.js';
+import type { AuditLog } from './audit-log.js';
 
 export interface HotPatchMetricsOptions {
   runtime: HotPatchRuntime;
@@ -12,6 +13,8 @@ export interface HotPatchMetricsOptions {
   prefix?: string;
   /** Also register prom-client's process metrics (CPU, memory, event loop lag) on the registry. */
   defaultMetrics?: boolean;
+  /** The audit log whose state `audit_chain_ok` and the audit counters report (the agent's). */
+  audit?: AuditLog;
 }
 
 /**
@@ -57,6 +60,7 @@ export class HotPatchMetrics {
   readonly #read = new WeakMap<RuntimeVersion, { ok: number; errors: number }>();
   readonly #events: Counter<'type' | 'target'>;
   readonly #rollbacks: Counter<'target'>;
+  readonly #canarySteps: Counter<'target' | 'verdict'>;
   #closed = false;
 
   constructor(options: HotPatchMetricsOptions) {
@@ -93,6 +97,42 @@ export class HotPatchMetrics {
         for (const t of self.#runtime.list()) this.inc(labels({ target: t.name }), 0);
       },
     });
+    this.#canarySteps = new Counter({
+      name: `${prefix}canary_steps_total`,
+      help: 'Canary looks, by target and verdict (Successful, Failed, Inconclusive): Inconclusive piling up is a canary without enough calls.',
+      labelNames: ['target', 'verdict'] as const,
+      registers,
+    });
+    const audit = options.audit;
+    if (audit !== undefined) {
+      new Gauge({
+        name: `${prefix}audit_chain_ok`,
+        help: "1 while the audit log's end matched state.json at open and every append is written; 0 when it did not, or appends fail.",
+        registers,
+        collect() {
+          const r = audit.reconciliation;
+          this.set(audit.failure === undefined && audit.lostAppends === 0 && (r === undefined || r.consistent) ? 1 : 0);
+        },
+      });
+      new Counter({
+        name: `${prefix}audit_failed_appends_total`,
+        help: 'Audit appends that failed (each kept and retried in order while the backlog has room).',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(audit.failedAppends);
+        },
+      });
+      new Counter({
+        name: `${prefix}audit_lost_appends_total`,
+        help: 'Audit events lost for good (the backlog was full, or the log closed first).',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(audit.lostAppends);
+        },
+      });
+    }
     new Gauge({
       name: `${prefix}active_version_info`,
       help: 'The version each target runs for all calls outside a canary (always 1).',
@@ -177,12 +217,16 @@ export class HotPatchMetrics {
       'call_duration_seconds',
       'isolate_info',
       'isolate_restarts_total',
+      'canary_steps_total',
+      ...(audit === undefined ? [] : ['audit_chain_ok', 'audit_failed_appends_total', 'audit_lost_appends_total']),
     ].map((n) => `${prefix}${n}`);
     if (options.defaultMetrics === true) collectDefaultMetrics({ register: this.registry });
 
     this.#unsubscribe = bus.subscribe((event: HotPatchEvent) => {
       this.#events.inc(labels({ type: event.type, target: event.target }));
       if (event.type === 'RolledBack') this.#rollbacks.inc(labels({ target: event.target }));
+      const verdict = (event.detail as { verdict?: unknown } | undefined)?.verdict;
+      if (event.type === 'CanaryStep' && typeof verdict === 'string') this.#canarySteps.inc(labels({ target: event.target, verdict }));
       // Versions are swapped around events: read their counters before one goes away.
       this.#readCounters();
     });

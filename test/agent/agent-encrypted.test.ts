@@ -6,7 +6,9 @@
  * before any decryption.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -19,7 +21,8 @@ import { packPatch } from '../../src/repo/index.js';
 import { signPatch } from '../../src/verification/index.js';
 import { HotPatchRuntime } from '../../src/zero-downtime/index.js';
 import { ciKey } from '../support/patches.js';
-import { BUILTIN_VERSION, T, builtin, goodSource, kat, makeFixture, planOf, sha, type Fixture } from './helpers.js';
+import { RemoteUnwrapProvider } from '../../src/keys/index.js';
+import { BUILTIN_VERSION, T, builtin, call, goodSource, hostRuntime, kat, makeFixture, planOf, sha, writeToken, type Fixture } from './helpers.js';
 
 const agentKey = generateRecipientKey('x25519-hkdf-sha256');
 const pqKey = generateRecipientKey('ml-kem-768');
@@ -109,6 +112,59 @@ test('an agent without the recipient key refuses an encrypted patch (DECRYPT_FAI
     assert.equal(tampered.result.code, 'HASH_MISMATCH', tampered.result.reason);
     assert.deepEqual(tampered.staged, []);
   } finally {
+    await fx.close();
+  }
+});
+
+test("a KMS that refuses the agent fails the apply with 502 UNAUTHENTICATED naming the KMS, never the agent's own 401; keys given to startAgent join the host's installer", async () => {
+  const fx = await makeFixture('hotpatch-agent-enc-');
+  const held = generateRecipientKey('rsa-oaep-sha256');
+  const kms = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(401).end());
+  });
+  await new Promise<void>((resolve) => kms.listen(0, '127.0.0.1', resolve));
+  try {
+    await packPatch(fx.repoDir, {
+      id: 'enc-kms-1',
+      target: T,
+      version: '1.0.1',
+      type: 'esm',
+      payload: new TextEncoder().encode(goodSource('kms')),
+      encryptTo: [{ kid: 'kms', key: held.publicKey }],
+    });
+    await signPatch(fx.repoDir, 'enc-kms-1', ciKey.privateKey, { keyid: 'ci' });
+    const token = randomBytes(24).toString('hex');
+    const tokenFile = join(fx.dir, 'agent.token');
+    await writeToken(tokenFile, token);
+    const host = hostRuntime(fx.stateDir);
+    const provider = new RemoteUnwrapProvider({
+      url: `http://127.0.0.1:${(kms.address() as AddressInfo).port}/unwrap`,
+      token: 'kms-token',
+      recipientKey: held.publicKey,
+    });
+    const agent = await startAgent({
+      stateDir: fx.stateDir,
+      runtime: host.runtime,
+      decryptionKeys: [provider],
+      http: { port: 0, tokenFile },
+      defaults: { repository: fx.repoDir, trustStore: fx.trustFile },
+      log: false,
+    });
+    try {
+      const ep = { host: '127.0.0.1', port: Number(new URL(agent.address).port), token };
+      const r = await call(ep, 'POST', '/v1/apply', { plan: planOf('kms-plan', 'enc-kms-1') });
+      assert.equal(r.status, 502, r.text);
+      assert.equal(r.json.code, 'UNAUTHENTICATED');
+      assert.match(String(r.json.message), /remote:http:\/\/127\.0\.0\.1:\d+\/unwrap: the service refused this client \(HTTP 401\)/);
+      assert.equal(host.target.active.patchId, null);
+    } finally {
+      await agent.close();
+      host.runtime.close();
+    }
+  } finally {
+    kms.closeAllConnections();
+    await new Promise<void>((resolve) => kms.close(() => resolve()));
     await fx.close();
   }
 });

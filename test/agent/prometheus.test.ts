@@ -3,41 +3,22 @@
  * token, and hotpatch_events_total is read back through Prometheus's HTTP query API.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, constants, writeFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startAgent, type Agent } from '../../src/agent/index.js';
 import type { Target } from '../../src/zero-downtime/index.js';
+import { findPrometheus, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
+import { waitFor } from '../support/wait.js';
 import { T, builtin, call, freePort, hostRuntime, makeFixture, planOf, sha, writeToken, type Endpoint, type Fixture } from './helpers.js';
-
-async function findPrometheus(): Promise<string | undefined> {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter((d) => d !== ''), '/usr/bin'];
-  for (const dir of dirs) {
-    const candidate = join(dir, 'prometheus');
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here; try the next directory
-    }
-  }
-  return undefined;
-}
-
-interface QueryResult {
-  status: string;
-  data: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
-}
 
 describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
   let fx: Fixture;
   let agent: Agent | undefined;
   let target: Target<typeof builtin>;
   let ep: Endpoint;
-  let prom: ChildProcess | undefined;
-  let promLog = '';
+  let prom: RunningPrometheus | undefined;
   let tokenFile: string;
 
   before(async () => {
@@ -59,22 +40,14 @@ describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
   });
 
   after(async () => {
-    if (prom !== undefined && prom.exitCode === null && prom.signalCode === null) {
-      const exited = new Promise((r) => prom!.once('exit', r));
-      prom.kill('SIGTERM');
-      const timer = setTimeout(() => prom!.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await prom?.stop();
     await agent?.close();
     await fx?.close();
   });
 
   test("hotpatch_events_total reaches Prometheus and matches the agent's own count", { timeout: 60_000 }, async () => {
-    const binary = await findPrometheus();
-    assert.ok(binary !== undefined, 'prometheus is not installed (not on PATH, not /usr/bin/prometheus): install it with apt-get install -y prometheus');
-    const version = spawnSync(binary, ['--version'], { encoding: 'utf8' });
-    assert.equal(version.status, 0, `${binary} --version failed: ${version.stderr}`);
+    const version = spawnSync(await findPrometheus(), ['--version'], { encoding: 'utf8' });
+    assert.equal(version.status, 0, `prometheus --version failed: ${version.stderr}`);
 
     // Publish some events first: a real apply under live calls.
     let done = false;
@@ -94,69 +67,23 @@ describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
     const expected = Number(line[1]);
     assert.ok(expected >= 2);
 
-    const promPort = await freePort();
-    const config = join(fx.dir, 'prometheus.yml');
-    await writeFile(
-      config,
-      [
-        'global:',
-        '  scrape_interval: 1s',
-        '  evaluation_interval: 1s',
-        'scrape_configs:',
-        '  - job_name: hotpatch-agent',
-        '    metrics_path: /metrics',
-        '    scheme: http',
-        '    authorization:',
-        '      type: Bearer',
-        `      credentials_file: ${JSON.stringify(tokenFile)}`,
-        '    static_configs:',
-        `      - targets: ['127.0.0.1:${ep.port}']`,
-        '',
-      ].join('\n'),
-    );
-    prom = spawn(
-      binary,
-      [`--config.file=${config}`, `--storage.tsdb.path=${join(fx.dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prom.stdout!.setEncoding('utf8').on('data', (d: string) => (promLog += d));
-    prom.stderr!.setEncoding('utf8').on('data', (d: string) => (promLog += d));
-
-    const query = `hotpatch_events_total{type="CanaryStep",target="${T}"}`;
-    const url = `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(query)}`;
-    const deadline = Date.now() + 30_000;
-    let last = 'no answer yet';
-    let value: number | undefined;
-    let labels: Record<string, string> | undefined;
-    while (Date.now() < deadline) {
-      assert.ok(prom.exitCode === null && prom.signalCode === null, `prometheus exited early (${prom.exitCode ?? prom.signalCode}):\n${promLog}`);
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-        const body = (await res.json()) as QueryResult;
-        last = JSON.stringify(body);
-        const hit = body.status === 'success' ? body.data.result.find((x) => x.metric.type === 'CanaryStep') : undefined;
-        if (hit !== undefined) {
-          value = Number(hit.value[1]);
-          labels = hit.metric;
-          break;
-        }
-      } catch (error) {
-        last = (error as Error).message; // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    assert.ok(
-      value !== undefined,
-      `no hotpatch_events_total sample with a type label in Prometheus after 30 s; last answer: ${last}\nprometheus log:\n${promLog}`,
-    );
+    prom = await startPrometheus({ dir: fx.dir, port: await freePort(), agentPort: ep.port!, tokenFile });
+    const running = prom;
+    const hit = await waitFor(
+      'a hotpatch_events_total sample with a type label in Prometheus',
+      async () => (await running.query(`hotpatch_events_total{type="CanaryStep",target="${T}"}`)).find((x) => x.metric.type === 'CanaryStep'),
+      30_000,
+      250,
+    ).catch((error: unknown) => assert.fail(`${(error as Error).message}\nprometheus log:\n${running.log()}`));
+    const value = Number(hit.value[1]);
+    const labels = hit.metric;
     assert.equal(value, expected, 'Prometheus reads the same count the agent serves');
-    assert.equal(labels?.__name__, 'hotpatch_events_total');
-    assert.equal(labels?.target, T);
-    assert.equal(labels?.job, 'hotpatch-agent');
-    assert.equal(labels?.instance, `127.0.0.1:${ep.port}`);
+    assert.equal(labels.__name__, 'hotpatch_events_total');
+    assert.equal(labels.target, T);
+    assert.equal(labels.job, 'hotpatch-agent');
+    assert.equal(labels.instance, `127.0.0.1:${ep.port}`);
 
     // The scrape itself was authenticated: Prometheus reports the target up.
-    const up = (await (await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent('up{job="hotpatch-agent"}')}`)).json()) as QueryResult;
-    assert.equal(up.data.result[0]?.value[1], '1', JSON.stringify(up));
+    assert.equal((await running.query('up{job="hotpatch-agent"}'))[0]?.value[1], '1');
   });
 });

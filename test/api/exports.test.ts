@@ -87,6 +87,7 @@ const API: Record<string, EntryApi> = {
       'parseRfc3339',
       'parseTrustStore',
       'readFileBounded',
+      'readPinFile',
       'readTimestampReply',
       'registerApprover',
       'registerInstaller',

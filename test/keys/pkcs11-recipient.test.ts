@@ -39,14 +39,16 @@ before(async () => {
   pinFile = join(dir, 'pin');
   await writeFile(pinFile, `${hsm.pin}\n`, { mode: 0o600 });
   const env = { ...process.env, SOFTHSM2_CONF: hsm.conf };
-  const made = hotpatch(
-    ['keygen', '--alg', 'rsa-oaep-sha256', '--pkcs11-module', hsm.module, '--token', hsm.token, '--key-label', 'agent-rsa', '--pin-file', pinFile, '--json'],
-    { env },
-  );
+  const made = hotpatch(['keygen', '--alg', 'rsa-oaep-sha256', ...tokenFlags('agent-rsa'), '--out', join(dir, 'pub'), '--name', 'edge', '--json'], { env });
   assert.equal(made.status, 0, made.stdout + made.stderr);
   assert.equal(made.json?.alg, 'rsa-oaep-sha256');
   assert.equal(made.json?.trust_entry, undefined, 'a recipient key is no signer: no trust-store entry');
   recipientPem = String(made.json?.public_key);
+  // --out writes the public half for pack --encrypt-to; a second key of that name is refused (exit 2).
+  assert.equal(await readFile(join(dir, 'pub', 'edge.pub'), 'utf8'), recipientPem);
+  const again = hotpatch(['keygen', '--alg', 'rsa-oaep-sha256', ...tokenFlags('agent-rsa'), '--json'], { env });
+  assert.equal(again.status, 2, again.stdout);
+  assert.match(String(again.json?.message), /already has a key labelled agent-rsa/);
 });
 
 after(async () => {
@@ -54,6 +56,7 @@ after(async () => {
 });
 
 const keyOn = (keyLabel: string) => ({ module: hsm.module, token: hsm.token, pin: hsm.pin, keyLabel });
+const tokenFlags = (keyLabel: string) => ['--pkcs11-module', hsm.module, '--token', hsm.token, '--key-label', keyLabel, '--pin-file', pinFile];
 
 test('a recipient key made on the token unwraps what openssl encrypted to its public key with RSA-OAEP-SHA256', async () => {
   const key = Pkcs11RecipientKey.open(keyOn('agent-rsa'));
@@ -151,6 +154,11 @@ test('a token key does only what it was made for, and a loose PIN file or a miss
   signer.close();
   assert.throws(() => Pkcs11RecipientKey.open(keyOn('release-signer')), isCode('INVALID', /not a decryption key/));
   assert.throws(() => Pkcs11KeyProvider.open(keyOn('agent-rsa')), isCode('INVALID', /not a signing key/));
+  const signing = hotpatch(['sign', '--repo', dir, '--id', 'none', ...tokenFlags('agent-rsa'), '--keyid', 'edge', '--json'], {
+    env: { ...process.env, SOFTHSM2_CONF: hsm.conf },
+  });
+  assert.equal(signing.status, 2, signing.stdout);
+  assert.match(String(signing.json?.message), /--key-label agent-rsa: .*not a signing key/);
   assert.throws(() => Pkcs11RecipientKey.generate(keyOn('pq'), 'ml-kem-768'), isCode('ALGORITHM_DISALLOWED'));
   assert.throws(() => Pkcs11RecipientKey.generate(keyOn('agent-rsa')), isCode('INVALID'), 'a label already taken');
 

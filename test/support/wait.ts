@@ -103,3 +103,17 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
 export async function turns(n = 10): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
 }
+
+/**
+ * `promise`, with the event loop held open until it settles: what it waits for (an unref'd
+ * isolate's death, an unref'd timer) may be the only thing left, and a test process whose loop
+ * empties ends with the test still pending.
+ */
+export async function held<T>(promise: Promise<T>): Promise<T> {
+  const keep = setInterval(() => {}, 1_000);
+  try {
+    return await promise;
+  } finally {
+    clearInterval(keep);
+  }
+}

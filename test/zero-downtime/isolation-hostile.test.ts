@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { HotPatchRuntime, twoPhaseApply } from '../../src/zero-downtime/index.js';
 import { isCode } from '../support/assertions.js';
 import { cpuTicks, isolateProcesses, running } from '../support/isolates.js';
-import { until } from '../support/wait.js';
+import { held, until } from '../support/wait.js';
 import { FAST, drive, signedPatch, world, type World } from './fixtures.js';
 
 const T = 'xps.hostile.echo';
@@ -76,7 +76,7 @@ for (const mode of MODES) {
     try {
       await assert.rejects(target.api.poke('bare'), /a non-Error value was thrown/);
       assert.equal(target.active.isolate?.restarts, 0, 'a strange throw fails its call only');
-      const died = new Promise<string>((resolve) => target.active.isolate!.onDeath(resolve));
+      const died = held(new Promise<string>((resolve) => target.active.isolate!.onDeath(resolve)));
       assert.equal(await target.api.poke('timer'), 'armed');
       assert.match(await died, /null/);
       assert.equal(await target.api.echo(1), 1);
@@ -158,7 +158,7 @@ export const api = { echo(v) { return v; }, poke() { process.exit(3); } };`;
   test(`${mode}: a death reason is bounded (and redacted) however long the patch's message`, async () => {
     const { w, target } = await promoted(mode, ECHO(`setTimeout(() => { throw new Error('x'.repeat(1_000_000)); }); return 'armed';`));
     try {
-      const died = new Promise<string>((resolve) => target.active.isolate!.onDeath(resolve));
+      const died = held(new Promise<string>((resolve) => target.active.isolate!.onDeath(resolve)));
       await target.api.poke('x');
       const reason = await died;
       assert.ok(reason.length <= 1000, `a ${reason.length}-character reason`);
@@ -179,7 +179,7 @@ export const api = { echo(v) { return v; }, poke(what) { if (what === 'block') e
     },
   );
   try {
-    const died = new Promise<string>((resolve) => target.active.isolate!.onDeath(resolve));
+    const died = held(new Promise<string>((resolve) => target.active.isolate!.onDeath(resolve)));
     await assert.rejects(target.api.poke('block'), isCode('TIMEOUT'));
     assert.match(await died, /did not exit within 2000 ms of being ended .* given up on/);
     assert.equal(target.active.isolate?.state, 'dead');

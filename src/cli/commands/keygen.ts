@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError } from '../../core/index.js';
 import {
@@ -24,7 +24,7 @@ export const keygenCommand: Command = {
   name: 'keygen',
   summary: 'create a signing or recipient key pair (KEYID.key 0600 PKCS#8, KEYID.pub SPKI)',
   usage: `hotpatch keygen --alg ALG --out DIR --name KEYID [--json]
-hotpatch keygen --alg ALG ${PKCS11_USAGE} [--name KEYID] [--json]
+hotpatch keygen --alg ALG ${PKCS11_USAGE} [--name KEYID] [--out DIR] [--json]
 
 Writes DIR/KEYID.key (PKCS#8 PEM, mode 0600) and DIR/KEYID.pub (SPKI PEM).
 Refuses to overwrite existing files. The private key is never printed; the
@@ -35,7 +35,8 @@ algorithm (${SIGNATURE_ALGORITHMS.join(', ')}) or a recipient one
 --pkcs11-module the key pair is made on the PKCS#11 token (signing: ecdsa-p256-sha256,
 rsa-pss-sha256 or ed25519; recipient: rsa-oaep-sha256, for decryption only; the
 private key sensitive, never extractable) and its public key (and a signing key's
-trust-store entry, under --name, default the key label) printed.`,
+trust-store entry, under --name, default the key label) printed; with --out, the public
+key is also written to DIR/KEYID.pub (for trust add-key, or pack --encrypt-to).`,
   async run(argv, out) {
     const { values, help } = parseCommandArgs(argv, {
       alg: { type: 'string' },
@@ -45,7 +46,8 @@ trust-store entry, under --name, default the key label) printed.`,
     });
     if (help) return printHelp(out, this.usage);
     const token = await pkcs11Options(values);
-    if (token !== undefined) return onToken(token, requireString(values, 'alg'), optionalString(values, 'name') ?? token.keyLabel, out);
+    if (token !== undefined)
+      return onToken(token, requireString(values, 'alg'), optionalString(values, 'name') ?? token.keyLabel, optionalString(values, 'out'), out);
     const alg = requireString(values, 'alg');
     const recipient = (RECIPIENT_ALGORITHMS as readonly string[]).includes(alg);
     if (!isSignatureAlgorithm(alg) && !recipient) {
@@ -92,31 +94,52 @@ trust-store entry, under --name, default the key label) printed.`,
   },
 };
 
-/** `keygen --pkcs11-…`: the key pair made on the token; its public key (and a signing key's trust entry) printed. */
-function onToken(token: Pkcs11KeyOptions, alg: string, keyid: string, out: Output): number {
+/**
+ * `keygen --pkcs11-…`: the key pair made on the token; its public key (and a signing key's trust
+ * entry) printed, and with --out written to DIR/KEYID.pub (the private key stays on the token).
+ */
+async function onToken(token: Pkcs11KeyOptions, alg: string, keyid: string, dir: string | undefined, out: Output): Promise<number> {
   if (!KEYID.test(keyid)) throw new UsageError(`--name ${JSON.stringify(keyid)} must be 1-128 of [A-Za-z0-9._:@-]`);
-  if (alg === 'rsa-oaep-sha256') {
-    const recipient = Pkcs11RecipientKey.generate(token, alg);
-    try {
-      return printTokenKey(out, token, alg, keyid, recipient.recipientKey.toPem(), recipient.recipientKey.fingerprint, false);
-    } finally {
-      recipient.close();
-    }
-  }
-  if (!isSignatureAlgorithm(alg) || alg === 'ml-dsa-65')
+  const recipient = alg === 'rsa-oaep-sha256';
+  if (!recipient && (!isSignatureAlgorithm(alg) || alg === 'ml-dsa-65'))
     throw new UsageError(`a token key is ecdsa-p256-sha256, rsa-pss-sha256 or ed25519 (signing), or rsa-oaep-sha256 (recipient), got ${JSON.stringify(alg)}`);
-  const provider = Pkcs11KeyProvider.generate(token, alg);
+  const pubPath = dir === undefined ? undefined : join(dir, `${keyid}.pub`);
+  // Checked before the key is made: a taken name must not leave a key on the token and no file.
+  if (
+    pubPath !== undefined &&
+    (await stat(pubPath).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new UsageError(`${pubPath} already exists: choose another --name`);
+  let pem: string;
+  let fingerprint: string;
   try {
-    return printTokenKey(out, token, alg, keyid, provider.publicKey.toPem(), provider.publicKey.fingerprint, true);
-  } finally {
-    provider.close();
+    if (recipient) {
+      const key = Pkcs11RecipientKey.generate(token, alg);
+      [pem, fingerprint] = [key.recipientKey.toPem(), key.recipientKey.fingerprint];
+      key.close();
+    } else {
+      const provider = Pkcs11KeyProvider.generate(token, alg as SignatureAlgorithm);
+      [pem, fingerprint] = [provider.publicKey.toPem(), provider.publicKey.fingerprint];
+      provider.close();
+    }
+  } catch (error) {
+    // A label already taken on the token is the operator's choice of name (exit 2).
+    if (error instanceof HotPatchError && error.code === 'INVALID') throw new UsageError(error.message, 'INVALID', { cause: error });
+    throw error;
   }
-}
-
-function printTokenKey(out: Output, token: Pkcs11KeyOptions, alg: string, keyid: string, pem: string, fingerprint: string, signing: boolean): number {
+  if (dir !== undefined && pubPath !== undefined) {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFileExclusive(pubPath, pem, { mode: 0o644 });
+  }
+  const trustEntry = recipient ? undefined : { [keyid]: { alg, public_key: pem } };
   out.line(`created on token ${token.token}: key pair ${token.keyLabel} (${alg}); the private key never leaves the token`);
+  if (pubPath !== undefined) out.line(`public key:  ${pubPath}`);
   out.line(`fingerprint: sha256:${fingerprint}`);
   out.line(pem.trimEnd());
+  if (trustEntry !== undefined) out.line(`trust entry (for the trust store's "keys"): ${JSON.stringify(trustEntry)}`);
   out.success(`created ${alg} key ${token.keyLabel} on token ${token.token}`, {
     keyid,
     alg,
@@ -124,7 +147,8 @@ function printTokenKey(out: Output, token: Pkcs11KeyOptions, alg: string, keyid:
     key_label: token.keyLabel,
     fingerprint: `sha256:${fingerprint}`,
     public_key: pem,
-    ...(signing ? { trust_entry: { [keyid]: { alg, public_key: pem } } } : {}),
+    ...(pubPath === undefined ? {} : { public_key_path: pubPath }),
+    ...(trustEntry === undefined ? {} : { trust_entry: trustEntry }),
   });
   return EXIT_OK;
 }
