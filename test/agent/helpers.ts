@@ -5,13 +5,14 @@
  * agent-host.ts child processes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type RequestOptions } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startAgent, type Agent, type AgentOptions } from '../../src/agent/index.js';
 import { EventBus, type HotPatchEvent } from '../../src/core/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import { HotPatchRuntime, type Target } from '../../src/zero-downtime/index.js';
@@ -34,7 +35,7 @@ export function kat(api: typeof builtin): void {
 
 /** Same digests as the built-in (the canary passes), tagged so each payload is distinct. */
 export function goodSource(tag: string): string {
-  return `import { createHash } from 'node:crypto';
+  return `import { createHash, randomBytes } from 'node:crypto';
 // ${tag}
 export const api = { digest: (s) => createHash('sha256').update(s).digest('hex') };
 export function selfTest() { if (api.digest('abc') !== '${ABC}') throw new Error('KAT'); }
@@ -43,7 +44,7 @@ export function selfTest() { if (api.digest('abc') !== '${ABC}') throw new Error
 
 /** Passes the known-answer test but answers wrongly for inputs ending in "7": a deterministic canary catches it. */
 export function faultySource(tag: string): string {
-  return `import { createHash } from 'node:crypto';
+  return `import { createHash, randomBytes } from 'node:crypto';
 // ${tag}
 export const api = { digest: (s) => s.endsWith('7') ? 'not-a-digest' : createHash('sha256').update(s).digest('hex') };
 `;
@@ -433,4 +434,28 @@ export async function startHost(config: HostConfig): Promise<Host> {
     throw error;
   }
   return host;
+}
+
+/**
+ * An agent on loopback HTTP with a fresh bearer token (a 0600 file), over a host runtime with
+ * the target declared, reading the fixture's repository and trust store.
+ */
+export async function startHttpAgent(
+  fx: Fixture,
+  extra: Partial<AgentOptions> = {},
+): Promise<{ agent: Agent; ep: Endpoint; port: number; token: string; tokenFile: string; target: Target<typeof builtin>; runtime: HotPatchRuntime }> {
+  const token = randomBytes(24).toString('hex');
+  const tokenFile = join(fx.dir, 'agent.token');
+  await writeToken(tokenFile, token);
+  const host = hostRuntime(fx.stateDir);
+  const agent = await startAgent({
+    stateDir: fx.stateDir,
+    runtime: host.runtime,
+    http: { port: 0, tokenFile },
+    defaults: { repository: fx.repoDir, trustStore: fx.trustFile },
+    log: false,
+    ...extra,
+  });
+  const port = Number(new URL(agent.address).port);
+  return { agent, ep: { host: '127.0.0.1', port, token }, port, token, tokenFile, target: host.target, runtime: host.runtime };
 }

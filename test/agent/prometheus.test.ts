@@ -4,14 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startAgent, type Agent } from '../../src/agent/index.js';
+import type { Agent } from '../../src/agent/index.js';
 import type { Target } from '../../src/zero-downtime/index.js';
 import { findPrometheus, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
 import { waitFor } from '../support/wait.js';
-import { T, builtin, call, freePort, hostRuntime, makeFixture, planOf, sha, writeToken, type Endpoint, type Fixture } from './helpers.js';
+import { T, builtin, call, freePort, makeFixture, planOf, sha, startHttpAgent, type Endpoint, type Fixture } from './helpers.js';
 
 describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
   let fx: Fixture;
@@ -24,19 +22,7 @@ describe('Prometheus scrapes the agent', { timeout: 70_000 }, () => {
   before(async () => {
     fx = await makeFixture('hotpatch-prometheus-');
     await fx.publish('prom-good', '1.1.0');
-    const token = randomBytes(24).toString('hex');
-    tokenFile = join(fx.dir, 'agent.token');
-    await writeToken(tokenFile, token);
-    const host = hostRuntime(fx.stateDir);
-    target = host.target;
-    agent = await startAgent({
-      stateDir: fx.stateDir,
-      runtime: host.runtime,
-      http: { port: 0, tokenFile },
-      defaults: { repository: fx.repoDir, trustStore: fx.trustFile },
-      log: false,
-    });
-    ep = { host: '127.0.0.1', port: Number(new URL(agent.address).port), token };
+    ({ agent, ep, tokenFile, target } = await startHttpAgent(fx));
   });
 
   after(async () => {

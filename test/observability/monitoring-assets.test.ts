@@ -6,12 +6,11 @@
  * rules loaded, a rollback raises HotPatchRolledBack.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startAgent, type Agent } from '../../src/agent/index.js';
-import { call, faultySource, freePort, hostRuntime, makeFixture, planOf, sha, writeToken, type Endpoint, type Fixture } from '../agent/helpers.js';
+import type { Agent } from '../../src/agent/index.js';
+import { call, faultySource, freePort, hostRuntime, makeFixture, planOf, sha, startHttpAgent, type Endpoint, type Fixture } from '../agent/helpers.js';
 import { promtool, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
 import { waitFor } from '../support/wait.js';
 
@@ -29,20 +28,7 @@ let target: ReturnType<typeof hostRuntime>['target'];
 
 before(async () => {
   fx = await makeFixture('hotpatch-monitoring-');
-  const token = randomBytes(24).toString('hex');
-  tokenFile = join(fx.dir, 'agent.token');
-  await writeToken(tokenFile, token);
-  const host = hostRuntime(fx.stateDir);
-  target = host.target;
-  agent = await startAgent({
-    stateDir: fx.stateDir,
-    runtime: host.runtime,
-    http: { port: 0, tokenFile },
-    defaults: { repository: fx.repoDir, trustStore: fx.trustFile },
-    log: false,
-  });
-  agentPort = Number(new URL(agent.address).port);
-  ep = { host: '127.0.0.1', port: agentPort, token };
+  ({ agent, ep, port: agentPort, tokenFile, target } = await startHttpAgent(fx));
 });
 
 after(async () => {
