@@ -12,6 +12,7 @@ const PROGRAMS = [
   { need: 'mkfifo', command: 'mkfifo', paths: [], apt: 'coreutils' },
   { need: 'a C compiler', command: 'cc', paths: [], apt: 'gcc' },
   { need: 'softhsm2', command: 'softhsm2-util', paths: [], apt: 'softhsm2' },
+  { need: 'chromium', command: 'chromium', paths: ['/usr/bin/chromium'], apt: 'chromium' },
 ];
 
 const has = (p) => p.paths.some((x) => existsSync(x)) || spawnSync('sh', ['-c', `command -v ${p.command}`], { stdio: 'ignore' }).status === 0;

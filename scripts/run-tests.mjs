@@ -27,6 +27,7 @@ const INTEGRATION = new Map([
   ['test/agent/operator-cli.test', 'agent-host child processes, the hotpatch binary'],
   ['test/agent/operator-record.test', 'the hotpatch binary'],
   ['test/agent/plan-pages.test', 'the hotpatch binary'],
+  ['test/agent/dashboard.test', 'chromium (Debian, driven by Playwright)'],
   ['test/agent/prometheus.test', 'prometheus'],
   ['test/observability/monitoring-assets.test', 'prometheus (and its promtool)'],
   ['test/agent/read-only-token.test', 'the hotpatch binary'],

@@ -3,7 +3,9 @@ import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
+import { DashboardSessions } from './dashboard-session.js';
 import { openDecryptionKeys, type AgentDecryptionKey } from './decryption-keys.js';
+import { RecentEvents } from './recent-events.js';
 import { DynamicInstaller } from '../installer/index.js';
 import { AuditLog, HotPatchMetrics, createLogger, logEvents } from '../observability/index.js';
 import { Planner, type PlannerOptions } from '../orchestration/index.js';
@@ -140,7 +142,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const lock = await lockStateDir(stateDir);
     undo.push(() => lock.release());
     let ctx: AgentContext | undefined;
-    const server = createServer(requestHandler({ tokens, maxRequestsInFlight }, () => ctx));
+    const server = createServer(
+      requestHandler({ tokens, maxRequestsInFlight, ...(tokens === undefined ? {} : { sessions: new DashboardSessions() }) }, () => ctx),
+    );
     limitConnections(server, maxRequestsInFlight + maxEventStreams);
     let address: string;
     if (options.http !== undefined) {
@@ -193,6 +197,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     undo.push(detachLog);
     const metrics = new HotPatchMetrics({ runtime, bus, audit });
     undo.push(() => metrics.close());
+    const recent = new RecentEvents(bus);
+    undo.push(() => recent.close());
     // A graceful stop: probations are suspended (resumed at the next start), not reverted.
     undo.push(() => runtime.shutdown());
 
@@ -206,6 +212,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       planner,
       bus,
       metrics,
+      recent,
+      audit,
       streams: new Set(),
       maxEventStreams,
       maxEventBacklogBytes: positiveInteger(options.maxEventBacklogBytes ?? 1024 * 1024, 'maxEventBacklogBytes'),

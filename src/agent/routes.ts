@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError, emitRedactedWarning, parseTargetName, rejectUnknownFields, type EventBus, type HotPatchEvent } from '../core/index.js';
-import type { HotPatchMetrics } from '../observability/index.js';
+import type { AuditLog, HotPatchMetrics } from '../observability/index.js';
 import { FINAL_STATUSES, checkPlan, type PatchPlan, type Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
 import { planPage, planPageQuery } from './plan-pages.js';
 import type { RequestRecorder } from './operator-record.js';
+import type { RecentEvents } from './recent-events.js';
 import { readJsonBody, stringField } from './request-body.js';
 
 export interface AgentContext {
@@ -21,6 +22,10 @@ export interface AgentContext {
   recordRequest: RequestRecorder;
   /** Set when the agent is in a fleet: who it is there. */
   fleet?: { agentId: string; ring: number; prefix: string };
+  /** The last events published (for a dashboard opened now). */
+  recent: RecentEvents;
+  /** The audit log, whose standing /v1/status reports. */
+  audit: AuditLog;
 }
 
 type Handler = (ctx: AgentContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
@@ -53,6 +58,7 @@ export const ROUTES: Readonly<Record<string, Route>> = {
       total,
       planCounts: counts,
       eventStreams: ctx.streams.size,
+      audit: auditStanding(ctx.audit),
       ...(ctx.fleet === undefined ? {} : { fleet: ctx.fleet }),
       ...(next === undefined ? {} : { next }),
     });
@@ -191,6 +197,16 @@ export const ROUTES: Readonly<Record<string, Route>> = {
     send(res, 200, { ok: true, target, version: v.version, confirmed: !wasGood, message });
   }),
   'GET /v1/events': { access: 'read', stream: true, handler: eventStream },
+  /** `?target=T&limit=N` (default 200, at most 500): the last events published, oldest first. */
+  'GET /v1/events/recent': read(async (ctx, _req, res, url) => {
+    const target = url.searchParams.get('target') ?? undefined;
+    if (target !== undefined) parseTargetName(target, 'target');
+    const limitText = url.searchParams.get('limit') ?? '200';
+    const limit = Number(limitText);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 500)
+      throw new HotPatchError('INVALID', `limit must be an integer from 1 to 500, got ${JSON.stringify(limitText.slice(0, 20))}`);
+    send(res, 200, { ok: true, events: ctx.recent.list(target, limit) });
+  }),
   'GET /metrics': read(async (ctx, _req, res) => {
     const text = await ctx.metrics.metrics();
     res.writeHead(200, { 'content-type': ctx.metrics.contentType });
@@ -274,4 +290,18 @@ export function sendError(res: ServerResponse, error: unknown): void {
     return;
   }
   send(res, status, body);
+}
+
+/** The audit log's standing: intact (its end matched state.json at open, every append written) or not, and why. */
+function auditStanding(audit: AuditLog): { ok: boolean; seq: number; consistent: boolean; failedAppends: number; lostAppends: number; failure?: string } {
+  const consistent = audit.reconciliation?.consistent ?? true;
+  const failure = audit.failure?.message;
+  return {
+    ok: consistent && failure === undefined && audit.lostAppends === 0,
+    seq: audit.seq,
+    consistent,
+    failedAppends: audit.failedAppends,
+    lostAppends: audit.lostAppends,
+    ...(failure === undefined ? {} : { failure }),
+  };
 }

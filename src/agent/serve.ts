@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError } from '../core/index.js';
 import { ROUTES, send, sendError, type AgentContext } from './routes.js';
 import { setIdentity } from './operator-record.js';
+import { serveDashboard } from './dashboard-routes.js';
+import { csrfAllows, type DashboardSessions } from './dashboard-session.js';
 import { matchToken, type AgentTokenSet } from './token.js';
 
 export interface ServeOptions {
@@ -12,6 +14,8 @@ export interface ServeOptions {
   tokens: AgentTokenSet | undefined;
   /** Requests handled at once, event streams apart (they have maxEventStreams). */
   maxRequestsInFlight: number;
+  /** The dashboard's browser sessions (HTTP endpoint only). */
+  sessions?: DashboardSessions;
 }
 
 /** What a read-only token may call, named in its refusals. */
@@ -33,7 +37,19 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let admitted = false;
     try {
-      const token = options.tokens === undefined ? undefined : matchToken(req.headers.authorization, options.tokens);
+      const url = new URL(req.url ?? '/', 'http://agent');
+      const sessions = options.sessions;
+      if (options.tokens !== undefined && sessions !== undefined && (await serveDashboard(req, res, url, options.tokens, sessions))) return;
+      let token = options.tokens === undefined ? undefined : matchToken(req.headers.authorization, options.tokens);
+      // No bearer token: a dashboard session's cookie, held to its CSRF token for every change.
+      const session = token === undefined && req.headers.authorization === undefined ? sessions?.of(req) : undefined;
+      if (session !== undefined) {
+        if ((req.method ?? 'GET') !== 'GET' && !csrfAllows(req, session)) {
+          send(res, 403, { ok: false, code: 'POLICY_DENIED', message: 'a dashboard session changes nothing without its CSRF token, from its own origin' });
+          return;
+        }
+        token = session.token;
+      }
       const role = options.tokens === undefined ? 'operate' : token?.role;
       if (role === undefined) {
         send(res, 401, { ok: false, code: 'UNAUTHENTICATED', message: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
@@ -46,7 +62,6 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
         send(res, 503, { ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }, { 'retry-after': '1' });
         return;
       }
-      const url = new URL(req.url ?? '/', 'http://agent');
       const key = `${req.method ?? 'GET'} ${url.pathname}`;
       const route = ROUTES[key];
       if (route === undefined) {

@@ -1,0 +1,183 @@
+/*
+ * The dashboard in a real browser (Debian's Chromium, driven by Playwright) against a live agent
+ * on loopback HTTP: sign-in with the token, a canary in flight shown step by step as the event
+ * stream delivers it (no reload), an abort and a rollback clicked in the page (behind a
+ * confirmation) that happen and appear in the timeline; without the token the page and the API
+ * refuse; a forged cross-site POST is refused; screenshots at 1280×800 and at a phone's width
+ * are saved as test artefacts (dist/test-artifacts/dashboard).
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Agent } from '../../src/agent/index.js';
+import { waitFor } from '../support/wait.js';
+import { FAST_ZDT, T, call, makeFixture, planOf, startHttpAgent, type Endpoint, type Fixture } from './helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = resolve('dist/test-artifacts/dashboard');
+/** A canary that stays in flight for a while: 40 short steps, so the page sees it move. */
+const SLOW_CANARY = { ...FAST_ZDT, steps: Array.from({ length: 40 }, (_, i) => (i + 1) / 50), canaryInterval: 400 };
+
+let fx: Fixture;
+let agent: Agent;
+let ep: Endpoint;
+let base: string;
+let browser: Browser;
+let target: Awaited<ReturnType<typeof startHttpAgent>>['target'];
+let traffic: NodeJS.Timeout;
+const pageErrors: string[] = [];
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `Chromium is missing (${CHROMIUM}): apt-get install -y chromium`);
+  fx = await makeFixture('hotpatch-dashboard-');
+  ({ agent, ep, target } = await startHttpAgent(fx));
+  base = `http://127.0.0.1:${ep.port}`;
+  // The service's own calls, all along: a canary needs them.
+  traffic = setInterval(() => {
+    for (let i = 0; i < 20; i++) target.api.digest(`d${i}`);
+  }, 2);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  clearInterval(traffic);
+  await browser?.close();
+  await agent?.close();
+  await fx?.close();
+});
+
+async function signedIn(viewport = { width: 1280, height: 800 }): Promise<Page> {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  // A script error in the page fails the test that meets it, with the error.
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(m.text());
+  });
+  const first = await page.goto(`${base}/ui/`);
+  assert.equal(first?.status(), 401, 'without a session the page is the sign-in form');
+  await page.fill('#token', ep.token!);
+  await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')]);
+  await page.waitForSelector('#targets');
+  return page;
+}
+
+test('without the token the page and its API refuse; a session changes nothing without its CSRF token from its own origin', async () => {
+  const page = await fetch(`${base}/ui/`);
+  assert.equal(page.status, 401);
+  assert.match(await page.text(), /id="sign-in"/);
+  assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'; script-src 'self'/);
+  assert.equal((await fetch(`${base}/v1/status`)).status, 401);
+  const wrong = await fetch(`${base}/ui/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'nope' }) });
+  assert.equal(wrong.status, 401);
+
+  const signIn = await fetch(`${base}/ui/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: ep.token }),
+  });
+  assert.equal(signIn.status, 200);
+  const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
+  assert.match(signIn.headers.get('set-cookie')!, /HttpOnly; SameSite=Strict/);
+  const app = await (await fetch(`${base}/ui/`, { headers: { cookie } })).text();
+  const csrf = /name="hotpatch-csrf" content="([^"]+)"/.exec(app)![1]!;
+  assert.equal((await fetch(`${base}/v1/status`, { headers: { cookie } })).status, 200, 'a session reads');
+  const freeze = (headers: Record<string, string>) =>
+    fetch(`${base}/v1/freeze`, {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ target: T, reason: 'csrf probe' }),
+    });
+  assert.equal((await freeze({})).status, 403, 'no CSRF token');
+  assert.equal((await freeze({ 'x-hotpatch-csrf': 'x'.repeat(csrf.length) })).status, 403, 'a wrong CSRF token');
+  assert.equal((await freeze({ 'x-hotpatch-csrf': csrf, origin: 'http://evil.example' })).status, 403, 'another origin');
+  assert.equal(target.frozen, undefined, 'nothing was frozen');
+});
+
+test('a forged cross-site form POST is refused, and the target keeps its version', async () => {
+  const page = await signedIn();
+  // Another site (another port is another origin) whose page posts to the agent as soon as it loads.
+  const attacker: Server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(
+      `<form method="POST" action="${base}/v1/freeze" enctype="text/plain"><input name='{"target":"${T}","reason":"pwned","x":"' value='"}'></form><script>document.forms[0].submit()</script>`,
+    );
+  });
+  await new Promise<void>((r) => attacker.listen(0, '127.0.0.1', r));
+  try {
+    const forged = page.waitForResponse((r) => r.url() === `${base}/v1/freeze`);
+    await page.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
+    const response = await forged;
+    assert.equal(response.status(), 403, await response.text());
+    assert.equal(target.frozen, undefined);
+  } finally {
+    attacker.closeAllConnections();
+    await new Promise<void>((r) => attacker.close(() => r()));
+    await page.context().close();
+  }
+});
+
+test('the page follows a canary step by step without a reload, and an abort then a rollback clicked in it happen and appear in the timeline', async (t) => {
+  await fx.publish('dash-1', '1.0.1');
+  await fx.publish('dash-2', '1.0.2');
+  const started = Date.now();
+  const page = await signedIn();
+  t.diagnostic(`sign-in to first render: ${Date.now() - started} ms`);
+  await page.evaluate('window.marker = 42');
+
+  const applying = call(ep, 'POST', '/v1/apply', { plan: planOf('dash-canary', 'dash-1', SLOW_CANARY) });
+  const card = page.locator(`.canary-card[data-target="${T}"]`);
+  const stepShown = async (): Promise<number | undefined> => {
+    const text = await card
+      .locator('.step')
+      .textContent({ timeout: 500 })
+      .catch(() => null);
+    const m = /step (\d+) of 40/.exec(text ?? '');
+    return m === null ? undefined : Number(m[1]);
+  };
+  const first = await waitFor('a canary step on the page', stepShown, 30_000, 50);
+  await waitFor('a later step on the same page', async () => ((await stepShown()) ?? 0) > first, 30_000, 50);
+  assert.deepEqual(
+    pageErrors.filter((e) => !/Failed to load resource/.test(e)),
+    [],
+    'no script error in the page',
+  );
+  assert.equal(await page.evaluate('window.marker'), 42, 'updated in place, never reloaded');
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-canary-1280x800.png'), fullPage: true });
+
+  await page.click(`#targets button[data-action="abort"][data-target="${T}"]`);
+  await page.waitForSelector('dialog#confirm[open]');
+  await page.click('#confirm-ok');
+  const outcome = await applying;
+  assert.notEqual(outcome.json.status, 'activated', outcome.text);
+  await page.locator('#timeline li.RolledBack, #timeline li.Aborted').first().waitFor({ timeout: 15_000 });
+  assert.equal(target.active.patchId, null, 'the canary was aborted: the built-in serves');
+
+  // A patch promoted by another operator shows up by itself; rolling it back from the page works.
+  const promoted = await call(ep, 'POST', '/v1/apply', { plan: planOf('dash-promote', 'dash-2') });
+  assert.equal(promoted.json.status, 'activated', promoted.text);
+  await page.locator(`#targets tr[data-target="${T}"] .active-version`, { hasText: 'dash-2' }).waitFor({ timeout: 15_000 });
+  const before = await page.locator('#timeline li.RolledBack').count();
+  await page.click(`#targets button[data-action="rollback"][data-target="${T}"]`);
+  await page.click('#confirm-ok');
+  await waitFor('a RolledBack event in the timeline', async () => (await page.locator('#timeline li.RolledBack').count()) > before, 15_000, 100);
+  await page.locator(`#targets tr[data-target="${T}"] .active-version`, { hasText: 'built-in' }).waitFor({ timeout: 15_000 });
+  assert.equal(target.active.patchId, null);
+  assert.equal(await page.evaluate('window.marker'), 42);
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-after-rollback-1280x800.png'), fullPage: true });
+  await page.context().close();
+});
+
+test('at a phone width the page fits the screen', async () => {
+  const page = await signedIn({ width: 390, height: 844 });
+  const overflow = (await page.evaluate('document.documentElement.scrollWidth - window.innerWidth')) as number;
+  assert.ok(overflow <= 1, `the page is ${overflow} px wider than the screen`);
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-390x844.png'), fullPage: true });
+  await page.context().close();
+});
