@@ -21,6 +21,7 @@
 import { cpus } from 'node:os';
 import { run as canaryJudge } from './canary-judge.js';
 import { run as cliVerify } from './cli-verify.js';
+import { run as dashboardRender } from './dashboard-render.js';
 import { run as demoNoisy } from './demo-noisy.js';
 import { run as fleetProcesses } from './fleet-processes.js';
 import { run as fleetRollout } from './fleet-rollout.js';
@@ -62,6 +63,7 @@ const BENCHMARKS: readonly { name: string; run: (options: BenchOptions) => Promi
   { name: 'canary-judge', run: canaryJudge },
   { name: 'demo-noisy', run: demoNoisy },
   { name: 'import-cost', run: importCost },
+  { name: 'dashboard-render', run: dashboardRender },
   { name: 'peer-reload', run: peerReload },
 ];
 

@@ -1,10 +1,22 @@
-/** The admin API, through the session cookie; changes carry the session's CSRF token. */
+/**
+ * The admin API with the agent's token as a bearer token, like any client. The token lives in
+ * this tab's sessionStorage: one origin (this agent's port), gone when the tab closes, and never
+ * sent by the browser on its own — so no other page can make a request in the operator's name.
+ */
 
-function meta(name: string): string {
-  return document.querySelector<HTMLMetaElement>(`meta[name="${name}"]`)?.content ?? '';
-}
+const KEY = 'hotpatch-token';
 
-export const session = { csrf: meta('hotpatch-csrf'), role: meta('hotpatch-role'), name: meta('hotpatch-token-name') };
+export const session = {
+  get token(): string | undefined {
+    return sessionStorage.getItem(KEY) ?? undefined;
+  },
+  set(token: string): void {
+    sessionStorage.setItem(KEY, token);
+  },
+  clear(): void {
+    sessionStorage.removeItem(KEY);
+  },
+};
 
 export interface HotPatchEvent {
   type: string;
@@ -51,50 +63,63 @@ export interface Status {
   fleet?: { agentId: string; ring: number; prefix: string };
 }
 
-/** The event types the agent streams (an EventSource needs a listener per type). */
-export const EVENT_TYPES = [
-  'Planned',
-  'Fetched',
-  'Verified',
-  'Approved',
-  'Staged',
-  'CanaryStarted',
-  'CanaryStep',
-  'Promoted',
-  'Activated',
-  'Aborted',
-  'RolledBack',
-  'Failed',
-  'Requested',
-];
+/** The API refused the token (401): it is wrong, or the agent no longer has it. */
+export class SignedOut extends Error {}
+
+/** The agent is starting or busy (503): worth asking again shortly. */
+export class Busy extends Error {}
+
+function headers(extra: Record<string, string> = {}): Record<string, string> {
+  return { accept: 'application/json', authorization: `Bearer ${session.token ?? ''}`, ...extra };
+}
+
+async function replyOf<T>(res: Response): Promise<T & { ok: boolean; message?: string; code?: string }> {
+  if (res.status === 401) throw new SignedOut('the agent refused the token');
+  const body = (await res.json()) as T & { ok: boolean; message?: string; code?: string };
+  if (res.status === 503) throw new Busy(body.message ?? 'the agent is busy');
+  return body;
+}
 
 export async function getJson<T>(path: string): Promise<T> {
-  const res = await fetch(path, { credentials: 'same-origin', headers: { accept: 'application/json' } });
-  if (res.status === 401) {
-    location.reload(); // the session ended: back to the sign-in form
-    throw new Error('signed out');
-  }
-  const body = (await res.json()) as T & { ok: boolean; message?: string };
-  if (!res.ok) throw new Error(body.message ?? `HTTP ${res.status}`);
+  const body = await replyOf<T>(await fetch(path, { headers: headers(), cache: 'no-store' }));
+  if (!body.ok) throw new Error(body.message ?? 'refused');
   return body;
 }
 
 export async function post(path: string, body: unknown): Promise<{ ok: boolean; message: string; code?: string }> {
-  const res = await fetch(path, {
-    method: 'POST',
-    credentials: 'same-origin',
-    headers: { 'content-type': 'application/json', 'x-hotpatch-csrf': session.csrf },
-    body: JSON.stringify(body),
-  });
-  const reply = (await res.json()) as { ok: boolean; message?: string; code?: string };
-  return { ok: res.ok && reply.ok, message: reply.message ?? `HTTP ${res.status}`, ...(reply.code === undefined ? {} : { code: reply.code }) };
+  const reply = await replyOf<object>(
+    await fetch(path, { method: 'POST', headers: headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) }),
+  );
+  return { ok: reply.ok, message: reply.message ?? '', ...(reply.code === undefined ? {} : { code: reply.code }) };
 }
 
-/** Follows the event stream; `onOpen(false)` while it reconnects. */
-export function follow(onEvent: (e: HotPatchEvent) => void, onOpen: (open: boolean) => void): EventSource {
-  const source = new EventSource('/v1/events', { withCredentials: true });
-  source.onopen = () => onOpen(true);
-  source.onerror = () => onOpen(false);
-  for (const type of EVENT_TYPES) source.addEventListener(type, (m) => onEvent(JSON.parse((m as MessageEvent<string>).data) as HotPatchEvent));
-  return source;
+/**
+ * Follows GET /v1/events (Server-Sent Events read through fetch: an EventSource cannot send a
+ * bearer token) until `signal` aborts. Resolves when the stream ends; rejects with SignedOut on
+ * a 401, Busy on a 503.
+ */
+export async function follow(onEvent: (e: HotPatchEvent) => void, onOpen: () => void, signal: AbortSignal): Promise<void> {
+  const res = await fetch('/v1/events', { headers: headers({ accept: 'text/event-stream' }), signal, cache: 'no-store' });
+  if (res.status === 401) throw new SignedOut('the agent refused the token');
+  if (res.status === 503) throw new Busy('too many event streams');
+  if (!res.ok || res.body === null) throw new Error(`the event stream answered HTTP ${res.status}`);
+  onOpen();
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6))
+        .join('\n');
+      if (data !== '') onEvent(JSON.parse(data) as HotPatchEvent);
+    }
+  }
 }

@@ -200,7 +200,7 @@ export function approvalsView(events: HotPatchEvent[]): HTMLElement {
     { id: 'approvals' },
     el('h2', {}, 'Approvals'),
     approvals.length === 0
-      ? el('p', { class: 'muted' }, 'No approvals recorded since the agent started.')
+      ? el('p', { class: 'muted' }, 'No approvals among the recent events.')
       : el(
           'ul',
           {},

@@ -3,7 +3,6 @@ import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HotPatchError, Registries, emitRedactedWarning, messageOf, positiveInteger, registerSecret, type EventBus } from '../core/index.js';
-import { DashboardSessions } from './dashboard-session.js';
 import { openDecryptionKeys, type AgentDecryptionKey } from './decryption-keys.js';
 import { RecentEvents } from './recent-events.js';
 import { DynamicInstaller } from '../installer/index.js';
@@ -142,8 +141,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const lock = await lockStateDir(stateDir);
     undo.push(() => lock.release());
     let ctx: AgentContext | undefined;
+    let allowedHosts: ReadonlySet<string> = new Set();
     const server = createServer(
-      requestHandler({ tokens, maxRequestsInFlight, ...(tokens === undefined ? {} : { sessions: new DashboardSessions() }) }, () => ctx),
+      requestHandler({ tokens, maxRequestsInFlight, ...(options.http === undefined ? {} : { allowedHosts: () => allowedHosts }) }, () => ctx),
     );
     limitConnections(server, maxRequestsInFlight + maxEventStreams);
     let address: string;
@@ -153,6 +153,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const info = server.address();
       if (info === null || typeof info === 'string') throw new HotPatchError('IO', 'the agent HTTP server has no address');
       address = `http://${host.includes(':') ? `[${host}]` : host}:${info.port}`;
+      allowedHosts = loopbackHosts(host);
     } else {
       const path = options.socketPath ?? join(stateDir, 'agent.sock');
       await removeStaleSocket(path);
@@ -267,6 +268,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 }
 
 const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost'];
+
+/** The host names naming this endpoint: its loopback address and `localhost`. */
+function loopbackHosts(host: string): ReadonlySet<string> {
+  return new Set(host === '::1' ? ['[::1]', 'localhost'] : host === 'localhost' ? ['localhost', '127.0.0.1', '[::1]'] : ['127.0.0.1', 'localhost']);
+}
 
 /** Runs the undo steps in reverse; a step that fails is reported, and the others still run. */
 async function undoAll(undo: (() => Promise<void> | void)[], primary?: unknown): Promise<void> {

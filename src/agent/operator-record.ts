@@ -49,6 +49,17 @@ export function identityOf(req: IncomingMessage): RequestIdentity {
   return identities.get(req) ?? { credential: 'unix-socket' };
 }
 
+const roles = new WeakMap<IncomingMessage, 'operate' | 'read'>();
+
+/** Remembers the role `req` was admitted with (what GET /v1/whoami answers). */
+export function setRequestRole(req: IncomingMessage, role: 'operate' | 'read'): void {
+  roles.set(req, role);
+}
+
+export function requestRole(req: IncomingMessage): 'operate' | 'read' {
+  return roles.get(req) ?? 'operate';
+}
+
 export type RequestRecorder = (req: IncomingMessage, action: string, target: string, detail?: Record<string, unknown>) => Promise<void>;
 /** Records an action whose identity is not an HTTP request's (a fleet order), the same way. */
 export type ActionRecorder = (who: RequestIdentity, action: string, target: string, detail?: Record<string, unknown>) => Promise<void>;

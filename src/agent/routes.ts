@@ -5,7 +5,7 @@ import { FINAL_STATUSES, checkPlan, type PatchPlan, type Planner } from '../orch
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
 import { planPage, planPageQuery } from './plan-pages.js';
-import type { RequestRecorder } from './operator-record.js';
+import { identityOf, requestRole, type RequestRecorder } from './operator-record.js';
 import type { RecentEvents } from './recent-events.js';
 import { readJsonBody, stringField } from './request-body.js';
 
@@ -62,6 +62,11 @@ export const ROUTES: Readonly<Record<string, Route>> = {
       ...(ctx.fleet === undefined ? {} : { fleet: ctx.fleet }),
       ...(next === undefined ? {} : { next }),
     });
+  }),
+  /** Who the request was admitted as: the token's name and role (the dashboard shows it, and offers actions to an operator only). */
+  'GET /v1/whoami': read(async (_ctx, req, res) => {
+    const who = identityOf(req);
+    send(res, 200, { ok: true, credential: who.credential, role: requestRole(req), ...(who.token === undefined ? {} : { tokenName: who.token }) });
   }),
   /** `?limit=N&after=CURSOR`: plans in the order they were added, a page at a time. */
   'GET /v1/plans': read(async (ctx, _req, res, url) => {

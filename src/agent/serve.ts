@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError } from '../core/index.js';
 import { ROUTES, send, sendError, type AgentContext } from './routes.js';
-import { setIdentity } from './operator-record.js';
+import { setIdentity, setRequestRole } from './operator-record.js';
 import { serveDashboard } from './dashboard-routes.js';
-import { csrfAllows, type DashboardSessions } from './dashboard-session.js';
 import { matchToken, type AgentTokenSet } from './token.js';
 
 export interface ServeOptions {
@@ -14,8 +13,12 @@ export interface ServeOptions {
   tokens: AgentTokenSet | undefined;
   /** Requests handled at once, event streams apart (they have maxEventStreams). */
   maxRequestsInFlight: number;
-  /** The dashboard's browser sessions (HTTP endpoint only). */
-  sessions?: DashboardSessions;
+  /**
+   * HTTP endpoint only: the host names a request's Host may carry (the loopback names of the
+   * address the agent listens on). A browser led to the agent by DNS rebinding sends the
+   * attacker's host name: refused (421) before anything else, the dashboard included.
+   */
+  allowedHosts?: () => ReadonlySet<string>;
 }
 
 /** What a read-only token may call, named in its refusals. */
@@ -38,18 +41,12 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
     let admitted = false;
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      const sessions = options.sessions;
-      if (options.tokens !== undefined && sessions !== undefined && (await serveDashboard(req, res, url, options.tokens, sessions))) return;
-      let token = options.tokens === undefined ? undefined : matchToken(req.headers.authorization, options.tokens);
-      // No bearer token: a dashboard session's cookie, held to its CSRF token for every change.
-      const session = token === undefined && req.headers.authorization === undefined ? sessions?.of(req) : undefined;
-      if (session !== undefined) {
-        if ((req.method ?? 'GET') !== 'GET' && !csrfAllows(req, session)) {
-          send(res, 403, { ok: false, code: 'POLICY_DENIED', message: 'a dashboard session changes nothing without its CSRF token, from its own origin' });
-          return;
-        }
-        token = session.token;
+      if (options.allowedHosts !== undefined && !hostAllowed(req.headers.host, options.allowedHosts())) {
+        send(res, 421, { ok: false, code: 'POLICY_DENIED', message: 'this agent answers requests to its own address only (Host header)' });
+        return;
       }
+      if (options.tokens !== undefined && (await serveDashboard(req, res, url))) return;
+      const token = options.tokens === undefined ? undefined : matchToken(req.headers.authorization, options.tokens);
       const role = options.tokens === undefined ? 'operate' : token?.role;
       if (role === undefined) {
         send(res, 401, { ok: false, code: 'UNAUTHENTICATED', message: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer' });
@@ -57,6 +54,7 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
       }
       if (token === undefined) setIdentity(req, 'unix-socket');
       else setIdentity(req, token.credential, token.name);
+      setRequestRole(req, role);
       const ctx = context();
       if (ctx === undefined) {
         send(res, 503, { ok: false, code: 'IO', message: 'the agent is starting (restoring versions, recovering plans); try again' }, { 'retry-after': '1' });
@@ -100,4 +98,15 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
   }
 
   return (req, res) => void handle(req, res);
+}
+
+/**
+ * Whether a request's Host names this endpoint: one of its loopback names, with any port or
+ * none (a client may leave the port out). A browser always sends Host, and after DNS rebinding
+ * it carries the attacker's name; a request without one (HTTP/1.0) comes from no browser.
+ */
+function hostAllowed(host: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (host === undefined) return true;
+  const name = host.toLowerCase().replace(/:\d+$/, '');
+  return allowed.has(name);
 }

@@ -2,14 +2,15 @@
  * The dashboard in a real browser (Debian's Chromium, driven by Playwright) against a live agent
  * on loopback HTTP: sign-in with the token, a canary in flight shown step by step as the event
  * stream delivers it (no reload), an abort and a rollback clicked in the page (behind a
- * confirmation) that happen and appear in the timeline; without the token the page and the API
- * refuse; a forged cross-site POST is refused; screenshots at 1280×800 and at a phone's width
- * are saved as test artefacts (dist/test-artifacts/dashboard).
+ * confirmation) that happen and appear in the timeline; without the token the page shows its
+ * sign-in form only and the API refuses; a forged cross-site POST and a request under another
+ * host name (DNS rebinding) are refused; screenshots at 1280×800 and at a phone's width are
+ * saved as test artefacts (dist/test-artifacts/dashboard).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -60,49 +61,51 @@ async function signedIn(viewport = { width: 1280, height: 800 }): Promise<Page> 
   page.on('console', (m) => {
     if (m.type() === 'error') pageErrors.push(m.text());
   });
-  const first = await page.goto(`${base}/ui/`);
-  assert.equal(first?.status(), 401, 'without a session the page is the sign-in form');
+  await page.goto(`${base}/ui/`);
   await page.fill('#token', ep.token!);
-  await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')]);
+  await page.click('#sign-in button[type=submit]');
   await page.waitForSelector('#targets');
   return page;
 }
 
-test('without the token the page and its API refuse; a session changes nothing without its CSRF token from its own origin', async () => {
-  const page = await fetch(`${base}/ui/`);
-  assert.equal(page.status, 401);
-  assert.match(await page.text(), /id="sign-in"/);
-  assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'; script-src 'self'/);
-  assert.equal((await fetch(`${base}/v1/status`)).status, 401);
-  const wrong = await fetch(`${base}/ui/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: 'nope' }) });
-  assert.equal(wrong.status, 401);
-
-  const signIn = await fetch(`${base}/ui/session`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ token: ep.token }),
-  });
-  assert.equal(signIn.status, 200);
-  const cookie = signIn.headers.get('set-cookie')!.split(';')[0]!;
-  assert.match(signIn.headers.get('set-cookie')!, /HttpOnly; SameSite=Strict/);
-  const app = await (await fetch(`${base}/ui/`, { headers: { cookie } })).text();
-  const csrf = /name="hotpatch-csrf" content="([^"]+)"/.exec(app)![1]!;
-  assert.equal((await fetch(`${base}/v1/status`, { headers: { cookie } })).status, 200, 'a session reads');
-  const freeze = (headers: Record<string, string>) =>
-    fetch(`${base}/v1/freeze`, {
-      method: 'POST',
-      headers: { cookie, 'content-type': 'application/json', ...headers },
-      body: JSON.stringify({ target: T, reason: 'csrf probe' }),
+/** A raw request with the Host header given (fetch would not send another). */
+function withHost(path: string, host: string): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const req = request({ host: '127.0.0.1', port: ep.port, path, headers: { host, authorization: `Bearer ${ep.token}` } }, (res) => {
+      res.resume();
+      resolvePromise(res.statusCode ?? 0);
     });
-  assert.equal((await freeze({})).status, 403, 'no CSRF token');
-  assert.equal((await freeze({ 'x-hotpatch-csrf': 'x'.repeat(csrf.length) })).status, 403, 'a wrong CSRF token');
-  assert.equal((await freeze({ 'x-hotpatch-csrf': csrf, origin: 'http://evil.example' })).status, 403, 'another origin');
-  assert.equal(target.frozen, undefined, 'nothing was frozen');
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('without the token the page shows its sign-in form only and the API refuses; a request under another host name (DNS rebinding) is refused', async () => {
+  const page = await fetch(`${base}/ui/`);
+  assert.equal(page.status, 200);
+  const html = await page.text();
+  assert.ok(!html.includes(T), 'the page itself holds no data');
+  assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'; script-src 'self'/);
+  assert.equal(page.headers.get('x-frame-options'), 'DENY');
+  for (const path of ['/v1/status', '/v1/events/recent', '/v1/whoami', '/v1/events']) assert.equal((await fetch(`${base}${path}`)).status, 401, path);
+  // The right token, but the Host a rebound DNS name would carry: refused before anything else.
+  assert.equal(await withHost('/v1/status', `evil.example:${ep.port}`), 421);
+  assert.equal(await withHost('/ui/', `evil.example:${ep.port}`), 421);
+  assert.equal(await withHost('/v1/status', `localhost:${ep.port}`), 200);
+
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  await tab.goto(`${base}/ui/`);
+  await tab.fill('#token', 'not-the-token');
+  await tab.click('#sign-in button[type=submit]');
+  await tab.locator('#sign-in-error', { hasText: 'refused' }).waitFor();
+  assert.equal(await tab.locator('#targets').count(), 0, 'no data without the token');
+  await context.close();
 });
 
-test('a forged cross-site form POST is refused, and the target keeps its version', async () => {
+test('a forged cross-site form POST is refused while an operator is signed in, and the target keeps its state', async () => {
   const page = await signedIn();
-  // Another site (another port is another origin) whose page posts to the agent as soon as it loads.
+  // Another site whose page posts to the agent as soon as it loads, in the operator's browser.
   const attacker: Server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end(
@@ -114,7 +117,7 @@ test('a forged cross-site form POST is refused, and the target keeps its version
     const forged = page.waitForResponse((r) => r.url() === `${base}/v1/freeze`);
     await page.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
     const response = await forged;
-    assert.equal(response.status(), 403, await response.text());
+    assert.equal(response.status(), 401, await response.text());
     assert.equal(target.frozen, undefined);
   } finally {
     attacker.closeAllConnections();
