@@ -123,3 +123,16 @@ export async function follow(onEvent: (e: HotPatchEvent) => void, onOpen: () => 
     }
   }
 }
+
+export interface Fleet {
+  self: { agentId: string; ring: number; prefix: string };
+  controller: string | null;
+  agents: {
+    agentId: string;
+    ring: number;
+    labels: Record<string, string>;
+    targets: Record<string, { version: string; patchId?: string; phase: string; health: string }>;
+  }[];
+  rollouts: { id: string; target: string; version: string; patchId: string; status: string; ring: number }[];
+  problems: { key: string; error: string }[];
+}

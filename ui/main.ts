@@ -2,9 +2,9 @@
  * The agent's dashboard: targets, the live canary, the timeline, plans, approvals and the audit
  * chain, from the admin API and its event stream; operator actions behind a confirmation.
  */
-import { Busy, SignedOut, follow, getJson, post, session, type HotPatchEvent, type PlanRow, type Status } from './api.js';
+import { Busy, SignedOut, follow, getJson, post, session, type Fleet, type HotPatchEvent, type PlanRow, type Status } from './api.js';
 import { el, fill } from './dom.js';
-import { approvalsView, canaryView, lookOf, plansView, summaryView, targetsView, timelineView, type Action, type CanaryLook } from './views.js';
+import { approvalsView, canaryView, fleetView, lookOf, plansView, summaryView, targetsView, timelineView, type Action, type CanaryLook } from './views.js';
 
 const app = document.getElementById('app')!;
 const live = document.getElementById('live')!;
@@ -19,6 +19,8 @@ interface View {
   operate: boolean;
   stop: AbortController;
   error: string | undefined;
+  /** In a fleet: the fleet as its store holds it (read every few seconds: its changes are not this agent's events). */
+  fleet: Fleet | undefined;
 }
 let view: View | undefined;
 let refreshing: Promise<void> | undefined;
@@ -88,6 +90,7 @@ function render(): void {
     summaryView(v.status),
     targets,
     canaryView(v.status, v.looks),
+    v.fleet === undefined ? null : fleetView(v.fleet),
     el('div', { class: 'columns' }, timelineView(v.events, v.focus), el('div', {}, plansView(v.plans), approvalsView(v.events))),
   );
 }
@@ -211,6 +214,7 @@ async function start(): Promise<void> {
     operate: false,
     stop: new AbortController(),
     error: undefined,
+    fleet: undefined,
   };
   view?.stop.abort();
   view = v;
@@ -236,6 +240,20 @@ async function start(): Promise<void> {
   fill(document.getElementById('who')!, `signed in as ${who.tokenName ?? '?'} (${v.operate ? 'operator' : 'read-only'})`);
   void stream(v);
   await refresh();
+  void followFleet(v);
+}
+
+/** While the agent is in a fleet, its agents and rollouts every 5 s. */
+async function followFleet(v: View): Promise<void> {
+  while (!v.stop.signal.aborted && v.status?.fleet !== undefined) {
+    try {
+      v.fleet = await getJson<Fleet>('/v1/fleet');
+      render();
+    } catch (error) {
+      if (error instanceof SignedOut) return showSignIn('The agent no longer accepts this token: sign in again.');
+    }
+    await pause(5_000);
+  }
 }
 
 if (session.token === undefined) showSignIn();

@@ -1,4 +1,4 @@
-import type { HotPatchEvent, PlanRow, Status, TargetStatus } from './api.js';
+import type { Fleet, HotPatchEvent, PlanRow, Status, TargetStatus } from './api.js';
 import { lineChart } from './chart.js';
 import { el, pct, time } from './dom.js';
 
@@ -243,5 +243,51 @@ export function summaryView(status: Status): HTMLElement {
           .join(', ') || 'none'
       }`,
     ),
+  );
+}
+
+export function fleetView(fleet: Fleet): HTMLElement {
+  const rows = fleet.agents.flatMap((a) => {
+    const targets = Object.entries(a.targets);
+    const agentCell = (): HTMLElement => el('td', {}, el('strong', {}, a.agentId), a.agentId === fleet.self.agentId ? ' (this agent)' : null);
+    if (targets.length === 0)
+      return [el('tr', {}, el('td', {}, String(a.ring)), agentCell(), el('td', { colspan: '3', class: 'muted' }, 'no target reported'))];
+    return targets.map(([name, t]) =>
+      el(
+        'tr',
+        {},
+        el('td', {}, String(a.ring)),
+        agentCell(),
+        el('td', {}, name),
+        el('td', {}, t.patchId === undefined ? `${t.version} (built-in)` : `${t.version} (${t.patchId})`),
+        el('td', {}, `${t.phase}, ${t.health}`),
+      ),
+    );
+  });
+  return el(
+    'section',
+    { id: 'fleet' },
+    el('h2', {}, `Fleet ${fleet.self.prefix}`),
+    el('p', { class: 'muted' }, `controller: ${fleet.controller ?? 'none leads'}; ${fleet.agents.length} agent(s)`),
+    el(
+      'div',
+      { class: 'scroll' },
+      el(
+        'table',
+        {},
+        el('thead', {}, el('tr', {}, ...['ring', 'agent', 'target', 'version', 'phase, health'].map((h) => el('th', {}, h)))),
+        el('tbody', {}, ...rows),
+      ),
+    ),
+    fleet.rollouts.length === 0
+      ? null
+      : el(
+          'ul',
+          { class: 'rollouts' },
+          ...fleet.rollouts.slice(0, 10).map((r) => el('li', {}, `${r.id}: ${r.target} ${r.version} (${r.patchId}) — ${r.status}, ring ${r.ring}`)),
+        ),
+    fleet.problems.length === 0
+      ? null
+      : el('p', { class: 'error' }, `${fleet.problems.length} stored document(s) did not verify: ${fleet.problems.map((p) => p.key).join(', ')}`),
   );
 }

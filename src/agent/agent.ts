@@ -231,6 +231,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const joined = fleet;
       undo.push(() => joined.stop());
       ctx.fleet = { agentId: fleet.agentId, ring: fleet.ring, prefix: fleet.prefix };
+      ctx.fleetStatus = () => joined.status();
     }
     const streams = ctx.streams;
     // Said once, where the operator looks: where the agent listens and what it came up with.

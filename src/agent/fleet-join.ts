@@ -5,10 +5,12 @@ import {
   checkAgentSigner,
   openStore,
   parseFleetId,
+  fleetStatus,
   parseLabels,
   parseRing,
   plannerFleetHooks,
   readPrivateKeyFile,
+  type FleetStatus,
   type KvStore,
   type PlannerFleetHooksOptions,
   type RolloutOrder,
@@ -62,6 +64,8 @@ export interface AgentFleet {
   readonly ring: number;
   readonly prefix: string;
   readonly member: FleetMember;
+  /** The fleet as its store holds it: agents by ring with their per-target reports, rollouts, the leading controller (rollouts verified against the trust store). */
+  status(): Promise<FleetStatus>;
   stop(): Promise<void>;
 }
 
@@ -184,6 +188,7 @@ export async function joinFleet(prepared: PreparedFleet, planner: Planner, recor
       ring: member.ring,
       prefix: member.keys.prefix,
       member,
+      status: () => fleetStatus(store, { prefix: member.keys.prefix, trust }),
       async stop() {
         try {
           await member.stop();

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError, emitRedactedWarning, parseTargetName, rejectUnknownFields, type EventBus, type HotPatchEvent } from '../core/index.js';
+import type { FleetStatus } from '../distributed/index.js';
 import type { AuditLog, HotPatchMetrics } from '../observability/index.js';
 import { FINAL_STATUSES, checkPlan, type PatchPlan, type Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
@@ -20,8 +21,9 @@ export interface AgentContext {
   maxEventBacklogBytes: number;
   /** Records an operator request before it acts (refuses it when the record cannot be written, in fail-closed mode). */
   recordRequest: RequestRecorder;
-  /** Set when the agent is in a fleet: who it is there. */
+  /** Set when the agent is in a fleet: who it is there, and the fleet as its store holds it. */
   fleet?: { agentId: string; ring: number; prefix: string };
+  fleetStatus?: () => Promise<FleetStatus>;
   /** The last events published (for a dashboard opened now). */
   recent: RecentEvents;
   /** The audit log, whose standing /v1/status reports. */
@@ -67,6 +69,32 @@ export const ROUTES: Readonly<Record<string, Route>> = {
   'GET /v1/whoami': read(async (_ctx, req, res) => {
     const who = identityOf(req);
     send(res, 200, { ok: true, credential: who.credential, role: requestRole(req), ...(who.token === undefined ? {} : { tokenName: who.token }) });
+  }),
+  /** In a fleet: every agent by ring with its per-target versions, the rollouts, the leading controller. */
+  'GET /v1/fleet': read(async (ctx, _req, res) => {
+    if (ctx.fleetStatus === undefined) throw new HotPatchError('NOT_FOUND', 'this agent is not in a fleet');
+    const status = await ctx.fleetStatus();
+    send(res, 200, {
+      ok: true,
+      self: ctx.fleet,
+      controller: status.controller ?? null,
+      agents: status.agents.map((a) => ({
+        agentId: a.agentId,
+        ring: a.ring,
+        labels: a.labels ?? {},
+        targets: a.targets,
+        ...(a.signedBy === undefined ? {} : { signedBy: a.signedBy }),
+      })),
+      rollouts: status.rollouts.map((r) => ({
+        id: r.id,
+        target: r.target,
+        version: r.version,
+        patchId: r.patchId,
+        status: r.state.status,
+        ring: r.state.ring,
+      })),
+      problems: status.problems,
+    });
   }),
   /** `?limit=N&after=CURSOR`: plans in the order they were added, a page at a time. */
   'GET /v1/plans': read(async (ctx, _req, res, url) => {

@@ -14,7 +14,7 @@ import { CI_TRUST } from '../support/patches.js';
 import { isCode } from '../support/assertions.js';
 import { FLEET_TRUST, FLEET_TRUST_DOCUMENT, OPERATORS } from '../support/fleet-keys.js';
 import { startController, testPrefix, type TestController } from '../distributed/fleet-helpers.js';
-import { FAST_ZDT, T, faultySource, hostRuntime, makeFixture, until, type Fixture } from './helpers.js';
+import { FAST_ZDT, T, call, endpointOf, faultySource, hostRuntime, makeFixture, until, type Fixture } from './helpers.js';
 
 /** One trust store for both jobs: the ci key signs patches, the fleet's operators and controllers sign rollouts. */
 async function writeAgentTrust(f: Fixture): Promise<string> {
@@ -119,6 +119,17 @@ test('an agent started with `fleet` registers, and applies a signed rollout thro
     // The fleet sees it promoted.
     const me = (await fleetStatus(s.store, { prefix: s.prefix })).agents.find((a) => a.agentId === 'host-a');
     assert.deepEqual([me?.targets[T]?.phase, me?.targets[T]?.version, me?.targets[T]?.patchId], ['promoted', '1.0.1', 'fix-201']);
+    // The agent's own API shows the fleet as its store holds it (what the dashboard draws).
+    const fleet = await call(endpointOf(s.agent.address), 'GET', '/v1/fleet');
+    assert.equal(fleet.status, 200, fleet.text);
+    const body = fleet.json as unknown as {
+      self: { agentId: string };
+      agents: { agentId: string; targets: Record<string, { patchId?: string }> }[];
+      rollouts: { id: string; status: string }[];
+    };
+    assert.equal(body.self.agentId, 'host-a');
+    assert.equal(body.agents.find((a) => a.agentId === 'host-a')?.targets[T]?.patchId, 'fix-201');
+    assert.ok(body.rollouts.some((r) => r.id === rollout.id && r.status === 'completed'));
   } finally {
     await s.close();
   }
