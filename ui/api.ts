@@ -43,6 +43,8 @@ export interface TargetStatus {
   frozen: string | undefined;
   probation: { good: true } | { good: false; leftMs: number };
   canary: { patchId: string; version: string; ratio: number; candidateCalls: number; candidateErrors: number; baselineCalls: number } | undefined;
+  /** The last version known good (state.json), null before any promotion. */
+  lastGood: { version: string; patchId: string | null } | null;
 }
 
 export interface PlanRow {

@@ -52,6 +52,11 @@ export function targetsView(status: Status, operate: boolean): HTMLElement {
       el('td', {}, el('strong', {}, t.target), el('div', { class: 'muted' }, t.isolation)),
       el('td', { class: 'active-version' }, version(t.active)),
       el('td', {}, version(t.previous)),
+      el(
+        'td',
+        { class: 'last-good' },
+        t.lastGood === null ? '—' : t.lastGood.patchId === null ? `${t.lastGood.version} (built-in)` : `${t.lastGood.version} (${t.lastGood.patchId})`,
+      ),
       el('td', {}, t.probation.good ? 'good' : `probation ${Math.round(t.probation.leftMs / 1000)} s`),
       el('td', {}, String(t.active.inflight + (t.previous?.inflight ?? 0))),
       el(
@@ -80,7 +85,11 @@ export function targetsView(status: Status, operate: boolean): HTMLElement {
       el(
         'table',
         {},
-        el('thead', {}, el('tr', {}, ...['target', 'active', 'previous (warm)', 'standing', 'in flight', 'state', ''].map((h) => el('th', {}, h)))),
+        el(
+          'thead',
+          {},
+          el('tr', {}, ...['target', 'active', 'previous (warm)', 'last good', 'standing', 'in flight', 'state', ''].map((h) => el('th', {}, h))),
+        ),
         el('tbody', {}, ...rows),
       ),
     ),

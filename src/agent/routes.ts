@@ -53,9 +53,14 @@ export const ROUTES: Readonly<Record<string, Route>> = {
   'GET /v1/status': read(async (ctx, _req, res, url) => {
     const { plans, total, counts, next } = planPage(ctx.planner, planPageQuery(url));
     // eventStreams: the event streams open now (who is following), e.g. to know a follower is attached.
+    // The last version known good per target (state.json's last_good), beside what runs now.
+    const saved = ctx.runtime.store === undefined ? undefined : (await ctx.runtime.store.read()).targets;
     send(res, 200, {
       ok: true,
-      targets: ctx.runtime.status(),
+      targets: ctx.runtime.status().map((t) => {
+        const good = saved?.[t.target]?.last_good;
+        return { ...t, lastGood: good === undefined || good === null ? null : { version: good.version, patchId: good.id } };
+      }),
       plans,
       total,
       planCounts: counts,

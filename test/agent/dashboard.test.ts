@@ -166,6 +166,8 @@ test('the page follows a canary step by step without a reload, and an abort then
   const promoted = await call(ep, 'POST', '/v1/apply', { plan: planOf('dash-promote', 'dash-2') });
   assert.equal(promoted.json.status, 'activated', promoted.text);
   await page.locator(`#targets tr[data-target="${T}"] .active-version`, { hasText: 'dash-2' }).waitFor({ timeout: 15_000 });
+  // In probation, dash-2 is not yet known good: the last good version is still the built-in.
+  assert.equal(await page.locator(`#targets tr[data-target="${T}"] .last-good`).textContent(), '1.0.0 (built-in)');
   const before = await page.locator('#timeline li.RolledBack').count();
   await page.click(`#targets button[data-action="rollback"][data-target="${T}"]`);
   await page.click('#confirm-ok');
