@@ -1,10 +1,11 @@
 /*
  * Benchmark — dashboard-render: how soon the agent's dashboard shows its data after a page load.
  *
- * A live agent on loopback HTTP (one target), signed in (the token in the tab's sessionStorage), Debian's Chromium driven by
- * Playwright (headless). Each round loads /ui/ and reads, in the page, the time from navigation
- * start to the dashboard's first full render (`performance.mark('hotpatch-first-render')`:
- * status, plans and recent events fetched, targets/canary/timeline drawn). Baseline, in the
+ * A live agent on loopback HTTP (one target), Debian's Chromium driven by Playwright (headless).
+ * Each round loads /ui/ and reads, in the page, the time from navigation start to the sign-in
+ * form, plus the time from the token's submission to the dashboard's first full render
+ * (whoami, recent events, status and plans fetched; targets, canary, timeline drawn) — the
+ * operator's typing left out (the page keeps the token in memory only: each load signs in). Baseline, in the
  * same browser and rounds: a static page of the same shape (HTML, one style sheet, one module
  * script) served by a plain node HTTP server on loopback, to its load event. Goal: first
  * render within 200 ms (the issue's); the ratio to the static page is information.
@@ -51,16 +52,20 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
     try {
       const base = agent.address;
       const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-      // Signed in as the page does it: the token in the tab's sessionStorage before its scripts run.
-      await context.addInitScript((t: string) => {
-        (globalThis as unknown as { sessionStorage: { setItem(k: string, v: string): void } }).sessionStorage.setItem('hotpatch-token', t);
-      }, token);
       const page = await context.newPage();
+      // One load: navigation start to the sign-in form, then (the token typed) submit to the
+      // first full render — the human's typing left out. Functions, not strings: the page's
+      // CSP forbids evaluating strings.
       const dashboard = async (): Promise<number> => {
         await page.goto(`${base}/ui/`);
-        // Functions, not strings: the page's CSP forbids evaluating strings.
+        await page.waitForFunction(() => performance.getEntriesByName('hotpatch-sign-in-shown').length > 0, undefined, { timeout: 30_000 });
+        await page.fill('#token', token);
+        await page.click('#sign-in button[type=submit]');
         await page.waitForFunction(() => performance.getEntriesByName('hotpatch-first-render').length > 0, undefined, { timeout: 30_000 });
-        return page.evaluate(() => performance.getEntriesByName('hotpatch-first-render')[0]!.startTime);
+        return page.evaluate(() => {
+          const at = (name: string): number => performance.getEntriesByName(name)[0]!.startTime;
+          return at('hotpatch-sign-in-shown') + (at('hotpatch-first-render') - at('hotpatch-sign-in-submitted'));
+        });
       };
       const staticUrl = `http://127.0.0.1:${(staticServer.address() as AddressInfo).port}/`;
       const staticPage = async (p: Page): Promise<number> => {
@@ -93,7 +98,7 @@ export async function run(options: { quick?: boolean } = {}): Promise<Row[]> {
         },
         {
           benchmark: NAME,
-          case: 'dashboard: navigation to first full render',
+          case: 'dashboard: navigation to sign-in form + submit to first full render',
           unit: 'ms',
           median: ourMedian,
           best: Math.min(...ours),

@@ -270,9 +270,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
 const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost'];
 
-/** The host names naming this endpoint: its loopback address and `localhost`. */
+/**
+ * The host names naming this endpoint: the address it listens on, and `localhost` only when
+ * that is what it was given. A listener on 127.0.0.1 does not answer to `localhost`: a browser
+ * may resolve it to ::1, where another user's server could be listening on the same port.
+ */
 function loopbackHosts(host: string): ReadonlySet<string> {
-  return new Set(host === '::1' ? ['[::1]', 'localhost'] : host === 'localhost' ? ['localhost', '127.0.0.1', '[::1]'] : ['127.0.0.1', 'localhost']);
+  return new Set([host === '::1' ? '[::1]' : host]);
 }
 
 /** Runs the undo steps in reverse; a step that fails is reported, and the others still run. */

@@ -21,7 +21,8 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 /** The compiled page scripts and style (dist/ui next to dist/src). */
 const ASSETS_DIR = new URL('../../ui/', import.meta.url);
-const ASSET = /^[a-z][a-z-]*\.(js|css)$/;
+/** The files the page is made of, and no other (a stale build output is never served). */
+const ASSETS: ReadonlySet<string> = new Set(['main.js', 'api.js', 'views.js', 'chart.js', 'dom.js', 'app.css']);
 const TYPES: Readonly<Record<string, string>> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
 const assetCache = new Map<string, Buffer>();
 
@@ -63,7 +64,7 @@ export async function serveDashboard(req: IncomingMessage, res: ServerResponse, 
 }
 
 async function asset(res: ServerResponse, name: string): Promise<void> {
-  if (!ASSET.test(name)) {
+  if (!ASSETS.has(name)) {
     json(res, 404, { ok: false, code: 'NOT_FOUND', message: 'no such dashboard file' });
     return;
   }

@@ -41,7 +41,7 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
     let admitted = false;
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      if (options.allowedHosts !== undefined && !hostAllowed(req.headers.host, options.allowedHosts())) {
+      if (options.allowedHosts !== undefined && !hostAllowed(req, options.allowedHosts())) {
         send(res, 421, { ok: false, code: 'POLICY_DENIED', message: 'this agent answers requests to its own address only (Host header)' });
         return;
       }
@@ -101,12 +101,17 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
 }
 
 /**
- * Whether a request's Host names this endpoint: one of its loopback names, with any port or
- * none (a client may leave the port out). A browser always sends Host, and after DNS rebinding
- * it carries the attacker's name; a request without one (HTTP/1.0) comes from no browser.
+ * Whether a request names this endpoint: an origin-form target (`/path`, not an absolute URL
+ * naming another host), at most one Host header, and that Host one of the endpoint's names with
+ * any port or none. A browser always sends Host, and after DNS rebinding it carries the
+ * attacker's name; a request without one (HTTP/1.0) comes from no browser.
  */
-function hostAllowed(host: string | undefined, allowed: ReadonlySet<string>): boolean {
+function hostAllowed(req: IncomingMessage, allowed: ReadonlySet<string>): boolean {
+  if (!(req.url ?? '/').startsWith('/')) return false;
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts += 1;
+  if (hosts > 1) return false;
+  const host = req.headers.host;
   if (host === undefined) return true;
-  const name = host.toLowerCase().replace(/:\d+$/, '');
-  return allowed.has(name);
+  return allowed.has(host.toLowerCase().replace(/:\d+$/, ''));
 }

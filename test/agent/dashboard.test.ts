@@ -91,7 +91,10 @@ test('without the token the page shows its sign-in form only and the API refuses
   // The right token, but the Host a rebound DNS name would carry: refused before anything else.
   assert.equal(await withHost('/v1/status', `evil.example:${ep.port}`), 421);
   assert.equal(await withHost('/ui/', `evil.example:${ep.port}`), 421);
-  assert.equal(await withHost('/v1/status', `localhost:${ep.port}`), 200);
+  assert.equal(await withHost('/v1/status', '127.0.0.1'), 200, 'the port may be left out');
+  // An agent on 127.0.0.1 does not answer to `localhost`: a browser may resolve that to ::1, where another program may listen.
+  assert.equal(await withHost('/v1/status', `localhost:${ep.port}`), 421);
+  assert.equal(await withHost('http://evil.example/v1/status', `127.0.0.1:${ep.port}`), 421, 'an absolute request target naming another host');
 
   const context = await browser.newContext();
   const tab = await context.newPage();
@@ -177,6 +180,29 @@ test('the page follows a canary step by step without a reload, and an abort then
   assert.equal(await page.evaluate('window.marker'), 42);
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-after-rollback-1280x800.png'), fullPage: true });
   await page.context().close();
+});
+
+test('when the agent goes away the page drops its token and asks for it again', async () => {
+  const other = await makeFixture('hotpatch-dashboard-lost-');
+  const second = await startHttpAgent(other);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(`http://127.0.0.1:${second.ep.port}/ui/`);
+    await page.fill('#token', second.ep.token!);
+    await page.click('#sign-in button[type=submit]');
+    await page.waitForSelector('#targets');
+    await page.locator('#live', { hasText: 'live' }).waitFor();
+    await second.agent.close();
+    // The stream's end is the agent's: the token is gone, and the page asks for it again.
+    await page.locator('#sign-in-error', { hasText: 'connection to the agent was lost' }).waitFor({ timeout: 60_000 });
+    assert.equal(await page.locator('#targets').count(), 0);
+  } finally {
+    await context.close();
+    await second.agent.close();
+    second.runtime.close();
+    await other.close();
+  }
 });
 
 test('at a phone width the page fits the screen', async () => {
