@@ -59,7 +59,8 @@ function options(agent: AgentAddress, method: string, path: string, headers: Rec
   const h: Record<string, string> = { 'x-hotpatch-actor': ACTOR, ...headers };
   if (agent.token !== undefined) h.authorization = `Bearer ${agent.token}`;
   if (agent.socketPath !== undefined) return { socketPath: agent.socketPath, path, method, headers: h };
-  return { host: agent.url!.hostname, port: agent.url!.port, path, method, headers: h };
+  // URL keeps an IPv6 literal's brackets ([::1]); the socket API wants the bare address.
+  return { host: agent.url!.hostname.replace(/^\[(.*)\]$/, '$1'), port: agent.url!.port, path, method, headers: h };
 }
 
 function where(agent: AgentAddress): string {

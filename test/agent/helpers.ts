@@ -448,14 +448,15 @@ export async function startHttpAgent(
   const tokenFile = join(fx.dir, 'agent.token');
   await writeToken(tokenFile, token);
   const host = hostRuntime(fx.stateDir);
+  const { http, ...rest } = extra;
   const agent = await startAgent({
     stateDir: fx.stateDir,
     runtime: host.runtime,
-    http: { port: 0, tokenFile },
+    http: { port: 0, tokenFile, ...http },
     defaults: { repository: fx.repoDir, trustStore: fx.trustFile },
     log: false,
-    ...extra,
+    ...rest,
   });
   const port = Number(new URL(agent.address).port);
-  return { agent, ep: { host: '127.0.0.1', port, token }, port, token, tokenFile, target: host.target, runtime: host.runtime };
+  return { agent, ep: { host: http?.host === '::1' ? '::1' : '127.0.0.1', port, token }, port, token, tokenFile, target: host.target, runtime: host.runtime };
 }
