@@ -141,10 +141,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const lock = await lockStateDir(stateDir);
     undo.push(() => lock.release());
     let ctx: AgentContext | undefined;
-    let allowedHosts: ReadonlySet<string> = new Set();
-    const server = createServer(
-      requestHandler({ tokens, maxRequestsInFlight, ...(options.http === undefined ? {} : { allowedHosts: () => allowedHosts }) }, () => ctx),
-    );
+    const server = createServer(requestHandler({ tokens, maxRequestsInFlight, ...(options.http === undefined ? {} : { ownHost: host }) }, () => ctx));
     limitConnections(server, maxRequestsInFlight + maxEventStreams);
     let address: string;
     if (options.http !== undefined) {
@@ -153,7 +150,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       const info = server.address();
       if (info === null || typeof info === 'string') throw new HotPatchError('IO', 'the agent HTTP server has no address');
       address = `http://${host.includes(':') ? `[${host}]` : host}:${info.port}`;
-      allowedHosts = loopbackHosts(host);
     } else {
       const path = options.socketPath ?? join(stateDir, 'agent.sock');
       await removeStaleSocket(path);
@@ -269,15 +265,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 }
 
 const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost'];
-
-/**
- * The host names naming this endpoint: the address it listens on, and `localhost` only when
- * that is what it was given. A listener on 127.0.0.1 does not answer to `localhost`: a browser
- * may resolve it to ::1, where another user's server could be listening on the same port.
- */
-function loopbackHosts(host: string): ReadonlySet<string> {
-  return new Set([host === '::1' ? '[::1]' : host]);
-}
 
 /** Runs the undo steps in reverse; a step that fails is reported, and the others still run. */
 async function undoAll(undo: (() => Promise<void> | void)[], primary?: unknown): Promise<void> {

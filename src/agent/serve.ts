@@ -14,11 +14,13 @@ export interface ServeOptions {
   /** Requests handled at once, event streams apart (they have maxEventStreams). */
   maxRequestsInFlight: number;
   /**
-   * HTTP endpoint only: the host names a request's Host may carry (the loopback names of the
-   * address the agent listens on). A browser led to the agent by DNS rebinding sends the
-   * attacker's host name: refused (421) before anything else, the dashboard included.
+   * HTTP endpoint only: the host name a request's Host must carry — the address the agent
+   * listens on, as given (`127.0.0.1`, `::1`, `localhost`). A browser led to the agent by DNS
+   * rebinding sends the attacker's host name: refused (421) before anything else, the dashboard
+   * included. A listener on 127.0.0.1 does not answer to `localhost`: a browser may resolve it
+   * to ::1, where another user's server could be listening on the same port.
    */
-  allowedHosts?: () => ReadonlySet<string>;
+  ownHost?: string;
 }
 
 /** What a read-only token may call, named in its refusals. */
@@ -41,7 +43,7 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
     let admitted = false;
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      if (options.allowedHosts !== undefined && !hostAllowed(req, options.allowedHosts())) {
+      if (options.ownHost !== undefined && !hostAllowed(req, options.ownHost)) {
         send(res, 421, { ok: false, code: 'POLICY_DENIED', message: 'this agent answers requests to its own address only (Host header)' });
         return;
       }
@@ -102,16 +104,17 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
 
 /**
  * Whether a request names this endpoint: an origin-form target (`/path`, not an absolute URL
- * naming another host), at most one Host header, and that Host one of the endpoint's names with
+ * naming another host), at most one Host header, and that Host the endpoint's own name with
  * any port or none. A browser always sends Host, and after DNS rebinding it carries the
  * attacker's name; a request without one (HTTP/1.0) comes from no browser.
  */
-function hostAllowed(req: IncomingMessage, allowed: ReadonlySet<string>): boolean {
+function hostAllowed(req: IncomingMessage, ownHost: string): boolean {
   if (!(req.url ?? '/').startsWith('/')) return false;
   let hosts = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts += 1;
   if (hosts > 1) return false;
   const host = req.headers.host;
   if (host === undefined) return true;
-  return allowed.has(host.toLowerCase().replace(/:\d+$/, ''));
+  // An IPv6 literal is bracketed in Host ([::1]:port).
+  return host.toLowerCase().replace(/:\d+$/, '') === (ownHost.includes(':') ? `[${ownHost}]` : ownHost);
 }

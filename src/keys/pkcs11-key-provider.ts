@@ -11,7 +11,7 @@ import {
   generateKeyPairOnToken,
   keyTypeOf,
   rsaJwk,
-  rsaTemplate,
+  RSA_3072,
   withSession,
   type Pkcs11KeyOptions,
   type Pkcs11Session,
@@ -23,8 +23,6 @@ export type { Pkcs11KeyOptions } from './pkcs11-session.js';
 const CKK_EC_EDWARDS = 0x40;
 const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055;
 const CKM_EDDSA = 0x1057;
-const CKM_EC_KEY_PAIR_GEN = 0x1040;
-const CKM_RSA_PKCS_KEY_PAIR_GEN = 0x0;
 const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex'); // OID prime256v1
 const ED25519_PARAMS = Buffer.from('06032b6570', 'hex'); // OID id-Ed25519
 
@@ -75,11 +73,21 @@ export class Pkcs11KeyProvider implements KeyProvider {
    */
   static generate(options: Pkcs11KeyOptions, alg: SignatureAlgorithm): Pkcs11KeyProvider {
     if (alg === 'ecdsa-p256-sha256') {
-      generateKeyPairOnToken(options, alg, CKM_EC_KEY_PAIR_GEN, (api) => [{ type: api.CKA_EC_PARAMS, value: P256_PARAMS }], 'sign');
+      generateKeyPairOnToken(
+        options,
+        alg,
+        (api) => ({ mechanism: api.CKM_EC_KEY_PAIR_GEN, publicTemplate: [{ type: api.CKA_EC_PARAMS, value: P256_PARAMS }] }),
+        'sign',
+      );
     } else if (alg === 'ed25519') {
-      generateKeyPairOnToken(options, alg, CKM_EC_EDWARDS_KEY_PAIR_GEN, (api) => [{ type: api.CKA_EC_PARAMS, value: ED25519_PARAMS }], 'sign');
+      generateKeyPairOnToken(
+        options,
+        alg,
+        (api) => ({ mechanism: CKM_EC_EDWARDS_KEY_PAIR_GEN, publicTemplate: [{ type: api.CKA_EC_PARAMS, value: ED25519_PARAMS }] }),
+        'sign',
+      );
     } else if (alg === 'rsa-pss-sha256') {
-      generateKeyPairOnToken(options, alg, CKM_RSA_PKCS_KEY_PAIR_GEN, rsaTemplate, 'sign');
+      generateKeyPairOnToken(options, alg, RSA_3072, 'sign');
     } else {
       throw new HotPatchError('ALGORITHM_DISALLOWED', `${alg} keys cannot be made on a PKCS#11 token (ecdsa-p256-sha256, rsa-pss-sha256, ed25519)`);
     }

@@ -10,13 +10,12 @@ import {
   generateKeyPairOnToken,
   keyTypeOf,
   rsaJwk,
-  rsaTemplate,
+  RSA_3072,
   withSession,
   type Pkcs11KeyOptions,
   type Pkcs11Session,
 } from './pkcs11-session.js';
 
-const CKM_RSA_PKCS_KEY_PAIR_GEN = 0x0;
 const CKM_RSA_X_509 = 0x3;
 const CKZ_DATA_SPECIFIED = 0x1;
 /** C_DecryptInit's answer when the token has no such mechanism, or not with these parameters. */
@@ -110,7 +109,7 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
         `${alg} recipient keys cannot be made on a PKCS#11 token (rsa-oaep-sha256; X25519 and ML-KEM-768 keys are files)`,
       );
     }
-    generateKeyPairOnToken(options, alg, CKM_RSA_PKCS_KEY_PAIR_GEN, rsaTemplate, 'decrypt');
+    generateKeyPairOnToken(options, alg, RSA_3072, 'decrypt');
     return Pkcs11RecipientKey.open(options);
   }
 

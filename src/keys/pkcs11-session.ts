@@ -172,29 +172,27 @@ export function rsaJwk(s: Pkcs11Session, handle: Buffer): { kty: 'RSA'; n: strin
   return { kty: 'RSA', n: (n!.value as Buffer).toString('base64url'), e: (e!.value as Buffer).toString('base64url') };
 }
 
+/** An algorithm's key-pair generation: its mechanism and the public template's parameters. */
+export type KeyPairSpec = (api: Pkcs11Api) => { mechanism: number; publicTemplate: Pkcs11js.Attribute[] };
+
 /**
  * Makes a key pair on the token for one use: the private key sensitive, never extractable,
- * allowed only `use` (sign, or decrypt); `publicTemplate` adds the algorithm's parameters.
- * A label already taken is INVALID; a mechanism the token lacks, ALGORITHM_DISALLOWED.
+ * allowed only `use` (sign, or decrypt); `spec` gives the mechanism and the algorithm's
+ * parameters. A label already taken is INVALID; a mechanism the token lacks, ALGORITHM_DISALLOWED.
  */
-export function generateKeyPairOnToken(
-  options: Pkcs11KeyOptions,
-  what: string,
-  mechanism: number,
-  publicTemplate: (api: Pkcs11Api) => Pkcs11js.Attribute[],
-  use: 'sign' | 'decrypt',
-): void {
+export function generateKeyPairOnToken(options: Pkcs11KeyOptions, what: string, spec: KeyPairSpec, use: 'sign' | 'decrypt'): void {
   withSession(
     options,
     (s) => {
       const { module, api, session } = s;
       refuseTakenLabel(s, options);
+      const { mechanism, publicTemplate } = spec(api);
       const label = Buffer.from(options.keyLabel, 'utf8');
       const pub: Pkcs11js.Attribute[] = [
         { type: api.CKA_TOKEN, value: true },
         { type: api.CKA_LABEL, value: label },
         { type: use === 'sign' ? api.CKA_VERIFY : api.CKA_ENCRYPT, value: true },
-        ...publicTemplate(api),
+        ...publicTemplate,
       ];
       const priv: Pkcs11js.Attribute[] = [
         { type: api.CKA_TOKEN, value: true },
@@ -218,10 +216,11 @@ export function generateKeyPairOnToken(
   );
 }
 
-/** An RSA key pair's public template: 3072 bits, exponent 65537. */
-export function rsaTemplate(api: Pkcs11Api): Pkcs11js.Attribute[] {
-  return [
+/** An RSA key pair: 3072 bits, exponent 65537 (signing and recipient keys alike). */
+export const RSA_3072: KeyPairSpec = (api) => ({
+  mechanism: api.CKM_RSA_PKCS_KEY_PAIR_GEN,
+  publicTemplate: [
     { type: api.CKA_MODULUS_BITS, value: 3072 },
     { type: api.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
-  ];
-}
+  ],
+});

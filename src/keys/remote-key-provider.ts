@@ -24,11 +24,10 @@ export class RemoteKeyProvider implements KeyProvider {
   readonly #url: URL;
 
   constructor(options: RemoteKeyOptions) {
-    this.#url = checkRemoteOptions(options, 'signer');
+    ({ url: this.#url, name: this.name } = checkRemoteOptions(options, 'signer'));
     if (!(options.publicKey instanceof PublicKey)) throw new HotPatchError('INVALID', 'a remote key needs its public key (importPublicKey)');
     this.#options = options;
     this.publicKey = options.publicKey;
-    this.name = `remote:${this.#url.protocol}//${this.#url.host}${this.#url.pathname}`;
   }
 
   async sign(message: Uint8Array): Promise<Uint8Array> {

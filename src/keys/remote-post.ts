@@ -17,11 +17,11 @@ export interface RemoteCallOptions {
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /**
- * The endpoint, checked: http(s), a positive deadline, and plain http only to loopback when a
+ * The endpoint, checked, and its name for messages: http(s), a positive deadline, and plain http only to loopback when a
  * bearer token goes out or a secret comes back (`secretInAnswer`: a KMS's unwrapped secret
  * opens the payload for whoever reads it on the wire).
  */
-export function checkRemoteOptions(options: RemoteCallOptions, what: string, secretInAnswer = false): URL {
+export function checkRemoteOptions(options: RemoteCallOptions, what: string, secretInAnswer = false): { url: URL; name: string } {
   let url: URL;
   try {
     url = new URL(options?.url);
@@ -38,7 +38,8 @@ export function checkRemoteOptions(options: RemoteCallOptions, what: string, sec
   }
   const timeout = options.timeoutMs ?? 10_000;
   if (!Number.isSafeInteger(timeout) || timeout < 1) throw new HotPatchError('INVALID', `timeoutMs must be a positive integer, got ${String(timeout)}`);
-  return url;
+  // How the service is named in messages: no credentials, no query.
+  return { url, name: `remote:${url.protocol}//${url.host}${url.pathname}` };
 }
 
 /**

@@ -23,12 +23,11 @@ export class RemoteUnwrapProvider implements UnwrapKeyProvider {
   readonly #url: URL;
 
   constructor(options: RemoteUnwrapOptions) {
-    this.#url = checkRemoteOptions(options, 'KMS', true);
+    ({ url: this.#url, name: this.name } = checkRemoteOptions(options, 'KMS', true));
     if (!(options.recipientKey instanceof RecipientPublicKey))
       throw new HotPatchError('INVALID', 'a remote recipient key needs its public key (importRecipientPublicKey)');
     this.#options = options;
     this.recipientKey = options.recipientKey;
-    this.name = `remote:${this.#url.protocol}//${this.#url.host}${this.#url.pathname}`;
   }
 
   async unwrap(encapsulation: Uint8Array): Promise<Uint8Array> {

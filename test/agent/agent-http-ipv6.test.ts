@@ -3,21 +3,9 @@
  * not the address's), and it answers only to its own address in Host.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { test } from 'node:test';
 import { hotpatchAsync } from '../cli/run-cli.js';
-import { makeFixture, startHttpAgent } from './helpers.js';
-
-function status(port: number, host: string, token: string): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const req = request({ host: '::1', port, path: '/v1/status', headers: { host, authorization: `Bearer ${token}` } }, (res) => {
-      res.resume();
-      resolvePromise(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+import { makeFixture, startHttpAgent, statusWithHost } from './helpers.js';
 
 test('an agent on [::1] is reached by hotpatch status --agent http://[::1]:PORT and answers to [::1] only', async () => {
   const fx = await makeFixture('hotpatch-agent-ipv6-');
@@ -26,8 +14,8 @@ test('an agent on [::1] is reached by hotpatch status --agent http://[::1]:PORT 
     assert.match(agent.address, /^http:\/\/\[::1\]:\d+$/);
     const ok = await hotpatchAsync(['status', '--agent', agent.address, '--token-file', tokenFile, '--json']);
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
-    assert.equal(await status(ep.port!, `[::1]:${ep.port}`, ep.token!), 200);
-    assert.equal(await status(ep.port!, `127.0.0.1:${ep.port}`, ep.token!), 421);
+    assert.equal(await statusWithHost(ep, '/v1/status', `[::1]:${ep.port}`), 200);
+    assert.equal(await statusWithHost(ep, '/v1/status', `127.0.0.1:${ep.port}`), 421);
   } finally {
     await agent.close();
     runtime.close();

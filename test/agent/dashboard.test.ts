@@ -10,14 +10,14 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { Agent } from '../../src/agent/index.js';
 import { waitFor } from '../support/wait.js';
-import { FAST_ZDT, T, call, makeFixture, planOf, startHttpAgent, type Endpoint, type Fixture } from './helpers.js';
+import { FAST_ZDT, T, call, makeFixture, planOf, startHttpAgent, statusWithHost, type Endpoint, type Fixture } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('dist/test-artifacts/dashboard');
@@ -68,18 +68,6 @@ async function signedIn(viewport = { width: 1280, height: 800 }): Promise<Page> 
   return page;
 }
 
-/** A raw request with the Host header given (fetch would not send another). */
-function withHost(path: string, host: string): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const req = request({ host: '127.0.0.1', port: ep.port, path, headers: { host, authorization: `Bearer ${ep.token}` } }, (res) => {
-      res.resume();
-      resolvePromise(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 test('without the token the page shows its sign-in form only and the API refuses; a request under another host name (DNS rebinding) is refused', async () => {
   const page = await fetch(`${base}/ui/`);
   assert.equal(page.status, 200);
@@ -89,12 +77,12 @@ test('without the token the page shows its sign-in form only and the API refuses
   assert.equal(page.headers.get('x-frame-options'), 'DENY');
   for (const path of ['/v1/status', '/v1/events/recent', '/v1/whoami', '/v1/events']) assert.equal((await fetch(`${base}${path}`)).status, 401, path);
   // The right token, but the Host a rebound DNS name would carry: refused before anything else.
-  assert.equal(await withHost('/v1/status', `evil.example:${ep.port}`), 421);
-  assert.equal(await withHost('/ui/', `evil.example:${ep.port}`), 421);
-  assert.equal(await withHost('/v1/status', '127.0.0.1'), 200, 'the port may be left out');
+  assert.equal(await statusWithHost(ep, '/v1/status', `evil.example:${ep.port}`), 421);
+  assert.equal(await statusWithHost(ep, '/ui/', `evil.example:${ep.port}`), 421);
+  assert.equal(await statusWithHost(ep, '/v1/status', '127.0.0.1'), 200, 'the port may be left out');
   // An agent on 127.0.0.1 does not answer to `localhost`: a browser may resolve that to ::1, where another program may listen.
-  assert.equal(await withHost('/v1/status', `localhost:${ep.port}`), 421);
-  assert.equal(await withHost('http://evil.example/v1/status', `127.0.0.1:${ep.port}`), 421, 'an absolute request target naming another host');
+  assert.equal(await statusWithHost(ep, '/v1/status', `localhost:${ep.port}`), 421);
+  assert.equal(await statusWithHost(ep, 'http://evil.example/v1/status', `127.0.0.1:${ep.port}`), 421, 'an absolute request target naming another host');
 
   const context = await browser.newContext();
   const tab = await context.newPage();

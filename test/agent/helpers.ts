@@ -460,3 +460,15 @@ export async function startHttpAgent(
   const port = Number(new URL(agent.address).port);
   return { agent, ep: { host: http?.host === '::1' ? '::1' : '127.0.0.1', port, token }, port, token, tokenFile, target: host.target, runtime: host.runtime };
 }
+
+/** The status of a GET to the agent carrying the Host header given (fetch would not send another). */
+export function statusWithHost(ep: Endpoint, path: string, host: string): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpRequest({ host: ep.host, port: ep.port, path, headers: { host, authorization: `Bearer ${ep.token}` } }, (res) => {
+      res.resume();
+      resolvePromise(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
