@@ -60,18 +60,19 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
   readonly #s: Pkcs11Session;
   readonly #key: Buffer;
   readonly #library: string;
-  readonly #modulusBytes: number;
+  /** The public modulus, big-endian: a block not below it is no RSA ciphertext for this key. */
+  readonly #modulus: Buffer;
   /** The token's OAEP refused SHA-256 when the key was opened: raw RSA and OAEP decoding here. */
   readonly #raw: boolean;
   #closed = false;
 
-  private constructor(options: Pkcs11KeyOptions, s: Pkcs11Session, key: Buffer, recipientKey: RecipientPublicKey, modulusBytes: number, raw: boolean) {
+  private constructor(options: Pkcs11KeyOptions, s: Pkcs11Session, key: Buffer, recipientKey: RecipientPublicKey, modulus: Buffer, raw: boolean) {
     this.name = `pkcs11:${options.token}/${options.keyLabel}`;
     this.#library = options.module;
     this.#s = s;
     this.#key = key;
     this.recipientKey = recipientKey;
-    this.#modulusBytes = modulusBytes;
+    this.#modulus = modulus;
     this.#raw = raw;
   }
 
@@ -94,8 +95,8 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
         }
         const jwk = rsaJwk(s, pub);
         const recipientKey = importRecipientPublicKey(createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string);
-        const modulusBytes = Buffer.from(jwk.n, 'base64url').length;
-        return new Pkcs11RecipientKey(options, s, key, recipientKey, modulusBytes, !tokenHasOaepSha256(s, key, modulusBytes));
+        const modulus = Buffer.from(jwk.n, 'base64url');
+        return new Pkcs11RecipientKey(options, s, key, recipientKey, modulus, !tokenHasOaepSha256(s, key, modulus.length));
       },
       true,
     );
@@ -122,7 +123,10 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
     if (this.#closed) throw new HotPatchError('INVALID', `${this.name} is closed`);
     const refused = (cause?: unknown): HotPatchError =>
       new HotPatchError('DECRYPT_FAILED', `${this.name}: the wrapped secret does not decrypt with this key`, cause === undefined ? {} : { cause });
-    if (encapsulation.length !== this.#modulusBytes) throw refused();
+    // A block of another length, or one not below the modulus (one encrypted to another key
+    // often is), is refused here: SoftHSM answers the latter with CKR_GENERAL_ERROR, which
+    // would otherwise read as a failing token rather than a block that is not ours.
+    if (encapsulation.length !== this.#modulus.length || Buffer.compare(Buffer.from(encapsulation), this.#modulus) >= 0) throw refused();
     if (!this.#raw) {
       try {
         return this.#decrypt(oaepSha256(this.#s), encapsulation);
@@ -136,7 +140,7 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
     } catch (cause) {
       throw this.#tokenError(cause, refused);
     }
-    const secret = oaepDecodeSha256(em, this.#modulusBytes);
+    const secret = oaepDecodeSha256(em, this.#modulus.length);
     em.fill(0);
     if (secret === undefined) throw refused();
     return secret;
@@ -152,7 +156,7 @@ export class Pkcs11RecipientKey implements UnwrapKeyProvider {
   #decrypt(mechanism: Pkcs11js.Mechanism, data: Uint8Array): Uint8Array {
     const { module, session } = this.#s;
     module.C_DecryptInit(session, mechanism, this.#key);
-    const out = Buffer.alloc(this.#modulusBytes);
+    const out = Buffer.alloc(this.#modulus.length);
     const result = module.C_Decrypt(session, Buffer.from(data), out);
     const copy = new Uint8Array(result);
     out.fill(0);
