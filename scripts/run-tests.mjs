@@ -17,6 +17,7 @@ import { ensureOutsidePrograms } from './outside-programs.mjs';
 const INTEGRATION = new Map([
   ['test/agent/agent-crash.test', 'agent-host child processes, the hotpatch binary'],
   ['test/agent/agent-disk-full.test', 'mount (tmpfs, root), agent-host child processes'],
+  ['test/agent/agent-encrypted.test', 'mkfifo'],
   ['test/agent/agent-http.test', 'the hotpatch binary'],
   ['test/agent/agent-logs.test', 'node child processes'],
   ['test/agent/agent-sigstop.test', 'agent-host child processes'],

@@ -3,9 +3,10 @@
  * key (packPatch encryptTo), signed, verified over its ciphertext, decrypted while staging into
  * the 0700 staging directory, canaried and promoted. An agent holding another key refuses it
  * (DECRYPT_FAILED) and stages nothing; a tampered ciphertext is refused by the payload hash
- * before any decryption.
+ * before any decryption. An agent's key file is read only when it is a 0600 regular file.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,9 +21,25 @@ import type { PatchPlan } from '../../src/orchestration/index.js';
 import { packPatch } from '../../src/repo/index.js';
 import { signPatch } from '../../src/verification/index.js';
 import { HotPatchRuntime } from '../../src/zero-downtime/index.js';
+import { isCode } from '../support/assertions.js';
 import { ciKey } from '../support/patches.js';
 import { RemoteUnwrapProvider } from '../../src/keys/index.js';
-import { BUILTIN_VERSION, T, builtin, call, goodSource, hostRuntime, kat, makeFixture, planOf, sha, writeToken, type Fixture } from './helpers.js';
+import {
+  BUILTIN_VERSION,
+  T,
+  builtin,
+  call,
+  declareBuiltin,
+  goodSource,
+  hostRuntime,
+  kat,
+  makeFixture,
+  planOf,
+  runPlanUnderTraffic,
+  sha,
+  writeToken,
+  type Fixture,
+} from './helpers.js';
 
 const agentKey = generateRecipientKey('x25519-hkdf-sha256');
 const pqKey = generateRecipientKey('ml-kem-768');
@@ -165,6 +182,37 @@ test("a KMS that refuses the agent fails the apply with 502 UNAUTHENTICATED nami
   } finally {
     kms.closeAllConnections();
     await new Promise<void>((resolve) => kms.close(() => resolve()));
+    await fx.close();
+  }
+});
+
+test('an agent takes its decryption key from a 0600 PEM file; one others may read, a FIFO or a missing file stops the start with a clear code', async () => {
+  const fx = await makeFixture('hotpatch-agent-enc-');
+  try {
+    await packEncrypted(fx, 'enc-file-1');
+    const keyFile = join(fx.dir, 'agent.key');
+    await writeFile(keyFile, agentKey.privateKey.toPem(), { mode: 0o600 });
+    const start = (file: string) =>
+      startAgent({ stateDir: fx.stateDir, decryptionKeys: [file], defaults: { repository: fx.repoDir, trustStore: fx.trustFile }, log: false });
+    const agent = await start(keyFile);
+    try {
+      const outcome = await runPlanUnderTraffic(agent, declareBuiltin(agent), 'file-plan', 'enc-file-1');
+      assert.equal(outcome.status, 'activated', outcome.reason);
+    } finally {
+      await agent.close();
+    }
+
+    const loose = join(fx.dir, 'loose.key');
+    await writeFile(loose, agentKey.privateKey.toPem(), { mode: 0o644 });
+    await assert.rejects(start(loose), isCode('INVALID', /decryption key .*loose\.key is readable by group or others \(mode 644\)/));
+    const fifo = join(fx.dir, 'fifo.key');
+    execFileSync('mkfifo', ['-m', '600', fifo]);
+    await assert.rejects(start(fifo), isCode('INVALID', /is not a regular file/), 'a FIFO is refused, never waited on');
+    await assert.rejects(start(join(fx.dir, 'absent.key')), isCode('NOT_FOUND', /does not exist/));
+    const notPem = join(fx.dir, 'garbage.key');
+    await writeFile(notPem, 'not a key', { mode: 0o600 });
+    await assert.rejects(start(notPem), isCode('INVALID'));
+  } finally {
     await fx.close();
   }
 });

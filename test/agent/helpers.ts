@@ -4,6 +4,7 @@
  * port, a Server-Sent Events reader, the real `hotpatch` binary run asynchronously, and
  * agent-host.ts child processes.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { startAgent, type Agent, type AgentOptions } from '../../src/agent/index.js';
 import { EventBus, type HotPatchEvent } from '../../src/core/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
+import type { PatchPlan, PlanRunResult } from '../../src/orchestration/index.js';
 import { HotPatchRuntime, type Target } from '../../src/zero-downtime/index.js';
 import { CI_TRUST, publishPatch } from '../support/patches.js';
 import { until } from '../support/wait.js';
@@ -112,6 +114,27 @@ export function hostRuntime(stateDir: string): { runtime: HotPatchRuntime; targe
 /** A plan for the agent's "default" components. */
 export function planOf(id: string, patch: string, zdt: Record<string, unknown> = FAST_ZDT): Record<string, unknown> {
   return { id, target: T, patch, repo: 'default', verifier: 'default', security: 'default', installer: 'default', zdt };
+}
+
+/** Declares the builtin target on `agent`, as a service would. */
+export function declareBuiltin(agent: Agent): Target<typeof builtin> {
+  return agent.runtime.target(T, { version: BUILTIN_VERSION, impl: builtin, deterministic: true, selfTest: kat });
+}
+
+/**
+ * Runs one plan of patch `patch` to its outcome while `target` is called (every answer
+ * checked) all along: a canary needs live calls to judge.
+ */
+export async function runPlanUnderTraffic(agent: Agent, target: Target<typeof builtin>, planId: string, patch: string): Promise<PlanRunResult> {
+  const traffic = setInterval(() => {
+    for (let i = 0; i < 20; i++) assert.equal(target.api.digest(`x${i}`), sha(`x${i}`));
+  }, 1);
+  try {
+    agent.planner.addPlan(planOf(planId, patch) as unknown as PatchPlan);
+    return await agent.planner.runOnce(planId);
+  } finally {
+    clearInterval(traffic);
+  }
 }
 
 // --- HTTP client -----------------------------------------------------------------------

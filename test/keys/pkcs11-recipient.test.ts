@@ -18,10 +18,9 @@ import { promisify } from 'node:util';
 import { startAgent } from '../../src/agent/index.js';
 import { generateRecipientKey, importRecipientPublicKey } from '../../src/crypto-agile/index.js';
 import { Pkcs11KeyProvider, Pkcs11RecipientKey } from '../../src/keys/index.js';
-import type { PatchPlan } from '../../src/orchestration/index.js';
 import { packPatch } from '../../src/repo/index.js';
 import { signPatch } from '../../src/verification/index.js';
-import { BUILTIN_VERSION, T, builtin, goodSource, kat, makeFixture, planOf, sha } from '../agent/helpers.js';
+import { T, declareBuiltin, goodSource, makeFixture, runPlanUnderTraffic } from '../agent/helpers.js';
 import { hotpatch } from '../cli/run-cli.js';
 import { isCode } from '../support/assertions.js';
 import { ciKey } from '../support/patches.js';
@@ -128,25 +127,16 @@ test('an agent whose recipient key is on the token applies a patch encrypted to 
       log: false,
     });
     try {
-      const target = agent.runtime.target(T, { version: BUILTIN_VERSION, impl: builtin, deterministic: true, selfTest: kat });
-      const traffic = setInterval(() => {
-        for (let i = 0; i < 20; i++) assert.equal(target.api.digest(`x${i}`), sha(`x${i}`));
-      }, 1);
-      try {
-        agent.planner.addPlan(planOf('apply-1', 'hsm-enc-1') as unknown as PatchPlan);
-        const applied = await agent.planner.runOnce('apply-1');
-        assert.equal(applied.status, 'activated', applied.reason);
-        assert.equal(target.active.patchId, 'hsm-enc-1');
-        assert.deepEqual(await readdir(join(fx.stateDir, 'staging')), [`${createHash('sha256').update(source).digest('hex')}.mjs`]);
+      const target = declareBuiltin(agent);
+      const applied = await runPlanUnderTraffic(agent, target, 'apply-1', 'hsm-enc-1');
+      assert.equal(applied.status, 'activated', applied.reason);
+      assert.equal(target.active.patchId, 'hsm-enc-1');
+      assert.deepEqual(await readdir(join(fx.stateDir, 'staging')), [`${createHash('sha256').update(source).digest('hex')}.mjs`]);
 
-        agent.planner.addPlan(planOf('apply-2', 'hsm-enc-2') as unknown as PatchPlan);
-        const refused = await agent.planner.runOnce('apply-2');
-        assert.equal(refused.status, 'failed', refused.reason);
-        assert.equal(refused.code, 'DECRYPT_FAILED', refused.reason);
-        assert.equal((await readdir(join(fx.stateDir, 'staging'))).length, 1, 'nothing more staged');
-      } finally {
-        clearInterval(traffic);
-      }
+      const refused = await runPlanUnderTraffic(agent, target, 'apply-2', 'hsm-enc-2');
+      assert.equal(refused.status, 'failed', refused.reason);
+      assert.equal(refused.code, 'DECRYPT_FAILED', refused.reason);
+      assert.equal((await readdir(join(fx.stateDir, 'staging'))).length, 1, 'nothing more staged');
     } finally {
       await agent.close();
     }
