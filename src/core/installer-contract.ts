@@ -165,6 +165,12 @@ export interface PatchInstaller {
   load(staged: StagedPayload, options: LoadOptions): Promise<LoadedModule>;
   /** One loaded instance of `sha256` for `target` was disposed. Must not throw for an unknown one. */
   release(target: string, sha256: string): void;
+  /**
+   * Optional, for installers that decrypt: checks the staged plaintext of an encrypted patch
+   * against its signed manifest (plaintext_size, plaintext_mac) when a restart brings it back.
+   * An installer without it cannot restore an encrypted patch.
+   */
+  checkDecrypted?(manifest: Manifest, plaintext: AsyncIterable<Uint8Array>): Promise<void>;
 }
 
 const INSTALLER_METHODS = ['stage', 'verifyStaged', 'load', 'release'] as const;

@@ -19,6 +19,7 @@ export {
 } from './recipient-keys.js';
 export {
   DEFAULT_CHUNK_SIZE as DEFAULT_ENCRYPTION_CHUNK_SIZE,
+  checkDecryptedPayload,
   decryptPayload,
   encryptPayload,
   type DecryptionKey,

@@ -101,31 +101,79 @@ export async function* decryptPayload(
   ciphertext: AsyncIterable<Uint8Array>,
   kid?: string,
 ): AsyncGenerator<Uint8Array> {
-  const keys = (Array.isArray(key) ? (key as readonly DecryptionKey[]) : [key as DecryptionKey]).map(unwrapProviderOf);
+  const keys = providersOf(key);
   const dataKey = await unwrapWithAny(encryption, patchId, keys, kid);
   const params: PayloadCipherParams = {
     patchId,
     chunkSize: encryption.chunk_size,
     noncePrefix: decodeBase64(encryption.nonce_prefix, 'encryption nonce_prefix'),
   };
-  const mac = plaintextMac(dataKey, patchId);
-  let size = 0;
+  const check = new PlaintextCheck(encryption, patchId, dataKey);
   try {
     for await (const piece of decryptChunks(dataKey, params, ciphertext)) {
-      size += piece.length;
-      if (size > encryption.plaintext_size)
-        throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${patchId} is longer than plaintext_size ${encryption.plaintext_size}`);
-      mac.update(piece);
+      check.update(piece);
       yield piece;
     }
   } finally {
     dataKey.fill(0);
   }
-  if (size !== encryption.plaintext_size)
-    throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${patchId} is ${size} bytes, plaintext_size says ${encryption.plaintext_size}`);
-  const expected = Buffer.from(encryption.plaintext_mac.slice('hmac-sha256:'.length), 'hex');
-  if (!timingSafeEqual(mac.digest(), expected))
-    throw new HotPatchError('HASH_MISMATCH', `the decrypted payload of ${patchId} does not match its signed plaintext_mac`);
+  check.finish();
+}
+
+/**
+ * Checks a payload decrypted before (the staged plaintext of an encrypted patch, after a
+ * restart) against its signed manifest: the data key is unwrapped again with `key`, and the
+ * plaintext must have the signed plaintext_size and plaintext_mac. DECRYPT_FAILED: no key
+ * unwraps it; SIZE_MISMATCH / HASH_MISMATCH: these are not the bytes that were signed.
+ */
+export async function checkDecryptedPayload(
+  encryption: ManifestEncryption,
+  patchId: string,
+  key: DecryptionKey | readonly DecryptionKey[],
+  plaintext: AsyncIterable<Uint8Array>,
+): Promise<void> {
+  const keys = providersOf(key);
+  const dataKey = await unwrapWithAny(encryption, patchId, keys, undefined);
+  try {
+    const check = new PlaintextCheck(encryption, patchId, dataKey);
+    for await (const piece of plaintext) check.update(piece);
+    check.finish();
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+/** The signed plaintext_size and plaintext_mac of a plaintext, taken as it streams. */
+class PlaintextCheck {
+  readonly #encryption: ManifestEncryption;
+  readonly #patchId: string;
+  readonly #mac: Hmac;
+  #size = 0;
+
+  constructor(encryption: ManifestEncryption, patchId: string, dataKey: Uint8Array) {
+    this.#encryption = encryption;
+    this.#patchId = patchId;
+    this.#mac = plaintextMac(dataKey, patchId);
+  }
+
+  update(piece: Uint8Array): void {
+    this.#size += piece.length;
+    if (this.#size > this.#encryption.plaintext_size) {
+      throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${this.#patchId} is longer than plaintext_size ${this.#encryption.plaintext_size}`);
+    }
+    this.#mac.update(piece);
+  }
+
+  finish(): void {
+    const { plaintext_size: expectedSize, plaintext_mac: signedMac } = this.#encryption;
+    if (this.#size !== expectedSize) {
+      throw new HotPatchError('SIZE_MISMATCH', `the decrypted payload of ${this.#patchId} is ${this.#size} bytes, plaintext_size says ${expectedSize}`);
+    }
+    const expected = Buffer.from(signedMac.slice('hmac-sha256:'.length), 'hex');
+    if (!timingSafeEqual(this.#mac.digest(), expected)) {
+      throw new HotPatchError('HASH_MISMATCH', `the decrypted payload of ${this.#patchId} does not match its signed plaintext_mac`);
+    }
+  }
 }
 
 /**
@@ -148,6 +196,10 @@ export function recipientEntries(encryption: ManifestEncryption, key: UnwrapKeyP
  * not be asked (a token or KMS: UNAUTHENTICATED, IO) is what is reported, before any "does not
  * unwrap": the operator has a token or a KMS to fix, not a wrong key.
  */
+function providersOf(key: DecryptionKey | readonly DecryptionKey[]): UnwrapKeyProvider[] {
+  return (Array.isArray(key) ? (key as readonly DecryptionKey[]) : [key as DecryptionKey]).map(unwrapProviderOf);
+}
+
 async function unwrapWithAny(
   encryption: ManifestEncryption,
   patchId: string,

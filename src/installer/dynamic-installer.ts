@@ -10,7 +10,7 @@ import {
   type PatchInstaller,
   type PayloadType,
 } from '../core/index.js';
-import { unwrapProviderOf, type DecryptionKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
+import { checkDecryptedPayload, unwrapProviderOf, type DecryptionKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
 import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
 import { loadIsolated, resolveIsolation } from './isolate/index.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
@@ -90,6 +90,17 @@ export class DynamicInstaller implements PatchInstaller {
     return () => {
       this.#decryptionKeys = this.#decryptionKeys.filter((k) => !added.includes(k));
     };
+  }
+
+  /**
+   * Checks the staged plaintext of an encrypted patch against its signed manifest after a
+   * restart (its payload hash covers the ciphertext, which is not kept): the data key is
+   * unwrapped again with this installer's keys and the plaintext's size and MAC must match.
+   * DECRYPT_FAILED: no key of this installer unwraps it; SIZE_MISMATCH / HASH_MISMATCH.
+   */
+  async checkDecrypted(manifest: Manifest, plaintext: AsyncIterable<Uint8Array>): Promise<void> {
+    if (manifest.encryption === undefined) throw new HotPatchError('INVALID', `${manifest.id} is not encrypted`);
+    await checkDecryptedPayload(manifest.encryption, manifest.id, this.#decryptionKeys, plaintext);
   }
 
   /** `staging/<sha256>.<ext>` (ext: esm → mjs, wasm → wasm, native → node). */

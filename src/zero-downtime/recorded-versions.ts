@@ -120,7 +120,7 @@ export class RecordedVersions {
    * The whole trust pipeline again for a version about to be restored: the signed manifest
    * kept in manifests/<id>.json must still verify now (signatures, threshold, expiry, under
    * the current trust store), name this target, version and type, and the staged file must
-   * match its own hash and size — so write access to the state directory alone never gets
+   * match its signed hash and size (an encrypted patch's plaintext: its signed MAC and size) — so write access to the state directory alone never gets
    * code run, and a revoked or expired patch does not come back.
    */
   async #reverify(target: Target<object>, record: VersionRecord, stagedPath: string, verifier: PatchVerifier): Promise<void> {
@@ -131,7 +131,17 @@ export class RecordedVersions {
     if (m.id !== id || m.target !== target.name || m.version !== record.version || m.payload_type !== record.type) {
       throw new HotPatchError('INVALID', `the kept manifest of ${id} names ${m.id} ${m.target} ${m.version} (${m.payload_type}), not what state.json records`);
     }
-    await verifier.verifyPayload(verified, readFileChunks(stagedPath, m.payload_size + 1, { noFollow: true, what: 'staged payload' }));
+    if (m.encryption === undefined) {
+      await verifier.verifyPayload(verified, readFileChunks(stagedPath, m.payload_size + 1, { noFollow: true, what: 'staged payload' }));
+      return;
+    }
+    // Encrypted: the payload hash covers the ciphertext, which is not kept; the staged plaintext
+    // is checked against the signed plaintext MAC under the data key, unwrapped again.
+    if (this.#installer.checkDecrypted === undefined) {
+      throw new HotPatchError('DECRYPT_FAILED', `${id} is encrypted and the ${this.#installer.kind} installer cannot check a decrypted payload`);
+    }
+    const plaintext = readFileChunks(stagedPath, m.encryption.plaintext_size + 1, { noFollow: true, what: 'staged payload' });
+    await this.#installer.checkDecrypted(m, plaintext);
   }
 }
 

@@ -421,6 +421,9 @@ export class HotPatchRuntime {
           t.active = this.recordOf(version);
           t.previous = null;
           if (!t.failed.includes(activeId)) t.failed.push(activeId);
+          // A last good version that could not be brought back is not what a rollback or the
+          // status may offer as good now: what serves instead takes its place.
+          if (t.last_good?.id === activeId) t.last_good = loaded ?? this.recordOf(version);
         });
         this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
       }

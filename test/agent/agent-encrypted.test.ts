@@ -186,14 +186,30 @@ test("a KMS that refuses the agent fails the apply with 502 UNAUTHENTICATED nami
   }
 });
 
+/** The agent's 0600 PEM key file of agentKey, in the fixture. */
+async function writeKeyFile(fx: Fixture): Promise<string> {
+  const keyFile = join(fx.dir, 'agent.key');
+  await writeFile(keyFile, agentKey.privateKey.toPem(), { mode: 0o600 });
+  return keyFile;
+}
+
+/** An agent on the fixture's repository and trust store with `keys` (on `runtime` when given). */
+function startWithKeys(fx: Fixture, keys: string[], runtime?: HotPatchRuntime) {
+  return startAgent({
+    stateDir: fx.stateDir,
+    ...(runtime === undefined ? {} : { runtime }),
+    decryptionKeys: keys,
+    defaults: { repository: fx.repoDir, trustStore: fx.trustFile },
+    log: false,
+  });
+}
+
 test('an agent takes its decryption key from a 0600 PEM file; one others may read, a FIFO or a missing file stops the start with a clear code', async () => {
   const fx = await makeFixture('hotpatch-agent-enc-');
   try {
     await packEncrypted(fx, 'enc-file-1');
-    const keyFile = join(fx.dir, 'agent.key');
-    await writeFile(keyFile, agentKey.privateKey.toPem(), { mode: 0o600 });
-    const start = (file: string) =>
-      startAgent({ stateDir: fx.stateDir, decryptionKeys: [file], defaults: { repository: fx.repoDir, trustStore: fx.trustFile }, log: false });
+    const keyFile = await writeKeyFile(fx);
+    const start = (file: string) => startWithKeys(fx, [file]);
     const agent = await start(keyFile);
     try {
       const outcome = await runPlanUnderTraffic(agent, declareBuiltin(agent), 'file-plan', 'enc-file-1');
@@ -212,6 +228,72 @@ test('an agent takes its decryption key from a 0600 PEM file; one others may rea
     const notPem = join(fx.dir, 'garbage.key');
     await writeFile(notPem, 'not a key', { mode: 0o600 });
     await assert.rejects(start(notPem), isCode('INVALID'));
+  } finally {
+    await fx.close();
+  }
+});
+
+test('an encrypted patch comes back after a restart, its staged plaintext checked against the signed MAC; without the key, or with a plaintext swapped in, the built-in serves', async () => {
+  const fx = await makeFixture('hotpatch-agent-enc-');
+  try {
+    await packEncrypted(fx, 'enc-restart-1');
+    const keyFile = await writeKeyFile(fx);
+    /** A host process (re)started on the state directory: its target declared, then the agent restores. */
+    const restart = async (keys: string[]) => {
+      const host = hostRuntime(fx.stateDir);
+      const agent = await startWithKeys(fx, keys, host.runtime);
+      const stop = async () => {
+        await agent.close();
+        host.runtime.close();
+      };
+      return { host, agent, stop };
+    };
+
+    const first = await restart([keyFile]);
+    try {
+      const outcome = await runPlanUnderTraffic(first.agent, first.host.target, 'restart-plan', 'enc-restart-1');
+      assert.equal(outcome.status, 'activated', outcome.reason);
+    } finally {
+      await first.stop();
+    }
+    const state = JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8'));
+    const stagedSha = state.targets[T].active.sha256 as string;
+
+    const second = await restart([keyFile]);
+    try {
+      assert.equal(second.host.target.active.patchId, 'enc-restart-1', 'restored with the key');
+      assert.equal(second.host.target.api.digest('abc'), sha('abc'));
+    } finally {
+      await second.stop();
+    }
+
+    // Another plaintext planted in staging/ under its own hash, state.json edited to name it:
+    // the signed MAC refuses it, and the built-in serves.
+    const evil = `export const api = { digest: (s) => 'EVIL:' + s };`;
+    const evilSha = createHash('sha256').update(evil).digest('hex');
+    await writeFile(join(fx.stateDir, 'staging', `${evilSha}.mjs`), evil, { mode: 0o444 });
+    const forged = structuredClone(state);
+    for (const record of [forged.targets[T].active, forged.targets[T].last_good]) if (record?.sha256 === stagedSha) record.sha256 = evilSha;
+    await writeFile(join(fx.stateDir, 'state.json'), JSON.stringify(forged));
+    const third = await restart([keyFile]);
+    try {
+      assert.equal(third.host.target.active.patchId, null, 'a plaintext that is not the signed one is not run');
+      assert.equal(third.host.target.api.digest('abc'), sha('abc'));
+    } finally {
+      await third.stop();
+    }
+
+    await writeFile(join(fx.stateDir, 'state.json'), JSON.stringify(state));
+    const keyless = await restart([]);
+    try {
+      assert.equal(keyless.host.target.active.patchId, null, 'no key: cannot check the plaintext, not restored');
+    } finally {
+      await keyless.stop();
+    }
+    // The records agree: the patch that could not come back is failed, and no longer last good.
+    const after = JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8')).targets[T];
+    assert.deepEqual(after.failed, ['enc-restart-1']);
+    assert.equal(after.last_good.id, null);
   } finally {
     await fx.close();
   }
