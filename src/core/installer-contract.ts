@@ -171,6 +171,11 @@ export interface PatchInstaller {
    * An installer without it cannot restore an encrypted patch.
    */
   checkDecrypted?(manifest: Manifest, plaintext: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Optional, for installers that decrypt: resolves when this installer holds a key that
+   * unwraps the encrypted patch's data key (a dry run asks; nothing is decrypted or staged).
+   */
+  checkDecryptable?(manifest: Manifest): Promise<void>;
 }
 
 const INSTALLER_METHODS = ['stage', 'verifyStaged', 'load', 'release'] as const;

@@ -20,6 +20,7 @@ export {
 export {
   DEFAULT_CHUNK_SIZE as DEFAULT_ENCRYPTION_CHUNK_SIZE,
   checkDecryptedPayload,
+  checkUnwraps,
   decryptPayload,
   encryptPayload,
   type DecryptionKey,

@@ -143,6 +143,14 @@ export async function checkDecryptedPayload(
   }
 }
 
+/**
+ * Whether `key` can decrypt the payload, without decrypting it: the data key is unwrapped and
+ * zeroed at once (what a dry run asks). DECRYPT_FAILED when no key unwraps any entry.
+ */
+export async function checkUnwraps(encryption: ManifestEncryption, patchId: string, key: DecryptionKey | readonly DecryptionKey[]): Promise<void> {
+  (await unwrapWithAny(encryption, patchId, providersOf(key), undefined)).fill(0);
+}
+
 /** The signed plaintext_size and plaintext_mac of a plaintext, taken as it streams. */
 class PlaintextCheck {
   readonly #encryption: ManifestEncryption;

@@ -10,7 +10,7 @@ import {
   type PatchInstaller,
   type PayloadType,
 } from '../core/index.js';
-import { checkDecryptedPayload, unwrapProviderOf, type DecryptionKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
+import { checkDecryptedPayload, checkUnwraps, unwrapProviderOf, type DecryptionKey, type UnwrapKeyProvider } from '../crypto-agile/index.js';
 import { checkAdapter, checkApi, checkLoadOptions, esmLoadedModule, loadFailed, webAssembly, type LoadSubject } from './loaders.js';
 import { loadIsolated, resolveIsolation } from './isolate/index.js';
 import { STAGED_EXTENSIONS, checkPayloadType, checkSha256, stagePayload, verifyStagedFile } from './staging.js';
@@ -101,6 +101,12 @@ export class DynamicInstaller implements PatchInstaller {
   async checkDecrypted(manifest: Manifest, plaintext: AsyncIterable<Uint8Array>): Promise<void> {
     if (manifest.encryption === undefined) throw new HotPatchError('INVALID', `${manifest.id} is not encrypted`);
     await checkDecryptedPayload(manifest.encryption, manifest.id, this.#decryptionKeys, plaintext);
+  }
+
+  /** Whether this installer's keys unwrap an encrypted patch's data key (zeroed at once): DECRYPT_FAILED if not. */
+  async checkDecryptable(manifest: Manifest): Promise<void> {
+    if (manifest.encryption === undefined) return;
+    await checkUnwraps(manifest.encryption, manifest.id, this.#decryptionKeys);
   }
 
   /** `staging/<sha256>.<ext>` (ext: esm → mjs, wasm → wasm, native → node). */

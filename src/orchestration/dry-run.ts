@@ -24,7 +24,7 @@ export interface PlanComponents {
   approver: Approver | undefined;
 }
 
-export type DryRunCheckName = 'target' | 'components' | 'window' | 'fetch and verify' | 'gate' | 'target state' | 'approval';
+export type DryRunCheckName = 'target' | 'components' | 'window' | 'fetch and verify' | 'decryption' | 'gate' | 'target state' | 'approval';
 
 export interface DryRunCheck {
   check: DryRunCheckName;
@@ -46,7 +46,8 @@ export interface DryRunReport {
 
 /**
  * The checks a run makes before staging — target, components, window, fetch and verify
- * (signatures, threshold, expiry, anti-downgrade, payload hash), security gate, target state
+ * (signatures, threshold, expiry, anti-downgrade, payload hash), decryption (an encrypted
+ * payload: a key of the installer unwraps its data key), security gate, target state
  * (frozen, busy, already active) and approval (read only, through `Approver.check`) — with no
  * side effect: nothing is recorded, published, proposed or staged.
  */
@@ -108,6 +109,18 @@ export async function dryRunPlan(
     true,
     `${m.id} ${m.version} verified: signed by ${verified.signers.join(', ')} (threshold ${verified.threshold}), payload ${m.payload_size} bytes, hash matches`,
   );
+  if (m.encryption !== undefined) {
+    // An encrypted payload stages only if a key of the installer unwraps its data key.
+    try {
+      if (c.installer.checkDecryptable === undefined) {
+        throw new HotPatchError('DECRYPT_FAILED', `${m.id} is encrypted and installer ${plan.installer} does not decrypt`);
+      }
+      await c.installer.checkDecryptable(m);
+      add('decryption', true, `a key of installer ${plan.installer} unwraps the data key of ${m.id}`);
+    } catch (error) {
+      fail('decryption', error);
+    }
+  }
   try {
     c.security.check(verified);
     add('gate', true, `security policy ${plan.security} allows it`);

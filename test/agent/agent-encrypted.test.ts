@@ -210,9 +210,26 @@ test('an agent takes its decryption key from a 0600 PEM file; one others may rea
     await packEncrypted(fx, 'enc-file-1');
     const keyFile = await writeKeyFile(fx);
     const start = (file: string) => startWithKeys(fx, [file]);
+    // A dry run says whether the agent's keys unwrap the patch: no key, no "would apply".
+    const keyless = await startWithKeys(fx, []);
+    try {
+      declareBuiltin(keyless);
+      const dry = await keyless.planner.dryRun(planOf('file-dry', 'enc-file-1') as unknown as PatchPlan);
+      assert.equal(dry.wouldApply, false);
+      assert.deepEqual(
+        dry.checks.filter((c) => !c.ok).map((c) => [c.check, c.code]),
+        [['decryption', 'DECRYPT_FAILED']],
+      );
+    } finally {
+      await keyless.close();
+    }
     const agent = await start(keyFile);
     try {
-      const outcome = await runPlanUnderTraffic(agent, declareBuiltin(agent), 'file-plan', 'enc-file-1');
+      const target = declareBuiltin(agent);
+      const dry = await agent.planner.dryRun(planOf('file-dry', 'enc-file-1') as unknown as PatchPlan);
+      assert.equal(dry.wouldApply, true, JSON.stringify(dry.checks));
+      assert.ok(dry.checks.some((c) => c.check === 'decryption' && c.ok));
+      const outcome = await runPlanUnderTraffic(agent, target, 'file-plan', 'enc-file-1');
       assert.equal(outcome.status, 'activated', outcome.reason);
     } finally {
       await agent.close();

@@ -29,7 +29,8 @@ canary step with its verdict, the rule that decided it and the judge's figures, 
 Exit 0 only if that version serves when the command returns; 1 rejected, rolled back or
 waiting (a frozen target). Every --target/--patch apply is a new attempt (a plan of its own).
 --dry-run runs the checks a run makes before staging (target, window, fetch and verify,
-security gate, target state, approval read only) and changes nothing: exit 0 if it would apply.
+decryption, security gate, target state, approval read only) and changes nothing: exit 0 if
+it would apply.
 
 ${CANARY_HELP}`,
   async run(argv, out) {
