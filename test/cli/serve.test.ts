@@ -8,6 +8,7 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { request } from 'node:http';
 import { test } from 'node:test';
 import { CI_TRUST, publishPatch } from '../support/patches.js';
 import { CLI, hotpatchAsync } from './run-cli.js';
@@ -37,6 +38,16 @@ test('hotpatch serve publishes a repository directory: verify over http, index g
     assert.equal((await fetch(`${url}leak-1.json`)).status, 404, 'a link is never followed');
     assert.equal((await fetch(`${url}../secret.txt`)).status, 404);
     assert.equal((await fetch(`${url}served-1.json`, { method: 'POST' })).status, 405);
+    // Odd request targets name no file (404), never a server error; a query is ignored.
+    for (const [path, status] of [
+      ['//', 404],
+      ['//served-1.json', 404],
+      ['/%zz.json', 404],
+      ['http://elsewhere/served-1.json', 404],
+      ['/served-1.json?x=1', 200],
+    ] as const) {
+      assert.equal(await statusOf(url, path), status, path);
+    }
     const missing = await hotpatchAsync(['verify', '--repo', url, '--id', 'absent-1', '--trust', join(dir, 'trust.json'), '--json']);
     assert.equal(missing.status, 3);
     assert.equal(missing.json?.code, 'NOT_FOUND');
@@ -48,3 +59,16 @@ test('hotpatch serve publishes a repository directory: verify over http, index g
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+/** The status of a GET of exactly `path` (no client normalisation of the request target). */
+function statusOf(base: string, path: string): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(base);
+    request({ host: hostname, port, path, method: 'GET' }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    })
+      .on('error', reject)
+      .end();
+  });
+}

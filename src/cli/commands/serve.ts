@@ -81,12 +81,26 @@ SIGTERM. Any static server publishing the same files works as well.`,
   },
 };
 
+/**
+ * The file a request target names: its path without the leading slash and the query, %-decoded;
+ * undefined (404) for anything that is not one such path ("//", an absolute URL, a bad escape).
+ */
+function fileNameOf(target: string | undefined): string | undefined {
+  const path = (target ?? '/').split('?', 1)[0]!;
+  if (!path.startsWith('/') || path.startsWith('//')) return undefined;
+  try {
+    return decodeURIComponent(path.slice(1));
+  } catch {
+    return undefined; // a malformed %-escape names no file
+  }
+}
+
 async function serveFile(dir: string, repo: FileSystemRepository, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD' }).end();
     return;
   }
-  const name = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname.slice(1));
+  const name = fileNameOf(req.url);
   if (name === 'index.json') {
     let body: Buffer;
     try {
@@ -100,13 +114,13 @@ async function serveFile(dir: string, repo: FileSystemRepository, req: IncomingM
     res.end(req.method === 'HEAD' ? undefined : body);
     return;
   }
-  const m = FILE.exec(name);
+  const m = name === undefined ? null : FILE.exec(name);
   if (m === null || !isPatchId(m[1]!)) {
     res.writeHead(404).end();
     return;
   }
   // O_NOFOLLOW, and a regular file only: a link planted in the directory is never served.
-  const handle = await fsp.open(join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  const handle = await fsp.open(join(dir, m[0]), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
   if (handle === undefined) {
     res.writeHead(404).end();
     return;
