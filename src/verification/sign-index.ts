@@ -103,15 +103,21 @@ async function readExisting(repo: FileSystemRepository, signal: AbortSignal | un
 
 async function buildIndex(repo: FileSystemRepository, current: number | undefined, options: SignIndexOptions): Promise<RepositoryIndex> {
   const version = options.version ?? (current ?? 0) + 1;
-  if (!Number.isSafeInteger(version) || version < 1) throw new HotPatchError('INVALID', `index version must be an integer >= 1, got ${String(version)}`);
+  // Errors of a value the caller chose name it (detail.option): `hotpatch index` makes them usage errors.
+  const refuse = (option: 'version' | 'expires', message: string): HotPatchError => new HotPatchError('INVALID', message, { detail: { option } });
+  if (!Number.isSafeInteger(version) || version < 1) throw refuse('version', `index version must be an integer >= 1, got ${String(version)}`);
   if (current !== undefined && version <= current) {
-    throw new HotPatchError('INVALID', `index version ${version} is not above the current version ${current}: clients would refuse it as a rollback`);
+    throw refuse('version', `index version ${version} is not above the current version ${current}: clients would refuse it as a rollback`);
   }
   const expires = options.expires ?? new Date(Date.now() + DEFAULT_INDEX_LIFETIME_MS).toISOString();
-  const expiresMs = parseRfc3339(expires, 'index expires');
-  if (expiresMs <= Date.now()) throw new HotPatchError('INVALID', `index expires ${expires} is in the past`);
-  if (expiresMs > Date.now() + MAX_INDEX_LIFETIME_MS)
-    throw new HotPatchError('INVALID', `index expires ${expires} is more than 366 days away: readers refuse it`);
+  let expiresMs: number;
+  try {
+    expiresMs = parseRfc3339(expires, 'index expires');
+  } catch (error) {
+    throw refuse('expires', (error as Error).message);
+  }
+  if (expiresMs <= Date.now()) throw refuse('expires', `index expires ${expires} is in the past`);
+  if (expiresMs > Date.now() + MAX_INDEX_LIFETIME_MS) throw refuse('expires', `index expires ${expires} is more than 366 days away: readers refuse it`);
   const patches = await entriesOf(repo, options.signal);
   // Re-parsed so a written index is always one the reader accepts (UTC expiry, field checks).
   return parseRepositoryIndex({ version, expires: new Date(parseRfc3339(expires, 'index expires')).toISOString(), patches });

@@ -57,6 +57,16 @@ test('hotpatch index signs the index; verify then accepts what it lists, refuses
     const usage = hotpatch(['index', '--repo', repo, '--key', join(dir, 'keys', 'idx.key'), '--add-signature', '--version', '9', '--json']);
     assert.equal(usage.status, 2);
     assert.match(String(usage.json?.message), /--add-signature signs the index as it is/);
+    // A --version or --expires the index refuses is a bad flag too (exit 2), naming the flag.
+    for (const [flags, message] of [
+      [['--version', '2'], /^--version: index version 2 is not above the current version 2/],
+      [['--expires', '2020-01-01T00:00:00Z'], /^--expires: index expires 2020-01-01T00:00:00Z is in the past/],
+      [['--expires', 'tomorrow'], /^--expires: /],
+    ] as const) {
+      const bad = hotpatch(['index', '--repo', repo, '--key', join(dir, 'keys', 'idx.key'), ...flags, '--json']);
+      assert.equal(bad.status, 2, bad.stdout);
+      assert.match(String(bad.json?.message), message);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

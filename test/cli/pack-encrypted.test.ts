@@ -96,5 +96,14 @@ test('keygen makes X25519 and ML-KEM-768 recipient keys; pack --encrypt-to store
     ]);
     assert.equal(bad.status, 2);
     assert.match(String(bad.json?.message), /--encrypt-to .*edge-1\.key: a recipient public key is a "PUBLIC KEY" PEM block/);
+    // Kids the manifest refuses (a space, empty, twice) are bad flags too: exit 2, nothing written.
+    const pub = join(dir, 'keys', 'edge-1.pub');
+    for (const recipients of [[`a b=${pub}`], [`=${pub}`], [`k=${pub}`, `k=${pub}`]]) {
+      const args = ['pack', '--repo', repo, '--id', 'enc-cli-3', '--target', 'xps.demo.f', '--version', '1.0.3', '--type', 'esm'];
+      const r = hotpatch([...args, '--payload', join(dir, 'fix.mjs'), ...recipients.flatMap((x) => ['--encrypt-to', x]), '--json']);
+      assert.equal(r.status, 2, `${recipients.join(' ')}: ${r.stdout}`);
+      assert.equal(r.json?.code, 'INVALID');
+    }
+    await assert.rejects(stat(join(repo, 'enc-cli-3.json')), { code: 'ENOENT' });
   });
 });

@@ -1,3 +1,4 @@
+import { HotPatchError } from '../../core/index.js';
 import { signRepositoryIndex } from '../../verification/index.js';
 import { integerFlag, optionalString, parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
@@ -48,7 +49,11 @@ token signs.`,
           ...(expires === undefined ? {} : { expires }),
           ...(version === undefined ? {} : { version }),
         }),
-    );
+    ).catch((error: unknown) => {
+      // A --version or --expires the index refuses is a bad flag (exit 2), not a refused index.
+      const option = error instanceof HotPatchError && error.code === 'INVALID' ? error.detail?.option : undefined;
+      throw typeof option === 'string' ? new UsageError(`--${option}: ${(error as Error).message}`, 'INVALID', { cause: error }) : error;
+    });
     out.success(
       `${addSignature ? 'signed' : 'wrote'} index version ${signed.version} of ${repoDir} (${signed.patches} patch${signed.patches === 1 ? '' : 'es'}, expires ${signed.expires}); signatures: ${signed.signatures.join(', ')}`,
       { ...signed },
