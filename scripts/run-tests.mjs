@@ -42,6 +42,7 @@ const INTEGRATION = new Map([
   ['test/cli/index-command.test', 'the hotpatch binary'],
   ['test/cli/output-lines.test', 'the hotpatch binary'],
   ['test/cli/pack-encrypted.test', 'the hotpatch binary'],
+  ['test/cli/readme-quick-start.test', 'bash, the hotpatch binary'],
   ['test/cli/serve.test', 'the hotpatch binary'],
   ['test/cli/trust.test', 'the hotpatch binary'],
   ['test/crypto-agile/openssl-interop.test', 'openssl'],
