@@ -179,7 +179,10 @@ export async function twoPhaseApply(
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeFileAtomic(join(dir, `${manifest.id}.json`), encodeEnvelope(pkg.envelope), { mode: 0o600 });
     }
-    emit('Staged', `staged as ${staged.path}`, { sha256: staged.sha256, size: staged.size, type: staged.type });
+    if (manifest.encryption === undefined) emit('Staged', `staged as ${staged.path}`, { sha256: staged.sha256, size: staged.size, type: staged.type });
+    // A decrypted payload's file is named by the plaintext's hash, which would let whoever reads
+    // events (a read token, the audit log) confirm a guess of the fix: neither is published.
+    else emit('Staged', `staged decrypted (${staged.size} bytes) in the 0700 staging directory`, { size: staged.size, type: staged.type, encrypted: true });
 
     // phase 2: load and init; a throw here leaves the running version untouched. Loading and
     // the known-answer tests share one deadline: a module that never settles must not hold the
