@@ -26,6 +26,13 @@ export async function resolveAgent(agent: string, tokenFile: string | undefined,
     } catch {
       throw new UsageError(`--agent ${agent} is not a valid URL`);
     }
+    // The agent serves plain HTTP on loopback only: anything else would send the bearer token
+    // in clear across a network (or, for https://, to something that is not the agent).
+    if (url.protocol !== 'http:' || !isLoopbackUrl(url)) {
+      throw new UsageError(
+        `${source ?? '--agent'} ${agent}: the agent serves plain HTTP on loopback only (http://127.0.0.1:PORT, http://[::1]:PORT, http://localhost:PORT) or a unix socket; reach a remote agent through an SSH tunnel`,
+      );
+    }
     const file = tokenFile ?? (process.env.HOTPATCH_TOKEN_FILE || undefined);
     if (file === undefined) throw new UsageError('an HTTP agent needs --token-file FILE (or HOTPATCH_TOKEN_FILE, or "tokenFile" in the config file)');
     // Loaded only here: the agent's index pulls in pino, prom-client and the runtime (about 45
@@ -44,6 +51,12 @@ export async function resolveAgent(agent: string, tokenFile: string | undefined,
     return { url, token, tokenFile: file, ...from };
   }
   return { socketPath: agent.startsWith('unix:') ? agent.slice(5) : agent, ...from };
+}
+
+/** An http(s) URL whose host is a loopback name or address (where an agent listens). */
+export function isLoopbackUrl(url: URL): boolean {
+  const host = url.hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 const ACTOR = ((): string => {

@@ -4,6 +4,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { HotPatchError, asObject, decodeJson, describe, rejectUnknownFields } from '../core/index.js';
 import { readFileBounded } from '../repo/index.js';
 import { UsageError } from './cli-error.js';
+import { isLoopbackUrl } from './agent-client.js';
 
 /**
  * Where the operator commands find their agent when `--agent` is not given: the environment
@@ -86,11 +87,6 @@ async function checkOwner(path: string): Promise<void> {
   }
 }
 
-function loopback(url: URL): boolean {
-  const host = url.hostname;
-  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
 /** Parses a config file's bytes; relative paths in it are relative to the file's directory. */
 export function parseAgentConfig(bytes: Uint8Array, path: string): AgentConfig {
   let obj: Record<string, unknown>;
@@ -111,7 +107,7 @@ export function parseAgentConfig(bytes: Uint8Array, path: string): AgentConfig {
       } catch {
         throw new UsageError(`config file ${path}: "agent" ${describe(agent)} is not a valid URL`);
       }
-      if (!loopback(url))
+      if (!isLoopbackUrl(url))
         throw new UsageError(`config file ${path}: "agent" ${describe(agent)} is not on loopback (127.0.0.1, [::1], localhost), where the agent listens`);
       config.agent = agent;
     } else {

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -129,5 +130,31 @@ test("a config file anyone may write, or another user's, is refused: it decides 
     const foreign = status();
     assert.equal(foreign.status, 2, foreign.stderr);
     assert.match(String(foreign.json?.message), /belongs to uid 4321, not to you/);
+  }
+});
+
+test('an HTTP agent off loopback, or an https:// one, is refused before anything is sent: the bearer token never crosses a network in clear', async () => {
+  await clear();
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, 'a'.repeat(48), { mode: 0o600 });
+  // Something listening on loopback sees no connection for an https:// address either.
+  let connections = 0;
+  const listener = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (listener.address() as AddressInfo).port;
+    for (const agent of ['http://10.255.255.1:9', 'http://example.com:80', `https://127.0.0.1:${port}`]) {
+      for (const r of [status(['--agent', agent, '--token-file', tokenFile]), status(['--token-file', tokenFile], { HOTPATCH_AGENT: agent })]) {
+        assert.equal(r.status, 2, `${agent}: ${r.stdout}`);
+        assert.equal(r.json?.code, 'INVALID');
+        assert.match(String(r.json?.message), /the agent serves plain HTTP on loopback only/);
+      }
+    }
+    assert.equal(connections, 0);
+  } finally {
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
   }
 });
