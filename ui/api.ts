@@ -67,7 +67,15 @@ export interface Status {
   targets: TargetStatus[];
   plans: PlanRow[];
   planCounts: Record<string, number>;
-  audit: { ok: boolean; seq: number; consistent: boolean; failedAppends: number; lostAppends: number; failure?: string };
+  audit: {
+    ok: boolean;
+    seq: number;
+    consistent: boolean;
+    chain: 'unchecked' | 'checking' | 'ok' | 'broken' | 'unreadable';
+    failedAppends: number;
+    lostAppends: number;
+    failure?: string;
+  };
   fleet?: { agentId: string; ring: number; prefix: string };
 }
 

@@ -237,7 +237,9 @@ export function summaryView(status: Status): HTMLElement {
       'span',
       { class: `badge ${a.ok ? 'ok' : 'bad'}`, id: 'audit' },
       a.ok
-        ? `audit chain intact (${a.seq} lines)`
+        ? a.chain === 'ok'
+          ? `audit chain intact (${a.seq} lines)`
+          : `audit log end intact (${a.seq} lines); earlier lines being checked`
         : `audit chain NOT intact: ${a.failure ?? (a.consistent ? `${a.lostAppends} events lost` : 'its end does not match state.json')}`,
     ),
     status.fleet === undefined

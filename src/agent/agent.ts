@@ -184,8 +184,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           );
       },
     });
+    // The whole chain of what the log held is read off the start path (a long log must not hold
+    // the start); the status and hotpatch_audit_chain_ok report it once read.
+    const chainChecked = audit.checkChain();
     undo.push(async () => {
       detachAudit();
+      await chainChecked;
       await audit.close();
     });
     // Logs go to stderr by default: stdout is the host's own.

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HotPatchError, emitRedactedWarning, parseTargetName, rejectUnknownFields, type EventBus, type HotPatchEvent } from '../core/index.js';
 import type { FleetStatus } from '../distributed/index.js';
-import type { AuditLog, HotPatchMetrics } from '../observability/index.js';
+import type { AuditChainStanding, AuditLog, HotPatchMetrics } from '../observability/index.js';
 import { FINAL_STATUSES, checkPlan, type PatchPlan, type Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
@@ -330,14 +330,28 @@ export function sendError(res: ServerResponse, error: unknown): void {
   send(res, status, body);
 }
 
-/** The audit log's standing: intact (its end matched state.json at open, every append written) or not, and why. */
-function auditStanding(audit: AuditLog): { ok: boolean; seq: number; consistent: boolean; failedAppends: number; lostAppends: number; failure?: string } {
-  const consistent = audit.reconciliation?.consistent ?? true;
-  const failure = audit.failure?.message;
+/**
+ * The audit log's standing: intact (its end matched state.json at open, the lines before it
+ * chain — `chain`, read in the background after the start — and every append written) or not, and why.
+ */
+function auditStanding(audit: AuditLog): {
+  ok: boolean;
+  seq: number;
+  consistent: boolean;
+  chain: AuditChainStanding['state'];
+  failedAppends: number;
+  lostAppends: number;
+  failure?: string;
+} {
+  const chain = audit.chain;
+  const failure =
+    audit.failure?.message ??
+    (chain.state === 'broken' ? `audit.log line ${chain.line} does not verify: ${chain.reason}` : chain.state === 'unreadable' ? chain.reason : undefined);
   return {
-    ok: consistent && failure === undefined && audit.lostAppends === 0,
+    ok: audit.intact,
     seq: audit.seq,
-    consistent,
+    consistent: audit.reconciliation?.consistent ?? true,
+    chain: chain.state,
     failedAppends: audit.failedAppends,
     lostAppends: audit.lostAppends,
     ...(failure === undefined ? {} : { failure }),

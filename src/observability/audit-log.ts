@@ -4,9 +4,11 @@ import { emitRedactedWarning, HotPatchError, messageOf, positiveInteger, type Ev
 import { StateStore } from '../rollback/index.js';
 import { ZERO_HASH, checkEvent, encodeLine, formatHead } from './audit-chain.js';
 import { openAuditFile } from './audit-open.js';
+import { AuditPrefixCheck, type AuditChainStanding } from './audit-prefix-check.js';
 import type { AuditReconciliation } from './audit-tail.js';
 
 export type { AuditReconciliation } from './audit-tail.js';
+export type { AuditChainStanding } from './audit-prefix-check.js';
 
 export interface AuditLogOptions {
   /**
@@ -59,6 +61,9 @@ export class AuditLog {
   #broken: HotPatchError | undefined;
   #closed = false;
   #reconciliation: AuditReconciliation | undefined;
+  /** The chain position of the log's end when it was opened, and the background check of the lines up to it. */
+  #openedAt: { seq: number; hash: string } | undefined;
+  readonly #prefixCheck = new AuditPrefixCheck();
   /** Events whose append failed for a passing reason (I/O), oldest first: written before any later one. */
   readonly #backlog: HotPatchEvent[] = [];
   readonly #maxBacklog: number;
@@ -106,6 +111,33 @@ export class AuditLog {
     return this.#reconciliation;
   }
 
+  /**
+   * The log can be trusted as far as this writer knows: its end matched state.json at open,
+   * the lines before it chain (once `checkChain` has read them: while it runs, or if it never
+   * ran, this says nothing about them), and every append is written.
+   */
+  get intact(): boolean {
+    const chain = this.#prefixCheck.standing.state;
+    return (this.#reconciliation?.consistent ?? true) && chain !== 'broken' && chain !== 'unreadable' && this.failure === undefined && this.#lost === 0;
+  }
+
+  /** Whether the lines the log held when it was opened all chain (see `checkChain`). */
+  get chain(): AuditChainStanding {
+    return this.#prefixCheck.standing;
+  }
+
+  /**
+   * Reads the lines the log held when it was opened, start to end, and checks their chain (the
+   * open checks only the end): what `startAgent` runs in the background. Once per log; never
+   * rejects (a log that cannot be read is `unreadable`); a bad chain warns HOTPATCH_AUDIT_INCONSISTENT.
+   */
+  checkChain(): Promise<AuditChainStanding> {
+    return this.#prefixCheck.run(this.path, async () => {
+      await this.#ensureOpen();
+      return this.#openedAt!;
+    });
+  }
+
   /** Number of the last line written (the chain position appends continue from). */
   get seq(): number {
     return this.#seq;
@@ -141,6 +173,7 @@ export class AuditLog {
     this.#needsNewline = opened.needsNewline;
     this.#seq = opened.seq;
     this.#hash = opened.hash;
+    this.#openedAt = { seq: opened.seq, hash: opened.hash };
     this.#size = opened.size;
     this.#handle = opened.handle;
     this.#reconciliation = opened.reconciliation;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { HotPatchError, messageOf } from '../core/index.js';
 import { readFileBounded, readFileChunks } from '../repo/index.js';
 import { parseStateFile } from '../rollback/index.js';
-import { AuditChainChecker, MAX_LINE_BYTES, type AuditEntry, type AuditVerification } from './audit-chain.js';
+import { AuditChainChecker, MAX_LINE_BYTES, formatHead, type AuditEntry, type AuditVerification } from './audit-chain.js';
 
 /*
  * Reading the audit log from outside the writer: `audit verify`, reports. Nothing here
@@ -44,7 +44,38 @@ export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntr
   }
   const recorded = await readRecordedHead(stateDir);
   const checker = new AuditChainChecker(recorded.head, recorded.error);
-  const file = join(stateDir, 'audit.log');
+  const { partial } = await forEachLine(join(stateDir, 'audit.log'), (line, tooLong) => {
+    const entry = checker.push(line, tooLong);
+    if (entry !== undefined) onEntry?.(entry);
+    return true;
+  });
+  return checker.finish(partial);
+}
+
+/**
+ * The first `seq` lines of the log at `path` against the chain position a writer knows for them
+ * (`hash`: the SHA-256 of line `seq`): every line parses and chains, and line `seq` is that one.
+ * What the agent checks in the background after it opens the log, while it keeps appending
+ * past `seq` (appends never touch earlier bytes, so the prefix is stable to read).
+ */
+export async function verifyAuditPrefix(path: string, seq: number, hash: string): Promise<AuditVerification> {
+  const checker = new AuditChainChecker(seq === 0 ? undefined : formatHead({ seq, hash }));
+  let lines = 0;
+  await forEachLine(path, (line, tooLong) => {
+    if (lines === seq) return false;
+    lines += 1;
+    checker.push(line, tooLong);
+    return lines < seq;
+  });
+  return checker.finish(0);
+}
+
+/**
+ * Streams the complete (newline-terminated) lines of `file` to `onLine` until it returns false;
+ * memory stays bounded by the longest line (a longer one is passed empty, `tooLong`). A missing
+ * file has no lines. `partial`: bytes after the last newline.
+ */
+async function forEachLine(file: string, onLine: (line: Uint8Array, tooLong: boolean) => boolean): Promise<{ partial: number }> {
   let pending: Buffer[] = [];
   let pendingSize = 0;
   let tooLong = false;
@@ -61,8 +92,7 @@ export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntr
         } else {
           line = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
         }
-        const entry = checker.push(line, tooLong);
-        if (entry !== undefined) onEntry?.(entry);
+        if (!onLine(line, tooLong)) return { partial: 0 };
         pending = [];
         pendingSize = 0;
         tooLong = false;
@@ -82,7 +112,7 @@ export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntr
   } catch (error) {
     if (!(error instanceof HotPatchError && error.code === 'NOT_FOUND')) throw error;
   }
-  return checker.finish(pendingSize);
+  return { partial: pendingSize };
 }
 
 /**

@@ -1,4 +1,4 @@
-export { AuditLog, type AuditFailureHandler, type AuditLogOptions, type AuditReconciliation } from './audit-log.js';
+export { AuditLog, type AuditChainStanding, type AuditFailureHandler, type AuditLogOptions, type AuditReconciliation } from './audit-log.js';
 export { verifyAuditLog } from './audit-verify.js';
 export { MAX_LINE_BYTES, ZERO_HASH, formatHead, parseHead, type AuditEntry, type AuditHead, type AuditVerification } from './audit-chain.js';
 export { CALL_DURATION_BUCKETS, HotPatchMetrics, type HotPatchMetricsOptions } from './metrics.js';

@@ -107,11 +107,10 @@ export class HotPatchMetrics {
     if (audit !== undefined) {
       new Gauge({
         name: `${prefix}audit_chain_ok`,
-        help: "1 while the audit log's end matched state.json at open and every append is written; 0 when it did not, or appends fail.",
+        help: '1 while the audit log verifies as far as the agent knows: its end matched state.json at open, the lines before it chain (read after the start), every append is written; else 0.',
         registers,
         collect() {
-          const r = audit.reconciliation;
-          this.set(audit.failure === undefined && audit.lostAppends === 0 && (r === undefined || r.consistent) ? 1 : 0);
+          this.set(audit.intact ? 1 : 0);
         },
       });
       new Counter({

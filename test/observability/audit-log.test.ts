@@ -6,16 +6,7 @@ import { EventBus, HotPatchError } from '../../src/core/index.js';
 import { AuditLog, ZERO_HASH, buildHistory, buildReport, verifyAuditLog } from '../../src/observability/index.js';
 import { encodeLine } from '../../src/observability/audit-chain.js';
 import { StateStore } from '../../src/rollback/index.js';
-import { event, logLines, readState, setAuditHead, sha256, tempDir, writeLog } from './helpers.js';
-
-/** A state directory whose audit log holds `n` events written by AuditLog. */
-async function logWith(n: number): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const t = await tempDir();
-  const log = new AuditLog(t.dir);
-  for (let i = 1; i <= n; i++) await log.append(event('Staged', `patch-${i}`, { reason: `event ${i}` }));
-  await log.close();
-  return t;
-}
+import { event, logLines, logWith, readState, setAuditHead, sha256, tempDir, writeLog } from './helpers.js';
 
 test('appended events form a SHA-256 chain whose head state.json records, and it verifies', async () => {
   const { dir, cleanup } = await logWith(3);

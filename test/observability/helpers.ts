@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEvent, type EventType, type HotPatchEvent } from '../../src/core/index.js';
+import { AuditLog } from '../../src/observability/index.js';
 
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'hotpatch-obs-'));
@@ -38,4 +39,13 @@ export async function setAuditHead(dir: string, head: string | undefined): Promi
   if (head === undefined) delete state.audit_head;
   else state.audit_head = head;
   await writeFile(join(dir, 'state.json'), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** A state directory whose audit log holds `n` events written by AuditLog. */
+export async function logWith(n: number): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const t = await tempDir();
+  const log = new AuditLog(t.dir);
+  for (let i = 1; i <= n; i++) await log.append(event('Staged', `patch-${i}`, { reason: `event ${i}` }));
+  await log.close();
+  return t;
 }
