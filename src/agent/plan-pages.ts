@@ -14,17 +14,29 @@ export interface PlanPageQuery {
 }
 
 /**
+ * An endpoint's query parameters are `allowed` ones, each given once: INVALID otherwise, so a
+ * typo never silently falls back to a default.
+ */
+export function checkQueryNames(url: URL, allowed: readonly string[]): void {
+  const names = [...url.searchParams.keys()];
+  for (const name of names) {
+    if (!allowed.includes(name)) {
+      throw new HotPatchError(
+        'INVALID',
+        `${url.pathname}: unknown query parameter ${JSON.stringify(name.slice(0, 64))} (allowed: ${allowed.join(', ') || 'none'})`,
+      );
+    }
+    if (names.indexOf(name) !== names.lastIndexOf(name)) throw new HotPatchError('INVALID', `${url.pathname}: ${name} is given more than once`);
+  }
+}
+
+/**
  * Reads `?limit=N&after=CURSOR` strictly: an unknown parameter, a repeated one, a limit that
  * is not a whole number in [1, MAX_PLAN_PAGE] → INVALID, so a typo never silently returns
  * the default page.
  */
 export function planPageQuery(url: URL): PlanPageQuery {
-  const names = [...url.searchParams.keys()];
-  for (const name of names) {
-    if (name !== 'limit' && name !== 'after')
-      throw new HotPatchError('INVALID', `${url.pathname}: unknown query parameter ${JSON.stringify(name.slice(0, 64))} (allowed: limit, after)`);
-    if (names.indexOf(name) !== names.lastIndexOf(name)) throw new HotPatchError('INVALID', `${url.pathname}: ${name} is given more than once`);
-  }
+  checkQueryNames(url, ['limit', 'after']);
   const query: PlanPageQuery = { limit: DEFAULT_PLAN_PAGE };
   const limit = url.searchParams.get('limit');
   if (limit !== null) {

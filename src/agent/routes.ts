@@ -5,7 +5,7 @@ import type { AuditChainStanding, AuditLog, HotPatchMetrics } from '../observabi
 import { FINAL_STATUSES, checkPlan, type PatchPlan, type Planner } from '../orchestration/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { errorBody, httpStatusFor } from './http-errors.js';
-import { planPage, planPageQuery } from './plan-pages.js';
+import { checkQueryNames, planPage, planPageQuery } from './plan-pages.js';
 import { identityOf, requestRole, type RequestRecorder } from './operator-record.js';
 import type { RecentEvents } from './recent-events.js';
 import { readJsonBody, stringField } from './request-body.js';
@@ -237,6 +237,7 @@ export const ROUTES: Readonly<Record<string, Route>> = {
   'GET /v1/events': { access: 'read', stream: true, handler: eventStream },
   /** `?target=T&limit=N` (default 200, at most 500): the last events published, oldest first. */
   'GET /v1/events/recent': read(async (ctx, _req, res, url) => {
+    checkQueryNames(url, ['target', 'limit']);
     const target = url.searchParams.get('target') ?? undefined;
     if (target !== undefined) parseTargetName(target, 'target');
     const limitText = url.searchParams.get('limit') ?? '200';
@@ -276,6 +277,7 @@ async function dryRun(ctx: AgentContext, req: IncomingMessage, res: ServerRespon
 
 /** `GET /v1/events[?target=T]`: Server-Sent Events, one per bus event. */
 async function eventStream(ctx: AgentContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  checkQueryNames(url, ['target']);
   const only = url.searchParams.get('target') ?? undefined;
   if (only !== undefined) parseTargetName(only, 'target');
   if (ctx.streams.size >= ctx.maxEventStreams) {

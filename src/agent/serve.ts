@@ -42,6 +42,11 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let admitted = false;
     try {
+      // "//host/path" would parse as another authority: only a plain path is a target here.
+      if ((req.url ?? '/').startsWith('//')) {
+        send(res, 400, { ok: false, code: 'INVALID', message: 'the request target must be a path such as /v1/status, not one starting with //' });
+        return;
+      }
       const url = new URL(req.url ?? '/', 'http://agent');
       if (options.ownHost !== undefined && !hostAllowed(req, options.ownHost)) {
         send(res, 421, { ok: false, code: 'POLICY_DENIED', message: 'this agent answers requests to its own address only (Host header)' });
@@ -65,8 +70,17 @@ export function requestHandler(options: ServeOptions, context: () => AgentContex
       const key = `${req.method ?? 'GET'} ${url.pathname}`;
       const route = ROUTES[key];
       if (route === undefined) {
-        const known = Object.keys(ROUTES).some((k) => k.endsWith(` ${url.pathname}`));
-        throw new HotPatchError(known ? 'INVALID' : 'NOT_FOUND', known ? `${req.method} is not allowed on ${url.pathname}` : `no endpoint ${url.pathname}`);
+        const methods = Object.keys(ROUTES)
+          .filter((k) => k.endsWith(` ${url.pathname}`))
+          .map((k) => k.slice(0, k.indexOf(' ')));
+        if (methods.length === 0) throw new HotPatchError('NOT_FOUND', `no endpoint ${url.pathname}`);
+        send(
+          res,
+          405,
+          { ok: false, code: 'INVALID', message: `${req.method} is not allowed on ${url.pathname} (${methods.join(', ')})` },
+          { allow: methods.join(', ') },
+        );
+        return;
       }
       if (route.access === 'operate' && role !== 'operate') {
         send(res, 403, {

@@ -9,7 +9,7 @@ import {
   type Manifest,
   type PatchId,
 } from '../core/index.js';
-import { PrivateKey, type SignatureAlgorithm } from '../crypto-agile/index.js';
+import { PrivateKey, verifySignature, type SignatureAlgorithm } from '../crypto-agile/index.js';
 import { keyProviderOf, type KeyProvider } from '../keys/index.js';
 import { FileSystemRepository } from '../repo/index.js';
 import { checkPayloadStream } from './payload-check.js';
@@ -20,6 +20,8 @@ const KEYID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 export interface SignPatchOptions {
   /** The key id the signature is stored under: the trust store's name for the key. */
   keyid: string;
+  /** Replace a signature under `keyid` that another key made (default: INVALID, nothing written). */
+  replaceOtherKey?: boolean;
   signal?: AbortSignal;
 }
 
@@ -78,8 +80,19 @@ export async function signPatch(
   // A signature vouches for the payload too: never sign a manifest whose payload drifted.
   await checkPayloadStream(manifest, facts, repo.openPayload(patchId, manifest.payload_size + 1, signal));
 
+  // A key id names one key: a signature under it that this key did not make (another key given
+  // the same --keyid by mistake) is not replaced unless asked, or a valid signature would be lost.
+  const message = pae(envelope.payloadType, envelope.payload);
+  const other = envelope.signatures.find((s) => s.keyid === keyid && !verifySignature(signer.publicKey, message, s.sig));
+  if (other !== undefined && options.replaceOtherKey !== true) {
+    throw new HotPatchError(
+      'INVALID',
+      `${patchId} already carries a signature by ${keyid} that this ${signer.publicKey.alg} key did not make: a key id names one key (pass this key's own id, or replace the other key's signature on purpose)`,
+      { detail: { option: 'keyid' } },
+    );
+  }
   // A key on a token or in a KMS signs there: the private key never passes through here.
-  const sig = await signer.sign(pae(envelope.payloadType, envelope.payload));
+  const sig = await signer.sign(message);
   const signatures = envelope.signatures.filter((s) => s.keyid !== keyid);
   const replaced = signatures.length !== envelope.signatures.length;
   signatures.push({ keyid, sig });

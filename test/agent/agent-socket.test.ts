@@ -163,9 +163,14 @@ describe('agent on a Unix socket (in-process host)', { timeout: 60_000 }, () => 
     await expect(call(ep, 'POST', '/v1/rollback', { target: '../etc/passwd' }), 400, 'INVALID', /target/);
     await expect(call(ep, 'GET', '/v1/nothing-here'), 404, 'NOT_FOUND', /no endpoint \/v1\/nothing-here/);
     await expect(call(ep, 'GET', '/'), 404, 'NOT_FOUND', /no endpoint/);
-    await expect(call(ep, 'GET', '/v1/apply'), 400, 'INVALID', /GET is not allowed on \/v1\/apply/);
-    await expect(call(ep, 'DELETE', '/v1/status'), 400, 'INVALID', /DELETE is not allowed on \/v1\/status/);
-    await expect(call(ep, 'POST', '/metrics', {}), 400, 'INVALID', /not allowed/);
+    await expect(call(ep, 'GET', '/v1/apply'), 405, 'INVALID', /GET is not allowed on \/v1\/apply \(POST\)/);
+    await expect(call(ep, 'DELETE', '/v1/status'), 405, 'INVALID', /DELETE is not allowed on \/v1\/status \(GET\)/);
+    await expect(call(ep, 'POST', '/metrics', {}), 405, 'INVALID', /not allowed/);
+    // Query parameters are read strictly on every endpoint that takes some: a typo is no default.
+    await expect(call(ep, 'GET', '/v1/events/recent?bogus=1'), 400, 'INVALID', /unknown query parameter "bogus" \(allowed: target, limit\)/);
+    await expect(call(ep, 'GET', '/v1/events/recent?limit=0'), 400, 'INVALID', /limit must be an integer from 1 to 500/);
+    await expect(call(ep, 'GET', '/v1/events?targets=x'), 400, 'INVALID', /unknown query parameter "targets" \(allowed: target\)/);
+    await expect(call(ep, 'GET', '/v1/status?bogus=1'), 400, 'INVALID', /unknown query parameter "bogus"/);
     // Over 1 MiB: refused whether the size is declared up front or only found while reading.
     const big = JSON.stringify({ plan: good, pad: 'x'.repeat(1024 * 1024) });
     await expect(call(ep, 'POST', '/v1/apply', big), 413, 'TOO_LARGE', /1048576-byte limit/);

@@ -83,6 +83,7 @@ test('without the token the page shows its sign-in form only and the API refuses
   // An agent on 127.0.0.1 does not answer to `localhost`: a browser may resolve that to ::1, where another program may listen.
   assert.equal(await statusWithHost(ep, '/v1/status', `localhost:${ep.port}`), 421);
   assert.equal(await statusWithHost(ep, 'http://evil.example/v1/status', `127.0.0.1:${ep.port}`), 421, 'an absolute request target naming another host');
+  assert.equal(await statusWithHost(ep, '//evil.example/v1/status', `127.0.0.1:${ep.port}`), 400, 'a target starting with // (another authority)');
 
   const context = await browser.newContext();
   const tab = await context.newPage();

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -64,6 +64,18 @@ test('pack prints its headline once, then the hash and expiry; sign prints one l
   assert.equal(lines(again.stdout).length, 1, again.stdout);
   assert.equal(again.json?.message, 're-signed p1 as k1 (ed25519); 1 signature(s) now');
   assert.equal(again.json?.replaced, true);
+
+  // Another key given k1's id does not silently replace k1's valid signature (exit 2, nothing
+  // written); --replace-other-key does it on purpose.
+  assert.equal(hotpatch(['keygen', '--alg', 'ecdsa-p256-sha256', '--out', join(dir, 'keys'), '--name', 'k2']).status, 0);
+  const envelopeBefore = await readFile(join(repo, 'p1.json'), 'utf8');
+  const wrongKey = hotpatch(['sign', '--repo', repo, '--id', 'p1', '--key', join(dir, 'keys', 'k2.key'), '--keyid', 'k1', '--json']);
+  assert.equal(wrongKey.status, 2, wrongKey.stdout);
+  assert.match(String(wrongKey.json?.message), /^--keyid k1: p1 already carries a signature by k1 that this ecdsa-p256-sha256 key did not make/);
+  assert.equal(await readFile(join(repo, 'p1.json'), 'utf8'), envelopeBefore);
+  const onPurpose = hotpatch(['sign', '--repo', repo, '--id', 'p1', '--key', join(dir, 'keys', 'k2.key'), '--keyid', 'k1', '--replace-other-key', '--json']);
+  assert.equal(onPurpose.status, 0, onPurpose.stdout);
+  assert.equal(onPurpose.json?.message, 're-signed p1 as k1 (ecdsa-p256-sha256); 1 signature(s) now');
 
   const packedJson = hotpatch([...pack, '--force', '--json']);
   assert.equal(lines(packedJson.stdout).length, 1, packedJson.stdout);

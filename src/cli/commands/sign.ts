@@ -1,4 +1,4 @@
-import { isPatchId } from '../../core/index.js';
+import { HotPatchError, isPatchId } from '../../core/index.js';
 import { signPatch } from '../../verification/index.js';
 import { parseCommandArgs, requireString } from '../args.js';
 import { EXIT_OK, UsageError } from '../cli-error.js';
@@ -9,12 +9,14 @@ import { signingKeyOf, withSigner } from '../signing-key.js';
 export const signCommand: Command = {
   name: 'sign',
   summary: 'add a signature to a packed patch',
-  usage: `hotpatch sign --repo DIR --id ID --key DIR/KEYID.key [--keyid KEYID] [--json]
-hotpatch sign --repo DIR --id ID ${PKCS11_USAGE} --keyid KEYID [--json]
+  usage: `hotpatch sign --repo DIR --id ID --key DIR/KEYID.key [--keyid KEYID] [--replace-other-key] [--json]
+hotpatch sign --repo DIR --id ID ${PKCS11_USAGE} --keyid KEYID [--replace-other-key] [--json]
 
 Checks that DIR/ID.bin still matches the manifest's size and hash, then signs the
 DSSE PAE of the manifest with the key and adds (or replaces) the signature for
-KEYID (default: the key file's name without .key). With --pkcs11-module the key is
+KEYID (default: the key file's name without .key). A signature under KEYID that
+another key made is kept (exit 2) unless --replace-other-key: a key id names one key.
+With --pkcs11-module the key is
 the key pair labelled --key-label on the PKCS#11 token --token: the token signs,
 the private key never leaves it.`,
   async run(argv, out) {
@@ -23,6 +25,7 @@ the private key never leaves it.`,
       id: { type: 'string' },
       key: { type: 'string' },
       keyid: { type: 'string' },
+      'replace-other-key': { type: 'boolean' },
       ...PKCS11_FLAGS,
     });
     if (help) return printHelp(out, this.usage);
@@ -34,8 +37,13 @@ the private key never leaves it.`,
     const signed = await withSigner(
       key,
       (text) => out.warn(text),
-      (signer) => signPatch(repoDir, id, signer, { keyid }),
-    );
+      (signer) => signPatch(repoDir, id, signer, { keyid, replaceOtherKey: values['replace-other-key'] === true }),
+    ).catch((error: unknown) => {
+      // Another key's signature under --keyid: the flag is wrong, nothing was written (exit 2).
+      if (error instanceof HotPatchError && error.detail?.option === 'keyid')
+        throw new UsageError(`--keyid ${keyid}: ${error.message}`, 'INVALID', { cause: error });
+      throw error;
+    });
     if (!signed.counts) {
       out.warn(`${keyid} is not among the manifest's signers (${signed.manifest.signers.join(', ')}); its signature will not count`);
     }
