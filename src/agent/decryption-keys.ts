@@ -33,6 +33,9 @@ async function readDecryptionKeyFile(file: string): Promise<RecipientPrivateKey>
   const pem = await readSecretFile(file, 'decryption key', 64 * 1024);
   try {
     return importRecipientPrivateKey(new TextDecoder().decode(pem));
+  } catch (error) {
+    // Which of the agent's keys is wrong (a signing key given as one, say) is the useful part.
+    throw error instanceof HotPatchError ? new HotPatchError(error.code, `decryption key ${file}: ${error.message}`, { cause: error }) : error;
   } finally {
     pem.fill(0);
   }

@@ -12,21 +12,21 @@ export async function checkPayloadStream(manifest: Manifest, facts: ManifestFact
   for await (const chunk of chunks) {
     size += chunk.byteLength;
     if (size > expected) {
-      throw new HotPatchError('SIZE_MISMATCH', `payload is longer than payload_size ${expected} (read ${size} bytes and stopped)`, {
+      throw new HotPatchError('SIZE_MISMATCH', `payload of ${manifest.id} is longer than payload_size ${expected} (read ${size} bytes and stopped)`, {
         detail: { expected, atLeast: size },
       });
     }
     hasher.update(chunk);
   }
   if (size !== expected) {
-    throw new HotPatchError('SIZE_MISMATCH', `payload is ${size} bytes, payload_size says ${expected} (${expected - size} missing)`, {
+    throw new HotPatchError('SIZE_MISMATCH', `payload of ${manifest.id} is ${size} bytes, payload_size says ${expected} (${expected - size} missing)`, {
       detail: { expected, actual: size },
     });
   }
   const actual = hasher.digest();
   if (!timingSafeEqualBytes(actual, Buffer.from(facts.hashHex, 'hex'))) {
     const actualHex = Buffer.from(actual).toString('hex');
-    throw new HotPatchError('HASH_MISMATCH', `payload ${facts.hashAlgorithm} is ${actualHex}, manifest says ${facts.hashHex}`, {
+    throw new HotPatchError('HASH_MISMATCH', `payload of ${manifest.id}: its ${facts.hashAlgorithm} is ${actualHex}, the manifest says ${facts.hashHex}`, {
       detail: { algorithm: facts.hashAlgorithm, expected: facts.hashHex, actual: actualHex },
     });
   }

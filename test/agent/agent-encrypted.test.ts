@@ -244,7 +244,7 @@ test('an agent takes its decryption key from a 0600 PEM file; one others may rea
     await assert.rejects(start(join(fx.dir, 'absent.key')), isCode('NOT_FOUND', /does not exist/));
     const notPem = join(fx.dir, 'garbage.key');
     await writeFile(notPem, 'not a key', { mode: 0o600 });
-    await assert.rejects(start(notPem), isCode('INVALID'));
+    await assert.rejects(start(notPem), isCode('INVALID', /^decryption key .*garbage\.key: /));
   } finally {
     await fx.close();
   }

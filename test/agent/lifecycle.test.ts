@@ -93,6 +93,10 @@ test(
     assert.equal(first.status, 0, show(first));
     const firstPlan = String(first.json?.planId);
     assert.equal(await e.serving(), '1.0.1');
+    // Its plan again, while its version serves: exit 0, and the headline says nothing ran.
+    const rerun = await e.cli(['apply', '--plan-id', firstPlan]);
+    assert.equal(rerun.status, 0, show(rerun));
+    assert.match(String(rerun.json?.message), /had already ended \(activated\); nothing was run again/);
 
     const back = await e.cli(['rollback', '--target', T, '--reason', 'pricing regression']);
     assert.equal(back.status, 0, show(back));

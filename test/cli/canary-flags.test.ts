@@ -167,6 +167,9 @@ test("hotpatch apply: canary flags go with --plan FILE (checked with the file's 
   const withPlanId = hotpatch(['apply', '--agent', sock, '--plan-id', 'p1', '--min-calls', '5', '--json']);
   assert.equal(withPlanId.status, 2);
   assert.match(String(withPlanId.json?.message), /not --plan-id/);
+  const badPatch = hotpatch(['apply', '--agent', sock, '--target', 'xps.demo.f', '--patch', '../x', '--json']);
+  assert.equal(badPatch.status, 2, 'a bad patch id is a usage error before the agent is reached');
+  assert.match(String(badPatch.json?.message), /^--patch "\.\.\/x" is not a valid patch id/);
   // The flag's maxLatencyShift replaces the file's maxLatencyRatio (both would be refused): the plan goes on to the missing agent (exit 3).
   assert.equal(hotpatch(['apply', '--agent', sock, '--plan', planFile, '--max-latency-shift', '0.5', '--json']).status, 3);
   const badMerge = join(dir, 'bad-plan.json');

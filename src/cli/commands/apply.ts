@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { HotPatchError, decodeJson, type HotPatchEvent } from '../../core/index.js';
+import { HotPatchError, decodeJson, isPatchId, type HotPatchEvent } from '../../core/index.js';
 import { optionalString, parseCommandArgs } from '../args.js';
 import { callAgent, followEvents } from '../agent-client.js';
 import { CANARY_FLAGS, CANARY_HELP, CANARY_USAGE, canaryOptionsFromFlags, withCanaryFlags } from '../canary-flags.js';
@@ -78,7 +78,9 @@ ${CANARY_HELP}`,
       await stream;
       progress.end();
     }
-    out.success(`plan ${String(result.planId)}: ${String(result.status)} — ${String(result.reason)}`, result);
+    // A plan that had ended before is not run again: the agent's message says so, in text too.
+    const headline = result.reused === true ? String(result.message) : `plan ${String(result.planId)}: ${String(result.status)} — ${String(result.reason)}`;
+    out.success(headline, result);
     return EXIT_OK;
   },
 };
@@ -118,6 +120,10 @@ async function requestBody(values: Record<string, unknown>): Promise<Record<stri
     return { plan: { ...fromFile, zdt: withCanaryFlags(fromFile.zdt, canary, `plan file ${planFile}: zdt with the canary flags`) } };
   }
   if (target === undefined || patch === undefined) throw new UsageError('--target and --patch go together');
+  if (!isPatchId(patch))
+    throw new UsageError(
+      `--patch ${JSON.stringify(patch.slice(0, 140))} is not a valid patch id (1-128 of [A-Za-z0-9._-], starting with a letter or digit, no "..")`,
+    );
   const plan: Record<string, unknown> = {
     // Every apply is a new attempt: a plan id of its own, never an earlier plan's outcome.
     id: attemptId(patch),
