@@ -239,7 +239,7 @@ export function summaryView(status: Status): HTMLElement {
       a.ok
         ? a.chain === 'ok'
           ? `audit chain intact (${a.seq} lines)`
-          : `audit log end intact (${a.seq} lines); earlier lines being checked`
+          : `audit log end intact (${a.seq} lines); earlier lines ${a.chain === 'checking' ? 'being checked' : 'not checked'}`
         : `audit chain NOT intact: ${a.failure ?? (a.consistent ? `${a.lostAppends} events lost` : 'its end does not match state.json')}`,
     ),
     status.fleet === undefined

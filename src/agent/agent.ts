@@ -189,8 +189,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const chainChecked = audit.checkChain();
     undo.push(async () => {
       detachAudit();
+      await audit.close(); // stops the chain check if it is still reading
       await chainChecked;
-      await audit.close();
     });
     // Logs go to stderr by default: stdout is the host's own.
     const logger = options.log === false ? undefined : createLogger({ destination: 2, ...(options.log ?? {}) });

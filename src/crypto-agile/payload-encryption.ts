@@ -199,15 +199,16 @@ export function recipientEntries(encryption: ManifestEncryption, key: UnwrapKeyP
   return encryption.recipients.filter((r) => (kid === undefined ? r.alg === key.recipientKey.alg : r.kid === kid));
 }
 
+/** One key or several, each as an unwrap provider. */
+function providersOf(key: DecryptionKey | readonly DecryptionKey[]): UnwrapKeyProvider[] {
+  return (Array.isArray(key) ? (key as readonly DecryptionKey[]) : [key as DecryptionKey]).map(unwrapProviderOf);
+}
+
 /**
  * The data key, from the first of `keys` that unwraps an entry. When none does, a key that could
  * not be asked (a token or KMS: UNAUTHENTICATED, IO) is what is reported, before any "does not
  * unwrap": the operator has a token or a KMS to fix, not a wrong key.
  */
-function providersOf(key: DecryptionKey | readonly DecryptionKey[]): UnwrapKeyProvider[] {
-  return (Array.isArray(key) ? (key as readonly DecryptionKey[]) : [key as DecryptionKey]).map(unwrapProviderOf);
-}
-
 async function unwrapWithAny(
   encryption: ManifestEncryption,
   patchId: string,

@@ -64,6 +64,8 @@ export class AuditLog {
   /** The chain position of the log's end when it was opened, and the background check of the lines up to it. */
   #openedAt: { seq: number; hash: string } | undefined;
   readonly #prefixCheck = new AuditPrefixCheck();
+  /** Stops a chain check still reading when the log closes (a long log must not hold a stop). */
+  readonly #stopCheck = new AbortController();
   /** Events whose append failed for a passing reason (I/O), oldest first: written before any later one. */
   readonly #backlog: HotPatchEvent[] = [];
   readonly #maxBacklog: number;
@@ -129,13 +131,18 @@ export class AuditLog {
   /**
    * Reads the lines the log held when it was opened, start to end, and checks their chain (the
    * open checks only the end): what `startAgent` runs in the background. Once per log; never
-   * rejects (a log that cannot be read is `unreadable`); a bad chain warns HOTPATCH_AUDIT_INCONSISTENT.
+   * rejects (a log that cannot be read is `unreadable`); a bad chain warns HOTPATCH_AUDIT_INCONSISTENT;
+   * `close()` stops a check still reading.
    */
   checkChain(): Promise<AuditChainStanding> {
-    return this.#prefixCheck.run(this.path, async () => {
-      await this.#ensureOpen();
-      return this.#openedAt!;
-    });
+    return this.#prefixCheck.run(
+      this.path,
+      async () => {
+        await this.#ensureOpen();
+        return this.#openedAt!;
+      },
+      this.#stopCheck.signal,
+    );
   }
 
   /** Number of the last line written (the chain position appends continue from). */
@@ -376,6 +383,7 @@ export class AuditLog {
   /** Flushes (kept events too, if the log can be written now), then closes the file; later appends are refused. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#stopCheck.abort();
     await this.flush();
     this.#closed = true;
     clearTimeout(this.#retryTimer);

@@ -22,20 +22,25 @@ export class AuditPrefixCheck {
     return this.#standing;
   }
 
-  /** Runs the check (once; later calls return the same promise). Never rejects: an unreadable log is a standing. */
-  run(path: string, opened: () => Promise<{ seq: number; hash: string }>): Promise<AuditChainStanding> {
+  /**
+   * Runs the check (once; later calls return the same promise). Never rejects: an unreadable log
+   * is a standing; one stopped by `signal` (the log closing) is `unchecked` again.
+   */
+  run(path: string, opened: () => Promise<{ seq: number; hash: string }>, signal: AbortSignal): Promise<AuditChainStanding> {
     this.#running ??= (async (): Promise<AuditChainStanding> => {
       let lines = 0;
       try {
         const at = await opened();
         lines = at.seq;
         this.#standing = { state: 'checking', lines };
-        const verdict = await verifyAuditPrefix(path, at.seq, at.hash);
+        const verdict = await verifyAuditPrefix(path, at.seq, at.hash, signal);
         this.#standing =
           verdict.ok || verdict.firstBad === undefined
             ? { state: 'ok', lines }
             : { state: 'broken', lines, line: verdict.firstBad.line, reason: verdict.firstBad.reason };
       } catch (error) {
+        // Stopped by the log's close: no verdict either way.
+        if (signal.aborted) return (this.#standing = { state: 'unchecked' });
         const reason = error instanceof HotPatchError ? error.message : messageOf(error);
         this.#standing = { state: 'unreadable', lines, reason };
       }

@@ -56,17 +56,22 @@ export async function scanAuditLog(stateDir: string, onEntry?: (entry: AuditEntr
  * The first `seq` lines of the log at `path` against the chain position a writer knows for them
  * (`hash`: the SHA-256 of line `seq`): every line parses and chains, and line `seq` is that one.
  * What the agent checks in the background after it opens the log, while it keeps appending
- * past `seq` (appends never touch earlier bytes, so the prefix is stable to read).
+ * past `seq` (appends never touch earlier bytes, so the prefix is stable to read). ABORTED
+ * when `signal` aborts.
  */
-export async function verifyAuditPrefix(path: string, seq: number, hash: string): Promise<AuditVerification> {
+export async function verifyAuditPrefix(path: string, seq: number, hash: string, signal?: AbortSignal): Promise<AuditVerification> {
   const checker = new AuditChainChecker(seq === 0 ? undefined : formatHead({ seq, hash }));
   let lines = 0;
-  await forEachLine(path, (line, tooLong) => {
-    if (lines === seq) return false;
-    lines += 1;
-    checker.push(line, tooLong);
-    return lines < seq;
-  });
+  await forEachLine(
+    path,
+    (line, tooLong) => {
+      if (lines === seq) return false;
+      lines += 1;
+      checker.push(line, tooLong);
+      return lines < seq;
+    },
+    signal,
+  );
   return checker.finish(0);
 }
 
@@ -75,12 +80,12 @@ export async function verifyAuditPrefix(path: string, seq: number, hash: string)
  * memory stays bounded by the longest line (a longer one is passed empty, `tooLong`). A missing
  * file has no lines. `partial`: bytes after the last newline.
  */
-async function forEachLine(file: string, onLine: (line: Uint8Array, tooLong: boolean) => boolean): Promise<{ partial: number }> {
+async function forEachLine(file: string, onLine: (line: Uint8Array, tooLong: boolean) => boolean, signal?: AbortSignal): Promise<{ partial: number }> {
   let pending: Buffer[] = [];
   let pendingSize = 0;
   let tooLong = false;
   try {
-    for await (const chunk of readFileChunks(file, Number.MAX_SAFE_INTEGER - 1, { what: 'audit log' })) {
+    for await (const chunk of readFileChunks(file, Number.MAX_SAFE_INTEGER - 1, { what: 'audit log', ...(signal === undefined ? {} : { signal }) })) {
       let from = 0;
       const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       for (let nl = buf.indexOf(NEWLINE, from); nl !== -1; nl = buf.indexOf(NEWLINE, from)) {

@@ -177,8 +177,8 @@ export class Planner {
 
   /**
    * Would this plan (a new one, or a known plan's id) apply now? Runs the checks a run makes
-   * before staging — target, components, window, fetch and verify, security gate, target state,
-   * approval (read only) — and records, publishes, proposes and stages nothing.
+   * before staging — target, components, window, fetch and verify, decryption, security gate,
+   * target state, approval (read only) — and records, publishes, proposes and stages nothing.
    */
   async dryRun(plan: PatchPlan | string, signal?: AbortSignal): Promise<DryRunReport> {
     this.#ready();

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { HotPatchError, type ManifestEncryption } from '../core/index.js';
-import { encryptPayload, hashProvider, type HashAlgorithm, type PayloadRecipient } from '../crypto-agile/index.js';
+import { encryptPayload, hashProvider, type EncryptingPayload, type HashAlgorithm, type PayloadRecipient } from '../crypto-agile/index.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { PayloadSource } from './filesystem-repository.js';
 
@@ -30,10 +30,19 @@ export async function encryptPayloadFile(
   options: { patchId: string; chunkSize?: number; alg: HashAlgorithm },
 ): Promise<EncryptedPayloadFile> {
   const file = path.join(dir, `.encrypt-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
-  const run = encryptPayload(plaintextOf(payload), recipients, {
-    patchId: options.patchId,
-    ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
-  });
+  let run: EncryptingPayload;
+  try {
+    run = encryptPayload(plaintextOf(payload), recipients, {
+      patchId: options.patchId,
+      ...(options.chunkSize === undefined ? {} : { chunkSize: options.chunkSize }),
+    });
+  } catch (error) {
+    // Refused recipients (none, a key id twice, an unusable key) are the caller's `encryptTo`.
+    if (error instanceof HotPatchError && error.code === 'INVALID' && error.detail?.option === undefined) {
+      throw new HotPatchError('INVALID', error.message, { cause: error, detail: { option: 'encryptTo' } });
+    }
+    throw error;
+  }
   const hasher = hashProvider(options.alg).create();
   async function* hashed(): AsyncGenerator<Uint8Array> {
     for await (const chunk of run.ciphertext) {

@@ -136,7 +136,13 @@ export async function packPatch(repository: string | FileSystemRepository, optio
         });
   try {
     if (encrypted !== undefined) {
-      parsed = parseManifest({ ...draft, payload_hash: `${hashAlg}:${encrypted.digestHex}`, payload_size: encrypted.size, encryption: encrypted.encryption });
+      try {
+        parsed = parseManifest({ ...draft, payload_hash: `${hashAlg}:${encrypted.digestHex}`, payload_size: encrypted.size, encryption: encrypted.encryption });
+      } catch (error) {
+        // The recipients came from the caller (their kids, their count): a bad one is theirs.
+        if (error instanceof HotPatchError && error.code === 'INVALID') throw optionError('encryptTo', error.message, error);
+        throw error;
+      }
       manifest = parsed.manifest;
     }
     const body = new TextEncoder().encode(JSON.stringify(manifest));

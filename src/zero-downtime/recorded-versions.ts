@@ -1,9 +1,10 @@
 import { join } from 'node:path';
-import { HotPatchError, emitRedactedWarning, parsePatchId, type LoadedModule, type PatchInstaller, type PatchVerifier } from '../core/index.js';
+import { HotPatchError, decodeEnvelope, emitRedactedWarning, parsePatchId, type LoadedModule, type PatchInstaller, type PatchVerifier } from '../core/index.js';
 import { readFileBounded, readFileChunks } from '../repo/index.js';
 import type { TargetState, VersionRecord } from '../rollback/index.js';
 import type { RuntimeVersion } from './runtime-version.js';
 import type { Target } from './target.js';
+import { withoutPlaintextHash } from './plaintext-hash.js';
 
 const MAX_KEPT_MANIFEST_BYTES = 1024 * 1024;
 
@@ -61,13 +62,23 @@ export class RecordedVersions {
    * then last good, then the previous version if it was good, each tried once (a corrupt file
    * is not tried twice) — or the built-in. `loaded`: the record actually loaded (its promotion
    * data comes back with it); `resumeMs`: probation left by a graceful stop; `dropReason`: why
-   * the active record is not what serves now (undefined when it is).
+   * the active record is not what serves now (undefined when it is); `refused`: ids of records
+   * that cannot come back (corrupt, revoked, not the signed bytes); `unreachable`: ids that
+   * could not be checked now (IO, UNAUTHENTICATED: a KMS or token that does not answer, a disk
+   * error) — not a verdict on the version.
    */
   async loadNewestGood(
     target: Target<object>,
     saved: TargetState & { active: VersionRecord },
     verifier: PatchVerifier | undefined,
-  ): Promise<{ version: RuntimeVersion; loaded: VersionRecord | undefined; resumeMs: number | undefined; dropReason: string | undefined }> {
+  ): Promise<{
+    version: RuntimeVersion;
+    loaded: VersionRecord | undefined;
+    resumeMs: number | undefined;
+    dropReason: string | undefined;
+    refused: Set<string>;
+    unreachable: Set<string>;
+  }> {
     const active = saved.active;
     let dropReason: string | undefined;
     let chosen: VersionRecord | null = active;
@@ -81,19 +92,24 @@ export class RecordedVersions {
       chosen = saved.last_good;
     }
     const tried = new Set<string>();
+    const refused = new Set<string>();
+    const unreachable = new Set<string>();
     for (const candidate of [chosen, saved.last_good, saved.previous?.good === true ? saved.previous : null]) {
       if (candidate === null || candidate.id === null) continue;
       const key = `${candidate.id}\u0000${candidate.sha256 ?? ''}`;
       if (tried.has(key)) continue;
       tried.add(key);
       try {
-        return { version: await this.load(target, candidate, verifier), loaded: candidate, resumeMs, dropReason };
+        return { version: await this.load(target, candidate, verifier), loaded: candidate, resumeMs, dropReason, refused, unreachable };
       } catch (error) {
-        const why = `${candidate.version} (${candidate.id}) could not be restored: ${(error as Error).message}`;
+        const code = error instanceof HotPatchError ? error.code : undefined;
+        (code === 'IO' || code === 'UNAUTHENTICATED' ? unreachable : refused).add(candidate.id);
+        let why = `${candidate.version} (${candidate.id}) could not be restored: ${(error as Error).message}`;
+        if (await this.#mayBeEncrypted(candidate.id)) why = withoutPlaintextHash(why, candidate.sha256);
         dropReason = dropReason === undefined ? why : `${dropReason}; ${why}`;
       }
     }
-    return { version: target.builtin, loaded: undefined, resumeMs, dropReason };
+    return { version: target.builtin, loaded: undefined, resumeMs, dropReason, refused, unreachable };
   }
 
   /**
@@ -113,6 +129,24 @@ export class RecordedVersions {
         },
       );
       return undefined;
+    }
+  }
+
+  /**
+   * Whether the kept manifest of `id` says its payload is encrypted (its staged file is then named
+   * by the plaintext's hash, kept out of messages). Read unverified, only to decide that; a
+   * manifest that cannot be read counts as encrypted (the hash is left out when in doubt).
+   */
+  async #mayBeEncrypted(id: string): Promise<boolean> {
+    try {
+      const bytes = await readFileBounded(join(this.#stateDir, 'manifests', `${parsePatchId(id)}.json`), MAX_KEPT_MANIFEST_BYTES, {
+        noFollow: true,
+        what: 'kept manifest',
+      });
+      const manifest: unknown = JSON.parse(new TextDecoder().decode(decodeEnvelope(bytes).payload));
+      return typeof manifest !== 'object' || manifest === null || 'encryption' in manifest;
+    } catch {
+      return true; // unreadable or not a manifest: in doubt, leave the hash out
     }
   }
 

@@ -397,7 +397,7 @@ export class HotPatchRuntime {
       if (saved === undefined || saved.active === null || saved.active.id === null) continue;
       const active = saved.active;
       const activeId = saved.active.id;
-      const { version, loaded, resumeMs, dropReason } = await versions.loadNewestGood(target, { ...saved, active }, verifier);
+      const { version, loaded, resumeMs, dropReason, refused, unreachable } = await versions.loadNewestGood(target, { ...saved, active }, verifier);
       if (loaded !== undefined) this.#meta.set(version, restoredMeta(loaded));
       // The recorded previous version comes back warm too, so a rollback after a restart is
       // the same routing flip as before it.
@@ -415,17 +415,26 @@ export class HotPatchRuntime {
       const report: RestoreReport = { target: target.name, version: version.version, patchId: version.patchId };
       if (dropReason !== undefined) {
         report.dropped = { patchId: activeId, version: active.version, reason: dropReason };
-        // One write: the new active version and the failure mark land together or not at all.
-        await this.store.update((s) => {
-          const t = (s.targets[target.name] ??= emptyTargetState());
-          t.active = this.recordOf(version);
-          t.previous = null;
-          if (!t.failed.includes(activeId)) t.failed.push(activeId);
-          // A last good version that could not be brought back is not what a rollback or the
-          // status may offer as good now: what serves instead takes its place.
-          if (t.last_good?.id === activeId) t.last_good = loaded ?? this.recordOf(version);
-        });
-        this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
+        if (unreachable.has(activeId)) {
+          // Not a verdict on the version (its KMS or token did not answer, a disk error): it stays
+          // recorded as it was, so the next start — or a rollback to it — brings it back.
+          emitRedactedWarning(
+            `${target.name}: ${active.version} (${activeId}) is not served for now: ${dropReason}; it stays recorded, and the next start brings it back once it can be checked`,
+            { code: 'HOTPATCH_RESTORE_DEFERRED' },
+          );
+        } else {
+          // One write: the new active version and the failure mark land together or not at all.
+          await this.store.update((s) => {
+            const t = (s.targets[target.name] ??= emptyTargetState());
+            t.active = this.recordOf(version);
+            t.previous = null;
+            if (!t.failed.includes(activeId)) t.failed.push(activeId);
+            // A last good version that cannot come back is not what a rollback or the status
+            // may offer as good now: what serves instead takes its place.
+            if (t.last_good?.id != null && refused.has(t.last_good.id)) t.last_good = loaded ?? this.recordOf(version);
+          });
+          this.emit('Failed', target.name, active.version, activeId, dropReason, { restored: version.version });
+        }
       }
       const resumed = resumeMs !== undefined && loaded === active ? `; probation resumed with ${resumeMs} ms left (stopped gracefully)` : '';
       this.emit('Activated', target.name, version.version, version.patchId ?? 'builtin', `restored after restart${resumed}`);

@@ -15,6 +15,7 @@ import { judge, summarySentence, type JudgeFigures, type StepVerdict } from './c
 import { CanaryRoute, latencyShare, type OutputValidator } from './canary-route.js';
 import { resolveZdtOptions, type ResolvedZdtOptions, type ZdtOptions } from './options.js';
 import { runSelfTests } from './recorded-versions.js';
+import { withoutPlaintextHash } from './plaintext-hash.js';
 import { HotPatchRuntime } from './runtime.js';
 import type { RuntimeVersion } from './runtime-version.js';
 import { promoteCandidate } from './promote-candidate.js';
@@ -140,6 +141,8 @@ export async function twoPhaseApply(
    * by a plan). An abort by signal or operator is not the patch's fault, nor is an I/O
    * failure (a full disk): it may run again.
    */
+  /** The staged plaintext's hash of an encrypted patch, kept out of every reason recorded. */
+  let plaintextSha: string | undefined;
   const fail = async (code: ErrorCode, why: string, cause?: unknown, patchAtFault = code !== 'ABORTED' && code !== 'IO'): Promise<ApplyResult> => {
     // Every call back on the baseline first (a field write): nothing waits for the checks below.
     flipBack();
@@ -147,7 +150,7 @@ export async function twoPhaseApply(
     // Then undo what the payload did to the built-ins, before anything is recorded: a refused
     // patch must not leave (say) an Object.prototype.toJSON rewriting the records of its refusal.
     const tampered = realm === undefined ? undefined : tampering(realm, manifest.id, 'before it was refused');
-    const reason = tampered === undefined ? why : `${why}; also: ${tampered}`;
+    const reason = withoutPlaintextHash(tampered === undefined ? why : `${why}; also: ${tampered}`, plaintextSha);
     if (code === 'ABORTED') emit('Aborted', reason, { code });
     if (rolledBack) emit('RolledBack', reason, { code, to: target.active.version });
     else if (code !== 'ABORTED') emit('Failed', reason, { code });
@@ -182,7 +185,10 @@ export async function twoPhaseApply(
     if (manifest.encryption === undefined) emit('Staged', `staged as ${staged.path}`, { sha256: staged.sha256, size: staged.size, type: staged.type });
     // A decrypted payload's file is named by the plaintext's hash, which would let whoever reads
     // events (a read token, the audit log) confirm a guess of the fix: neither is published.
-    else emit('Staged', `staged decrypted (${staged.size} bytes) in the 0700 staging directory`, { size: staged.size, type: staged.type, encrypted: true });
+    else {
+      plaintextSha = staged.sha256;
+      emit('Staged', `staged decrypted (${staged.size} bytes) in the 0700 staging directory`, { size: staged.size, type: staged.type, encrypted: true });
+    }
 
     // phase 2: load and init; a throw here leaves the running version untouched. Loading and
     // the known-answer tests share one deadline: a module that never settles must not hold the

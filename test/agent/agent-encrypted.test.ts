@@ -14,8 +14,8 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startAgent } from '../../src/agent/index.js';
-import { EventBus } from '../../src/core/index.js';
-import { generateRecipientKey, type RecipientPrivateKey } from '../../src/crypto-agile/index.js';
+import { EventBus, HotPatchError, type HotPatchEvent } from '../../src/core/index.js';
+import { generateRecipientKey, unwrapProviderOf, type RecipientPrivateKey, type UnwrapKeyProvider } from '../../src/crypto-agile/index.js';
 import { DynamicInstaller } from '../../src/installer/index.js';
 import type { PatchPlan } from '../../src/orchestration/index.js';
 import { packPatch } from '../../src/repo/index.js';
@@ -193,8 +193,10 @@ async function writeKeyFile(fx: Fixture): Promise<string> {
   return keyFile;
 }
 
+type DecryptionKeys = NonNullable<Parameters<typeof startAgent>[0]['decryptionKeys']>;
+
 /** An agent on the fixture's repository and trust store with `keys` (on `runtime` when given). */
-function startWithKeys(fx: Fixture, keys: string[], runtime?: HotPatchRuntime) {
+function startWithKeys(fx: Fixture, keys: DecryptionKeys, runtime?: HotPatchRuntime) {
   return startAgent({
     stateDir: fx.stateDir,
     ...(runtime === undefined ? {} : { runtime }),
@@ -250,14 +252,14 @@ test('an agent takes its decryption key from a 0600 PEM file; one others may rea
   }
 });
 
-test('an encrypted patch comes back after a restart, its staged plaintext checked against the signed MAC; without the key, or with a plaintext swapped in, the built-in serves', async () => {
+test('an encrypted patch comes back after a restart, its staged plaintext checked against the signed MAC; without the key, or with a plaintext swapped in, the built-in serves; a KMS down at the restart changes no record', async () => {
   const fx = await makeFixture('hotpatch-agent-enc-');
   try {
     await packEncrypted(fx, 'enc-restart-1');
     const keyFile = await writeKeyFile(fx);
     /** A host process (re)started on the state directory: its target declared, then the agent restores. */
-    const events: unknown[] = [];
-    const restart = async (keys: string[]) => {
+    const events: HotPatchEvent[] = [];
+    const restart = async (keys: DecryptionKeys) => {
       const host = hostRuntime(fx.stateDir);
       host.bus.subscribe((e) => events.push(e));
       const agent = await startWithKeys(fx, keys, host.runtime);
@@ -267,6 +269,8 @@ test('an encrypted patch comes back after a restart, its staged plaintext checke
       };
       return { host, agent, stop };
     };
+    const lastFailure = (): string => String(events.filter((e) => e.type === 'Failed').at(-1)?.reason);
+    const readState = async () => JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8'));
 
     const first = await restart([keyFile]);
     try {
@@ -275,7 +279,7 @@ test('an encrypted patch comes back after a restart, its staged plaintext checke
     } finally {
       await first.stop();
     }
-    const state = JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8'));
+    const state = await readState();
     const stagedSha = state.targets[T].active.sha256 as string;
     // The plaintext's hash names its staged file, but no event publishes it (it would confirm a guess of the fix).
     assert.ok(events.length > 0 && !JSON.stringify(events).includes(stagedSha), 'no event names the plaintext hash');
@@ -288,18 +292,46 @@ test('an encrypted patch comes back after a restart, its staged plaintext checke
       await second.stop();
     }
 
-    // Another plaintext planted in staging/ under its own hash, state.json edited to name it:
-    // the signed MAC refuses it, and the built-in serves.
-    const evil = `export const api = { digest: (s) => 'EVIL:' + s };`;
-    const evilSha = createHash('sha256').update(evil).digest('hex');
-    await writeFile(join(fx.stateDir, 'staging', `${evilSha}.mjs`), evil, { mode: 0o444 });
+    // The key is in a KMS that does not answer at this restart: the built-in serves for now, but
+    // that is no verdict on the patch — state.json is untouched, and the next start restores it.
+    let kmsUp = false;
+    const local = unwrapProviderOf(agentKey.privateKey);
+    const kms: UnwrapKeyProvider = {
+      name: 'kms:test',
+      recipientKey: local.recipientKey,
+      unwrap: (encapsulation) => (kmsUp ? local.unwrap(encapsulation) : Promise.reject(new HotPatchError('IO', 'kms:test: connection refused'))),
+    };
+    const beforeKms = await readState();
+    const kmsDown = await restart([kms]);
+    try {
+      assert.equal(kmsDown.host.target.active.patchId, null);
+    } finally {
+      await kmsDown.stop();
+    }
+    assert.deepEqual((await readState()).targets, beforeKms.targets, 'an unreachable key source changes no record');
+    kmsUp = true;
+    const kmsBack = await restart([kms]);
+    try {
+      assert.equal(kmsBack.host.target.active.patchId, 'enc-restart-1', 'restored once the KMS answers');
+    } finally {
+      await kmsBack.stop();
+    }
+
+    // Another plaintext that passes the target's known-answer test, planted in staging/ under its
+    // own hash with state.json edited to name it: the signed MAC refuses it; the built-in serves.
+    // As long as the real one (the same size), so it is the MAC, not the size, that refuses it.
+    const planted = goodSource('a plant of the attacker');
+    assert.equal(planted.length, goodSource('enc-restart-1 encrypted').length);
+    const plantedSha = createHash('sha256').update(planted).digest('hex');
+    await writeFile(join(fx.stateDir, 'staging', `${plantedSha}.mjs`), planted, { mode: 0o444 });
     const forged = structuredClone(state);
-    for (const record of [forged.targets[T].active, forged.targets[T].last_good]) if (record?.sha256 === stagedSha) record.sha256 = evilSha;
+    for (const record of [forged.targets[T].active, forged.targets[T].last_good]) if (record?.sha256 === stagedSha) record.sha256 = plantedSha;
     await writeFile(join(fx.stateDir, 'state.json'), JSON.stringify(forged));
     const third = await restart([keyFile]);
     try {
       assert.equal(third.host.target.active.patchId, null, 'a plaintext that is not the signed one is not run');
-      assert.equal(third.host.target.api.digest('abc'), sha('abc'));
+      assert.match(lastFailure(), /does not match its signed plaintext_mac/);
+      assert.ok(!lastFailure().includes(plantedSha.slice(0, 12)), 'the reason names no plaintext hash');
     } finally {
       await third.stop();
     }
@@ -308,11 +340,12 @@ test('an encrypted patch comes back after a restart, its staged plaintext checke
     const keyless = await restart([]);
     try {
       assert.equal(keyless.host.target.active.patchId, null, 'no key: cannot check the plaintext, not restored');
+      assert.match(lastFailure(), /enc-restart-1 is encrypted and no decryption key is configured/);
     } finally {
       await keyless.stop();
     }
     // The records agree: the patch that could not come back is failed, and no longer last good.
-    const after = JSON.parse(await readFile(join(fx.stateDir, 'state.json'), 'utf8')).targets[T];
+    const after = (await readState()).targets[T];
     assert.deepEqual(after.failed, ['enc-restart-1']);
     assert.equal(after.last_good.id, null);
   } finally {

@@ -92,11 +92,12 @@ recipients and the plaintext's hash and size.`,
         ...(chunkSize === undefined ? {} : { chunkSize }),
       });
     } catch (error) {
-      // Every field came from a flag (the manifest's, --encrypt-to's kids and count too): a bad
-      // one is a usage error, not a rejected patch.
-      if (!(error instanceof HotPatchError && error.code === 'INVALID')) throw error;
-      if (error.detail?.option === 'force') throw new UsageError(`${error.message}; pass --force to replace it`, 'INVALID', { cause: error });
-      throw new UsageError(error.message, 'INVALID', { cause: error });
+      // A value the flags gave that packPatch refuses (it names it: detail.option — the
+      // manifest's fields, --encrypt-to's kids and count) is a usage error, not a rejected patch.
+      const option = error instanceof HotPatchError && error.code === 'INVALID' ? error.detail?.option : undefined;
+      if (option === 'force') throw new UsageError(`${(error as HotPatchError).message}; pass --force to replace it`, 'INVALID', { cause: error });
+      if (typeof option === 'string') throw new UsageError((error as HotPatchError).message, 'INVALID', { cause: error });
+      throw error;
     }
     const { manifest } = packed;
     const size = manifest.payload_size;
