@@ -352,3 +352,35 @@ test('an encrypted patch comes back after a restart, its staged plaintext checke
     await fx.close();
   }
 });
+
+test('an encrypted patch that fails to load is refused with a reason that names no plaintext hash', async () => {
+  const fx = await makeFixture('hotpatch-agent-enc-');
+  try {
+    const broken = 'export const api = { digest: (s) => s; // a syntax error\n';
+    await packPatch(fx.repoDir, {
+      id: 'enc-broken-1',
+      target: T,
+      version: '1.0.1',
+      type: 'esm',
+      payload: new TextEncoder().encode(broken),
+      encryptTo: [{ kid: 'agent-x25519', key: agentKey.publicKey }],
+    });
+    await signPatch(fx.repoDir, 'enc-broken-1', ciKey.privateKey, { keyid: 'ci' });
+    const agent = await startWithKeys(fx, [await writeKeyFile(fx)]);
+    try {
+      const events: HotPatchEvent[] = [];
+      agent.bus.subscribe((e) => events.push(e));
+      const outcome = await runPlanUnderTraffic(agent, declareBuiltin(agent), 'broken-plan', 'enc-broken-1');
+      assert.equal(outcome.status, 'failed', outcome.reason);
+      assert.equal(outcome.code, 'LOAD_FAILED', outcome.reason);
+      const plaintextSha = createHash('sha256').update(broken).digest('hex');
+      const recorded = JSON.stringify([events, outcome, agent.planner.plans()]);
+      assert.ok(recorded.includes('<plaintext hash>'), 'the load failure named the staged file, without its hash');
+      assert.ok(!recorded.includes(plaintextSha.slice(0, 12)), 'no event, outcome or plan names the plaintext hash');
+    } finally {
+      await agent.close();
+    }
+  } finally {
+    await fx.close();
+  }
+});
