@@ -1,4 +1,6 @@
-import { boundMessage, emitRedactedWarning, type HotPatchEvent } from '../core/index.js';
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { boundMessage, emitRedactedWarning, isPatchId, type HotPatchEvent } from '../core/index.js';
 import type { HotPatchRuntime } from '../zero-downtime/index.js';
 import { MAX_REASON } from './journal.js';
 import type { PlanRunResult, PlanState } from './plan.js';
@@ -32,6 +34,12 @@ export async function recoveryOutcome(state: PlanState, runtime: HotPatchRuntime
       };
     }
   }
+  if (phase === 'apply' && patchId !== undefined && !(await mayHaveRun(runtime, patchId))) {
+    // Its signed manifest is kept once staging ends, before the code is loaded: without it the
+    // process died while the payload was fetched or staged (a large one decrypting, say), with
+    // none of the patch's code run. That is not the patch's death to count.
+    return { outcome: { status: 'pending', reason: `interrupted during apply, while ${patchId} was being staged (none of its code had run); will run again` } };
+  }
   if (phase === 'apply' && patchId !== undefined) {
     // The process died while the patch's code was loading or serving canary calls: count it,
     // and past the limit blame the patch rather than run it into the ground again (a patch
@@ -56,6 +64,21 @@ export async function recoveryOutcome(state: PlanState, runtime: HotPatchRuntime
     };
   }
   return { outcome: { status: 'pending', reason: `interrupted during ${phase}; will run again` } };
+}
+
+/**
+ * Whether the patch's code may have run in this state directory: its kept manifest exists
+ * (written after staging, before loading; from an earlier attempt too). In doubt — no state
+ * directory, a file that cannot be checked — it may have.
+ */
+async function mayHaveRun(runtime: HotPatchRuntime, patchId: string): Promise<boolean> {
+  if (runtime.stateDir === undefined || !isPatchId(patchId)) return true;
+  try {
+    await lstat(join(runtime.stateDir, 'manifests', `${patchId}.json`));
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
 }
 
 /** What recovering the plans needs of their planner. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { HotPatchError } from '../../src/core/index.js';
@@ -219,5 +219,32 @@ test('a 17,423-character reason is bounded by the writer, and a reader meeting a
     );
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('recover(): a death while the patch was still being staged (no kept manifest yet) is not counted against it; one after staging is', async () => {
+  const env = await makeEnv();
+  try {
+    const first = env.process();
+    const planner = await first.open();
+    planner.addPlan(planOf('p1', { patch: 'fix-101', zdt: FAST_ZDT }) as PatchPlan);
+    await planner.flush();
+    // Died in the apply phase before staging ended: none of the patch's code had run.
+    await leaveRunning(env, 'p1', 'apply', { patchId: 'fix-101' });
+    const [staging] = await (await env.process().open({ maxApplyCrashes: 1 })).recover();
+    assert.equal(staging!.status, 'pending');
+    assert.equal(staging!.reason, 'interrupted during apply, while fix-101 was being staged (none of its code had run); will run again');
+    assert.equal((await env.journal()).plans[0]?.crashes, undefined, 'no death counted');
+
+    // Its manifest was kept (staging ended, loading began): the death counts, and with
+    // maxApplyCrashes 1 the patch is blamed.
+    await mkdir(join(env.stateDir, 'manifests'), { recursive: true });
+    await writeFile(join(env.stateDir, 'manifests', 'fix-101.json'), '{}');
+    await leaveRunning(env, 'p1', 'apply', { patchId: 'fix-101' });
+    const [loading] = await (await env.process().open({ maxApplyCrashes: 1 })).recover();
+    assert.equal(loading!.status, 'failed', loading!.reason);
+    assert.equal(loading!.code, 'CRASHED');
+  } finally {
+    await env.close();
   }
 });
