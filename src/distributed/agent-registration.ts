@@ -88,10 +88,27 @@ export class AgentRegistration {
     return this.#targets.get(name);
   }
 
-  /** Takes a lease and writes the document under it; from now on a lost lease is replaced. */
+  /**
+   * Takes a lease and writes the document under it; from now on a lost lease is replaced. The
+   * key must be free: one held by another agent with this id is waited on for one lease TTL (a
+   * crashed predecessor's key goes when its lease runs out), then refused — INVALID, nothing
+   * written — so a second agent with the same id never takes over a live one's key, its orders
+   * and its reports.
+   */
   async register(): Promise<void> {
     this.#active = true;
-    await this.#registerOnce();
+    const deadline = Date.now() + this.#options.ttlMs + 1000;
+    for (;;) {
+      if (await this.#registerOnce()) return;
+      if (Date.now() >= deadline) {
+        this.#active = false;
+        throw new HotPatchError(
+          'INVALID',
+          `another live agent is registered as ${this.#options.agentId} (${this.key} stayed held for longer than its lease TTL of ${this.#options.ttlMs} ms): give each agent its own agentId`,
+        );
+      }
+      await sleep(Math.min(250, Math.max(this.#options.ttlMs / 8, 10)));
+    }
   }
 
   /**
@@ -105,23 +122,29 @@ export class AgentRegistration {
     return lease;
   }
 
-  async #registerOnce(): Promise<void> {
+  /** One attempt: false (lease handed back, nothing written) when another holds the key. */
+  async #registerOnce(): Promise<boolean> {
     const lease = await this.#store.grantLease(this.#options.ttlMs);
     if (!this.#active) {
       lease.release();
-      return;
+      return true;
     }
-    this.#lease = lease;
     // No report write overtakes this one (two puts of one key in flight could land in either order).
     this.#registering = true;
     try {
       const doc = this.document;
       const body = JSON.stringify(doc);
       this.#dirty = false;
-      await this.#store.put(this.key, this.#stored(doc, body), { lease });
+      if (!(await this.#store.create(this.key, this.#stored(doc, body), { lease }))) {
+        this.#dirty = true;
+        await lease.revoke();
+        return false;
+      }
+      this.#lease = lease;
       this.#written = body;
     } catch (error) {
       this.#dirty = true;
+      await lease.revoke().catch(() => undefined); // the write's failure is the one to report
       throw error;
     } finally {
       this.#registering = false;
@@ -129,6 +152,7 @@ export class AgentRegistration {
     void lease.lost.then(() => this.#onLeaseLost(lease));
     // Changes made while the registration was written.
     void this.flush();
+    return true;
   }
 
   async #onLeaseLost(lease: Lease): Promise<void> {
@@ -138,8 +162,9 @@ export class AgentRegistration {
     const ttl = this.#options.ttlMs;
     for (let delay = 100; this.#active; delay = Math.min(delay * 2, Math.max(ttl / 2, 100))) {
       try {
-        await this.#registerOnce();
-        return;
+        if (await this.#registerOnce()) return;
+        this.#options.onError(new HotPatchError('INVALID', `re-registering after the lease was lost: ${this.key} is held by another agent; trying again`));
+        await sleep(delay);
       } catch (error) {
         this.#options.onError(new HotPatchError('IO', `re-registering after the lease was lost failed: ${messageOf(error)}`, { cause: error }));
         await sleep(delay);

@@ -241,3 +241,34 @@ test('joining a fleet needs a trust store with a fleet role and well-formed labe
     await f.close();
   }
 });
+
+test("a second agent started with a live agent's id is refused after one lease TTL, and the live agent keeps its registration", async () => {
+  const s = await setup('duplicate-id');
+  try {
+    const key = `${s.prefix}/agents/host-a`;
+    const before = await s.store.get(key);
+    assert.ok(before !== undefined, 'host-a is registered');
+    const other = await makeFixture('hotpatch-fleet-dup-');
+    try {
+      const { runtime } = hostRuntime(other.stateDir);
+      await assert.rejects(
+        startAgent({
+          stateDir: other.stateDir,
+          runtime,
+          defaults: { repository: other.repoDir, trustStore: await writeAgentTrust(other) },
+          log: false,
+          fleet: { store: `file:${join(s.f.dir, 'fleet-store')}`, ring: 1, agentId: 'host-a', prefix: s.prefix, leaseTtlMs: 500 },
+        }),
+        isCode('INVALID', /another live agent is registered as host-a .*give each agent its own agentId/),
+      );
+      runtime.close();
+    } finally {
+      await other.close();
+    }
+    // Still the live agent's document (ring 0), not the refused one's.
+    const after = JSON.parse((await s.store.get(key))!) as { ring?: number; document?: { ring?: number } };
+    assert.equal(after.document?.ring ?? after.ring, 0);
+  } finally {
+    await s.close();
+  }
+});
