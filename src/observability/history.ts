@@ -128,7 +128,12 @@ class Replay {
         return this.#restored(entry);
       case 'RolledBack':
         if (this.#attempts.has(e.id)) return this.#refuse(entry, text(d.code) ?? 'CANARY_FAILED');
-        if (this.#current !== undefined && this.#current.patchId === e.id && (text(d.from) ?? this.#current.version) === this.#current.version)
+        // The runtime names the version left by its patch id, or "builtin" for the built-in.
+        if (
+          this.#current !== undefined &&
+          this.#current.patchId === (e.id === 'builtin' ? null : e.id) &&
+          (text(d.from) ?? this.#current.version) === this.#current.version
+        )
           return this.#rolledBack(entry);
         if (this.#merge(entry)) return;
         if (text(d.from) !== undefined) {

@@ -68,3 +68,19 @@ test('a patch whose promotion reached the log and that was reverted at restart e
     ['1.3.0', 'fix-c', 'serving'],
   ]);
 });
+
+test('rolling back from the built-in to a retained patch ends the built-in row: one version serves', async () => {
+  const rows = await historyOf([
+    ['Staged', 'fix-101', '1.0.1'],
+    ['Promoted', 'fix-101', '1.0.1'],
+    ['Activated', 'fix-101', '1.0.1', { previous: '1.0.0' }],
+    // rollback --to 1.0.0, then rollback --to 1.0.1 (the runtime names the version left by its patch id, "builtin" for the built-in).
+    ['RolledBack', 'fix-101', '1.0.0', { from: '1.0.1', to: '1.0.0' }],
+    ['RolledBack', 'builtin', '1.0.1', { from: '1.0.0', to: '1.0.1' }],
+  ]);
+  assert.deepEqual(
+    rows.filter(([, , outcome]) => outcome === 'serving'),
+    [['1.0.1', 'fix-101', 'serving']],
+    JSON.stringify(rows),
+  );
+});
