@@ -7,7 +7,8 @@ export type AgentDecryptionKey = string | { pkcs11: { module: string; token: str
 
 /**
  * The agent's decryption keys: PEM files (bounded reads; a file others may read, or no regular
- * file, is refused: it holds a secret), keys on a PKCS#11 token (opened now, closed by `undo`), providers as given.
+ * file, is refused: it holds a secret), keys on a PKCS#11 token (opened now, closed by
+ * `undo`), providers as given.
  */
 export async function openDecryptionKeys(keys: readonly AgentDecryptionKey[], undo: (() => Promise<void> | void)[]): Promise<DecryptionKey[]> {
   if (!Array.isArray(keys)) throw new HotPatchError('INVALID', 'decryptionKeys must be a list');

@@ -345,15 +345,12 @@ function auditStanding(audit: AuditLog): {
   lostAppends: number;
   failure?: string;
 } {
-  const chain = audit.chain;
-  const failure =
-    audit.failure?.message ??
-    (chain.state === 'broken' ? `audit.log line ${chain.line} does not verify: ${chain.reason}` : chain.state === 'unreadable' ? chain.reason : undefined);
+  const failure = audit.failure?.message ?? audit.chainProblem;
   return {
     ok: audit.intact,
     seq: audit.seq,
     consistent: audit.reconciliation?.consistent ?? true,
-    chain: chain.state,
+    chain: audit.chain.state,
     failedAppends: audit.failedAppends,
     lostAppends: audit.lostAppends,
     ...(failure === undefined ? {} : { failure }),

@@ -17,6 +17,15 @@ export class UsageError extends Error {
 }
 
 /**
+ * A library refusal of a value the flags gave (INVALID naming it in `detail.option`) as the
+ * usage error it is (exit 2), its message after `prefix(option)`; any other error as it is.
+ */
+export function asFlagError(error: unknown, prefix: (option: string) => string = () => ''): unknown {
+  const option = error instanceof HotPatchError && error.code === 'INVALID' ? error.detail?.option : undefined;
+  return typeof option === 'string' ? new UsageError(`${prefix(option)}${(error as Error).message}`, 'INVALID', { cause: error }) : error;
+}
+
+/**
  * Codes that mean "the system could not do its job" rather than "the patch was refused":
  * I/O, something missing, and an agent that refused who the caller is (UNAUTHENTICATED: a
  * wrong or missing token is an operational fault to fix, not a verdict on the patch).

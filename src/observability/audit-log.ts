@@ -119,13 +119,17 @@ export class AuditLog {
    * ran, this says nothing about them), and every append is written.
    */
   get intact(): boolean {
-    const chain = this.#prefixCheck.standing.state;
-    return (this.#reconciliation?.consistent ?? true) && chain !== 'broken' && chain !== 'unreadable' && this.failure === undefined && this.#lost === 0;
+    return (this.#reconciliation?.consistent ?? true) && this.#prefixCheck.problem === undefined && this.failure === undefined && this.#lost === 0;
   }
 
   /** Whether the lines the log held when it was opened all chain (see `checkChain`). */
   get chain(): AuditChainStanding {
     return this.#prefixCheck.standing;
+  }
+
+  /** Why those lines cannot be trusted (`chain` broken or unreadable); undefined otherwise. */
+  get chainProblem(): string | undefined {
+    return this.#prefixCheck.problem;
   }
 
   /**

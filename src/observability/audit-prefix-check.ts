@@ -1,4 +1,4 @@
-import { HotPatchError, emitRedactedWarning, messageOf } from '../core/index.js';
+import { emitRedactedWarning, messageOf } from '../core/index.js';
 import { verifyAuditPrefix } from './audit-verify.js';
 
 /** The lines found in the log when this writer opened it: do they chain? */
@@ -22,6 +22,13 @@ export class AuditPrefixCheck {
     return this.#standing;
   }
 
+  /** Why the chain cannot be trusted (the first bad line, or why it could not be read); undefined otherwise. */
+  get problem(): string | undefined {
+    const s = this.#standing;
+    if (s.state === 'broken') return `audit.log line ${s.line} does not verify: ${s.reason}`;
+    return s.state === 'unreadable' ? s.reason : undefined;
+  }
+
   /**
    * Runs the check (once; later calls return the same promise). Never rejects: an unreadable log
    * is a standing; one stopped by `signal` (the log closing) is `unchecked` again.
@@ -41,12 +48,11 @@ export class AuditPrefixCheck {
       } catch (error) {
         // Stopped by the log's close: no verdict either way.
         if (signal.aborted) return (this.#standing = { state: 'unchecked' });
-        const reason = error instanceof HotPatchError ? error.message : messageOf(error);
-        this.#standing = { state: 'unreadable', lines, reason };
+        this.#standing = { state: 'unreadable', lines, reason: messageOf(error) };
       }
-      if (this.#standing.state === 'broken' || this.#standing.state === 'unreadable') {
-        const where = this.#standing.state === 'broken' ? `line ${this.#standing.line}: ${this.#standing.reason}` : this.#standing.reason;
-        emitRedactedWarning(`audit log ${path}: the lines written before this start do not verify (${where}); run hotpatch audit verify`, {
+      const problem = this.problem;
+      if (problem !== undefined) {
+        emitRedactedWarning(`audit log ${path}: the lines written before this start do not verify (${problem}); run hotpatch audit verify`, {
           code: 'HOTPATCH_AUDIT_INCONSISTENT',
         });
       }

@@ -154,8 +154,9 @@ export class RecordedVersions {
    * The whole trust pipeline again for a version about to be restored: the signed manifest
    * kept in manifests/<id>.json must still verify now (signatures, threshold, expiry, under
    * the current trust store), name this target, version and type, and the staged file must
-   * match its signed hash and size (an encrypted patch's plaintext: its signed MAC and size) — so write access to the state directory alone never gets
-   * code run, and a revoked or expired patch does not come back.
+   * match its signed hash and size (an encrypted patch's plaintext: its signed MAC and size) —
+   * so write access to the state directory alone never gets code run, and a revoked or expired
+   * patch does not come back.
    */
   async #reverify(target: Target<object>, record: VersionRecord, stagedPath: string, verifier: PatchVerifier): Promise<void> {
     const id = parsePatchId(record.id);

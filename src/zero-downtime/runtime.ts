@@ -417,7 +417,7 @@ export class HotPatchRuntime {
         report.dropped = { patchId: activeId, version: active.version, reason: dropReason };
         if (unreachable.has(activeId)) {
           // Not a verdict on the version (its KMS or token did not answer, a disk error): it stays
-          // recorded as it was, so the next start — or a rollback to it — brings it back.
+          // recorded as it was, so the next start brings it back.
           emitRedactedWarning(
             `${target.name}: ${active.version} (${activeId}) is not served for now: ${dropReason}; it stays recorded, and the next start brings it back once it can be checked`,
             { code: 'HOTPATCH_RESTORE_DEFERRED' },

@@ -135,14 +135,14 @@ export async function twoPhaseApply(
 
   const abortReason = (): string | undefined => control.abortReason ?? (opts.signal?.aborted === true ? reasonOf(opts.signal.reason) : undefined);
 
-  /** Every failure path: back to the baseline, candidate disposed once drained, recorded. */
+  /** The staged plaintext's hash of an encrypted patch, kept out of every reason recorded. */
+  let plaintextSha: string | undefined;
   /**
+   * Every failure path: back to the baseline, candidate disposed once drained, recorded.
    * `patchAtFault`: the patch itself failed (recorded in state.json's `failed`, never retried
    * by a plan). An abort by signal or operator is not the patch's fault, nor is an I/O
    * failure (a full disk): it may run again.
    */
-  /** The staged plaintext's hash of an encrypted patch, kept out of every reason recorded. */
-  let plaintextSha: string | undefined;
   const fail = async (code: ErrorCode, why: string, cause?: unknown, patchAtFault = code !== 'ABORTED' && code !== 'IO'): Promise<ApplyResult> => {
     // Every call back on the baseline first (a field write): nothing waits for the checks below.
     flipBack();

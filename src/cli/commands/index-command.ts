@@ -1,7 +1,6 @@
-import { HotPatchError } from '../../core/index.js';
 import { signRepositoryIndex } from '../../verification/index.js';
 import { integerFlag, optionalString, parseCommandArgs, requireString } from '../args.js';
-import { EXIT_OK, UsageError } from '../cli-error.js';
+import { EXIT_OK, UsageError, asFlagError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { PKCS11_FLAGS, PKCS11_USAGE } from '../pkcs11-flags.js';
 import { signingKeyOf, withSigner } from '../signing-key.js';
@@ -51,8 +50,7 @@ token signs.`,
         }),
     ).catch((error: unknown) => {
       // A --version or --expires the index refuses is a bad flag (exit 2), not a refused index.
-      const option = error instanceof HotPatchError && error.code === 'INVALID' ? error.detail?.option : undefined;
-      throw typeof option === 'string' ? new UsageError(`--${option}: ${(error as Error).message}`, 'INVALID', { cause: error }) : error;
+      throw asFlagError(error, (option) => `--${option}: `);
     });
     out.success(
       `${addSignature ? 'signed' : 'wrote'} index version ${signed.version} of ${repoDir} (${signed.patches} patch${signed.patches === 1 ? '' : 'es'}, expires ${signed.expires}); signatures: ${signed.signatures.join(', ')}`,

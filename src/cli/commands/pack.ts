@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import { HASH_ALGORITHMS, importRecipientPublicKey, isHashAlgorithm, type HashAlgorithm, type PayloadRecipient } from '../../crypto-agile/index.js';
 import { DEFAULT_PATCH_LIFETIME_MS, packPatch, readFileBounded, type PackedPatch } from '../../repo/index.js';
 import { integerFlag, keyValuePairs, optionalString, parseCommandArgs, requireString, stringList } from '../args.js';
-import { EXIT_OK, UsageError } from '../cli-error.js';
+import { EXIT_OK, UsageError, asFlagError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 
 const DEFAULT_LIFETIME_DAYS = DEFAULT_PATCH_LIFETIME_MS / 86_400_000;
@@ -94,10 +94,10 @@ recipients and the plaintext's hash and size.`,
     } catch (error) {
       // A value the flags gave that packPatch refuses (it names it: detail.option — the
       // manifest's fields, --encrypt-to's kids and count) is a usage error, not a rejected patch.
-      const option = error instanceof HotPatchError && error.code === 'INVALID' ? error.detail?.option : undefined;
-      if (option === 'force') throw new UsageError(`${(error as HotPatchError).message}; pass --force to replace it`, 'INVALID', { cause: error });
-      if (typeof option === 'string') throw new UsageError((error as HotPatchError).message, 'INVALID', { cause: error });
-      throw error;
+      if (error instanceof HotPatchError && error.code === 'INVALID' && error.detail?.option === 'force') {
+        throw new UsageError(`${error.message}; pass --force to replace it`, 'INVALID', { cause: error });
+      }
+      throw asFlagError(error);
     }
     const { manifest } = packed;
     const size = manifest.payload_size;

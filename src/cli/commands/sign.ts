@@ -1,7 +1,7 @@
-import { HotPatchError, isPatchId } from '../../core/index.js';
+import { isPatchId } from '../../core/index.js';
 import { signPatch } from '../../verification/index.js';
 import { parseCommandArgs, requireString } from '../args.js';
-import { EXIT_OK, UsageError } from '../cli-error.js';
+import { EXIT_OK, UsageError, asFlagError } from '../cli-error.js';
 import { printHelp, type Command } from '../command.js';
 import { PKCS11_FLAGS, PKCS11_USAGE } from '../pkcs11-flags.js';
 import { signingKeyOf, withSigner } from '../signing-key.js';
@@ -40,9 +40,7 @@ the private key never leaves it.`,
       (signer) => signPatch(repoDir, id, signer, { keyid, replaceOtherKey: values['replace-other-key'] === true }),
     ).catch((error: unknown) => {
       // Another key's signature under --keyid: the flag is wrong, nothing was written (exit 2).
-      if (error instanceof HotPatchError && error.detail?.option === 'keyid')
-        throw new UsageError(`--keyid ${keyid}: ${error.message}`, 'INVALID', { cause: error });
-      throw error;
+      throw asFlagError(error, () => `--keyid ${keyid}: `);
     });
     if (!signed.counts) {
       out.warn(`${keyid} is not among the manifest's signers (${signed.manifest.signers.join(', ')}); its signature will not count`);
